@@ -1,0 +1,32 @@
+# vigil: `make run` to try it, `make test` to test it (installs the test peers itself).
+VENV ?= .venv
+PYTHON ?= python3
+VIGIL := $(VENV)/bin/vigil
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lab bench docs clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --editable '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	@echo "Starting vigil with $$( [ -e /etc/vigil/vigil.yaml ] && echo /etc/vigil/vigil.yaml || echo 'its embedded default config') (Ctrl-C stops it)"
+	$(VIGIL) run
+
+lab:
+	tests/lab/setup.sh
+
+test: lab $(VENV)/.installed
+	$(VENV)/bin/pytest
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python bench/footprint.py
+	$(VENV)/bin/python bench/scrape.py
+
+docs: $(VENV)/.installed
+	$(VIGIL) docs metrics
+
+clean:
+	rm -rf $(VENV) .lab .pytest_cache

@@ -1,0 +1,3 @@
+"""vigil agent core: config, scheduler, store, lifecycle and CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,195 @@
+"""The `vigil` command: run, check-config, once, version, docs metrics.
+
+Errors are one clear line (or one per config problem); tracebacks only with --debug.
+Exit codes: 0 fine, 1 a job failed or the agent could not start, 2 invalid config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from agent import __version__, logs
+from agent.clock import Clock
+from agent.config import ConfigError, LoadedConfig, load_config
+from agent.model import JobState, Result
+
+log = logging.getLogger("vigil")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.setup(args.debug)
+    try:
+        code = args.command(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        count = len(exc.issues)
+        print(f"vigil: the configuration has {count} problem{'s' * (count != 1)}", file=sys.stderr)
+        code = EXIT_CONFIG
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # a clear line for the admin; the traceback only on request
+        if args.debug:
+            raise
+        print(f"vigil: {exc}", file=sys.stderr)
+        code = EXIT_FAILED
+    return _exit(code)
+
+
+def _exit(code: int) -> int:
+    """Exit even when a collector thread hangs forever (threads cannot be killed)."""
+    deadline = time.monotonic() + 1.0  # idle pool threads end at once after shutdown
+    for thread in threading.enumerate():
+        if thread.name.startswith("vigil-collect"):
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in threading.enumerate() if t.name.startswith("vigil-collect") and t.is_alive()]
+    if stuck:
+        log.warning("leaving %d collector thread(s) that did not finish", len(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", type=Path,
+                        help="config file (default /etc/vigil/vigil.yaml, else the embedded default)")
+    common.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    parser = argparse.ArgumentParser(prog="vigil", parents=[common],
+                                     description="Monitoring and backup-verification agent.")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", parents=[common], help="run the agent (the systemd service)")
+    run.set_defaults(command=_run)
+    check = commands.add_parser("check-config", parents=[common], help="validate the config; exit 2 if invalid")
+    check.set_defaults(command=_check_config)
+    once = commands.add_parser("once", parents=[common], help="run each job once, print the results")
+    once.add_argument("--target", help="only this target")
+    once.add_argument("--format", choices=("text", "json", "prometheus"), default="text")
+    once.set_defaults(command=_once)
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(command=_version)
+    docs = commands.add_parser("docs", help="generate documentation")
+    docs.add_argument("what", choices=("metrics",))
+    docs.add_argument("--output", type=Path, default=Path("docs/metrics.md"))
+    docs.set_defaults(command=_docs)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent.daemon import Agent  # the web and scheduler stack only when running
+
+    loaded = load_config(args.config)
+    try:
+        agent = Agent(args.config, loaded)
+    except OSError as exc:
+        print(f"vigil: cannot listen on {loaded.config.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    asyncio.run(agent.run())
+    return EXIT_OK
+
+
+def _version(args: argparse.Namespace) -> int:
+    print(f"vigil {__version__} (Python {platform.python_version()})")
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from exporters.webconfig import load_web_config
+
+    loaded = load_config(args.config)
+    load_web_config(loaded.config.web_config)
+    count = len(loaded.config.targets)
+    print(f"{loaded.source}: OK, {count} target{'s' * (count != 1)}")
+    return EXIT_OK
+
+
+def _once(args: argparse.Namespace) -> int:
+    from agent.jobs import CollectorContext, target_jobs
+    from agent.ratelimit import RateLimits
+
+    loaded: LoadedConfig = load_config(args.config)
+    clock = Clock()
+    jobs = target_jobs(loaded.config, CollectorContext(clock, RateLimits(clock)))
+    if args.target is not None:
+        jobs = [job for job in jobs if job.name == args.target]
+        if not jobs:
+            names = ", ".join(t.name for t in loaded.config.targets) or "none"
+            print(f"vigil: no target named `{args.target}` in {loaded.source} (targets: {names})", file=sys.stderr)
+            return EXIT_CONFIG
+    results = asyncio.run(_run_all(jobs, loaded.config.workers, clock))
+    states = {job.name: JobState(job.name, job.kind, job.interval, job.metrics, result,
+                                 last_success=result.started_at + result.duration if result.ok else None)
+              for job, result in zip(jobs, results)}
+    print(_FORMATS[args.format](states), end="")
+    return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
+
+
+async def _run_all(jobs, workers: int, clock: Clock) -> list[Result]:
+    from agent.scheduler import run_job
+
+    executor = ThreadPoolExecutor(workers, thread_name_prefix="vigil-collect")
+    try:
+        outcomes = await asyncio.gather(*(run_job(job, executor, clock) for job in jobs))
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)  # never wait for a hung thread
+    return [result for result, _ in outcomes]
+
+
+def _as_text(states: dict[str, JobState]) -> str:
+    lines = []
+    for state in states.values():
+        result = state.result
+        if result.ok:
+            lines.append(f"ok      {state.job} ({state.kind}) {result.duration:.2f}s, {len(result.samples)} samples")
+            for sample in result.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+                lines.append(f"        {sample.name}{{{labels}}} {sample.value:g}")
+        else:
+            lines.append(f"FAILED  {state.job} ({state.kind}) {result.duration:.2f}s: {result.error}")
+    return "\n".join(lines) + "\n"
+
+
+def _as_json(states: dict[str, JobState]) -> str:
+    return json.dumps([
+        {"target": s.job, "kind": s.kind, "ok": s.result.ok, "error": s.result.error,
+         "duration_seconds": round(s.result.duration, 3),
+         "samples": [{"name": x.name, "labels": dict(x.labels), "value": x.value} for x in s.result.samples]}
+        for s in states.values()
+    ], indent=1) + "\n"
+
+
+def _as_prometheus(states: dict[str, JobState]) -> str:
+    from exporters.prometheus import Exposition
+
+    return Exposition().render(states, state_ok=True).decode()
+
+
+_FORMATS = {"text": _as_text, "json": _as_json, "prometheus": _as_prometheus}
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from exporters.catalogue import metrics_markdown
+
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(metrics_markdown(), encoding="utf-8")
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The agent's configuration: one YAML file, validated into frozen pydantic models.
+
+Targets are validated in two steps: their `kind` picks the collector's own `Config`
+model from the registry, so only the collectors a config uses are ever imported.
+Every error is reported as `file:line: field.path: message`, never with the value
+(which could be a secret).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, get_args
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+
+from agent import registry, yamlfile
+from agent.units import parse_duration, parse_size
+
+DEFAULT_PATH = Path("/etc/vigil/vigil.yaml")
+EMBEDDED = "(embedded default)"
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$", max_length=128)]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors and loaded values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_listen(value: object) -> str:
+    if isinstance(value, str):
+        host, sep, port = value.rpartition(":")
+        if sep and host and port.isdigit() and 0 < int(port) < 65536:
+            return value
+    raise ValueError("expected host:port, such as 127.0.0.1:9839 or [::1]:9839")
+
+
+ListenAddress = Annotated[str, PlainValidator(_check_listen)]
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def default_state_dir() -> Path:
+    """systemd's StateDirectory=, else /var/lib/vigil for root, else the XDG state home."""
+    if directory := os.environ.get("STATE_DIRECTORY"):
+        return Path(directory.split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/vigil")
+    xdg = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(xdg) / "vigil"
+
+
+class TargetConfig(StrictModel):
+    """The keys every target has; each collector's `Config` subclasses this."""
+
+    name: Name
+    kind: str
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+
+def _validate_target(value: object) -> TargetConfig:
+    if isinstance(value, TargetConfig):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("each target must be a mapping with at least `name:` and `kind:`")
+    kind = value.get("kind")
+    if kind is None:
+        raise ValidationError.from_exception_data(
+            "target", [{"type": "missing", "loc": ("kind",), "input": value}]
+        )
+    if kind not in registry.COLLECTORS:
+        raise ValidationError.from_exception_data(
+            "target",
+            [{"type": _choice_error("kind", str(kind), registry.COLLECTORS), "loc": ("kind",),
+              "input": kind}],
+        )
+    return registry.collector_class(kind).Config.model_validate(value)
+
+
+def _choice_error(what: str, given: str, valid: Any) -> PydanticCustomError:
+    close = difflib.get_close_matches(given, list(valid), n=1)
+    hint = f"did you mean `{close[0]}`?" if close else "valid: " + ", ".join(sorted(valid))
+    return PydanticCustomError("unknown_choice", f"unknown {what} `{given}`; {hint}")
+
+
+Target = Annotated[TargetConfig, PlainValidator(_validate_target)]
+
+
+def _no_backups_yet(value: object) -> list:
+    if value:
+        raise ValueError("backup jobs are not supported by this version of vigil")
+    return []
+
+
+class Defaults(StrictModel):
+    interval: Duration = 60.0
+    timeout: Duration = 20.0
+
+
+class AgentConfig(StrictModel):
+    listen: ListenAddress = "127.0.0.1:9839"
+    state_dir: Path = Field(default_factory=default_state_dir)
+    web_config: Path | None = None
+    workers: int = Field(8, ge=1, le=256, description="threads for blocking collectors")
+    defaults: Defaults = Defaults()
+    targets: tuple[Target, ...] = ()
+    backups: Annotated[list, PlainValidator(_no_backups_yet)] = []
+
+    def schedule(self, target: TargetConfig) -> tuple[float, float]:
+        """(interval, timeout) of a target; an inherited timeout is cut below the interval."""
+        interval = target.interval or self.defaults.interval
+        if target.timeout is not None:
+            return interval, target.timeout
+        return interval, min(self.defaults.timeout, interval * 0.8)
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in a config file, each with its line and field path."""
+
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = issues
+        super().__init__("\n".join(map(str, issues)))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: AgentConfig
+    source: str  # the file it came from, or EMBEDDED
+
+
+def load_config(path: Path | None = None) -> LoadedConfig:
+    """The config at `path`; with no path, /etc/vigil/vigil.yaml or the embedded default."""
+    if path is None:
+        if not DEFAULT_PATH.exists():
+            return LoadedConfig(default_config(), EMBEDDED)
+        path = DEFAULT_PATH
+    return LoadedConfig(load_model(AgentConfig, path, _semantic_issues), str(path))
+
+
+def default_config() -> AgentConfig:
+    """Monitor this host and listen on 127.0.0.1:9839."""
+    hostname = socket.gethostname().split(".")[0] or "localhost"
+    return AgentConfig.model_validate({"targets": [{"name": hostname, "kind": "host"}]})
+
+
+def load_model(model: type[StrictModel], path: Path, checks=None) -> Any:
+    """Load a YAML file into `model`; raise ConfigError naming every bad line."""
+    file = str(path)
+    try:
+        data, lines = yamlfile.load(path)
+    except yamlfile.YamlError as exc:
+        raise ConfigError([ConfigIssue(file, exc.line, "", exc.message)]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue(file, 1, "", "the file must be a mapping of keys")])
+    try:
+        loaded = model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_issues(model, exc, data, lines, file)) from None
+    problems = checks(loaded) if checks else []
+    if problems:
+        raise ConfigError([_issue(loc, message, lines, file) for loc, message in problems])
+    return loaded
+
+
+def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
+    """What one field cannot say alone: unique names, a timeout below its interval."""
+    problems: list[tuple[tuple, str]] = []
+    seen: dict[str, int] = {}
+    for index, target in enumerate(config.targets):
+        if target.name in seen:
+            problems.append(((("targets", index, "name")),
+                             f"duplicate target name `{target.name}` (also targets[{seen[target.name]}])"))
+        seen.setdefault(target.name, index)
+        interval, timeout = config.schedule(target)
+        if timeout >= interval:
+            problems.append((("targets", index, "timeout"),
+                             "the timeout must be shorter than the interval"))
+    if config.defaults.timeout >= config.defaults.interval and "timeout" in config.defaults.model_fields_set:
+        problems.append((("defaults", "timeout"), "the timeout must be shorter than the interval"))
+    return problems
+
+
+def _issues(model, exc: ValidationError, data, lines, file) -> list[ConfigIssue]:
+    issues = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc, kind = error["loc"], error["type"]
+        if kind == "extra_forbidden":
+            message = _unknown_key_message(model, loc, data)
+        elif kind == "missing":
+            loc, message = loc[:-1], f"missing required key `{loc[-1]}`"
+        elif kind in _PLAIN_MESSAGES:
+            message = _PLAIN_MESSAGES[kind]
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        issues.append(_issue(loc, message, lines, file))
+    return issues
+
+
+_PLAIN_MESSAGES = {
+    "tuple_type": "expected a list",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping (key: value)",
+    "model_type": "expected a mapping (key: value)",
+    "model_attributes_type": "expected a mapping (key: value)",
+}
+
+
+def _issue(loc: tuple, message: str, lines: dict, file: str) -> ConfigIssue:
+    """Place an error at the deepest line the YAML has for it; skip union tags in the path."""
+    path: tuple = ()
+    for part in loc:
+        if path + (part,) in lines:
+            path += (part,)
+    return ConfigIssue(file, lines.get(path, lines.get(())), _format_path(path), message)
+
+
+def _format_path(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _unknown_key_message(model, loc: tuple, data) -> str:
+    key = str(loc[-1])
+    owner = _model_at(model, loc[:-1], data)
+    if owner is None:
+        return f"unknown key `{key}`"
+    valid = list(owner.model_fields)
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key `{key}`; did you mean `{close[0]}`?"
+    return f"unknown key `{key}`; valid keys: {', '.join(valid)}"
+
+
+def _model_at(model, loc: tuple, data):
+    """The model that validated the mapping at `loc`, following `kind:` dispatch."""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return None
+            node = node[part]
+            if model is TargetConfig and isinstance(node, dict) and node.get("kind") in registry.COLLECTORS:
+                model = registry.collector_class(node["kind"]).Config
+            continue
+        if model is None or not isinstance(node, dict):
+            return None
+        if part not in model.model_fields:
+            if node.get("kind") == part:  # a discriminated union's tag
+                continue
+            return None
+        node = node.get(part)
+        model = _model_in(model.model_fields[part].annotation, node)
+    return model
+
+
+def _model_in(annotation, node):
+    """The pydantic model inside an annotation, picking a union member by `kind`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    members = [m for arg in get_args(annotation) if (m := _model_in(arg, node)) is not None]
+    if isinstance(node, dict):
+        for member in members:
+            kind = member.model_fields.get("kind")
+            if kind is not None and node.get("kind") in get_args(kind.annotation):
+                return member
+    return members[0] if len(members) == 1 else None

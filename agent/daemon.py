@@ -1,0 +1,95 @@
+"""`vigil run`: wires config, scheduler, store and web endpoint, and lives under systemd.
+
+READY=1 once the first config is loaded and the endpoint listens; SIGHUP reloads
+(an invalid new config is logged and the running one kept); SIGTERM stops within
+seconds, flushing state; the watchdog is pinged from the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from agent import systemd
+from agent.clock import Clock
+from agent.config import ConfigError, LoadedConfig, load_config
+from agent.jobs import CollectorContext, target_jobs
+from agent.ratelimit import RateLimits
+from agent.scheduler import Scheduler
+from agent.statedb import StateDB
+from agent.store import Store
+from exporters.web import Site, WebServer
+from exporters.webconfig import load_web_config
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 5.0  # seconds for jobs to wind down; systemd allows 10 by our unit
+
+
+class Agent:
+    def __init__(self, config_path: Path | None, loaded: LoadedConfig):
+        """Load what can fail before serving: web config, state database, the socket."""
+        self._config_path = config_path
+        self._loaded = loaded
+        config = loaded.config
+        web = load_web_config(config.web_config)
+        self.store = Store(StateDB(config.state_dir))
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.site = Site(self.store, {"config": loaded.source, "started": started, "listen": config.listen})
+        self.server = WebServer(config.listen, self.site, web)
+        self.clock = Clock()
+        self.context = CollectorContext(self.clock, RateLimits(self.clock))
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        config = self._loaded.config
+        scheduler = Scheduler(self.store, workers=config.workers, clock=self.clock)
+        scheduler.apply(target_jobs(config, self.context))
+        self.server.start()
+        self.site.ready.set()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload, scheduler)
+        log.info("serving url=%s config=%s targets=%d", self.server.url, self._loaded.source, len(config.targets))
+        systemd.notify(f"READY=1\nSTATUS=serving {self.server.url} with {len(config.targets)} targets")
+        watchdog = None
+        if (interval := systemd.watchdog_interval()) is not None:
+            watchdog = asyncio.create_task(systemd.watchdog(interval))
+        await self._stop.wait()
+
+        log.info("stopping")
+        systemd.notify("STOPPING=1")
+        if watchdog is not None:
+            watchdog.cancel()
+        try:
+            await asyncio.wait_for(scheduler.stop(), STOP_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("jobs did not stop within %ss; leaving them", STOP_TIMEOUT)
+        self.server.stop()
+        self.store.close()
+
+    def _reload(self, scheduler: Scheduler) -> None:
+        systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            loaded = load_config(self._config_path)
+            web = load_web_config(loaded.config.web_config)
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the running config:\n%s", exc)
+        else:
+            old, new = self._loaded.config, loaded.config
+            for key in ("listen", "state_dir", "workers"):
+                if getattr(old, key) != getattr(new, key):
+                    log.warning("a change of `%s` needs a restart; keeping %s", key, getattr(old, key))
+            scheduler.apply(target_jobs(new, self.context))
+            try:
+                self.server.reconfigure(web)
+            except OSError as exc:
+                log.error("web config not applied, keeping the current one: %s", exc)
+            self._loaded = loaded
+            log.info("reloaded config=%s targets=%d", loaded.source, len(new.targets))
+        systemd.notify("READY=1")

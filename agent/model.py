@@ -1,0 +1,69 @@
+"""The records that flow from collectors through the store to the exporters.
+
+These are the only types shared across the layers: collectors return `Sample`s,
+the scheduler wraps them in a `Result`, the store keeps the latest `JobState` per job,
+and exporters read those. Nothing here knows about prometheus_client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+MetricType = Literal["gauge", "counter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One value of one metric family, with its labels (the `target` label is added later)."""
+
+    name: str
+    value: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """A catalogue entry: what a collector promises to emit."""
+
+    name: str
+    type: MetricType
+    help: str
+    labels: tuple[str, ...] = ()
+    unit: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of one run of one job."""
+
+    job: str
+    kind: str
+    ok: bool
+    started_at: float  # wall clock, seconds since the epoch
+    duration: float  # seconds
+    samples: tuple[Sample, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """What the scheduler knows about a job; the store keeps the latest per job."""
+
+    job: str
+    kind: str
+    interval: float
+    metrics: tuple[MetricSpec, ...] = ()  # the collector's catalogue, for the exporter
+    result: Result | None = None  # None until the first run finishes
+    last_success: float | None = None
+    next_run: float | None = None
+    consecutive_failures: int = 0
+    errors_total: int = 0
+    skipped_total: int = 0
+    running: bool = False
+
+    @property
+    def state(self) -> str:
+        if self.result is None:
+            return "pending"
+        return "ok" if self.result.ok else "failed"

@@ -1,0 +1,61 @@
+"""Secrets by reference: `${env:NAME}`, `${file:/path}`, `${cred:name}`.
+
+A secret is never written inline in the config; the reference is resolved when the
+config loads, so a missing secret is a config error with a line number, and the value
+is wrapped in SecretStr so it never reaches a log, a status page or an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, SecretStr
+
+_REFERENCE = re.compile(r"\$\{(env|file|cred):([^}]+)\}")
+
+
+def resolve_reference(value: object) -> SecretStr:
+    if isinstance(value, SecretStr):
+        return value
+    if not isinstance(value, str) or not (match := _REFERENCE.fullmatch(value.strip())):
+        raise ValueError(
+            "must be a secret reference: ${env:NAME}, ${file:/path} or ${cred:name} "
+            "(secrets are never written inline)"
+        )
+    source, name = match.groups()
+    if source == "env":
+        secret = os.environ.get(name)
+        if secret is None:
+            raise ValueError(f"environment variable {name} is not set")
+    elif source == "file":
+        secret = _read_secret_file(Path(name), f"secret file {name}")
+    else:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ValueError(
+                f"${{cred:{name}}} needs systemd's LoadCredential= "
+                "($CREDENTIALS_DIRECTORY is not set)"
+            )
+        if "/" in name:
+            raise ValueError(f"credential name `{name}` must not contain `/`")
+        secret = _read_secret_file(Path(directory) / name, f"credential {name}")
+    if not secret:
+        raise ValueError(f"the secret in {source}:{name} is empty")
+    return SecretStr(secret)
+
+
+def _read_secret_file(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+    except FileNotFoundError:
+        raise ValueError(f"{what} does not exist") from None
+    except PermissionError:
+        raise ValueError(f"{what} is not readable by this user") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} cannot be read ({type(exc).__name__})") from None
+
+
+Secret = Annotated[SecretStr, BeforeValidator(resolve_reference)]

@@ -1,0 +1,53 @@
+"""Durations (`90s 5m 1h 1d`) and sizes (`512MiB 10GiB`) as written in the config."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTP]?i?B?)", re.IGNORECASE)
+_SIZE_POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `30s`, `5m`, `1h30m`, `1d` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m, 1h or 1d")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError("expected a duration such as 30s, 5m, 1h or 1d")
+    text = value.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"`{value}` is not a duration; write it like 30s, 5m, 1h or 1d")
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest config-style spelling of a duration (`90s` -> `1m30s`)."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    remaining = round(seconds)
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)
+
+
+def parse_size(value: object) -> int:
+    """Bytes from `512MiB`, `10GiB`, `1.5TB` or a plain number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512MiB or 10GiB")
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, str) or not (match := _SIZE.fullmatch(value.strip())):
+        raise ValueError(f"`{value}` is not a size; write it like 512MiB or 10GiB")
+    number, unit = match.groups()
+    unit = unit.upper().rstrip("B")
+    binary = unit.endswith("I")
+    power = _SIZE_POWERS[unit.rstrip("I")]
+    return int(float(number) * (1024 if binary else 1000) ** power)

@@ -1,0 +1,1 @@
+"""Backup verification: sources, schedules, verdicts and history."""

@@ -1,0 +1,51 @@
+"""The `vigil_server_*` families, shared by every way of polling a server.
+
+The local host collector and the SSH collector both emit these, so alert rules and
+dashboards treat the monitoring host and remote servers alike.
+"""
+
+from agent.model import MetricSpec
+
+CPU_SECONDS = MetricSpec("vigil_server_cpu_seconds_total", "counter",
+                         "CPU time spent in each mode, summed over all CPUs.", ("mode",), "seconds")
+CPUS = MetricSpec("vigil_server_cpus", "gauge", "Number of logical CPUs.")
+LOAD1 = MetricSpec("vigil_server_load1", "gauge", "Load average over 1 minute.")
+LOAD5 = MetricSpec("vigil_server_load5", "gauge", "Load average over 5 minutes.")
+LOAD15 = MetricSpec("vigil_server_load15", "gauge", "Load average over 15 minutes.")
+MEMORY_TOTAL = MetricSpec("vigil_server_memory_total_bytes", "gauge",
+                          "Physical memory.", unit="bytes")
+MEMORY_AVAILABLE = MetricSpec("vigil_server_memory_available_bytes", "gauge",
+                              "Memory available to new processes without swapping.", unit="bytes")
+SWAP_TOTAL = MetricSpec("vigil_server_swap_total_bytes", "gauge", "Swap space.", unit="bytes")
+SWAP_FREE = MetricSpec("vigil_server_swap_free_bytes", "gauge", "Unused swap space.", unit="bytes")
+FILESYSTEM_LABELS = ("mountpoint", "fstype")
+FILESYSTEM_SIZE = MetricSpec("vigil_server_filesystem_size_bytes", "gauge",
+                             "Filesystem size.", FILESYSTEM_LABELS, "bytes")
+FILESYSTEM_FREE = MetricSpec("vigil_server_filesystem_free_bytes", "gauge",
+                             "Free filesystem space, including space reserved for root.",
+                             FILESYSTEM_LABELS, "bytes")
+FILESYSTEM_AVAIL = MetricSpec("vigil_server_filesystem_avail_bytes", "gauge",
+                              "Filesystem space available to unprivileged users.",
+                              FILESYSTEM_LABELS, "bytes")
+DISK_READ = MetricSpec("vigil_server_disk_read_bytes_total", "counter",
+                       "Bytes read from a block device.", ("device",), "bytes")
+DISK_WRITTEN = MetricSpec("vigil_server_disk_written_bytes_total", "counter",
+                          "Bytes written to a block device.", ("device",), "bytes")
+DISK_IO_TIME = MetricSpec("vigil_server_disk_io_time_seconds_total", "counter",
+                          "Time a block device spent doing I/O.", ("device",), "seconds")
+NET_RECEIVE = MetricSpec("vigil_server_network_receive_bytes_total", "counter",
+                         "Bytes received on a network interface.", ("device",), "bytes")
+NET_TRANSMIT = MetricSpec("vigil_server_network_transmit_bytes_total", "counter",
+                          "Bytes sent on a network interface.", ("device",), "bytes")
+NET_RECEIVE_ERRORS = MetricSpec("vigil_server_network_receive_errors_total", "counter",
+                                "Receive errors on a network interface.", ("device",))
+NET_TRANSMIT_ERRORS = MetricSpec("vigil_server_network_transmit_errors_total", "counter",
+                                 "Transmit errors on a network interface.", ("device",))
+BOOT_TIME = MetricSpec("vigil_server_boot_time_timestamp_seconds", "gauge",
+                       "When the server booted.", unit="seconds")
+SYSTEMD_FAILED_UNITS = MetricSpec("vigil_server_systemd_failed_units", "gauge",
+                                  "systemd units in the failed state (systemd hosts only).")
+REBOOT_REQUIRED = MetricSpec("vigil_server_reboot_required", "gauge",
+                             "1 when the OS asks for a reboot (Debian/Ubuntu reboot-required).")
+INFO = MetricSpec("vigil_server_info", "gauge", "Operating system and hardware, value 1.",
+                  ("os", "version", "vendor", "model", "serial"))

@@ -1,0 +1,1 @@
+"""Prometheus exposition, the web endpoint, and the landing/status pages."""

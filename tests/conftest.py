@@ -1,0 +1,78 @@
+"""Shared fixtures: the agent as a real process, configs written to temporary files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.lab.harness import Peer, free_port, http_get, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def vigil_argv(*args: str, test_kinds: bool = False) -> list[str]:
+    """The vigil command; with test_kinds, the test-only collectors are registered too."""
+    return [sys.executable, "-m", "tests.run_agent" if test_kinds else "agent.cli", *args]
+
+
+class RunningAgent:
+    def __init__(self, peer: Peer, url: str, config: Path):
+        self.peer, self.url, self.config = peer, url, config
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return http_get(self.url + path)
+
+    def metrics(self) -> str:
+        return self.get("/metrics")[1].decode()
+
+
+@pytest.fixture
+def test_kinds(monkeypatch):
+    """The test-only collectors (tests/fake_collectors.py), listed in the registry."""
+    from agent import registry
+    from tests.fake_collectors import KINDS
+
+    for kind, path in KINDS.items():
+        monkeypatch.setitem(registry.COLLECTORS, kind, path)
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a config; `{port}` and `{state}` are filled with a free port and a state dir."""
+
+    def write(text: str, name: str = "vigil.yaml", port: int | None = None) -> Path:
+        path = tmp_path / name
+        text = text.replace("{port}", str(port or free_port())).replace("{state}", str(tmp_path / "state"))
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path) -> Iterator[Callable[..., RunningAgent]]:
+    """Start `vigil run` on a config and wait until /-/ready answers."""
+    agents: list[Peer] = []
+
+    def start(config: Path, env: dict[str, str] | None = None, test_kinds: bool = False) -> RunningAgent:
+        import yaml
+
+        listen = yaml.safe_load(config.read_text()).get("listen", "127.0.0.1:9839")
+        argv = vigil_argv("run", "-c", str(config), test_kinds=test_kinds)
+        peer = Peer(argv, tmp_path / f"agent{len(agents)}.log", env, cwd=ROOT)
+        agents.append(peer)
+        agent = RunningAgent(peer, f"http://{listen}", config)
+        wait_until(lambda: agent.get("/-/ready")[0] == 200 if peer.alive() else _died(peer),
+                   20, "the agent to be ready")
+        return agent
+
+    yield start
+    for peer in agents:
+        peer.stop()
+
+
+def _died(peer: Peer) -> None:
+    pytest.fail(f"the agent exited with {peer.process.returncode}:\n{peer.output()[-3000:]}")

@@ -1,0 +1,1 @@
+"""Real peers on loopback for the integration tests (see tests/lab/README.md)."""

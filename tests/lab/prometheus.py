@@ -1,0 +1,45 @@
+"""A real Prometheus on loopback that scrapes given targets every second."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+from tests.lab.harness import free_port, http_get, need, running, wait_until
+
+
+class Prometheus:
+    def __init__(self, url: str):
+        self.url = url
+
+    def query(self, expr: str) -> list[dict]:
+        status, body = http_get(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+        reply = json.loads(body)
+        if status != 200 or reply.get("status") != "success":
+            raise AssertionError(f"query {expr!r} failed: {reply.get('error', body[:300])}")
+        return reply["data"]["result"]
+
+    def wait_for(self, expr: str, timeout: float = 30) -> list[dict]:
+        return wait_until(lambda: self.query(expr), timeout, f"Prometheus to return data for {expr}")
+
+
+@contextmanager
+def prometheus(tmp_path: Path, scrape_configs: list[dict], rule_files: list[str] = (),
+               extra: dict | None = None) -> Iterator[Prometheus]:
+    binary = need("prometheus")
+    port = free_port()
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+              "scrape_configs": scrape_configs, "rule_files": list(rule_files), **(extra or {})}
+    config_file = tmp_path / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    argv = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}"]
+    url = f"http://127.0.0.1:{port}"
+    with running(argv, tmp_path / "prometheus.log", lambda: http_get(f"{url}/-/ready")[0] == 200,
+                 "Prometheus"):
+        yield Prometheus(url)

@@ -1,0 +1,72 @@
+"""The host collector against this very machine, plus systemd and reboot fixtures."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from collectors import host
+from collectors.host import HostCollector
+
+
+def collect(**config) -> list:
+    return HostCollector(HostCollector.Config(name="me", kind="host", **config)).collect()
+
+
+def values(samples, name):
+    return {tuple(sorted(s.labels.items())): s.value for s in samples if s.name == name}
+
+
+@pytest.fixture
+def systemd_host(tmp_path, monkeypatch):
+    """A systemd host with two failed units and a pending reboot, on Debian."""
+    runtime = tmp_path / "run-systemd-system"
+    runtime.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    systemctl = bin_dir / "systemctl"
+    systemctl.write_text("#!/bin/sh\n"
+                         "[ \"$2\" = --state=failed ] || exit 1\n"
+                         "echo 'backup.service loaded failed failed Nightly backup'\n"
+                         "echo 'certbot.service loaded failed failed Certbot renew'\n")
+    systemctl.chmod(0o755)
+    (tmp_path / "reboot-required").write_text("*** System restart required ***\n")
+    (tmp_path / "debian_version").write_text("12.8\n")
+    monkeypatch.setattr(host, "SYSTEMD_RUNTIME", runtime)
+    monkeypatch.setattr(host, "REBOOT_REQUIRED_FILE", tmp_path / "reboot-required")
+    monkeypatch.setattr(host, "DEBIAN_VERSION_FILE", tmp_path / "debian_version")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+
+def test_reads_this_machine():
+    samples = collect()
+    cpu = values(samples, "vigil_server_cpu_seconds_total")
+    assert {(("mode", m),) for m in ("user", "system", "idle")} <= set(cpu)
+    assert not any(mode.startswith("guest") for ((_, mode),) in cpu)
+    assert values(samples, "vigil_server_memory_total_bytes")[()] > values(
+        samples, "vigil_server_memory_available_bytes")[()] > 0
+    root = values(samples, "vigil_server_filesystem_size_bytes")
+    assert any(dict(labels)["mountpoint"] == "/" and size > 0 for labels, size in root.items())
+    assert 0 < values(samples, "vigil_server_boot_time_timestamp_seconds")[()] < time.time()
+    assert values(samples, "vigil_server_cpus")[()] == os.cpu_count()
+    assert all(dict(labels)["device"] != "lo"
+               for labels in values(samples, "vigil_server_network_receive_bytes_total"))
+
+
+def test_excluded_mountpoints_and_interfaces_are_left_out():
+    samples = collect(exclude_mountpoints=["/"], exclude_interfaces=["*"])
+    assert "/" not in {dict(l)["mountpoint"] for l in values(samples, "vigil_server_filesystem_size_bytes")}
+    assert not values(samples, "vigil_server_network_receive_bytes_total")
+
+
+def test_failed_units_and_pending_reboot_on_a_systemd_debian_host(systemd_host):
+    samples = collect()
+    assert values(samples, "vigil_server_systemd_failed_units") == {(): 2}
+    assert values(samples, "vigil_server_reboot_required") == {(): 1}
+
+
+def test_no_systemd_means_no_failed_units_metric(tmp_path, monkeypatch):
+    monkeypatch.setattr(host, "SYSTEMD_RUNTIME", tmp_path / "absent")
+    assert not values(collect(), "vigil_server_systemd_failed_units")
