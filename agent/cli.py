@@ -132,9 +132,9 @@ def _once(args: argparse.Namespace) -> int:
             print(f"vigil: no target named `{args.target}` in {loaded.source} (targets: {names})", file=sys.stderr)
             return EXIT_CONFIG
     results = asyncio.run(_run_all(jobs, loaded.config.workers, clock))
-    states = {job.name: JobState(job.name, job.kind, job.interval, job.metrics, result,
-                                 last_success=result.started_at + result.duration if result.ok else None)
-              for job, result in zip(jobs, results)}
+    states = {job.key: JobState(job.name, job.kind, job.interval, job.metrics, job.label, result,
+                                last_success=result.started_at + result.duration if result.ok else None)
+              for job, result in zip(jobs, results, strict=True)}
     print(_FORMATS[args.format](states), end="")
     return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
 

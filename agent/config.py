@@ -1,7 +1,7 @@
 """The agent's configuration: one YAML file, validated into frozen pydantic models.
 
-Targets are validated in two steps: their `kind` picks the collector's own `Config`
-model from the registry, so only the collectors a config uses are ever imported.
+Targets (and backup locations) are validated in two steps: their `kind` picks the
+collector's own `Config` model from the registry (see agent.schema).
 Every error is reported as `file:line: field.path: message`, never with the value
 (which could be a secret).
 """
@@ -15,31 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    ValidationError,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Field, PlainValidator, ValidationError
 
-from agent import registry, yamlfile
-from agent.units import parse_duration, parse_size
+from agent import yamlfile
+from agent.schema import Dispatched, Duration, StrictModel, TargetConfig, dispatched
 
 DEFAULT_PATH = Path("/etc/vigil/vigil.yaml")
 EMBEDDED = "(embedded default)"
-
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$", max_length=128)]
-
-
-class StrictModel(BaseModel):
-    """Unknown keys are errors and loaded values never change."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _check_listen(value: object) -> str:
@@ -68,41 +50,7 @@ def default_state_dir() -> Path:
     return Path(xdg) / "vigil"
 
 
-class TargetConfig(StrictModel):
-    """The keys every target has; each collector's `Config` subclasses this."""
-
-    name: Name
-    kind: str
-    interval: Duration | None = None
-    timeout: Duration | None = None
-
-
-def _validate_target(value: object) -> TargetConfig:
-    if isinstance(value, TargetConfig):
-        return value
-    if not isinstance(value, dict):
-        raise ValueError("each target must be a mapping with at least `name:` and `kind:`")
-    kind = value.get("kind")
-    if kind is None:
-        raise ValidationError.from_exception_data(
-            "target", [{"type": "missing", "loc": ("kind",), "input": value}]
-        )
-    if kind not in registry.COLLECTORS:
-        raise ValidationError.from_exception_data(
-            "target",
-            [{"type": _choice_error("kind", str(kind), registry.COLLECTORS), "loc": ("kind",),
-              "input": kind}],
-        )
-    return registry.collector_class(kind).Config.model_validate(value)
-
-
-def _choice_error(what: str, given: str, valid: Any) -> PydanticCustomError:
-    close = difflib.get_close_matches(given, list(valid), n=1)
-    hint = f"did you mean `{close[0]}`?" if close else "valid: " + ", ".join(sorted(valid))
-    return PydanticCustomError("unknown_choice", f"unknown {what} `{given}`; {hint}")
-
-
-Target = Annotated[TargetConfig, PlainValidator(_validate_target)]
+Target = dispatched(TargetConfig, "target")
 
 
 def _no_backups_yet(value: object) -> list:
@@ -274,8 +222,7 @@ def _model_at(model, loc: tuple, data):
             if not isinstance(node, list) or part >= len(node):
                 return None
             node = node[part]
-            if model is TargetConfig and isinstance(node, dict) and node.get("kind") in registry.COLLECTORS:
-                model = registry.collector_class(node["kind"]).Config
+            model = _concrete(model, node)
             continue
         if model is None or not isinstance(node, dict):
             return None
@@ -284,7 +231,14 @@ def _model_at(model, loc: tuple, data):
                 continue
             return None
         node = node.get(part)
-        model = _model_in(model.model_fields[part].annotation, node)
+        model = _concrete(_model_in(model.model_fields[part].annotation, node), node)
+    return model
+
+
+def _concrete(model, node):
+    """The model a `kind:` picks, for dispatched bases (targets, backup locations)."""
+    if isinstance(model, type) and issubclass(model, Dispatched) and isinstance(node, dict):
+        return model.concrete(node.get("kind")) or model
     return model
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agent import systemd
@@ -38,7 +38,7 @@ class Agent:
         config = loaded.config
         web = load_web_config(config.web_config)
         self.store = Store(StateDB(config.state_dir))
-        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        started = datetime.now(UTC).isoformat(timespec="seconds")
         self.site = Site(self.store, {"config": loaded.source, "started": started, "listen": config.listen})
         self.server = WebServer(config.listen, self.site, web)
         self.clock = Clock()
@@ -68,7 +68,7 @@ class Agent:
             watchdog.cancel()
         try:
             await asyncio.wait_for(scheduler.stop(), STOP_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("jobs did not stop within %ss; leaving them", STOP_TIMEOUT)
         self.server.stop()
         self.store.close()

@@ -7,8 +7,9 @@ and exporters read those. Nothing here knows about prometheus_client.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
 MetricType = Literal["gauge", "counter"]
 
@@ -33,6 +34,11 @@ class MetricSpec:
     unit: str = ""
 
 
+def job_key(kind: str, name: str) -> str:
+    """A job's identity: a target and a backup job may share a name, never a kind."""
+    return f"{kind}:{name}"
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """The outcome of one run of one job."""
@@ -44,6 +50,7 @@ class Result:
     duration: float  # seconds
     samples: tuple[Sample, ...] = ()
     error: str = ""
+    info: Mapping[str, str] = field(default_factory=dict)  # facts for the status page
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,7 @@ class JobState:
     kind: str
     interval: float
     metrics: tuple[MetricSpec, ...] = ()  # the collector's catalogue, for the exporter
+    label: str = "target"  # the label naming the job's subject on its series
     result: Result | None = None  # None until the first run finishes
     last_success: float | None = None
     next_run: float | None = None
@@ -61,6 +69,10 @@ class JobState:
     errors_total: int = 0
     skipped_total: int = 0
     running: bool = False
+
+    @property
+    def key(self) -> str:
+        return job_key(self.kind, self.job)
 
     @property
     def state(self) -> str:

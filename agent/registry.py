@@ -1,6 +1,6 @@
 """Which module implements each `kind:`; imported only when a config uses it.
 
-A config without VMware never imports pyvmomi: the map holds dotted paths, not classes.
+A config without VMware never imports pyvmomi: the maps hold dotted paths, not classes.
 """
 
 from __future__ import annotations
@@ -12,8 +12,27 @@ COLLECTORS: dict[str, str] = {
     "host": "collectors.host:HostCollector",
 }
 
+LOCATIONS: dict[str, str] = {
+    "files": "checks.sources.files:FilesLocation",
+    "sftp": "checks.sources.sftp:SftpLocation",
+    "restic": "checks.sources.restic:ResticLocation",
+    "borg": "checks.sources.borg:BorgLocation",
+    "s3": "checks.sources.s3:S3Location",
+    "azure_blob": "checks.sources.azure_blob:AzureBlobLocation",
+    "veeam": "checks.sources.veeam:VeeamLocation",
+}
+
 
 @cache
-def collector_class(kind: str) -> type:
-    module_name, _, class_name = COLLECTORS[kind].partition(":")
+def load(path: str) -> type:
+    """The class at `module:Class`."""
+    module_name, _, class_name = path.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def collector_class(kind: str) -> type:
+    return load(COLLECTORS[kind])
+
+
+def location_class(kind: str) -> type:
+    return load(LOCATIONS[kind])

@@ -14,12 +14,13 @@ import asyncio
 import inspect
 import logging
 import random
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from agent.clock import Clock
-from agent.model import JobState, MetricSpec, Result, Sample
+from agent.model import JobState, MetricSpec, Result, Sample, job_key
 from agent.store import Store
 from agent.units import format_duration
 
@@ -40,6 +41,11 @@ class JobSpec:
     collect: Callable[[], Any]  # sync (run in the pool) or async, returning Samples
     metrics: tuple[MetricSpec, ...] = ()
     config: object = None
+    label: str = "target"  # the label naming the job's subject on its series
+
+    @property
+    def key(self) -> str:
+        return job_key(self.kind, self.name)
 
     def same_as(self, other: JobSpec | None) -> bool:
         return other is not None and (self.kind, self.interval, self.timeout, self.config) == (
@@ -69,14 +75,14 @@ class Scheduler:
 
     def apply(self, specs: Iterable[JobSpec]) -> None:
         """Start new jobs, restart changed ones, stop removed ones; unchanged ones go on."""
-        wanted = {spec.name: spec for spec in specs}
-        for name, (spec, task) in list(self._jobs.items()):
-            if not spec.same_as(wanted.get(name)):
+        wanted = {spec.key: spec for spec in specs}
+        for key, (spec, task) in list(self._jobs.items()):
+            if not spec.same_as(wanted.get(key)):
                 task.cancel()
-                del self._jobs[name]
-        for name, spec in wanted.items():
-            if name not in self._jobs:
-                self._jobs[name] = (spec, asyncio.create_task(self._loop(spec), name=f"job {name}"))
+                del self._jobs[key]
+        for key, spec in wanted.items():
+            if key not in self._jobs:
+                self._jobs[key] = (spec, asyncio.create_task(self._loop(spec), name=f"job {key}"))
         self._store.retain(wanted)
 
     async def stop(self) -> None:
@@ -88,10 +94,10 @@ class Scheduler:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _loop(self, spec: JobSpec) -> None:
-        previous = self._store.snapshot().get(spec.name)
+        previous = self._store.snapshot().get(spec.key)
         state = JobState(
-            job=spec.name, kind=spec.kind, interval=spec.interval, metrics=spec.metrics,
-            last_success=previous.last_success if previous else self._store.restored_last_success(spec.name),
+            job=spec.name, kind=spec.kind, interval=spec.interval, metrics=spec.metrics, label=spec.label,
+            last_success=previous.last_success if previous else self._store.restored_last_success(spec.key),
             errors_total=previous.errors_total if previous else 0,
             skipped_total=previous.skipped_total if previous else 0,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class StateDB:
         self.path = state_dir / FILENAME
         self.problem = ""  # what is wrong now; empty while the file on disk is in use
         self.notice = ""  # what went wrong earlier and was repaired
+        self._lock = threading.Lock()  # backup checks write from the collector threads
         self._conn = self._open()
 
     @property
@@ -55,7 +57,7 @@ class StateDB:
         return not self.problem
 
     def last_successes(self) -> dict[str, float]:
-        return dict(self._conn.execute("SELECT job, last_success FROM job_success"))
+        return dict(self.query("SELECT job, last_success FROM job_success"))
 
     def record_success(self, job: str, when: float) -> None:
         self.write(
@@ -66,6 +68,10 @@ class StateDB:
 
     def write(self, sql: str, params: tuple = ()) -> None:
         """Run one statement in its own transaction; on a damaged file, start a new one."""
+        with self._lock:
+            self._write(sql, params)
+
+    def _write(self, sql: str, params: tuple) -> None:
         try:
             with self._conn:
                 self._conn.execute(sql, params)
@@ -82,11 +88,17 @@ class StateDB:
                 self._fail(f"cannot write {self.path}: {retry_exc}")
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return self._conn.execute(sql, params).fetchall()
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                log.error("state database read failed path=%s error=%s", self.path, exc)
+                return []
 
     def close(self) -> None:
         try:
-            self._conn.close()
+            with self._lock:
+                self._conn.close()
         except sqlite3.Error as exc:
             log.error("state database close failed path=%s error=%s", self.path, exc)
 
@@ -103,7 +115,7 @@ class StateDB:
         return conn
 
     def _connect(self, path: Path | str) -> sqlite3.Connection:
-        conn = sqlite3.connect(path, timeout=5)
+        conn = sqlite3.connect(path, timeout=5, check_same_thread=False)  # guarded by _lock
         try:
             (check,) = conn.execute("PRAGMA quick_check").fetchone()
             if check != "ok":

@@ -13,7 +13,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -36,7 +35,7 @@ for j in range(jobs):
     samples = tuple(Sample(families[i % 10].name, i * 1.5, {"device": f"dev{i // 10}", "mode": "m"})
                     for i in range(per_job))
     store.publish(JobState(f"job-{j}", "bench", 60, tuple(families),
-                           Result(f"job-{j}", "bench", True, 0.0, 0.01, samples), last_success=1.0))
+                           result=Result(f"job-{j}", "bench", True, 0.0, 0.01, samples), last_success=1.0))
 server = WebServer("127.0.0.1:0", Site(store, {}), WebConfig())
 server.start()
 print(server.url, flush=True)

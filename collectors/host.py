@@ -18,8 +18,8 @@ from typing import Literal
 
 import psutil
 
-from agent.config import TargetConfig
 from agent.model import Sample
+from agent.schema import TargetConfig
 from collectors import server_metrics as m
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import platform
 import threading
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -58,13 +58,13 @@ class Exposition:
     def render(self, snapshot: Mapping[str, JobState], state_ok: bool) -> bytes:
         headers: dict[str, bytes] = {}
         bodies: dict[str, list[bytes]] = {}
-        jobs = sorted(snapshot)
+        keys = sorted(snapshot)
         with self._lock:
             for cache in (self._health, self._data):
                 for gone in cache.keys() - snapshot.keys():
                     del cache[gone]
-            parts = [self._health_of(snapshot[job]) for job in jobs]
-            parts += [self._data_of(snapshot[job]) for job in jobs]
+            parts = [self._health_of(snapshot[key]) for key in keys]
+            parts += [self._data_of(snapshot[key]) for key in keys]
         for rendered in parts:
             for name, (header, body) in rendered.items():
                 headers.setdefault(name, header)
@@ -79,17 +79,17 @@ class Exposition:
             headers[name] + b"".join(bodies[name]) for name in headers)
 
     def _health_of(self, state: JobState) -> Rendered:
-        cached = self._health.get(state.job)
+        cached = self._health.get(state.key)
         if cached is None or cached[0] is not state:
             cached = (state, _render(_health_families(state)))
-            self._health[state.job] = cached
+            self._health[state.key] = cached
         return cached[1]
 
     def _data_of(self, state: JobState) -> Rendered:
-        cached = self._data.get(state.job)
+        cached = self._data.get(state.key)
         if cached is None or cached[0] is not state.result:
             cached = (state.result, _render(_data_families(state)))
-            self._data[state.job] = cached
+            self._data[state.key] = cached
         return cached[1]
 
 
@@ -125,18 +125,18 @@ def _data_families(state: JobState) -> list[Metric]:
             log.error("undeclared metric dropped job=%s metric=%s", state.job, sample.name)
             continue
         grouped.setdefault(sample.name, []).append(sample)
-    return [_family(catalogue[name], samples, state.job) for name, samples in grouped.items()]
+    return [_family(catalogue[name], samples, (state.label, state.job)) for name, samples in grouped.items()]
 
 
-def _family(spec: MetricSpec, samples: list[Sample], target: str | None = None) -> Metric:
-    """One metric family; a target adds the `target` label; duplicate series are dropped."""
-    names = (("target",) if target is not None else ()) + spec.labels
-    help_text = spec.help + (CACHED if target is not None else "")
+def _family(spec: MetricSpec, samples: list[Sample], subject: tuple[str, str] | None = None) -> Metric:
+    """One metric family; a subject (`target="nas"`) labels every series; duplicates are dropped."""
+    names = ((subject[0],) if subject else ()) + spec.labels
+    help_text = spec.help + (CACHED if subject else "")
     family_type = CounterMetricFamily if spec.type == "counter" else GaugeMetricFamily
     family = family_type(spec.name, help_text, labels=names)
     seen: set[tuple[str, ...]] = set()
     for sample in samples:
-        values = ((target,) if target is not None else ()) + tuple(
+        values = ((subject[1],) if subject else ()) + tuple(
             str(sample.labels.get(name, "")) for name in spec.labels)
         if values not in seen:
             seen.add(values)

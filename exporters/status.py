@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from agent import __version__
 from agent.model import JobState
@@ -17,7 +18,7 @@ def status_document(snapshot: Mapping[str, JobState], info: Mapping[str, Any],
         "version": __version__,
         **info,
         "state_database": {"ok": not state_problem, "problem": state_problem, "notice": state_notice},
-        "jobs": [_job(snapshot[name]) for name in sorted(snapshot)],
+        "jobs": [_job(snapshot[key]) for key in sorted(snapshot)],
     }
 
 
@@ -43,7 +44,7 @@ def _job(state: JobState) -> dict[str, Any]:
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 def landing_html(document: Mapping[str, Any]) -> str:

@@ -16,7 +16,8 @@ from typing import Annotated, Literal
 import bcrypt
 from pydantic import AfterValidator, model_validator
 
-from agent.config import StrictModel, load_model
+from agent.config import load_model
+from agent.schema import StrictModel
 
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 CLIENT_AUTH = {

@@ -6,10 +6,11 @@ Tests add them to the registry with monkeypatch, exactly as a real kind is liste
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Literal
 
-from agent.config import TargetConfig
 from agent.model import MetricSpec, Sample
+from agent.schema import TargetConfig
 from agent.secrets import Secret
 
 TICKS = MetricSpec("vigil_test_ticks", "gauge", "Runs so far.")
@@ -52,6 +53,25 @@ class Failing(Counting):
         raise ConnectionRefusedError(111, "Connection refused")
 
 
+class Flaky(Counting):
+    """Fails while the file `fail_when` exists, so a test can break it at will."""
+
+    kind = "flaky"
+
+    class Config(TargetConfig):
+        kind: Literal["flaky"]
+        fail_when: Path
+
+    def __init__(self, config, context=None):
+        super().__init__(config, context)
+        self.fail_when = config.fail_when
+
+    def collect(self) -> list[Sample]:
+        if self.fail_when.exists():
+            raise TimeoutError("device did not answer")
+        return super().collect()
+
+
 class Secretive(Counting):
     kind = "secretive"
 
@@ -60,4 +80,4 @@ class Secretive(Counting):
         password: Secret
 
 
-KINDS = {cls.kind: f"{__name__}:{cls.__name__}" for cls in (Counting, Hanging, Failing, Secretive)}
+KINDS = {cls.kind: f"{__name__}:{cls.__name__}" for cls in (Counting, Hanging, Failing, Flaky, Secretive)}

@@ -57,7 +57,7 @@ def test_reads_this_machine():
 
 def test_excluded_mountpoints_and_interfaces_are_left_out():
     samples = collect(exclude_mountpoints=["/"], exclude_interfaces=["*"])
-    assert "/" not in {dict(l)["mountpoint"] for l in values(samples, "vigil_server_filesystem_size_bytes")}
+    assert "/" not in {dict(labels)["mountpoint"] for labels in values(samples, "vigil_server_filesystem_size_bytes")}
     assert not values(samples, "vigil_server_network_receive_bytes_total")
 
 

@@ -15,7 +15,7 @@ TWO_TARGETS = """
 listen: 127.0.0.1:{port}
 state_dir: {state}
 targets:
-  - {name: web, kind: counting, interval: 300ms}
+  - {name: web, kind: flaky, fail_when: "{state}/broken", interval: 300ms}
   - {name: stuck, kind: hanging, interval: 300ms}
 """
 
@@ -40,7 +40,7 @@ def received(sock: socket.socket, seconds: float) -> list[str]:
     while time.monotonic() < deadline:
         try:
             messages.append(sock.recv(4096).decode())
-        except socket.timeout:
+        except TimeoutError:
             pass
     return messages
 
@@ -82,7 +82,7 @@ def test_kill_9_then_restart_brings_back_last_success(start_agent, write_config)
     first.peer.process.wait(5)
 
     # the same target now fails: its last success can only come from the database
-    config.write_text(config.read_text().replace("kind: counting", "kind: failing"))
+    (config.parent / "state" / "broken").touch()
     second = start_agent(config, test_kinds=True)
     wait_until(lambda: metric(second.metrics(), "vigil_up", "web") == 0, 10, "the failing run")
     text = second.metrics()

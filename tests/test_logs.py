@@ -8,7 +8,8 @@ import sys
 
 from tests.conftest import ROOT
 
-EMIT = "import logging; from agent import logs; logs.setup(); logging.getLogger('vigil.x').warning('disk full mount=/srv')"
+EMIT = ("import logging; from agent import logs; logs.setup(); "
+        "logging.getLogger('vigil.x').warning('disk full mount=/srv')")
 
 
 def run_with_stderr_to(path, env):

@@ -64,8 +64,8 @@ def test_a_hanging_collector_does_not_delay_another_target(store):
     snapshot = store.snapshot()
     # every 0.2 s for 2 s is about 10 runs; the stuck neighbour must not eat into them
     assert healthy.runs >= 7, healthy.runs
-    assert snapshot["healthy"].result.ok and snapshot["healthy"].consecutive_failures == 0
-    stuck = snapshot["stuck"]
+    assert snapshot["test:healthy"].result.ok and snapshot["test:healthy"].consecutive_failures == 0
+    stuck = snapshot["test:stuck"]
     assert not stuck.result.ok and stuck.result.error == "timed out after 100ms"
     assert stuck.skipped_total >= 1, "the still-running thread must make later runs skip"
     assert stuck.last_success is None
@@ -91,7 +91,7 @@ def test_a_hanging_async_collector_is_cancelled_at_its_timeout(store):
     asyncio.run(scenario())
     assert healthy.runs >= 3
     assert cancelled, "the timeout must cancel the coroutine"
-    assert store.snapshot()["silent"].skipped_total == 0  # a cancelled coroutine is not still running
+    assert store.snapshot()["test:silent"].skipped_total == 0  # a cancelled coroutine is not still running
 
 
 def test_failures_become_reasons_and_back_off_up_to_8_intervals(store):
@@ -110,10 +110,10 @@ def test_failures_become_reasons_and_back_off_up_to_8_intervals(store):
         await scheduler.stop()
 
     asyncio.run(scenario())
-    gaps = [later - earlier for earlier, later in zip(runs, runs[1:])]
+    gaps = [later - earlier for earlier, later in zip(runs, runs[1:], strict=False)]
     expected = [60, 120, 240, 480, 480, 480]
-    assert all(abs(gap - want) <= want * 0.05 for gap, want in zip(gaps, expected)), gaps
-    state = store.snapshot()["ups"]
+    assert all(abs(gap - want) <= want * 0.05 for gap, want in zip(gaps, expected, strict=False)), gaps
+    state = store.snapshot()["test:ups"]
     assert state.result.error == "ConnectionRefusedError: [Errno 111] Connection refused"
     assert state.consecutive_failures >= 6 and state.errors_total == state.consecutive_failures
 
@@ -133,7 +133,7 @@ def test_a_collector_returning_garbage_fails_cleanly(store):
         await scheduler.stop()
 
     asyncio.run(scenario())
-    assert store.snapshot()["odd"].result.error == "TypeError: collector returned dict, not Sample"
+    assert store.snapshot()["test:odd"].result.error == "TypeError: collector returned dict, not Sample"
 
 
 def test_reload_keeps_unchanged_jobs_restarts_changed_and_drops_removed(store):
@@ -151,9 +151,9 @@ def test_reload_keeps_unchanged_jobs_restarts_changed_and_drops_removed(store):
         return tasks, after, keep, change
 
     tasks, after, keep, change = asyncio.run(scenario())
-    assert set(after) == {"keep", "change"} and "drop" not in store.snapshot()
-    assert after["keep"] is tasks["keep"] and keep.runs == 1
-    assert after["change"] is not tasks["change"] and tasks["change"].cancelled()
+    assert set(after) == {"test:keep", "test:change"} and "test:drop" not in store.snapshot()
+    assert after["test:keep"] is tasks["test:keep"] and keep.runs == 1
+    assert after["test:change"] is not tasks["test:change"] and tasks["test:change"].cancelled()
     assert change.runs == 2, "a changed job runs again at once with its new settings"
 
 

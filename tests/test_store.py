@@ -15,7 +15,7 @@ def test_last_success_survives_a_restart(tmp_path):
     store.publish(JobState("nas", "host", 60, last_success=1_700_000_060.5))
     store.close()
     again = Store(StateDB(tmp_path))
-    assert again.restored_last_success("nas") == 1_700_000_060.5
+    assert again.restored_last_success("host:nas") == 1_700_000_060.5
     assert again.restored_last_success("unknown") is None
     assert again.db.ok
 
@@ -50,6 +50,6 @@ def test_readers_see_immutable_snapshots(tmp_path):
     store = Store(StateDB(tmp_path))
     before = store.snapshot()
     store.publish(JobState("a", "host", 60))
-    assert "a" not in before and "a" in store.snapshot()
+    assert "host:a" not in before and "host:a" in store.snapshot()
     store.retain(["b"])
     assert dict(store.snapshot()) == {}

@@ -17,9 +17,9 @@ from agent.statedb import StateDB
 from agent.store import Store
 from exporters.web import Site, WebServer
 from exporters.webconfig import WebConfig, load_web_config
+from tests.fake_collectors import TICKS
 from tests.lab.harness import free_port
 from tests.lab.pki import make_pki
-from tests.fake_collectors import TICKS
 
 PASSWORD = "correct horse battery staple"
 
@@ -27,9 +27,9 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture
 def site(tmp_path):
     store = Store(StateDB(tmp_path / "state"))
-    store.publish(JobState("nas", "counting", 60, (TICKS,), Result("nas", "counting", True, 1.0, 0.2,
+    store.publish(JobState("nas", "counting", 60, (TICKS,), result=Result("nas", "counting", True, 1.0, 0.2,
                                                                    (Sample(TICKS.name, 3),)), last_success=1.2))
-    store.publish(JobState("ups", "counting", 60, (TICKS,), Result("ups", "counting", False, 1.0, 5.0,
+    store.publish(JobState("ups", "counting", 60, (TICKS,), result=Result("ups", "counting", False, 1.0, 5.0,
                                                                    error="timed out after 5s")))
     site = Site(store, {"config": "test.yaml", "started": "now"})
     yield site
@@ -40,8 +40,8 @@ def site(tmp_path):
 def serve(site):
     servers = []
 
-    def start(web: WebConfig = WebConfig(), ready: bool = True) -> str:
-        server = WebServer(f"127.0.0.1:{free_port()}", site, web)
+    def start(web: WebConfig | None = None, ready: bool = True) -> str:
+        server = WebServer(f"127.0.0.1:{free_port()}", site, web or WebConfig())
         server.start()
         servers.append(server)
         if ready:
@@ -89,7 +89,8 @@ def test_ready_only_after_the_first_config_load(serve, site):
 
 def test_basic_auth_guards_every_path(serve):
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    url = serve(WebConfig(basic_auth_users={"prometheus": hashed}, http_server_config={"headers": {"X-Frame-Options": "DENY"}}))
+    url = serve(WebConfig(basic_auth_users={"prometheus": hashed},
+                          http_server_config={"headers": {"X-Frame-Options": "DENY"}}))
     for path in ("metrics", "", "status.json", "-/healthy"):
         status, _, headers = get(url + path)
         assert status == 401 and headers["WWW-Authenticate"] == 'Basic realm="vigil"'

@@ -1,0 +1,74 @@
+"""The building blocks of every config model: strict models, units, names, `kind:` dispatch.
+
+Targets and backup locations are chosen by `kind:`; the kind picks a class from the
+registry and that class's own `Config` model validates the rest, so only the modules a
+config uses are ever imported.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
+
+from agent import registry
+from agent.units import parse_duration, parse_size
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$", max_length=128)]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors and loaded values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dispatched(StrictModel):
+    """A model whose `kind:` picks the concrete model from a registry map."""
+
+    KINDS: ClassVar[Mapping[str, str]] = {}
+    kind: str
+
+    @classmethod
+    def concrete(cls, kind: object) -> type[Dispatched] | None:
+        path = cls.KINDS.get(kind) if isinstance(kind, str) else None
+        return registry.load(path).Config if path else None
+
+
+def dispatched(base: type[Dispatched], what: str) -> Any:
+    """An annotation that validates a mapping with the model its `kind:` names."""
+
+    def validate(value: object) -> Dispatched:
+        if isinstance(value, base):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"each {what} must be a mapping with a `kind:`")
+        kind = value.get("kind")
+        model = base.concrete(kind)
+        if model is None:
+            error = ({"type": "missing", "loc": ("kind",), "input": value} if kind is None else
+                     {"type": choice_error("kind", str(kind), base.KINDS), "loc": ("kind",), "input": kind})
+            raise ValidationError.from_exception_data(what, [error])
+        return model.model_validate(value)
+
+    return Annotated[base, PlainValidator(validate)]
+
+
+def choice_error(what: str, given: str, valid: Any) -> PydanticCustomError:
+    close = difflib.get_close_matches(given, list(valid), n=1)
+    hint = f"did you mean `{close[0]}`?" if close else "valid: " + ", ".join(sorted(valid))
+    return PydanticCustomError("unknown_choice", f"unknown {what} `{given}`; {hint}")
+
+
+class TargetConfig(Dispatched):
+    """The keys every target has; each collector's `Config` subclasses this."""
+
+    KINDS: ClassVar[Mapping[str, str]] = registry.COLLECTORS
+    name: Name
+    interval: Duration | None = None
+    timeout: Duration | None = None
