@@ -1,4 +1,4 @@
-"""The `vigil` command: run, check-config, once, version, docs metrics.
+"""The `vigil` command: run, check-config, once, report, version, docs metrics.
 
 Errors are one clear line (or one per config problem); tracebacks only with --debug.
 Exit codes: 0 fine, 1 a job failed or the agent could not start, 2 invalid config.
@@ -78,9 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", parents=[common], help="validate the config; exit 2 if invalid")
     check.set_defaults(command=_check_config)
     once = commands.add_parser("once", parents=[common], help="run each job once, print the results")
-    once.add_argument("--target", help="only this target")
+    once.add_argument("--target", help="only this target or backup job")
     once.add_argument("--format", choices=("text", "json", "prometheus"), default="text")
     once.set_defaults(command=_once)
+    report = commands.add_parser("report", parents=[common], help="summaries from the history")
+    report.add_argument("what", choices=("backups",))
+    report.add_argument("--days", type=int, default=30, help="how far back (default 30)")
+    report.add_argument("--format", choices=("text", "markdown", "csv"), default="text")
+    report.set_defaults(command=_report)
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(command=_version)
     docs = commands.add_parser("docs", help="generate documentation")
@@ -119,19 +124,26 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _once(args: argparse.Namespace) -> int:
-    from agent.jobs import CollectorContext, target_jobs
+    from agent.jobs import CollectorContext, all_jobs
     from agent.ratelimit import RateLimits
+    from agent.statedb import StateDB
 
     loaded: LoadedConfig = load_config(args.config)
+    config = loaded.config
     clock = Clock()
-    jobs = target_jobs(loaded.config, CollectorContext(clock, RateLimits(clock)))
+    db = StateDB(config.state_dir)
+    context = CollectorContext(clock, RateLimits(clock), config.state_dir, db)
+    # integrity checks read data for hours: they keep to their own schedule
+    jobs = [job for job in all_jobs(config, context) if job.kind != "backup_verify"]
     if args.target is not None:
+        names = sorted({job.name for job in jobs})
         jobs = [job for job in jobs if job.name == args.target]
         if not jobs:
-            names = ", ".join(t.name for t in loaded.config.targets) or "none"
-            print(f"vigil: no target named `{args.target}` in {loaded.source} (targets: {names})", file=sys.stderr)
+            print(f"vigil: no target or backup job named `{args.target}` in {loaded.source} "
+                  f"(known: {', '.join(names) or 'none'})", file=sys.stderr)
             return EXIT_CONFIG
-    results = asyncio.run(_run_all(jobs, loaded.config.workers, clock))
+    results = asyncio.run(_run_all(jobs, config.workers, clock))
+    db.close()
     states = {job.key: JobState(job.name, job.kind, job.interval, job.metrics, job.label, result,
                                 last_success=result.started_at + result.duration if result.ok else None)
               for job, result in zip(jobs, results, strict=True)}
@@ -180,6 +192,24 @@ def _as_prometheus(states: dict[str, JobState]) -> str:
 
 
 _FORMATS = {"text": _as_text, "json": _as_json, "prometheus": _as_prometheus}
+
+
+def _report(args: argparse.Namespace) -> int:
+    from agent.statedb import StateDB
+    from checks.report import backup_report, render
+
+    config = load_config(args.config).config
+    if args.days < 1:
+        print("vigil: --days must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
+    db = StateDB(config.state_dir)
+    now = Clock().time()
+    rows = backup_report(db, config.backups, now, args.days)
+    db.close()
+    since = time.strftime("%Y-%m-%d", time.gmtime(now - args.days * 86400))
+    title = f"Backups, last {args.days} days ({since} to {time.strftime('%Y-%m-%d', time.gmtime(now))})"
+    print(render(rows, args.format, title), end="")
+    return EXIT_OK
 
 
 def _docs(args: argparse.Namespace) -> int:

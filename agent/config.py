@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, PlainValidator, ValidationError
 
 from agent import yamlfile
 from agent.schema import Dispatched, Duration, StrictModel, TargetConfig, dispatched
+from checks.config import BackupJobConfig
 
 DEFAULT_PATH = Path("/etc/vigil/vigil.yaml")
 EMBEDDED = "(embedded default)"
@@ -53,12 +54,6 @@ def default_state_dir() -> Path:
 Target = dispatched(TargetConfig, "target")
 
 
-def _no_backups_yet(value: object) -> list:
-    if value:
-        raise ValueError("backup jobs are not supported by this version of vigil")
-    return []
-
-
 class Defaults(StrictModel):
     interval: Duration = 60.0
     timeout: Duration = 20.0
@@ -71,7 +66,7 @@ class AgentConfig(StrictModel):
     workers: int = Field(8, ge=1, le=256, description="threads for blocking collectors")
     defaults: Defaults = Defaults()
     targets: tuple[Target, ...] = ()
-    backups: Annotated[list, PlainValidator(_no_backups_yet)] = []
+    backups: tuple[BackupJobConfig, ...] = ()
 
     def schedule(self, target: TargetConfig) -> tuple[float, float]:
         """(interval, timeout) of a target; an inherited timeout is cut below the interval."""
@@ -156,6 +151,12 @@ def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
         if timeout >= interval:
             problems.append((("targets", index, "timeout"),
                              "the timeout must be shorter than the interval"))
+    names: dict[str, int] = {}
+    for index, backup in enumerate(config.backups):
+        if backup.name in names:
+            problems.append(((("backups", index, "name")),
+                             f"duplicate backup job name `{backup.name}` (also backups[{names[backup.name]}])"))
+        names.setdefault(backup.name, index)
     if config.defaults.timeout >= config.defaults.interval and "timeout" in config.defaults.model_fields_set:
         problems.append((("defaults", "timeout"), "the timeout must be shorter than the interval"))
     return problems

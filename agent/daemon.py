@@ -17,7 +17,7 @@ from pathlib import Path
 from agent import systemd
 from agent.clock import Clock
 from agent.config import ConfigError, LoadedConfig, load_config
-from agent.jobs import CollectorContext, target_jobs
+from agent.jobs import CollectorContext, all_jobs
 from agent.ratelimit import RateLimits
 from agent.scheduler import Scheduler
 from agent.statedb import StateDB
@@ -42,21 +42,23 @@ class Agent:
         self.site = Site(self.store, {"config": loaded.source, "started": started, "listen": config.listen})
         self.server = WebServer(config.listen, self.site, web)
         self.clock = Clock()
-        self.context = CollectorContext(self.clock, RateLimits(self.clock))
+        self.context = CollectorContext(self.clock, RateLimits(self.clock), config.state_dir, self.store.db)
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
         config = self._loaded.config
         scheduler = Scheduler(self.store, workers=config.workers, clock=self.clock)
-        scheduler.apply(target_jobs(config, self.context))
+        scheduler.apply(all_jobs(config, self.context))
         self.server.start()
         self.site.ready.set()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload, scheduler)
-        log.info("serving url=%s config=%s targets=%d", self.server.url, self._loaded.source, len(config.targets))
-        systemd.notify(f"READY=1\nSTATUS=serving {self.server.url} with {len(config.targets)} targets")
+        log.info("serving url=%s config=%s targets=%d backups=%d", self.server.url, self._loaded.source,
+                 len(config.targets), len(config.backups))
+        systemd.notify(f"READY=1\nSTATUS=serving {self.server.url} with {len(config.targets)} targets "
+                       f"and {len(config.backups)} backup jobs")
         watchdog = None
         if (interval := systemd.watchdog_interval()) is not None:
             watchdog = asyncio.create_task(systemd.watchdog(interval))
@@ -85,7 +87,7 @@ class Agent:
             for key in ("listen", "state_dir", "workers"):
                 if getattr(old, key) != getattr(new, key):
                     log.warning("a change of `%s` needs a restart; keeping %s", key, getattr(old, key))
-            scheduler.apply(target_jobs(new, self.context))
+            scheduler.apply(all_jobs(new, self.context))
             try:
                 self.server.reconfigure(web)
             except OSError as exc:

@@ -34,6 +34,14 @@ class MetricSpec:
     unit: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """What a job may return instead of bare samples: samples plus facts for the status page."""
+
+    samples: tuple[Sample, ...]
+    info: Mapping[str, str] = field(default_factory=dict)
+
+
 def job_key(kind: str, name: str) -> str:
     """A job's identity: a target and a backup job may share a name, never a kind."""
     return f"{kind}:{name}"

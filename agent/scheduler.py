@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.clock import Clock
-from agent.model import JobState, MetricSpec, Result, Sample, job_key
+from agent.model import Collected, JobState, MetricSpec, Result, Sample, job_key
 from agent.store import Store
 from agent.units import format_duration
 
@@ -38,7 +38,7 @@ class JobSpec:
     kind: str
     interval: float
     timeout: float
-    collect: Callable[[], Any]  # sync (run in the pool) or async, returning Samples
+    collect: Callable[[], Any]  # sync (run in the pool) or async, returning Samples or Collected
     metrics: tuple[MetricSpec, ...] = ()
     config: object = None
     label: str = "target"  # the label naming the job's subject on its series
@@ -147,7 +147,8 @@ async def run_job(spec: JobSpec, executor: ThreadPoolExecutor, clock: Clock) -> 
                 waiting = asyncio.wrap_future(pending)
                 waiting.add_done_callback(_consume)
                 samples = await asyncio.shield(waiting)
-        samples = _checked(samples)
+        info = samples.info if isinstance(samples, Collected) else {}
+        samples = _checked(samples.samples if isinstance(samples, Collected) else samples)
     except Exception as exc:  # any collector bug or device reply must not stop the job
         if deadline.expired():
             error = f"timed out after {format_duration(spec.timeout)}"
@@ -155,7 +156,7 @@ async def run_job(spec: JobSpec, executor: ThreadPoolExecutor, clock: Clock) -> 
             log.debug("collection raised job=%s", spec.name, exc_info=True)
             error = describe(exc)
     else:
-        return Result(spec.name, spec.kind, True, started, clock.monotonic() - start, samples), None
+        return Result(spec.name, spec.kind, True, started, clock.monotonic() - start, samples, info=info), None
     result = Result(spec.name, spec.kind, False, started, clock.monotonic() - start, error=error)
     return result, pending if pending is not None and not pending.done() else None
 

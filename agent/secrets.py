@@ -59,3 +59,16 @@ def _read_secret_file(path: Path, what: str) -> str:
 
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_reference)]
+
+
+def resolve_if_reference(value: object) -> SecretStr:
+    """For values that may or may not be secret (a tool's environment): resolve references,
+    keep plain text as it is, and hide both alike."""
+    if isinstance(value, str) and _REFERENCE.fullmatch(value.strip()):
+        return resolve_reference(value)
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return SecretStr(str(value))
+    raise ValueError("expected a text value or a secret reference")
+
+
+SecretOrValue = Annotated[SecretStr, BeforeValidator(resolve_if_reference)]

@@ -37,9 +37,17 @@ CREATE TABLE IF NOT EXISTS backup_verifications (
     job TEXT NOT NULL,
     location TEXT NOT NULL,
     verified_at REAL NOT NULL,
-    ok INTEGER NOT NULL,
+    ok INTEGER,  -- NULL: the check could not run
     detail TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (job, location, verified_at)
+);
+CREATE TABLE IF NOT EXISTS backup_windows (
+    job TEXT NOT NULL,
+    window_start REAL NOT NULL,
+    status TEXT NOT NULL,
+    offsite_lag REAL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (job, window_start)
 );
 """
 
@@ -66,15 +74,17 @@ class StateDB:
             (job, when),
         )
 
-    def write(self, sql: str, params: tuple = ()) -> None:
-        """Run one statement in its own transaction; on a damaged file, start a new one."""
+    def write(self, sql: str, params: tuple = (), many: bool = False) -> None:
+        """Run one statement (for every row of `params` when `many`) in one transaction;
+        on a damaged file, start a new one."""
         with self._lock:
-            self._write(sql, params)
+            self._write(sql, params, many)
 
-    def _write(self, sql: str, params: tuple) -> None:
+    def _write(self, sql: str, params, many: bool) -> None:
+        execute = self._conn.executemany if many else self._conn.execute
         try:
             with self._conn:
-                self._conn.execute(sql, params)
+                execute(sql, params)
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc):
                 self._fail(f"cannot write {self.path}: {exc}")  # disk full, read-only, ...
@@ -83,7 +93,7 @@ class StateDB:
             self._conn = self._recreate(f"database damaged while writing: {exc}")
             try:
                 with self._conn:
-                    self._conn.execute(sql, params)
+                    (self._conn.executemany if many else self._conn.execute)(sql, params)
             except sqlite3.Error as retry_exc:
                 self._fail(f"cannot write {self.path}: {retry_exc}")
 

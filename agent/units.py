@@ -51,3 +51,13 @@ def parse_size(value: object) -> int:
     binary = unit.endswith("I")
     power = _SIZE_POWERS[unit.rstrip("I")]
     return int(float(number) * (1024 if binary else 1000) ** power)
+
+
+def format_size(size: float) -> str:
+    """Bytes in binary units, as a person reads them: `1.5 GiB`."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    power = 0
+    while abs(size) >= 1024 and power < len(units) - 1:
+        size /= 1024
+        power += 1
+    return f"{size:.0f} B" if power == 0 else f"{size:.1f} {units[power]}"

@@ -30,6 +30,20 @@ class RunningAgent:
 
 
 @pytest.fixture
+def context(tmp_path):
+    """What the agent lends a job: a real clock, rate limits, and a state dir with its database."""
+    from agent.clock import Clock
+    from agent.jobs import CollectorContext
+    from agent.ratelimit import RateLimits
+    from agent.statedb import StateDB
+
+    clock = Clock()
+    db = StateDB(tmp_path / "state")
+    yield CollectorContext(clock, RateLimits(clock), tmp_path / "state", db)
+    db.close()
+
+
+@pytest.fixture
 def test_kinds(monkeypatch):
     """The test-only collectors (tests/fake_collectors.py), listed in the registry."""
     from agent import registry

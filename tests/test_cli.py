@@ -38,7 +38,7 @@ def test_once_exits_1_when_a_target_fails_and_names_it(write_config, capsys, tes
 def test_once_with_an_unknown_target_lists_the_known_ones(write_config, capsys):
     config = str(write_config("targets:\n  - {name: me, kind: host}\n"))
     assert main(["once", "-c", config, "--target", "you"]) == 2
-    assert "no target named `you`" in capsys.readouterr().err
+    assert "no target or backup job named `you`" in capsys.readouterr().err
 
 
 def test_version(capsys):

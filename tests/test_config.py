@@ -73,7 +73,15 @@ targets:
     ("targets: {name: a}\n", ":1: targets: expected a list"),
     ("targets:\n  - name: a\n    kind: host\n    name: b\n", ":4: duplicate key `name`"),
     ("targets: [\n", ":2: while parsing a flow node"),
-    ("backups:\n  - name: x\n", ":1: backups: backup jobs are not supported"),
+    ("backups:\n  - name: x\n    schedule: '0 1 * * *'\n    deadline: 4h\n    primary: {kind: restik}\n",
+     ":5: backups[0].primary.kind: unknown kind `restik`; did you mean `restic`?"),
+    ("backups:\n  - name: x\n    schedule: '0 25 * * *'\n    deadline: 4h\n    primary: {kind: restic}\n",
+     ":3: backups[0].schedule: `0 25 * * *` is not a valid cron expression"),
+    ("backups:\n  - name: x\n    schedule: '0 1 * * *'\n    timezone: Europe/Brusels\n    deadline: 4h\n",
+     ":4: backups[0].timezone: unknown time zone `Europe/Brusels`; did you mean `Europe/Brussels`?"),
+    ("backups:\n  - name: x\n    schedule: '0 1 * * *'\n    deadline: 4h\n"
+     "    primary: {kind: restic, repository: /r, password: '${env:VIGIL_NOPE}', pasword: x}\n",
+     ":5: backups[0].primary.pasword: unknown key `pasword`; did you mean `password`?"),
 ])
 def test_errors_name_the_line_and_the_field(write_config, text, expected):
     path = write_config(text)

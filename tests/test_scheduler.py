@@ -7,32 +7,13 @@ import random
 
 import pytest
 
-from agent.clock import Clock
 from agent.model import Sample
 from agent.ratelimit import RateLimits
 from agent.scheduler import JobSpec, Scheduler, backoff_delay
 from agent.statedb import StateDB
 from agent.store import Store
 from tests import fake_collectors
-
-
-class FakeClock(Clock):
-    """Time that moves only when someone sleeps: for one job or one bucket at a time."""
-
-    EPOCH = 1_800_000_000.0
-
-    def __init__(self) -> None:
-        self.elapsed = 0.0  # kept apart from the epoch so that tiny sleeps still move it
-
-    def time(self) -> float:
-        return self.EPOCH + self.elapsed
-
-    def monotonic(self) -> float:
-        return self.elapsed
-
-    async def sleep(self, seconds: float) -> None:
-        self.elapsed += seconds
-        await asyncio.sleep(0)
+from tests.clocks import FakeClock
 
 
 @pytest.fixture

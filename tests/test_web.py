@@ -129,3 +129,16 @@ def test_web_config_errors_name_the_line(tmp_path):
     assert any(e.startswith(f"{web}:2: basic_auth_users.admin: must be a bcrypt hash") for e in errors), errors
     assert f"{web}:5: tls_server_config.keyfile: unknown key `keyfile`; did you mean `key_file`?" in errors
     assert "plaintext" not in "".join(errors)
+
+
+def test_the_landing_page_has_a_backup_board(site, serve):
+    site.store.publish(JobState("nightly", "backup", 300, label="backup", result=Result(
+        "nightly", "backup", True, 1.0, 0.5, info={"status": "missed", "detail": "no backup <since> 01:00",
+                                                   "newest": "2026-11-20T01:10:00+00:00",
+                                                   "next_deadline": "2026-11-22T05:00:00+00:00",
+                                                   "offsite_lag": ""})))
+    url = serve()
+    page = get(url)[1]
+    assert "<h2>Backups</h2>" in page and "no backup &lt;since&gt; 01:00" in page
+    (board,) = json.loads(get(url + "status.json")[1])["backups"]
+    assert board["status"] == "missed" and board["next_deadline"] == "2026-11-22T05:00:00+00:00"

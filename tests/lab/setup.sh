@@ -1,31 +1,52 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests talk to, skipping what is already there.
-# Debian packages need root (or sudo); services they ship are never started.
+# Installs the real peers the tests talk to, skipping what is already there:
+# Debian packages (needs root or sudo; their services are never started), and the
+# Python and npm peers in their own environments under .lab/ (never in the agent's).
 set -euo pipefail
+cd "$(dirname "$0")/../.."
+LAB=.lab
+PYTHON=${PYTHON:-python3}
 
-PACKAGES=(prometheus openssl)
+PACKAGES=(prometheus openssl openssh-server openssh-client restic borgbackup)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-if ((${#missing[@]} == 0)); then
-  echo "lab: every package is installed"
-  exit 0
+if ((${#missing[@]})); then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "lab: need root to install: ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  # apt must not start the daemons it installs: the tests start their own on loopback
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod 755 /usr/sbin/policy-rc.d
+    trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  echo "lab: installing ${missing[*]}"
+  apt_get=($sudo env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
+  "${apt_get[@]}" update >/dev/null
+  "${apt_get[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-sudo=""
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null || { echo "lab: need root to install: ${missing[*]}" >&2; exit 1; }
-  sudo=sudo
+# python_peer NAME PACKAGES...: a virtual environment per peer, made once
+python_peer() {
+  local name=$1; shift
+  if [ ! -e "$LAB/$name/.installed" ]; then
+    echo "lab: installing $name"
+    rm -rf "${LAB:?}/$name"
+    "$PYTHON" -m venv "$LAB/$name"
+    "$LAB/$name/bin/pip" install --quiet --disable-pip-version-check "$@"
+    touch "$LAB/$name/.installed"
+  fi
+}
+python_peer moto 'moto[s3,server]' flask flask-cors
+
+if [ ! -x "$LAB/node_modules/.bin/azurite-blob" ]; then
+  echo "lab: installing azurite"
+  mkdir -p "$LAB"
+  npm install --prefix "$LAB" --no-audit --no-fund --silent azurite >/dev/null
 fi
-# apt must not start the daemons it installs: the tests start their own on loopback
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-  $sudo chmod 755 /usr/sbin/policy-rc.d
-  trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
-fi
-echo "lab: installing ${missing[*]}"
-apt_get=($sudo env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
-"${apt_get[@]}" update >/dev/null
-"${apt_get[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null
+echo "lab: ready"

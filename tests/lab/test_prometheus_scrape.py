@@ -30,3 +30,35 @@ def test_the_exposition_passes_promtool(start_agent, write_config):
     lint = subprocess.run([need("promtool"), "check", "metrics"], input=agent.metrics(),
                           capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_backup_verdicts_reach_prometheus(start_agent, write_config, tmp_path, monkeypatch):
+    import json
+
+    from tests.lab.backup_tools import PASSWORD, ResticRepo
+    from tests.lab.harness import http_get
+
+    repo = ResticRepo(tmp_path)
+    repo.backup()
+    (tmp_path / "restic.pass").write_text(PASSWORD + "\n")
+    config = write_config(f"""
+listen: 127.0.0.1:{{port}}
+state_dir: {{state}}
+backups:
+  - name: fileserver-nightly
+    schedule: "0 1 * * *"
+    timezone: Europe/Brussels
+    deadline: 4h
+    interval: 2s
+    timeout: 1500ms
+    primary: {{kind: restic, repository: {repo.repository}, password: "${{file:{tmp_path}/restic.pass}}"}}
+""")
+    agent = start_agent(config)
+    address = agent.url.removeprefix("http://")
+    with prometheus(tmp_path, [{"job_name": "vigil", "static_configs": [{"targets": [address]}]}]) as prom:
+        (series,) = prom.wait_for('vigil_backup_status{backup="fileserver-nightly"} == 1')
+        assert series["metric"]["status"] == "ok" and series["metric"]["job"] == "vigil"
+        assert prom.wait_for('vigil_backup_size_bytes{backup="fileserver-nightly",location="primary"} > 0')
+    board = json.loads(http_get(agent.url + "/status.json")[1])["backups"]
+    assert board[0]["name"] == "fileserver-nightly" and board[0]["status"] == "ok"
+    assert PASSWORD not in agent.metrics() + agent.peer.output()

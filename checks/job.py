@@ -1,0 +1,195 @@
+"""A backup job's two scheduled jobs: the evaluation (every few minutes, metadata only)
+and the verification (integrity, on its own slow schedule).
+
+The evaluation lists the primary and off-site locations, measures a new backup once,
+records everything in the history, and turns it into one status with its metrics.
+A location that cannot be read is `unreachable`, not an evaluation failure: vigil_up
+stays 1 and the last success still comes from the history.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from agent import registry
+from agent.model import Collected, MetricSpec, Sample
+from agent.scheduler import JobSpec, describe
+from agent.units import format_duration
+from checks.config import BackupJobConfig
+from checks.history import BackupHistory
+from checks.model import BackupSnapshot
+from checks.schedule import Schedule
+from checks.verdict import (
+    STATUSES,
+    Finding,
+    offsite_finding,
+    primary_finding,
+    size_finding,
+    verify_finding,
+    worst,
+)
+
+log = logging.getLogger(__name__)
+
+LABEL = "backup"  # not `job`: Prometheus gives every scraped series its own job label
+VERIFY_POLL = 3600.0  # how often the verification job looks whether a check is due
+
+STATUS = MetricSpec("vigil_backup_status", "gauge",
+                    "1 for the backup job's current status, 0 for every other status.", ("status",))
+LAST_SUCCESS = MetricSpec("vigil_backup_last_success_timestamp_seconds", "gauge",
+                          "When the newest good backup at the location completed (kept across restarts).",
+                          ("location",), "seconds")
+SIZE = MetricSpec("vigil_backup_size_bytes", "gauge", "Size of the newest backup at the location.",
+                  ("location",), "bytes")
+FILES = MetricSpec("vigil_backup_files", "gauge", "Files in the newest backup at the location.", ("location",))
+DURATION = MetricSpec("vigil_backup_duration_seconds", "gauge",
+                      "How long the newest backup at the location took, where the tool says.",
+                      ("location",), "seconds")
+OFFSITE_LAG = MetricSpec("vigil_backup_offsite_lag_seconds", "gauge",
+                         "How far the off-site copy trails the primary: the age of the oldest primary "
+                         "backup it does not hold yet (0 when in step).", unit="seconds")
+NEXT_DEADLINE = MetricSpec("vigil_backup_next_deadline_timestamp_seconds", "gauge",
+                           "When the next scheduled backup must be complete.", unit="seconds")
+VERIFY_OK = MetricSpec("vigil_backup_verify_ok", "gauge",
+                       "1 when the last integrity check of every verified location found no errors.")
+VERIFY_TIME = MetricSpec("vigil_backup_verify_timestamp_seconds", "gauge",
+                         "When the oldest of the verified locations' last integrity checks ran.", unit="seconds")
+METRICS = (STATUS, LAST_SUCCESS, SIZE, FILES, DURATION, OFFSITE_LAG, NEXT_DEADLINE, VERIFY_OK, VERIFY_TIME)
+
+
+def backup_jobs(config: BackupJobConfig, context) -> list[JobSpec]:
+    check = BackupCheck(config, context)
+    jobs = [JobSpec(config.name, "backup", config.interval, config.timeout, check.evaluate, METRICS,
+                    config=config, label=LABEL)]
+    if check.verifiable:
+        timeout = config.verify.timeout * len(check.verifiable) + 60
+        jobs.append(JobSpec(config.name, "backup_verify", min(config.verify.every, VERIFY_POLL), timeout,
+                            check.verify, (), config=config, label=LABEL))
+    return jobs
+
+
+class BackupCheck:
+    def __init__(self, config: BackupJobConfig, context):
+        self.config = config
+        self.clock = context.clock
+        self.history = BackupHistory(context.db, config.name)
+        self.schedule = Schedule(config.schedule, config.timezone, config.deadline)
+        self.locations = {where: registry.location_class(location.kind)(location, context)
+                          for where, location in (("primary", config.primary), ("offsite", config.offsite))
+                          if location is not None}
+        self.verifiable = {where: location for where, location in self.locations.items()
+                           if config.verify is not None and hasattr(location, "verify")}
+
+    def evaluate(self) -> Collected:
+        now = self.clock.time()
+        window = self.schedule.last_closed(now)
+        findings: list[Finding | None] = []
+        seen = {where: self._observe(where, location, now, findings) for where, location in self.locations.items()}
+        primary, offsite = seen["primary"], seen.get("offsite")
+        lag = None
+        if primary is not None:
+            findings.append(primary_finding(primary, window))
+            if "offsite" in self.locations and offsite is not None:
+                step = offsite_finding(now, primary, offsite, self.config.max_lag)
+                findings.append(step.finding)
+                lag = step.lag
+        findings.append(self._verify_finding(now))
+        verdict = worst(findings)
+        if window is not None:
+            self.history.record_window(window.start, verdict.status, lag, now)
+        samples = [Sample(STATUS.name, int(status == verdict.status), {"status": status}) for status in STATUSES]
+        samples.append(Sample(NEXT_DEADLINE.name, self.schedule.next_deadline(now)))
+        if lag is not None:
+            samples.append(Sample(OFFSITE_LAG.name, lag))
+        for where, backups in seen.items():
+            samples += self._location_samples(where, backups)
+        samples += self._verify_samples()
+        newest = primary[0] if primary else None
+        info = {"status": verdict.status, "detail": verdict.detail,
+                "newest": _iso(newest.completed_at) if newest else "",
+                "next_deadline": _iso(self.schedule.next_deadline(now)),
+                "offsite_lag": format_duration(lag) if lag else ""}
+        return Collected(tuple(samples), info)
+
+    def verify(self) -> Collected:
+        """Run the integrity checks that are due; a check that could not run fails this job."""
+        done, problems = [], []
+        for where, location in self.verifiable.items():
+            last = self.history.last_verification(where)
+            if last is not None and self.clock.time() - last.at < self.config.verify.every:
+                continue
+            outcome = location.verify(self.config.verify)
+            self.history.record_verification(where, self.clock.time(), outcome)
+            done.append(f"{where}: {outcome.detail}")
+            if outcome.ok is None:
+                problems.append(f"{where}: {outcome.detail}")
+        if problems:
+            raise RuntimeError("; ".join(problems))
+        return Collected((), {"verified": "; ".join(done) or "not due"})
+
+    def _observe(self, where: str, location, now: float, findings: list) -> list[BackupSnapshot] | None:
+        """The location's backups, newest measured and everything recorded; None if unreachable."""
+        try:
+            backups = location.backups()
+        except Exception as exc:  # a location's failure is a status, never a crash
+            findings.append(Finding("unreachable", f"{where}: {describe(exc)}"))
+            return None
+        if not backups:
+            return backups
+        newest = self._measured(where, location, backups[0])
+        backups = [newest, *backups[1:]]
+        verdict = "failed" if newest.ok is False else "ok"
+        if where == "primary" and verdict == "ok":
+            median = self.history.median_size_before(where, newest.completed_at)
+            finding = size_finding(newest, self.config.min_size, self.config.max_shrink, median)
+            findings.append(finding)
+            verdict = finding.status if finding else verdict
+        self.history.record(where, backups, {newest.id: verdict}, now)
+        return backups
+
+    def _measured(self, where: str, location, newest: BackupSnapshot) -> BackupSnapshot:
+        if newest.size_bytes is not None or not hasattr(location, "measure"):
+            return newest
+        size, files = self.history.measured(where, newest.id)
+        if size is not None:
+            return replace(newest, size_bytes=size, file_count=files)
+        try:
+            return location.measure(newest)
+        except Exception as exc:  # the size stays unknown this time; the next poll retries
+            log.warning("backup size unknown job=%s location=%s error=%s", self.config.name, where, describe(exc))
+            return newest
+
+    def _location_samples(self, where: str, backups: list[BackupSnapshot] | None) -> list[Sample]:
+        labels = {"location": where}
+        samples = []
+        if (last := self.history.last_success(where)) is not None:
+            samples.append(Sample(LAST_SUCCESS.name, last, labels))
+        newest = backups[0] if backups else None
+        for spec, value in ((SIZE, newest and newest.size_bytes), (FILES, newest and newest.file_count),
+                            (DURATION, newest and newest.duration)):
+            if value is not None:
+                samples.append(Sample(spec.name, value, labels))
+        return samples
+
+    def _verify_finding(self, now: float) -> Finding | None:
+        findings = []
+        for where in self.verifiable:
+            last = self.history.last_verification(where, conclusive=True)
+            finding = verify_finding(now, self.config.verify.every, last.ok if last else None,
+                                     self.history.last_verified_ok(where), self.history.first_seen())
+            if finding is not None:
+                findings.append(Finding(finding.status, f"{where}: {finding.detail}"))
+        return worst(findings) if findings else None
+
+    def _verify_samples(self) -> list[Sample]:
+        results = [self.history.last_verification(where, conclusive=True) for where in self.verifiable]
+        if not results or None in results:
+            return []
+        return [Sample(VERIFY_OK.name, int(all(r.ok for r in results))),
+                Sample(VERIFY_TIME.name, min(r.at for r in results))]
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")

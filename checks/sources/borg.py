@@ -1,0 +1,96 @@
+"""A borg repository (local or over SSH), read through the borg CLI.
+
+borg prints times without a zone, in the local time of whoever runs it: vigil runs it
+with TZ=UTC so the times mean one thing everywhere. Listing and sizing use
+`--bypass-lock`, so a backup holding the repository lock does not make it unreachable;
+only `borg check` takes the lock, on its own schedule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from agent.secrets import Secret
+from checks.config import VerifyConfig
+from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
+from checks.sources.cli import ToolError, run, ssh_command
+
+LISTED = 50  # newest archives considered per poll
+CHECK_ERRORS, CHECK_CANNOT_ACCESS = 1, 2
+
+
+class BorgLocation:
+    kind = "borg"
+
+    class Config(LocationConfig):
+        kind: Literal["borg"]
+        repository: str  # /srv/borg/repo or ssh://user@host:22/./repo
+        passphrase: Secret | None = None  # none for unencrypted repositories
+        glob: str | None = None  # only archives whose names match, e.g. "fileserver-*"
+        key_file: Path | None = None  # ssh repositories: the SSH key ...
+        known_hosts: Path | None = None  # ... and the pinned host keys
+        binary: str = "borg"
+
+    def __init__(self, config: Config, context):
+        self.config = config
+        base = hashlib.sha256(config.repository.encode()).hexdigest()[:16]
+        self._env = {
+            "TZ": "UTC",
+            "BORG_BASE_DIR": str(Path(context.state_dir) / "cache" / "borg" / base),
+            "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",  # read-only monitoring of a moved repository
+            "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "no",
+            "BORG_PASSPHRASE": config.passphrase.get_secret_value() if config.passphrase else "",
+        }
+        if config.key_file or config.known_hosts:
+            self._env["BORG_RSH"] = " ".join(ssh_command(config.key_file, config.known_hosts))
+
+    def backups(self) -> list[BackupSnapshot]:
+        glob = ["--glob-archives", self.config.glob] if self.config.glob else []
+        listing = self._json("list", "--json", "--bypass-lock", "--last", str(LISTED), *glob, self.config.repository)
+        try:
+            archives = [BackupSnapshot(id=a["id"], name=a["name"], completed_at=_utc(a["time"]))
+                        for a in listing["archives"]]
+        except (KeyError, TypeError, ValueError):
+            raise ToolError("borg list: unexpected JSON (an archive without id, name or time)") from None
+        return sorted(archives, key=lambda archive: archive.completed_at, reverse=True)
+
+    def measure(self, snapshot: BackupSnapshot) -> BackupSnapshot:
+        """End time, duration, size and file count of one archive (`borg info`)."""
+        info = self._json("info", "--json", "--bypass-lock", f"{self.config.repository}::{snapshot.name}")
+        try:
+            archive = info["archives"][0]
+            return replace(snapshot, completed_at=_utc(archive["end"]), duration=float(archive["duration"]),
+                           size_bytes=int(archive["stats"]["original_size"]),
+                           file_count=int(archive["stats"]["nfiles"]))
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise ToolError("borg info: unexpected JSON (no end, duration or stats)") from None
+
+    def verify(self, verify: VerifyConfig) -> VerifyOutcome:
+        """`borg check`: rc 1 means damage found, rc 2 that the repository could not be read."""
+        argv = [self.config.binary, "check", *(["--verify-data"] * verify.verify_data), self.config.repository]
+        try:
+            done = run(argv, self._env, verify.timeout, ok_codes=(0, CHECK_ERRORS, CHECK_CANNOT_ACCESS))
+        except ToolError as exc:
+            return VerifyOutcome(None, str(exc))
+        message = (done.stderr.strip().splitlines() or [""])[-1]
+        if done.returncode == 0:
+            return VerifyOutcome(True, "borg check: no errors" + " (data verified)" * verify.verify_data)
+        if done.returncode == CHECK_ERRORS:
+            return VerifyOutcome(False, f"borg check: {message or 'errors found'}")
+        return VerifyOutcome(None, f"borg check could not read the repository: {message}")
+
+    def _json(self, *args: str) -> dict:
+        done = run([self.config.binary, *args], self._env, self.config.timeout)
+        try:
+            return json.loads(done.stdout)
+        except ValueError:
+            raise ToolError(f"borg {args[0]}: the output is not JSON") from None
+
+
+def _utc(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()

@@ -1,0 +1,44 @@
+"""Running a backup tool's command line: a timeout always, and one clear line on failure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+
+class ToolError(Exception):
+    """A tool failed; the message is its last error line, never its environment."""
+
+
+def run(argv: list[str], env: dict[str, str], timeout: float, ok_codes: tuple[int, ...] = (0,)
+        ) -> subprocess.CompletedProcess:
+    """Run a tool with the agent's environment plus `env`; raise ToolError when it fails."""
+    tool = Path(argv[0]).name
+    try:
+        done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise ToolError(f"{tool} is not installed (looked for {argv[0]})") from None
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{tool} {argv[1] if len(argv) > 1 else ''} timed out after {timeout:g}s") from None
+    if done.returncode not in ok_codes:
+        raise ToolError(f"{tool}: {last_line(done.stderr) or f'exit status {done.returncode}'}")
+    return done
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def ssh_command(key_file: Path | None, known_hosts: Path | None, port: int | None = None) -> list[str]:
+    """ssh that never asks and never trusts an unknown host key (for restic sftp and borg)."""
+    command = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=20"]
+    if known_hosts is not None:
+        command += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
+    if key_file is not None:
+        command += ["-i", str(key_file), "-o", "IdentitiesOnly=yes"]
+    if port is not None:
+        command += ["-p", str(port)]
+    return command

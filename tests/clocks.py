@@ -1,0 +1,33 @@
+"""A clock the tests move by hand, through the agent's one injectable source of time."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from agent.clock import Clock
+
+
+class FakeClock(Clock):
+    """Time that moves only when told to, or when someone sleeps on it."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.epoch = start
+        self.elapsed = 0.0  # kept apart from the epoch so that tiny sleeps still move it
+
+    def time(self) -> float:
+        return self.epoch + self.elapsed
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    async def sleep(self, seconds: float) -> None:
+        self.elapsed += seconds
+        await asyncio.sleep(0)
+
+    def set(self, when: str) -> None:
+        """Jump to a UTC time written `YYYY-MM-DD HH:MM`."""
+        self.epoch = datetime.fromisoformat(when).replace(tzinfo=UTC).timestamp() - self.elapsed
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += seconds

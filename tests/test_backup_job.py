@@ -1,0 +1,178 @@
+"""A backup job from end to end: real restic repositories, time moved by the clock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from agent.model import Collected
+from checks.config import BackupJobConfig
+from checks.job import BackupCheck, backup_jobs
+from tests.clocks import FakeClock
+from tests.lab.backup_tools import PASSWORD, ResticRepo
+
+KB = 1000
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def job_context(context, clock):
+    return replace(context, clock=clock)
+
+
+@pytest.fixture
+def repos(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
+    return ResticRepo(tmp_path, "primary"), ResticRepo(tmp_path, "offsite")
+
+
+def job(primary: ResticRepo, offsite: ResticRepo | None = None, **extra) -> BackupJobConfig:
+    def restic(repo):
+        return {"kind": "restic", "repository": repo.repository, "password": "${env:VIGIL_TEST_RESTIC}"}
+
+    config = {"name": "fileserver-nightly", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h",
+              "primary": restic(primary), "max_lag": "12h", **extra}
+    if offsite is not None:
+        config["offsite"] = restic(offsite)
+    return BackupJobConfig.model_validate(config)
+
+
+def metrics(collected: Collected) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in collected.samples}
+
+
+def status(collected: Collected) -> str:
+    (current,) = [s.labels["status"] for s in collected.samples if s.name == "vigil_backup_status" and s.value]
+    return current
+
+
+def test_from_ok_to_missed_and_back(repos, job_context, clock):
+    primary, offsite = repos
+    first = primary.backup("2026-11-20 01:10:00", content=b"a" * 100 * KB)
+    primary.copy_to(offsite, first)
+    check = BackupCheck(job(primary, offsite), job_context)
+
+    clock.set("2026-11-20 06:00")
+    result = check.evaluate()
+    values = metrics(result)
+    assert status(result) == "ok" and result.info["status"] == "ok"
+    assert values[("vigil_backup_last_success_timestamp_seconds", (("location", "primary"),))] == \
+        pytest.approx(clock.time() - (4 * 3600 + 50 * 60))
+    assert values[("vigil_backup_size_bytes", (("location", "primary"),))] == 100 * KB
+    assert values[("vigil_backup_offsite_lag_seconds", ())] == 0
+    assert values[("vigil_backup_next_deadline_timestamp_seconds", ())] == clock.time() + 23 * 3600
+
+    clock.set("2026-11-21 05:01")  # the night of the 21st produced nothing
+    result = check.evaluate()
+    assert status(result) == "missed"
+    assert "no backup completed since the run due at 2026-11-21 01:00 UTC" in result.info["detail"]
+
+    primary.backup("2026-11-21 07:00:00", content=b"a" * 100 * KB)  # late, but there
+    assert status(check.evaluate()) == "ok"
+
+
+def test_an_offsite_copy_that_falls_behind_goes_stale(repos, job_context, clock):
+    primary, offsite = repos
+    first = primary.backup("2026-11-20 01:10:00")
+    primary.copy_to(offsite, first)
+    primary.backup("2026-11-21 01:10:00")
+    check = BackupCheck(job(primary, offsite), job_context)
+
+    clock.set("2026-11-21 06:00")  # the copy of last night's backup has not run yet
+    result = check.evaluate()
+    assert status(result) == "ok"
+    assert metrics(result)[("vigil_backup_offsite_lag_seconds", ())] == pytest.approx(4 * 3600 + 50 * 60)
+
+    clock.set("2026-11-21 13:11")
+    result = check.evaluate()
+    assert status(result) == "offsite_stale"
+    assert "behind the primary (allowed 12h)" in result.info["detail"]
+
+
+def test_a_backup_much_smaller_than_usual_is_shrunk(repos, job_context, clock):
+    primary, _ = repos
+    check = BackupCheck(job(primary, max_shrink=0.5, min_size="1KB"), job_context)
+    for day in (17, 18, 19, 20):
+        primary.backup(f"2026-11-{day} 01:10:00", content=bytes(range(256)) * 400)
+        clock.set(f"2026-11-{day} 06:00")
+        assert status(check.evaluate()) == "ok"
+    primary.backup("2026-11-21 01:10:00", content=b"b" * 20 * KB)
+    clock.set("2026-11-21 06:00")
+    result = check.evaluate()
+    assert status(result) == "shrunk" and "below the recent median" in result.info["detail"]
+    primary.backup("2026-11-22 01:10:00", content=b"c" * 500)
+    clock.set("2026-11-22 06:00")
+    assert status(check.evaluate()) == "too_small"
+
+
+def test_an_unreachable_location_keeps_its_last_success_across_a_restart(repos, job_context, clock, monkeypatch):
+    primary, _ = repos
+    primary.backup("2026-11-20 01:10:00")
+    clock.set("2026-11-20 06:00")
+    BackupCheck(job(primary), job_context).evaluate()
+    before = metrics(BackupCheck(job(primary), job_context).evaluate())
+
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", "wrong password")
+    restarted = BackupCheck(job(primary), job_context)  # a new process: only the database remembers
+    result = restarted.evaluate()
+    assert status(result) == "unreachable" and "primary: ToolError: restic:" in result.info["detail"]
+    key = ("vigil_backup_last_success_timestamp_seconds", (("location", "primary"),))
+    assert metrics(result)[key] == before[key]
+    assert ("vigil_backup_size_bytes", (("location", "primary"),)) not in metrics(result)
+
+
+def test_verification_runs_on_its_own_schedule_and_finds_damage(repos, job_context, clock):
+    primary, _ = repos
+    primary.backup("2026-11-20 01:10:00", content=bytes(range(256)) * 4000)
+    config = job(primary, verify={"every": "7d", "read_data_subset": "100%"})
+    evaluation, verification = backup_jobs(config, job_context)
+    assert (verification.kind, verification.interval) == ("backup_verify", 3600)
+
+    clock.set("2026-11-20 06:00")
+    assert evaluation.collect().info["status"] == "ok"
+    assert verification.collect().info["verified"] == "primary: restic check: no errors (read 100%)"
+    values = metrics(evaluation.collect())
+    assert values[("vigil_backup_verify_ok", ())] == 1
+    assert values[("vigil_backup_verify_timestamp_seconds", ())] == clock.time()
+
+    clock.advance(3600)
+    assert verification.collect().info["verified"] == "not due"
+
+    primary.corrupt_a_pack()
+    clock.advance(7 * 86400)
+    verification.collect()
+    result = evaluation.collect()
+    assert status(result) == "failed" and "integrity check found errors" in result.info["detail"]
+    assert metrics(result)[("vigil_backup_verify_ok", ())] == 0
+
+
+def test_a_verification_overdue_for_two_periods_is_unverified(repos, job_context, clock):
+    primary, _ = repos
+    config = job(primary, verify={"every": "1d"})
+    check = BackupCheck(config, job_context)
+    primary.backup("2026-11-20 01:10:00")
+    clock.set("2026-11-20 06:00")
+    assert status(check.evaluate()) == "ok"  # newly watched, not yet overdue
+    for day in (21, 22, 23):
+        primary.backup(f"2026-11-{day} 01:10:00")
+    clock.set("2026-11-23 06:00")
+    result = check.evaluate()
+    assert status(result) == "unverified" and "with no good check" in result.info["detail"]
+
+
+def test_every_observed_backup_is_in_the_history(repos, job_context, clock):
+    primary, offsite = repos
+    ids = [primary.backup(f"2026-11-{day} 01:10:00") for day in (18, 19, 20)]
+    primary.copy_to(offsite, ids[-1])
+    clock.set("2026-11-20 06:00")
+    BackupCheck(job(primary, offsite), job_context).evaluate()
+    rows = job_context.db.query("SELECT location, backup_id, verdict FROM backup_observations ORDER BY completed_at")
+    assert [(where, backup_id) for where, backup_id, _ in rows if where == "primary"] == [
+        ("primary", backup_id) for backup_id in ids]
+    assert sum(1 for where, _, _ in rows if where == "offsite") == 1
+    assert dict((b, v) for w, b, v in rows if w == "primary")[ids[-1]] == "ok"

@@ -1,0 +1,96 @@
+"""restic repositories through the real restic CLI."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from checks.config import VerifyConfig
+from checks.sources.cli import ToolError
+from checks.sources.restic import ResticLocation
+from tests.lab.backup_tools import PASSWORD, ResticRepo
+
+
+def location(repo: ResticRepo, context, monkeypatch, **config) -> ResticLocation:
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
+    return ResticLocation(ResticLocation.Config(kind="restic", repository=repo.repository,
+                                                password="${env:VIGIL_TEST_RESTIC}", **config), context)
+
+
+def utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def test_snapshots_newest_first_with_backdated_times(tmp_path, context, monkeypatch):
+    repo = ResticRepo(tmp_path)
+    older = repo.backup("2026-11-20 01:00:00")
+    newer = repo.backup("2026-11-21 01:00:00")
+    backups = location(repo, context, monkeypatch).backups()
+    assert [b.id for b in backups] == [newer, older]
+    assert backups[0].completed_at == utc("2026-11-21 01:00:00")
+    assert backups[0].paths == (str(repo.data),) and backups[0].size_bytes is None
+
+
+def test_measure_reads_the_restore_size(tmp_path, context, monkeypatch):
+    repo = ResticRepo(tmp_path)
+    repo.backup(content=b"z" * 123_456)
+    source = location(repo, context, monkeypatch)
+    measured = source.measure(source.backups()[0])
+    assert measured.size_bytes == 123_456 and measured.file_count >= 1
+
+
+def test_filters_by_host_and_tag(tmp_path, context, monkeypatch):
+    repo = ResticRepo(tmp_path)
+    nightly = repo.backup("2026-11-20 01:00:00", tag="nightly")
+    repo.backup("2026-11-21 01:00:00", tag="adhoc")
+    assert [b.id for b in location(repo, context, monkeypatch, tags=("nightly",)).backups()] == [nightly]
+    assert location(repo, context, monkeypatch, host="another-host").backups() == []
+
+
+def test_a_copy_names_its_original(tmp_path, context, monkeypatch):
+    primary, offsite = ResticRepo(tmp_path, "primary"), ResticRepo(tmp_path, "offsite")
+    snapshot = primary.backup("2026-11-20 01:00:00")
+    primary.copy_to(offsite, snapshot)
+    (copy,) = location(offsite, context, monkeypatch).backups()
+    assert copy.original == snapshot and copy.id != snapshot
+
+
+def test_a_wrong_password_is_a_clear_error(tmp_path, context, monkeypatch):
+    repo = ResticRepo(tmp_path)
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", "not-the-password")
+    source = ResticLocation(ResticLocation.Config(kind="restic", repository=repo.repository,
+                                                  password="${env:VIGIL_TEST_RESTIC}"), context)
+    with pytest.raises(ToolError, match="restic: .*wrong password"):
+        source.backups()
+
+
+def test_a_missing_repository_is_a_clear_error(tmp_path, context, monkeypatch):
+    repo = ResticRepo(tmp_path)
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
+    source = ResticLocation(ResticLocation.Config(kind="restic", repository=str(tmp_path / "nowhere"),
+                                                  password="${env:VIGIL_TEST_RESTIC}"), context)
+    with pytest.raises(ToolError, match="restic: "):
+        source.backups()
+    assert repo.snapshots() == []
+
+
+def test_verify_finds_a_corrupted_pack(tmp_path, context, monkeypatch):
+    repo = ResticRepo(tmp_path)
+    repo.backup(content=bytes(range(256)) * 4000)
+    source = location(repo, context, monkeypatch)
+    sound = source.verify(VerifyConfig(read_data_subset="100%", timeout=120))
+    assert sound.ok is True and "read 100%" in sound.detail
+    repo.corrupt_a_pack()
+    damaged = source.verify(VerifyConfig(read_data_subset="100%", timeout=120))
+    assert damaged.ok is False and damaged.detail.startswith("restic check: ")
+
+
+def test_verify_that_cannot_run_is_not_a_verdict(tmp_path, context, monkeypatch):
+    repo = ResticRepo(tmp_path)
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
+    source = ResticLocation(ResticLocation.Config(kind="restic", repository=repo.repository,
+                                                  binary="/nonexistent/restic", password="${env:VIGIL_TEST_RESTIC}"),
+                            context)
+    outcome = source.verify(VerifyConfig())
+    assert outcome.ok is None and "not installed" in outcome.detail
