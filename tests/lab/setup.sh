@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 LAB=.lab
 PYTHON=${PYTHON:-python3}
 
-PACKAGES=(prometheus openssl openssh-server openssh-client restic borgbackup)
+PACKAGES=(prometheus prometheus-alertmanager openssl openssh-server openssh-client restic borgbackup systemd)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
