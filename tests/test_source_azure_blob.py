@@ -75,6 +75,7 @@ def test_lists_blobs_under_the_prefix_newest_first(container, location):
     assert [(b.id, b.name, b.size_bytes, b.file_count) for b in backups] == [
         ("db-a.sql.gz", "db-a.sql.gz", 10, 1), ("db-b.sql.gz", "db-b.sql.gz", 20, 1)]
     assert [b.completed_at for b in backups] == [second, first]
+    assert [b.id for b in location(prefix="nightly/db-a").backups()] == ["db-a.sql.gz"]  # the folder's names
 
 
 def test_content_md5_is_the_checksum_when_the_store_has_one(container, location):
@@ -136,6 +137,16 @@ def test_an_unreachable_account_never_shows_the_sas(server, container, location,
     with pytest.raises(LocationError, match=f"^azure_blob container .* at {unreachable}: ") as error:
         location(account_url=unreachable).backups()
     assert "sig=" not in str(error.value) and token not in str(error.value)
+
+
+def test_sdk_errors_are_scrubbed_of_query_strings_and_the_credential(location, server, monkeypatch):
+    """urllib3 names the request URL, SAS included, in some errors ("Max retries exceeded with url: ...")."""
+    monkeypatch.setenv("TEST_AZURE_CREDENTIAL", "sv=2024-08-04&sp=rl&sig=c2VjcmV0")
+    error = ConnectionError("HTTPSConnectionPool(host='h', port=443): Max retries exceeded with url: "
+                            "/c?restype=container&comp=list&sv=2024-08-04&sp=rl&sig=c2VjcmV0 (Caused by x)\nmore")
+
+    assert location()._scrub(error) == ("HTTPSConnectionPool(host='h', port=443): Max retries exceeded with url: "
+                                        "/c?… (Caused by x)")
 
 
 def test_ca_file_wins_over_requests_ca_bundle(location, monkeypatch):

@@ -82,6 +82,7 @@ def test_lists_objects_under_the_prefix_newest_first(server, bucket, location):
     assert [(b.id, b.name, b.size_bytes, b.file_count) for b in backups] == [
         ("db-a.sql.gz", "db-a.sql.gz", 10, 1), ("db-b.sql.gz", "db-b.sql.gz", 20, 1)]
     assert [b.completed_at for b in backups] == [second, first]
+    assert [b.id for b in location(prefix="nightly/db-a").backups()] == ["db-a.sql.gz"]  # the folder's names
 
 
 def test_the_pattern_spans_folders_below_the_prefix(server, bucket, location):
@@ -89,7 +90,7 @@ def test_the_pattern_spans_folders_below_the_prefix(server, bucket, location):
     put(server, bucket, "hosts/web-2/etc.tar.gz")
     put(server, bucket, "hosts/web-2/home.tar.gz")
 
-    backups = location(prefix="hosts", pattern="*/etc.tar.gz").backups()
+    backups = location(prefix="hosts/", pattern="*/etc.tar.gz").backups()
 
     assert sorted(b.id for b in backups) == ["web-1/etc.tar.gz", "web-2/etc.tar.gz"]
 

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -130,8 +131,9 @@ def test_an_unknown_host_key_is_refused(sftp, server, tmp_path):
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(known_hosts_line(server.port, other_host).replace("127.0.0.1", "192.0.2.1"))
 
-    with pytest.raises(LocationError, match=f"sftp 127.0.0.1:{server.port}: the server's ssh-ed25519 key "
-                                            rf"\({server.fingerprint}\) is not in {known_hosts}"):
+    expected = (f"sftp 127.0.0.1:{server.port}: the server's ssh-ed25519 key ({server.fingerprint}) "
+                f"is not in {known_hosts}")
+    with pytest.raises(LocationError, match=re.escape(expected)):
         sftp(known_hosts=known_hosts).backups()
     assert known_hosts.read_text().count("\n") == 1  # nothing was added
 
@@ -141,8 +143,9 @@ def test_a_changed_host_key_is_refused(sftp, server, tmp_path):
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(known_hosts_line(server.port, impostor))
 
-    with pytest.raises(LocationError, match=f"the host key has changed: the server sent {server.fingerprint}, "
-                                            f"{known_hosts} has {fingerprint(impostor)}"):
+    expected = (f"the host key has changed: the server sent {server.fingerprint}, "
+                f"{known_hosts} has {fingerprint(impostor)}")
+    with pytest.raises(LocationError, match=re.escape(expected)):
         sftp(known_hosts=known_hosts).backups()
 
 
@@ -156,13 +159,21 @@ def test_a_key_the_server_does_not_know_is_refused(sftp, server, tmp_path):
     assert outcome.ok is None and "refused the key" in outcome.detail
 
 
+@pytest.mark.parametrize(("key_file", "problem"), [("missing", "does not exist"),
+                                                   ("user_ed25519.pub", "is not a private key vigil can read")])
+def test_an_unusable_key_file_is_named(sftp, server, key_file, problem):
+    path = server.key_file.parent / key_file
+    with pytest.raises(LocationError, match=f"^key_file {path} {problem}"):
+        sftp(key_file=path).backups()
+
+
 def test_a_pinned_fingerprint_is_accepted_and_another_refused(sftp, server, dumps, tmp_path):
     write(dumps / "db-1.sql", b"dump")
     pinned = sftp(known_hosts=None, host_key_fingerprint=server.fingerprint)
     assert [b.id for b in pinned.backups()] == ["db-1.sql"]
 
     wrong = fingerprint(make_key(tmp_path / "other"))
-    with pytest.raises(LocationError, match=f"key is {server.fingerprint}, not the pinned {wrong}"):
+    with pytest.raises(LocationError, match=re.escape(f"key is {server.fingerprint}, not the pinned {wrong}")):
         sftp(known_hosts=None, host_key_fingerprint=wrong).backups()
 
 

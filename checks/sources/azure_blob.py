@@ -1,0 +1,101 @@
+"""Backups as blobs in an Azure Storage container, listed with azure-storage-blob.
+
+`{kind: azure_blob, account_url:, container:, prefix:, credential:}`: every blob under
+the prefix whose name (relative to the prefix's folder) matches the pattern is one
+backup, completed when it was last modified. Only the listing is read, never the data. `credential` is an
+account key or a SAS token (the SDK tells them apart: a SAS has `sig=`). A blob's
+Content-MD5 is kept as its checksum when the store has one: Azure computes it for
+single-shot uploads; block-by-block uploads have it only if the uploader set it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import field_validator
+
+from agent.secrets import Secret
+from checks.model import BackupSnapshot, LocationConfig
+from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
+
+PAGE_SIZE = 5000  # the service's maximum per List Blobs call
+RETRIES = 2  # after the first attempt, with short backoffs: a poll must not hang on a dead endpoint
+_QUERY_STRING = re.compile(r"\?\S*")  # a request URL's query string may carry a SAS signature
+
+
+class AzureBlobLocation:
+    kind = "azure_blob"
+
+    class Config(LocationConfig):
+        kind: Literal["azure_blob"]
+        account_url: str  # https://ACCOUNT.blob.core.windows.net
+        container: str
+        prefix: str = ""  # `nightly/` for a folder: names are relative to the folder the prefix ends in
+        pattern: str = "*"  # fnmatch on that name (`*` spans `/`)
+        credential: Secret
+        ca_file: Path | None = None  # wins over REQUESTS_CA_BUNDLE
+
+        @field_validator("account_url")
+        @classmethod
+        def _plain_url(cls, url: str) -> str:
+            parts = urlsplit(url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise ValueError("expected a URL such as https://ACCOUNT.blob.core.windows.net")
+            if parts.query or parts.username:
+                raise ValueError("must not hold a SAS token or credentials: put them in `credential`")
+            return url
+
+    def __init__(self, config: Config, context):
+        self.config = config
+        self._clock = context.clock
+        self.where = f"azure_blob container {config.container} at {config.account_url}"
+
+    def backups(self) -> list[BackupSnapshot]:
+        from azure.core.exceptions import AzureError, HttpResponseError
+
+        try:
+            return newest_first(self._snapshots())
+        except HttpResponseError as exc:
+            code = getattr(exc.error_code, "value", exc.error_code)  # a StorageErrorCode, or the raw header
+            if code == "ContainerNotFound":
+                raise LocationError(f"{self.where} does not exist") from None
+            if exc.status_code == 403:
+                raise LocationError(f"{self.where}: access denied ({code}); check the credential "
+                                    "(account key or SAS, its permissions and expiry)") from None
+            raise LocationError(f"{self.where}: {code or exc.status_code}: {self._scrub(exc)}") from None
+        except (AzureError, ValueError) as exc:  # ValueError: the SDK cannot read the URL or the credential
+            raise LocationError(f"{self.where}: {self._scrub(exc)}") from None
+
+    def _snapshots(self) -> Iterator[BackupSnapshot]:
+        config = self.config
+        deadline = Deadline(self._clock, config.timeout, f"listing {self.where}")
+        for page in self._container().list_blobs(name_starts_with=config.prefix or None,
+                                                  results_per_page=PAGE_SIZE).by_page():
+            deadline.check()
+            for blob in page:
+                name = relative_name(blob.name, config.prefix)
+                if not blob.name.endswith("/") and is_backup_name(name, config.pattern):
+                    md5 = blob.content_settings.content_md5
+                    yield BackupSnapshot(id=name, name=name, completed_at=blob.last_modified.timestamp(),
+                                         size_bytes=blob.size, file_count=1,
+                                         checksum=f"md5:{bytes(md5).hex()}" if md5 else "")
+
+    def _container(self):
+        """A client per listing: cheap next to the listing, and nothing stale between polls."""
+        from azure.storage.blob import ContainerClient, ExponentialRetry
+
+        config = self.config
+        return ContainerClient(
+            config.account_url, config.container, credential=config.credential.get_secret_value(),
+            connection_timeout=config.timeout, read_timeout=config.timeout,
+            retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=RETRIES),
+            connection_verify=str(config.ca_file) if config.ca_file else True)
+
+    def _scrub(self, exc: Exception) -> str:
+        """The first line of an SDK error, without query strings (SAS signatures) or the credential."""
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _QUERY_STRING.sub("?…", text).replace(self.config.credential.get_secret_value(), "…")

@@ -1,0 +1,111 @@
+"""Backups as objects in an S3 bucket (AWS or compatible), listed with boto3.
+
+`{kind: s3, bucket:, prefix:, endpoint_url:, pattern:}`: every object under the prefix
+whose name (relative to the prefix's folder) matches the pattern is one backup,
+completed when it was last modified. Only the listing is read, never the data: a cloud
+copy is not downloaded to be verified. An object's ETag is its MD5 only for a single-part upload
+without SSE-KMS or SSE-C; multipart ETags (`<hex>-<parts>`) are never taken for one, and
+`etag_is_md5: false` turns the rest off for buckets encrypted with KMS.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+
+from agent.secrets import Secret
+from checks.model import BackupSnapshot, LocationConfig
+from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
+
+PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 call
+ATTEMPTS = 3  # botocore's "standard" retries: throttling, 5xx and connection errors, with backoff
+ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
+_MD5_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
+
+
+class S3Location:
+    kind = "s3"
+
+    class Config(LocationConfig):
+        kind: Literal["s3"]
+        bucket: str
+        prefix: str = ""  # `nightly/` for a folder: names are relative to the folder the prefix ends in
+        pattern: str = "*"  # fnmatch on that name (`*` spans `/`)
+        endpoint_url: str | None = None  # for S3-compatible stores; default: AWS
+        region: str | None = None
+        access_key_id: Secret | None = None  # default: the AWS environment (variables, profile, instance role)
+        secret_access_key: Secret | None = None
+        ca_file: Path | None = None  # wins over AWS_CA_BUNDLE
+        etag_is_md5: bool = True
+
+        @model_validator(mode="after")
+        def _both_keys_or_neither(self) -> S3Location.Config:
+            if (self.access_key_id is None) != (self.secret_access_key is None):
+                raise ValueError("set both access_key_id and secret_access_key, or neither")
+            return self
+
+    def __init__(self, config: Config, context):
+        self.config = config
+        self._clock = context.clock
+        self.where = f"s3 bucket {config.bucket}" + (f" at {config.endpoint_url}" if config.endpoint_url else "")
+
+    def backups(self) -> list[BackupSnapshot]:
+        import botocore.exceptions
+
+        try:
+            return newest_first(self._snapshots())
+        except botocore.exceptions.ClientError as exc:
+            raise LocationError(self._client_error(exc)) from None
+        except botocore.exceptions.NoCredentialsError:
+            raise LocationError(f"{self.where}: no credentials: set access_key_id and secret_access_key, "
+                                "or the AWS environment") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            hint = " (set ca_file for a private CA)" if isinstance(exc, botocore.exceptions.SSLError) else ""
+            raise LocationError(f"{self.where}: {exc}{hint}") from None
+
+    def _snapshots(self) -> Iterator[BackupSnapshot]:
+        config = self.config
+        deadline = Deadline(self._clock, config.timeout, f"listing {self.where}")
+        pages = self._client().get_paginator("list_objects_v2").paginate(
+            Bucket=config.bucket, Prefix=config.prefix, PaginationConfig={"PageSize": PAGE_SIZE})
+        for page in pages:
+            deadline.check()
+            for item in page.get("Contents", ()):
+                name = relative_name(item["Key"], config.prefix)
+                if not item["Key"].endswith("/") and is_backup_name(name, config.pattern):
+                    yield BackupSnapshot(id=name, name=name, completed_at=item["LastModified"].timestamp(),
+                                         size_bytes=item["Size"], file_count=1, checksum=self._md5(item))
+
+    def _md5(self, item: dict) -> str:
+        match = _MD5_ETAG.fullmatch(item.get("ETag", "")) if self.config.etag_is_md5 else None
+        return f"md5:{match[1]}" if match else ""
+
+    def _client(self):
+        """A client per listing: cheap next to the listing, and nothing stale between polls."""
+        import boto3
+        from botocore.config import Config as BotoConfig
+
+        config = self.config
+        credentials = {}
+        if config.access_key_id is not None:
+            credentials = {"aws_access_key_id": config.access_key_id.get_secret_value(),
+                           "aws_secret_access_key": config.secret_access_key.get_secret_value()}
+        tuning = BotoConfig(connect_timeout=config.timeout, read_timeout=config.timeout,
+                            retries={"mode": "standard", "total_max_attempts": ATTEMPTS})
+        return boto3.session.Session().client(
+            "s3", endpoint_url=config.endpoint_url, region_name=config.region, config=tuning,
+            verify=str(config.ca_file) if config.ca_file else None, **credentials)
+
+    def _client_error(self, exc) -> str:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", ""), error.get("Message", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code == "NoSuchBucket":
+            return f"{self.where} does not exist"
+        if code in ACCESS_DENIED or status == 403:
+            return f"{self.where}: access denied ({code}); check access_key_id, secret_access_key and the policy"
+        return f"{self.where}: {code or status}: {message}"

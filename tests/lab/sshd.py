@@ -1,0 +1,90 @@
+"""A real OpenSSH sshd on a free loopback port, with its own host key, config and authorized key.
+
+Nothing outside the test's directory is used except /run/sshd, which sshd insists on
+(as its privilege-separation directory) when it runs as root.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.lab.harness import free_port, need, running
+
+SSHD = "/usr/sbin/sshd"  # sshd refuses to run unless started by its absolute path
+PRIVSEP_DIR = Path("/run/sshd")
+
+
+@dataclass(frozen=True)
+class Sshd:
+    host: str
+    port: int
+    user: str
+    key_file: Path  # the client key, authorized for `user`
+    known_hosts: Path  # one line: [127.0.0.1]:PORT ssh-ed25519 ...
+    fingerprint: str  # the host key's, as OpenSSH prints it: SHA256:...
+    host_key: Path
+
+
+def make_key(path: Path) -> Path:
+    """A new ed25519 key pair without a passphrase at `path` (and `path`.pub)."""
+    keygen = need("ssh-keygen", "apt-get install openssh-client")
+    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", "vigil-test", "-f", str(path)],
+                   check=True, capture_output=True)
+    return path
+
+
+def fingerprint(key: Path) -> str:
+    """The SHA256:... fingerprint of a key pair's public half, from ssh-keygen itself."""
+    keygen = need("ssh-keygen", "apt-get install openssh-client")
+    listed = subprocess.run([keygen, "-l", "-E", "sha256", "-f", f"{key}.pub"],
+                            check=True, capture_output=True, text=True).stdout
+    return listed.split()[1]
+
+
+def known_hosts_line(port: int, host_key: Path) -> str:
+    key_type, key_data = Path(f"{host_key}.pub").read_text().split()[:2]
+    return f"[127.0.0.1]:{port} {key_type} {key_data}\n"
+
+
+@contextmanager
+def sshd(directory: Path) -> Iterator[Sshd]:
+    binary = need(SSHD, "apt-get install openssh-server")
+    directory.mkdir(parents=True, exist_ok=True)
+    host_key = make_key(directory / "host_ed25519")
+    user_key = make_key(directory / "user_ed25519")
+    authorized_keys = directory / "authorized_keys"
+    authorized_keys.write_text(Path(f"{user_key}.pub").read_text())
+    port = free_port()
+    config = directory / "sshd_config"
+    config.write_text(f"""\
+ListenAddress 127.0.0.1:{port}
+HostKey {host_key}
+PidFile {directory / "sshd.pid"}
+AuthorizedKeysFile {authorized_keys}
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+LogLevel VERBOSE
+Subsystem sftp internal-sftp
+""")
+    known_hosts = directory / "known_hosts"
+    known_hosts.write_text(known_hosts_line(port, host_key))
+    if os.geteuid() == 0:
+        PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
+    argv = [binary, "-D", "-e", "-f", str(config)]
+    with running(argv, directory / "sshd.log", lambda: _banner(port).startswith(b"SSH-2.0-"), "sshd"):
+        yield Sshd("127.0.0.1", port, getpass.getuser(), user_key, known_hosts, fingerprint(host_key), host_key)
+
+
+def _banner(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
+        return connection.recv(64)
