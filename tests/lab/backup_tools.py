@@ -37,8 +37,10 @@ class ResticRepo:
         args = ["backup", str(self.data), "--host", "fileserver"]
         args += ["--time", when] if when else []
         args += ["--tag", tag] if tag else []
+        before = {snapshot["id"] for snapshot in self.snapshots()}
         self.run(*args, env={"TZ": "UTC"})
-        return self.snapshots()[-1]["id"]
+        (new,) = {snapshot["id"] for snapshot in self.snapshots()} - before
+        return new
 
     def snapshots(self) -> list[dict]:
         return sorted(json.loads(self.run("snapshots", "--json")), key=lambda s: s["time"])

@@ -32,6 +32,7 @@ class Prometheus:
 def prometheus(tmp_path: Path, scrape_configs: list[dict], rule_files: list[str] = (),
                extra: dict | None = None) -> Iterator[Prometheus]:
     binary = need("prometheus")
+    tmp_path.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
               "scrape_configs": scrape_configs, "rule_files": list(rule_files), **(extra or {})}

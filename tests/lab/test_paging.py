@@ -1,0 +1,62 @@
+"""End to end: a backup goes missing and on-call is paged; it is made good and the page resolves.
+
+Real agent, real restic repository, real Prometheus with the shipped alert rules, real
+Alertmanager with the shipped routing (receivers pointed at a local webhook).
+"""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import ROOT
+from tests.lab.alertmanager import Webhook, alertmanager, routed_to
+from tests.lab.backup_tools import PASSWORD, ResticRepo
+from tests.lab.harness import wait_until
+from tests.lab.prometheus import prometheus
+
+RULES = sorted(str(path) for path in (ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
+FAST = {"group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"}
+
+
+def test_a_missed_backup_pages_on_call_and_resolves(start_agent, write_config, tmp_path, capsys):
+    repo = ResticRepo(tmp_path)
+    snapshot = repo.backup()
+    (tmp_path / "restic.pass").write_text(PASSWORD + "\n")
+    agent = start_agent(write_config(f"""
+listen: 127.0.0.1:{{port}}
+state_dir: {{state}}
+backups:
+  - name: fileserver-nightly
+    schedule: "0 1 * * *"
+    timezone: UTC
+    deadline: 4h
+    interval: 2s
+    timeout: 1500ms
+    primary: {{kind: restic, repository: {repo.repository}, password: "${{file:{tmp_path}/restic.pass}}"}}
+"""))
+    webhook = Webhook()
+    try:
+        shipped = ROOT / "deploy" / "alertmanager" / "vigil.yml"
+        with alertmanager(tmp_path / "am", routed_to(webhook, shipped, FAST)) as am_url, \
+                prometheus(tmp_path / "prom", [{"job_name": "vigil", "static_configs": [
+                    {"targets": [agent.url.removeprefix("http://")]}]}], RULES,
+                    {"alerting": {"alertmanagers": [{"static_configs": [
+                        {"targets": [am_url.removeprefix("http://")]}]}]}}) as prom:
+            prom.wait_for('vigil_backup_status{backup="fileserver-nightly",status="ok"} == 1')
+
+            repo.forget(snapshot)  # the fault: last night's backup is gone
+            fault = time.monotonic()
+            wait_until(lambda: webhook.alerts("oncall", "firing", "BackupMissed"), 60, "the on-call page")
+            (alert, paged), *_ = webhook.alerts("oncall", "firing", "BackupMissed")
+            assert alert["labels"]["backup"] == "fileserver-nightly"
+            assert alert["annotations"]["summary"] == "Backup fileserver-nightly did not complete by its deadline"
+            assert not webhook.alerts("daytime", "firing", "BackupMissed")
+
+            repo.backup()  # made good
+            repaired = time.monotonic()
+            wait_until(lambda: webhook.alerts("oncall", "resolved", "BackupMissed"), 60, "the resolved notice")
+            (_, resolved), *_ = webhook.alerts("oncall", "resolved", "BackupMissed")
+    finally:
+        webhook.close()
+    with capsys.disabled():
+        print(f"\n  paging: fault to page {paged - fault:.1f} s, repair to resolved {resolved - repaired:.1f} s")
