@@ -118,8 +118,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
     loaded = load_config(args.config)
     load_web_config(loaded.config.web_config)
-    count = len(loaded.config.targets)
-    print(f"{loaded.source}: OK, {count} target{'s' * (count != 1)}")
+    targets, backups = len(loaded.config.targets), len(loaded.config.backups)
+    print(f"{loaded.source}: OK, {targets} target{'s' * (targets != 1)}, "
+          f"{backups} backup job{'s' * (backups != 1)}")
     return EXIT_OK
 
 

@@ -164,7 +164,7 @@ def test_a_resolved_secret_never_shows_in_the_model(monkeypatch, test_kinds, wri
 
 def test_check_config_accepts_a_good_file(write_config):
     done = check_config(write_config("targets:\n  - {name: a, kind: host}\n"))
-    assert done.returncode == 0 and "OK, 1 target" in done.stdout
+    assert done.returncode == 0 and "OK, 1 target, 0 backup jobs" in done.stdout
 
 
 def test_without_a_file_the_embedded_default_monitors_this_host():
