@@ -140,25 +140,24 @@ def load_model(model: type[StrictModel], path: Path, checks=None) -> Any:
 
 def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
     """What one field cannot say alone: unique names, a timeout below its interval."""
-    problems: list[tuple[tuple, str]] = []
-    seen: dict[str, int] = {}
+    problems = _duplicate_names(config.targets, "targets", "target") + \
+        _duplicate_names(config.backups, "backups", "backup job")
     for index, target in enumerate(config.targets):
-        if target.name in seen:
-            problems.append(((("targets", index, "name")),
-                             f"duplicate target name `{target.name}` (also targets[{seen[target.name]}])"))
-        seen.setdefault(target.name, index)
         interval, timeout = config.schedule(target)
         if timeout >= interval:
-            problems.append((("targets", index, "timeout"),
-                             "the timeout must be shorter than the interval"))
-    names: dict[str, int] = {}
-    for index, backup in enumerate(config.backups):
-        if backup.name in names:
-            problems.append(((("backups", index, "name")),
-                             f"duplicate backup job name `{backup.name}` (also backups[{names[backup.name]}])"))
-        names.setdefault(backup.name, index)
+            problems.append((("targets", index, "timeout"), "the timeout must be shorter than the interval"))
     if config.defaults.timeout >= config.defaults.interval and "timeout" in config.defaults.model_fields_set:
         problems.append((("defaults", "timeout"), "the timeout must be shorter than the interval"))
+    return problems
+
+
+def _duplicate_names(items, section: str, what: str) -> list[tuple[tuple, str]]:
+    problems, first = [], {}
+    for index, item in enumerate(items):
+        if item.name in first:
+            problems.append(((section, index, "name"),
+                             f"duplicate {what} name `{item.name}` (also {section}[{first[item.name]}])"))
+        first.setdefault(item.name, index)
     return problems
 
 

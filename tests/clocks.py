@@ -31,3 +31,14 @@ class FakeClock(Clock):
 
     def advance(self, seconds: float) -> None:
         self.elapsed += seconds
+
+
+class RunawayClock(Clock):
+    """Each reading is an hour after the last, so any time budget is spent at its first check."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 3600
+        return self.now

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import tarfile
@@ -19,19 +18,10 @@ from agent.clock import Clock
 from checks.config import VerifyConfig
 from checks.sources.filelike import LocationError, parse_manifest
 from checks.sources.files import FilesLocation
+from tests.clocks import RunawayClock
+from tests.dumps import sha256, write
 
 DAY = 86400
-
-
-class RunawayClock(Clock):
-    """Each reading is an hour after the last, so any time budget is spent at its first check."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        self.now += 3600
-        return self.now
 
 
 @pytest.fixture
@@ -48,19 +38,6 @@ def files(context):
         return FilesLocation(config, replace(context, clock=clock) if clock else context)
 
     return files
-
-
-def write(path: Path, data: bytes, age: float = 0) -> Path:
-    """A file last modified `age` seconds ago."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    then = time.time() - age
-    os.utime(path, (then, then))
-    return path
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def gzipped(data: bytes) -> bytes:

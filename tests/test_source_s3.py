@@ -10,26 +10,15 @@ from dataclasses import replace
 import pytest
 from pydantic import ValidationError
 
-from agent.clock import Clock
 from checks.sources import s3
 from checks.sources.filelike import LocationError
 from checks.sources.s3 import S3Location
+from tests.clocks import RunawayClock
 from tests.lab.harness import wait_until
 from tests.lab.moto import Moto, moto
 from tests.lab.pki import make_pki
 
 MiB = 1 << 20
-
-
-class RunawayClock(Clock):
-    """Each reading is an hour after the last, so any time budget is spent at its first check."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        self.now += 3600
-        return self.now
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import re
-import time
 import zipfile
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from pydantic import ValidationError
 from checks.config import VerifyConfig
 from checks.sources.filelike import LocationError
 from checks.sources.sftp import WINDOW, SftpLocation
+from tests.dumps import sha256, write
 from tests.lab.harness import free_port
 from tests.lab.sshd import Sshd, fingerprint, known_hosts_line, make_key, sshd
 
@@ -45,18 +44,6 @@ def sftp(context, server, dumps):
         return SftpLocation(SftpLocation.Config(**config), context)
 
     return sftp
-
-
-def write(path: Path, data: bytes, age: float = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    then = time.time() - age
-    os.utime(path, (then, then))
-    return path
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def test_lists_backups_newest_first_with_checksums(sftp, dumps):
