@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS backup_observations (
     completed_at REAL NOT NULL,
     size_bytes INTEGER,
     file_count INTEGER,
+    duration REAL,
     verdict TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT '',
     observed_at REAL NOT NULL,

@@ -8,7 +8,7 @@ location, shrinkage is judged against real history and the monthly report has da
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.statedb import StateDB
 from checks.model import BackupSnapshot, VerifyOutcome
@@ -28,24 +28,29 @@ class BackupHistory:
         self.db, self.job = db, job
 
     def record(self, location: str, snapshots: list[BackupSnapshot], verdicts: dict[str, str], now: float) -> None:
-        """Store every listed backup; a known one keeps its measured size unless remeasured."""
-        rows = [(self.job, location, s.id, s.completed_at, s.size_bytes, s.file_count,
+        """Store every listed backup; what was measured once (size, end, duration) is kept."""
+        rows = [(self.job, location, s.id, s.completed_at, s.size_bytes, s.file_count, s.duration,
                  verdicts.get(s.id, "seen"), s.detail, now) for s in snapshots]
         self.db.write(
             "INSERT INTO backup_observations (job, location, backup_id, completed_at, size_bytes, file_count,"
-            " verdict, detail, observed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " duration, verdict, detail, observed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (job, location, backup_id) DO UPDATE SET"
-            " completed_at = excluded.completed_at,"
+            " completed_at = CASE WHEN excluded.size_bytes IS NULL THEN completed_at ELSE excluded.completed_at END,"
             " size_bytes = coalesce(excluded.size_bytes, size_bytes),"
             " file_count = coalesce(excluded.file_count, file_count),"
+            " duration = coalesce(excluded.duration, duration),"
             " verdict = CASE WHEN excluded.verdict = 'seen' THEN verdict ELSE excluded.verdict END,"
             " detail = excluded.detail", rows, many=True)
 
-    def measured(self, location: str, backup_id: str) -> tuple[int | None, int | None]:
-        """(size, files) stored for a backup, so a costly measurement happens once."""
-        rows = self.db.query("SELECT size_bytes, file_count FROM backup_observations"
-                             " WHERE job = ? AND location = ? AND backup_id = ?", (self.job, location, backup_id))
-        return rows[0] if rows else (None, None)
+    def measured(self, location: str, snapshot: BackupSnapshot) -> BackupSnapshot | None:
+        """The backup as measured before (size, files, end, duration), so that happens once."""
+        rows = self.db.query("SELECT completed_at, size_bytes, file_count, duration FROM backup_observations"
+                             " WHERE job = ? AND location = ? AND backup_id = ? AND size_bytes IS NOT NULL",
+                             (self.job, location, snapshot.id))
+        if not rows:
+            return None
+        completed_at, size, files, duration = rows[0]
+        return replace(snapshot, completed_at=completed_at, size_bytes=size, file_count=files, duration=duration)
 
     def median_size_before(self, location: str, completed_at: float) -> float | None:
         rows = self.db.query("SELECT size_bytes FROM backup_observations WHERE job = ? AND location = ?"

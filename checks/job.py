@@ -10,7 +10,6 @@ stays 1 and the last success still comes from the history.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from agent import registry
@@ -152,9 +151,8 @@ class BackupCheck:
     def _measured(self, where: str, location, newest: BackupSnapshot) -> BackupSnapshot:
         if newest.size_bytes is not None or not hasattr(location, "measure"):
             return newest
-        size, files = self.history.measured(where, newest.id)
-        if size is not None:
-            return replace(newest, size_bytes=size, file_count=files)
+        if (known := self.history.measured(where, newest)) is not None:
+            return known
         try:
             return location.measure(newest)
         except Exception as exc:  # the size stays unknown this time; the next poll retries

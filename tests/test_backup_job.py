@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -176,3 +177,24 @@ def test_every_observed_backup_is_in_the_history(repos, job_context, clock):
         ("primary", backup_id) for backup_id in ids]
     assert sum(1 for where, _, _ in rows if where == "offsite") == 1
     assert dict((b, v) for w, b, v in rows if w == "primary")[ids[-1]] == "ok"
+
+
+def test_what_was_measured_once_is_exported_on_every_evaluation(tmp_path, job_context, clock, monkeypatch):
+    """borg's end time and duration come from one `borg info`; later polls must keep them."""
+    from tests.lab.backup_tools import BorgRepo
+
+    repo = BorgRepo(tmp_path)
+    repo.create("nightly-1", "2026-11-20T01:10:00")
+    monkeypatch.setenv("VIGIL_TEST_BORG", PASSWORD)
+    config = BackupJobConfig.model_validate({
+        "name": "mail", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h",
+        "primary": {"kind": "borg", "repository": repo.repository, "passphrase": "${env:VIGIL_TEST_BORG}"}})
+    check = BackupCheck(config, job_context)
+    clock.set("2026-11-20 06:00")
+    first, second = metrics(check.evaluate()), metrics(check.evaluate())
+    duration = ("vigil_backup_duration_seconds", (("location", "primary"),))
+    size = ("vigil_backup_size_bytes", (("location", "primary"),))
+    assert duration in first and second[duration] == first[duration]
+    assert second[size] == first[size] == 1000
+    (completed,) = job_context.db.query("SELECT completed_at FROM backup_observations")[0]
+    assert completed >= datetime(2026, 11, 20, 1, 10, tzinfo=UTC).timestamp()
