@@ -3,8 +3,10 @@
 Each job is one asyncio task: a first run at a random offset (spreading the load),
 then every interval with a little jitter, a timeout shorter than the interval,
 exponential backoff after consecutive failures (capped at 8 intervals), and a
-catch-all so any exception becomes `vigil_up 0` with a reason. Blocking collectors
-run in a bounded thread pool; a thread cannot be killed, so a run that outlives its
+catch-all so any exception becomes `vigil_up 0` with a reason. Blocking jobs run in
+bounded thread pools, one per kind of work (collectors, backup evaluations, integrity
+checks), so fifty restic listings or an hours-long `restic check` never keep a
+collector waiting for a thread. A thread cannot be killed, so a run that outlives its
 timeout keeps its job skipping (and counting the skips) until it ends.
 """
 
@@ -42,6 +44,7 @@ class JobSpec:
     metrics: tuple[MetricSpec, ...] = ()
     config: object = None
     label: str = "target"  # the label naming the job's subject on its series
+    pool: str = "collect"  # the thread pool its blocking runs use
 
     @property
     def key(self) -> str:
@@ -70,7 +73,9 @@ class Scheduler:
         self._clock = clock or Clock()
         self._rng = rng or random.Random()
         self._max_start_delay = max_start_delay
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vigil-collect")
+        sizes = {"collect": workers, "backup": max(2, workers // 2), "verify": 1}
+        self._pools = {name: ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"vigil-collect-{name}")
+                       for name, size in sizes.items()}
         self._jobs: dict[str, tuple[JobSpec, asyncio.Task]] = {}
 
     def apply(self, specs: Iterable[JobSpec]) -> None:
@@ -91,7 +96,8 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._jobs.clear()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def _loop(self, spec: JobSpec) -> None:
         previous = self._store.snapshot().get(spec.key)
@@ -113,7 +119,7 @@ class Scheduler:
                 delay = spec.interval * self._jitter()
                 continue
             self._store.publish(replace(state, running=True, next_run=None))
-            result, still_running = await run_job(spec, self._executor, self._clock)
+            result, still_running = await run_job(spec, self._pools[spec.pool], self._clock)
             state = self._settle(state, result)
             delay = backoff_delay(spec.interval, state.consecutive_failures) * self._jitter()
 

@@ -61,11 +61,11 @@ METRICS = (STATUS, LAST_SUCCESS, SIZE, FILES, DURATION, OFFSITE_LAG, NEXT_DEADLI
 def backup_jobs(config: BackupJobConfig, context) -> list[JobSpec]:
     check = BackupCheck(config, context)
     jobs = [JobSpec(config.name, "backup", config.interval, config.timeout, check.evaluate, METRICS,
-                    config=config, label=LABEL)]
+                    config=config, label=LABEL, pool="backup")]
     if check.verifiable:
         timeout = config.verify.timeout * len(check.verifiable) + 60
         jobs.append(JobSpec(config.name, "backup_verify", min(config.verify.every, VERIFY_POLL), timeout,
-                            check.verify, (), config=config, label=LABEL))
+                            check.verify, (), config=config, label=LABEL, pool="verify"))
     return jobs
 
 

@@ -154,3 +154,23 @@ def test_a_shared_budget_paces_every_job_that_spends_it():
     # 20 calls at 5/s with a burst of 5: the 15 beyond the burst need 3 s
     assert clock.elapsed == pytest.approx(3.0)
     assert limits.bucket("meraki:org-1", rate=5) is limits.bucket("meraki:org-1", rate=99)
+
+
+def test_busy_backup_checks_never_keep_a_collector_waiting_for_a_thread(store):
+    healthy = fake_collectors.Counting(None)
+    backups = [fake_collectors.Hanging(None) for _ in range(12)]  # far more than the backup pool's threads
+
+    async def scenario():
+        scheduler = Scheduler(store, workers=4, max_start_delay=0)
+        scheduler.apply([spec("healthy", healthy.collect)] + [
+            JobSpec(f"backup-{n}", "backup", 0.2, 0.1, job.collect, pool="backup") for n, job in enumerate(backups)])
+        await asyncio.sleep(1.5)
+        await scheduler.stop()
+
+    fake_collectors.RELEASE.clear()
+    try:
+        asyncio.run(scenario())
+    finally:
+        fake_collectors.RELEASE.set()
+    assert healthy.runs >= 5, healthy.runs
+    assert all(not store.snapshot()[f"backup:backup-{n}"].result.ok for n in range(12))
