@@ -64,13 +64,20 @@ def _exit(code: int) -> int:
     return code
 
 
+def _options(after_command: bool) -> argparse.ArgumentParser:
+    """-c and --debug, before or after the command; after it they must not reset what came before."""
+    options = argparse.ArgumentParser(add_help=False,
+                                      argument_default=argparse.SUPPRESS if after_command else None)
+    options.add_argument("-c", "--config", type=Path,
+                         help="config file (default /etc/vigil/vigil.yaml, else the embedded default)")
+    options.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", type=Path,
-                        help="config file (default /etc/vigil/vigil.yaml, else the embedded default)")
-    common.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
-    parser = argparse.ArgumentParser(prog="vigil", parents=[common],
+    parser = argparse.ArgumentParser(prog="vigil", parents=[_options(after_command=False)],
                                      description="Monitoring and backup-verification agent.")
+    common = _options(after_command=True)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", parents=[common], help="run the agent (the systemd service)")

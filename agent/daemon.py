@@ -27,7 +27,7 @@ from exporters.webconfig import load_web_config
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT = 5.0  # seconds for jobs to wind down; systemd allows 10 by our unit
+STOP_TIMEOUT = 5.0  # seconds for jobs to wind down, well inside the unit's TimeoutStopSec
 
 
 class Agent:

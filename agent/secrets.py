@@ -36,8 +36,8 @@ def resolve_reference(value: object) -> SecretStr:
         directory = os.environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
             raise ValueError(
-                f"${{cred:{name}}} needs systemd's LoadCredential= "
-                "($CREDENTIALS_DIRECTORY is not set)"
+                f"${{cred:{name}}} needs systemd's LoadCredential= ($CREDENTIALS_DIRECTORY is not set; "
+                "to check by hand: CREDENTIALS_DIRECTORY=/etc/vigil/credentials vigil check-config)"
             )
         if "/" in name:
             raise ValueError(f"credential name `{name}` must not contain `/`")

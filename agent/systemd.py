@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 
+log = logging.getLogger(__name__)
+
 
 def notify(message: str) -> bool:
-    """Send `READY=1`, `WATCHDOG=1`, ... to systemd; False when not run by systemd."""
+    """Send `READY=1`, `WATCHDOG=1`, ... to systemd; False when not run by systemd or it cannot be reached."""
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
     if address.startswith("@"):  # abstract namespace
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.connect(address)
-        sock.sendall(message.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as exc:  # a missing notify socket must not stop the agent
+        log.warning("systemd notify failed socket=%s error=%s", os.environ.get("NOTIFY_SOCKET"), exc)
+        return False
     return True
 
 

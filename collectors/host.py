@@ -64,10 +64,16 @@ class HostCollector:
         return samples
 
     def _filesystems(self) -> list[Sample]:
+        """One series set per filesystem: bind mounts of one already seen (systemd's sandbox
+        makes several) would repeat its figures and its alerts."""
         samples = []
+        devices = set()
         for part in psutil.disk_partitions(all=False):
             if part.fstype in IGNORED_FSTYPES or _matches(part.mountpoint, self.config.exclude_mountpoints):
                 continue
+            if part.device in devices:
+                continue
+            devices.add(part.device)
             try:
                 usage = os.statvfs(part.mountpoint)
             except OSError as exc:  # a stale NFS mount or a vanished USB disk

@@ -70,3 +70,29 @@ def test_failed_units_and_pending_reboot_on_a_systemd_debian_host(systemd_host):
 def test_no_systemd_means_no_failed_units_metric(tmp_path, monkeypatch):
     monkeypatch.setattr(host, "SYSTEMD_RUNTIME", tmp_path / "absent")
     assert not values(collect(), "vigil_server_systemd_failed_units")
+
+
+def test_a_bind_mount_is_not_a_second_filesystem(tmp_path):
+    """As under systemd's sandbox: the same disk mounted twice is reported once."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.lab.harness import need
+
+    unshare = need("unshare")
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("needs root to bind-mount in a private mount namespace")
+    (tmp_path / "source").mkdir()
+    (tmp_path / "bound").mkdir()
+    script = ("from collectors.host import HostCollector as H;"
+              "s = H(H.Config(name='m', kind='host')).collect();"
+              "print(sorted(x.labels['mountpoint'] for x in s if x.name == 'vigil_server_filesystem_size_bytes'))")
+    done = subprocess.run([unshare, "--mount", "--propagation", "private", "sh", "-c",
+                           f"mount --bind {tmp_path}/source {tmp_path}/bound && {sys.executable} -c \"{script}\""],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0 and "Operation not permitted" in done.stderr:
+        pytest.skip("this machine does not allow mount namespaces")
+    assert done.returncode == 0, done.stderr
+    assert str(tmp_path / "bound") not in done.stdout and "'/'" in done.stdout

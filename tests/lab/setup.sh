@@ -7,7 +7,8 @@ cd "$(dirname "$0")/../.."
 LAB=.lab
 PYTHON=${PYTHON:-python3}
 
-PACKAGES=(prometheus prometheus-alertmanager openssl openssh-server openssh-client restic borgbackup systemd)
+PACKAGES=(prometheus prometheus-alertmanager openssl openssh-server openssh-client restic borgbackup systemd
+          python3-venv)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
