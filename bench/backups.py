@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,7 +41,7 @@ SCHEDULE, DEADLINE = "0 1 * * *", 4 * 3600.0
 def nights() -> list[datetime]:
     """01:10 UTC on each of the last nights, the newest inside the last closed window."""
     last = Schedule(SCHEDULE, "UTC", DEADLINE).last_closed(time.time()).start
-    newest = datetime.fromtimestamp(last, timezone.utc) + timedelta(minutes=10)
+    newest = datetime.fromtimestamp(last, UTC) + timedelta(minutes=10)
     return [newest - timedelta(days=n) for n in range(NIGHTS - 1, -1, -1)]
 
 
