@@ -82,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--kind", choices=("restic", "borg", "files"), default="restic")
-    parser.add_argument("--workers", type=int, default=8, help="the agent's `workers:` (thread pool)")
+    parser.add_argument("--workers", type=int, default=4, help="threads: the agent gives backup checks workers/2 (4)")
     args = parser.parse_args()
     os.environ["BENCH_PASSWORD"] = PASSWORD
 

@@ -29,7 +29,7 @@ def _check_cron(value: object) -> str:
 
 
 def _check_timezone(value: object) -> str:
-    if not isinstance(value, str) or "/" not in value and value != "UTC":
+    if not isinstance(value, str) or not value:
         raise ValueError("expected an IANA time zone such as Europe/Brussels or UTC")
     try:
         ZoneInfo(value)
