@@ -29,6 +29,8 @@ import pytest
 from tests.conftest import ROOT, vigil_argv
 from tests.lab.backup_tools import PASSWORD, ResticRepo
 from tests.lab.harness import REQUIRED, Peer, free_port, http_get, need, wait_until
+from tests.lab.moto import moto
+from tests.lab.pki import make_pki
 from tests.lab.sshd import sshd
 
 INSTALLER = ROOT / "deploy" / "install.sh"
@@ -207,6 +209,8 @@ ExecStart=/opt/vigil/bin/python /opt/vigil/bin/vigil run -c /etc/vigil/vigil.yam
 StandardOutput=append:{work}/agent.log
 StandardError=inherit
 LoadCredential=restic:{work}/restic-password
+LoadCredential=s3_id:{work}/s3-id
+LoadCredential=s3_key:{work}/s3-key
 # restic check locks the local repository
 ReadWritePaths=/srv/vigil-test/restic
 """
@@ -244,6 +248,20 @@ backups:
       known_hosts: /etc/vigil/known_hosts
       path: {work}/srv/vigil-test/dumps
       pattern: "erp-*.sql.gz"
+  - name: erp-dump-cloud
+    schedule: "30 23 * * *"
+    deadline: 1h
+    interval: 5s
+    timeout: 4s
+    primary: {{kind: files, path: /srv/vigil-test/dumps, pattern: "erp-*.sql.gz"}}
+    offsite:
+      kind: s3
+      bucket: offsite
+      prefix: erp/
+      endpoint_url: {s3_url}
+      ca_file: /etc/vigil/s3-ca.pem
+      access_key_id: "${{cred:s3_id}}"
+      secret_access_key: "${{cred:s3_key}}"
 """
 
 
@@ -306,15 +324,17 @@ def metric(text: str, name: str, **labels: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def prepare(installed: Installed, work: Path, server, port: int) -> None:
-    """The service's /etc/vigil (the installed one plus this test's config and SSH files) and /srv."""
+def prepare(installed: Installed, work: Path, server, s3, port: int) -> None:
+    """The service's /etc/vigil (the installed one plus this test's config, SSH and CA files) and /srv."""
     uid, gid = (int(n) for n in installed.account()[2:4])
     etc_vigil = work / "etc" / "vigil"
     shutil.copytree(installed.path("/etc/vigil"), etc_vigil)
     os.setxattr(etc_vigil, "trusted.overlay.opaque", b"y")  # nothing from this machine's /etc/vigil
-    (etc_vigil / "vigil.yaml").write_text(CONFIG.format(port=port, ssh_port=server.port, work=work))
+    (etc_vigil / "vigil.yaml").write_text(CONFIG.format(port=port, ssh_port=server.port, work=work,
+                                                        s3_url=s3.endpoint_url))
     shutil.copy(server.key_file, etc_vigil / "id_ed25519")
     shutil.copy(server.known_hosts, etc_vigil / "known_hosts")
+    shutil.copy(s3.ca_file, etc_vigil / "s3-ca.pem")
     for path in etc_vigil.rglob("*"):
         os.chown(path, 0, 0 if path.name == "credentials" else gid)
         path.chmod(0o700 if path.is_dir() else 0o640)  # files root:vigil 0640, as an admin would
@@ -329,6 +349,12 @@ def prepare(installed: Installed, work: Path, server, port: int) -> None:
     (work / "restic-password").chmod(0o600)
     for day in ("2026-11-20", "2026-11-21"):
         (work / "srv" / "vigil-test" / "dumps" / f"erp-{day}.sql.gz").write_bytes(gzip.compress(b"-- dump\n"))
+    for name, value in (("s3-id", s3.access_key_id), ("s3-key", s3.secret_access_key)):
+        (work / name).write_text(value)
+        (work / name).chmod(0o600)
+    client = s3.client()
+    client.create_bucket(Bucket="offsite")  # the newest dump, copied off site over HTTPS
+    client.put_object(Bucket="offsite", Key="erp/erp-2026-11-21.sql.gz", Body=gzip.compress(b"-- dump\n"))
     for path in [work / "srv", *(work / "srv").rglob("*")]:
         os.chown(path, uid, gid)  # the agent's: restic check writes its lock into the repository
     (work / "test.conf").write_text(DROP_IN.format(work=work))
@@ -337,8 +363,8 @@ def prepare(installed: Installed, work: Path, server, port: int) -> None:
 def test_the_installed_unit_runs_the_agent_under_its_sandbox(installed, tmp_path):
     need("restic", "apt-get install restic")
     port = free_port()
-    with sshd(tmp_path / "sshd") as server:
-        prepare(installed, tmp_path, server, port)
+    with sshd(tmp_path / "sshd") as server, moto(tmp_path / "moto", make_pki(tmp_path / "pki")) as s3:
+        prepare(installed, tmp_path, server, s3, port)
         manager = Manager(installed, tmp_path)
         try:
             manager.wait_ready()
@@ -369,8 +395,9 @@ def check_the_service(manager: Manager, installed: Installed, work: Path, port: 
                  "vigil_server_filesystem_size_bytes", "vigil_server_network_receive_bytes_total",
                  "vigil_server_boot_time_timestamp_seconds"):
         assert metric(text, name, target="monitor") is not None, name
-    # both backups read on both sides: restic locally (read-only) and through ssh, files and sftp
-    for backup in ("fileserver-nightly", "erp-database-dump"):
+    # every backup read on both sides: restic locally (read-only) and through ssh, files, sftp,
+    # and S3 over HTTPS with the job's own CA
+    for backup in ("fileserver-nightly", "erp-database-dump", "erp-dump-cloud"):
         for location in ("primary", "offsite"):
             assert metric(text, "vigil_backup_last_success_timestamp_seconds", backup=backup, location=location)
         assert metric(text, "vigil_backup_status", backup=backup, status="unreachable") == 0
@@ -392,7 +419,7 @@ def check_the_service(manager: Manager, installed: Installed, work: Path, port: 
     assert stopped == {"Result": "success", "ExecMainStatus": "0"}, _tail(log)
 
 
-def every_job_up(url: str, log: Path, jobs: int = 4, timeout: float = 60) -> str:
+def every_job_up(url: str, log: Path, jobs: int = 5, timeout: float = 60) -> str:
     """The metrics once all `jobs` report vigil_up 1; else fail with what is down and why."""
     deadline = time.monotonic() + timeout
     while True:
