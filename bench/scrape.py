@@ -18,6 +18,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.procfs import rss_mib  # noqa: E402
 
 SERVER = """
 import sys, tempfile, threading
@@ -41,13 +44,6 @@ server.start()
 print(server.url, flush=True)
 threading.Event().wait()
 """
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
