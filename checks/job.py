@@ -98,8 +98,9 @@ class BackupCheck:
         verdict = worst(findings)
         if window is not None:
             self.history.record_window(window.start, verdict.status, lag, now)
+        next_deadline = self.schedule.next_deadline(now)
         samples = [Sample(STATUS.name, int(status == verdict.status), {"status": status}) for status in STATUSES]
-        samples.append(Sample(NEXT_DEADLINE.name, self.schedule.next_deadline(now)))
+        samples.append(Sample(NEXT_DEADLINE.name, next_deadline))
         if lag is not None:
             samples.append(Sample(OFFSITE_LAG.name, lag))
         for where, backups in seen.items():
@@ -108,7 +109,7 @@ class BackupCheck:
         newest = primary[0] if primary else None
         info = {"status": verdict.status, "detail": verdict.detail,
                 "newest": _iso(newest.completed_at) if newest else "",
-                "next_deadline": _iso(self.schedule.next_deadline(now)),
+                "next_deadline": _iso(next_deadline),
                 "offsite_lag": format_duration(lag) if lag else ""}
         return Collected(tuple(samples), info)
 
