@@ -132,7 +132,8 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _once(args: argparse.Namespace) -> int:
-    from agent.jobs import CollectorContext, all_jobs
+    from agent.collector import Context
+    from agent.jobs import all_jobs
     from agent.ratelimit import RateLimits
     from agent.statedb import StateDB
 
@@ -140,7 +141,7 @@ def _once(args: argparse.Namespace) -> int:
     config = loaded.config
     clock = Clock()
     db = StateDB(config.state_dir)
-    context = CollectorContext(clock, RateLimits(clock), config.state_dir, db)
+    context = Context(clock, RateLimits(clock), config.state_dir, db)
     # integrity checks read data for hours: they keep to their own schedule
     jobs = [job for job in all_jobs(config, context) if job.kind != "backup_verify"]
     if args.target is not None:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from agent import systemd
 from agent.clock import Clock
+from agent.collector import Context
 from agent.config import ConfigError, LoadedConfig, load_config
-from agent.jobs import CollectorContext, all_jobs
+from agent.jobs import all_jobs
 from agent.ratelimit import RateLimits
 from agent.scheduler import Scheduler
 from agent.statedb import StateDB
@@ -42,7 +43,7 @@ class Agent:
         self.site = Site(self.store, {"config": loaded.source, "started": started, "listen": config.listen})
         self.server = WebServer(config.listen, self.site, web)
         self.clock = Clock()
-        self.context = CollectorContext(self.clock, RateLimits(self.clock), config.state_dir, self.store.db)
+        self.context = Context(self.clock, RateLimits(self.clock), config.state_dir, self.store.db)
         self._stop = asyncio.Event()
 
     async def run(self) -> None:

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from agent import registry
-from agent.clock import Clock
+from agent.collector import Context
 from agent.config import AgentConfig
-from agent.ratelimit import RateLimits
 from agent.scheduler import JobSpec
-from agent.statedb import StateDB
 
 
-@dataclass(frozen=True)
-class CollectorContext:
-    """What the agent lends every job: the clock, the shared API budgets, durable state."""
-
-    clock: Clock
-    rate_limits: RateLimits
-    state_dir: Path  # for caches a tool keeps between runs (restic, borg)
-    db: StateDB  # the history the backup checks keep
-
-
-def all_jobs(config: AgentConfig, context: CollectorContext) -> list[JobSpec]:
+def all_jobs(config: AgentConfig, context: Context) -> list[JobSpec]:
     """One job per target, and per backup job one evaluation (plus one verification)."""
     from checks.job import backup_jobs
 
@@ -31,7 +16,7 @@ def all_jobs(config: AgentConfig, context: CollectorContext) -> list[JobSpec]:
                                            for job in backup_jobs(backup, context)]
 
 
-def target_jobs(config: AgentConfig, context: CollectorContext) -> list[JobSpec]:
+def target_jobs(config: AgentConfig, context: Context) -> list[JobSpec]:
     jobs = []
     for target in config.targets:
         collector_class = registry.collector_class(target.kind)

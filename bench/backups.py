@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.clock import Clock  # noqa: E402
-from agent.jobs import CollectorContext  # noqa: E402
+from agent.collector import Context  # noqa: E402
 from agent.ratelimit import RateLimits  # noqa: E402
 from agent.scheduler import run_job  # noqa: E402
 from agent.statedb import StateDB  # noqa: E402
@@ -94,7 +94,7 @@ def main() -> None:
             "primary": make_location(args.kind, root / f"job-{n}")}) for n in range(args.jobs)]
         clock = Clock()
         db = StateDB(root / "state")
-        context = CollectorContext(clock, RateLimits(clock), root / "state", db)
+        context = Context(clock, RateLimits(clock), root / "state", db)
         jobs = [backup_jobs(config, context)[0] for config in configs]
         for label in ("first cycle (measures each newest backup once)", "steady cycle"):
             wall, durations = asyncio.run(cycle(jobs, args.workers, clock))

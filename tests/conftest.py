@@ -33,13 +33,13 @@ class RunningAgent:
 def context(tmp_path):
     """What the agent lends a job: a real clock, rate limits, and a state dir with its database."""
     from agent.clock import Clock
-    from agent.jobs import CollectorContext
+    from agent.collector import Context
     from agent.ratelimit import RateLimits
     from agent.statedb import StateDB
 
     clock = Clock()
     db = StateDB(tmp_path / "state")
-    yield CollectorContext(clock, RateLimits(clock), tmp_path / "state", db)
+    yield Context(clock, RateLimits(clock), tmp_path / "state", db)
     db.close()
 
 

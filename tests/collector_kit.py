@@ -1,0 +1,33 @@
+"""The conformance kit's helpers: build a kind from a config mapping and run it once, strictly.
+
+Every collector's tests use these, so each kind runs exactly as the agent runs it
+(validation through the registry, open/collect/close, the Emitter's checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from agent import registry
+from agent.collector import Collector, Context, Emitter, run_once
+from agent.config import AgentConfig
+
+
+def build(target: dict, context: Context) -> Collector:
+    """The collector for one target mapping, validated as the agent validates a config."""
+    config = AgentConfig.model_validate({"targets": [target]}).targets[0]
+    ctx = replace(context, kind=config.kind, target=config.name)
+    return registry.collector_class(config.kind)(config, ctx)
+
+
+def collect(target: dict, context: Context, due: frozenset[str] | None = None) -> Emitter:
+    """Open, collect (every signal due unless `due` says) and close once, with strict metric checks."""
+    return asyncio.run(run_once(build(target, context), due, strict=True))
+
+
+def values(out: Emitter, name: str, signal: str | None = None) -> dict[tuple, float]:
+    """{sorted label items: value} of one metric, from every signal or one."""
+    signals = [signal] if signal else sorted(out.ran)
+    return {tuple(sorted(s.labels.items())): s.value
+            for sig in signals for s in out.samples(sig) if s.name == name}
