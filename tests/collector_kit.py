@@ -31,3 +31,12 @@ def values(out: Emitter, name: str, signal: str | None = None) -> dict[tuple, fl
     signals = [signal] if signal else sorted(out.ran)
     return {tuple(sorted(s.labels.items())): s.value
             for sig in signals for s in out.samples(sig) if s.name == name}
+
+
+def assert_conforms(out: Emitter, collector_class: type[Collector]) -> None:
+    """The conformance rule: every declared family is emitted on the fixture, nothing else, no signal failed."""
+    assert not out.errors, f"signals failed on the conformance fixture: {out.errors}"
+    declared = {spec.name for spec in collector_class.METRICS}
+    emitted = {sample.name for signal in out.ran for sample in out.samples(signal)}
+    assert emitted == declared, (f"declared but not emitted: {sorted(declared - emitted)}; "
+                                 f"emitted but not declared: {sorted(emitted - declared)}")
