@@ -15,7 +15,6 @@ import platform
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent import __version__, logs
@@ -139,11 +138,8 @@ def _once(args: argparse.Namespace) -> int:
 
     loaded: LoadedConfig = load_config(args.config)
     config = loaded.config
-    clock = Clock()
-    db = StateDB(config.state_dir)
-    context = Context(clock, RateLimits(clock), config.state_dir, db)
     # integrity checks read data for hours: they keep to their own schedule
-    jobs = [job for job in all_jobs(config, context) if job.kind != "backup_verify"]
+    jobs = [job for job in all_jobs(config) if job.kind != "backup_verify"]
     if args.target is not None:
         names = sorted({job.name for job in jobs})
         jobs = [job for job in jobs if job.name == args.target]
@@ -151,24 +147,30 @@ def _once(args: argparse.Namespace) -> int:
             print(f"vigil: no target or backup job named `{args.target}` in {loaded.source} "
                   f"(known: {', '.join(names) or 'none'})", file=sys.stderr)
             return EXIT_CONFIG
-    results = asyncio.run(_run_all(jobs, config.workers, clock))
+    clock = Clock()
+    db = StateDB(config.state_dir)
+    context = Context(clock, RateLimits(clock), config.state_dir, db)
+    results = asyncio.run(_run_all(jobs, context, config.workers))
     db.close()
-    states = {job.key: JobState(job.name, job.kind, job.interval, job.metrics, job.label, result,
+    states = {job.key: JobState(job.name, job.kind, job.interval, job.collector.METRICS, job.label, result=result,
                                 last_success=result.started_at + result.duration if result.ok else None)
               for job, result in zip(jobs, results, strict=True)}
     print(_FORMATS[args.format](states), end="")
     return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
 
 
-async def _run_all(jobs, workers: int, clock: Clock) -> list[Result]:
-    from agent.scheduler import run_job
+async def _run_all(specs, context, workers: int) -> list[Result]:
+    """Each job once, concurrently, with the agent's own slots, timeouts and isolation."""
+    from dataclasses import replace
 
-    executor = ThreadPoolExecutor(workers, thread_name_prefix="vigil-collect")
+    from agent.scheduler import Job, Runtime, Slots, pool_sizes
+
+    runtime = Runtime(context.clock, Slots(pool_sizes(workers)))
+    jobs = [Job(spec, replace(context, kind=spec.kind, target=spec.name)) for spec in specs]
     try:
-        outcomes = await asyncio.gather(*(run_job(job, executor, clock) for job in jobs))
+        return list(await asyncio.gather(*(job.run(runtime) for job in jobs)))
     finally:
-        executor.shutdown(wait=False, cancel_futures=True)  # never wait for a hung thread
-    return [result for result, _ in outcomes]
+        await asyncio.gather(*(job.discard(runtime) for job in jobs))
 
 
 def _as_text(states: dict[str, JobState]) -> str:

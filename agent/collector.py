@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from agent.model import MetricSpec, Sample
+from agent.model import MetricSpec, Sample, Verdict
 
 if TYPE_CHECKING:
     from agent.clock import Clock
@@ -142,16 +142,6 @@ class Collector(Generic[C]):
 
     def close(self) -> None:
         """End the session; may be async. Must not raise for a session that never opened."""
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """A job's own judgement for the status page (a backup job's status), with the times behind it."""
-
-    status: str
-    detail: str = ""
-    times: Mapping[str, float] = field(default_factory=dict)  # label -> epoch seconds, shown as ages
-    notes: Mapping[str, str] = field(default_factory=dict)  # label -> text
 
 
 _CURRENT_SIGNAL: contextvars.ContextVar[str] = contextvars.ContextVar("vigil_signal", default=MAIN)
@@ -276,11 +266,16 @@ class Emitter:
             log.error("sample rejected job=%s problem=%s", self._where, problem)
 
 
+def is_blocking(method: Any) -> bool:
+    """A plain lifecycle method blocks, and the agent runs it in a thread."""
+    return not inspect.iscoroutinefunction(method)
+
+
 async def call(method: Any, *args: Any) -> Any:
     """Await an async lifecycle method, or run a plain (blocking) one in a thread."""
-    if inspect.iscoroutinefunction(method):
-        return await method(*args)
-    return await asyncio.to_thread(method, *args)
+    if is_blocking(method):
+        return await asyncio.to_thread(method, *args)
+    return await method(*args)
 
 
 async def run_once(collector: Collector, due: frozenset[str] | None = None,

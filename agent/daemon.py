@@ -48,8 +48,8 @@ class Agent:
 
     async def run(self) -> None:
         config = self._loaded.config
-        scheduler = Scheduler(self.store, workers=config.workers, clock=self.clock)
-        scheduler.apply(all_jobs(config, self.context))
+        scheduler = Scheduler(self.store, self.context, workers=config.workers)
+        scheduler.apply(all_jobs(config))
         self.server.start()
         self.site.ready.set()
         loop = asyncio.get_running_loop()
@@ -70,9 +70,11 @@ class Agent:
         if watchdog is not None:
             watchdog.cancel()
         try:
-            await asyncio.wait_for(scheduler.stop(), STOP_TIMEOUT)
+            await asyncio.wait_for(scheduler.stop(STOP_TIMEOUT), STOP_TIMEOUT + 1)
         except TimeoutError:
             log.warning("jobs did not stop within %ss; leaving them", STOP_TIMEOUT)
+        if scheduler.threads:
+            log.warning("leaving %d blocking call(s) that did not finish", len(scheduler.threads))
         self.server.stop()
         self.store.close()
 
@@ -88,7 +90,7 @@ class Agent:
             for key in ("listen", "state_dir", "workers"):
                 if getattr(old, key) != getattr(new, key):
                     log.warning("a change of `%s` needs a restart; keeping %s", key, getattr(old, key))
-            scheduler.apply(all_jobs(new, self.context))
+            scheduler.apply(all_jobs(new))
             try:
                 self.server.reconfigure(web)
             except OSError as exc:

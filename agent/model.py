@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from agent.collector import ApiCounters
 
 MetricType = Literal["gauge", "counter"]
 
@@ -35,11 +38,24 @@ class MetricSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Collected:
-    """What a job may return instead of bare samples: samples plus facts for the status page."""
+class Verdict:
+    """A job's own judgement for the status page (a backup job's status), with the times behind it."""
 
-    samples: tuple[Sample, ...]
-    info: Mapping[str, str] = field(default_factory=dict)
+    status: str
+    detail: str = ""
+    times: Mapping[str, float] = field(default_factory=dict)  # label -> epoch seconds, shown as ages
+    notes: Mapping[str, str] = field(default_factory=dict)  # label -> text
+
+
+@dataclass(frozen=True, slots=True)
+class SignalState:
+    """How one signal of a job fared: exported fresh, re-emitted from its last good run, or failed."""
+
+    name: str
+    ok: bool
+    error: str = ""
+    last_success: float | None = None  # when the exported data was collected (wall clock)
+    fresh: bool = True  # collected by this run, not re-emitted
 
 
 def job_key(kind: str, name: str) -> str:
@@ -58,7 +74,9 @@ class Result:
     duration: float  # seconds
     samples: tuple[Sample, ...] = ()
     error: str = ""
-    info: Mapping[str, str] = field(default_factory=dict)  # facts for the status page
+    signals: tuple[SignalState, ...] = ()
+    verdict: Verdict | None = None
+    rejected: int = 0  # samples the Emitter refused (a collector bug, logged once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +88,15 @@ class JobState:
     interval: float
     metrics: tuple[MetricSpec, ...] = ()  # the collector's catalogue, for the exporter
     label: str = "target"  # the label naming the job's subject on its series
+    board: str = ""  # the status page's board for this kind's verdicts ("Backups")
+    api: ApiCounters | None = None  # the job's live request counters (owned by the scheduler)
     result: Result | None = None  # None until the first run finishes
     last_success: float | None = None
     next_run: float | None = None
     consecutive_failures: int = 0
     errors_total: int = 0
     skipped_total: int = 0
+    rejected_total: int = 0
     running: bool = False
 
     @property

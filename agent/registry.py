@@ -12,6 +12,13 @@ COLLECTORS: dict[str, str] = {
     "host": "collectors.host:HostCollector",
 }
 
+# Kinds that are not configured as targets: the jobs each backup job brings.
+JOB_KINDS: dict[str, str] = {
+    "backup": "checks.job:BackupEvaluation",
+    "backup_verify": "checks.job:BackupVerification",
+}
+BACKUP_JOBS = "checks.job:backup_jobs"  # BackupJobConfig -> its JobSpecs
+
 LOCATIONS: dict[str, str] = {
     "files": "checks.sources.files:FilesLocation",
     "sftp": "checks.sources.sftp:SftpLocation",
@@ -32,6 +39,11 @@ def load(path: str) -> type:
 
 def collector_class(kind: str) -> type:
     return load(COLLECTORS[kind])
+
+
+def job_class(kind: str) -> type:
+    """Any kind a job may have: a target's collector or one of the backup jobs' kinds."""
+    return load(COLLECTORS.get(kind) or JOB_KINDS[kind])
 
 
 def location_class(kind: str) -> type:

@@ -2,7 +2,7 @@
 
 Creates N real repositories (restic, borg) or dump directories (files), each with a
 week of backdated backups, then runs one evaluation of every job the way the agent
-does: through the scheduler's run_job, in its thread pool. Setup time is not counted.
+does: through the scheduler's Job.run, with the backup pool's slots. Setup time is not counted.
 The first cycle measures each new backup once (restic stats / borg info); the second
 is the steady state.
 
@@ -18,7 +18,6 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.clock import Clock  # noqa: E402
 from agent.collector import Context  # noqa: E402
 from agent.ratelimit import RateLimits  # noqa: E402
-from agent.scheduler import run_job  # noqa: E402
+from agent.scheduler import Job, Runtime, Slots  # noqa: E402
 from agent.statedb import StateDB  # noqa: E402
 from checks.config import BackupJobConfig  # noqa: E402
 from checks.job import backup_jobs  # noqa: E402
@@ -66,16 +65,15 @@ def make_location(kind: str, directory: Path) -> dict:
     return {"kind": "files", "path": str(dumps), "pattern": "db-*.sql.gz"}
 
 
-async def cycle(jobs, workers: int, clock: Clock) -> tuple[float, list[float]]:
-    executor = ThreadPoolExecutor(workers)
+async def cycle(jobs: list[Job], workers: int, clock: Clock) -> tuple[float, list[float]]:
+    runtime = Runtime(clock, Slots({"backup": workers}))
     start = time.perf_counter()
-    outcomes = await asyncio.gather(*(run_job(job, executor, clock) for job in jobs))
+    results = await asyncio.gather(*(job.run(runtime) for job in jobs))
     wall = time.perf_counter() - start
-    executor.shutdown()
-    failed = [result for result, _ in outcomes if not result.ok or result.info.get("status") != "ok"]
+    failed = [result for result in results if not result.ok or result.verdict.status != "ok"]
     if failed:
-        raise SystemExit(f"{len(failed)} jobs not ok, e.g. {failed[0].error or failed[0].info}")
-    return wall, sorted(result.duration for result, _ in outcomes)
+        raise SystemExit(f"{len(failed)} jobs not ok, e.g. {failed[0].error or failed[0].verdict}")
+    return wall, sorted(result.duration for result in results)
 
 
 def main() -> None:
@@ -95,7 +93,7 @@ def main() -> None:
         clock = Clock()
         db = StateDB(root / "state")
         context = Context(clock, RateLimits(clock), root / "state", db)
-        jobs = [backup_jobs(config, context)[0] for config in configs]
+        jobs = [Job(spec, context) for spec in (backup_jobs(config)[0] for config in configs)]
         for label in ("first cycle (measures each newest backup once)", "steady cycle"):
             wall, durations = asyncio.run(cycle(jobs, args.workers, clock))
             print(f"{label}: {args.jobs} {args.kind} jobs in {wall:.2f} s with {args.workers} workers; "

@@ -10,15 +10,19 @@ stays 1 and the last success still comes from the history.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 
 from agent import registry
-from agent.model import Collected, MetricSpec, Sample
-from agent.scheduler import JobSpec, describe
+from agent.collector import Collector, Context, Emitter, describe
+from agent.model import MetricSpec, Verdict
+from agent.scheduler import JobSpec
 from agent.units import format_duration
 from checks.config import BackupJobConfig
 from checks.history import BackupHistory
-from checks.model import BackupSnapshot
+from checks.model import BackupSnapshot, LocationConfig
 from checks.schedule import Schedule
 from checks.verdict import (
     STATUSES,
@@ -58,30 +62,44 @@ VERIFY_TIME = MetricSpec("vigil_backup_verify_timestamp_seconds", "gauge",
 METRICS = (STATUS, LAST_SUCCESS, SIZE, FILES, DURATION, OFFSITE_LAG, NEXT_DEADLINE, VERIFY_OK, VERIFY_TIME)
 
 
-def backup_jobs(config: BackupJobConfig, context) -> list[JobSpec]:
-    check = BackupCheck(config, context)
-    jobs = [JobSpec(config.name, "backup", config.interval, config.timeout, check.evaluate, METRICS,
-                    config=config, label=LABEL, pool="backup")]
-    if check.verifiable:
-        timeout = config.verify.timeout * len(check.verifiable) + 60
+def backup_jobs(config: BackupJobConfig) -> list[JobSpec]:
+    """The evaluation (every few minutes) and, where verify: is set, the verification job."""
+    jobs = [JobSpec(config.name, "backup", config.interval, config.timeout, partial(BackupEvaluation, config),
+                    BackupEvaluation, config=config, label=LABEL, pool="backup")]
+    if config.verify is not None:
+        timeout = config.verify.timeout * 2 + 60  # at most both locations, one after the other
         jobs.append(JobSpec(config.name, "backup_verify", min(config.verify.every, VERIFY_POLL), timeout,
-                            check.verify, (), config=config, label=LABEL, pool="verify"))
+                            partial(BackupVerification, config), BackupVerification, config=config,
+                            label=LABEL, pool="verify"))
     return jobs
 
 
-class BackupCheck:
-    def __init__(self, config: BackupJobConfig, context):
-        self.config = config
-        self.clock = context.clock
-        self.history = BackupHistory(context.db, config.name)
-        self.schedule = Schedule(config.schedule, config.timezone, config.deadline)
-        self.locations = {where: registry.location_class(location.kind)(location, context)
+class _BackupJob(Collector[BackupJobConfig]):
+    """What both jobs of a backup job share: its locations and its history (all blocking)."""
+
+    def __init__(self, config: BackupJobConfig, ctx: Context):
+        super().__init__(config, ctx)
+        self.clock = ctx.clock
+        self.history = BackupHistory(ctx.db, config.name)
+        self.locations = {where: registry.location_class(location.kind)(location, ctx)
                           for where, location in (("primary", config.primary), ("offsite", config.offsite))
                           if location is not None}
         self.verifiable = {where: location for where, location in self.locations.items()
                            if config.verify is not None and hasattr(location, "verify")}
 
-    def evaluate(self) -> Collected:
+
+class BackupEvaluation(_BackupJob):
+    """Lists the locations, judges the newest backups against the schedule, records it all."""
+
+    Config = BackupJobConfig
+    METRICS = METRICS
+    BOARD = "Backups"
+
+    def __init__(self, config: BackupJobConfig, ctx: Context):
+        super().__init__(config, ctx)
+        self.schedule = Schedule(config.schedule, config.timezone, config.deadline)
+
+    def collect(self, out: Emitter, due: frozenset[str]) -> None:
         now = self.clock.time()
         window = self.schedule.last_closed(now)
         findings: list[Finding | None] = []
@@ -99,35 +117,18 @@ class BackupCheck:
         if window is not None:
             self.history.record_window(window.start, verdict.status, lag, now)
         next_deadline = self.schedule.next_deadline(now)
-        samples = [Sample(STATUS.name, int(status == verdict.status), {"status": status}) for status in STATUSES]
-        samples.append(Sample(NEXT_DEADLINE.name, next_deadline))
-        if lag is not None:
-            samples.append(Sample(OFFSITE_LAG.name, lag))
+        for status in STATUSES:
+            out.gauge(STATUS, int(status == verdict.status), status=status)
+        out.gauge(NEXT_DEADLINE, next_deadline)
+        out.gauge(OFFSITE_LAG, lag)
         for where, backups in seen.items():
-            samples += self._location_samples(where, backups)
-        samples += self._verify_samples()
+            self._location_samples(out, where, backups)
+        verified_at = self._verify_samples(out)
         newest = primary[0] if primary else None
-        info = {"status": verdict.status, "detail": verdict.detail,
-                "newest": _iso(newest.completed_at) if newest else "",
-                "next_deadline": _iso(next_deadline),
-                "offsite_lag": format_duration(lag) if lag else ""}
-        return Collected(tuple(samples), info)
-
-    def verify(self) -> Collected:
-        """Run the integrity checks that are due; a check that could not run fails this job."""
-        done, problems = [], []
-        for where, location in self.verifiable.items():
-            last = self.history.last_verification(where)
-            if last is not None and self.clock.time() - last.at < self.config.verify.every:
-                continue
-            outcome = location.verify(self.config.verify)
-            self.history.record_verification(where, self.clock.time(), outcome)
-            done.append(f"{where}: {outcome.detail}")
-            if outcome.ok is None:
-                problems.append(f"{where}: {outcome.detail}")
-        if problems:
-            raise RuntimeError("; ".join(problems))
-        return Collected((), {"verified": "; ".join(done) or "not due"})
+        times = {"newest backup": newest.completed_at if newest else None, "next deadline": next_deadline,
+                 "last integrity check": verified_at}
+        out.judge(Verdict(verdict.status, verdict.detail, {k: v for k, v in times.items() if v is not None},
+                          {"off-site lag": format_duration(lag)} if lag else {}))
 
     def _observe(self, where: str, location, now: float, findings: list) -> list[BackupSnapshot] | None:
         """The location's backups, newest measured and everything recorded; None if unreachable."""
@@ -160,17 +161,13 @@ class BackupCheck:
             log.warning("backup size unknown job=%s location=%s error=%s", self.config.name, where, describe(exc))
             return newest
 
-    def _location_samples(self, where: str, backups: list[BackupSnapshot] | None) -> list[Sample]:
-        labels = {"location": where}
-        samples = []
-        if (last := self.history.last_success(where)) is not None:
-            samples.append(Sample(LAST_SUCCESS.name, last, labels))
+    def _location_samples(self, out: Emitter, where: str, backups: list[BackupSnapshot] | None) -> None:
+        out.gauge(LAST_SUCCESS, self.history.last_success(where), location=where)
         newest = backups[0] if backups else None
-        for spec, value in ((SIZE, newest and newest.size_bytes), (FILES, newest and newest.file_count),
-                            (DURATION, newest and newest.duration)):
-            if value is not None:
-                samples.append(Sample(spec.name, value, labels))
-        return samples
+        if newest is not None:
+            out.gauge(SIZE, newest.size_bytes, location=where)
+            out.gauge(FILES, newest.file_count, location=where)
+            out.gauge(DURATION, newest.duration, location=where)
 
     def _verify_finding(self, now: float) -> Finding | None:
         findings = []
@@ -182,13 +179,48 @@ class BackupCheck:
                 findings.append(Finding(finding.status, f"{where}: {finding.detail}"))
         return worst(findings) if findings else None
 
-    def _verify_samples(self) -> list[Sample]:
+    def _verify_samples(self, out: Emitter) -> float | None:
+        """vigil_backup_verify_*; the time of the oldest of the locations' last checks, if all have one."""
         results = [self.history.last_verification(where, conclusive=True) for where in self.verifiable]
         if not results or None in results:
-            return []
-        return [Sample(VERIFY_OK.name, int(all(r.ok for r in results))),
-                Sample(VERIFY_TIME.name, min(r.at for r in results))]
+            return None
+        out.gauge(VERIFY_OK, int(all(r.ok for r in results)))
+        out.gauge(VERIFY_TIME, min(r.at for r in results))
+        return min(r.at for r in results)
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+class BackupVerification(_BackupJob):
+    """Runs the integrity checks that are due, one repository at a time whatever the number of jobs."""
+
+    Config = BackupJobConfig
+
+    def collect(self, out: Emitter, due: frozenset[str]) -> None:
+        """A check that could not run fails this job, so it is retried at the next poll."""
+        done, problems = [], []
+        for where, location in self.verifiable.items():
+            last = self.history.last_verification(where)
+            if last is not None and self.clock.time() - last.at < self.config.verify.every:
+                continue
+            with _exclusive(location.config):
+                outcome = location.verify(self.config.verify)
+            self.history.record_verification(where, self.clock.time(), outcome)
+            done.append(f"{where}: {outcome.detail}")
+            if outcome.ok is None:
+                problems.append(f"{where}: {outcome.detail}")
+        if problems:
+            raise RuntimeError("; ".join(problems))
+        out.judge(Verdict("ok", "; ".join(done) or "not due"))
+
+
+_REPOSITORY_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _exclusive(location: LocationConfig) -> Iterator[None]:
+    """One integrity check per repository at a time: restic and borg checks lock it exclusively."""
+    key = location.model_dump_json(include={"kind", "repository", "path", "host", "url", "bucket"})
+    with _LOCKS_GUARD:
+        lock = _REPOSITORY_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        yield

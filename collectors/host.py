@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Literal
 
 import psutil
+from pydantic import Field
 
-from agent.model import Sample
+from agent.collector import Collector, Emitter
 from agent.schema import TargetConfig
 from collectors import server_metrics as m
 
@@ -32,13 +33,17 @@ DEBIAN_VERSION_FILE = Path("/etc/debian_version")
 DMI = Path("/sys/class/dmi/id")
 
 
-class HostCollector:
-    kind = "host"
+class HostConfig(TargetConfig):
+    kind: Literal["host"]
+    exclude_mountpoints: tuple[str, ...] = Field((), description="mountpoints to leave out (fnmatch patterns)")
+    exclude_interfaces: tuple[str, ...] = Field(("lo", "veth*", "docker*", "br-*"),
+                                                description="network interfaces to leave out (fnmatch patterns)")
 
-    class Config(TargetConfig):
-        kind: Literal["host"]
-        exclude_mountpoints: tuple[str, ...] = ()
-        exclude_interfaces: tuple[str, ...] = ("lo", "veth*", "docker*", "br-*")
+
+class HostCollector(Collector[HostConfig]):
+    """Blocking (psutil reads /proc): the agent runs `collect` in a thread."""
+
+    Config = HostConfig
 
     METRICS = (
         m.CPU_SECONDS, m.CPUS, m.LOAD1, m.LOAD5, m.LOAD15,
@@ -49,24 +54,21 @@ class HostCollector:
         m.BOOT_TIME, m.SYSTEMD_FAILED_UNITS, m.REBOOT_REQUIRED, m.INFO,
     )
 
-    def __init__(self, config: Config, context: object = None):
-        self.config = config  # the host needs nothing from the agent's context
-
-    def collect(self) -> list[Sample]:
-        """Blocking (psutil reads /proc), so the scheduler runs it in its thread pool."""
-        samples = [*_cpu(), *_memory(), *self._filesystems(), *_disks(), *self._networks()]
-        samples.append(Sample(m.BOOT_TIME.name, psutil.boot_time()))
-        samples.append(Sample(m.INFO.name, 1, _info()))
-        if (failed := _systemd_failed_units()) is not None:
-            samples.append(Sample(m.SYSTEMD_FAILED_UNITS.name, failed))
+    def collect(self, out: Emitter, due: frozenset[str]) -> None:
+        _cpu(out)
+        _memory(out)
+        self._filesystems(out)
+        _disks(out)
+        self._networks(out)
+        out.gauge(m.BOOT_TIME, psutil.boot_time())
+        out.gauge(m.INFO, 1, **_info())
+        out.gauge(m.SYSTEMD_FAILED_UNITS, _systemd_failed_units())
         if DEBIAN_VERSION_FILE.exists():
-            samples.append(Sample(m.REBOOT_REQUIRED.name, int(REBOOT_REQUIRED_FILE.exists())))
-        return samples
+            out.gauge(m.REBOOT_REQUIRED, int(REBOOT_REQUIRED_FILE.exists()))
 
-    def _filesystems(self) -> list[Sample]:
+    def _filesystems(self, out: Emitter) -> None:
         """One series set per filesystem: bind mounts of one already seen (systemd's sandbox
         makes several) would repeat its figures and its alerts."""
-        samples = []
         devices = set()
         for part in psutil.disk_partitions(all=False):
             if part.fstype in IGNORED_FSTYPES or _matches(part.mountpoint, self.config.exclude_mountpoints):
@@ -80,71 +82,53 @@ class HostCollector:
                 log.warning("filesystem skipped mountpoint=%s error=%s", part.mountpoint, exc.strerror)
                 continue
             labels = {"mountpoint": part.mountpoint, "fstype": part.fstype}
-            samples += [
-                Sample(m.FILESYSTEM_SIZE.name, usage.f_blocks * usage.f_frsize, labels),
-                Sample(m.FILESYSTEM_FREE.name, usage.f_bfree * usage.f_frsize, labels),
-                Sample(m.FILESYSTEM_AVAIL.name, usage.f_bavail * usage.f_frsize, labels),
-            ]
-        return samples
+            out.gauge(m.FILESYSTEM_SIZE, usage.f_blocks * usage.f_frsize, **labels)
+            out.gauge(m.FILESYSTEM_FREE, usage.f_bfree * usage.f_frsize, **labels)
+            out.gauge(m.FILESYSTEM_AVAIL, usage.f_bavail * usage.f_frsize, **labels)
 
-    def _networks(self) -> list[Sample]:
-        samples = []
+    def _networks(self, out: Emitter) -> None:
         for nic, io in psutil.net_io_counters(pernic=True).items():
             if _matches(nic, self.config.exclude_interfaces):
                 continue
-            labels = {"device": nic}
-            samples += [
-                Sample(m.NET_RECEIVE.name, io.bytes_recv, labels),
-                Sample(m.NET_TRANSMIT.name, io.bytes_sent, labels),
-                Sample(m.NET_RECEIVE_ERRORS.name, io.errin, labels),
-                Sample(m.NET_TRANSMIT_ERRORS.name, io.errout, labels),
-            ]
-        return samples
+            out.counter(m.NET_RECEIVE, io.bytes_recv, device=nic)
+            out.counter(m.NET_TRANSMIT, io.bytes_sent, device=nic)
+            out.counter(m.NET_RECEIVE_ERRORS, io.errin, device=nic)
+            out.counter(m.NET_TRANSMIT_ERRORS, io.errout, device=nic)
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch(name, pattern) for pattern in patterns)
 
 
-def _cpu() -> list[Sample]:
-    times = psutil.cpu_times()._asdict()
-    # guest time is already counted in user and nice on Linux
-    modes = {mode: seconds for mode, seconds in times.items() if not mode.startswith("guest")}
-    load1, load5, load15 = psutil.getloadavg()
-    return [
-        *(Sample(m.CPU_SECONDS.name, seconds, {"mode": mode}) for mode, seconds in modes.items()),
-        Sample(m.CPUS.name, psutil.cpu_count() or 0),
-        Sample(m.LOAD1.name, load1), Sample(m.LOAD5.name, load5), Sample(m.LOAD15.name, load15),
-    ]
+def _cpu(out: Emitter) -> None:
+    for mode, seconds in psutil.cpu_times()._asdict().items():
+        if not mode.startswith("guest"):  # guest time is already counted in user and nice on Linux
+            out.counter(m.CPU_SECONDS, seconds, mode=mode)
+    out.gauge(m.CPUS, psutil.cpu_count() or 0)
+    for spec, value in zip((m.LOAD1, m.LOAD5, m.LOAD15), psutil.getloadavg(), strict=True):
+        out.gauge(spec, value)
 
 
-def _memory() -> list[Sample]:
+def _memory(out: Emitter) -> None:
     memory, swap = psutil.virtual_memory(), psutil.swap_memory()
-    return [
-        Sample(m.MEMORY_TOTAL.name, memory.total),
-        Sample(m.MEMORY_AVAILABLE.name, memory.available),
-        Sample(m.SWAP_TOTAL.name, swap.total),
-        Sample(m.SWAP_FREE.name, swap.free),
-    ]
+    out.gauge(m.MEMORY_TOTAL, memory.total)
+    out.gauge(m.MEMORY_AVAILABLE, memory.available)
+    out.gauge(m.SWAP_TOTAL, swap.total)
+    out.gauge(m.SWAP_FREE, swap.free)
 
 
-def _disks() -> list[Sample]:
+def _disks(out: Emitter) -> None:
     """Whole block devices only: partitions would count the same I/O twice."""
     try:
         whole_devices = set(os.listdir("/sys/block"))
     except OSError:
         whole_devices = None
-    samples = []
     for device, io in (psutil.disk_io_counters(perdisk=True) or {}).items():
         if device.startswith(("loop", "ram")) or (whole_devices is not None and device not in whole_devices):
             continue
-        labels = {"device": device}
-        samples += [
-            Sample(m.DISK_READ.name, io.read_bytes, labels),
-            Sample(m.DISK_WRITTEN.name, io.write_bytes, labels),
-            Sample(m.DISK_IO_TIME.name, getattr(io, "busy_time", 0) / 1000, labels),
-        ]
-    return samples
+        out.counter(m.DISK_READ, io.read_bytes, device=device)
+        out.counter(m.DISK_WRITTEN, io.write_bytes, device=device)
+        out.counter(m.DISK_IO_TIME, getattr(io, "busy_time", 0) / 1000, device=device)
 
 
 def _info() -> dict[str, str]:

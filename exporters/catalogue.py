@@ -17,14 +17,16 @@ the latest results. The agent also exports the standard `process_*` metrics.
 
 
 def metrics_markdown() -> str:
-    from checks.job import METRICS as BACKUP_METRICS
-
-    sections = [HEADER, _table("Agent (every job)", AGENT_METRICS)]
+    sections = [HEADER, _table("Agent (every job; a backup job's carry `backup` instead of `target`)",
+                               AGENT_METRICS)]
     for kind in sorted(registry.COLLECTORS):
         collector = registry.collector_class(kind)
         sections.append(_table(f"`kind: {kind}` ({collector.__module__})", collector.METRICS))
-    sections.append(_table("Backup jobs (`backups:`, checks.job); every series also carries `backup`",
-                           BACKUP_METRICS))
+    for kind in sorted(registry.JOB_KINDS):
+        job = registry.job_class(kind)
+        if job.METRICS:
+            sections.append(_table(f"Backup jobs (`backups:`, {job.__module__}); every series also carries "
+                                   "`backup`", job.METRICS))
     return "\n".join(sections)
 
 

@@ -17,16 +17,18 @@ from prometheus_client import ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent import __version__
+from agent.collector import MAIN
 from agent.model import JobState, MetricSpec, Result, Sample
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CACHED = " Cached by the agent, refreshed on the target's interval."
-JOB_LABELS = ("kind", "target")
+JOB_LABELS = ("kind", "target")  # a backup job's say `backup` instead of `target`, as its data series do
 
 UP = MetricSpec("vigil_up", "gauge",
-                "1 when the target's last collection succeeded, 0 when it failed.", JOB_LABELS)
+                "1 when the target's last collection ran and its main signal succeeded, 0 when it failed.",
+                JOB_LABELS)
 DURATION = MetricSpec("vigil_collect_duration_seconds", "gauge",
                       "How long the target's last collection took.", JOB_LABELS, "seconds")
 LAST_SUCCESS = MetricSpec("vigil_last_success_timestamp_seconds", "gauge",
@@ -41,7 +43,23 @@ INTERVAL = MetricSpec("vigil_collect_interval_seconds", "gauge",
 BUILD_INFO = MetricSpec("vigil_build_info", "gauge", "vigil's version, value 1.", ("version", "python"))
 STATE_OK = MetricSpec("vigil_state_database_ok", "gauge",
                       "1 while the state database on disk is in use, 0 when vigil fell back to memory.")
-AGENT_METRICS = (UP, DURATION, LAST_SUCCESS, ERRORS, SKIPPED, INTERVAL, BUILD_INFO, STATE_OK)
+SIGNAL_SUCCESS = MetricSpec("vigil_collect_signal_success", "gauge",
+                            "1 when the signal's data is current (collected by its last due run), 0 when it "
+                            "failed; one series per signal of the target.", (*JOB_LABELS, "signal"))
+SIGNAL_TIME = MetricSpec("vigil_collect_signal_timestamp_seconds", "gauge",
+                         "When the signal's exported data was collected (slow signals are re-emitted "
+                         "between their runs).", (*JOB_LABELS, "signal"), "seconds")
+REJECTED = MetricSpec("vigil_collect_rejected_samples_total", "counter",
+                      "Samples refused because they did not match the collector's catalogue (a bug; logged once).",
+                      JOB_LABELS)
+API_REQUESTS = MetricSpec("vigil_api_requests_total", "counter",
+                          "Requests (API calls, SNMP PDUs, SSH commands) the target's collector made, by API and "
+                          "result code; kept by the agent across failed runs.", (*JOB_LABELS, "api", "code"))
+API_WAIT = MetricSpec("vigil_api_wait_seconds_total", "counter",
+                      "Time the target's collector waited for its API budget (rate limits, Retry-After).",
+                      (*JOB_LABELS, "api"), "seconds")
+AGENT_METRICS = (UP, DURATION, LAST_SUCCESS, ERRORS, SKIPPED, INTERVAL, SIGNAL_SUCCESS, SIGNAL_TIME, REJECTED,
+                 API_REQUESTS, API_WAIT, BUILD_INFO, STATE_OK)
 
 Rendered = dict[str, tuple[bytes, bytes]]  # family name -> (HELP/TYPE lines, sample lines)
 
@@ -64,6 +82,7 @@ class Exposition:
                 for gone in cache.keys() - snapshot.keys():
                     del cache[gone]
             parts = [self._health_of(snapshot[key]) for key in keys]
+            parts += [_render(_api_families(snapshot[key])) for key in keys if snapshot[key].api is not None]
             parts += [self._data_of(snapshot[key]) for key in keys]
         for rendered in parts:
             for name, (header, body) in rendered.items():
@@ -104,43 +123,60 @@ class _Families:
 
 
 def _health_families(state: JobState) -> list[Metric]:
-    labels = {"kind": state.kind, "target": state.job}
+    """The agent's series about a job, with the job's own subject label (`target` or `backup`)."""
+    subject = ("kind", state.kind), (state.label, state.job)
     values: list[tuple[MetricSpec, float]] = [(INTERVAL, state.interval), (ERRORS, state.errors_total),
-                                              (SKIPPED, state.skipped_total)]
+                                              (SKIPPED, state.skipped_total), (REJECTED, state.rejected_total)]
     if state.result is not None:
         values += [(UP, int(state.result.ok)), (DURATION, state.result.duration)]
     if state.last_success is not None:
         values.append((LAST_SUCCESS, state.last_success))
-    return [_family(spec, [Sample(spec.name, value, labels)]) for spec, value in values]
+    families = [_family(spec, [Sample(spec.name, value)], subject) for spec, value in values]
+    signals = state.result.signals if state.result is not None and state.result.ok else ()
+    if [s.name for s in signals] == [MAIN]:
+        signals = ()  # a job of one signal: vigil_up says it all
+    families.append(_family(SIGNAL_SUCCESS, [Sample(SIGNAL_SUCCESS.name, int(s.ok), {"signal": s.name})
+                                             for s in signals], subject))
+    families.append(_family(SIGNAL_TIME, [Sample(SIGNAL_TIME.name, s.last_success, {"signal": s.name})
+                                          for s in signals if s.last_success is not None], subject))
+    return families
+
+
+def _api_families(state: JobState) -> list[Metric]:
+    """Live counters: read on every scrape, so a 429 storm shows while it lasts."""
+    subject = ("kind", state.kind), (state.label, state.job)
+    assert state.api is not None
+    return [_family(API_REQUESTS, [Sample(API_REQUESTS.name, count, {"api": api, "code": code})
+                                   for (api, code), count in sorted(state.api.requests().items())], subject),
+            _family(API_WAIT, [Sample(API_WAIT.name, seconds, {"api": api})
+                               for api, seconds in sorted(state.api.waits().items())], subject)]
 
 
 def _data_families(state: JobState) -> list[Metric]:
-    """A job's own series, labelled with its target; a failed job has none (no stale values)."""
+    """A job's own series, labelled with its subject; a failed job has none (no stale values)."""
     if state.result is None or not state.result.ok:
         return []
     catalogue = {spec.name: spec for spec in state.metrics}
     grouped: dict[str, list[Sample]] = {}
     for sample in state.result.samples:
-        if sample.name not in catalogue:
-            log.error("undeclared metric dropped job=%s metric=%s", state.job, sample.name)
-            continue
         grouped.setdefault(sample.name, []).append(sample)
-    return [_family(catalogue[name], samples, (state.label, state.job)) for name, samples in grouped.items()]
+    return [_family(catalogue[name], samples, ((state.label, state.job),), CACHED)
+            for name, samples in grouped.items()]
 
 
-def _family(spec: MetricSpec, samples: list[Sample], subject: tuple[str, str] | None = None) -> Metric:
-    """One metric family; a subject (`target="nas"`) labels every series; duplicates are dropped."""
-    names = ((subject[0],) if subject else ()) + spec.labels
-    help_text = spec.help + (CACHED if subject else "")
+def _family(spec: MetricSpec, samples: list[Sample], subject: tuple[tuple[str, str], ...] = (),
+            cached: str = "") -> Metric:
+    """One metric family; the subject labels (`kind`, `target="nas"`) go on every series.
+
+    The agent's own specs declare `kind, target` first: the subject stands in for them.
+    """
+    own = spec.labels[len(JOB_LABELS):] if spec.labels[:len(JOB_LABELS)] == JOB_LABELS else spec.labels
+    names = tuple(name for name, _ in subject) + own
     family_type = CounterMetricFamily if spec.type == "counter" else GaugeMetricFamily
-    family = family_type(spec.name, help_text, labels=names)
-    seen: set[tuple[str, ...]] = set()
+    family = family_type(spec.name, spec.help + cached, labels=names)
+    fixed = tuple(value for _, value in subject)
     for sample in samples:
-        values = ((subject[1],) if subject else ()) + tuple(
-            str(sample.labels.get(name, "")) for name in spec.labels)
-        if values not in seen:
-            seen.add(values)
-            family.add_metric(values, sample.value)
+        family.add_metric(fixed + tuple(sample.labels[name] for name in own), sample.value)
     return family
 
 

@@ -28,7 +28,7 @@ def status_document(snapshot: Mapping[str, JobState], info: Mapping[str, Any],
         **info,
         "state_database": {"ok": not state_problem, "problem": state_problem, "notice": state_notice},
         "jobs": [_job(state) for state in states],
-        "backups": [_backup(state) for state in states if state.kind == "backup"],
+        "boards": _boards(states),
     }
 
 
@@ -48,21 +48,29 @@ def _job(state: JobState) -> dict[str, Any]:
         "errors_total": state.errors_total,
         "skipped_total": state.skipped_total,
         "series": len(result.samples) if result else 0,
+        "signals": [{"name": s.name, "ok": s.ok, "error": s.error, "last_success": _iso(s.last_success),
+                     "fresh": s.fresh} for s in (result.signals if result else ())],
     }
 
 
-def _backup(state: JobState) -> dict[str, Any]:
-    """A backup job's verdict; while the evaluation itself fails, its error is the detail."""
+def _boards(states: list[JobState]) -> dict[str, list[dict[str, Any]]]:
+    """The verdicts of the kinds that give one (backup jobs), one board per kind's title."""
+    boards: dict[str, list[dict[str, Any]]] = {}
+    for state in states:
+        if state.board:
+            boards.setdefault(state.board, []).append(_verdict(state))
+    return boards
+
+
+def _verdict(state: JobState) -> dict[str, Any]:
+    """A job's verdict; while the job itself fails, its error is the detail."""
     result = state.result
-    facts = dict(result.info) if result and result.ok else {}
-    return {
-        "name": state.job,
-        "status": facts.get("status", "pending" if result is None else "unknown"),
-        "detail": facts.get("detail", result.error if result else ""),
-        "newest": facts.get("newest", ""),
-        "next_deadline": facts.get("next_deadline", ""),
-        "offsite_lag": facts.get("offsite_lag", ""),
-    }
+    verdict = result.verdict if result and result.ok else None
+    if verdict is None:
+        return {"name": state.job, "status": "pending" if result is None else "unknown",
+                "detail": result.error if result else "", "times": {}, "notes": {}}
+    return {"name": state.job, "status": verdict.status, "detail": verdict.detail,
+            "times": {label: _iso(at) for label, at in verdict.times.items()}, "notes": dict(verdict.notes)}
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -86,10 +94,12 @@ def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]], status_column:
 
 def landing_html(document: Mapping[str, Any]) -> str:
     esc = html.escape
-    backups = _table(("Backup job", "Status", "Detail", "Newest backup (UTC)", "Next deadline (UTC)",
-                      "Off-site lag"),
-                     [(b["name"], b["status"], b["detail"], b["newest"], b["next_deadline"], b["offsite_lag"])
-                      for b in document["backups"]], 1)
+    boards = ""
+    for title, verdicts in document["boards"].items():
+        columns = list(dict.fromkeys(key for v in verdicts for key in (*v["times"], *v["notes"])))
+        rows = [(v["name"], v["status"], v["detail"], *(v["times"].get(c) or v["notes"].get(c) or "" for c in columns))
+                for v in verdicts]
+        boards += f"<h2>{esc(title)}</h2>\n" + _table(("Job", "Status", "Detail", *columns), rows, 1)
     jobs = _table(("Job", "Kind", "State", "Last success (UTC)", "Last error", "Next run (UTC)"),
                   [(j["name"], j["kind"], j["state"], j["last_success"] or "never", j["last_error"],
                     j["next_run"] or "") for j in document["jobs"]], 2)
@@ -103,7 +113,7 @@ def landing_html(document: Mapping[str, Any]) -> str:
 <p>Config: {esc(str(document.get('config', '')))} &middot; started {esc(str(document.get('started', '')))}
 &middot; <a href="/metrics">/metrics</a> &middot; <a href="/status.json">/status.json</a></p>
 {banner}
-{"<h2>Backups</h2>" + backups if document["backups"] else ""}
+{boards}
 <h2>Jobs</h2>
 {jobs}
 </body></html>

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,12 @@ import pytest
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("VIGIL_STRICT_METRICS", "1")  # a sample that does not match its catalogue fails the test
+
+# Each kind's fixtures, including its `<kind>_conformance` target for tests/test_conformance.py.
+pytest_plugins = [
+    "tests.fixtures_host",
+]
 
 
 def vigil_argv(*args: str, test_kinds: bool = False) -> list[str]:

@@ -1,83 +1,134 @@
-"""Collectors that exist only for tests: one that hangs, one that fails, one with a secret.
+"""Collectors that exist only for tests, written exactly as docs/contributing.md's skeleton.
 
-Tests add them to the registry with monkeypatch, exactly as a real kind is listed.
+Tests add them to the registry with monkeypatch (or `python -m tests.run_agent`), as a
+real kind is listed. `Counting` is the skeleton itself; the others vary one behaviour.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Literal
 
-from agent.model import MetricSpec, Sample
+from pydantic import Field
+
+from agent.collector import Collector, Emitter, Signal
+from agent.model import MetricSpec
 from agent.schema import TargetConfig
 from agent.secrets import Secret
 
 TICKS = MetricSpec("vigil_test_ticks", "gauge", "Runs so far.")
+SLOW_TICKS = MetricSpec("vigil_test_slow_ticks", "gauge", "Runs of the slow signal so far.")
 RELEASE = threading.Event()  # set by a test to let hanging collectors go
+INSTANCES: list[Collector] = []  # every instance built, to count opens and closes
 
 
-class Counting:
-    kind = "counting"
+# --- the skeleton of docs/contributing.md, from here -----------------------------------
+class CountingConfig(TargetConfig):
+    kind: Literal["counting"]
+    start: int = Field(0, description="the first value of the tick counter")
+
+
+class Counting(Collector[CountingConfig]):
+    """Counts its runs: a blocking collector (plain methods run in a thread of their own)."""
+
+    Config = CountingConfig
     METRICS = (TICKS,)
 
-    class Config(TargetConfig):
-        kind: Literal["counting"]
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)  # no I/O here
+        self.runs = config.start
+        self.opens = self.closes = 0
+        INSTANCES.append(self)
 
-    def __init__(self, config, context=None):
-        self.runs = 0
+    def open(self) -> None:
+        self.opens += 1  # a real collector connects here
 
-    def collect(self) -> list[Sample]:
+    def collect(self, out: Emitter, due: frozenset[str]) -> None:
         self.runs += 1
-        return [Sample(TICKS.name, self.runs)]
+        out.gauge(TICKS, self.runs)
+
+    def close(self) -> None:
+        self.closes += 1
+# --- to here ------------------------------------------------------------------------------
 
 
 class Hanging(Counting):
-    kind = "hanging"
-
-    class Config(TargetConfig):
+    class Config(CountingConfig):
         kind: Literal["hanging"]
 
-    def collect(self) -> list[Sample]:
+    def collect(self, out: Emitter, due: frozenset[str]) -> None:
         RELEASE.wait()
-        return super().collect()
+        super().collect(out, due)
+
+
+class Silent(Counting):
+    """An async collector whose device never answers: the timeout must cancel it."""
+
+    cancelled = 0
+
+    class Config(CountingConfig):
+        kind: Literal["silent"]
+
+    async def collect(self, out: Emitter, due: frozenset[str]) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            Silent.cancelled += 1
+            raise
 
 
 class Failing(Counting):
-    kind = "failing"
-
-    class Config(TargetConfig):
+    class Config(CountingConfig):
         kind: Literal["failing"]
 
-    def collect(self) -> list[Sample]:
+    def collect(self, out: Emitter, due: frozenset[str]) -> None:
         raise ConnectionRefusedError(111, "Connection refused")
 
 
 class Flaky(Counting):
     """Fails while the file `fail_when` exists, so a test can break it at will."""
 
-    kind = "flaky"
-
-    class Config(TargetConfig):
+    class Config(CountingConfig):
         kind: Literal["flaky"]
         fail_when: Path
 
-    def __init__(self, config, context=None):
-        super().__init__(config, context)
-        self.fail_when = config.fail_when
-
-    def collect(self) -> list[Sample]:
-        if self.fail_when.exists():
+    def collect(self, out: Emitter, due: frozenset[str]) -> None:
+        if self.config.fail_when.exists():
             raise TimeoutError("device did not answer")
-        return super().collect()
+        super().collect(out, due)
+
+
+class Slow(Counting):
+    """A main signal and a slow `updates` signal, which fails while `fail_when` exists."""
+
+    SIGNALS = {"main": Signal(), "updates": Signal(every=3600)}
+    METRICS = (TICKS, SLOW_TICKS)
+
+    class Config(CountingConfig):
+        kind: Literal["slow"]
+        fail_when: Path | None = None
+
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        self.slow_runs = 0
+
+    def collect(self, out: Emitter, due: frozenset[str]) -> None:
+        super().collect(out, due)
+        if "updates" in due:
+            with out.signal("updates"):
+                self.slow_runs += 1
+                if self.config.fail_when is not None and self.config.fail_when.exists():
+                    raise PermissionError("403 Forbidden")
+                out.gauge(SLOW_TICKS, self.slow_runs)
 
 
 class Secretive(Counting):
-    kind = "secretive"
-
-    class Config(TargetConfig):
+    class Config(CountingConfig):
         kind: Literal["secretive"]
         password: Secret
 
 
-KINDS = {cls.kind: f"{__name__}:{cls.__name__}" for cls in (Counting, Hanging, Failing, Flaky, Secretive)}
+KINDS = {cls.Config.model_fields["kind"].annotation.__args__[0]: f"{__name__}:{cls.__name__}"
+         for cls in (Counting, Hanging, Silent, Failing, Flaky, Slow, Secretive)}

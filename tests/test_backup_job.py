@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.model import Collected
+from agent.collector import Emitter
 from checks.config import BackupJobConfig
-from checks.job import BackupCheck, backup_jobs
+from checks.job import BackupEvaluation, backup_jobs
 from tests.clocks import FakeClock
 from tests.lab.backup_tools import PASSWORD, ResticRepo
 
@@ -43,12 +43,20 @@ def job(primary: ResticRepo, offsite: ResticRepo | None = None, **extra) -> Back
     return BackupJobConfig.model_validate(config)
 
 
-def metrics(collected: Collected) -> dict:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in collected.samples}
+def run(job) -> Emitter:
+    """One run of a backup job's collector, with the catalogue checked strictly."""
+    out = Emitter(job.METRICS, strict=True)
+    job.collect(out, frozenset({"main"}))
+    return out
 
 
-def status(collected: Collected) -> str:
-    (current,) = [s.labels["status"] for s in collected.samples if s.name == "vigil_backup_status" and s.value]
+def metrics(out: Emitter) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in out.samples()}
+
+
+def status(out: Emitter) -> str:
+    (current,) = [s.labels["status"] for s in out.samples() if s.name == "vigil_backup_status" and s.value]
+    assert out.verdict.status == current
     return current
 
 
@@ -56,12 +64,12 @@ def test_from_ok_to_missed_and_back(repos, job_context, clock):
     primary, offsite = repos
     first = primary.backup("2026-11-20 01:10:00", content=b"a" * 100 * KB)
     primary.copy_to(offsite, first)
-    check = BackupCheck(job(primary, offsite), job_context)
+    check = BackupEvaluation(job(primary, offsite), job_context)
 
     clock.set("2026-11-20 06:00")
-    result = check.evaluate()
+    result = run(check)
     values = metrics(result)
-    assert status(result) == "ok" and result.info["status"] == "ok"
+    assert status(result) == "ok" and result.verdict.status == "ok"
     assert values[("vigil_backup_last_success_timestamp_seconds", (("location", "primary"),))] == \
         pytest.approx(clock.time() - (4 * 3600 + 50 * 60))
     assert values[("vigil_backup_size_bytes", (("location", "primary"),))] == 100 * KB
@@ -69,12 +77,12 @@ def test_from_ok_to_missed_and_back(repos, job_context, clock):
     assert values[("vigil_backup_next_deadline_timestamp_seconds", ())] == clock.time() + 23 * 3600
 
     clock.set("2026-11-21 05:01")  # the night of the 21st produced nothing
-    result = check.evaluate()
+    result = run(check)
     assert status(result) == "missed"
-    assert "no backup completed since the run due at 2026-11-21 01:00 UTC" in result.info["detail"]
+    assert "no backup completed since the run due at 2026-11-21 01:00 UTC" in result.verdict.detail
 
     primary.backup("2026-11-21 07:00:00", content=b"a" * 100 * KB)  # late, but there
-    assert status(check.evaluate()) == "ok"
+    assert status(run(check)) == "ok"
 
 
 def test_an_offsite_copy_that_falls_behind_goes_stale(repos, job_context, clock):
@@ -82,46 +90,46 @@ def test_an_offsite_copy_that_falls_behind_goes_stale(repos, job_context, clock)
     first = primary.backup("2026-11-20 01:10:00")
     primary.copy_to(offsite, first)
     primary.backup("2026-11-21 01:10:00")
-    check = BackupCheck(job(primary, offsite), job_context)
+    check = BackupEvaluation(job(primary, offsite), job_context)
 
     clock.set("2026-11-21 06:00")  # the copy of last night's backup has not run yet
-    result = check.evaluate()
+    result = run(check)
     assert status(result) == "ok"
     assert metrics(result)[("vigil_backup_offsite_lag_seconds", ())] == pytest.approx(4 * 3600 + 50 * 60)
 
     clock.set("2026-11-21 13:11")
-    result = check.evaluate()
+    result = run(check)
     assert status(result) == "offsite_stale"
-    assert "behind the primary (allowed 12h)" in result.info["detail"]
+    assert "behind the primary (allowed 12h)" in result.verdict.detail
 
 
 def test_a_backup_much_smaller_than_usual_is_shrunk(repos, job_context, clock):
     primary, _ = repos
-    check = BackupCheck(job(primary, max_shrink=0.5, min_size="1KB"), job_context)
+    check = BackupEvaluation(job(primary, max_shrink=0.5, min_size="1KB"), job_context)
     for day in (17, 18, 19, 20):
         primary.backup(f"2026-11-{day} 01:10:00", content=bytes(range(256)) * 400)
         clock.set(f"2026-11-{day} 06:00")
-        assert status(check.evaluate()) == "ok"
+        assert status(run(check)) == "ok"
     primary.backup("2026-11-21 01:10:00", content=b"b" * 20 * KB)
     clock.set("2026-11-21 06:00")
-    result = check.evaluate()
-    assert status(result) == "shrunk" and "below the recent median" in result.info["detail"]
+    result = run(check)
+    assert status(result) == "shrunk" and "below the recent median" in result.verdict.detail
     primary.backup("2026-11-22 01:10:00", content=b"c" * 500)
     clock.set("2026-11-22 06:00")
-    assert status(check.evaluate()) == "too_small"
+    assert status(run(check)) == "too_small"
 
 
 def test_an_unreachable_location_keeps_its_last_success_across_a_restart(repos, job_context, clock, monkeypatch):
     primary, _ = repos
     primary.backup("2026-11-20 01:10:00")
     clock.set("2026-11-20 06:00")
-    BackupCheck(job(primary), job_context).evaluate()
-    before = metrics(BackupCheck(job(primary), job_context).evaluate())
+    run(BackupEvaluation(job(primary), job_context))
+    before = metrics(run(BackupEvaluation(job(primary), job_context)))
 
     monkeypatch.setenv("VIGIL_TEST_RESTIC", "wrong password")
-    restarted = BackupCheck(job(primary), job_context)  # a new process: only the database remembers
-    result = restarted.evaluate()
-    assert status(result) == "unreachable" and "primary: ToolError: restic:" in result.info["detail"]
+    restarted = BackupEvaluation(job(primary), job_context)  # a new process: only the database remembers
+    result = run(restarted)
+    assert status(result) == "unreachable" and "primary: ToolError: restic:" in result.verdict.detail
     key = ("vigil_backup_last_success_timestamp_seconds", (("location", "primary"),))
     assert metrics(result)[key] == before[key]
     assert ("vigil_backup_size_bytes", (("location", "primary"),)) not in metrics(result)
@@ -131,39 +139,40 @@ def test_verification_runs_on_its_own_schedule_and_finds_damage(repos, job_conte
     primary, _ = repos
     primary.backup("2026-11-20 01:10:00", content=bytes(range(256)) * 4000)
     config = job(primary, verify={"every": "7d", "read_data_subset": "100%"})
-    evaluation, verification = backup_jobs(config, job_context)
-    assert (verification.kind, verification.interval) == ("backup_verify", 3600)
+    evaluation_job, verification_job = backup_jobs(config)
+    assert (verification_job.kind, verification_job.interval) == ("backup_verify", 3600)
+    evaluation, verification = evaluation_job.factory(job_context), verification_job.factory(job_context)
 
     clock.set("2026-11-20 06:00")
-    assert evaluation.collect().info["status"] == "ok"
-    assert verification.collect().info["verified"] == "primary: restic check: no errors (read 100%)"
-    values = metrics(evaluation.collect())
+    assert run(evaluation).verdict.status == "ok"
+    assert run(verification).verdict.detail == "primary: restic check: no errors (read 100%)"
+    values = metrics(run(evaluation))
     assert values[("vigil_backup_verify_ok", ())] == 1
     assert values[("vigil_backup_verify_timestamp_seconds", ())] == clock.time()
 
     clock.advance(3600)
-    assert verification.collect().info["verified"] == "not due"
+    assert run(verification).verdict.detail == "not due"
 
     primary.corrupt_a_pack()
     clock.advance(7 * 86400)
-    verification.collect()
-    result = evaluation.collect()
-    assert status(result) == "failed" and "integrity check found errors" in result.info["detail"]
+    run(verification)
+    result = run(evaluation)
+    assert status(result) == "failed" and "integrity check found errors" in result.verdict.detail
     assert metrics(result)[("vigil_backup_verify_ok", ())] == 0
 
 
 def test_a_verification_overdue_for_two_periods_is_unverified(repos, job_context, clock):
     primary, _ = repos
     config = job(primary, verify={"every": "1d"})
-    check = BackupCheck(config, job_context)
+    check = BackupEvaluation(config, job_context)
     primary.backup("2026-11-20 01:10:00")
     clock.set("2026-11-20 06:00")
-    assert status(check.evaluate()) == "ok"  # newly watched, not yet overdue
+    assert status(run(check)) == "ok"  # newly watched, not yet overdue
     for day in (21, 22, 23):
         primary.backup(f"2026-11-{day} 01:10:00")
     clock.set("2026-11-23 06:00")
-    result = check.evaluate()
-    assert status(result) == "unverified" and "with no good check" in result.info["detail"]
+    result = run(check)
+    assert status(result) == "unverified" and "with no good check" in result.verdict.detail
 
 
 def test_every_observed_backup_is_in_the_history(repos, job_context, clock):
@@ -171,7 +180,7 @@ def test_every_observed_backup_is_in_the_history(repos, job_context, clock):
     ids = [primary.backup(f"2026-11-{day} 01:10:00") for day in (18, 19, 20)]
     primary.copy_to(offsite, ids[-1])
     clock.set("2026-11-20 06:00")
-    BackupCheck(job(primary, offsite), job_context).evaluate()
+    run(BackupEvaluation(job(primary, offsite), job_context))
     rows = job_context.db.query("SELECT location, backup_id, verdict FROM backup_observations ORDER BY completed_at")
     assert [(where, backup_id) for where, backup_id, _ in rows if where == "primary"] == [
         ("primary", backup_id) for backup_id in ids]
@@ -189,9 +198,9 @@ def test_what_was_measured_once_is_exported_on_every_evaluation(tmp_path, job_co
     config = BackupJobConfig.model_validate({
         "name": "mail", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h",
         "primary": {"kind": "borg", "repository": repo.repository, "passphrase": "${env:VIGIL_TEST_BORG}"}})
-    check = BackupCheck(config, job_context)
+    check = BackupEvaluation(config, job_context)
     clock.set("2026-11-20 06:00")
-    first, second = metrics(check.evaluate()), metrics(check.evaluate())
+    first, second = metrics(run(check)), metrics(run(check))
     duration = ("vigil_backup_duration_seconds", (("location", "primary"),))
     size = ("vigil_backup_size_bytes", (("location", "primary"),))
     assert duration in first and second[duration] == first[duration]

@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from agent.collector import Emitter
 from checks.config import BackupJobConfig
-from checks.job import BackupCheck
+from checks.job import BackupEvaluation
 from tests.clocks import FakeClock
 from tests.lab.backup_tools import PASSWORD, ResticRepo
 from tests.lab.moto import moto
@@ -31,8 +32,9 @@ def job_context(context, clock, monkeypatch):
 
 def evaluate(config: dict, context) -> tuple[str, str]:
     base = {"name": "nightly", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h", "max_lag": "12h"}
-    info = BackupCheck(BackupJobConfig.model_validate({**base, **config}), context).evaluate().info
-    return info["status"], info["detail"]
+    out = Emitter(BackupEvaluation.METRICS, strict=True)
+    BackupEvaluation(BackupJobConfig.model_validate({**base, **config}), context).collect(out, frozenset({"main"}))
+    return out.verdict.status, out.verdict.detail
 
 
 def restic(repository: str, **extra) -> dict:

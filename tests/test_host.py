@@ -8,39 +8,21 @@ import time
 import pytest
 
 from collectors import host
-from collectors.host import HostCollector
-
-
-def collect(**config) -> list:
-    return HostCollector(HostCollector.Config(name="me", kind="host", **config)).collect()
-
-
-def values(samples, name):
-    return {tuple(sorted(s.labels.items())): s.value for s in samples if s.name == name}
+from tests import collector_kit
 
 
 @pytest.fixture
-def systemd_host(tmp_path, monkeypatch):
-    """A systemd host with two failed units and a pending reboot, on Debian."""
-    runtime = tmp_path / "run-systemd-system"
-    runtime.mkdir()
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    systemctl = bin_dir / "systemctl"
-    systemctl.write_text("#!/bin/sh\n"
-                         "[ \"$2\" = --state=failed ] || exit 1\n"
-                         "echo 'backup.service loaded failed failed Nightly backup'\n"
-                         "echo 'certbot.service loaded failed failed Certbot renew'\n")
-    systemctl.chmod(0o755)
-    (tmp_path / "reboot-required").write_text("*** System restart required ***\n")
-    (tmp_path / "debian_version").write_text("12.8\n")
-    monkeypatch.setattr(host, "SYSTEMD_RUNTIME", runtime)
-    monkeypatch.setattr(host, "REBOOT_REQUIRED_FILE", tmp_path / "reboot-required")
-    monkeypatch.setattr(host, "DEBIAN_VERSION_FILE", tmp_path / "debian_version")
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+def collect(context):
+    def collect(**config):
+        return collector_kit.collect({"name": "me", "kind": "host", **config}, context)
+    return collect
 
 
-def test_reads_this_machine():
+def values(out, name):
+    return collector_kit.values(out, name)
+
+
+def test_reads_this_machine(collect):
     samples = collect()
     cpu = values(samples, "vigil_server_cpu_seconds_total")
     assert {(("mode", m),) for m in ("user", "system", "idle")} <= set(cpu)
@@ -55,19 +37,19 @@ def test_reads_this_machine():
                for labels in values(samples, "vigil_server_network_receive_bytes_total"))
 
 
-def test_excluded_mountpoints_and_interfaces_are_left_out():
+def test_excluded_mountpoints_and_interfaces_are_left_out(collect):
     samples = collect(exclude_mountpoints=["/"], exclude_interfaces=["*"])
     assert "/" not in {dict(labels)["mountpoint"] for labels in values(samples, "vigil_server_filesystem_size_bytes")}
     assert not values(samples, "vigil_server_network_receive_bytes_total")
 
 
-def test_failed_units_and_pending_reboot_on_a_systemd_debian_host(systemd_host):
+def test_failed_units_and_pending_reboot_on_a_systemd_debian_host(systemd_host, collect):
     samples = collect()
     assert values(samples, "vigil_server_systemd_failed_units") == {(): 2}
     assert values(samples, "vigil_server_reboot_required") == {(): 1}
 
 
-def test_no_systemd_means_no_failed_units_metric(tmp_path, monkeypatch):
+def test_no_systemd_means_no_failed_units_metric(tmp_path, monkeypatch, collect):
     monkeypatch.setattr(host, "SYSTEMD_RUNTIME", tmp_path / "absent")
     assert not values(collect(), "vigil_server_systemd_failed_units")
 
@@ -86,9 +68,10 @@ def test_a_bind_mount_is_not_a_second_filesystem(tmp_path):
         pytest.skip("needs root to bind-mount in a private mount namespace")
     (tmp_path / "source").mkdir()
     (tmp_path / "bound").mkdir()
-    script = ("from collectors.host import HostCollector as H;"
-              "s = H(H.Config(name='m', kind='host')).collect();"
-              "print(sorted(x.labels['mountpoint'] for x in s if x.name == 'vigil_server_filesystem_size_bytes'))")
+    script = ("from agent.collector import Emitter; from collectors.host import HostCollector as H;"
+              "out = Emitter(H.METRICS); H(H.Config(name='m', kind='host'), None).collect(out, frozenset());"
+              "print(sorted(x.labels['mountpoint'] for x in out.samples()"
+              " if x.name == 'vigil_server_filesystem_size_bytes'))")
     done = subprocess.run([unshare, "--mount", "--propagation", "private", "sh", "-c",
                            f"mount --bind {tmp_path}/source {tmp_path}/bound && {sys.executable} -c \"{script}\""],
                           capture_output=True, text=True, cwd=ROOT)

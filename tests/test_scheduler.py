@@ -1,18 +1,22 @@
-"""The scheduler: no target can hold up another, failures back off, skips are counted."""
+"""The scheduler: no target can hold up another, sessions live as long as their job, failures back off."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import statistics
+import time
+from pathlib import Path
 
 import pytest
 
-from agent.model import Sample
+from agent.clock import Clock
+from agent.collector import Context
 from agent.ratelimit import RateLimits
 from agent.scheduler import JobSpec, Scheduler, backoff_delay
 from agent.statedb import StateDB
 from agent.store import Store
-from tests import fake_collectors
+from tests import fake_collectors as fakes
 from tests.clocks import FakeClock
 
 
@@ -23,55 +27,73 @@ def store(tmp_path):
     store.close()
 
 
-def spec(name, collect, interval=0.2, timeout=0.1):
-    return JobSpec(name, "test", interval, timeout, collect, (fake_collectors.TICKS,))
+def scheduler(store, clock=None, **options) -> Scheduler:
+    clock = clock or Clock()
+    context = Context(clock, RateLimits(clock), Path("/nonexistent"), store.db)
+    return Scheduler(store, context, clock=clock, max_start_delay=0, **options)
 
 
-def test_a_hanging_collector_does_not_delay_another_target(store):
-    healthy = fake_collectors.Counting(None)
-    hanging = fake_collectors.Hanging(None)
+def spec(name, collector=fakes.Counting, interval=0.2, timeout=0.1, kind="test", pool="collect", **config):
+    kind_name = collector.Config.model_fields["kind"].annotation.__args__[0]
+    target = collector.Config.model_validate({"name": name, "kind": kind_name, **config})
+    return JobSpec(name, kind, interval, timeout, lambda ctx: collector(target, ctx), collector, config=target,
+                   pool=pool)
+
+
+def instances(name: str) -> list:
+    return [instance for instance in fakes.INSTANCES if instance.config.name == name]
+
+
+@pytest.fixture(autouse=True)
+def fresh_instances():
+    fakes.INSTANCES.clear()
+    fakes.RELEASE.clear()
+    yield
+    fakes.RELEASE.set()  # let stuck threads end
+
+
+def test_more_hung_jobs_than_workers_never_delay_a_healthy_target(store):
+    """Four blocking jobs hang for good with only two workers; the healthy one keeps its schedule."""
+    runs: list[float] = []
+
+    class Timed(fakes.Counting):
+        def collect(self, out, due):
+            runs.append(time.monotonic())
+            super().collect(out, due)
 
     async def scenario():
-        scheduler = Scheduler(store, workers=4, max_start_delay=0)
-        scheduler.apply([spec("healthy", healthy.collect), spec("stuck", hanging.collect)])
+        agent = scheduler(store, workers=2)
+        agent.apply([spec("healthy", Timed)] + [spec(f"stuck-{n}", fakes.Hanging) for n in range(4)])
         await asyncio.sleep(2.0)
-        await scheduler.stop()
+        await agent.stop(timeout=0)
 
-    fake_collectors.RELEASE.clear()
-    try:
-        asyncio.run(scenario())
-    finally:
-        fake_collectors.RELEASE.set()  # let the stuck thread end
+    asyncio.run(scenario())
+    gaps = [later - earlier for earlier, later in zip(runs, runs[1:], strict=False)]
+    drift = max(abs(gap - 0.2) for gap in gaps)
+    print(f"healthy target: {len(runs)} runs in 2 s, gaps median {statistics.median(gaps):.3f} s, "
+          f"worst drift {drift * 1000:.0f} ms")
+    assert len(runs) >= 8, runs
+    assert drift < 0.2, "a healthy target's run came more than one interval late"
     snapshot = store.snapshot()
-    # every 0.2 s for 2 s is about 10 runs; the stuck neighbour must not eat into them
-    assert healthy.runs >= 7, healthy.runs
-    assert snapshot["test:healthy"].result.ok and snapshot["test:healthy"].consecutive_failures == 0
-    stuck = snapshot["test:stuck"]
-    assert not stuck.result.ok and stuck.result.error == "timed out after 100ms"
-    assert stuck.skipped_total >= 1, "the still-running thread must make later runs skip"
-    assert stuck.last_success is None
+    for n in range(4):
+        stuck = snapshot[f"test:stuck-{n}"]
+        assert not stuck.result.ok and stuck.result.error == "timed out after 100ms"
+        assert stuck.skipped_total >= 1, "the still-running thread must make later runs skip"
+        assert stuck.last_success is None
 
 
 def test_a_hanging_async_collector_is_cancelled_at_its_timeout(store):
-    healthy = fake_collectors.Counting(None)
-    cancelled = []
-
-    async def never_answers():
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.append(True)
-            raise
+    fakes.Silent.cancelled = 0
 
     async def scenario():
-        scheduler = Scheduler(store, max_start_delay=0)
-        scheduler.apply([spec("healthy", healthy.collect), spec("silent", never_answers)])
+        agent = scheduler(store)
+        agent.apply([spec("healthy"), spec("silent", fakes.Silent)])
         await asyncio.sleep(1.0)
-        await scheduler.stop()
+        await agent.stop()
 
     asyncio.run(scenario())
-    assert healthy.runs >= 3
-    assert cancelled, "the timeout must cancel the coroutine"
+    assert instances("healthy")[0].runs >= 3
+    assert fakes.Silent.cancelled >= 2, "the timeout must cancel the coroutine"
     assert store.snapshot()["test:silent"].skipped_total == 0  # a cancelled coroutine is not still running
 
 
@@ -79,16 +101,17 @@ def test_failures_become_reasons_and_back_off_up_to_8_intervals(store):
     clock = FakeClock()
     runs: list[float] = []
 
-    async def refused():
-        runs.append(clock.time())
-        raise ConnectionRefusedError(111, "Connection refused")
+    class Refused(fakes.Failing):
+        def collect(self, out, due):
+            runs.append(clock.time())
+            super().collect(out, due)
 
     async def scenario():
-        scheduler = Scheduler(store, clock=clock, rng=random.Random(1), max_start_delay=0)
-        scheduler.apply([spec("ups", refused, interval=60, timeout=10)])
+        agent = scheduler(store, clock, rng=random.Random(1))
+        agent.apply([spec("ups", Refused, interval=60, timeout=10)])
         while len(runs) < 7:
-            await asyncio.sleep(0)
-        await scheduler.stop()
+            await asyncio.sleep(0.01)
+        await agent.stop()
 
     asyncio.run(scenario())
     gaps = [later - earlier for earlier, later in zip(runs, runs[1:], strict=False)]
@@ -103,39 +126,121 @@ def test_backoff_delay():
     assert [backoff_delay(10, n) for n in range(7)] == [10, 10, 20, 40, 80, 80, 80]
 
 
-def test_a_collector_returning_garbage_fails_cleanly(store):
-    async def garbage():
-        return [Sample("vigil_test_ticks", 1), {"not": "a sample"}]
+def test_a_session_is_reused_across_runs_and_made_anew_after_a_failure(store, tmp_path):
+    broken = tmp_path / "broken"
 
     async def scenario():
-        scheduler = Scheduler(store, max_start_delay=0)
-        scheduler.apply([spec("odd", garbage)])
-        await asyncio.sleep(0.1)
-        await scheduler.stop()
+        agent = scheduler(store)
+        agent.apply([spec("nas", fakes.Flaky, fail_when=broken)])
+        await asyncio.sleep(0.5)
+        broken.touch()
+        await asyncio.sleep(0.3)
+        broken.unlink()
+        await asyncio.sleep(1.2)
+        await agent.stop()
 
     asyncio.run(scenario())
-    assert store.snapshot()["test:odd"].result.error == "TypeError: collector returned dict, not Sample"
+    first, *later = instances("nas")
+    assert first.opens == 1 and first.runs >= 2, "one session for many runs"
+    assert first.closes == 1, "a failed run closes its session"
+    assert later and all(i.opens == 1 and i.closes == 1 for i in later), "and the next run opens a new one"
+    assert store.snapshot()["test:nas"].result.ok
 
 
-def test_reload_keeps_unchanged_jobs_restarts_changed_and_drops_removed(store):
+def test_reload_keeps_unchanged_instances_closes_changed_and_removed_ones(store):
     async def scenario():
-        scheduler = Scheduler(store, max_start_delay=0)
-        keep, change, drop = (fake_collectors.Counting(None) for _ in range(3))
-        scheduler.apply([spec("keep", keep.collect, interval=10), spec("change", change.collect, interval=10),
-                         spec("drop", drop.collect, interval=10)])
+        agent = scheduler(store)
+        agent.apply([spec("keep", interval=10), spec("change", interval=10), spec("drop", interval=10)])
         await asyncio.sleep(0.2)
-        tasks = {name: task for name, (_, task) in scheduler._jobs.items()}
-        scheduler.apply([spec("keep", keep.collect, interval=10), spec("change", change.collect, interval=5)])
+        agent.apply([spec("keep", interval=10), spec("change", interval=5)])
         await asyncio.sleep(0.2)
-        after = {name: task for name, (_, task) in scheduler._jobs.items()}
-        await scheduler.stop()
-        return tasks, after, keep, change
+        assert len(fakes.INSTANCES) == 4, "a reload with an unchanged job builds nothing new"
+        agent.apply([spec("keep", interval=10), spec("change", interval=5)])
+        await asyncio.sleep(0.2)
+        counts = {name: [(i.opens, i.closes, i.runs) for i in instances(name)] for name in ("keep", "change", "drop")}
+        await agent.stop()
+        return counts
 
-    tasks, after, keep, change = asyncio.run(scenario())
-    assert set(after) == {"test:keep", "test:change"} and "test:drop" not in store.snapshot()
-    assert after["test:keep"] is tasks["test:keep"] and keep.runs == 1
-    assert after["test:change"] is not tasks["test:change"] and tasks["test:change"].cancelled()
-    assert change.runs == 2, "a changed job runs again at once with its new settings"
+    counts = asyncio.run(scenario())
+    assert counts["keep"] == [(1, 0, 1)], "unchanged: the same instance, its session open"
+    assert counts["change"] == [(1, 1, 1), (1, 0, 1)], "changed: the old one closed, a new one runs at once"
+    assert counts["drop"] == [(1, 1, 1)], "removed: closed"
+    assert "test:drop" not in store.snapshot()
+    assert [(i.opens, i.closes) for i in fakes.INSTANCES if i.config.name != "drop"][-2:] == [(1, 1), (1, 1)], \
+        "stop closes every instance"
+
+
+def test_a_slow_signal_runs_on_its_own_interval_and_is_re_emitted_between(store, tmp_path):
+    forbidden = tmp_path / "forbidden"
+    clock = FakeClock()
+
+    async def run_for(seconds: float, agent) -> None:
+        end = clock.time() + seconds
+        while clock.time() < end:
+            await asyncio.sleep(0.001)
+
+    async def scenario():
+        agent = scheduler(store, clock, rng=random.Random(1))
+        agent.apply([spec("srv", fakes.Slow, interval=60, timeout=10, fail_when=forbidden)])
+        await run_for(600, agent)  # ten runs inside the slow signal's hour
+        state = store.snapshot()["test:srv"]
+        between = (instances("srv")[0].runs, instances("srv")[0].slow_runs, state.result)
+        await run_for(3000, agent)  # past the hour: due again
+        after_hour = instances("srv")[0].slow_runs
+        forbidden.touch()
+        await run_for(4000, agent)
+        failed = store.snapshot()["test:srv"].result
+        await agent.stop()
+        return between, after_hour, failed
+
+    (runs, slow_runs, result), after_hour, failed = asyncio.run(scenario())
+    assert runs >= 9 and slow_runs == 1, "the slow signal ran once in ten runs"
+    values = {s.name: s.value for s in result.samples}
+    assert values["vigil_test_ticks"] >= 9 and values["vigil_test_slow_ticks"] == 1, "re-emitted between its runs"
+    updates = {s.name: s for s in result.signals}["updates"]
+    assert updates.ok and not updates.fresh and updates.last_success < result.started_at - 500
+    assert after_hour == 2
+    assert failed.ok, "a failing slow signal does not fail the job"
+    assert [s.name for s in failed.samples] == ["vigil_test_ticks"], "its stale data is dropped"
+    assert {s.name: (s.ok, s.error) for s in failed.signals}["updates"] == (False, "PermissionError: 403 Forbidden")
+
+
+def test_busy_backup_checks_never_keep_a_collector_waiting(store):
+    async def scenario():
+        agent = scheduler(store, workers=4)
+        agent.apply([spec("healthy")] + [spec(f"backup-{n}", fakes.Hanging, kind="backup", pool="backup")
+                                         for n in range(12)])
+        await asyncio.sleep(1.5)
+        await agent.stop(timeout=0)
+
+    asyncio.run(scenario())
+    assert instances("healthy")[0].runs >= 5
+    assert all(not store.snapshot()[f"backup:backup-{n}"].result.ok for n in range(12))
+
+
+def test_a_kind_s_concurrency_limit_bounds_its_runs(store):
+    running, peak = 0, 0
+
+    class Limited(fakes.Counting):
+        CONCURRENCY = 2
+
+        async def collect(self, out, due):
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.05)
+            running -= 1
+            out.gauge(fakes.TICKS, 1)
+
+    async def scenario():
+        agent = scheduler(store)
+        agent.apply([spec(f"ups-{n}", Limited, interval=0.3, timeout=0.25) for n in range(6)])
+        await asyncio.sleep(0.6)
+        await agent.stop()
+
+    asyncio.run(scenario())
+    assert peak == 2
+    assert all(store.snapshot()[f"test:ups-{n}"].result.ok for n in range(6)), "waiting for a slot is not a timeout"
 
 
 def test_a_shared_budget_paces_every_job_that_spends_it():
@@ -154,23 +259,3 @@ def test_a_shared_budget_paces_every_job_that_spends_it():
     # 20 calls at 5/s with a burst of 5: the 15 beyond the burst need 3 s
     assert clock.elapsed == pytest.approx(3.0)
     assert limits.bucket("meraki:org-1", rate=5) is limits.bucket("meraki:org-1", rate=99)
-
-
-def test_busy_backup_checks_never_keep_a_collector_waiting_for_a_thread(store):
-    healthy = fake_collectors.Counting(None)
-    backups = [fake_collectors.Hanging(None) for _ in range(12)]  # far more than the backup pool's threads
-
-    async def scenario():
-        scheduler = Scheduler(store, workers=4, max_start_delay=0)
-        scheduler.apply([spec("healthy", healthy.collect)] + [
-            JobSpec(f"backup-{n}", "backup", 0.2, 0.1, job.collect, pool="backup") for n, job in enumerate(backups)])
-        await asyncio.sleep(1.5)
-        await scheduler.stop()
-
-    fake_collectors.RELEASE.clear()
-    try:
-        asyncio.run(scenario())
-    finally:
-        fake_collectors.RELEASE.set()
-    assert healthy.runs >= 5, healthy.runs
-    assert all(not store.snapshot()[f"backup:backup-{n}"].result.ok for n in range(12))

@@ -7,12 +7,13 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 
 import bcrypt
 import pytest
 
 from agent.config import ConfigError
-from agent.model import JobState, Result, Sample
+from agent.model import JobState, Result, Sample, Verdict
 from agent.statedb import StateDB
 from agent.store import Store
 from exporters.web import Site, WebServer
@@ -132,13 +133,13 @@ def test_web_config_errors_name_the_line(tmp_path):
 
 
 def test_the_landing_page_has_a_backup_board(site, serve):
-    site.store.publish(JobState("nightly", "backup", 300, label="backup", result=Result(
-        "nightly", "backup", True, 1.0, 0.5, info={"status": "missed", "detail": "no backup <since> 01:00",
-                                                   "newest": "2026-11-20T01:10:00+00:00",
-                                                   "next_deadline": "2026-11-22T05:00:00+00:00",
-                                                   "offsite_lag": ""})))
+    deadline = datetime(2026, 11, 22, 5, tzinfo=UTC).timestamp()
+    verdict = Verdict("missed", "no backup <since> 01:00", {"next deadline": deadline}, {"off-site lag": "3h"})
+    site.store.publish(JobState("nightly", "backup", 300, label="backup", board="Backups", result=Result(
+        "nightly", "backup", True, 1.0, 0.5, verdict=verdict)))
     url = serve()
     page = get(url)[1]
     assert "<h2>Backups</h2>" in page and "no backup &lt;since&gt; 01:00" in page
-    (board,) = json.loads(get(url + "status.json")[1])["backups"]
-    assert board["status"] == "missed" and board["next_deadline"] == "2026-11-22T05:00:00+00:00"
+    (board,) = json.loads(get(url + "status.json")[1])["boards"]["Backups"]
+    assert board["status"] == "missed" and board["times"]["next deadline"] == "2026-11-22T05:00:00+00:00"
+    assert board["notes"] == {"off-site lag": "3h"}

@@ -1,0 +1,102 @@
+"""The conformance kit: every kind emits exactly what its catalogue declares, by the conventions.
+
+Registry-driven: a new kind is covered once it provides a `<kind>_conformance` fixture (a
+target mapping whose collection shows every family; see tests/conftest.py's
+pytest_plugins) — and this file fails until it does.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from agent import registry
+from agent.model import MetricSpec
+from exporters.catalogue import metrics_markdown
+from exporters.prometheus import AGENT_METRICS
+from tests import collector_kit
+from tests.conftest import ROOT
+
+UNITS = ("seconds", "bytes", "ratio", "celsius", "volts", "hertz", "amperes", "watts")
+
+
+def all_specs() -> list[tuple[str, MetricSpec]]:
+    specs = [("agent", spec) for spec in AGENT_METRICS]
+    for kind in sorted({**registry.COLLECTORS, **registry.JOB_KINDS}):
+        specs += [(kind, spec) for spec in registry.job_class(kind).METRICS]
+    return specs
+
+
+@pytest.mark.parametrize("kind", sorted(registry.COLLECTORS))
+def test_a_kind_emits_exactly_its_declared_metrics(kind, request, context):
+    target = request.getfixturevalue(f"{kind}_conformance")
+    out = collector_kit.collect(target, context)  # strict: a label or type mismatch raises
+    collector_kit.assert_conforms(out, registry.collector_class(kind))
+
+
+def test_a_backup_job_emits_exactly_its_declared_metrics(tmp_path, context, monkeypatch):
+    """borg on both sides (it reports durations), off-site in step, verified: every family shows."""
+    from agent.collector import Emitter
+    from checks.config import BackupJobConfig
+    from checks.job import BackupEvaluation, BackupVerification
+    from tests.lab.backup_tools import PASSWORD, BorgRepo
+
+    primary, offsite = BorgRepo(tmp_path, "primary"), BorgRepo(tmp_path, "offsite")
+    for repo in (primary, offsite):
+        repo.create("nightly-1")
+    monkeypatch.setenv("VIGIL_TEST_BORG", PASSWORD)
+    borg = {"kind": "borg", "passphrase": "${env:VIGIL_TEST_BORG}"}
+    config = BackupJobConfig.model_validate({
+        "name": "nightly", "schedule": "0 1 * * *", "deadline": "4h", "verify": {"every": "7d"},
+        "primary": {**borg, "repository": primary.repository}, "offsite": {**borg, "repository": offsite.repository}})
+    BackupVerification(config, context).collect(Emitter((), strict=True), frozenset({"main"}))
+    out = Emitter(BackupEvaluation.METRICS, strict=True)
+    BackupEvaluation(config, context).collect(out, frozenset({"main"}))
+    collector_kit.assert_conforms(out, BackupEvaluation)
+
+
+def test_a_family_shared_by_several_kinds_has_one_spec():
+    """`vigil_server_*` from the host and from ssh: one set of rules and dashboards for every server."""
+    seen: dict[str, tuple[str, MetricSpec]] = {}
+    for kind, spec in all_specs():
+        if spec.name in seen:
+            other_kind, other = seen[spec.name]
+            assert spec == other, f"{spec.name}: {kind} and {other_kind} declare it differently"
+        seen.setdefault(spec.name, (kind, spec))
+
+
+@pytest.mark.parametrize("kind,spec", all_specs(), ids=lambda value: getattr(value, "name", value))
+def test_metric_names_follow_the_conventions(kind, spec):
+    assert re.fullmatch(r"vigil_[a-z0-9_]+", spec.name), spec.name
+    assert spec.type in ("gauge", "counter")
+    assert spec.name.endswith("_total") == (spec.type == "counter"), "_total is for counters only"
+    assert spec.help.endswith("."), "HELP is a sentence"
+    base = spec.name.removesuffix("_total")
+    if spec.unit:
+        assert spec.unit in UNITS, f"{spec.unit} is not a base unit"
+        assert base.endswith("_" + spec.unit), f"a metric in {spec.unit} ends with _{spec.unit}"
+    else:
+        assert not base.endswith(tuple("_" + unit for unit in UNITS)), "its unit must be declared"
+    if base.endswith("_info"):
+        assert spec.type == "gauge" and spec.labels, "_info carries its text in labels"
+    assert len(set(spec.labels)) == len(spec.labels)
+
+
+def test_no_kind_declares_a_metric_twice():
+    for kind in {**registry.COLLECTORS, **registry.JOB_KINDS}:
+        names = [spec.name for spec in registry.job_class(kind).METRICS]
+        assert len(names) == len(set(names)), kind
+
+
+def test_docs_metrics_md_is_up_to_date():
+    committed = (ROOT / "docs" / "metrics.md").read_text()
+    assert committed == metrics_markdown(), "docs/metrics.md is stale: run `vigil docs metrics`"
+
+
+def test_the_skeleton_in_contributing_md_is_the_one_the_tests_run():
+    """docs/contributing.md shows tests/fake_collectors.py's Counting kind, so the skeleton stays true."""
+    source = (ROOT / "tests" / "fake_collectors.py").read_text()
+    skeleton = source.split("# --- the skeleton of docs/contributing.md, from here")[1].split("\n# --- to here")[0]
+    skeleton = skeleton.split("\n", 1)[1]
+    assert skeleton.strip() in (ROOT / "docs" / "contributing.md").read_text()
