@@ -26,7 +26,8 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/scrape.py
 
 docs: $(VENV)/.installed
-	$(VIGIL) docs metrics
+	$(VIGIL) docs metrics --output docs/metrics.md
+	$(VIGIL) docs config --output docs/config.md
 
 clean:
 	rm -rf $(VENV) .lab .pytest_cache

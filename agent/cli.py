@@ -94,9 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     report.set_defaults(command=_report)
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(command=_version)
-    docs = commands.add_parser("docs", help="generate documentation")
-    docs.add_argument("what", choices=("metrics",))
-    docs.add_argument("--output", type=Path, default=Path("docs/metrics.md"))
+    docs = commands.add_parser("docs", help="generate the metrics catalogue or the config reference")
+    docs.add_argument("what", choices=("metrics", "config"))
+    docs.add_argument("--output", type=Path, help="write to this file (default: standard output)")
     docs.set_defaults(command=_docs)
     return parser
 
@@ -224,11 +224,17 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _docs(args: argparse.Namespace) -> int:
-    from exporters.catalogue import metrics_markdown
-
+    if args.what == "metrics":
+        from exporters.catalogue import metrics_markdown as generate
+    else:
+        from agent.configdoc import config_markdown as generate
+    text = generate()
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(metrics_markdown(), encoding="utf-8")
-    print(f"wrote {args.output}")
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
 
 

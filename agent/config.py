@@ -17,9 +17,8 @@ from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, Field, PlainValidator, ValidationError
 
-from agent import yamlfile
-from agent.schema import Dispatched, Duration, StrictModel, TargetConfig, dispatched
-from checks.config import BackupJobConfig
+from agent import registry, yamlfile
+from agent.schema import Dispatched, Duration, Lazy, StrictModel, TargetConfig, dispatched, lazy
 
 DEFAULT_PATH = Path("/etc/vigil/vigil.yaml")
 EMBEDDED = "(embedded default)"
@@ -55,18 +54,28 @@ Target = dispatched(TargetConfig, "target")
 
 
 class Defaults(StrictModel):
-    interval: Duration = 60.0
-    timeout: Duration = 20.0
+    """What every target gets unless it sets its own."""
+
+    interval: Duration = Field(60.0, description="how often each target is collected")
+    timeout: Duration = Field(20.0, description="how long one collection may take; cut to 80% of a shorter "
+                                                "interval")
 
 
 class AgentConfig(StrictModel):
-    listen: ListenAddress = "127.0.0.1:9839"
-    state_dir: Path = Field(default_factory=default_state_dir)
-    web_config: Path | None = None
-    workers: int = Field(8, ge=1, le=256, description="threads for blocking collectors")
+    """The agent itself: where it listens and keeps its state."""
+
+    listen: ListenAddress = Field("127.0.0.1:9839", description="host:port of /metrics and the status page; "
+                                  "keep it on localhost unless web_config sets TLS and basic auth")
+    state_dir: Path = Field(default_factory=default_state_dir,
+                            description="where the state database lives: $STATE_DIRECTORY under systemd, else "
+                                        "/var/lib/vigil for root, else ~/.local/state/vigil")
+    web_config: Path | None = Field(None, description="TLS and basic auth for the endpoint, in Prometheus' "
+                                                      "web-config.yml format")
+    workers: int = Field(8, ge=1, le=256, description="how many blocking collections run at once; backup "
+                                                      "evaluations get half as many, integrity checks a quarter")
     defaults: Defaults = Defaults()
     targets: tuple[Target, ...] = ()
-    backups: tuple[BackupJobConfig, ...] = ()
+    backups: tuple[lazy(registry.BACKUP_CONFIG), ...] = ()
 
     def schedule(self, target: TargetConfig) -> tuple[float, float]:
         """(interval, timeout) of a target; an inherited timeout is cut below the interval."""
@@ -246,6 +255,8 @@ def _model_in(annotation, node):
     """The pydantic model inside an annotation, picking a union member by `kind`."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    if isinstance(annotation, Lazy):
+        return annotation.model
     members = [m for arg in get_args(annotation) if (m := _model_in(arg, node)) is not None]
     if isinstance(node, dict):
         for member in members:

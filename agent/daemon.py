@@ -11,7 +11,6 @@ import asyncio
 import logging
 import signal
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from agent import systemd
@@ -23,6 +22,7 @@ from agent.ratelimit import RateLimits
 from agent.scheduler import Scheduler
 from agent.statedb import StateDB
 from agent.store import Store
+from agent.units import iso_time
 from exporters.web import Site, WebServer
 from exporters.webconfig import load_web_config
 
@@ -39,7 +39,7 @@ class Agent:
         config = loaded.config
         web = load_web_config(config.web_config)
         self.store = Store(StateDB(config.state_dir))
-        started = datetime.now(UTC).isoformat(timespec="seconds")
+        started = iso_time(time.time())
         self.site = Site(self.store, {"config": loaded.source, "started": started, "listen": config.listen})
         self.server = WebServer(config.listen, self.site, web)
         self.clock = Clock()

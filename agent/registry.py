@@ -18,6 +18,8 @@ JOB_KINDS: dict[str, str] = {
     "backup_verify": "checks.job:BackupVerification",
 }
 BACKUP_JOBS = "checks.job:backup_jobs"  # BackupJobConfig -> its JobSpecs
+BACKUP_CONFIG = "checks.config:BackupJobConfig"  # a `backups:` entry
+LOCATION_CONFIG = "checks.model:LocationConfig"  # the keys every backup location has
 
 LOCATIONS: dict[str, str] = {
     "files": "checks.sources.files:FilesLocation",

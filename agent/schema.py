@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
@@ -59,6 +60,29 @@ def dispatched(base: type[Dispatched], what: str) -> Any:
     return Annotated[base, PlainValidator(validate)]
 
 
+@dataclass(frozen=True)
+class Lazy:
+    """Marks an annotation validated by the model at `module:Class`, imported on first use."""
+
+    path: str
+
+    @property
+    def model(self) -> type[BaseModel]:
+        return registry.load(self.path)
+
+
+def lazy(path: str) -> Any:
+    """An annotation for a model the agent reaches through the registry (the backup jobs'),
+    so that `agent` imports no concrete kind."""
+    marker = Lazy(path)
+
+    def validate(value: object) -> BaseModel:
+        model = marker.model
+        return value if isinstance(value, model) else model.model_validate(value)
+
+    return Annotated[Any, PlainValidator(validate), marker]
+
+
 def choice_error(what: str, given: str, valid: Any) -> PydanticCustomError:
     close = difflib.get_close_matches(given, list(valid), n=1)
     hint = f"did you mean `{close[0]}`?" if close else "valid: " + ", ".join(sorted(valid))
@@ -69,6 +93,7 @@ class TargetConfig(Dispatched):
     """The keys every target has; each collector's `Config` subclasses this."""
 
     KINDS: ClassVar[Mapping[str, str]] = registry.COLLECTORS
-    name: Name
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    name: Name = Field(description="the target's name: the `target` label of its series")
+    interval: Duration | None = Field(None, description="how often it is collected (default: defaults.interval)")
+    timeout: Duration | None = Field(None, description="how long one collection may take, shorter than the "
+                                                       "interval (default: defaults.timeout)")

@@ -1,8 +1,9 @@
-"""Durations (`90s 5m 1h 1d`) and sizes (`512MiB 10GiB`) as written in the config."""
+"""Durations (`90s 5m 1h 1d`) and sizes (`512MiB 10GiB`) as written in the config, and times as shown."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -61,3 +62,13 @@ def format_size(size: float) -> str:
         size /= 1024
         power += 1
     return f"{size:.0f} B" if power == 0 else f"{size:.1f} {units[power]}"
+
+
+def iso_time(timestamp: float) -> str:
+    """A point in time for machines and the status page: UTC ISO 8601, `2026-11-22T05:00:00+00:00`."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def readable_time(timestamp: float) -> str:
+    """A point in time in a sentence: `2026-11-21 01:00 UTC`."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")

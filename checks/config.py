@@ -63,25 +63,31 @@ TimeZone = Annotated[str, PlainValidator(_check_timezone)]
 class VerifyConfig(StrictModel):
     """Integrity checks, on their own slow schedule (they read data, polls do not)."""
 
-    every: Duration = 7 * 86400.0
-    timeout: Duration = 6 * 3600.0
-    read_data_subset: str | None = None  # restic check --read-data-subset (5%, 1/20, 2GiB)
-    verify_data: bool = False  # borg check --verify-data (reads every chunk)
+    every: Duration = Field(7 * 86400.0, description="how often the integrity check runs")
+    timeout: Duration = Field(6 * 3600.0, description="how long one check may take")
+    read_data_subset: str | None = Field(None, description="restic: also read this part of the data "
+                                                           "(`5%`, `1/20`, `2GiB`); default: metadata only")
+    verify_data: bool = Field(False, description="borg: `check --verify-data` (reads every chunk)")
 
 
 class BackupJobConfig(StrictModel):
-    name: Name
-    schedule: Cron
-    timezone: TimeZone = Field(default_factory=local_timezone)
-    deadline: Duration  # how long after the scheduled start the backup must be complete
-    primary: Location
-    offsite: Location | None = None
-    max_lag: Duration = 86400.0  # how far the off-site copy may trail the primary
-    min_size: Size | None = None
-    max_shrink: Annotated[float, Field(gt=0, lt=1)] | None = None  # vs the median of recent backups
-    verify: VerifyConfig | None = None
-    interval: Duration = 300.0  # how often the job is evaluated
-    timeout: Duration = 120.0  # for one evaluation (listing both locations)
+    """A backup job: where its backups are, when they are due, what is enough."""
+
+    name: Name = Field(description="the job's name: the `backup` label of its series")
+    schedule: Cron = Field(description="when the backup starts, as cron (`0 1 * * *`), in `timezone`")
+    timezone: TimeZone = Field(default_factory=local_timezone,
+                               description="IANA zone of the schedule (default: the host's zone)")
+    deadline: Duration = Field(description="how long after the scheduled start the backup must be complete")
+    primary: Location = Field(description="where the backups are (a location, see below)")
+    offsite: Location | None = Field(None, description="where their off-site copy is (a location)")
+    max_lag: Duration = Field(86400.0, description="how far the off-site copy may trail the primary")
+    min_size: Size | None = Field(None, description="a backup below this is `too_small`")
+    max_shrink: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None, description="`shrunk` when the newest backup is this fraction (0.2) below the median of the "
+                          "last 7")
+    verify: VerifyConfig | None = Field(None, description="integrity checks, on their own slow schedule")
+    interval: Duration = Field(300.0, description="how often the job is evaluated (metadata only)")
+    timeout: Duration = Field(120.0, description="how long one evaluation (both locations) may take")
 
     @model_validator(mode="after")
     def _verify_supported(self) -> BackupJobConfig:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+from pydantic import Field
+
 from agent import registry
 from agent.schema import Dispatched, Duration
 
@@ -50,4 +52,4 @@ class LocationConfig(Dispatched):
     """The keys every location has; each location class's `Config` subclasses this."""
 
     KINDS: ClassVar[Mapping[str, str]] = registry.LOCATIONS
-    timeout: Duration = 120.0  # for each operation (a CLI call, a listing)
+    timeout: Duration = Field(120.0, description="how long each operation (a tool's command, a listing) may take")

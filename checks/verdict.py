@@ -1,22 +1,20 @@
 """One status per backup job per evaluation, from what the locations show.
 
 Pure functions over plain data, so that every rule is tested case by case. When several
-things are wrong, the status is the one on-call must act on first, in this order:
-unreachable, failed, missed, too_small, shrunk, offsite_mismatch, offsite_stale,
-unverified; otherwise ok.
+things are wrong, the status is the one on-call must act on first (URGENCY); otherwise ok.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from agent.units import format_duration, format_size
+from agent.units import format_duration, format_size, readable_time
 from checks.model import BackupSnapshot
 from checks.schedule import Window
 
-STATUSES = ("ok", "missed", "failed", "too_small", "shrunk", "offsite_stale", "offsite_mismatch",
-            "unverified", "unreachable")
+URGENCY = ("unreachable", "failed", "missed", "too_small", "shrunk", "offsite_mismatch", "offsite_stale",
+           "unverified")  # what on-call must act on first comes first
+STATUSES = ("ok", *URGENCY)
 
 
 @dataclass(frozen=True)
@@ -54,8 +52,8 @@ def primary_finding(backups: list[BackupSnapshot], window: Window | None) -> Fin
         return Finding("failed", f"{_name(newest)} failed" + (f": {newest.detail}" if newest.detail else ""))
     good = next((b for b in backups if b.ok is not False), None)
     if window is not None and (good is None or not window.holds(good.completed_at)):
-        return Finding("missed", f"no backup completed since the run due at {_iso(window.start)} "
-                                 f"(deadline {_iso(window.deadline)})")
+        return Finding("missed", f"no backup completed since the run due at {readable_time(window.start)} "
+                                 f"(deadline {readable_time(window.deadline)})")
     return None
 
 
@@ -124,12 +122,10 @@ def verify_finding(now: float, every: float, last_result: bool | None, last_ok_a
 
 
 def worst(findings: list[Finding | None]) -> Finding:
-    order = ("unreachable", "failed", "missed", "too_small", "shrunk", "offsite_mismatch", "offsite_stale",
-             "unverified")
     present = [f for f in findings if f is not None]
     if not present:
         return Finding("ok", "")
-    return min(present, key=lambda finding: order.index(finding.status))
+    return min(present, key=lambda finding: URGENCY.index(finding.status))
 
 
 def _name(backup: BackupSnapshot) -> str:
@@ -141,6 +137,3 @@ def _difference(primary: BackupSnapshot, copy: BackupSnapshot) -> str:
         return f"{format_size(copy.size_bytes or 0)} against {format_size(primary.size_bytes or 0)}"
     return "checksums differ"
 
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")

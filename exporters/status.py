@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from agent import __version__
 from agent.model import JobState
+from agent.units import iso_time
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -74,9 +74,7 @@ def _verdict(state: JobState) -> dict[str, Any]:
 
 
 def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+    return None if timestamp is None else iso_time(timestamp)
 
 
 def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]], status_column: int) -> str:

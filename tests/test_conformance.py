@@ -91,7 +91,7 @@ def test_no_kind_declares_a_metric_twice():
 
 def test_docs_metrics_md_is_up_to_date():
     committed = (ROOT / "docs" / "metrics.md").read_text()
-    assert committed == metrics_markdown(), "docs/metrics.md is stale: run `vigil docs metrics`"
+    assert committed == metrics_markdown(), "docs/metrics.md is stale: run `make docs`"
 
 
 def test_the_skeleton_in_contributing_md_is_the_one_the_tests_run():

@@ -259,3 +259,17 @@ def test_a_shared_budget_paces_every_job_that_spends_it():
     # 20 calls at 5/s with a burst of 5: the 15 beyond the burst need 3 s
     assert clock.elapsed == pytest.approx(3.0)
     assert limits.bucket("meraki:org-1", rate=5) is limits.bucket("meraki:org-1", rate=99)
+
+
+def test_a_hung_integrity_check_leaves_the_others_running(store):
+    """Checks of different repositories run side by side, bounded; one stuck for hours delays none."""
+    async def scenario():
+        agent = scheduler(store, workers=8)
+        agent.apply([spec("stuck-check", fakes.Hanging, kind="backup_verify", pool="verify", timeout=30),
+                     spec("other-check", kind="backup_verify", pool="verify")])
+        await asyncio.sleep(1.0)
+        await agent.stop(timeout=0)
+
+    asyncio.run(scenario())
+    assert instances("other-check")[0].runs >= 3
+    assert store.snapshot()["backup_verify:stuck-check"].running

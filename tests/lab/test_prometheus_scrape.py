@@ -59,6 +59,9 @@ backups:
         (series,) = prom.wait_for('vigil_backup_status{backup="fileserver-nightly"} == 1')
         assert series["metric"]["status"] == "ok" and series["metric"]["job"] == "vigil"
         assert prom.wait_for('vigil_backup_size_bytes{backup="fileserver-nightly",location="primary"} > 0')
-    board = json.loads(http_get(agent.url + "/status.json")[1])["backups"]
+        # health and data share the `backup` label: they join without label_replace
+        assert prom.wait_for('vigil_up{kind="backup"} * on (backup) group_right '
+                             'vigil_backup_status{status="ok"} == 1')
+    board = json.loads(http_get(agent.url + "/status.json")[1])["boards"]["Backups"]
     assert board[0]["name"] == "fileserver-nightly" and board[0]["status"] == "ok"
     assert PASSWORD not in agent.metrics() + agent.peer.output()

@@ -1,0 +1,34 @@
+"""docs/config.md is generated from the models and complete: every key has a meaning."""
+
+from __future__ import annotations
+
+from agent import registry
+from agent.configdoc import config_markdown, fields
+from tests.conftest import ROOT
+
+
+def test_docs_config_md_is_up_to_date():
+    committed = (ROOT / "docs" / "config.md").read_text()
+    assert committed == config_markdown(), "docs/config.md is stale: run `make docs`"
+
+
+def test_the_reference_names_every_kind_and_the_keys_of_the_example():
+    text = config_markdown()
+    for kind in registry.COLLECTORS:
+        assert f"`targets:` `kind: {kind}`" in text
+    for kind in registry.LOCATIONS:
+        assert f"Location `kind: {kind}`" in text
+    assert "| `verify.read_data_subset` | text |" in text and "| `deadline` | duration | required |" in text
+
+
+def test_the_agent_and_backup_keys_all_have_a_description():
+    from agent.config import AgentConfig, Defaults
+    from agent.schema import TargetConfig
+    from checks.config import BackupJobConfig
+    from checks.model import LocationConfig
+
+    missing = [f"{model.__name__}.{name}" for model in (AgentConfig, Defaults, TargetConfig, BackupJobConfig,
+                                                        LocationConfig)
+               for name, info in fields(model) if not info.description
+               and name not in ("targets", "backups", "defaults")]
+    assert not missing, missing
