@@ -123,6 +123,13 @@ def test_a_client_key_the_server_does_not_know_is_refused(server, tmp_path):
         connect(endpoint(server, key_file=stranger))
 
 
+def test_a_password_is_offered_after_the_key_and_never_shown(server, tmp_path):
+    stranger = make_key(tmp_path / "stranger")
+    with pytest.raises(AuthRefused, match="the server refused the key .+ and the password; check") as caught:
+        connect(endpoint(server, key_file=stranger, password=SecretStr("hunter2")))  # the lab allows no passwords
+    assert "hunter2" not in str(caught.value)
+
+
 @pytest.mark.parametrize("kind", ["rsa", "ecdsa"])
 def test_rsa_and_ecdsa_keys(server, tmp_path, kind):
     key = authorize(server, new_key(tmp_path / kind, kind))

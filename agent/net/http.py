@@ -29,7 +29,7 @@ import random
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
@@ -130,16 +130,17 @@ class _TooLarge(Exception):
 class _Api:
     """What the async and the blocking client share: building requests, retry decisions, bounds."""
 
+    _CLIENT: ClassVar[type[httpx.Client] | type[httpx.AsyncClient]]
+
     def __init__(self, base_url: str, ctx: Context, *, ca_file: Path | None = None, timeout: float = 20.0,
                  headers: Mapping[str, str] | None = None, retries: int = 3, max_retry_wait: float = 60.0,
                  max_bytes: int = 32 << 20, follow_redirects: bool = False):
         self.base_url, self.ctx = base_url, ctx
         self.timeout, self.retries, self.max_retry_wait, self.max_bytes = timeout, retries, max_retry_wait, max_bytes
-        self._options: dict[str, Any] = {
-            "base_url": base_url, "verify": ssl_context(ca_file), "timeout": timeout,
-            "follow_redirects": follow_redirects, "headers": {"user-agent": USER_AGENT, **(headers or {})},
-        }
         self._random = random.Random()
+        self._client = self._CLIENT(base_url=base_url, verify=ssl_context(ca_file), timeout=timeout,
+                                    follow_redirects=follow_redirects,
+                                    headers={"user-agent": USER_AGENT, **(headers or {})})
 
     def _build(self, client: httpx.Client | httpx.AsyncClient, method: str, url: str, *, params: Any,
                headers: Mapping[str, str] | None, json: Any, data: Any, auth_header: bool) -> httpx.Request:
@@ -194,7 +195,7 @@ class _Api:
 
     def _too_large(self, request: httpx.Request, response: httpx.Response) -> HttpError:
         return HttpError(request.method, request.url, f"the answer is larger than {self.max_bytes} bytes",
-                         status=response.status_code, hint="a wrong URL, or raise max_bytes")
+                         status=response.status_code, hint="check the URL; a listing this large needs paging")
 
     def _count(self, api: str, response: httpx.Response | None, failure: BaseException | None) -> None:
         if response is not None:
@@ -206,9 +207,8 @@ class _Api:
 class AsyncApi(_Api):
     """One API's client on the event loop; make it in `open()`, `aclose()` it in `close()`."""
 
-    def __init__(self, base_url: str, ctx: Context, **options: Any):
-        super().__init__(base_url, ctx, **options)
-        self._client = httpx.AsyncClient(**self._options)
+    _CLIENT = httpx.AsyncClient
+    _client: httpx.AsyncClient
 
     async def request(self, method: str, url: str, *, api: str, bucket: TokenBucket | None = None,
                       params: Any = None, headers: Mapping[str, str] | None = None, json: Any = None,
@@ -262,9 +262,8 @@ class AsyncApi(_Api):
 class SyncApi(_Api):
     """The same for code that runs in a worker thread; waits block on `ctx.clock.wait`."""
 
-    def __init__(self, base_url: str, ctx: Context, **options: Any):
-        super().__init__(base_url, ctx, **options)
-        self._client = httpx.Client(**self._options)
+    _CLIENT = httpx.Client
+    _client: httpx.Client
 
     def request(self, method: str, url: str, *, api: str, bucket: TokenBucket | None = None,
                 params: Any = None, headers: Mapping[str, str] | None = None, json: Any = None,
