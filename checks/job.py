@@ -128,7 +128,8 @@ class BackupEvaluation(_BackupJob):
         times = {"newest backup": newest.completed_at if newest else None, "next deadline": next_deadline,
                  "last integrity check": verified_at}
         out.judge(Verdict(verdict.status, verdict.detail, {k: v for k, v in times.items() if v is not None},
-                          {"off-site lag": format_duration(lag)} if lag else {}))
+                          {"off-site lag": _lag_note(lag)} if "offsite" in seen else {},
+                          self.config.timezone))
 
     def _observe(self, where: str, location, now: float, findings: list) -> list[BackupSnapshot] | None:
         """The location's backups, newest measured and everything recorded; None if unreachable."""
@@ -193,6 +194,7 @@ class BackupVerification(_BackupJob):
     """Runs the integrity checks that are due, one repository at a time whatever the number of jobs."""
 
     Config = BackupJobConfig
+    BOARD = "Integrity checks"
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         """A check that could not run fails this job, so it is retried at the next poll."""
@@ -209,7 +211,9 @@ class BackupVerification(_BackupJob):
                 problems.append(f"{where}: {outcome.detail}")
         if problems:
             raise RuntimeError("; ".join(problems))
-        out.judge(Verdict("ok", "; ".join(done) or "not due"))
+        last = [v.at for where in self.verifiable if (v := self.history.last_verification(where)) is not None]
+        out.judge(Verdict("ok", "; ".join(done) or "not due", {"last check": min(last)} if last else {},
+                          timezone=self.config.timezone))
 
 
 _REPOSITORY_LOCKS: dict[str, threading.Lock] = {}
@@ -224,3 +228,9 @@ def _exclusive(location: LocationConfig) -> Iterator[None]:
         lock = _REPOSITORY_LOCKS.setdefault(key, threading.Lock())
     with lock:
         yield
+
+
+def _lag_note(lag: float | None) -> str:
+    if lag is None:
+        return "unknown"
+    return format_duration(lag) if lag >= 1 else "in step"
