@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from agent import __version__, logs
+from agent import __version__, children, logs
 from agent.clock import Clock
 from agent.config import ConfigError, LoadedConfig, load_config
 from agent.model import JobState, Result
@@ -140,7 +140,7 @@ def _once(args: argparse.Namespace) -> int:
     loaded: LoadedConfig = load_config(args.config)
     config = loaded.config
     clock = Clock()
-    db = StateDB(config.state_dir)
+    db = StateDB.private_copy(config.state_dir)  # a live agent's file is only read, never written
     context = Context(clock, RateLimits(clock), config.state_dir, db)
     # integrity checks read data for hours: they keep to their own schedule
     jobs = [job for job in all_jobs(config, context) if job.kind != "backup_verify"]
@@ -152,7 +152,8 @@ def _once(args: argparse.Namespace) -> int:
                   f"(known: {', '.join(names) or 'none'})", file=sys.stderr)
             return EXIT_CONFIG
     results = asyncio.run(_run_all(jobs, config.workers, clock))
-    db.close()
+    db.close()  # first, so runs that outlived their timeout write nothing after ...
+    children.stop_all()  # ... their tools are killed here
     states = {job.key: JobState(job.name, job.kind, job.interval, job.metrics, job.label, result,
                                 last_success=result.started_at + result.duration if result.ok else None)
               for job, result in zip(jobs, results, strict=True)}
