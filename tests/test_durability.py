@@ -68,20 +68,54 @@ def test_stopping_in_the_middle_of_evaluations_never_loses_a_row(start_agent, wr
 
 
 def test_once_beside_a_running_agent_leaves_its_history_alone(start_agent, write_config, tmp_path):
+    pids = tmp_path / "pids"
     config = write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\nbackups:\n" + backup_job("nightly", "0.05"))
     state = config.parent / "state"
     agent = start_agent(config)
     wait_until(lambda: sum(row[0] == "backup_observations" for row in rows(state)) >= 3, 20, "some history")
     before = rows(state)
-    slow = write_config(config.read_text().replace('FAKE_RESTIC_DELAY: "0.05"', 'FAKE_RESTIC_DELAY: "0.6"'),
-                        name="slow.yaml")
-    done = subprocess.run(vigil_argv("once", "-c", str(slow)), capture_output=True, text=True, cwd=ROOT,
-                          timeout=60)
-    assert "timed out" in done.stdout or "unreachable" in done.stdout, done.stdout + done.stderr
-    assert "moved aside" not in done.stderr, done.stderr
+    # 0.6 s per restic call: the run times out (800ms) and writes just after; 5 s: it outlives `once`
+    for delay in ("0.6", "5"):
+        slow = write_config(config.read_text().replace(
+            'FAKE_RESTIC_DELAY: "0.05"', f'FAKE_RESTIC_DELAY: "{delay}", FAKE_RESTIC_PIDS: {pids}'), name="slow.yaml")
+        done = subprocess.run(vigil_argv("once", "-c", str(slow)), capture_output=True, text=True, cwd=ROOT,
+                              timeout=60)
+        assert "timed out after 800ms" in done.stdout, done.stdout + done.stderr
+        assert "moved aside" not in done.stderr, done.stderr
+        assert not alive(pids), "`vigil once` left restic running"
     assert agent.peer.alive()
     agent.peer.signal(signal.SIGTERM)
     assert agent.peer.process.wait(15) == 0
     assert "moved aside" not in agent.peer.output()
     assert before <= rows(state)
     assert not list(state.glob(f"{FILENAME}.corrupt-*"))
+
+
+def alive(pids: Path) -> list[str]:
+    """The fake restic calls (`PID command`) whose process still exists."""
+    survivors = []
+    for line in pids.read_text().splitlines() if pids.exists() else ():
+        pid, _, command = line.partition(" ")
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            continue
+        survivors.append(line)
+    return survivors
+
+
+def test_a_stop_during_a_hung_check_leaves_no_child(start_agent, write_config, tmp_path):
+    pids, hang = tmp_path / "pids", tmp_path / "hang"
+    hang.touch()
+    job = backup_job("nightly", "0.05").replace(
+        'FAKE_RESTIC_DELAY: "0.05"', f'FAKE_RESTIC_DELAY: "0.05", FAKE_RESTIC_PIDS: {pids}, FAKE_RESTIC_HANG: {hang}')
+    agent = start_agent(write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\nbackups:\n" + job
+                                     + "    verify: {every: 1s, timeout: 1h}\n"))
+    try:
+        wait_until(lambda: any(line.endswith(" check") for line in alive(pids)), 20, "a hung restic check")
+        agent.peer.signal(signal.SIGTERM)
+        assert agent.peer.process.wait(15) == 0
+        wait_until(lambda: not alive(pids), 5, "no fake restic left")
+    finally:
+        hang.unlink()  # a survivor would end by itself
+    assert "stopped 1 child process group" in agent.peer.output()
