@@ -29,12 +29,12 @@ class Stopping(Exception):
 
 
 def run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
-    """Like subprocess.run with capture_output and text, the child leading its own group."""
+    """Like subprocess.run capturing text (undecodable bytes replaced), the child leading its own group."""
     with _lock:
         if _stopping:
             raise Stopping(f"{argv[0]} not started: the agent is stopping")
         process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                   stderr=subprocess.PIPE, encoding="utf-8", errors="replace", start_new_session=True)
         _live.add(process)
     try:
         try:
