@@ -88,7 +88,7 @@ class Agent:
         except ConfigError as exc:
             log.error("reload rejected, keeping the running config:\n%s", exc)
         except Exception:  # a bug must not leave systemd's unit "reloading" nor kill the agent
-            log.exception("reload failed, keeping the running config")
+            log.exception("reload failed part-way; the jobs or web config may be the old ones")
         finally:
             systemd.notify("READY=1")
 
