@@ -126,8 +126,8 @@ class StateDB:
     def write(self, sql: str, params: Iterable = (), many: bool = False) -> bool:
         """Run one statement (for every row of `params` when `many`) in one transaction.
 
-        False when nothing was written: closed, the disk refused, or the row was bad
-        (with `many`, the good rows are still written)."""
+        True when every row was written; False when closed, when the disk refused, or
+        for a bad row (with `many`, the good rows are still written, one by one)."""
         with self._lock:
             if self._conn is None:
                 log.debug("state database closed; write refused path=%s", self.path)
