@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent import __version__, logs
+from agent import __version__, children, logs
 from agent.clock import Clock
 from agent.config import ConfigError, LoadedConfig, load_config
 from agent.model import JobState, Result
@@ -148,10 +148,11 @@ def _once(args: argparse.Namespace) -> int:
                   f"(known: {', '.join(names) or 'none'})", file=sys.stderr)
             return EXIT_CONFIG
     clock = Clock()
-    db = StateDB(config.state_dir)
+    db = StateDB.private_copy(config.state_dir)  # a live agent's file is only read, never written
     context = Context(clock, RateLimits(clock), config.state_dir, db)
     results = asyncio.run(_run_all(jobs, context, config.workers))
-    db.close()
+    db.close()  # first, so runs that outlived their timeout write nothing after ...
+    children.stop_all()  # ... their tools are killed here
     states = {job.key: JobState(job.name, job.kind, job.interval, job.collector.METRICS, job.label, result=result,
                                 last_success=result.started_at + result.duration if result.ok else None)
               for job, result in zip(jobs, results, strict=True)}

@@ -141,6 +141,8 @@ def load_model(model: type[StrictModel], path: Path, checks=None) -> Any:
         loaded = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_issues(model, exc, data, lines, file)) from None
+    except (ArithmeticError, RecursionError, TypeError, ValueError) as exc:  # a validator that did not say where
+        raise ConfigError([ConfigIssue(file, lines.get(()), "", f"cannot validate the file: {exc}")]) from None
     problems = checks(loaded) if checks else []
     if problems:
         raise ConfigError([_issue(loc, message, lines, file) for loc, message in problems])
