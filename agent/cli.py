@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", parents=[common], help="summaries from the history")
     report.add_argument("what", choices=("backups",))
     report.add_argument("--days", type=int, default=30, help="how far back (default 30)")
-    report.add_argument("--format", choices=("text", "markdown", "csv"), default="text")
+    report.add_argument("--format", choices=("text", "markdown", "csv", "json", "html"), default="text",
+                        help="text (default), markdown, csv, json, or html (a page to attach to an e-mail)")
     report.set_defaults(command=_report)
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(command=_version)

@@ -54,9 +54,20 @@ CREATE TABLE IF NOT EXISTS backup_windows (
     status TEXT NOT NULL,
     offsite_lag REAL,
     updated_at REAL NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (job, window_start)
 );
 """
+# Columns added since the first release: (table, column, definition), applied to older files.
+ADDED_COLUMNS = (("backup_windows", "detail", "TEXT NOT NULL DEFAULT ''"),)
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    """The tables, and the columns an older file lacks."""
+    conn.executescript(SCHEMA)
+    for table, column, definition in ADDED_COLUMNS:
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
@@ -101,7 +112,7 @@ class StateDB:
                 log.warning("cannot read the state database, starting from nothing path=%s error=%s", path, exc)
                 conn.close()
                 conn = sqlite3.connect(":memory:", check_same_thread=False)
-        conn.executescript(SCHEMA)
+        _create_schema(conn)
         return cls(state_dir, conn=conn)
 
     @property
@@ -217,7 +228,7 @@ class StateDB:
                 raise Damaged(f"integrity check: {check}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # committed rows survive a crash of vigil
-            conn.executescript(SCHEMA)
+            _create_schema(conn)
         except BaseException:
             conn.close()
             raise

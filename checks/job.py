@@ -115,7 +115,7 @@ class BackupEvaluation(_BackupJob):
         findings.append(self._verify_finding(now))
         verdict = worst(findings)
         if window is not None:
-            self.history.record_window(window.start, verdict.status, lag, now)
+            self.history.record_window(window.start, verdict.status, lag, now, verdict.detail)
         next_deadline = self.schedule.next_deadline(now)
         for status in STATUSES:
             out.gauge(STATUS, int(status == verdict.status), status=status)
