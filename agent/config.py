@@ -24,7 +24,7 @@ DEFAULT_PATH = Path("/etc/vigil/vigil.yaml")
 EMBEDDED = "(embedded default)"
 
 
-def _check_listen(value: object) -> str:
+def check_listen(value: object) -> str:
     if isinstance(value, str):
         host, sep, port = value.rpartition(":")
         if sep and host and port.isdigit() and 0 < int(port) < 65536:
@@ -32,7 +32,7 @@ def _check_listen(value: object) -> str:
     raise ValueError("expected host:port, such as 127.0.0.1:9839 or [::1]:9839")
 
 
-ListenAddress = Annotated[str, PlainValidator(_check_listen)]
+ListenAddress = Annotated[str, PlainValidator(check_listen)]
 
 
 def split_listen(listen: str) -> tuple[str, int]:

@@ -22,7 +22,7 @@ from agent.scheduler import JobSpec
 from agent.units import format_duration
 from checks.config import BackupJobConfig
 from checks.history import BackupHistory
-from checks.model import BackupSnapshot, LocationConfig
+from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
 from checks.schedule import Schedule
 from checks.verdict import (
     STATUSES,
@@ -198,22 +198,28 @@ class BackupVerification(_BackupJob):
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         """A check that could not run fails this job, so it is retried at the next poll."""
-        done, problems = [], []
-        for where, location in self.verifiable.items():
-            last = self.history.last_verification(where)
-            if last is not None and self.clock.time() - last.at < self.config.verify.every:
-                continue
-            with _exclusive(location.config):
-                outcome = location.verify(self.config.verify)
-            self.history.record_verification(where, self.clock.time(), outcome)
-            done.append(f"{where}: {outcome.detail}")
-            if outcome.ok is None:
-                problems.append(f"{where}: {outcome.detail}")
+        outcomes = self.check(only_due=True)
+        done = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items()]
+        problems = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items() if outcome.ok is None]
         if problems:
             raise RuntimeError("; ".join(problems))
         last = [v.at for where in self.verifiable if (v := self.history.last_verification(where)) is not None]
         out.judge(Verdict("ok", "; ".join(done) or "not due", {"last check": min(last)} if last else {},
                           timezone=self.config.timezone))
+
+
+    def check(self, only_due: bool) -> dict[str, VerifyOutcome]:
+        """Run the integrity checks (those due, or all of them now) and record each outcome."""
+        outcomes = {}
+        for where, location in self.verifiable.items():
+            last = self.history.last_verification(where)
+            if only_due and last is not None and self.clock.time() - last.at < self.config.verify.every:
+                continue
+            with _exclusive(location.config):
+                outcome = location.verify(self.config.verify)
+            self.history.record_verification(where, self.clock.time(), outcome)
+            outcomes[where] = outcome
+        return outcomes
 
 
 _REPOSITORY_LOCKS: dict[str, threading.Lock] = {}
