@@ -98,6 +98,7 @@ class BackupEvaluation(_BackupJob):
     def __init__(self, config: BackupJobConfig, ctx: Context):
         super().__init__(config, ctx)
         self.schedule = Schedule(config.schedule, config.timezone, config.deadline)
+        self._logged_status: str | None = None  # the status last logged: each change is logged once
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         now = self.clock.time()
@@ -114,6 +115,7 @@ class BackupEvaluation(_BackupJob):
                 lag = step.lag
         findings.append(self._verify_finding(now))
         verdict = worst(findings)
+        self._log_change(verdict)
         if window is not None:
             self.history.record_window(window.start, verdict.status, lag, now, verdict.detail)
         next_deadline = self.schedule.next_deadline(now)
@@ -130,6 +132,16 @@ class BackupEvaluation(_BackupJob):
         out.judge(Verdict(verdict.status, verdict.detail, {k: v for k, v in times.items() if v is not None},
                           {"off-site lag": _lag_note(lag)} if "offsite" in seen else {},
                           self.config.timezone))
+
+    def _log_change(self, verdict: Finding) -> None:
+        """ok -> missed is a warning, back to ok is news; the same status again is not logged."""
+        before, self._logged_status = self._logged_status, verdict.status
+        if verdict.status == before or (before is None and verdict.status == "ok"):
+            return
+        if verdict.status == "ok":
+            log.info("backup ok again job=%s was=%s", self.config.name, before)
+        else:
+            log.warning("backup %s job=%s detail=%r", verdict.status, self.config.name, verdict.detail)
 
     def _observe(self, where: str, location, now: float, findings: list) -> list[BackupSnapshot] | None:
         """The location's backups, newest measured and everything recorded; None if unreachable."""
