@@ -104,6 +104,14 @@ def test_json_over_tls_with_the_ca_file_and_headers(client, ctx):
     assert ctx.api.requests() == {("test", "200"): 1}
 
 
+def test_requests_are_logged_at_debug_without_their_query(client, caplog):
+    with caplog.at_level("DEBUG"):
+        client().get_json("/page?$skiptoken=s3cret")
+
+    assert "s3cret" not in caplog.text
+    assert "http request api=test method=GET url=https://127.0.0.1:" in caplog.text
+
+
 def test_without_ca_file_the_private_ca_is_not_trusted(client, server, ctx):
     with pytest.raises(HttpError, match=r"^GET https://127\.0\.0\.1:\d+/x: its TLS certificate is not trusted "
                                         r"\(.+\); set ca_file: to the CA that signed it$"):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
@@ -43,6 +44,12 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 BACKOFF = 1.0  # seconds before the first retry when the server does not say; doubles each time
 JITTER = 0.1  # a retry waits up to this share longer (at least up to 0.1 s), so callers do not stampede
 USER_AGENT = f"vigil/{__version__}"
+
+log = logging.getLogger(__name__)
+# httpx logs every request at INFO with its whole URL, query included (paging tokens, SAS
+# signatures): one line per call in the journal. The transport counts requests itself and
+# logs them at DEBUG without the query.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class HttpError(Exception):
@@ -197,11 +204,14 @@ class _Api:
         return HttpError(request.method, request.url, f"the answer is larger than {self.max_bytes} bytes",
                          status=response.status_code, hint="check the URL; a listing this large needs paging")
 
-    def _count(self, api: str, response: httpx.Response | None, failure: BaseException | None) -> None:
+    def _count(self, api: str, request: httpx.Request, response: httpx.Response | None,
+               failure: BaseException | None) -> None:
         if response is not None:
-            self.ctx.api.request(api, response.status_code)
+            code: int | str = response.status_code
         else:
-            self.ctx.api.request(api, "timeout" if _is_timeout(failure) else "error")
+            code = "timeout" if _is_timeout(failure) else "error"
+        self.ctx.api.request(api, code)
+        log.debug("http request api=%s method=%s url=%s code=%s", api, request.method, safe_url(request.url), code)
 
 
 class AsyncApi(_Api):
@@ -220,7 +230,7 @@ class AsyncApi(_Api):
             if bucket is not None:
                 self.ctx.api.waited(api, await bucket.acquire())
             response, failure = await self._attempt(request)
-            self._count(api, response, failure)
+            self._count(api, request, response, failure)
             wait = self._retry_wait(attempt, request, response, failure)
             if wait is None:
                 return response
@@ -275,7 +285,7 @@ class SyncApi(_Api):
             if bucket is not None:
                 self.ctx.api.waited(api, bucket.acquire_blocking())
             response, failure = self._attempt(request)
-            self._count(api, response, failure)
+            self._count(api, request, response, failure)
             wait = self._retry_wait(attempt, request, response, failure)
             if wait is None:
                 return response
