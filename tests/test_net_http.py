@@ -137,6 +137,7 @@ def test_429_waits_what_retry_after_asks_plus_a_little_jitter(client, server, cl
     assert body["path"] == "/limited"
     assert len(clock.waits) == 2 and all(3.0 <= wait <= 3.3 for wait in clock.waits)
     assert ctx.api.requests() == {("test", "429"): 2, ("test", "200"): 1}
+    assert ctx.api.waits() == {"test": pytest.approx(sum(clock.waits))}
 
 
 def test_retry_after_as_an_http_date(client, clock):

@@ -12,7 +12,8 @@ What each of them would otherwise get wrong on its own:
   than `max_retry_wait` fails the request at once rather than holding a job for an hour.
   All sleeping is on the agent's clock.
 - **Counting.** Every attempt is counted with `ctx.api.request(api, code)`: the status, or
-  "timeout" / "error" when there was none, so a 429 storm shows while it happens.
+  "timeout" / "error" when there was none, so a 429 storm shows while it happens; the
+  time waited for the bucket and before retries goes to `ctx.api.waited(api, seconds)`.
 - **Bounds.** `timeout` bounds each whole attempt (connect, headers and the body), not each
   read, so a server dribbling bytes cannot hold a job; a body over `max_bytes` is refused.
 - **Errors.** HttpError is one line: the method, the URL without its query or userinfo
@@ -234,6 +235,7 @@ class AsyncApi(_Api):
             wait = self._retry_wait(attempt, request, response, failure)
             if wait is None:
                 return response
+            self.ctx.api.waited(api, wait)
             await self.ctx.clock.sleep(wait)
             attempt += 1
 
@@ -289,6 +291,7 @@ class SyncApi(_Api):
             wait = self._retry_wait(attempt, request, response, failure)
             if wait is None:
                 return response
+            self.ctx.api.waited(api, wait)
             self.ctx.clock.wait(wait)
             attempt += 1
 
