@@ -19,9 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx  # noqa: E402
+
 from agent.clock import Clock  # noqa: E402
 from agent.collector import Context  # noqa: E402
-from agent.net.http import AsyncApi, SyncApi  # noqa: E402
+from agent.net.http import AsyncApi, SyncApi, ssl_context  # noqa: E402
 from agent.net.ssh import SshEndpoint, connect, run  # noqa: E402
 from agent.ratelimit import RateLimits  # noqa: E402
 from tests.lab.http_peer import http_peer  # noqa: E402
@@ -53,12 +55,23 @@ def bench_ssh(directory: Path, runs: int) -> None:
         print(f"ssh connect + auth: {ms(connects)} ({len(connects)} connections)")
         client = connect(endpoint)
         try:
-            commands = [timed(lambda: run(client, "true", timeout=10)) for _ in range(runs)]
-            print(f"ssh run('true') on one connection: {ms(commands)} ({runs} commands)")
+            commands, plain = [], []
+            for _ in range(runs):  # interleaved, so that the machine's load falls on both alike
+                commands.append(timed(lambda: run(client, "true", timeout=10)))
+                plain.append(timed(lambda: _plain_exec(client, "true")))
+            print(f"ssh run('true') on one connection: {ms(commands)} ({runs} commands); "
+                  f"paramiko's exec_command alone: {ms(plain)}")
             big = timed(lambda: run(client, "head -c 4000000 /dev/zero", timeout=30, max_bytes=5 << 20))
             print(f"ssh run() reading 4 MB: {big * 1000:.0f} ms")
         finally:
             client.close()
+
+
+def _plain_exec(client, command: str) -> None:
+    channel = client.get_transport().open_session()
+    channel.exec_command(command)
+    channel.recv_exit_status()
+    channel.close()
 
 
 def bench_http(directory: Path, runs: int) -> None:
@@ -70,12 +83,19 @@ def bench_http(directory: Path, runs: int) -> None:
             api = AsyncApi(server.url, ctx, ca_file=pki.ca)
             try:
                 await api.get_json("/warm", api="bench")
-                sequential = []
-                for _ in range(runs):
+                sequential, plain = [], []
+                raw = httpx.AsyncClient(base_url=server.url, verify=ssl_context(pki.ca))
+                await raw.get("/warm")
+                for _ in range(runs):  # interleaved with plain httpx, the baseline
                     started = time.perf_counter()
                     await api.get_json("/x", api="bench")
                     sequential.append(time.perf_counter() - started)
-                print(f"AsyncApi.get_json sequential: {ms(sequential)} ({runs} requests)")
+                    started = time.perf_counter()
+                    (await raw.get("/x")).json()
+                    plain.append(time.perf_counter() - started)
+                await raw.aclose()
+                print(f"AsyncApi.get_json sequential: {ms(sequential)} ({runs} requests); "
+                      f"plain httpx.AsyncClient: {ms(plain)}")
                 started = time.perf_counter()
                 await asyncio.gather(*(api.get_json("/y", api="bench") for _ in range(runs)))
                 print(f"AsyncApi.get_json {runs} at once: {(time.perf_counter() - started) * 1000:.0f} ms in all")
