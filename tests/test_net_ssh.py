@@ -35,10 +35,10 @@ def authorize(server: Sshd, key: Path) -> Path:
     return key
 
 
-def new_key(path: Path, kind: str = "ed25519", passphrase: str = "") -> Path:
+def new_key(path: Path, kind: str = "ed25519", passphrase: str = "", pem: bool = False) -> Path:
     keygen = need("ssh-keygen", "apt-get install openssh-client")
-    subprocess.run([keygen, "-q", "-t", kind, "-N", passphrase, "-C", "vigil-test", "-f", str(path)],
-                   check=True, capture_output=True)
+    subprocess.run([keygen, "-q", "-t", kind, "-N", passphrase, "-C", "vigil-test", "-f", str(path),
+                    *(["-m", "PEM"] if pem else [])], check=True, capture_output=True)
     return path
 
 
@@ -140,8 +140,9 @@ def test_rsa_and_ecdsa_keys(server, tmp_path, kind):
         connected.close()
 
 
-def test_an_encrypted_key_needs_its_passphrase(server, tmp_path):
-    key = authorize(server, new_key(tmp_path / "locked", passphrase="open sesame"))
+@pytest.mark.parametrize(("kind", "pem"), [("ed25519", False), ("rsa", True)])  # OpenSSH and legacy PEM files
+def test_an_encrypted_key_needs_its_passphrase(server, tmp_path, kind, pem):
+    key = authorize(server, new_key(tmp_path / "locked", kind, passphrase="open sesame", pem=pem))
 
     with pytest.raises(SshError, match=f"^key_file {key} is encrypted; set key_passphrase: to a reference"):
         connect(endpoint(server, key_file=key))
