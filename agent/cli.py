@@ -167,9 +167,12 @@ def _check_config(args: argparse.Namespace) -> int:
 
     loaded = load_config(args.config)
     load_web_config(loaded.config.web_config)
+    for warning in loaded.warnings:
+        print(warning.as_warning(), file=sys.stderr)
     targets, backups = len(loaded.config.targets), len(loaded.config.backups)
+    count = len(loaded.warnings)
     print(f"{loaded.source}: OK, {targets} target{'s' * (targets != 1)}, "
-          f"{backups} backup job{'s' * (backups != 1)}")
+          f"{backups} backup job{'s' * (backups != 1)}" + (f", {count} warning{'s' * (count != 1)}" if count else ""))
     return EXIT_OK
 
 

@@ -202,7 +202,7 @@ backups:
     timeout: 4s
     primary: {{kind: restic, repository: {primary.repository}, password: "{secret}"}}
     offsite: {{kind: restic, repository: {offsite.repository}, password: "{secret}"}}
-    verify: {{every: 1d}}
+    verify: {{every: 1d, schedule: "* * * * *"}}
   - name: mail-nightly
     schedule: "30 2 * * *"
     timezone: UTC
