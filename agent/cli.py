@@ -242,7 +242,8 @@ async def _run_all(specs, context, workers: int) -> list[Result]:
     from agent.scheduler import Job, Runtime, Slots, pool_sizes
 
     runtime = Runtime(context.clock, Slots(pool_sizes(workers)))
-    jobs = [Job(spec, replace(context, kind=spec.kind, target=spec.name)) for spec in specs]
+    jobs = [Job(spec, replace(context, kind=spec.kind, target=spec.name, interval=spec.interval,
+                              timeout=spec.timeout)) for spec in specs]
     try:
         return list(await asyncio.gather(*(job.run(runtime) for job in jobs)))
     finally:
