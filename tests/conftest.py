@@ -19,6 +19,10 @@ pytest_plugins = [
     "tests.fixtures_host",
 ]
 
+pytest_plugins = [
+    "tests.lab.meraki",
+]
+
 
 def vigil_argv(*args: str, test_kinds: bool = False) -> list[str]:
     """The vigil command; with test_kinds, the test-only collectors are registered too."""
