@@ -344,7 +344,8 @@ class MerakiCollector(Collector):
             run.errors[MAIN] = (f"organization {org.id} ({org.name}): API access is disabled; enable it under "
                                 "Organization > Settings > Dashboard API access")
             return
-        bucket = self.ctx.rate_limits.bucket(f"meraki:{org.id}", self.config.requests_per_second)
+        # burst 1: calls are paced evenly, so no one-second window holds more than the share
+        bucket = self.ctx.rate_limits.bucket(f"meraki:{org.id}", self.config.requests_per_second, 1)
         try:
             networks = await self._client.pages(f"/organizations/{org.id}/networks", _Network, 100000,
                                                 api=f"org {org.id} networks", bucket=bucket,
