@@ -131,7 +131,7 @@ def test_two_organizations_keep_separate_budgets(meraki_fakes, meraki_target, co
     assert not out.errors and not fake.calls(429)
     both = sorted(seen.at for seen in fake.calls() if seen.org)
     assert {seen.org for seen in fake.calls() if seen.org} == {"2001", "2002"}
-    assert fake.peak_rate("2001") <= 6 and fake.peak_rate("2002") <= 6  # burst 3 + 3/s
+    assert fake.peak_rate("2001") <= 4 and fake.peak_rate("2002") <= 4  # paced at 3/s, +1 for arrival jitter
     overlapping = max(sum(1 for at in both if start <= at < start + 1) for start in both)
     assert overlapping > 4, "the two organizations' calls did not overlap: one shared budget?"
 

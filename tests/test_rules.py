@@ -50,7 +50,7 @@ def test_every_alert_is_tested_firing_and_silent():
 @pytest.mark.parametrize("alert", alerts(), ids=lambda alert: alert["alert"])
 def test_every_alert_says_what_and_where_and_links_its_runbook(alert):
     assert alert["labels"]["severity"] in ("critical", "warning")
-    assert alert["labels"]["area"] in ("agent", "host", "backup")
+    assert alert["labels"]["area"] in ("agent", "host", "backup", "meraki")
     annotations = alert["annotations"]
     assert annotations["summary"] and annotations["description"]
     if alert["labels"]["area"] == "backup":
@@ -97,4 +97,4 @@ def test_backups_and_critical_alerts_page_on_call_and_warnings_wait(labels, rece
 def test_vigil_down_inhibits_the_alerts_of_what_it_watches():
     inhibit = yaml.safe_load(ALERTMANAGER.read_text())["inhibit_rules"]
     down = next(rule for rule in inhibit if rule["source_matchers"] == ['alertname="VigilDown"'])
-    assert down["equal"] == ["job", "instance"] and 'area=~"backup|host|agent"' in down["target_matchers"]
+    assert down["equal"] == ["job", "instance"] and 'area=~"backup|host|agent|meraki"' in down["target_matchers"]
