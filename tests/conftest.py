@@ -17,9 +17,6 @@ os.environ.setdefault("VIGIL_STRICT_METRICS", "1")  # a sample that does not mat
 # Each kind's fixtures, including its `<kind>_conformance` target for tests/test_conformance.py.
 pytest_plugins = [
     "tests.fixtures_host",
-]
-
-pytest_plugins = [
     "tests.lab.meraki",
 ]
 
