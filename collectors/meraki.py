@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.collector import MAIN, Collector, Emitter, Signal
 from agent.model import MetricSpec
@@ -49,6 +49,7 @@ ALERT_SEVERITIES = ("critical", "warning", "informational")
 UTILIZATION = (("wifi", "wifi"), ("nonWifi", "non_wifi"), ("total", "total"))
 LOSS_TIMESPAN = 300  # seconds: the most uplinksLossAndLatency allows
 CHANNEL_TIMESPAN = 1800  # seconds: channel utilisation is averaged over the last half hour
+DEFAULT_TIMEOUT, DEFAULT_INTERVAL = 20.0, 60.0  # agent.config's defaults
 
 
 def _spec(name: str, help: str, labels: tuple[str, ...], unit: str = "") -> MetricSpec:
@@ -236,7 +237,7 @@ class MerakiCollector(Collector):
             "A CA bundle for a private TLS proxy; wins over REQUESTS_CA_BUNDLE and SSL_CERT_FILE."))
         deadline: Duration | None = Field(None, description=(
             "How long a cycle may take before it reports what it has; default 80% of the target's timeout "
-            "(16s when the timeout is the default 20s). Keep it below the timeout."))
+            "(16s for the default 20s). Must be shorter than the timeout."))
         licenses_every: Duration = Field(3600.0, description="How often the licence overview is read.")
         wireless_channel_utilization: bool = Field(False, description=(
             "Also read channel utilisation per access point and band (paged, 1,000 APs a call)."))
@@ -244,6 +245,12 @@ class MerakiCollector(Collector):
             "Also read port statuses per switch (bySwitch pages hold only 20 switches: 50 calls for 1,000 "
             "switches)."))
         assurance_alerts: bool = Field(False, description="Also count active assurance alerts by severity.")
+
+        @model_validator(mode="after")
+        def _deadline_within_timeout(self) -> MerakiCollector.Config:
+            if self.deadline and self.timeout and self.deadline >= self.timeout:
+                raise ValueError("deadline must be shorter than the timeout, or the timeout drops the whole cycle")
+            return self
 
         @field_validator("base_url")
         @classmethod
@@ -278,7 +285,12 @@ class MerakiCollector(Collector):
 
     @property
     def deadline(self) -> float:
-        return self.config.deadline or 0.8 * (self.config.timeout or 20.0)
+        """80% of the job's timeout, as agent.config derives it (the defaults' 20 s/60 s assumed: the
+        collector does not see `defaults:`)."""
+        if self.config.deadline:
+            return self.config.deadline
+        timeout = self.config.timeout or min(DEFAULT_TIMEOUT, 0.8 * (self.config.interval or DEFAULT_INTERVAL))
+        return 0.8 * timeout
 
     async def open(self) -> None:
         """One client for the target's life; a request may take a third of the deadline, so a

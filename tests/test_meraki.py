@@ -241,3 +241,12 @@ def test_next_links_leave_neither_the_host_nor_https():
         with pytest.raises(MerakiError, match="not followed"):
             client._next(page(link), "x")
 
+
+
+def test_the_deadline_stays_inside_the_jobs_timeout(meraki_fakes, meraki_target, context):
+    fake = meraki_fakes([make_org("5003", "A")])
+    deadline = {options: build(meraki_target(fake, **dict(options)), context).deadline
+                for options in ((), (("timeout", "10s"),), (("interval", "15s"),), (("deadline", "5s"),))}
+    assert list(deadline.values()) == [16, 8, pytest.approx(9.6), 5]
+    with pytest.raises(Exception, match="deadline must be shorter than the timeout"):
+        build(meraki_target(fake, timeout="5s", deadline="5s"), context)
