@@ -91,7 +91,7 @@ def test_values_are_mapped_from_the_documented_answers(meraki_fakes, meraki_targ
 def test_lists_are_read_across_pages(meraki_fakes, meraki_target, context):
     org = make_org("1002", "Big", networks=5, devices=2500)
     fake = meraki_fakes([org])
-    out = collect(meraki_target(fake, switch_port_statuses=True), context)
+    out = collect(meraki_target(fake, switch_port_statuses=True, requests_per_second=10, timeout="50s"), context)
     assert not out.errors
     pages = [seen for seen in fake.calls() if seen.path == STATUSES]
     assert [seen.query.get("perPage") for seen in pages] == [["1000"]] * 3
