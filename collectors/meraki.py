@@ -37,7 +37,8 @@ from agent.collector import MAIN, Collector, Emitter, Signal
 from agent.model import MetricSpec
 from agent.schema import Duration, TargetConfig
 from agent.secrets import Secret
-from collectors.meraki_api import Client, MerakiError, Shape
+from collectors import meraki_api as shape
+from collectors.meraki_api import Client, MerakiError
 
 log = logging.getLogger(__name__)
 
@@ -91,122 +92,16 @@ SWITCH_PORTS = _spec("vigil_meraki_switch_ports", "Switch ports by status (conne
 ASSURANCE_ALERTS = _spec("vigil_meraki_assurance_alerts", "Active assurance alerts by severity.", ("severity",))
 
 
-# --- answer shapes (the fields read; see tests/fixtures/meraki for the documented bodies) -------
-
-class _Enabled(Shape):
-    enabled: bool = True
-
-
-class _Licensing(Shape):
-    model: str = ""
-
-
-class _Org(Shape):
-    id: str
-    name: str
-    api: _Enabled = _Enabled()
-    licensing: _Licensing = _Licensing()
-
-
-class _Network(Shape):
-    id: str
-    name: str
-    productTypes: list[str] = []
-
-
-class _Device(Shape):
-    serial: str
-    name: str | None = None
-    networkId: str | None = None
-    status: str | None = None
-    model: str | None = None
-    productType: str | None = None
-
-
-class _ByStatus(Shape):
-    byStatus: dict[str, int]
-
-
-class _Overview(Shape):
-    counts: _ByStatus
-
-
-class _Uplink(Shape):
-    interface: str
-    status: str | None = None
-
-
-class _UplinkDevice(Shape):
-    serial: str
-    networkId: str | None = None
-    uplinks: list[_Uplink] = []
-
-
-class _Point(Shape):
-    lossPercent: float | None = None
-    latencyMs: float | None = None
-
-
-class _LossLatency(Shape):
-    serial: str
-    networkId: str | None = None
-    uplink: str
-    ip: str | None = None
-    timeSeries: list[_Point] = []
-
-
-class _License(Shape):
-    status: str | None = None
-    expirationDate: str | None = None
-    licensedDeviceCounts: dict[str, int] | None = None
-
-
-class _Percentage(Shape):
-    percentage: float | None = None
-
-
-class _Band(Shape):
-    band: str
-    wifi: _Percentage = _Percentage()
-    nonWifi: _Percentage = _Percentage()
-    total: _Percentage = _Percentage()
-
-
-class _NetworkRef(Shape):
-    id: str | None = None
-
-
-class _Radio(Shape):
-    serial: str
-    network: _NetworkRef = _NetworkRef()
-    byBand: list[_Band] = []
-
-
-class _Port(Shape):
-    status: str | None = None
-
-
-class _Switch(Shape):
-    serial: str
-    name: str | None = None
-    network: _NetworkRef = _NetworkRef()
-    ports: list[_Port] = []
-
-
-class _Alert(Shape):
-    severity: str | None = None
-
-
 # --- one organization's cycle -------------------------------------------------------------------
 
 @dataclass
 class _OrgRun:
     """What one organization's groups returned this cycle: data, or the reason they failed."""
 
-    org: _Org
+    org: shape.Org
     networks: dict[str, str] = field(default_factory=dict)  # id -> name
     product_types: set[str] = field(default_factory=set)
-    devices: dict[str, _Device] = field(default_factory=dict)  # serial -> device, when read this cycle
+    devices: dict[str, shape.Device] = field(default_factory=dict)  # serial -> device, when read this cycle
     data: dict[str, Any] = field(default_factory=dict)  # signal -> what it read
     errors: dict[str, str] = field(default_factory=dict)  # signal (or main) -> why it failed
 
@@ -328,8 +223,8 @@ class MerakiCollector(Collector):
 
     # --- reading ----------------------------------------------------------------------------------
 
-    async def _organizations(self) -> list[_Org]:
-        orgs = await self._client.pages("/organizations", _Org, 9000, api="organizations",
+    async def _organizations(self) -> list[shape.Org]:
+        orgs = await self._client.pages("/organizations", shape.Org, 9000, api="organizations",
                                         what=f"{self._host}: the list of organizations")
         if not self.config.organizations:
             enabled = [org for org in orgs if org.api.enabled]
@@ -359,7 +254,7 @@ class MerakiCollector(Collector):
         # burst 1: calls are paced evenly, so no one-second window holds more than the share
         bucket = self.ctx.rate_limits.bucket(f"meraki:{org.id}", self.config.requests_per_second, 1)
         try:
-            networks = await self._client.pages(f"/organizations/{org.id}/networks", _Network, 100000,
+            networks = await self._client.pages(f"/organizations/{org.id}/networks", shape.Network, 100000,
                                                 api=f"org {org.id} networks", bucket=bucket,
                                                 what=f"organization {org.id} networks")
         except MerakiError as exc:
@@ -389,35 +284,35 @@ class MerakiCollector(Collector):
 
     async def _devices(self, run: _OrgRun, bucket: Any) -> dict[str, Any]:
         get = self._get(run, "devices", bucket)
-        devices = await get("devices/statuses", _Device, 1000)
+        devices = await get("devices/statuses", shape.Device, 1000)
         run.devices = {device.serial: device for device in devices}
         overview = {}
         for kind in sorted(run.product_types):
-            overview[kind] = await get("devices/statuses/overview", _Overview, params={"productTypes[]": [kind]})
+            overview[kind] = await get("devices/statuses/overview", shape.Overview, params={"productTypes[]": [kind]})
         return {"devices": devices, "overview": overview}
 
-    async def _uplinks(self, run: _OrgRun, bucket: Any) -> list[_UplinkDevice]:
-        return await self._get(run, "uplinks", bucket)("uplinks/statuses", _UplinkDevice, 1000)
+    async def _uplinks(self, run: _OrgRun, bucket: Any) -> list[shape.UplinkDevice]:
+        return await self._get(run, "uplinks", bucket)("uplinks/statuses", shape.UplinkDevice, 1000)
 
-    async def _uplink_quality(self, run: _OrgRun, bucket: Any) -> list[_LossLatency]:
+    async def _uplink_quality(self, run: _OrgRun, bucket: Any) -> list[shape.LossLatency]:
         return await self._get(run, "uplink_quality", bucket)(
-            "devices/uplinksLossAndLatency", list[_LossLatency], params={"timespan": LOSS_TIMESPAN})
+            "devices/uplinksLossAndLatency", list[shape.LossLatency], params={"timespan": LOSS_TIMESPAN})
 
-    async def _licenses(self, run: _OrgRun, bucket: Any) -> _License | None:
+    async def _licenses(self, run: _OrgRun, bucket: Any) -> shape.License | None:
         if run.org.licensing.model != "co-term":
             return None  # per-device and subscription organizations have no co-term overview
-        return await self._get(run, "licenses", bucket)("licenses/overview", _License)
+        return await self._get(run, "licenses", bucket)("licenses/overview", shape.License)
 
-    async def _wireless(self, run: _OrgRun, bucket: Any) -> list[_Radio]:
-        return await self._get(run, "wireless", bucket)("wireless/devices/channelUtilization/byDevice", _Radio,
+    async def _wireless(self, run: _OrgRun, bucket: Any) -> list[shape.Radio]:
+        return await self._get(run, "wireless", bucket)("wireless/devices/channelUtilization/byDevice", shape.Radio,
                                                         1000, params={"timespan": CHANNEL_TIMESPAN})
 
-    async def _switch_ports(self, run: _OrgRun, bucket: Any) -> list[_Switch]:
-        return await self._get(run, "switch_ports", bucket)("switch/ports/statuses/bySwitch", _Switch, 20,
+    async def _switch_ports(self, run: _OrgRun, bucket: Any) -> list[shape.Switch]:
+        return await self._get(run, "switch_ports", bucket)("switch/ports/statuses/bySwitch", shape.Switch, 20,
                                                             items="items")
 
-    async def _alerts(self, run: _OrgRun, bucket: Any) -> list[_Alert]:
-        return await self._get(run, "alerts", bucket)("assurance/alerts", _Alert, 300)
+    async def _alerts(self, run: _OrgRun, bucket: Any) -> list[shape.Alert]:
+        return await self._get(run, "alerts", bucket)("assurance/alerts", shape.Alert, 300)
 
     # --- emitting ---------------------------------------------------------------------------------
 
@@ -460,7 +355,7 @@ def _emit_devices(out: Emitter, run: _OrgRun, data: dict[str, Any]) -> None:
             out.gauge(DEVICES, overview.counts.byStatus.get(status, 0), org=org, status=status, product_type=kind)
 
 
-def _emit_uplinks(out: Emitter, run: _OrgRun, data: list[_UplinkDevice]) -> None:
+def _emit_uplinks(out: Emitter, run: _OrgRun, data: list[shape.UplinkDevice]) -> None:
     for device in data:
         for uplink in device.uplinks:
             labels = dict(org=run.org.id, network=run.network(device.networkId), device=run.device(device.serial),
@@ -469,7 +364,7 @@ def _emit_uplinks(out: Emitter, run: _OrgRun, data: list[_UplinkDevice]) -> None
                 out.gauge(UPLINK_STATUS, int(uplink.status == status), **labels, status=status)
 
 
-def _emit_uplink_quality(out: Emitter, run: _OrgRun, data: list[_LossLatency]) -> None:
+def _emit_uplink_quality(out: Emitter, run: _OrgRun, data: list[shape.LossLatency]) -> None:
     for probe in data:
         labels = dict(org=run.org.id, network=run.network(probe.networkId), device=run.device(probe.serial),
                       serial=probe.serial, uplink=probe.uplink, ip=probe.ip or "")
@@ -477,7 +372,7 @@ def _emit_uplink_quality(out: Emitter, run: _OrgRun, data: list[_LossLatency]) -
         out.gauge(UPLINK_LATENCY, _mean((p.latencyMs for p in probe.timeSeries), 0.001), **labels)
 
 
-def _emit_licenses(out: Emitter, run: _OrgRun, data: _License | None) -> None:
+def _emit_licenses(out: Emitter, run: _OrgRun, data: shape.License | None) -> None:
     if data is None:
         return
     org = run.org.id
@@ -497,7 +392,7 @@ def _emit_licenses(out: Emitter, run: _OrgRun, data: _License | None) -> None:
         out.gauge(OVER_LICENSE, max(0, used[key] - count), org=org, license=key)
 
 
-def _emit_wireless(out: Emitter, run: _OrgRun, data: list[_Radio]) -> None:
+def _emit_wireless(out: Emitter, run: _OrgRun, data: list[shape.Radio]) -> None:
     for radio in data:
         labels = dict(org=run.org.id, network=run.network(radio.network.id), device=run.device(radio.serial),
                       serial=radio.serial)
@@ -508,7 +403,7 @@ def _emit_wireless(out: Emitter, run: _OrgRun, data: list[_Radio]) -> None:
                           band=band.band, type=kind)
 
 
-def _emit_switch_ports(out: Emitter, run: _OrgRun, data: list[_Switch]) -> None:
+def _emit_switch_ports(out: Emitter, run: _OrgRun, data: list[shape.Switch]) -> None:
     for switch in data:
         counts = dict.fromkeys(PORT_STATUSES, 0)
         for port in switch.ports:
@@ -520,7 +415,7 @@ def _emit_switch_ports(out: Emitter, run: _OrgRun, data: list[_Switch]) -> None:
                       device=switch.name or run.device(switch.serial), serial=switch.serial, status=status)
 
 
-def _emit_alerts(out: Emitter, run: _OrgRun, data: list[_Alert]) -> None:
+def _emit_alerts(out: Emitter, run: _OrgRun, data: list[shape.Alert]) -> None:
     counts = dict.fromkeys(ALERT_SEVERITIES, 0)
     for alert in data:
         if alert.severity in counts:

@@ -139,3 +139,109 @@ def _explain(response: httpx.Response) -> str:
         return (f"HTTP 429{said}: still rate limited after retries; other applications share the "
                 "organization's 10 requests/s, lower requests_per_second or poll less often")
     return f"HTTP {code}{said}"
+
+
+# --- answer shapes: the fields read (tests/fixtures/meraki holds the documented bodies) ----------
+
+class Enabled(Shape):
+    enabled: bool = True
+
+
+class Licensing(Shape):
+    model: str = ""
+
+
+class Org(Shape):
+    id: str
+    name: str
+    api: Enabled = Enabled()
+    licensing: Licensing = Licensing()
+
+
+class Network(Shape):
+    id: str
+    name: str
+    productTypes: list[str] = []
+
+
+class Device(Shape):
+    serial: str
+    name: str | None = None
+    networkId: str | None = None
+    status: str | None = None
+    model: str | None = None
+    productType: str | None = None
+
+
+class ByStatus(Shape):
+    byStatus: dict[str, int]
+
+
+class Overview(Shape):
+    counts: ByStatus
+
+
+class Uplink(Shape):
+    interface: str
+    status: str | None = None
+
+
+class UplinkDevice(Shape):
+    serial: str
+    networkId: str | None = None
+    uplinks: list[Uplink] = []
+
+
+class Point(Shape):
+    lossPercent: float | None = None
+    latencyMs: float | None = None
+
+
+class LossLatency(Shape):
+    serial: str
+    networkId: str | None = None
+    uplink: str
+    ip: str | None = None
+    timeSeries: list[Point] = []
+
+
+class License(Shape):
+    status: str | None = None
+    expirationDate: str | None = None
+    licensedDeviceCounts: dict[str, int] | None = None
+
+
+class Percentage(Shape):
+    percentage: float | None = None
+
+
+class Band(Shape):
+    band: str
+    wifi: Percentage = Percentage()
+    nonWifi: Percentage = Percentage()
+    total: Percentage = Percentage()
+
+
+class NetworkRef(Shape):
+    id: str | None = None
+
+
+class Radio(Shape):
+    serial: str
+    network: NetworkRef = NetworkRef()
+    byBand: list[Band] = []
+
+
+class Port(Shape):
+    status: str | None = None
+
+
+class Switch(Shape):
+    serial: str
+    name: str | None = None
+    network: NetworkRef = NetworkRef()
+    ports: list[Port] = []
+
+
+class Alert(Shape):
+    severity: str | None = None
