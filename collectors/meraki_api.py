@@ -42,7 +42,7 @@ class Client:
         self._api = api
         base = urlsplit(base_url)
         self._scheme, self._host = base.scheme, (base.hostname or "").lower()
-        self._origin_port = base.port
+        self._origin_port = base.port or 443
         self._domain = _parent_domain(self._host)
 
     async def get(self, path: str, shape: Any, *, api: str, what: str, bucket: TokenBucket | None = None,
@@ -85,7 +85,7 @@ class Client:
             return None
         parts = urlsplit(link)
         host = (parts.hostname or "").lower()
-        same = host == self._host and parts.port == self._origin_port
+        same = host == self._host and (parts.port or 443) == self._origin_port
         if parts.scheme != self._scheme or not (same or (self._domain and host.endswith("." + self._domain))):
             raise MerakiError(f"{what}: the next-page link points to {parts.scheme}://{host}, not the API host "
                               f"{self._host}; not followed, as the API key would go with it")

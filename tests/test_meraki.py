@@ -250,3 +250,31 @@ def test_the_deadline_stays_inside_the_jobs_timeout(meraki_fakes, meraki_target,
     assert list(deadline.values()) == [16, 8, pytest.approx(9.6), 5]
     with pytest.raises(Exception, match="deadline must be shorter than the timeout"):
         build(meraki_target(fake, timeout="5s", deadline="5s"), context)
+
+
+def test_disabled_api_access_and_other_licensing_models(meraki_fakes, meraki_target, context):
+    disabled, per_device = make_org("6001", "Closed"), make_org("6002", "Per device")
+    disabled.api_enabled, per_device.licensing = False, "per-device"
+    fake = meraki_fakes([disabled, per_device])
+    out = collect(meraki_target(fake), context)
+    assert not out.errors
+    assert {dict(key)["org"] for key in values(out, "vigil_meraki_organization_info")} == {"6002"}
+    assert not [seen for seen in fake.calls() if seen.org == "6001"]
+    assert not [seen for seen in fake.calls() if seen.path.endswith("licenses/overview")]
+    assert not values(out, "vigil_meraki_license_ok")
+    with pytest.raises(MerakiError, match="API access is disabled"):
+        collect(meraki_target(fake, organizations=["6001"]), context)
+
+
+def test_tls_trusts_the_ca_file_over_the_environment(meraki_fakes, meraki_target, context, tmp_path, monkeypatch):
+    from tests.lab.pki import make_pki
+
+    other = make_pki(tmp_path / "other-ca")
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.setenv(name, str(other.ca))
+    fake = meraki_fakes([make_org("6003", "A")])
+    assert not collect(meraki_target(fake), context).errors
+    target = meraki_target(fake)
+    del target["ca_file"]
+    with pytest.raises(MerakiError, match="not trusted.*ca_file"):
+        collect(target, context)

@@ -61,6 +61,7 @@ class Org:
     networks: list[dict] = field(default_factory=list)
     devices: list[dict] = field(default_factory=list)  # device statuses, in serial order
     licensing: str = "co-term"
+    api_enabled: bool = True
     license: dict = field(default_factory=dict)
     alerts: list[dict] = field(default_factory=list)
 
@@ -246,6 +247,8 @@ class MerakiFake:
             return _error(401, "Invalid API key")
         if org_id is not None and (org_id not in self.orgs or org_id not in self.keys[key]):
             return _error(404, "Not found")
+        if org_id is not None and not self.orgs[org_id].api_enabled:
+            return _error(404, "API access is not enabled for this organization")
         with self._lock:
             if org_id is not None:
                 wait = self._buckets[org_id].take()
@@ -272,7 +275,7 @@ class MerakiFake:
         base, = example("organizations")
         items = [{**copy.deepcopy(base), "id": org.id, "name": org.name,
                   "url": f"https://dashboard.meraki.com/o/{org.id}/manage/organization/overview",
-                  "licensing": {"model": org.licensing}} for org in orgs]
+                  "licensing": {"model": org.licensing}, "api": {"enabled": org.api_enabled}} for org in orgs]
         return self._page(items, "id", path, query, 3, 9000, 9000)
 
     def networks(self, org: Org, path: str, query: dict) -> Answer:
