@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.collector import MAIN, Collector, Emitter, Signal
+from agent.collector import MAIN, Collector, Emitter, Signal, describe
 from agent.model import MetricSpec
 from agent.schema import Duration, TargetConfig
 from agent.secrets import Secret
@@ -208,7 +208,7 @@ class MerakiCollector(Collector):
         runs = [_OrgRun(org) for org in orgs]
         groups = [name for name in GROUPS if name in due and name in self.signals()]
         tasks = [asyncio.create_task(self._read(run, groups)) for run in runs]
-        done, pending = await asyncio.wait(tasks, timeout=self.deadline)
+        _, pending = await asyncio.wait(tasks, timeout=self.deadline)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -232,13 +232,14 @@ class MerakiCollector(Collector):
                 raise MerakiError(f"{self._host}: the API key sees no organization with API access enabled")
             return enabled
         seen = {org.id: org for org in orgs}
-        missing = [org_id for org_id in self.config.organizations if org_id not in seen]
-        if len(missing) == len(self.config.organizations):
+        wanted = list(dict.fromkeys(self.config.organizations))
+        missing = [org_id for org_id in wanted if org_id not in seen]
+        if len(missing) == len(wanted):
             raise MerakiError(f"{self._host}: the API key sees none of the organizations {missing}; "
                               f"it sees {sorted(seen)[:10]}")
         for org_id in missing:
             log.warning("meraki organization not visible target=%s org=%s", self.ctx.target, org_id)
-        return [seen[org_id] for org_id in self.config.organizations if org_id in seen]
+        return [seen[org_id] for org_id in wanted if org_id in seen]
 
     @property
     def _host(self) -> str:
@@ -257,8 +258,8 @@ class MerakiCollector(Collector):
             networks = await self._client.pages(f"/organizations/{org.id}/networks", shape.Network, 100000,
                                                 api=f"org {org.id} networks", bucket=bucket,
                                                 what=f"organization {org.id} networks")
-        except MerakiError as exc:
-            run.errors[MAIN] = str(exc)
+        except Exception as exc:  # one organization's failure, kept with its reason
+            run.errors[MAIN] = _reason(exc)
             return
         run.networks = {network.id: network.name for network in networks}
         run.product_types = {kind for network in networks for kind in network.productTypes} & set(PRODUCT_TYPES)
@@ -266,18 +267,18 @@ class MerakiCollector(Collector):
         for group in groups:
             try:
                 run.data[group] = await READERS[group](self, run, bucket)
-            except MerakiError as exc:
-                run.errors[group] = str(exc)
+            except Exception as exc:  # this group of this organization fails alone
+                run.errors[group] = _reason(exc)
 
     def _get(self, run: _OrgRun, group: str, bucket: Any) -> Callable[..., Awaitable[Any]]:
         org = run.org.id
 
-        def get(path: str, shape: Any, per_page: int | None = None, **options: Any) -> Awaitable[Any]:
+        def get(path: str, model: Any, per_page: int | None = None, **options: Any) -> Awaitable[Any]:
             what = f"organization {org} {path}"
             url = f"/organizations/{org}/{path}"
             if per_page is None:
-                return self._client.get(url, shape, api=f"org {org} {group}", what=what, bucket=bucket, **options)
-            return self._client.pages(url, shape, per_page, api=f"org {org} {group}", what=what, bucket=bucket,
+                return self._client.get(url, model, api=f"org {org} {group}", what=what, bucket=bucket, **options)
+            return self._client.pages(url, model, per_page, api=f"org {org} {group}", what=what, bucket=bucket,
                                       **options)
 
         return get
@@ -422,6 +423,11 @@ def _emit_alerts(out: Emitter, run: _OrgRun, data: list[shape.Alert]) -> None:
             counts[alert.severity] += 1
     for severity, count in counts.items():
         out.gauge(ASSURANCE_ALERTS, count, org=run.org.id, severity=severity)
+
+
+def _reason(exc: Exception) -> str:
+    """A MerakiError says it all; anything else (a bug) is named by its type too."""
+    return str(exc) if isinstance(exc, MerakiError) else describe(exc)
 
 
 def _mean(values: Any, scale: float) -> float | None:
