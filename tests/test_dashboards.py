@@ -3,7 +3,8 @@
 Static checks (valid JSON, unique ids, the datasource variable, only catalogued metric
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
-agent (a host target, a restic job with an off-site copy and verification, a borg job),
+agent (a host target, a Meraki target on the Dashboard API fake, a restic job with an
+off-site copy and verification, a borg job),
 and requires that each one succeeds and returns data.
 """
 
@@ -22,7 +23,7 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
-DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups"}
+DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-meraki"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -172,7 +173,9 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
+    from tests.fakes.meraki import MerakiFake, make_org
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
+    from tests.lab.pki import make_pki
     from tests.lab.prometheus import prometheus
 
     tmp = tmp_path_factory.mktemp("dashboards")
@@ -183,6 +186,9 @@ def lab(tmp_path_factory):
     (tmp / "secret").write_text(PASSWORD + "\n")
     secret = f"${{file:{tmp}/secret}}"
     listen = f"127.0.0.1:{free_port()}"
+    meraki_pki = make_pki(tmp / "meraki-pki")
+    meraki = MerakiFake(meraki_pki, [make_org("549236", "Acme", networks=3, devices=40)]).__enter__()
+    (tmp / "meraki-key").write_text("test-key\n")
     # A backup made now is ok under a nightly schedule at any time of day: the last closed
     # window started at least `deadline` ago. The restic job reads two repositories (and
     # runs `restic stats` on each the first time), so it gets more than the 1.5 s a
@@ -193,6 +199,8 @@ listen: {listen}
 state_dir: {tmp / "state"}
 targets:
   - {{name: monitor-01, kind: host, interval: 1s}}
+  - {{name: meraki, kind: meraki, api_key: "${{file:{tmp}/meraki-key}}", base_url: "{meraki.url}",
+     ca_file: {meraki_pki.ca}, requests_per_second: 10, interval: 3s, timeout: 2500ms}}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"
@@ -202,7 +210,7 @@ backups:
     timeout: 4s
     primary: {{kind: restic, repository: {primary.repository}, password: "{secret}"}}
     offsite: {{kind: restic, repository: {offsite.repository}, password: "{secret}"}}
-    verify: {{every: 1d}}
+    verify: {{every: 1d, schedule: "* * * * *"}}
   - name: mail-nightly
     schedule: "30 2 * * *"
     timezone: UTC
@@ -244,6 +252,7 @@ backups:
             yield lab
     finally:
         agent.stop()
+        meraki.__exit__(None, None, None)
 
 
 def variable_values(lab: Lab, dashboard: dict) -> dict[str, str]:

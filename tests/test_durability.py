@@ -114,7 +114,7 @@ def test_a_stop_during_a_hung_check_leaves_no_child(start_agent, write_config, t
     job = backup_job("nightly", "0.05").replace(
         'FAKE_RESTIC_DELAY: "0.05"', f'FAKE_RESTIC_DELAY: "0.05", FAKE_RESTIC_PIDS: {pids}, FAKE_RESTIC_HANG: {hang}')
     agent = start_agent(write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\nbackups:\n" + job
-                                     + "    verify: {every: 1s, timeout: 1h}\n"))
+                                     + "    verify: {every: 1s, timeout: 1h, schedule: \"* * * * *\"}\n"))
     try:
         wait_until(lambda: any(line.endswith(" check") for line in alive(pids)), 20, "a hung restic check")
         agent.peer.signal(signal.SIGTERM)
