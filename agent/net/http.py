@@ -46,11 +46,7 @@ BACKOFF = 1.0  # seconds before the first retry when the server does not say; do
 JITTER = 0.1  # a retry waits up to this share longer (at least up to 0.1 s), so callers do not stampede
 USER_AGENT = f"vigil/{__version__}"
 
-log = logging.getLogger(__name__)
-# httpx logs every request at INFO with its whole URL, query included (paging tokens, SAS
-# signatures): one line per call in the journal. The transport counts requests itself and
-# logs them at DEBUG without the query.
-logging.getLogger("httpx").setLevel(logging.WARNING)
+log = logging.getLogger(__name__)  # one DEBUG line per attempt, with its api and code, without the query
 
 
 class HttpError(Exception):

@@ -18,7 +18,6 @@ Every failure is an SshError of one line naming user@host:port, the cause and th
 
 from __future__ import annotations
 
-import logging
 import select
 import time
 from dataclasses import dataclass
@@ -29,10 +28,6 @@ import paramiko
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from agent.secrets import Secret
-
-# paramiko logs each connection's banner and authentication at INFO: two lines per poll
-# of every target. Its warnings and errors still show.
-logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 READ = 32768
 POLL = 1.0  # seconds between checks of a silent command's deadline (select wakes at once on data)
