@@ -25,6 +25,7 @@ _QUERY_VALUE = re.compile(
     r"(?P<head>(?<![\w-])(?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|"
     r"password|passwd|pwd|token|access_token|refresh_token|id_token|client_secret|api_key|apikey|"
     r"passphrase)=)[^&\s'\",;#]+", re.I)
+_SIGNATURE_LINE = re.compile(r"(?P<head>\bsignature:\s*)[0-9a-f]{16,}", re.I)  # botocore.auth's debug line
 _ANY_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^\s/]*@", re.I)
 _AUTHORIZATION = re.compile(r"(?P<head>\b(?:basic|bearer|digest|aws4-hmac-sha256)\s+)[^\s'\",]+", re.I)
 
@@ -54,6 +55,7 @@ def redact(text: str) -> str:
         text = known.sub(MASK, text)
     text = _USERINFO.sub(rf"\g<head>:{MASK}@", text)
     text = _QUERY_VALUE.sub(rf"\g<head>{MASK}", text)
+    text = _SIGNATURE_LINE.sub(rf"\g<head>{MASK}", text)
     return _AUTHORIZATION.sub(rf"\g<head>{MASK}", text)
 
 

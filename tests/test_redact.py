@@ -31,6 +31,7 @@ from tests.conftest import ROOT, vigil_argv
      "SignedHeaders=host, Signature=0123abcd'}",
      "{'Authorization': b'AWS4-HMAC-SHA256 ***, SignedHeaders=host, Signature=***'}"),
     ("Authorization: Bearer eyJ0eXAi.abc.def", "Authorization: Bearer ***"),
+    ("botocore.auth: Signature:\n147cf27e7b51703304f542c690a854b01ff3ef37", "botocore.auth: Signature:\n***"),
     # what must stay: a user without a password, a port, plain query values
     ("ssh://borg@nas:22/./repo and sftp:backup@nas:/srv", "ssh://borg@nas:22/./repo and sftp:backup@nas:/srv"),
     ("https://vcenter.example.org:443/sdk?page=2&limit=10", "https://vcenter.example.org:443/sdk?page=2&limit=10"),
