@@ -176,8 +176,8 @@ def test_1100_connections_exhaust_no_fds_and_do_not_spin_the_accept_loop(write_c
         wall = time.monotonic() - wall
         text = http_get(url + "metrics")[1].decode()
         print(f"\n{len(connected)} of 1100 connections made and held: agent fds max {max(fds)} (limit 1024), "
-              f"RSS {int(rss) // 1024} MiB, CPU {cpu:.2f}s over {wall:.2f}s wall, scrapes p50 {statistics.median(latencies) * 1000:.1f} ms "
-              f"max {max(latencies) * 1000:.1f} ms")
+              f"RSS {int(rss) // 1024} MiB, CPU {cpu:.2f}s over {wall:.2f}s wall, "
+              f"scrapes p50 {statistics.median(latencies) * 1000:.1f} ms max {max(latencies) * 1000:.1f} ms")
         assert max(fds) < 1000, "connections are capped below the fd limit"
         assert cpu < wall * 0.5, "the accept loop does not spin"
         assert metric(text, "vigil_up", "me") == 1, "the host collector still works"
