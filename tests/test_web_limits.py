@@ -5,12 +5,14 @@ Latencies are printed (run with -s), not asserted: only generous liveness bounds
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import resource
 import socket
 import statistics
 import subprocess
+import threading
 import time
 
 import pytest
@@ -189,3 +191,59 @@ def test_1100_connections_exhaust_no_fds_and_do_not_spin_the_accept_loop(write_c
         process.terminate()
         process.wait(10)
         log.close()
+
+
+class _OutOfFds:
+    """A listening socket whose accept fails with EMFILE, as a process at its fd limit sees."""
+
+    def __init__(self, real: socket.socket):
+        self.real, self.accepts = real, 0
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def accept(self):
+        self.accepts += 1
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_out_of_fds_the_accept_loop_pauses_instead_of_spinning(site, caplog):
+    server = WebServer(f"127.0.0.1:{free_port()}", site, WebConfig())
+    listening = server._httpd.socket = _OutOfFds(server._httpd.socket)
+    server.start()
+    try:
+        client = socket.create_connection(server._httpd.server_address[:2], timeout=5)  # readable from now on
+        time.sleep(1)
+        client.close()
+    finally:
+        server.stop()
+    print(f"\naccept attempts in 1 s at the fd limit: {listening.accepts}")
+    assert 1 <= listening.accepts <= 20
+    assert [r.getMessage() for r in caplog.records if "cannot accept" in r.getMessage()] == [
+        "cannot accept connections: Too many open files (raise LimitNOFILE=)"]
+
+
+def test_when_every_connection_is_busy_answering_a_new_one_gets_a_quick_503(site, monkeypatch):
+    release = threading.Event()
+    render = site.metrics
+    monkeypatch.setattr(site, "metrics", lambda: release.wait(10) and render())
+    server = WebServer(f"127.0.0.1:{free_port()}", site, WebConfig(), max_connections=2)
+    server.start()
+    url = server.url
+    try:
+        busy = [threading.Thread(target=http_get, args=(url + "metrics", 15)) for _ in range(2)]
+        for thread in busy:
+            thread.start()
+        wait_until(lambda: sum(not c.reading for c in server._httpd.open.values()) == 2, 5, "two busy answers")
+        status, body = http_get(url + "-/healthy")
+        assert (status, body) == (503, b"Too many connections")
+        release.set()
+        for thread in busy:
+            thread.join()
+        assert http_get(url + "-/healthy")[0] == 200
+    finally:
+        release.set()
+        server.stop()
