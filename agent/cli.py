@@ -320,7 +320,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.days < 1:
         print("vigil: --days must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
-    db = StateDB(config.state_dir)
+    db = StateDB.private_copy(config.state_dir)  # a report only reads: the agent's file is never touched
     now = Clock().time()
     rows = backup_report(db, config.backups, now, args.days)
     db.close()
