@@ -11,6 +11,8 @@ from functools import cache
 COLLECTORS: dict[str, str] = {
     "host": "collectors.host:HostCollector",
     "meraki": "collectors.meraki:MerakiCollector",
+    "ups": "collectors.ups:UpsCollector",
+    "nut": "collectors.nut:NutCollector",
 }
 
 # Kinds that are not configured as targets: the jobs each backup job brings.

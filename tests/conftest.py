@@ -20,6 +20,11 @@ pytest_plugins = [
     "tests.lab.meraki",
 ]
 
+pytest_plugins = [
+    "tests.lab.snmpsim",
+    "tests.lab.nut",
+]
+
 
 def vigil_argv(*args: str, test_kinds: bool = False) -> list[str]:
     """The vigil command; with test_kinds, the test-only collectors are registered too."""

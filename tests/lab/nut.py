@@ -1,0 +1,1 @@
+"""NUT fixtures (filled in below)."""
