@@ -1,0 +1,145 @@
+"""`kind: nut` against a real upsd with dummy-ups drivers: states, three phases, errors, a flip mid-test."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agent.collector import Emitter
+from collectors.nut import NutCollector, alarm_names, split
+from tests import collector_kit as kit
+from tests.lab.harness import wait_until
+from tests.lab.nut import ON_MAINS
+
+
+def value(out, name: str, **labels) -> float | None:
+    return kit.values(out, name).get(tuple(sorted(labels.items())))
+
+
+def test_conformance_unit_with_alarms_emits_every_family(nut_conformance, context):
+    out = kit.collect(nut_conformance, context)
+    kit.assert_conforms(out, NutCollector)
+    assert value(out, "vigil_ups_info", vendor="Eaton", model="5PX 1500", serial="G123A45678",
+                 firmware="02.14.0026") == 1
+    assert value(out, "vigil_ups_alarm_active", alarm="temperature_bad") == 1
+    assert value(out, "vigil_ups_alarm_active", alarm="fan_failure") == 1
+    assert value(out, "vigil_ups_alarm_active", alarm="other") == 1  # "Gremlins!"
+    assert value(out, "vigil_ups_alarms") == 3
+    assert value(out, "vigil_ups_selftest_timestamp_seconds") == 1762128000  # 2025-11-03 UTC
+    assert context.api.requests() == {("nut", "ok"): 1}
+
+
+def test_on_mains(nut_lab, context):
+    out = kit.collect(nut_lab.target("online"), context)
+    assert value(out, "vigil_ups_on_battery") == 0
+    assert value(out, "vigil_ups_battery_status", status="normal") == 1
+    assert value(out, "vigil_ups_output_source", source="normal") == 1
+    assert value(out, "vigil_ups_battery_charge_ratio") == 1.0
+    assert value(out, "vigil_ups_battery_runtime_seconds") == 2460
+    assert value(out, "vigil_ups_battery_temperature_celsius") == 26.5
+    assert value(out, "vigil_ups_battery_voltage_volts") == pytest.approx(27.1)
+    assert value(out, "vigil_ups_input_voltage_volts", phase="1") == pytest.approx(231.4)
+    assert value(out, "vigil_ups_load_ratio", phase="1") == pytest.approx(0.23)
+    assert value(out, "vigil_ups_selftest_passed") == 1
+    assert value(out, "vigil_ups_time_on_battery_seconds") == 0
+    assert value(out, "vigil_ups_alarms") == 0
+
+
+@pytest.mark.parametrize(("ups", "expected"), [
+    ("onbatt", {"vigil_ups_on_battery": 1, "vigil_ups_battery_charge_ratio": 0.64,
+                "vigil_ups_battery_runtime_seconds": 840}),
+    ("lowbatt", {"vigil_ups_on_battery": 1, "vigil_ups_battery_runtime_seconds": 95}),
+    ("replace", {"vigil_ups_battery_replace_needed": 1, "vigil_ups_selftest_passed": 0, "vigil_ups_alarms": 2}),
+    ("bypass", {"vigil_ups_on_battery": 0, "vigil_ups_alarms": 2}),
+])
+def test_states(nut_lab, context, ups, expected):
+    out = kit.collect(nut_lab.target(ups), context)
+    for name, number in expected.items():
+        assert value(out, name) == pytest.approx(number), name
+    if ups == "lowbatt":
+        assert value(out, "vigil_ups_battery_status", status="low") == 1
+        assert value(out, "vigil_ups_alarm_active", alarm="low_battery") == 1
+    if ups == "bypass":
+        assert value(out, "vigil_ups_output_source", source="bypass") == 1
+        assert value(out, "vigil_ups_alarm_active", alarm="overload") == 1
+        assert value(out, "vigil_ups_load_ratio", phase="1") == pytest.approx(1.12)
+    if ups == "replace":
+        assert value(out, "vigil_ups_alarm_active", alarm="selftest_failed") == 1
+
+
+def test_three_phases(nut_lab, context):
+    out = kit.collect(nut_lab.target("threephase"), context)
+    assert kit.values(out, "vigil_ups_input_voltage_volts") == {
+        (("phase", "1"),): 230.1, (("phase", "2"),): 229.4, (("phase", "3"),): 231.0}
+    assert value(out, "vigil_ups_output_voltage_volts", phase="2") == pytest.approx(230.2)
+    assert value(out, "vigil_ups_load_ratio", phase="3") == pytest.approx(0.35)
+
+
+def test_status_flip_mid_session_on_one_connection(nut_lab, context):
+    collector = kit.build(nut_lab.target("flip"), context)
+
+    async def poll() -> Emitter:
+        out = Emitter(collector.METRICS, collector.ctx.api, collector.signals(), strict=True)
+        await collector.collect(out, frozenset({"main"}))
+        return out
+
+    async def scenario():
+        await collector.open()
+        try:
+            assert value(await poll(), "vigil_ups_on_battery") == 0
+            nut_lab.set_state("flip", {**ON_MAINS, "ups.status": "OB DISCHRG", "battery.runtime": "600"})
+            deadline = asyncio.get_running_loop().time() + 15
+            while True:
+                out = await poll()
+                if value(out, "vigil_ups_on_battery") == 1 or asyncio.get_running_loop().time() > deadline:
+                    return out
+                await asyncio.sleep(0.5)
+        finally:
+            await collector.close()
+            nut_lab.set_state("flip", ON_MAINS)
+
+    out = asyncio.run(scenario())
+    assert value(out, "vigil_ups_on_battery") == 1
+    assert value(out, "vigil_ups_battery_runtime_seconds") == 600
+    assert value(out, "vigil_ups_output_source", source="battery") == 1
+    assert value(out, "vigil_ups_time_on_battery_seconds") == 0  # the first poll that saw OB
+    assert context.api.requests()[("nut", "ok")] >= 2
+
+
+def test_unknown_ups_is_a_clear_reason(nut_lab, context):
+    with pytest.raises(Exception, match=r"no UPS named `nosuch` \(ERR UNKNOWN-UPS\)"):
+        kit.collect(nut_lab.target("nosuch"), context)
+    assert context.api.requests() == {("nut", "unknown_ups"): 1}
+
+
+def test_tls_required_but_not_offered(nut_lab, context):
+    with pytest.raises(Exception, match="does not offer STARTTLS"):
+        kit.collect(nut_lab.target("online", tls="required"), context)
+
+
+def test_stale_data_is_a_clear_reason(tmp_path, context):
+    from tests.lab.nut import nut
+
+    with nut(tmp_path / "stale", {"gone": ON_MAINS}) as lab:
+        (lab.conf / "gone.dev").unlink()  # dummy-ups keeps its last data; upsd marks it stale after MAXAGE
+        target = lab.target("gone")
+        wait_until(lambda: _fails(target, context), 40, "upsd to call the data stale")
+        with pytest.raises(Exception, match="DATA-STALE|DRIVER-NOT-CONNECTED"):
+            kit.collect(target, context)
+
+
+def _fails(target, context) -> bool:
+    try:
+        kit.collect(target, context)
+    except Exception:
+        return True
+    return False
+
+
+def test_protocol_words_and_alarm_text():
+    assert split('VAR rack1 ups.alarm "Replace battery! \\"Now\\""') == [
+        "VAR", "rack1", "ups.alarm", 'Replace battery! "Now"']
+    assert split('VAR r x ""') == ["VAR", "r", "x", ""]
+    assert alarm_names("Replace battery! Overload!") == {"battery_bad", "overload"}
+    assert alarm_names("") == set()
