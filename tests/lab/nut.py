@@ -116,9 +116,14 @@ def _complete(port: int, ups: str, variables: dict[str, str]) -> bool:
 
 
 @pytest.fixture(scope="session")
-def nut_lab(tmp_path_factory) -> Iterator[Nut]:
-    with nut(tmp_path_factory.mktemp("nut")) as lab:
-        yield lab
+def nut_lab() -> Iterator[Nut]:
+    """One upsd for the session; in a folder of its own (see snmpsim.py: pytest's get pruned)."""
+    directory = Path(tempfile.mkdtemp(prefix="vigil-nut-logs-"))
+    try:
+        with nut(directory) as lab:
+            yield lab
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

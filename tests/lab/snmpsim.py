@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -110,15 +111,22 @@ def _answers(port: int, community: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def snmp_lab(tmp_path_factory) -> Iterator[Snmpsim]:
-    """One snmpsim for the session, with the recordings plus `flip-apc`/`flip-rfc` copies that tests rewrite."""
-    directory = tmp_path_factory.mktemp("snmpsim")
+def snmp_lab() -> Iterator[Snmpsim]:
+    """One snmpsim for the session, with the recordings plus `flip-apc`/`flip-rfc` copies that tests rewrite.
+
+    Its folder is its own, not pytest's: concurrent pytest runs of the same user prune each
+    other's old basetemp folders, and snmpsim answers nothing once its data is gone.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="vigil-snmpsim-"))
     data = directory / "seed"
     shutil.copytree(DATA, data)
     shutil.copy(DATA / "apc.snmprec", data / "flip-apc.snmprec")
     shutil.copy(DATA / "ups-mib.snmprec", data / "flip-rfc.snmprec")
-    with snmpsim(directory, data) as lab:
-        yield lab
+    try:
+        with snmpsim(directory, data) as lab:
+            yield lab
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
