@@ -175,3 +175,26 @@ def test_config_requires_secret_references_and_known_protocols():
             "version": 3, "user": "u", "auth_protocol": "md5", "auth_key": "${env:HOME}",
             "priv_key": "${env:HOME}"}}]})
     assert registry.COLLECTORS["ups"] == "collectors.ups:UpsCollector"
+
+
+def test_the_example_config_ups_units_are_valid_once_enabled(tmp_path, monkeypatch):
+    """The commented UPS units of deploy/vigil.example.yaml, enabled as their comment says."""
+    import re
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    lines = (ROOT / "deploy" / "vigil.example.yaml").read_text().splitlines()
+    start = lines.index("  # - name: ups-serverroom")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  # "):
+            break
+        block.append(line.replace("  # ", "  ", 1))
+    text = "\n".join(block)
+    for name in set(re.findall(r"\$\{cred:(\w+)\}", text)):
+        (tmp_path / name).write_text("dummy-secret\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    targets = AgentConfig.model_validate({"targets": yaml.safe_load(text)}).targets
+    assert [(t.kind, t.name) for t in targets] == [("ups", "ups-serverroom"), ("nut", "ups-rack1")]
