@@ -143,3 +143,55 @@ def test_protocol_words_and_alarm_text():
     assert split('VAR r x ""') == ["VAR", "r", "x", ""]
     assert alarm_names("Replace battery! Overload!") == {"battery_bad", "overload"}
     assert alarm_names("") == set()
+
+
+@pytest.fixture(scope="module")
+def tls_nut():
+    """An upsd that offers STARTTLS with a certificate from a throwaway CA (in a folder of its own)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tests.lab.nut import STATES, nut
+    from tests.lab.pki import make_pki
+
+    directory = Path(tempfile.mkdtemp(prefix="vigil-tls-nut-"))
+    try:
+        pki = make_pki(directory / "pki")
+        with nut(directory / "nut", {"online": STATES["online"]}, pki) as lab:
+            yield lab, pki
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_starttls_when_offered_verified_with_the_targets_ca_over_the_environments(tls_nut, context, monkeypatch,
+                                                                                    tmp_path):
+    lab, pki = tls_nut
+    from tests.lab.pki import make_pki
+
+    other = make_pki(tmp_path / "other")  # the environment names another CA: ca_file must win
+    monkeypatch.setenv("SSL_CERT_FILE", str(other.ca))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other.ca))
+    collector = kit.build(lab.target("online", ca_file=str(pki.ca)), context)
+
+    async def poll():
+        await collector.open()
+        try:
+            out = Emitter(collector.METRICS, collector.ctx.api, collector.signals(), strict=True)
+            await collector.collect(out, frozenset({"main"}))
+            return out
+        finally:
+            await collector.close()
+
+    out = asyncio.run(poll())
+    assert collector.encrypted
+    assert value(out, "vigil_ups_on_battery") == 0
+
+
+def test_starttls_with_an_unknown_ca_fails_clearly(tls_nut, context, monkeypatch, tmp_path):
+    lab, _ = tls_nut
+    from tests.lab.pki import make_pki
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(make_pki(tmp_path / "other").ca))
+    with pytest.raises(Exception, match="TLS failed .*set `ca_file`"):
+        kit.collect(lab.target("online"), context)

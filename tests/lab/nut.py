@@ -2,8 +2,9 @@
 
 Both run directly from /lib/nut with their own NUT_CONFPATH/NUT_STATEPATH (the /usr/sbin
 wrappers exit without MODE=standalone). Each unit reads a `.dev` file; rewrite it and the
-driver shows the change within about two seconds. upsd is built with NSS here, so the
-lab has no STARTTLS: upsd answers it with ERR FEATURE-NOT-CONFIGURED.
+driver shows the change within about two seconds. Without a PKI upsd answers STARTTLS
+with ERR FEATURE-NOT-CONFIGURED; with one, it offers TLS from an NSS database (Debian's
+upsd is built with NSS, not OpenSSL: certutil/pk12util from libnss3-tools make it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.harness import free_port, need, running
+from tests.lab.pki import PKI
 
 NUT = Path("/lib/nut")
 USER, PASSWORD = "vigil", "nut-lab-password"
@@ -71,7 +74,7 @@ def write_dev(path: Path, variables: dict[str, str]) -> None:
 
 
 @contextmanager
-def nut(directory: Path, states: dict[str, dict[str, str]] = STATES) -> Iterator[Nut]:
+def nut(directory: Path, states: dict[str, dict[str, str]] = STATES, pki: PKI | None = None) -> Iterator[Nut]:
     driver = need(str(NUT / "dummy-ups"), "run tests/lab/setup.sh (nut-server)")
     upsd = need(str(NUT / "upsd"), "run tests/lab/setup.sh (nut-server)")
     directory.mkdir(parents=True, exist_ok=True)
@@ -86,7 +89,7 @@ def nut(directory: Path, states: dict[str, dict[str, str]] = STATES) -> Iterator
     (conf / "nut.conf").write_text("MODE=standalone\n")
     (conf / "ups.conf").write_text("".join(f"[{ups}]\n  driver = dummy-ups\n  port = {ups}.dev\n  desc = \"lab\"\n"
                                            for ups in states))
-    (conf / "upsd.conf").write_text(f"LISTEN 127.0.0.1 {port}\nMAXAGE 15\n")
+    (conf / "upsd.conf").write_text(f"LISTEN 127.0.0.1 {port}\nMAXAGE 15\n" + (nss_db(home, pki) if pki else ""))
     (conf / "upsd.users").write_text(f"[{USER}]\n  password = {PASSWORD}\n")
     for ups, variables in states.items():
         write_dev(conf / f"{ups}.dev", variables)
@@ -105,6 +108,23 @@ def nut(directory: Path, states: dict[str, dict[str, str]] = STATES) -> Iterator
                                     lambda: all(_complete(port, ups, variables) for ups, variables in states.items()),
                                     "upsd", env=env))
         yield Nut(port, conf)
+
+
+def nss_db(home: Path, pki: PKI) -> str:
+    """upsd (built with NSS here) reads its certificate from an NSS database: the upsd.conf lines for it."""
+    certutil, pk12util, openssl = need("certutil", "apt install libnss3-tools"), need("pk12util"), need("openssl")
+    db = home / "nss"
+    db.mkdir()
+    bundle = home / "upsd.p12"
+    subprocess.run([openssl, "pkcs12", "-export", "-in", str(pki.server_cert), "-inkey", str(pki.server_key),
+                    "-name", "upsd", "-out", str(bundle), "-passout", "pass:lab"], check=True, capture_output=True)
+    for argv in ([certutil, "-N", "-d", f"sql:{db}", "--empty-password"],
+                 [pk12util, "-i", str(bundle), "-d", f"sql:{db}", "-W", "lab"],
+                 [certutil, "-A", "-d", f"sql:{db}", "-n", "lab-ca", "-t", "CT,,", "-i", str(pki.ca)]):
+        subprocess.run(argv, check=True, capture_output=True)
+    for path in (db, *db.iterdir()):
+        shutil.chown(path, "nut", "nut")
+    return f'CERTPATH {db}\nCERTIDENT "upsd" ""\nDISABLE_WEAK_SSL true\n'
 
 
 def _complete(port: int, ups: str, variables: dict[str, str]) -> bool:

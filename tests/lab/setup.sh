@@ -8,7 +8,7 @@ LAB=.lab
 PYTHON=${PYTHON:-python3}
 
 PACKAGES=(prometheus prometheus-alertmanager openssl openssh-server openssh-client restic borgbackup systemd
-          python3-venv chromium snmp nut-server nut-client)
+          python3-venv chromium snmp nut-server nut-client libnss3-tools)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
