@@ -118,15 +118,31 @@ def test_tls_required_but_not_offered(nut_lab, context):
         kit.collect(nut_lab.target("online", tls="required"), context)
 
 
-def test_stale_data_is_a_clear_reason(tmp_path, context):
+def test_stale_data_and_a_dead_driver_are_clear_reasons(context):
+    import shutil
+    import signal
+    import tempfile
+    from pathlib import Path
+
     from tests.lab.nut import nut
 
-    with nut(tmp_path / "stale", {"gone": ON_MAINS}) as lab:
-        (lab.conf / "gone.dev").unlink()  # dummy-ups keeps its last data; upsd marks it stale after MAXAGE
-        target = lab.target("gone")
-        wait_until(lambda: _fails(target, context), 40, "upsd to call the data stale")
-        with pytest.raises(Exception, match="DATA-STALE|DRIVER-NOT-CONNECTED"):
-            kit.collect(target, context)
+    directory = Path(tempfile.mkdtemp(prefix="vigil-nut-stale-"))
+    try:
+        with nut(directory, {"frozen": ON_MAINS, "gone": ON_MAINS}, maxage=5) as lab:
+            lab.drivers["frozen"].signal(signal.SIGSTOP)  # alive but silent: upsd's data ages out
+            try:
+                wait_until(lambda: _fails(lab.target("frozen"), context), 30, "upsd to call the data stale")
+                with pytest.raises(Exception, match=r"no fresh data for `frozen` \(ERR DATA-STALE\)"):
+                    kit.collect(lab.target("frozen"), context)
+            finally:
+                lab.drivers["frozen"].signal(signal.SIGCONT)
+            (lab.conf / "gone.dev").unlink()  # dummy-ups exits without its file
+            wait_until(lambda: _fails(lab.target("gone"), context), 30, "the driver to exit")
+            with pytest.raises(Exception, match=r"driver for `gone` is not running \(ERR DRIVER-NOT-CONNECTED\)"):
+                kit.collect(lab.target("gone"), context)
+        assert ("nut", "data_stale") in context.api.requests()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _fails(target, context) -> bool:
@@ -195,3 +211,37 @@ def test_starttls_with_an_unknown_ca_fails_clearly(tls_nut, context, monkeypatch
     monkeypatch.setenv("SSL_CERT_FILE", str(make_pki(tmp_path / "other").ca))
     with pytest.raises(Exception, match="TLS failed .*set `ca_file`"):
         kit.collect(lab.target("online"), context)
+
+
+@pytest.mark.parametrize(("status", "source", "alarms"), [
+    ("OL CHRG HB", "normal", set()),
+    ("OB DISCHRG", "battery", {"on_battery"}),
+    ("OB LB FSD", "battery", {"on_battery", "low_battery", "shutdown_imminent"}),
+    ("OL RB", "normal", {"battery_bad"}),
+    ("OL BYPASS OVER", "bypass", {"on_bypass", "overload"}),
+    ("OL CAL", "normal", {"test_in_progress"}),
+    ("OFF", "off", {"output_off"}),
+    ("OL TRIM", "reducer", set()),
+    ("OL BOOST", "boost", set()),
+    ("OL ALARM", "normal", {"other"}),  # ALARM without ups.alarm text
+    ("WAIT", "unknown", set()),  # a flag NUT may add later: the source is unknown, nothing crashes
+])
+def test_every_status_flag_maps(status, source, alarms):
+    from collectors.nut import parse
+
+    reading = parse({"ups.status": status})
+    assert reading.output_source == source
+    assert reading.alarms == alarms
+    assert reading.on_battery == ("OB" in status.split())
+    assert reading.replace == ("RB" in status.split())
+    assert reading.battery_status == ("low" if "LB" in status.split() else
+                                      "normal" if {"OL", "OB"} & set(status.split()) else None)
+
+
+def test_malformed_values_are_left_out():
+    from collectors.nut import parse
+
+    reading = parse({"ups.status": "OL", "battery.charge": "n/a", "battery.runtime": "-1", "ups.load": "",
+                     "input.voltage": "230,5", "ups.test.result": "No test initiated", "ups.test.date": "garbage"})
+    assert (reading.charge, reading.runtime, reading.load, reading.input_voltage) == (None, None, {}, {})
+    assert reading.selftest_passed is None and reading.selftest_time is None

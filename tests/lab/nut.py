@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.harness import free_port, need, running
+from tests.lab.harness import Peer, free_port, need, running
 from tests.lab.pki import PKI
 
 NUT = Path("/lib/nut")
@@ -55,6 +55,7 @@ STATES: dict[str, dict[str, str]] = {
 class Nut:
     port: int
     conf: Path
+    drivers: dict[str, Peer]  # by UPS name: SIGSTOP one and upsd calls its data stale after MAXAGE
 
     def target(self, ups: str, name: str | None = None, **extra) -> dict:
         os.environ["VIGIL_TEST_NUT_PASSWORD"] = PASSWORD
@@ -74,7 +75,8 @@ def write_dev(path: Path, variables: dict[str, str]) -> None:
 
 
 @contextmanager
-def nut(directory: Path, states: dict[str, dict[str, str]] = STATES, pki: PKI | None = None) -> Iterator[Nut]:
+def nut(directory: Path, states: dict[str, dict[str, str]] = STATES, pki: PKI | None = None,
+        maxage: int = 15) -> Iterator[Nut]:
     driver = need(str(NUT / "dummy-ups"), "run tests/lab/setup.sh (nut-server)")
     upsd = need(str(NUT / "upsd"), "run tests/lab/setup.sh (nut-server)")
     directory.mkdir(parents=True, exist_ok=True)
@@ -89,7 +91,7 @@ def nut(directory: Path, states: dict[str, dict[str, str]] = STATES, pki: PKI | 
     (conf / "nut.conf").write_text("MODE=standalone\n")
     (conf / "ups.conf").write_text("".join(f"[{ups}]\n  driver = dummy-ups\n  port = {ups}.dev\n  desc = \"lab\"\n"
                                            for ups in states))
-    (conf / "upsd.conf").write_text(f"LISTEN 127.0.0.1 {port}\nMAXAGE 15\n" + (nss_db(home, pki) if pki else ""))
+    (conf / "upsd.conf").write_text(f"LISTEN 127.0.0.1 {port}\nMAXAGE {maxage}\n" + (nss_db(home, pki) if pki else ""))
     (conf / "upsd.users").write_text(f"[{USER}]\n  password = {PASSWORD}\n")
     for ups, variables in states.items():
         write_dev(conf / f"{ups}.dev", variables)
@@ -100,14 +102,15 @@ def nut(directory: Path, states: dict[str, dict[str, str]] = STATES, pki: PKI | 
     env = {"NUT_CONFPATH": str(conf), "NUT_STATEPATH": str(state)}
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, home, True)
+        drivers = {}
         for ups in states:
             socket_path = state / f"dummy-ups-{ups}"
-            stack.enter_context(running([driver, "-a", ups, "-u", "nut", "-F"], directory / f"{ups}.log",
+            drivers[ups] = stack.enter_context(running([driver, "-a", ups, "-u", "nut", "-F"], directory / f"{ups}.log",
                                         socket_path.exists, f"dummy-ups {ups}", env=env))
         stack.enter_context(running([upsd, "-u", "nut", "-F"], directory / "upsd.log",
                                     lambda: all(_complete(port, ups, variables) for ups, variables in states.items()),
                                     "upsd", env=env))
-        yield Nut(port, conf)
+        yield Nut(port, conf, drivers)
 
 
 def nss_db(home: Path, pki: PKI) -> str:
