@@ -1,4 +1,5 @@
-"""APC PowerNet-MIB (enterprise 318) UPS objects: every figure is a scalar, so one GET per poll.
+"""APC PowerNet-MIB (enterprise 318) UPS objects: every figure read is a scalar or a fixed
+table cell, so one GET per poll, three-phase units included.
 
 The high-precision objects (tenths) are asked for beside the basic/advanced ones and win
 when the card has them; older cards answer noSuchObject for them. PowerNet has no alarm
@@ -26,10 +27,18 @@ OUTPUT_VOLTAGE, OUTPUT_FREQUENCY, OUTPUT_LOAD = A + "4.2.1.0", A + "4.2.2.0", A 
 HP_OUTPUT_VOLTAGE, HP_OUTPUT_FREQUENCY, HP_OUTPUT_LOAD = A + "4.3.1.0", A + "4.3.2.0", A + "4.3.3.0"
 TEST_RESULT, TEST_DATE = A + "7.2.3.0", A + "7.2.4.0"
 COMM_STATUS = A + "8.1.0"
+# Three-phase cards (Symmetra PX, Galaxy): upsPhaseInputVoltage, upsPhaseOutputVoltage and
+# upsPhaseOutputPercentLoad of table 1, phase 1-3, asked for by name in the same GET:
+# single-phase cards answer noSuchObject for them and keep their basic figures.
+PHASES = ("1", "2", "3")
+PHASE_INPUT_VOLTAGE = {p: A + f"9.2.3.1.3.1.1.{p}" for p in PHASES}
+PHASE_OUTPUT_VOLTAGE = {p: A + f"9.3.3.1.3.1.1.{p}" for p in PHASES}
+PHASE_LOAD = {p: A + f"9.3.3.1.10.1.1.{p}" for p in PHASES}
 SCALARS = (MODEL, FIRMWARE, SERIAL, BATTERY_STATUS, TIME_ON_BATTERY, CAPACITY, TEMPERATURE, RUNTIME, REPLACE,
            BATTERY_VOLTAGE, HP_CAPACITY, HP_TEMPERATURE, HP_BATTERY_VOLTAGE, INPUT_VOLTAGE, INPUT_FREQUENCY,
            HP_INPUT_VOLTAGE, HP_INPUT_FREQUENCY, OUTPUT_STATUS, OUTPUT_VOLTAGE, OUTPUT_FREQUENCY, OUTPUT_LOAD,
-           HP_OUTPUT_VOLTAGE, HP_OUTPUT_FREQUENCY, HP_OUTPUT_LOAD, TEST_RESULT, TEST_DATE, COMM_STATUS)
+           HP_OUTPUT_VOLTAGE, HP_OUTPUT_FREQUENCY, HP_OUTPUT_LOAD, TEST_RESULT, TEST_DATE, COMM_STATUS,
+           *PHASE_INPUT_VOLTAGE.values(), *PHASE_OUTPUT_VOLTAGE.values(), *PHASE_LOAD.values())
 
 # upsBasicBatteryStatus: batteryInFaultCondition(4) is a bad battery, not an empty one
 BATTERY_STATUSES = {1: "unknown", 2: "normal", 3: "low", 4: "unknown"}
@@ -49,7 +58,8 @@ async def read(session: Session, out: Emitter, now: float) -> Reading:
     status = integer(v.get(BATTERY_STATUS))
     source = OUTPUT_SOURCES.get(integer(v.get(OUTPUT_STATUS)))
     replace = {1: False, 2: True}.get(integer(v.get(REPLACE)))
-    load = _first(ratio(v.get(HP_OUTPUT_LOAD), 0.001), ratio(v.get(OUTPUT_LOAD)))
+    loads = _phases(v, PHASE_LOAD, ratio) or _phase(_first(ratio(v.get(HP_OUTPUT_LOAD), 0.001),
+                                                           ratio(v.get(OUTPUT_LOAD))))
     passed = TEST_PASSED.get(integer(v.get(TEST_RESULT)))
     reading = Reading(
         vendor="APC", model=text(v.get(MODEL)), serial=text(v.get(SERIAL)), firmware=text(v.get(FIRMWARE)),
@@ -64,16 +74,18 @@ async def read(session: Session, out: Emitter, now: float) -> Reading:
         replace=replace,
         input_frequency=_first(number(v.get(HP_INPUT_FREQUENCY), 0.1), number(v.get(INPUT_FREQUENCY))),
         output_frequency=_first(number(v.get(HP_OUTPUT_FREQUENCY), 0.1), number(v.get(OUTPUT_FREQUENCY))),
-        input_voltage=_phase(_first(number(v.get(HP_INPUT_VOLTAGE), 0.1), number(v.get(INPUT_VOLTAGE)))),
-        output_voltage=_phase(_first(number(v.get(HP_OUTPUT_VOLTAGE), 0.1), number(v.get(OUTPUT_VOLTAGE)))),
-        load=_phase(load),
+        input_voltage=_phases(v, PHASE_INPUT_VOLTAGE, number) or _phase(
+            _first(number(v.get(HP_INPUT_VOLTAGE), 0.1), number(v.get(INPUT_VOLTAGE)))),
+        output_voltage=_phases(v, PHASE_OUTPUT_VOLTAGE, number) or _phase(
+            _first(number(v.get(HP_OUTPUT_VOLTAGE), 0.1), number(v.get(OUTPUT_VOLTAGE)))),
+        load=loads,
         selftest_passed=passed,
         selftest_time=_date(v.get(TEST_DATE)),
     )
     reading.alarms = {name for name, active in (
         ("on_battery", source == "battery"), ("on_bypass", source == "bypass"), ("output_off", source == "off"),
         ("low_battery", status == 3), ("battery_bad", status == 4 or bool(replace)),
-        ("overload", load is not None and load > 1.0), ("selftest_failed", passed is False),
+        ("overload", any(value > 1.0 for value in loads.values())), ("selftest_failed", passed is False),
         ("communications_lost", integer(v.get(COMM_STATUS)) == 2)) if active}
     return reading
 
@@ -84,6 +96,11 @@ def _first(*values: float | None) -> float | None:
 
 def _phase(value: float | None) -> dict[str, float]:
     return {} if value is None else {"1": value}
+
+
+def _phases(v: dict[str, object], oids: dict[str, str], parse) -> dict[str, float]:
+    parsed = {phase: parse(v.get(oid)) for phase, oid in oids.items()}
+    return {phase: value for phase, value in parsed.items() if value is not None}
 
 
 def _date(value: object) -> float | None:

@@ -198,3 +198,13 @@ def test_the_example_config_ups_units_are_valid_once_enabled(tmp_path, monkeypat
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     targets = AgentConfig.model_validate({"targets": yaml.safe_load(text)}).targets
     assert [(t.kind, t.name) for t in targets] == [("ups", "ups-serverroom"), ("nut", "ups-rack1")]
+
+
+def test_apc_three_phase_unit_in_the_same_single_get(snmp_lab, context):
+    out = kit.collect(snmp_lab.v2c("apc-3phase", mib="apc"), context)
+    assert kit.values(out, "vigil_ups_input_voltage_volts") == {
+        (("phase", "1"),): 400, (("phase", "2"),): 398, (("phase", "3"),): 402}
+    assert value(out, "vigil_ups_output_voltage_volts", phase="3") == 229
+    assert value(out, "vigil_ups_load_ratio", phase="3") == pytest.approx(1.04)
+    assert value(out, "vigil_ups_alarm_active", alarm="overload") == 1
+    assert pdus(context) == 1
