@@ -1,15 +1,14 @@
 """`kind: nut`: a UPS behind Network UPS Tools' upsd, over its line protocol (TCP 3493).
 
-One persistent connection per target (asyncio streams): `STARTTLS` when upsd offers it,
-`USERNAME`/`PASSWORD` when configured, then `LIST VAR <ups>` per poll, one request. The
+One persistent connection per upsd (collectors/nut_session.py, asyncio streams):
+`STARTTLS` when upsd offers it, `USERNAME`/`PASSWORD` when configured, then one
+`LIST VAR <ups>` per target and poll. The
 variables map onto the same `vigil_ups_*` families as SNMP. NUT has no time-on-battery
 variable: it is counted from the first poll that saw `OB`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -20,6 +19,7 @@ from agent.collector import Collector, Emitter
 from agent.schema import Duration, TargetConfig
 from agent.secrets import Secret
 from collectors import ups_metrics
+from collectors.nut_session import NutError, Session, acquire, release
 from collectors.ups_metrics import Reading, number, ratio, text
 
 # ups.status flags -> (output source, alarm); the first source found in SOURCE_ORDER wins
@@ -45,10 +45,6 @@ ERRORS = {
 MAX_REPLY_LINES = 2000  # a LIST VAR of a real UPS is 30-150 lines
 
 
-class NutError(Exception):
-    """upsd said no, or said nothing usable; the message names the server and the fix."""
-
-
 class NutCollector(Collector):
     class Config(TargetConfig):
         kind: Literal["nut"]
@@ -68,10 +64,8 @@ class NutCollector(Collector):
 
     def __init__(self, config: Config, ctx):
         super().__init__(config, ctx)
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self.session: Session | None = None
         self._on_battery_since: float | None = None
-        self.encrypted = False
 
     @property
     def _where(self) -> str:
@@ -79,45 +73,15 @@ class NutCollector(Collector):
 
     async def open(self) -> None:
         c = self.config
-        try:
-            self._reader, self._writer = await asyncio.wait_for(asyncio.open_connection(c.host, c.port),
-                                                                c.nut_timeout)
-        except (OSError, TimeoutError) as exc:
-            raise NutError(f"{self._where}: cannot connect ({type(exc).__name__}: {exc}); is upsd listening "
-                           "there (LISTEN in upsd.conf)?") from None
-        if c.tls != "off":
-            await self._starttls()
-        if c.username:
-            await self._command(f"USERNAME {c.username}", "OK")
-        if c.password:
-            await self._command(f"PASSWORD {c.password.get_secret_value()}", "OK", secret=True)
-
-    async def _starttls(self) -> None:
-        reply = await self._command("STARTTLS", None)
-        if reply.startswith("OK STARTTLS"):
-            context = ssl.create_default_context(cafile=str(self.config.ca_file) if self.config.ca_file else None)
-            try:
-                await self._writer.start_tls(context, server_hostname=self.config.host)
-            except (ssl.SSLError, OSError) as exc:
-                raise NutError(f"{self._where}: TLS failed ({exc}); set `ca_file` to the CA of upsd's "
-                               "certificate") from None
-            self.encrypted = True
-        elif self.config.tls == "required":
-            raise NutError(f"{self._where}: upsd does not offer STARTTLS ({reply}); configure CERTFILE in "
-                           "upsd.conf or set `tls: if_offered`")
+        self.session = await acquire(c.host, c.port, c.nut_timeout, c.tls, c.ca_file, c.username, c.password)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            try:
-                self._writer.write(b"LOGOUT\n")
-                self._writer.close()
-                await asyncio.wait_for(self._writer.wait_closed(), 2)
-            except (OSError, TimeoutError, ssl.SSLError):
-                pass  # the peer is gone already: nothing left to close
-            self._reader = self._writer = None
+        if self.session is not None:
+            session, self.session = self.session, None
+            await release(session)
 
     async def collect(self, out: Emitter, due: frozenset[str]) -> None:
-        if self._writer is None:
+        if self.session is None:
             await self.open()
         variables = await self._list_vars(out)
         now = self.ctx.clock.time()
@@ -130,45 +94,32 @@ class NutCollector(Collector):
         ups_metrics.emit(out, reading)
 
     async def _list_vars(self, out: Emitter) -> dict[str, str]:
+        """One LIST VAR, read whole under the session's lock (its lines must not interleave with another's)."""
         ups = self.config.ups
+        counted = False
         try:
-            first = await self._command(f"LIST VAR {ups}", None)
+            async with self.session.turn():
+                first = await self.session.command(f"LIST VAR {ups}")
+                if not first.startswith(f"BEGIN LIST VAR {ups}"):
+                    counted = True
+                    out.request("nut", _code(first))
+                    raise NutError(f"{self._where}: {self._explain(first)}")
+                variables: dict[str, str] = {}
+                for _ in range(MAX_REPLY_LINES):
+                    line = await self.session.line()
+                    if line.startswith("END LIST VAR"):
+                        counted = True
+                        out.request("nut", "ok")
+                        return variables
+                    words = split(line)
+                    if len(words) == 4 and words[0] == "VAR":
+                        variables[words[2]] = words[3]
+                self.session.broken = True  # the rest of this reply is still on the wire
+                raise NutError(f"{self._where}: LIST VAR did not end after {MAX_REPLY_LINES} lines")
         except NutError:
-            out.request("nut", "error")
+            if not counted:  # the transport failed: no answer to count by its code
+                out.request("nut", "error")
             raise
-        if not first.startswith(f"BEGIN LIST VAR {ups}"):
-            out.request("nut", _code(first))
-            raise NutError(f"{self._where}: {self._explain(first)}")
-        variables: dict[str, str] = {}
-        for _ in range(MAX_REPLY_LINES):
-            line = await self._line()
-            if line.startswith("END LIST VAR"):
-                out.request("nut", "ok")
-                return variables
-            words = split(line)
-            if len(words) == 4 and words[0] == "VAR":
-                variables[words[2]] = words[3]
-        out.request("nut", "error")
-        raise NutError(f"{self._where}: LIST VAR did not end after {MAX_REPLY_LINES} lines")
-
-    async def _command(self, command: str, expect: str | None, secret: bool = False) -> str:
-        self._writer.write(command.encode() + b"\n")
-        reply = await self._line()
-        if expect is not None and not reply.startswith(expect):
-            shown = "PASSWORD" if secret else command.split()[0]
-            raise NutError(f"{self._where}: {shown} refused: {self._explain(reply)}")
-        return reply
-
-    async def _line(self) -> str:
-        try:
-            raw = await asyncio.wait_for(self._reader.readline(), self.config.nut_timeout)
-        except TimeoutError:
-            raise NutError(f"{self._where}: no reply within {self.config.nut_timeout:g}s") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise NutError(f"{self._where}: connection lost ({exc})") from None
-        if not raw:
-            raise NutError(f"{self._where}: upsd closed the connection")
-        return raw.decode("utf-8", "replace").rstrip("\r\n")
 
     def _explain(self, reply: str) -> str:
         error = reply.removeprefix("ERR ").split(" ")[0] if reply.startswith("ERR ") else ""

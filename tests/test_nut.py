@@ -195,12 +195,12 @@ def test_starttls_when_offered_verified_with_the_targets_ca_over_the_environment
         try:
             out = Emitter(collector.METRICS, collector.ctx.api, collector.signals(), strict=True)
             await collector.collect(out, frozenset({"main"}))
-            return out
+            return out, collector.session.encrypted
         finally:
             await collector.close()
 
-    out = asyncio.run(poll())
-    assert collector.encrypted
+    out, encrypted = asyncio.run(poll())
+    assert encrypted
     assert value(out, "vigil_ups_on_battery") == 0
 
 
@@ -245,3 +245,80 @@ def test_malformed_values_are_left_out():
                      "input.voltage": "230,5", "ups.test.result": "No test initiated", "ups.test.date": "garbage"})
     assert (reading.charge, reading.runtime, reading.load, reading.input_voltage) == (None, None, {}, {})
     assert reading.selftest_passed is None and reading.selftest_time is None
+
+
+def test_targets_of_one_upsd_share_one_connection_and_never_mix_replies(nut_lab, context):
+    names = ["online", "onbatt", "threephase", "bypass"]
+    collectors = [kit.build(nut_lab.target(ups), context) for ups in names]
+
+    async def scenario():
+        for collector in collectors:
+            await collector.open()
+        sessions = {id(collector.session) for collector in collectors}
+        outs = []
+        try:
+            for _ in range(3):  # concurrent polls, as the scheduler runs them
+                outs = []
+                for collector in collectors:
+                    outs.append(Emitter(collector.METRICS, collector.ctx.api, collector.signals(), strict=True))
+                pairs = zip(collectors, outs, strict=True)
+                await asyncio.gather(*(c.collect(o, frozenset({"main"})) for c, o in pairs))
+        finally:
+            for collector in collectors:
+                await collector.close()
+        return sessions, outs
+
+    sessions, outs = asyncio.run(scenario())
+    assert len(sessions) == 1
+    by_name = dict(zip(names, outs, strict=True))
+    assert value(by_name["online"], "vigil_ups_on_battery") == 0
+    assert value(by_name["onbatt"], "vigil_ups_on_battery") == 1
+    assert value(by_name["threephase"], "vigil_ups_input_voltage_volts", phase="2") == pytest.approx(229.4)
+    assert value(by_name["bypass"], "vigil_ups_output_source", source="bypass") == 1
+    assert context.api.requests() == {("nut", "ok"): 12}
+
+
+def test_a_hung_upsd_breaks_the_session_and_the_next_open_makes_a_new_one(context):
+    import shutil
+    import signal
+    import tempfile
+    from pathlib import Path
+
+    from tests.lab.nut import nut
+
+    directory = Path(tempfile.mkdtemp(prefix="vigil-nut-hung-"))
+    try:
+        with nut(directory, {"rack1": ON_MAINS}) as lab:
+            target = lab.target("rack1", nut_timeout="1s")
+            collector = kit.build(target, context)
+
+            async def poll():
+                out = Emitter(collector.METRICS, collector.ctx.api, collector.signals(), strict=True)
+                await collector.collect(out, frozenset({"main"}))
+                return out
+
+            async def scenario():
+                await collector.open()
+                first = collector.session
+                await poll()
+                lab.upsd.signal(signal.SIGSTOP)
+                try:
+                    with pytest.raises(Exception, match="no reply within 1s"):
+                        await poll()
+                finally:
+                    lab.upsd.signal(signal.SIGCONT)
+                assert first.broken
+                await collector.close()  # what the agent does after a failed run
+                await collector.open()
+                try:
+                    out = await poll()
+                    return first, collector.session, collector.session.broken, out
+                finally:
+                    await collector.close()
+
+            first, second, broken, out = asyncio.run(scenario())
+            assert second is not first and not broken
+            assert value(out, "vigil_ups_on_battery") == 0
+            assert ("nut", "error") in context.api.requests()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -56,6 +56,7 @@ class Nut:
     port: int
     conf: Path
     drivers: dict[str, Peer]  # by UPS name: SIGSTOP one and upsd calls its data stale after MAXAGE
+    upsd: Peer
 
     def target(self, ups: str, name: str | None = None, **extra) -> dict:
         os.environ["VIGIL_TEST_NUT_PASSWORD"] = PASSWORD
@@ -107,10 +108,10 @@ def nut(directory: Path, states: dict[str, dict[str, str]] = STATES, pki: PKI | 
             socket_path = state / f"dummy-ups-{ups}"
             drivers[ups] = stack.enter_context(running([driver, "-a", ups, "-u", "nut", "-F"], directory / f"{ups}.log",
                                         socket_path.exists, f"dummy-ups {ups}", env=env))
-        stack.enter_context(running([upsd, "-u", "nut", "-F"], directory / "upsd.log",
+        server = stack.enter_context(running([upsd, "-u", "nut", "-F"], directory / "upsd.log",
                                     lambda: all(_complete(port, ups, variables) for ups, variables in states.items()),
                                     "upsd", env=env))
-        yield Nut(port, conf, drivers)
+        yield Nut(port, conf, drivers, server)
 
 
 def nss_db(home: Path, pki: PKI) -> str:
