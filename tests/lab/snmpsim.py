@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ class Snmpsim:
             lines.append(f"{oid}|{changes[oid]}" if oid in changes else line)
         temporary = path.with_suffix(".tmp")
         temporary.write_text("\n".join(lines) + "\n")
-        later = path.stat().st_mtime + 2
+        later = max(path.stat().st_mtime, time.time()) + 2  # newer than snmpsim's index of it, surely
         os.utime(temporary, (later, later))
         temporary.replace(path)
 
