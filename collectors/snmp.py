@@ -1,16 +1,18 @@
 """A small SNMP client on pysnmp 7 (asyncio): one engine per event loop, GET and GETBULK.
 
 One long-lived SnmpEngine serves every device of the agent (an engine per device costs
-memory and a socket each); it is made lazily per event loop, since pysnmp binds its
-transport to the loop that first uses it. `lookupMib=False` keeps MIB modules out: the
-collectors speak numeric OIDs. Values come back as plain Python (int, str) or None for
-noSuchInstance/noSuchObject/endOfMibView, so callers parse by value, not by type.
+memory and a socket each; `engine()` says when a v3 key set gets its own); it is made
+lazily per event loop, since pysnmp binds its transport to the loop that first uses it.
+`lookupMib=False` keeps MIB modules out: the collectors speak numeric OIDs. Values come
+back as plain Python (int, str) or None for noSuchInstance/noSuchObject/endOfMibView, so
+callers parse by value, not by type.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import weakref
 from collections.abc import Sequence
 from typing import Literal
@@ -25,7 +27,8 @@ from agent.collector import Emitter
 from agent.schema import StrictModel
 from agent.secrets import Secret
 
-_ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, hl.SnmpEngine] = weakref.WeakKeyDictionary()
+# per event loop: "" -> the shared engine, "user/fingerprint" -> a v3 key set's own, "users" -> first key sets
+_ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict] = weakref.WeakKeyDictionary()
 _MISSING = (rfc1905.NoSuchInstance, rfc1905.NoSuchObject, rfc1905.EndOfMibView)
 _TOO_BIG = 1  # errorStatus tooBig: the reply would not fit, ask for fewer varbinds
 
@@ -62,12 +65,27 @@ class NoUpsObjects(SnmpError):
     """The device answers SNMP but not with the UPS objects of the MIB asked for."""
 
 
-def engine() -> hl.SnmpEngine:
-    """The one engine of the running event loop."""
+def engine(auth: SnmpAuth) -> hl.SnmpEngine:
+    """The shared engine of the running event loop, for every v2c device and every v3 user name.
+
+    pysnmp keys its USM users by name alone until it knows a device's engine ID, and swaps
+    the keys in place when the same name comes with other keys: two cards with user `vigil`
+    and different passwords would fail each other's requests at random. The first key set
+    of a user name gets the shared engine; any other set gets an engine of its own.
+    """
     loop = asyncio.get_running_loop()
-    found = _ENGINES.get(loop)
+    engines = _ENGINES.setdefault(loop, {})
+    name = ""
+    if isinstance(auth, SnmpV3):
+        keys = "\0".join((auth.auth_protocol, auth.auth_key.get_secret_value(), auth.priv_protocol,
+                          auth.priv_key.get_secret_value()))
+        fingerprint = hashlib.sha256(keys.encode()).hexdigest()
+        owners = engines.setdefault("users", {})
+        if owners.setdefault(auth.user, fingerprint) != fingerprint:
+            name = f"{auth.user}/{fingerprint}"
+    found = engines.get(name)
     if found is None:
-        found = _ENGINES[loop] = hl.SnmpEngine()
+        found = engines[name] = hl.SnmpEngine()
     return found
 
 
@@ -128,7 +146,7 @@ class Session:
     async def _call(self, out: Emitter, command, binds, *bulk: int):
         if self._target is None:
             await self.open()
-        indication, status, index, result = await command(engine(), self._credentials, self._target,
+        indication, status, index, result = await command(engine(self._auth), self._credentials, self._target,
                                                           self._context, *bulk, *binds, lookupMib=False)
         if indication:
             out.request("snmp", _code(indication))

@@ -225,3 +225,32 @@ def test_apc_three_phase_unit_in_the_same_single_get(snmp_lab, context):
     assert value(out, "vigil_ups_load_ratio", phase="3") == pytest.approx(1.04)
     assert value(out, "vigil_ups_alarm_active", alarm="overload") == 1
     assert pdus(context) == 1
+
+
+def test_two_cards_with_one_v3_user_name_and_different_keys_both_work(snmp_lab, context, monkeypatch):
+    """pysnmp keys USM users by name: the second key set of `vigil` gets an engine of its own."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from agent.collector import run_once
+    from tests.lab.snmpsim import DATA, snmpsim
+
+    other_keys = {"vigil": ("SHA", "another-auth-key", "AES", "another-priv-key")}
+    directory = Path(tempfile.mkdtemp(prefix="vigil-snmpsim-b-"))
+    try:
+        with snmpsim(directory, DATA, other_keys) as second:
+            first_target = snmp_lab.v3("card-a", "apc")
+            second_target = second.v3("card-b", "apc")
+            monkeypatch.setenv("VIGIL_TEST_AUTH_CARD_B", "another-auth-key")
+            monkeypatch.setenv("VIGIL_TEST_PRIV_CARD_B", "another-priv-key")
+            collectors = [kit.build(t, context) for t in (first_target, second_target) * 2]
+
+            async def together():
+                return await asyncio.gather(*(run_once(c, strict=True) for c in collectors))
+
+            for _ in range(2):
+                outs = asyncio.run(together())
+                assert [value(out, "vigil_ups_battery_charge_ratio") for out in outs] == [1.0] * 4
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -72,7 +72,7 @@ def responder() -> str:
 
 
 @contextmanager
-def snmpsim(directory: Path, data: Path | None = None) -> Iterator[Snmpsim]:
+def snmpsim(directory: Path, data: Path | None = None, users: dict = USERS) -> Iterator[Snmpsim]:
     """snmpsim serving a copy of `data` (default: the project's recordings) from `directory`."""
     binary = responder()
     data_dir = directory / "data"
@@ -81,7 +81,7 @@ def snmpsim(directory: Path, data: Path | None = None) -> Iterator[Snmpsim]:
     port = free_port_udp()
     argv = [binary, f"--data-dir={data_dir}", f"--cache-dir={directory / 'cache'}",
             f"--agent-udpv4-endpoint=127.0.0.1:{port}", f"--logging-method=file:{directory / 'snmpsim.log'}"]
-    for user, (auth, key, priv, priv_key) in USERS.items():
+    for user, (auth, key, priv, priv_key) in users.items():
         argv += [f"--v3-user={user}", f"--v3-auth-proto={auth}", f"--v3-auth-key={key}",
                  f"--v3-priv-proto={priv}", f"--v3-priv-key={priv_key}"]
     first = sorted(data_dir.glob("*.snmprec"))[0].stem
