@@ -33,6 +33,7 @@ USERS = {"vigil": ("SHA", "vigil-auth-key", "AES", "vigil-priv-key"),
 class Snmpsim:
     port: int
     data_dir: Path
+    pid: int = 0  # the responder's process, for benches that count its CPU apart from the agent's
 
     def v2c(self, name: str, community: str | None = None, **extra) -> dict:
         """A `kind: ups` target for the recording `community` (its base name), v2c."""
@@ -86,8 +87,8 @@ def snmpsim(directory: Path, data: Path | None = None, users: dict = USERS) -> I
                  f"--v3-priv-proto={priv}", f"--v3-priv-key={priv_key}"]
     first = sorted(data_dir.glob("*.snmprec"))[0].stem
     with running(argv, directory / "snmpsim.out", lambda: _answers(port, first), "snmpsim", timeout=60,
-                 env={"SNMPSIM_ALLOW_ROOT": "true"}):
-        yield Snmpsim(port, data_dir)
+                 env={"SNMPSIM_ALLOW_ROOT": "true"}) as peer:
+        yield Snmpsim(port, data_dir, peer.pid)
 
 
 def free_port_udp() -> int:
