@@ -12,6 +12,8 @@ from typing import Any
 COLLECTORS: dict[str, str] = {
     "host": "collectors.host:HostCollector",
     "meraki": "collectors.meraki:MerakiCollector",
+    "ups": "collectors.ups:UpsCollector",
+    "nut": "collectors.nut:NutCollector",
 }
 
 # Kinds that are not configured as targets: the jobs each backup job brings.
