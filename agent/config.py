@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, Field, PlainValidator, ValidationError, model_validator
 
 from agent import registry, yamlfile
 from agent.schema import Dispatched, Duration, Lazy, StrictModel, TargetConfig, dispatched, lazy
@@ -76,6 +76,14 @@ class AgentConfig(StrictModel):
     defaults: Defaults = Defaults()
     targets: tuple[Target, ...] = ()
     backups: tuple[lazy(registry.BACKUP_CONFIG), ...] = ()
+
+    @model_validator(mode="after")
+    def _link_targets(self) -> AgentConfig:
+        """Targets that name others (ssh's `via:`) get them here; a bad name is reported by check-config."""
+        by_name = {target.name: target for target in self.targets}
+        for target in self.targets:
+            target.link(by_name)
+        return self
 
     def schedule(self, target: TargetConfig) -> tuple[float, float]:
         """(interval, timeout) of a target; an inherited timeout is cut below the interval."""
@@ -151,6 +159,9 @@ def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
     """What one field cannot say alone: unique names, a timeout below its interval."""
     problems = _duplicate_names(config.targets, "targets", "target") + \
         _duplicate_names(config.backups, "backups", "backup job")
+    by_name = {target.name: target for target in config.targets}
+    for index, target in enumerate(config.targets):
+        problems += [(("targets", index, *loc), message) for loc, message in target.link(by_name)]
     for index, target in enumerate(config.targets):
         interval, timeout = config.schedule(target)
         if timeout >= interval:
