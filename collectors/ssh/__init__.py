@@ -123,8 +123,15 @@ class SshCollector(Collector[SshConfig]):
         """Run one command and parse its reply; a failure names the server and what came back."""
         if self.client is None:
             raise SshError(f"ssh {self._where}: not connected")
-        status, stdout, stderr = run(self.client, command, timeout=self.config.command_timeout,
-                                     max_bytes=MAX_REPLY)
+        try:
+            status, stdout, stderr = run(self.client, command, timeout=self.config.command_timeout,
+                                         max_bytes=MAX_REPLY)
+        except SshError as exc:
+            out.request("exec", "error")
+            text = str(exc)
+            if text.startswith("ssh: "):  # a lost connection does not know whose it was
+                raise SshError(f"ssh {self._where}: {text[5:]}") from None
+            raise
         out.request("exec", status)
         if status != 0:
             said = stderr.decode("utf-8", "replace").strip().splitlines()
