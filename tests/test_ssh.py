@@ -11,6 +11,7 @@ import base64
 import os
 import re
 import shlex
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from collectors.ssh import INVENTORY, SshCollector
 from collectors.ssh.output import OutputError
 from tests import collector_kit
 from tests.fixtures_ssh import ssh_target, windows_reply
-from tests.lab.sshd import known_hosts_line, make_key, sshd
+from tests.lab.sshd import Sshd, known_hosts_line, make_key, sshd
 
 MAIN_ONLY = frozenset({"main"})
 
@@ -159,20 +160,39 @@ def test_a_client_key_the_server_does_not_know_is_refused(ssh_server, context, t
 
 # -- a server that dies, hangs or says nonsense ---------------------------------------------
 
+FAKE_APT = """#!/bin/sh
+echo Listing...
+echo 'openssl/stable-security 3.0.15-1~deb12u1 amd64 [upgradable from: 3.0.14-1~deb12u2]'
+echo 'tzdata/stable-updates 2026a-0+deb12u1 all [upgradable from: 2025b-0+deb12u1]'
+"""
+
+
 @pytest.fixture
-def broken_server(tmp_path):
-    """An sshd whose sessions find a `cat` and an `awk` that misbehave when told to in `mode`."""
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    mode = tools / "mode"
-    mode.write_text("ok")
-    for name, real, bad in (("awk", "/usr/bin/awk", "[ \"$(cat_real)\" = hang ] && exec sleep 600"),
-                            ("cat", "/bin/cat",
-                             "[ \"$(cat_real)\" = garbage ] && { echo 'cpu  lots of garbage'; exit 0; }")):
-        (tools / name).write_text(f"#!/bin/sh\ncat_real() {{ /bin/cat {mode}; }}\n{bad}\nexec {real} \"$@\"\n")
-        (tools / name).chmod(0o755)
-    with sshd(tmp_path / "sshd", path=f"{tools}:/usr/bin:/bin:/usr/sbin:/sbin") as server:
-        yield server, mode
+def make_server(tmp_path):
+    """sshd servers whose sessions find a `cat` and an `awk` that misbehave when told to in their
+    `mode` file, and an `apt` that lists two upgrades at once (the real one takes seconds)."""
+    with ExitStack() as stack:
+        def make(name: str = "broken") -> tuple[Sshd, Path]:
+            tools = tmp_path / name / "bin"
+            tools.mkdir(parents=True)
+            mode = tools / "mode"
+            mode.write_text("ok")
+            for tool, real, bad in (
+                    ("awk", "/usr/bin/awk", "[ \"$(cat_real)\" = hang ] && exec sleep 600"),
+                    ("cat", "/bin/cat", "[ \"$(cat_real)\" = garbage ] && { echo 'cpu  lots of garbage'; exit 0; }")):
+                (tools / tool).write_text(f"#!/bin/sh\ncat_real() {{ /bin/cat {mode}; }}\n{bad}\nexec {real} \"$@\"\n")
+                (tools / tool).chmod(0o755)
+            (tools / "apt").write_text(FAKE_APT)
+            (tools / "apt").chmod(0o755)
+            server = stack.enter_context(sshd(tmp_path / name / "sshd", path=f"{tools}:/usr/bin:/bin:/usr/sbin:/sbin"))
+            return server, mode
+
+        yield make
+
+
+@pytest.fixture
+def broken_server(make_server):
+    return make_server()
 
 
 def test_a_hung_command_is_stopped_at_the_command_timeout(broken_server, context):
@@ -347,3 +367,52 @@ def test_the_windows_command_stays_under_cmd_exes_limit():
     from collectors.ssh import windows as mapping
 
     assert len(mapping.command(True)) < 8191
+
+
+# -- the agent itself: `vigil run` with ssh targets --------------------------------------------
+
+def scraped(agent, name: str, **labels: str) -> float | None:
+    """The value of one exported sample, or None."""
+    want = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in agent.metrics().splitlines():
+        if line.startswith(name + "{"):
+            sample_labels, value = line[len(name) + 1:].rsplit("} ", 1)
+            if all(f'{key}="{value}"' in sample_labels for key, value in labels.items()) or not want:
+                return float(value)
+    return None
+
+
+def test_the_agent_runs_ssh_targets_a_hung_one_does_not_hold_up_the_other(
+        make_server, write_config, start_agent):
+    """The inventory runs on its own slower interval and is re-emitted between its runs."""
+    from tests.lab.harness import wait_until
+
+    good, _ = make_server("good")
+    hung, mode = make_server("hung")
+    mode.write_text("hang")
+
+    def target(server, name, **extra):
+        fields = {**ssh_target(server, name=name), **extra}
+        return "  - {" + ", ".join(f"{key}: {value}" for key, value in fields.items()) + "}\n"
+
+    config = write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\ntargets:\n"
+                          + target(good, "good", interval="2s", timeout="1900ms", updates_every="1h")
+                          + target(hung, "hung", interval="1s", timeout="900ms", command_timeout="5s"))
+    agent = start_agent(config)
+    try:
+        wait_until(lambda: scraped(agent, "vigil_up", target="good") == 1 and
+                   scraped(agent, "vigil_up", target="hung") == 0, 30, "good up and hung down")
+    except BaseException:
+        print(agent.metrics(), agent.peer.output()[-3000:])
+        raise
+    first = scraped(agent, "vigil_api_requests_total", target="good", api="exec", code="0")
+    wait_until(lambda: (scraped(agent, "vigil_api_requests_total", target="good", api="exec", code="0") or 0)
+               >= first + 2, 30, "two more polls of the good server")
+    # the inventory ran once (the first run), and its samples are still exported
+    assert scraped(agent, "vigil_server_updates_pending", target="good", type="security") == 1
+    assert scraped(agent, "vigil_collect_signal_success", target="good", signal="inventory") == 1
+    inventory_time = scraped(agent, "vigil_collect_signal_timestamp_seconds", target="good", signal="inventory")
+    main_time = scraped(agent, "vigil_collect_signal_timestamp_seconds", target="good", signal="main")
+    assert inventory_time < main_time
+    status = agent.get("/status.json")[1].decode()
+    assert "did not finish within" in status or "timed out" in status.lower() or "timeout" in status.lower()

@@ -62,9 +62,11 @@ def emit_inventory(out: Emitter, text: str) -> None:
     if len(kernel) > 1:
         out.gauge(m.KERNEL_INFO, 1, release=kernel[1])
     if "apt" in parts:
-        upgrades = [line for line in parts.lines("apt") if line.startswith("Inst ")]
+        # pkg/suite,suite version arch [upgradable from: old]: every suite that has the new version
+        upgrades = [line.split()[0] for line in parts.lines("apt") if "[upgradable from:" in line]
         out.gauge(m.UPDATES_PENDING, len(upgrades), type="all")
-        out.gauge(m.UPDATES_PENDING, sum("-security" in line for line in upgrades), type="security")
+        out.gauge(m.UPDATES_PENDING, sum("-security" in line.partition("/")[2] for line in upgrades),
+                  type="security")
     elif "rpm_updates" in parts:
         out.gauge(m.UPDATES_PENDING, _rpm_count(parts, "rpm_updates", ok=(0, 100)), type="all")
         out.gauge(m.UPDATES_PENDING, _rpm_count(parts, "rpm_security", ok=(0,)), type="security")
