@@ -3,8 +3,8 @@
 Static checks (valid JSON, unique ids, the datasource variable, only catalogued metric
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
-agent (a host target, a restic job with an off-site copy and verification, a borg job),
-and requires that each one succeeds and returns data.
+agent (a host target, a Linux and a Windows server over SSH, a restic job with an off-site
+copy and verification, a borg job), and requires that each one succeeds and returns data.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
-DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups"}
+DASHBOARDS = {"vigil-overview", "vigil-servers", "vigil-backups"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -126,7 +126,7 @@ def test_the_dashboard_uses_its_variables_and_only_catalogued_metrics(name):
 
 
 def test_the_required_variables():
-    hosts = {variable["name"]: variable for variable in load("vigil-hosts")["templating"]["list"]}
+    hosts = {variable["name"]: variable for variable in load("vigil-servers")["templating"]["list"]}
     assert variable_query(hosts["target"]) == "label_values(vigil_server_cpus, target)" and hosts["target"]["multi"]
     backups = {variable["name"]: variable for variable in load("vigil-backups")["templating"]["list"]}
     assert variable_query(backups["backup"]) == "label_values(vigil_backup_status, backup)"
@@ -171,7 +171,8 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, ssh_server):
+    from tests.fixtures_ssh import ssh_target
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
     from tests.lab.prometheus import prometheus
 
@@ -183,6 +184,12 @@ def lab(tmp_path_factory):
     (tmp / "secret").write_text(PASSWORD + "\n")
     secret = f"${{file:{tmp}/secret}}"
     listen = f"127.0.0.1:{free_port()}"
+
+    def ssh(name: str, **extra: str) -> str:
+        """A Linux and a Windows server over SSH (tests/fixtures_ssh.py): the servers dashboard's other half."""
+        fields = {**ssh_target(ssh_server, name=name), "interval": "5s", "timeout": "4500ms", **extra}
+        return ", ".join(f"{key}: {value}" for key, value in fields.items())
+
     # A backup made now is ok under a nightly schedule at any time of day: the last closed
     # window started at least `deadline` ago. The restic job reads two repositories (and
     # runs `restic stats` on each the first time), so it gets more than the 1.5 s a
@@ -193,6 +200,8 @@ listen: {listen}
 state_dir: {tmp / "state"}
 targets:
   - {{name: monitor-01, kind: host, interval: 1s}}
+  - {{{ssh("fileserver-01")}}}
+  - {{{ssh("windows-01", os="windows")}}}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"
