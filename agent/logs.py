@@ -37,3 +37,6 @@ def setup(debug: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # httpx logs every request at INFO: a Meraki cycle alone would be a dozen lines a minute.
+    # vigil_api_requests_total counts them; --debug shows them.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)

@@ -10,6 +10,7 @@ from functools import cache
 
 COLLECTORS: dict[str, str] = {
     "host": "collectors.host:HostCollector",
+    "meraki": "collectors.meraki:MerakiCollector",
     "ssh": "collectors.ssh:SshCollector",
 }
 
@@ -20,6 +21,7 @@ JOB_KINDS: dict[str, str] = {
 }
 BACKUP_JOBS = "checks.job:backup_jobs"  # BackupJobConfig -> its JobSpecs
 BACKUP_CONFIG = "checks.config:BackupJobConfig"  # a `backups:` entry
+BACKUP_WARNINGS = "checks.config:warnings"  # BackupJobConfig -> [(key path, what is surely wrong)]
 LOCATION_CONFIG = "checks.model:LocationConfig"  # the keys every backup location has
 
 LOCATIONS: dict[str, str] = {

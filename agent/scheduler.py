@@ -279,7 +279,8 @@ class Scheduler:
                 del self._jobs[key]
         for key, spec in wanted.items():
             if key not in self._jobs:
-                job = Job(spec, replace(self._context, api=self._api_of(key), kind=spec.kind, target=spec.name))
+                job = Job(spec, replace(self._context, api=self._api_of(key), kind=spec.kind, target=spec.name,
+                                        interval=spec.interval, timeout=spec.timeout))
                 state = self._initial_state(job)
                 self._store.publish(state)
                 self._jobs[key] = (job, asyncio.create_task(self._loop(job, state), name=f"job {key}"))
@@ -305,6 +306,9 @@ class Scheduler:
     async def stop(self, timeout: float = 5.0) -> None:
         """Cancel every job (each closes its instance), then wait for blocking calls, `timeout` in all."""
         end = self._clock.monotonic() + timeout
+        if self._runtime.threads:
+            log.info("stopping: waiting up to %s for %d running call(s)", format_duration(timeout),
+                     len(self._runtime.threads))
         tasks = [task for _, task in self._jobs.values()]
         self._jobs.clear()
         for task in tasks:

@@ -22,7 +22,7 @@ from agent.scheduler import JobSpec
 from agent.units import format_duration
 from checks.config import BackupJobConfig
 from checks.history import BackupHistory
-from checks.model import BackupSnapshot, LocationConfig
+from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
 from checks.schedule import Schedule
 from checks.verdict import (
     STATUSES,
@@ -37,7 +37,9 @@ from checks.verdict import (
 log = logging.getLogger(__name__)
 
 LABEL = "backup"  # not `job`: Prometheus gives every scraped series its own job label
-VERIFY_POLL = 3600.0  # how often the verification job looks whether a check is due
+VERIFY_POLL = 300.0  # how often the verification job looks whether a check is due and its window open
+VERIFY_WINDOW = 2 * 3600.0  # a due check starts only within this long after its window opens
+VERIFY_AFTER_DEADLINE = 3600.0  # the default window opens an hour after each backup's deadline
 
 STATUS = MetricSpec("vigil_backup_status", "gauge",
                     "1 for the backup job's current status, 0 for every other status.", ("status",))
@@ -98,6 +100,7 @@ class BackupEvaluation(_BackupJob):
     def __init__(self, config: BackupJobConfig, ctx: Context):
         super().__init__(config, ctx)
         self.schedule = Schedule(config.schedule, config.timezone, config.deadline)
+        self._logged_status: str | None = None  # the status last logged: each change is logged once
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         now = self.clock.time()
@@ -114,8 +117,9 @@ class BackupEvaluation(_BackupJob):
                 lag = step.lag
         findings.append(self._verify_finding(now))
         verdict = worst(findings)
+        self._log_change(verdict)
         if window is not None:
-            self.history.record_window(window.start, verdict.status, lag, now)
+            self.history.record_window(window.start, verdict.status, lag, now, verdict.detail)
         next_deadline = self.schedule.next_deadline(now)
         for status in STATUSES:
             out.gauge(STATUS, int(status == verdict.status), status=status)
@@ -130,6 +134,16 @@ class BackupEvaluation(_BackupJob):
         out.judge(Verdict(verdict.status, verdict.detail, {k: v for k, v in times.items() if v is not None},
                           {"off-site lag": _lag_note(lag)} if "offsite" in seen else {},
                           self.config.timezone))
+
+    def _log_change(self, verdict: Finding) -> None:
+        """ok -> missed is a warning, back to ok is news; the same status again is not logged."""
+        before, self._logged_status = self._logged_status, verdict.status
+        if verdict.status == before or (before is None and verdict.status == "ok"):
+            return
+        if verdict.status == "ok":
+            log.info("backup ok again job=%s was=%s", self.config.name, before)
+        else:
+            log.warning("backup %s job=%s detail=%r", verdict.status, self.config.name, verdict.detail)
 
     def _observe(self, where: str, location, now: float, findings: list) -> list[BackupSnapshot] | None:
         """The location's backups, newest measured and everything recorded; None if unreachable."""
@@ -198,22 +212,53 @@ class BackupVerification(_BackupJob):
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         """A check that could not run fails this job, so it is retried at the next poll."""
-        done, problems = [], []
-        for where, location in self.verifiable.items():
-            last = self.history.last_verification(where)
-            if last is not None and self.clock.time() - last.at < self.config.verify.every:
-                continue
-            with _exclusive(location.config):
-                outcome = location.verify(self.config.verify)
-            self.history.record_verification(where, self.clock.time(), outcome)
-            done.append(f"{where}: {outcome.detail}")
-            if outcome.ok is None:
-                problems.append(f"{where}: {outcome.detail}")
+        outcomes = self.check(only_due=True)
+        done = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items()]
+        problems = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items() if outcome.ok is None]
         if problems:
             raise RuntimeError("; ".join(problems))
         last = [v.at for where in self.verifiable if (v := self.history.last_verification(where)) is not None]
         out.judge(Verdict("ok", "; ".join(done) or "not due", {"last check": min(last)} if last else {},
                           timezone=self.config.timezone))
+
+
+    def check(self, only_due: bool) -> dict[str, VerifyOutcome]:
+        """Run the integrity checks (those due in an open window, or all of them now) and record each outcome."""
+        outcomes = {}
+        opened = self.window_opened(self.clock.time())
+        for where, location in self.verifiable.items():
+            if only_due and not self._due(where, opened):
+                continue
+            with _exclusive(location.config):
+                outcome = location.verify(self.config.verify)
+            self.history.record_verification(where, self.clock.time(), outcome)
+            outcomes[where] = outcome
+        return outcomes
+
+
+    def window_opened(self, now: float) -> float | None:
+        """When the current check window opened, or None outside a window.
+
+        restic and borg checks lock the repository, so by default a window opens an hour
+        after each backup's deadline, clear of the backup itself; `verify.at`/`schedule`
+        choose another time.
+        """
+        verify = self.config.verify
+        if verify.window is not None:
+            opening = Schedule(verify.window, self.config.timezone, 0).last_closed(now)
+            opened = opening.start if opening else None
+        else:
+            backup = Schedule(self.config.schedule, self.config.timezone, self.config.deadline + VERIFY_AFTER_DEADLINE)
+            window = backup.last_closed(now)
+            opened = window.deadline if window else None
+        return opened if opened is not None and now - opened < VERIFY_WINDOW else None
+
+    def _due(self, where: str, opened: float | None) -> bool:
+        """Due at the first window that opens once `every` has passed since the last attempt."""
+        if opened is None:
+            return False
+        last = self.history.last_verification(where)
+        return last is None or last.at < opened - self.config.verify.every + VERIFY_WINDOW
 
 
 _REPOSITORY_LOCKS: dict[str, threading.Lock] = {}

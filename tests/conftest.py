@@ -17,6 +17,7 @@ os.environ.setdefault("VIGIL_STRICT_METRICS", "1")  # a sample that does not mat
 # Each kind's fixtures, including its `<kind>_conformance` target for tests/test_conformance.py.
 pytest_plugins = [
     "tests.fixtures_host",
+    "tests.lab.meraki",
     "tests.fixtures_ssh",
 ]
 
@@ -35,6 +36,14 @@ class RunningAgent:
 
     def metrics(self) -> str:
         return self.get("/metrics")[1].decode()
+
+
+@pytest.fixture(autouse=True)
+def children_allowed(monkeypatch):
+    """`vigil once` run in-process ends by refusing new child tools; each test starts afresh."""
+    from agent import children
+
+    monkeypatch.setattr(children, "_stopping", False)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from agent.collector import Emitter
 from checks.config import BackupJobConfig
-from checks.job import BackupEvaluation, backup_jobs
+from checks.job import BackupEvaluation, BackupVerification, backup_jobs
 from tests.clocks import FakeClock
 from tests.lab.backup_tools import PASSWORD, ResticRepo
 
@@ -140,7 +140,7 @@ def test_verification_runs_on_its_own_schedule_and_finds_damage(repos, job_conte
     primary.backup("2026-11-20 01:10:00", content=bytes(range(256)) * 4000)
     config = job(primary, verify={"every": "7d", "read_data_subset": "100%"})
     evaluation_job, verification_job = backup_jobs(config)
-    assert (verification_job.kind, verification_job.interval) == ("backup_verify", 3600)
+    assert (verification_job.kind, verification_job.interval) == ("backup_verify", 300)
     evaluation, verification = evaluation_job.factory(job_context), verification_job.factory(job_context)
 
     clock.set("2026-11-20 06:00")
@@ -159,6 +159,24 @@ def test_verification_runs_on_its_own_schedule_and_finds_damage(repos, job_conte
     result = run(evaluation)
     assert status(result) == "failed" and "integrity check found errors" in result.verdict.detail
     assert metrics(result)[("vigil_backup_verify_ok", ())] == 0
+
+
+def test_checks_wait_for_their_window_clear_of_the_backup(repos, job_context, clock):
+    """By default an hour after the deadline (06:00 for 01:00 + 4h); `at:` picks another time."""
+    primary, _ = repos
+    primary.backup("2026-11-20 01:10:00")
+    verification = BackupVerification(job(primary, verify={"every": "7d"}), job_context)
+    for when in ("2026-11-20 01:30", "2026-11-20 04:00", "2026-11-20 08:30"):  # during the backup, after the window
+        clock.set(when)
+        assert run(verification).verdict.detail == "not due", when
+    clock.set("2026-11-20 06:20")
+    assert run(verification).verdict.detail.startswith("primary: restic check: no errors")
+
+    weekly = BackupVerification(job(primary, verify={"every": "1d", "at": "Sun 10:00"}), job_context)
+    clock.set("2026-11-21 10:30")  # a Saturday: not its day
+    assert run(weekly).verdict.detail == "not due"
+    clock.set("2026-11-22 10:05")  # Sunday
+    assert run(weekly).verdict.detail.startswith("primary: restic check")
 
 
 def test_a_verification_overdue_for_two_periods_is_unverified(repos, job_context, clock):
@@ -207,3 +225,24 @@ def test_what_was_measured_once_is_exported_on_every_evaluation(tmp_path, job_co
     assert second[size] == first[size] == 1000
     (completed,) = job_context.db.query("SELECT completed_at FROM backup_observations")[0]
     assert completed >= datetime(2026, 11, 20, 1, 10, tzinfo=UTC).timestamp()
+
+
+def test_a_change_of_status_is_logged_once(repos, job_context, clock, caplog):
+    primary, _ = repos
+    primary.backup("2026-11-20 01:10:00")
+    check = BackupEvaluation(job(primary), job_context)
+    caplog.set_level("INFO", logger="checks.job")
+    for when in ("2026-11-20 06:00", "2026-11-20 07:00"):
+        clock.set(when)
+        run(check)
+    for when in ("2026-11-21 05:01", "2026-11-21 05:30", "2026-11-21 06:00"):  # an hour and more of missed
+        clock.set(when)
+        run(check)
+    primary.backup("2026-11-21 06:10:00")
+    clock.set("2026-11-21 06:20")
+    run(check)
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "checks.job"]
+    assert messages == [
+        ("WARNING", "backup missed job=fileserver-nightly detail='no backup completed since the run due at "
+                    "2026-11-21 01:00 UTC (deadline 2026-11-21 05:00 UTC)'"),
+        ("INFO", "backup ok again job=fileserver-nightly was=missed")]

@@ -3,8 +3,9 @@
 Static checks (valid JSON, unique ids, the datasource variable, only catalogued metric
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
-agent (a host target, a Linux and a Windows server over SSH, a restic job with an off-site
-copy and verification, a borg job), and requires that each one succeeds and returns data.
+agent (a host target, a Linux and a Windows server over SSH, a Meraki target on the Dashboard
+API fake, a restic job with an off-site copy and verification, a borg job), and requires that
+each one succeeds and returns data.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
-DASHBOARDS = {"vigil-overview", "vigil-servers", "vigil-backups"}
+DASHBOARDS = {"vigil-overview", "vigil-servers", "vigil-backups", "vigil-meraki"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -172,8 +173,10 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, ssh_server):
+    from tests.fakes.meraki import MerakiFake, make_org
     from tests.fixtures_ssh import ssh_target
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
+    from tests.lab.pki import make_pki
     from tests.lab.prometheus import prometheus
 
     tmp = tmp_path_factory.mktemp("dashboards")
@@ -190,6 +193,9 @@ def lab(tmp_path_factory, ssh_server):
         fields = {**ssh_target(ssh_server, name=name), "interval": "5s", "timeout": "4500ms", **extra}
         return ", ".join(f"{key}: {value}" for key, value in fields.items())
 
+    meraki_pki = make_pki(tmp / "meraki-pki")
+    meraki = MerakiFake(meraki_pki, [make_org("549236", "Acme", networks=3, devices=40)]).__enter__()
+    (tmp / "meraki-key").write_text("test-key\n")
     # A backup made now is ok under a nightly schedule at any time of day: the last closed
     # window started at least `deadline` ago. The restic job reads two repositories (and
     # runs `restic stats` on each the first time), so it gets more than the 1.5 s a
@@ -202,6 +208,8 @@ targets:
   - {{name: monitor-01, kind: host, interval: 1s}}
   - {{{ssh("fileserver-01")}}}
   - {{{ssh("windows-01", os="windows")}}}
+  - {{name: meraki, kind: meraki, api_key: "${{file:{tmp}/meraki-key}}", base_url: "{meraki.url}",
+     ca_file: {meraki_pki.ca}, requests_per_second: 10, interval: 3s, timeout: 2500ms}}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"
@@ -211,7 +219,7 @@ backups:
     timeout: 4s
     primary: {{kind: restic, repository: {primary.repository}, password: "{secret}"}}
     offsite: {{kind: restic, repository: {offsite.repository}, password: "{secret}"}}
-    verify: {{every: 1d}}
+    verify: {{every: 1d, schedule: "* * * * *"}}
   - name: mail-nightly
     schedule: "30 2 * * *"
     timezone: UTC
@@ -253,6 +261,7 @@ backups:
             yield lab
     finally:
         agent.stop()
+        meraki.__exit__(None, None, None)
 
 
 def variable_values(lab: Lab, dashboard: dict) -> dict[str, str]:
