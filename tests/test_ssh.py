@@ -170,7 +170,8 @@ echo 'tzdata/stable-updates 2026a-0+deb12u1 all [upgradable from: 2025b-0+deb12u
 @pytest.fixture
 def make_server(tmp_path):
     """sshd servers whose sessions find a `cat` and an `awk` that misbehave when told to in their
-    `mode` file, and an `apt` that lists two upgrades at once (the real one takes seconds)."""
+    `mode` file, and an `apt` that lists two upgrades at once (the real one takes seconds) or,
+    told so, slowly."""
     with ExitStack() as stack:
         def make(name: str = "broken") -> tuple[Sshd, Path]:
             tools = tmp_path / name / "bin"
@@ -182,7 +183,8 @@ def make_server(tmp_path):
                     ("cat", "/bin/cat", "[ \"$(cat_real)\" = garbage ] && { echo 'cpu  lots of garbage'; exit 0; }")):
                 (tools / tool).write_text(f"#!/bin/sh\ncat_real() {{ /bin/cat {mode}; }}\n{bad}\nexec {real} \"$@\"\n")
                 (tools / tool).chmod(0o755)
-            (tools / "apt").write_text(FAKE_APT)
+            slow = f"[ \"$(/bin/cat {mode})\" = slow ] && sleep 10\n"
+            (tools / "apt").write_text(FAKE_APT.replace("echo Listing...", slow + "echo Listing..."))
             (tools / "apt").chmod(0o755)
             server = stack.enter_context(sshd(tmp_path / name / "sshd", path=f"{tools}:/usr/bin:/bin:/usr/sbin:/sbin"))
             return server, mode
@@ -207,6 +209,16 @@ def test_garbage_output_fails_the_run_with_the_reason(broken_server, context):
     mode.write_text("garbage")
     with pytest.raises(OutputError, match=r"ssh .*@127\.0\.0\.1:\d+: unexpected reply: "):
         collect(server, context, MAIN_ONLY)
+
+
+def test_a_slow_inventory_fails_its_signal_within_the_runs_timeout_not_the_run(broken_server, context):
+    server, mode = broken_server
+    mode.write_text("slow")
+    out = collector_kit.collect(ssh_target(server), replace(context, timeout=3.0))
+    assert values(out, "vigil_server_cpus") and not values(out, "vigil_server_updates_pending")
+    assert "did not finish within" in out.errors[INVENTORY]
+    out = collector_kit.collect(ssh_target(server), replace(context, timeout=1.2))
+    assert "left of the run's 1.2s timeout for the inventory; give the target a longer timeout" in out.errors[INVENTORY]
 
 
 def test_a_reply_without_sections_is_named(broken_server, context):

@@ -28,6 +28,8 @@ from collectors.ssh.output import OutputError
 INVENTORY = "inventory"
 INVENTORY_HELP = "pending updates, OS, kernel and hardware"
 MAX_REPLY = 4 << 20
+MARGIN = 0.25  # seconds of the run's timeout kept for parsing and handing the result over
+LEAST = 1.0  # an inventory with less time left than this fails at once, saying why
 # Automatic services that Windows itself leaves stopped until a trigger starts them.
 WINDOWS_IDLE_SERVICES = ("sppsvc", "RemoteRegistry", "MapsBroker", "gupdate", "edgeupdate", "CDPSvc",
                          "TrustedInstaller", "WbioSrvc", "tiledatamodelsvc")
@@ -98,19 +100,27 @@ class SshCollector(Collector[SshConfig]):
                               via=self.jump_client.get_transport() if self.jump_client else None)
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
+        """Every command ends before the run's own timeout would: a slow inventory (apt on a busy
+        server) then fails its signal only, instead of failing the run, again and again."""
         config = self.config
+        ends = self.ctx.clock.monotonic() + self.ctx.timeout - MARGIN
         if config.os == "windows":
-            document = self._parsed(out, windows.command(INVENTORY in due), windows.parse)
+            document = self._parsed(out, windows.command(INVENTORY in due), windows.parse, ends)
             self._checked(windows.emit_poll, out, document, config.ignore_services)
             if INVENTORY in due:
                 with out.signal(INVENTORY):
                     self._checked(windows.emit_inventory, out, document)
             return
-        text = self._parsed(out, linux.command(linux.POLL_SCRIPT), str)
+        text = self._parsed(out, linux.command(linux.POLL_SCRIPT), str, ends)
         self._checked(linux.emit_poll, out, text, config.exclude_mountpoints, config.exclude_interfaces)
         if INVENTORY in due:
             with out.signal(INVENTORY):
-                inventory = self._parsed(out, linux.command(linux.INVENTORY_SCRIPT), str)
+                left = ends - self.ctx.clock.monotonic()
+                if left < LEAST:
+                    raise SshError(f"ssh {self._where}: {max(left, 0):.1f}s left of the run's "
+                                   f"{self.ctx.timeout:g}s timeout for the inventory; give the target a "
+                                   "longer timeout")
+                inventory = self._parsed(out, linux.command(linux.INVENTORY_SCRIPT), str, ends)
                 self._checked(linux.emit_inventory, out, inventory)
 
     def close(self) -> None:
@@ -119,13 +129,14 @@ class SshCollector(Collector[SshConfig]):
                 client.close()
         self.client = self.jump_client = None
 
-    def _parsed(self, out: Emitter, command: str, parse):
-        """Run one command and parse its reply; a failure names the server and what came back."""
+    def _parsed(self, out: Emitter, command: str, parse, ends: float):
+        """Run one command (ending by `ends` at the latest) and parse its reply; a failure names the
+        server and what came back."""
         if self.client is None:
             raise SshError(f"ssh {self._where}: not connected")
+        timeout = max(0.1, min(self.config.command_timeout, ends - self.ctx.clock.monotonic()))
         try:
-            status, stdout, stderr = run(self.client, command, timeout=self.config.command_timeout,
-                                         max_bytes=MAX_REPLY)
+            status, stdout, stderr = run(self.client, command, timeout=timeout, max_bytes=MAX_REPLY)
         except SshError as exc:
             out.request("exec", "error")
             text = str(exc)
