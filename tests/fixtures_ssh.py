@@ -63,7 +63,7 @@ def ssh_conformance(ssh_server):
     """Two targets: a Linux server and a Windows one; together they show every family the kind declares.
 
     A list, because no one server has both Linux's load averages and Windows' services:
-    tests/test_conformance.py checks the union of what they emit.
+    collector_kit.collect runs each, and the conformance rule applies to what they emit together.
     """
     windows_reply(ssh_server.key_file.parent / "bin", "windows-2022")
     return [ssh_target(ssh_server, name="linux-1"), ssh_target(ssh_server, name="windows-1", os="windows")]
