@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.clock import Clock
 from agent.collector import Emitter, run_once
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.net.ssh import AuthRefused, HostKeyChanged, HostKeyUnknown, SshError
@@ -165,7 +166,7 @@ echo 'tzdata/stable-updates 2026a-0+deb12u1 all [upgradable from: 2025b-0+deb12u
 
 @pytest.fixture
 def make_server(tmp_path):
-    """sshd servers whose sessions find a `cat` and an `awk` that misbehave when told to in their
+    """sshd servers whose sessions find an `awk` that hangs or prints garbage when told to in their
     `mode` file, and an `apt` that lists two upgrades at once (the real one takes seconds) or,
     told so, slowly."""
     with ExitStack() as stack:
@@ -174,11 +175,12 @@ def make_server(tmp_path):
             tools.mkdir(parents=True)
             mode = tools / "mode"
             mode.write_text("ok")
-            for tool, real, bad in (
-                    ("awk", "/usr/bin/awk", "[ \"$(cat_real)\" = hang ] && exec sleep 600"),
-                    ("cat", "/bin/cat", "[ \"$(cat_real)\" = garbage ] && { echo 'cpu  lots of garbage'; exit 0; }")):
-                (tools / tool).write_text(f"#!/bin/sh\ncat_real() {{ /bin/cat {mode}; }}\n{bad}\nexec {real} \"$@\"\n")
-                (tools / tool).chmod(0o755)
+            (tools / "awk").write_text(
+                f"#!/bin/sh\nmode=$(/bin/cat {mode})\n"
+                "[ \"$mode\" = hang ] && exec sleep 600\n"
+                "[ \"$mode\" = garbage ] && { printf '@@vigil stat\\ncpu  lots of garbage\\n'; exit 0; }\n"
+                "exec /usr/bin/awk \"$@\"\n")
+            (tools / "awk").chmod(0o755)
             slow = f"[ \"$(/bin/cat {mode})\" = slow ] && sleep 10\n"
             (tools / "apt").write_text(FAKE_APT.replace("echo Listing...", slow + "echo Listing..."))
             (tools / "apt").chmod(0o755)
@@ -213,8 +215,20 @@ def test_a_slow_inventory_fails_its_signal_within_the_runs_timeout_not_the_run(b
     out = collector_kit.collect(ssh_target(server), replace(context, timeout=3.0))
     assert values(out, "vigil_server_cpus") and not values(out, "vigil_server_updates_pending")
     assert "did not finish within" in out.errors[INVENTORY]
-    out = collector_kit.collect(ssh_target(server), replace(context, timeout=1.2))
-    assert "left of the run's 1.2s timeout for the inventory; give the target a longer timeout" in out.errors[INVENTORY]
+    # a run whose time is spent by the main poll (each reading of this clock is 5 s after the last)
+    out = collector_kit.collect(ssh_target(server), replace(context, timeout=8.0, clock=StepClock()))
+    assert values(out, "vigil_server_cpus")
+    assert out.errors[INVENTORY].endswith("0.0s left of the run's 8s timeout for the inventory; give the target a "
+                                          "longer timeout")
+
+
+class StepClock(Clock):
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 5
+        return self.now
 
 
 def test_a_reply_without_sections_is_named(broken_server, context):

@@ -29,7 +29,7 @@ INVENTORY = "inventory"
 INVENTORY_HELP = "pending updates, OS, kernel and hardware"
 MAX_REPLY = 4 << 20
 MARGIN = 0.25  # seconds of the run's timeout kept for parsing and handing the result over
-LEAST = 1.0  # an inventory with less time left than this fails at once, saying why
+LEAST = 0.5  # an inventory with less time left than this fails at once, saying why
 # Automatic services that Windows itself leaves stopped until a trigger starts them.
 WINDOWS_IDLE_SERVICES = ("sppsvc", "RemoteRegistry", "MapsBroker", "gupdate", "edgeupdate", "CDPSvc",
                          "TrustedInstaller", "WbioSrvc", "tiledatamodelsvc")
