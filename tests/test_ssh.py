@@ -329,13 +329,13 @@ def test_a_fast_windows_poll_asks_for_no_inventory(ssh_server, context):
     assert script.startswith("$Inventory = $false\n") and not values(out, "vigil_server_info")
 
 
-def windows(fixture: str, due=frozenset({"main", INVENTORY})) -> Emitter:
+def windows(fixture: str, due=frozenset({"main", INVENTORY}), exclude: tuple[str, ...] = ()) -> Emitter:
     """A recorded reply through the production parsing and mapping."""
     from collectors.ssh import windows as mapping
 
     out = Emitter(SshCollector.METRICS, strict=True, signals=SshCollector.SIGNALS)
     document = mapping.parse((Path(__file__).parent / "fixtures" / "ssh" / f"{fixture}.json").read_text())
-    mapping.emit_poll(out, document, ("sppsvc",))
+    mapping.emit_poll(out, document, ("sppsvc",), exclude)
     if INVENTORY in due:
         with out.signal(INVENTORY):
             mapping.emit_inventory(out, document)
@@ -357,6 +357,11 @@ def test_windows_localized_numbers_single_items_and_missing_sections():
     assert not values(out, "vigil_server_swap_total_bytes") and not values(out, "vigil_server_swap_free_bytes")
     assert not values(out, "vigil_server_windows_backup_last_ok")
     assert out.errors == {INVENTORY: "OutputError: the os section failed: Zugriff verweigert"}
+
+
+def test_windows_volumes_are_left_out_by_pattern_whatever_their_case():
+    out = windows("windows-2022", MAIN_ONLY, exclude=("\\\\?\\volume*", "d:\\"))
+    assert {dict(labels)["mountpoint"] for labels in values(out, "vigil_server_filesystem_size_bytes")} == {"C:\\"}
 
 
 def test_a_failed_windows_server_backup_is_not_ok():

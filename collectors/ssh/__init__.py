@@ -8,7 +8,7 @@ OS, kernel, hardware; every 6h by default) is a second exec on Linux only when d
 part of the same PowerShell invocation on Windows.
 
 paramiko blocks, so the lifecycle methods are plain: the agent runs them in threads,
-and every command is bounded by `command_timeout`.
+and every command is bounded by `command_timeout` and by what is left of the run's timeout.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class SshCollector(Collector[SshConfig]):
         ends = self.ctx.clock.monotonic() + self.ctx.timeout - MARGIN
         if config.os == "windows":
             document = self._parsed(out, windows.command(INVENTORY in due), windows.parse, ends)
-            self._checked(windows.emit_poll, out, document, config.ignore_services)
+            self._checked(windows.emit_poll, out, document, config.ignore_services, config.exclude_mountpoints)
             if INVENTORY in due:
                 with out.signal(INVENTORY):
                     self._checked(windows.emit_inventory, out, document)

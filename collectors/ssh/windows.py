@@ -50,7 +50,8 @@ def parse(text: str) -> dict:
     return document
 
 
-def emit_poll(out: Emitter, document: dict, ignore_services: tuple[str, ...] = ()) -> None:
+def emit_poll(out: Emitter, document: dict, ignore_services: tuple[str, ...] = (),
+              exclude_volumes: tuple[str, ...] = ()) -> None:
     cpu, memory = document["cpu"], document["memory"]
     out.gauge(m.CPUS, _number(cpu.get("count"), "cpu.count"))
     for mode in ("user", "system", "idle"):
@@ -64,7 +65,8 @@ def emit_poll(out: Emitter, document: dict, ignore_services: tuple[str, ...] = (
     out.gauge(m.SWAP_FREE, None if swap_total is None or swap_used is None else swap_total - swap_used)
     out.gauge(m.BOOT_TIME, _number(memory.get("boot_time"), "memory.boot_time"))
     for volume in _list(document.get("volumes")):
-        if not isinstance(volume, dict) or not volume.get("name"):
+        if not isinstance(volume, dict) or not volume.get("name") or \
+                any(fnmatch(str(volume["name"]).lower(), pattern.lower()) for pattern in exclude_volumes):
             continue
         labels = {"mountpoint": str(volume["name"]), "fstype": str(volume.get("fstype") or "")}
         free = _number(volume.get("free_bytes"), "volumes.free_bytes")
