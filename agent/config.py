@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, Field, PlainValidator, ValidationError, model_validator
 
 from agent import registry, yamlfile
 from agent.schema import Dispatched, Duration, Lazy, StrictModel, TargetConfig, dispatched, lazy
@@ -76,6 +76,14 @@ class AgentConfig(StrictModel):
     defaults: Defaults = Defaults()
     targets: tuple[Target, ...] = ()
     backups: tuple[lazy(registry.BACKUP_CONFIG), ...] = ()
+
+    @model_validator(mode="after")
+    def _link_targets(self) -> AgentConfig:
+        """Targets that name others (ssh's `via:`) get them here; a bad name is reported by check-config."""
+        by_name = {target.name: target for target in self.targets}
+        for target in self.targets:
+            target.link(by_name)
+        return self
 
     def schedule(self, target: TargetConfig) -> tuple[float, float]:
         """(interval, timeout) of a target; an inherited timeout is cut below the interval."""
@@ -183,8 +191,11 @@ def _raw_issues(data: dict) -> list[tuple[tuple, str]]:
 
 
 def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
-    """What one field cannot say alone: a timeout below its interval."""
+    """What one field cannot say alone: a timeout below its interval, a reference to another target."""
     problems = []
+    by_name = {target.name: target for target in config.targets}
+    for index, target in enumerate(config.targets):
+        problems += [(("targets", index, *loc), message) for loc, message in target.link(by_name)]
     for index, target in enumerate(config.targets):
         interval, timeout = config.schedule(target)
         if timeout >= interval:

@@ -14,6 +14,7 @@ COLLECTORS: dict[str, str] = {
     "meraki": "collectors.meraki:MerakiCollector",
     "ups": "collectors.ups:UpsCollector",
     "nut": "collectors.nut:NutCollector",
+    "ssh": "collectors.ssh:SshCollector",
 }
 
 # Kinds that are not configured as targets: the jobs each backup job brings.

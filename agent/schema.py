@@ -108,3 +108,10 @@ class TargetConfig(Dispatched):
     interval: Duration | None = Field(None, description="how often it is collected (default: defaults.interval)")
     timeout: Duration | None = Field(None, description="how long one collection may take, shorter than the "
                                                        "interval (default: defaults.timeout)")
+
+    def link(self, targets: Mapping[str, TargetConfig]) -> list[tuple[tuple, str]]:
+        """Resolve references to other targets (ssh's `via:`), once the whole config is read.
+
+        Returns problems as (field path inside this target, message); the default has no references.
+        """
+        return []

@@ -52,6 +52,7 @@ class HostCollector(Collector[HostConfig]):
         m.DISK_READ, m.DISK_WRITTEN, m.DISK_IO_TIME,
         m.NET_RECEIVE, m.NET_TRANSMIT, m.NET_RECEIVE_ERRORS, m.NET_TRANSMIT_ERRORS,
         m.BOOT_TIME, m.SYSTEMD_FAILED_UNITS, m.REBOOT_REQUIRED, m.INFO,
+        m.FILESYSTEM_FILES, m.FILESYSTEM_FILES_FREE, m.FILESYSTEM_READONLY, m.TIME_SYNCHRONIZED,
     )
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
@@ -63,6 +64,7 @@ class HostCollector(Collector[HostConfig]):
         out.gauge(m.BOOT_TIME, psutil.boot_time())
         out.gauge(m.INFO, 1, **_info())
         out.gauge(m.SYSTEMD_FAILED_UNITS, _systemd_failed_units())
+        out.gauge(m.TIME_SYNCHRONIZED, _time_synchronized())
         if DEBIAN_VERSION_FILE.exists():
             out.gauge(m.REBOOT_REQUIRED, int(REBOOT_REQUIRED_FILE.exists()))
 
@@ -85,6 +87,9 @@ class HostCollector(Collector[HostConfig]):
             out.gauge(m.FILESYSTEM_SIZE, usage.f_blocks * usage.f_frsize, **labels)
             out.gauge(m.FILESYSTEM_FREE, usage.f_bfree * usage.f_frsize, **labels)
             out.gauge(m.FILESYSTEM_AVAIL, usage.f_bavail * usage.f_frsize, **labels)
+            out.gauge(m.FILESYSTEM_FILES, usage.f_files, **labels)
+            out.gauge(m.FILESYSTEM_FILES_FREE, usage.f_ffree, **labels)
+            out.gauge(m.FILESYSTEM_READONLY, int("ro" in part.opts.split(",")), **labels)
 
     def _networks(self, out: Emitter) -> None:
         for nic, io in psutil.net_io_counters(pernic=True).items():
@@ -166,3 +171,17 @@ def _systemd_failed_units() -> int | None:
         log.warning("systemd failed units unknown error=%s", exc)
         return None
     return sum(1 for line in listing.splitlines() if line.strip())
+
+
+def _time_synchronized() -> int | None:
+    """timedatectl's NTPSynchronized (the kernel's flag, whichever daemon keeps time), as the ssh kind reads it."""
+    timedatectl = shutil.which("timedatectl")
+    if not SYSTEMD_RUNTIME.is_dir() or timedatectl is None:
+        return None
+    try:
+        answer = subprocess.run([timedatectl, "show", "-p", "NTPSynchronized", "--value"],
+                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("time sync unknown error=%s", exc)
+        return None
+    return {"yes": 1, "no": 0}.get(answer)

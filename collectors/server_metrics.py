@@ -46,6 +46,37 @@ BOOT_TIME = MetricSpec("vigil_server_boot_time_timestamp_seconds", "gauge",
 SYSTEMD_FAILED_UNITS = MetricSpec("vigil_server_systemd_failed_units", "gauge",
                                   "systemd units in the failed state (systemd hosts only).")
 REBOOT_REQUIRED = MetricSpec("vigil_server_reboot_required", "gauge",
-                             "1 when the OS asks for a reboot (Debian/Ubuntu reboot-required).")
+                             "1 when the OS asks for a reboot (Debian/Ubuntu reboot-required, Windows "
+                             "pending reboot).")
 INFO = MetricSpec("vigil_server_info", "gauge", "Operating system and hardware, value 1.",
                   ("os", "version", "vendor", "model", "serial"))
+
+# Families the SSH collector reads (and the host collector may add): the same names and
+# specs for every way of polling a server.
+FILESYSTEM_FILES = MetricSpec("vigil_server_filesystem_files", "gauge",
+                              "Inodes of a filesystem (0 where it has no fixed number).", FILESYSTEM_LABELS)
+FILESYSTEM_FILES_FREE = MetricSpec("vigil_server_filesystem_files_free", "gauge",
+                                   "Free inodes of a filesystem.", FILESYSTEM_LABELS)
+FILESYSTEM_READONLY = MetricSpec("vigil_server_filesystem_readonly", "gauge",
+                                 "1 when a filesystem is mounted read-only (often after I/O errors).",
+                                 FILESYSTEM_LABELS)
+TIME_SYNCHRONIZED = MetricSpec("vigil_server_time_synchronized", "gauge",
+                               "1 when the clock is synchronised by NTP (timedatectl or chrony), 0 when not.")
+SYSTEMD_FAILED_UNIT = MetricSpec("vigil_server_systemd_failed_unit_info", "gauge",
+                                 "A failed systemd unit, value 1 (at most the first 10 by name).", ("unit",))
+UPDATES_PENDING = MetricSpec("vigil_server_updates_pending", "gauge",
+                             "Package updates the server's package lists offer (type all, or security), "
+                             "refreshed every 6h by default.", ("type",))
+KERNEL_INFO = MetricSpec("vigil_server_kernel_info", "gauge", "The running kernel, value 1.", ("release",))
+WINDOWS_STOPPED_AUTO_SERVICES = MetricSpec("vigil_server_windows_stopped_auto_services", "gauge",
+                                           "Windows services set to start automatically that are not running.")
+WINDOWS_STOPPED_AUTO_SERVICE = MetricSpec("vigil_server_windows_stopped_auto_service_info", "gauge",
+                                          "A stopped automatic Windows service, value 1 (at most the first 10 "
+                                          "by name).", ("service",))
+WINDOWS_LAST_HOTFIX = MetricSpec("vigil_server_windows_last_hotfix_timestamp_seconds", "gauge",
+                                 "When the newest Windows update (hotfix) was installed.", unit="seconds")
+WINDOWS_BACKUP_LAST_SUCCESS = MetricSpec("vigil_server_windows_backup_last_success_timestamp_seconds", "gauge",
+                                         "When Windows Server Backup last completed a backup successfully.",
+                                         unit="seconds")
+WINDOWS_BACKUP_LAST_OK = MetricSpec("vigil_server_windows_backup_last_ok", "gauge",
+                                    "1 when Windows Server Backup's last backup succeeded, 0 when it failed.")

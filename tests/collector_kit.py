@@ -7,7 +7,7 @@ Every collector's tests use these, so each kind runs exactly as the agent runs i
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from agent import registry
 from agent.collector import Collector, Context, Emitter, run_once
@@ -21,19 +21,44 @@ def build(target: dict, context: Context) -> Collector:
     return registry.collector_class(config.kind)(config, ctx)
 
 
-def collect(target: dict, context: Context, due: frozenset[str] | None = None) -> Emitter:
-    """Open, collect (every signal due unless `due` says) and close once, with strict metric checks."""
+def collect(target: dict | list[dict], context: Context, due: frozenset[str] | None = None) -> Emitter | Runs:
+    """Open, collect (every signal due unless `due` says) and close once, with strict metric checks.
+
+    A list of targets (a kind no single device shows whole: ssh's Linux and Windows servers)
+    is collected target by target, and the runs are seen together.
+    """
+    if isinstance(target, list):
+        return Runs(tuple(collect(one, context, due) for one in target))
     return asyncio.run(run_once(build(target, context), due, strict=True))
 
 
-def values(out: Emitter, name: str, signal: str | None = None) -> dict[tuple, float]:
+@dataclass(frozen=True)
+class Runs:
+    """Several targets' runs read as one by `values` and `assert_conforms`."""
+
+    runs: tuple[Emitter, ...]
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {f"{index}:{signal}": error
+                for index, run in enumerate(self.runs) for signal, error in run.errors.items()}
+
+    @property
+    def ran(self) -> set[str]:
+        return set().union(*(run.ran for run in self.runs))
+
+    def samples(self, signal: str = "main") -> tuple:
+        return tuple(sample for run in self.runs for sample in run.samples(signal))
+
+
+def values(out: Emitter | Runs, name: str, signal: str | None = None) -> dict[tuple, float]:
     """{sorted label items: value} of one metric, from every signal or one."""
     signals = [signal] if signal else sorted(out.ran)
     return {tuple(sorted(s.labels.items())): s.value
             for sig in signals for s in out.samples(sig) if s.name == name}
 
 
-def assert_conforms(out: Emitter, collector_class: type[Collector]) -> None:
+def assert_conforms(out: Emitter | Runs, collector_class: type[Collector]) -> None:
     """The conformance rule: every declared family is emitted on the fixture, nothing else, no signal failed."""
     assert not out.errors, f"signals failed on the conformance fixture: {out.errors}"
     declared = {spec.name for spec in collector_class.METRICS}

@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.lab.meraki",
     "tests.lab.snmpsim",
     "tests.lab.nut",
+    "tests.fixtures_ssh",
 ]
 
 

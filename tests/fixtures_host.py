@@ -11,7 +11,7 @@ from collectors import host
 
 @pytest.fixture
 def systemd_host(tmp_path, monkeypatch):
-    """A systemd host with two failed units and a pending reboot, on Debian."""
+    """A systemd host with two failed units, a pending reboot and an unsynchronised clock, on Debian."""
     runtime = tmp_path / "run-systemd-system"
     runtime.mkdir()
     bin_dir = tmp_path / "bin"
@@ -22,6 +22,9 @@ def systemd_host(tmp_path, monkeypatch):
                          "echo 'backup.service loaded failed failed Nightly backup'\n"
                          "echo 'certbot.service loaded failed failed Certbot renew'\n")
     systemctl.chmod(0o755)
+    timedatectl = bin_dir / "timedatectl"
+    timedatectl.write_text("#!/bin/sh\n[ \"$*\" = 'show -p NTPSynchronized --value' ] && echo no\n")
+    timedatectl.chmod(0o755)
     (tmp_path / "reboot-required").write_text("*** System restart required ***\n")
     (tmp_path / "debian_version").write_text("12.8\n")
     monkeypatch.setattr(host, "SYSTEMD_RUNTIME", runtime)

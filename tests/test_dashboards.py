@@ -3,9 +3,9 @@
 Static checks (valid JSON, unique ids, the datasource variable, only catalogued metric
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
-agent (a host target, a Meraki target on the Dashboard API fake, an SNMP and a NUT UPS, a
-restic job with an off-site copy and verification, a borg job),
-and requires that each one succeeds and returns data.
+agent (a host target, a Linux and a Windows server over SSH, a Meraki target on the Dashboard
+API fake, an SNMP and a NUT UPS, a restic job with an off-site copy and verification, a borg
+job), and requires that each one succeeds and returns data.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
-DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-meraki", "vigil-ups"}
+DASHBOARDS = {"vigil-overview", "vigil-servers", "vigil-backups", "vigil-meraki", "vigil-ups"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -127,7 +127,7 @@ def test_the_dashboard_uses_its_variables_and_only_catalogued_metrics(name):
 
 
 def test_the_required_variables():
-    hosts = {variable["name"]: variable for variable in load("vigil-hosts")["templating"]["list"]}
+    hosts = {variable["name"]: variable for variable in load("vigil-servers")["templating"]["list"]}
     assert variable_query(hosts["target"]) == "label_values(vigil_server_cpus, target)" and hosts["target"]["multi"]
     backups = {variable["name"]: variable for variable in load("vigil-backups")["templating"]["list"]}
     assert variable_query(backups["backup"]) == "label_values(vigil_backup_status, backup)"
@@ -172,8 +172,9 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, snmp_lab, nut_lab):
+def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server):
     from tests.fakes.meraki import MerakiFake, make_org
+    from tests.fixtures_ssh import ssh_target
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
     from tests.lab.pki import make_pki
     from tests.lab.prometheus import prometheus
@@ -186,6 +187,12 @@ def lab(tmp_path_factory, snmp_lab, nut_lab):
     (tmp / "secret").write_text(PASSWORD + "\n")
     secret = f"${{file:{tmp}/secret}}"
     listen = f"127.0.0.1:{free_port()}"
+
+    def ssh(name: str, **extra: str) -> str:
+        """A Linux and a Windows server over SSH (tests/fixtures_ssh.py): the servers dashboard's other half."""
+        fields = {**ssh_target(ssh_server, name=name), "interval": "5s", "timeout": "4500ms", **extra}
+        return ", ".join(f"{key}: {value}" for key, value in fields.items())
+
     meraki_pki = make_pki(tmp / "meraki-pki")
     meraki = MerakiFake(meraki_pki, [make_org("549236", "Acme", networks=3, devices=40)]).__enter__()
     (tmp / "meraki-key").write_text("test-key\n")
@@ -199,6 +206,8 @@ listen: {listen}
 state_dir: {tmp / "state"}
 targets:
   - {{name: monitor-01, kind: host, interval: 1s}}
+  - {{{ssh("fileserver-01")}}}
+  - {{{ssh("windows-01", os="windows")}}}
   - {{name: meraki, kind: meraki, api_key: "${{file:{tmp}/meraki-key}}", base_url: "{meraki.url}",
      ca_file: {meraki_pki.ca}, requests_per_second: 10, interval: 3s, timeout: 2500ms}}
   - {json.dumps(snmp_lab.v2c("ups-3ph", community="rfc1628-3phase", interval="1s"))}

@@ -47,6 +47,16 @@ def test_failed_units_and_pending_reboot_on_a_systemd_debian_host(systemd_host, 
     samples = collect()
     assert values(samples, "vigil_server_systemd_failed_units") == {(): 2}
     assert values(samples, "vigil_server_reboot_required") == {(): 1}
+    assert values(samples, "vigil_server_time_synchronized") == {(): 0}
+
+
+def test_inodes_and_the_read_only_flag_of_this_machine(collect):
+    samples = collect()
+    root = os.statvfs("/")
+    labels = next(labels for labels in values(samples, "vigil_server_filesystem_files")
+                  if dict(labels)["mountpoint"] == "/")
+    assert values(samples, "vigil_server_filesystem_files")[labels] == root.f_files
+    assert values(samples, "vigil_server_filesystem_readonly")[labels] == int(bool(root.f_flag & os.ST_RDONLY))
 
 
 def test_no_systemd_means_no_failed_units_metric(tmp_path, monkeypatch, collect):

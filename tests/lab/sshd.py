@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shlex
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.lab.harness import free_port, need, running
+from tests.lab.harness import Peer, free_port, need, running, wait_until
 
 SSHD = "/usr/sbin/sshd"  # sshd refuses to run unless started by its absolute path
 PRIVSEP_DIR = Path("/run/sshd")
@@ -30,6 +31,24 @@ class Sshd:
     known_hosts: Path  # one line: [127.0.0.1]:PORT ssh-ed25519 ...
     fingerprint: str  # the host key's, as OpenSSH prints it: SHA256:...
     host_key: Path
+    argv: tuple[str, ...] = ()  # how it was started, to start it again after `kill()`
+    peer: Peer | None = None
+
+    def kill(self) -> None:
+        """Stop sshd and every connection it serves (its per-connection children), as a crash would."""
+        children = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(int(pid)) == self.peer.pid]
+        self.peer.stop()
+        for pid in children:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+    def start_again(self, log: Path) -> Peer:
+        """The same sshd (port, keys) started once more; the caller stops the Peer returned."""
+        peer = Peer(list(self.argv), log)
+        wait_until(lambda: _banner(self.port).startswith(b"SSH-2.0-"), 20, "sshd to start again")
+        return peer
 
 
 def make_key(path: Path) -> Path:
@@ -53,8 +72,19 @@ def known_hosts_line(port: int, host_key: Path) -> str:
     return f"[127.0.0.1]:{port} {key_type} {key_data}\n"
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 @contextmanager
-def sshd(directory: Path) -> Iterator[Sshd]:
+def sshd(directory: Path, path: str | None = None, private_run: tuple[str, ...] = ()) -> Iterator[Sshd]:
+    """sshd on a free port. `path` becomes the sessions' PATH (fake tools first); `private_run`
+    runs sshd in a mount namespace of its own with an empty /run holding these files and
+    directories (a name ending in / is a directory), so a "server" can have systemd's
+    runtime directory or a pending reboot without touching this machine's /run."""
     binary = need(SSHD, "apt-get install openssh-server")
     directory.mkdir(parents=True, exist_ok=True)
     host_key = make_key(directory / "host_ed25519")
@@ -75,14 +105,21 @@ UsePAM no
 StrictModes no
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
-""")
+""" + (f"SetEnv PATH={path}\n" if path else ""))
     known_hosts = directory / "known_hosts"
     known_hosts.write_text(known_hosts_line(port, host_key))
     if os.geteuid() == 0:
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
     argv = [binary, "-D", "-e", "-f", str(config)]
-    with running(argv, directory / "sshd.log", lambda: _banner(port).startswith(b"SSH-2.0-"), "sshd"):
-        yield Sshd("127.0.0.1", port, getpass.getuser(), user_key, known_hosts, fingerprint(host_key), host_key)
+    if private_run:
+        unshare = need("unshare", "apt-get install util-linux")
+        made = " && ".join(f"mkdir -p {shlex.quote('/run/' + name)}" if name.endswith("/") else
+                           f"touch {shlex.quote('/run/' + name)}" for name in ("sshd/", *private_run))
+        argv = [unshare, "--mount", "--propagation", "private", "sh", "-c",
+                f"mount -t tmpfs vigil-lab-run /run && {made} && exec {shlex.join(argv)}"]
+    with running(argv, directory / "sshd.log", lambda: _banner(port).startswith(b"SSH-2.0-"), "sshd") as peer:
+        yield Sshd("127.0.0.1", port, getpass.getuser(), user_key, known_hosts, fingerprint(host_key), host_key,
+                   tuple(argv), peer)
 
 
 def _banner(port: int) -> bytes:

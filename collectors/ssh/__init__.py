@@ -1,0 +1,161 @@
+"""`kind: ssh`: remote Linux and Windows servers over SSH, with nothing installed on them.
+
+One persistent SSH connection per server, opened in `open()` and reused by every poll;
+the agent makes a new instance (a new connection) after a failed run. A poll is one
+exec: a shell script on Linux (collectors/ssh/linux_poll.sh), one PowerShell invocation
+on Windows (windows_poll.ps1), parsed here. The slow `inventory` signal (pending updates,
+OS, kernel, hardware; every 6h by default) is a second exec on Linux only when due, and
+part of the same PowerShell invocation on Windows.
+
+paramiko blocks, so the lifecycle methods are plain: the agent runs them in threads,
+and every command is bounded by `command_timeout` and by what is left of the run's timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import Field, PrivateAttr
+
+from agent.collector import MAIN, Collector, Emitter, Signal
+from agent.net.ssh import SshError, SshFields, connect, run
+from agent.schema import Duration, Name, TargetConfig
+from collectors import server_metrics as m
+from collectors.ssh import linux, windows
+from collectors.ssh.output import OutputError
+
+INVENTORY = "inventory"
+INVENTORY_HELP = "pending updates, OS, kernel and hardware"
+MAX_REPLY = 4 << 20
+MARGIN = 0.25  # seconds of the run's timeout kept for parsing and handing the result over
+LEAST = 0.5  # an inventory with less time left than this fails at once, saying why
+# Automatic services that Windows itself leaves stopped until a trigger starts them.
+WINDOWS_IDLE_SERVICES = ("sppsvc", "RemoteRegistry", "MapsBroker", "gupdate", "edgeupdate", "CDPSvc",
+                         "TrustedInstaller", "WbioSrvc", "tiledatamodelsvc")
+
+
+class SshConfig(TargetConfig, SshFields):
+    kind: Literal["ssh"]
+    os: Literal["linux", "windows"] = Field("linux", description="what the server runs: linux (a POSIX "
+                                                                 "shell) or windows (PowerShell)")
+    via: Name | None = Field(None, description="the name of another ssh target to jump through (its host, "
+                                               "user, key and host key are used for the jump)")
+    updates_every: Duration = Field(6 * 3600.0, description="how often pending updates, OS, kernel and "
+                                                            "hardware are read (the inventory signal)")
+    command_timeout: Duration = Field(15.0, description="how long connecting, and each remote command, may "
+                                                        "take; keep it below the target's timeout")
+    exclude_mountpoints: tuple[str, ...] = Field((), description="mountpoints (Windows: volume names such "
+                                                                 "as D:\\) to leave out, fnmatch patterns")
+    exclude_interfaces: tuple[str, ...] = Field(("lo", "veth*", "docker*", "br-*"),
+                                                description="Linux network interfaces to leave out (fnmatch "
+                                                            "patterns)")
+    ignore_services: tuple[str, ...] = Field(WINDOWS_IDLE_SERVICES,
+                                             description="Windows automatic services not to report when "
+                                                         "stopped (fnmatch patterns, case-insensitive)")
+    _jump: SshConfig | None = PrivateAttr(None)
+
+    def link(self, targets: Mapping[str, TargetConfig]) -> list[tuple[tuple, str]]:
+        if self.via is None:
+            return []
+        jump = targets.get(self.via)
+        if not isinstance(jump, SshConfig):
+            valid = sorted(name for name, t in targets.items() if isinstance(t, SshConfig) and name != self.name)
+            return [(("via",), f"no ssh target is named `{self.via}` (ssh targets: {', '.join(valid) or 'none'})")]
+        if jump.via is not None:
+            return [(("via",), f"`{self.via}` has a via: of its own; jump through one host only")]
+        self._jump = jump
+        return []
+
+
+class SshCollector(Collector[SshConfig]):
+    Config = SshConfig
+    METRICS = (
+        m.CPU_SECONDS, m.CPUS, m.LOAD1, m.LOAD5, m.LOAD15,
+        m.MEMORY_TOTAL, m.MEMORY_AVAILABLE, m.SWAP_TOTAL, m.SWAP_FREE,
+        m.FILESYSTEM_SIZE, m.FILESYSTEM_FREE, m.FILESYSTEM_AVAIL,
+        m.FILESYSTEM_FILES, m.FILESYSTEM_FILES_FREE, m.FILESYSTEM_READONLY,
+        m.DISK_READ, m.DISK_WRITTEN, m.DISK_IO_TIME,
+        m.NET_RECEIVE, m.NET_TRANSMIT, m.NET_RECEIVE_ERRORS, m.NET_TRANSMIT_ERRORS,
+        m.BOOT_TIME, m.SYSTEMD_FAILED_UNITS, m.SYSTEMD_FAILED_UNIT, m.REBOOT_REQUIRED, m.TIME_SYNCHRONIZED,
+        m.UPDATES_PENDING, m.INFO, m.KERNEL_INFO,
+        m.WINDOWS_STOPPED_AUTO_SERVICES, m.WINDOWS_STOPPED_AUTO_SERVICE, m.WINDOWS_LAST_HOTFIX,
+        m.WINDOWS_BACKUP_LAST_SUCCESS, m.WINDOWS_BACKUP_LAST_OK,
+    )
+    SIGNALS = {MAIN: Signal(), INVENTORY: Signal(every=6 * 3600.0, help=INVENTORY_HELP)}
+    CONCURRENCY = 16  # polls at once: each holds a thread while its command runs
+
+    client = None
+    jump_client = None
+
+    def signals(self) -> Mapping[str, Signal]:
+        return {MAIN: Signal(), INVENTORY: Signal(every=self.config.updates_every, help=INVENTORY_HELP)}
+
+    def open(self) -> None:
+        jump = self.config._jump
+        timeout = self.config.command_timeout
+        if jump is not None:
+            self.jump_client = connect(jump.endpoint(timeout))
+        self.client = connect(self.config.endpoint(timeout),
+                              via=self.jump_client.get_transport() if self.jump_client else None)
+
+    def collect(self, out: Emitter, due: frozenset[str]) -> None:
+        """Every command ends before the run's own timeout would: a slow inventory (apt on a busy
+        server) then fails its signal only, instead of failing the run, again and again."""
+        config = self.config
+        ends = self.ctx.clock.monotonic() + self.ctx.timeout - MARGIN
+        if config.os == "windows":
+            document = self._parsed(out, windows.command(INVENTORY in due), windows.parse, ends)
+            self._checked(windows.emit_poll, out, document, config.ignore_services, config.exclude_mountpoints)
+            if INVENTORY in due:
+                with out.signal(INVENTORY):
+                    self._checked(windows.emit_inventory, out, document)
+            return
+        text = self._parsed(out, linux.command(linux.POLL_SCRIPT), str, ends)
+        self._checked(linux.emit_poll, out, text, config.exclude_mountpoints, config.exclude_interfaces)
+        if INVENTORY in due:
+            with out.signal(INVENTORY):
+                left = ends - self.ctx.clock.monotonic()
+                if left < LEAST:
+                    raise SshError(f"ssh {self._where}: {max(left, 0):.1f}s left of the run's "
+                                   f"{self.ctx.timeout:g}s timeout for the inventory; give the target a "
+                                   "longer timeout")
+                inventory = self._parsed(out, linux.command(linux.INVENTORY_SCRIPT), str, ends)
+                self._checked(linux.emit_inventory, out, inventory)
+
+    def close(self) -> None:
+        for client in (self.client, self.jump_client):
+            if client is not None:
+                client.close()
+        self.client = self.jump_client = None
+
+    def _parsed(self, out: Emitter, command: str, parse, ends: float):
+        """Run one command (ending by `ends` at the latest) and parse its reply; a failure names the
+        server and what came back."""
+        if self.client is None:
+            raise SshError(f"ssh {self._where}: not connected")
+        timeout = max(0.1, min(self.config.command_timeout, ends - self.ctx.clock.monotonic()))
+        try:
+            status, stdout, stderr = run(self.client, command, timeout=timeout, max_bytes=MAX_REPLY)
+        except SshError as exc:
+            out.request("exec", "error")
+            text = str(exc)
+            if text.startswith("ssh: "):  # a lost connection does not know whose it was
+                raise SshError(f"ssh {self._where}: {text[5:]}") from None
+            raise
+        out.request("exec", status)
+        if status != 0:
+            said = stderr.decode("utf-8", "replace").strip().splitlines()
+            raise SshError(f"ssh {self._where}: the poll command exited with status {status}"
+                           + (f": {said[-1][:200]}" if said else ""))
+        return self._checked(parse, stdout.decode("utf-8", "replace"))
+
+    def _checked(self, function, *args):
+        try:
+            return function(*args)
+        except OutputError as exc:
+            raise OutputError(f"ssh {self._where}: unexpected reply: {exc}") from None
+
+    @property
+    def _where(self) -> str:
+        return self.config.endpoint(self.config.command_timeout).where
