@@ -48,6 +48,15 @@ def children_allowed(monkeypatch):
     monkeypatch.setattr(children, "_stopping", False)
 
 
+@pytest.fixture(autouse=True)
+def own_secrets(monkeypatch):
+    """Each test masks only the secrets it resolves itself (the registry is process-wide)."""
+    from agent import redact
+
+    monkeypatch.setattr(redact, "_secrets", set())
+    monkeypatch.setattr(redact, "_known", None)
+
+
 @pytest.fixture
 def context(tmp_path):
     """What the agent lends a job: a real clock, rate limits, and a state dir with its database."""
