@@ -10,6 +10,7 @@ from functools import cache
 
 COLLECTORS: dict[str, str] = {
     "host": "collectors.host:HostCollector",
+    "m365": "collectors.m365.collector:M365Collector",
 }
 
 # Kinds that are not configured as targets: the jobs each backup job brings.
