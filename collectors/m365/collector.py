@@ -44,8 +44,8 @@ class M365Collector(Collector[M365Config]):
         for name, signal in self.SIGNALS.items():
             if name == MAIN or name in self.config.skip or (name == "usage_reports" and not self.config.usage_reports):
                 continue
-            every = self.config.intervals.get(name, signal.every)  # type: ignore[call-overload]
-            chosen[name] = Signal(every, signal.help)
+            every = getattr(self.config.intervals, name)
+            chosen[name] = Signal(signal.every if every is None else every, signal.help)
         return chosen
 
     async def open(self) -> None:

@@ -20,6 +20,18 @@ class ClientCertificate(StrictModel):
                                          "of the PEM key file (`${cred:m365_key}` loads it with LoadCredential=)")
 
 
+class SignalIntervals(StrictModel):
+    """How often each signal is read; unset: its default."""
+
+    service_health: Duration | None = Field(None, description="service health (default: every run)")
+    directory_sync: Duration | None = Field(None, description="hybrid AD sync state (default: 5m)")
+    licenses: Duration | None = Field(None, description="licences per SKU (default: 15m)")
+    app_credentials: Duration | None = Field(None, description="app credential expiry (default: 1h)")
+    secure_score: Duration | None = Field(None, description="Secure Score, computed daily by Graph (default: 6h)")
+    intune: Duration | None = Field(None, description="Intune device compliance (default: 15m)")
+    usage_reports: Duration | None = Field(None, description="usage reports, refreshed daily (default: 12h)")
+
+
 class M365Config(TargetConfig):
     kind: Literal["m365"]
     tenant_id: str = Field(description="the directory (tenant) id, or its primary domain",
@@ -49,8 +61,8 @@ class M365Config(TargetConfig):
     near_quota_ratio: float = Field(0.9, gt=0, le=1, description="a SharePoint site at this share of its "
                                                                  "storage allocated counts as near quota")
     report_period: Literal["D7", "D30", "D90", "D180"] = Field("D7", description="the usage reports' period")
-    intervals: dict[SignalName, Duration] = Field({}, description="how often a signal is read, overriding its "
-                                                                  "default (service_health: every run)")
+    intervals: SignalIntervals = Field(SignalIntervals(), description="how often each signal is read, "
+                                                                      "overriding its default")
 
     @model_validator(mode="after")
     def _one_credential(self) -> M365Config:
