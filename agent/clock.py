@@ -1,4 +1,9 @@
-"""The one source of time for the scheduler and the checks, so tests can move it."""
+"""The one source of time for the scheduler, the checks and the transports, so tests can move it.
+
+Code on the event loop sleeps with `await clock.sleep()`; code that runs in a worker
+thread (paramiko, a sync HTTP client) waits with `clock.wait()`, the one place in the
+product allowed to block on time. A test's FakeClock makes both return at once.
+"""
 
 from __future__ import annotations
 
@@ -17,3 +22,8 @@ class Clock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    def wait(self, seconds: float) -> None:
+        """Block the calling thread; never call it on the event loop."""
+        if seconds > 0:
+            time.sleep(seconds)

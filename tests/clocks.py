@@ -14,6 +14,7 @@ class FakeClock(Clock):
     def __init__(self, start: float = 1_800_000_000.0) -> None:
         self.epoch = start
         self.elapsed = 0.0  # kept apart from the epoch so that tiny sleeps still move it
+        self.waits: list[float] = []  # what was slept (async) or waited (threads), in order
 
     def time(self) -> float:
         return self.epoch + self.elapsed
@@ -23,7 +24,12 @@ class FakeClock(Clock):
 
     async def sleep(self, seconds: float) -> None:
         self.elapsed += seconds
+        self.waits.append(seconds)
         await asyncio.sleep(0)
+
+    def wait(self, seconds: float) -> None:
+        self.elapsed += max(0.0, seconds)
+        self.waits.append(seconds)
 
     def set(self, when: str) -> None:
         """Jump to a UTC time written `YYYY-MM-DD HH:MM`."""

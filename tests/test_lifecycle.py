@@ -125,3 +125,20 @@ def test_a_port_in_use_is_one_clear_line(write_config, tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().endswith(f"vigil: cannot listen on 127.0.0.1:{port}: Address already in use")
     assert "Traceback" not in done.stderr
+
+
+def test_the_first_scrape_after_a_restart_already_lists_every_job_with_its_last_success(start_agent,
+                                                                                       write_config):
+    """Ready comes only after the restored state is published: no restart gives an empty first scrape."""
+    config = write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\ntargets:\n"
+                          "  - {name: a, kind: counting, interval: 1h}\n  - {name: b, kind: counting, interval: 1h}\n")
+    agent = start_agent(config, test_kinds=True)
+    wait_until(lambda: metric(agent.metrics(), "vigil_last_success_timestamp_seconds", "b"), 20, "a first success")
+    agent.peer.stop()
+    for _ in range(8):
+        agent = start_agent(config, test_kinds=True)  # returns as soon as /-/ready says 200
+        first = agent.metrics()
+        agent.peer.stop()
+        for target in ("a", "b"):
+            assert metric(first, "vigil_last_success_timestamp_seconds", target), first
+            assert metric(first, "vigil_collect_interval_seconds", target) == 3600

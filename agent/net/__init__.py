@@ -1,0 +1,1 @@
+"""Transports shared by the kinds: HTTP (httpx) and SSH (paramiko)."""

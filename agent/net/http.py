@@ -1,0 +1,353 @@
+"""The HTTP transport of every kind that speaks a REST API (meraki, m365, veeam, ...), on httpx.
+
+What each of them would otherwise get wrong on its own:
+
+- **Trust.** `ssl_context(ca_file)`: a target's `ca_file` is the only CA it trusts, whatever
+  REQUESTS_CA_BUNDLE / SSL_CERT_FILE / CURL_CA_BUNDLE say (httpx and requests prefer the
+  environment to a path); without one, the system's CAs. Verification is never off.
+- **Budget and retries.** A request first takes a token from the API's rate bucket (the
+  wait is counted with `ctx.api.waited`). 429 and 502/503/504, timeouts and connection
+  errors are retried `retries` times: after Retry-After (seconds or an HTTP date) plus a
+  little jitter, else after an exponential backoff with jitter. A server asking for longer
+  than `max_retry_wait` fails the request at once rather than holding a job for an hour.
+  All sleeping is on the agent's clock.
+- **Counting.** Every attempt is counted with `ctx.api.request(api, code)`: the status, or
+  "timeout" / "error" when there was none, so a 429 storm shows while it happens.
+- **Bounds.** `timeout` bounds each whole attempt (connect, headers and the body), not each
+  read, so a server dribbling bytes cannot hold a job; a body over `max_bytes` is refused.
+- **Errors.** HttpError is one line: the method, the URL without its query or userinfo
+  (where tokens and passwords travel), the status or the cause, and a hint. Non-retryable
+  4xx/5xx are returned, not raised, so a caller can map 401/403/404 itself;
+  `get_json`/`raise_for_status` raise them with the API's own error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import ssl
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from agent import __version__
+
+if TYPE_CHECKING:
+    from agent.collector import Context
+    from agent.ratelimit import TokenBucket
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+BACKOFF = 1.0  # seconds before the first retry when the server does not say; doubles each time
+JITTER = 0.1  # a retry waits up to this share longer (at least up to 0.1 s), so callers do not stampede
+USER_AGENT = f"vigil/{__version__}"
+
+
+class HttpError(Exception):
+    """An HTTP request that failed: one line, never a query string, a token or a password."""
+
+    def __init__(self, method: str, url: httpx.URL | str, reason: str, *, status: int | None = None,
+                 hint: str = ""):
+        self.method, self.url, self.status = method, safe_url(url), status
+        self.detail = f"{reason}; {hint}" if hint else reason  # without the method and URL, for callers' own words
+        super().__init__(f"{method} {self.url}: {self.detail}")
+
+
+class CaFileError(ValueError):
+    """The configured CA file cannot be used."""
+
+
+def safe_url(url: httpx.URL | str) -> str:
+    """The URL as it may be shown: no userinfo, no query, no fragment."""
+    try:
+        return str(httpx.URL(url).copy_with(username=None, password=None, query=None, fragment=None))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "<unparseable URL>"
+
+
+def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Verification on; `ca_file` the only trusted CA when given (read now, so a renewed CA needs no restart).
+
+    A context, not a path, is what keeps the environment's bundles out: httpx and requests
+    replace a path with SSL_CERT_FILE / REQUESTS_CA_BUNDLE, never a context.
+    """
+    if ca_file is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise CaFileError(f"cannot use ca_file {ca_file}: {why}; it must be a PEM file of CA certificates") from None
+
+
+def api_message(response: httpx.Response) -> str:
+    """The error text an API put in its body (Graph, Meraki, OAuth, Veeam shapes), or ""."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    parts: Iterable[object] = ()
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):  # Graph: {"error": {"code", "message"}}
+            parts = (error.get("code"), error.get("message"))
+        elif isinstance(body.get("errors"), list):  # Meraki: {"errors": ["..."]}
+            parts = ("; ".join(str(item) for item in body["errors"]),)
+        elif error is not None:  # OAuth: {"error", "error_description"}
+            parts = (error, body.get("error_description"))
+        else:  # Veeam: {"errorCode", "message"}
+            parts = (body.get("errorCode"), body.get("message"))
+    lines = [str(part).strip().splitlines()[0] for part in parts if part and str(part).strip()]
+    return ": ".join(lines)[:300]
+
+
+def raise_for_status(response: httpx.Response) -> httpx.Response:
+    """The response if it is a 2xx; else HttpError with the status and the API's message."""
+    if response.is_success:
+        return response
+    message = api_message(response)
+    raise HttpError(response.request.method, response.request.url,
+                    f"HTTP {response.status_code} {response.reason_phrase}" + (f" ({message})" if message else ""),
+                    status=response.status_code)
+
+
+def json_of(response: httpx.Response) -> Any:
+    """The parsed body, or HttpError saying it is not JSON (never the body itself)."""
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type")
+        raise HttpError(response.request.method, response.request.url,
+                        f"the answer is not JSON ({kind})", status=response.status_code) from None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Api:
+    """What the async and the blocking client share: building requests, retry decisions, bounds."""
+
+    def __init__(self, base_url: str, ctx: Context, *, ca_file: Path | None = None, timeout: float = 20.0,
+                 headers: Mapping[str, str] | None = None, retries: int = 3, max_retry_wait: float = 60.0,
+                 max_bytes: int = 32 << 20, follow_redirects: bool = False):
+        self.base_url, self.ctx = base_url, ctx
+        self.timeout, self.retries, self.max_retry_wait, self.max_bytes = timeout, retries, max_retry_wait, max_bytes
+        self._options: dict[str, Any] = {
+            "base_url": base_url, "verify": ssl_context(ca_file), "timeout": timeout,
+            "follow_redirects": follow_redirects, "headers": {"user-agent": USER_AGENT, **(headers or {})},
+        }
+        self._random = random.Random()
+
+    def _build(self, client: httpx.Client | httpx.AsyncClient, method: str, url: str, *, params: Any,
+               headers: Mapping[str, str] | None, json: Any, data: Any, auth_header: bool) -> httpx.Request:
+        request = client.build_request(method, url, params=params, headers=headers, json=json, data=data)
+        if not auth_header:  # a redirect to another host (a report download) must not carry the token
+            request.headers.pop("authorization", None)
+        return request
+
+    def _check_length(self, response: httpx.Response) -> None:
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            raise _TooLarge
+
+    def _add_chunk(self, chunks: list[bytes], chunk: bytes, size: int) -> int:
+        size += len(chunk)
+        if size > self.max_bytes:
+            raise _TooLarge
+        chunks.append(chunk)
+        return size
+
+    @staticmethod
+    def _keep(response: httpx.Response, chunks: list[bytes]) -> None:
+        # What httpx's own read() does with the bytes it reads; here they were read within bounds.
+        response._content = b"".join(chunks)
+
+    def _retry_wait(self, attempt: int, request: httpx.Request, response: httpx.Response | None,
+                    failure: BaseException | None) -> float | None:
+        """Seconds to wait before the next attempt; None to return the response; HttpError to give up."""
+        if isinstance(failure, _TooLarge):
+            raise self._too_large(request, response)
+        if response is not None and response.status_code not in RETRY_STATUSES:
+            return None
+        if attempt >= self.retries:
+            if response is not None:
+                return None
+            raise self._failed(request, failure, f" (after {attempt + 1} attempts)" if attempt else "")
+        asked = _retry_after(response, self.ctx.clock.time()) if response is not None else None
+        if asked is not None and asked > self.max_retry_wait:
+            raise HttpError(request.method, request.url,
+                            f"HTTP {response.status_code} {response.reason_phrase}", status=response.status_code,
+                            hint=f"the server asks to retry after {asked:g}s, more than the "
+                                 f"{self.max_retry_wait:g}s vigil waits; the next run tries again")
+        if asked is None:
+            return min(self.max_retry_wait, BACKOFF * 2 ** attempt) * self._random.uniform(0.5, 1.0)
+        return asked + self._random.uniform(0, max(0.1, asked * JITTER))
+
+    def _failed(self, request: httpx.Request, failure: BaseException | None, attempts: str = "") -> HttpError:
+        reason, hint = _transport_reason(failure, self.timeout)
+        return HttpError(request.method, request.url, reason + attempts, hint=hint)
+
+    def _too_large(self, request: httpx.Request, response: httpx.Response) -> HttpError:
+        return HttpError(request.method, request.url, f"the answer is larger than {self.max_bytes} bytes",
+                         status=response.status_code, hint="a wrong URL, or raise max_bytes")
+
+    def _count(self, api: str, response: httpx.Response | None, failure: BaseException | None) -> None:
+        if response is not None:
+            self.ctx.api.request(api, response.status_code)
+        else:
+            self.ctx.api.request(api, "timeout" if _is_timeout(failure) else "error")
+
+
+class AsyncApi(_Api):
+    """One API's client on the event loop; make it in `open()`, `aclose()` it in `close()`."""
+
+    def __init__(self, base_url: str, ctx: Context, **options: Any):
+        super().__init__(base_url, ctx, **options)
+        self._client = httpx.AsyncClient(**self._options)
+
+    async def request(self, method: str, url: str, *, api: str, bucket: TokenBucket | None = None,
+                      params: Any = None, headers: Mapping[str, str] | None = None, json: Any = None,
+                      data: Any = None, auth_header: bool = True) -> httpx.Response:
+        request = self._build(self._client, method, url, params=params, headers=headers, json=json, data=data,
+                              auth_header=auth_header)
+        attempt = 0
+        while True:
+            if bucket is not None:
+                self.ctx.api.waited(api, await bucket.acquire())
+            response, failure = await self._attempt(request)
+            self._count(api, response, failure)
+            wait = self._retry_wait(attempt, request, response, failure)
+            if wait is None:
+                return response
+            await self.ctx.clock.sleep(wait)
+            attempt += 1
+
+    async def _attempt(self, request: httpx.Request) -> tuple[httpx.Response | None, BaseException | None]:
+        response = None
+        scope = asyncio.timeout(self.timeout)
+        try:
+            async with scope:
+                response = await self._client.send(request, stream=True)
+                try:
+                    self._check_length(response)
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size = self._add_chunk(chunks, chunk, size)
+                    self._keep(response, chunks)
+                finally:
+                    await response.aclose()
+        except _TooLarge as exc:
+            return response, exc
+        except (httpx.TransportError, TimeoutError) as exc:
+            # A cancelled TLS read surfaces as a read error: the deadline is what happened.
+            return None, TimeoutError() if scope.expired() else exc
+        return response, None
+
+    async def get_json(self, url: str, *, api: str, bucket: TokenBucket | None = None, params: Any = None,
+                       headers: Mapping[str, str] | None = None) -> Any:
+        """GET, then the parsed JSON of a 2xx answer; HttpError for anything else."""
+        response = await self.request("GET", url, api=api, bucket=bucket, params=params, headers=headers)
+        return json_of(raise_for_status(response))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class SyncApi(_Api):
+    """The same for code that runs in a worker thread; waits block on `ctx.clock.wait`."""
+
+    def __init__(self, base_url: str, ctx: Context, **options: Any):
+        super().__init__(base_url, ctx, **options)
+        self._client = httpx.Client(**self._options)
+
+    def request(self, method: str, url: str, *, api: str, bucket: TokenBucket | None = None,
+                params: Any = None, headers: Mapping[str, str] | None = None, json: Any = None,
+                data: Any = None, auth_header: bool = True) -> httpx.Response:
+        request = self._build(self._client, method, url, params=params, headers=headers, json=json, data=data,
+                              auth_header=auth_header)
+        attempt = 0
+        while True:
+            if bucket is not None:
+                self.ctx.api.waited(api, bucket.acquire_blocking())
+            response, failure = self._attempt(request)
+            self._count(api, response, failure)
+            wait = self._retry_wait(attempt, request, response, failure)
+            if wait is None:
+                return response
+            self.ctx.clock.wait(wait)
+            attempt += 1
+
+    def _attempt(self, request: httpx.Request) -> tuple[httpx.Response | None, BaseException | None]:
+        deadline = self.ctx.clock.monotonic() + self.timeout  # each read has the timeout too: a silent server
+        response = None
+        try:
+            response = self._client.send(request, stream=True)
+            try:
+                self._check_length(response)
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size = self._add_chunk(chunks, chunk, size)
+                    if self.ctx.clock.monotonic() > deadline:
+                        raise TimeoutError
+                self._keep(response, chunks)
+            finally:
+                response.close()
+        except _TooLarge as exc:
+            return response, exc
+        except (httpx.TransportError, TimeoutError) as exc:
+            return None, exc
+        return response, None
+
+    def get_json(self, url: str, *, api: str, bucket: TokenBucket | None = None, params: Any = None,
+                 headers: Mapping[str, str] | None = None) -> Any:
+        response = self.request("GET", url, api=api, bucket=bucket, params=params, headers=headers)
+        return json_of(raise_for_status(response))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> SyncApi:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _retry_after(response: httpx.Response, now: float) -> float | None:
+    """Retry-After in seconds from now (delay-seconds or an HTTP date), or None if absent or unreadable."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now) if when.tzinfo else None
+
+
+def _is_timeout(failure: BaseException | None) -> bool:
+    return isinstance(failure, (httpx.TimeoutException, TimeoutError))
+
+
+def _transport_reason(failure: BaseException | None, timeout: float) -> tuple[str, str]:
+    """What went wrong below HTTP, and the likely fix."""
+    cause = failure
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return (f"its TLS certificate is not trusted ({cause.verify_message})",
+                    "set ca_file: to the CA that signed it")
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused", "check the host and port, and that the service runs"
+        if isinstance(cause, ssl.SSLError):
+            return f"the TLS handshake failed ({cause.reason or cause})", "check that the port speaks HTTPS"
+        cause = cause.__cause__ or cause.__context__
+    if _is_timeout(failure):
+        return f"no answer within {timeout:g}s", "check that the host is up, or raise timeout:"
+    return str(failure) or type(failure).__name__, ""
