@@ -3,7 +3,8 @@
 Static checks (valid JSON, unique ids, the datasource variable, only catalogued metric
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
-agent (a host target, a restic job with an off-site copy and verification, a borg job),
+agent (a host target, a restic job with an off-site copy and verification, a borg job,
+an m365 tenant on the Graph contract fake),
 and requires that each one succeeds and returns data.
 """
 
@@ -22,7 +23,7 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
-DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups"}
+DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-m365"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -172,10 +173,17 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
+    from tests.fakes.graph import GraphFake
+    from tests.fixtures_m365 import CLIENT_ID, SECRET, TENANT, busy_tenant
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
+    from tests.lab.pki import make_pki
     from tests.lab.prometheus import prometheus
 
     tmp = tmp_path_factory.mktemp("dashboards")
+    graph_pki = make_pki(tmp / "graph-pki")
+    graph = GraphFake(graph_pki, tenant=TENANT, client_id=CLIENT_ID, client_secret=SECRET).__enter__()
+    busy_tenant(graph)
+    (tmp / "m365-secret").write_text(SECRET)
     primary, offsite = ResticRepo(tmp, "primary"), ResticRepo(tmp, "offsite")
     primary.copy_to(offsite, primary.backup())
     borg = BorgRepo(tmp)  # borg, unlike restic 0.14, says how long a backup took
@@ -193,6 +201,9 @@ listen: {listen}
 state_dir: {tmp / "state"}
 targets:
   - {{name: monitor-01, kind: host, interval: 1s}}
+  - {{name: contoso, kind: m365, interval: 2s, timeout: 1500ms, tenant_id: {TENANT}, client_id: {CLIENT_ID},
+     client_secret: "${{file:{tmp}/m365-secret}}", authority: "{graph.url}", graph_url: "{graph.url}",
+     ca_file: {graph_pki.ca}, usage_reports: true}}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"
@@ -244,6 +255,7 @@ backups:
             yield lab
     finally:
         agent.stop()
+        graph.__exit__(None, None, None)
 
 
 def variable_values(lab: Lab, dashboard: dict) -> dict[str, str]:
