@@ -242,3 +242,37 @@ def test_run_once_closes_after_a_failed_open(m365_target, context, graph_fake):
     collector = kit.build(target, context)
     with pytest.raises(Exception, match="cannot read the authority"):
         asyncio.run(run_once(collector, strict=True))
+
+
+def test_a_token_within_5_minutes_of_its_expiry_is_never_sent(m365_target, context, graph_fake):
+    graph_fake.token_lifetime = 240  # msal renews a token 5 minutes before it expires: here, always
+    first, second = twice(m365_target("secret"), context)
+    assert not first.errors and not second.errors
+    graph_calls = sum(n for (api, _), n in context.api.requests().items() if api not in ("token", "authority"))
+    assert len(graph_fake.token_requests) == graph_calls + 2, "a new token for every Graph call and each run's start"
+    assert not any(code == "401" for _, code in context.api.requests())
+
+
+def test_the_key_file_may_name_the_key_by_its_path(m365_target, context, graph_fake, app_certificate, tmp_path):
+    (tmp_path / "key-path").write_text(str(app_certificate[1]))
+    target = m365_target(client_certificate={"cert_file": str(app_certificate[0]),
+                                             "key_file": f"${{file:{tmp_path / 'key-path'}}}"})
+    assert not kit.collect(target, context).errors and graph_fake.token_requests == ["assertion"]
+
+
+def test_a_next_link_off_the_graph_host_is_refused(m365_target, context, graph_fake):
+    collector = kit.build(m365_target("secret"), context)
+
+    async def run() -> Emitter:
+        await collector.open()
+        try:
+            graph_fake.url = graph_fake.url.replace("127.0.0.1", "localhost")  # next links now name another host
+            out = Emitter(collector.METRICS, collector.ctx.api, collector.signals(), strict=True)
+            await collector.collect(out, frozenset(collector.signals()))
+            return out
+        finally:
+            await collector.close()
+
+    out = asyncio.run(run())
+    assert "leaves" in out.errors["service_health"] and "token" in out.errors["service_health"]
+    assert not any(path.startswith("/v1.0/") and "$skiptoken" in query for _, path, query, _ in graph_fake.requests)

@@ -130,6 +130,7 @@ class GraphFake:
         self.sites: list[dict] = []
         self.denied: set[str] = set()  # permissions the app was not granted
         self.requests: list[tuple[str, str, dict[str, str], bool]] = []  # method, path, query, had Authorization
+        self.request_times: list[float] = []  # time.monotonic() of each request, for the benchmark
         self.token_requests: list[str] = []  # "secret" or "assertion", for every token granted
         self.token_errors: list[str] = []
         self._tokens: dict[str, float] = {}  # access token -> expiry (time.time)
@@ -200,6 +201,7 @@ class GraphFake:
         authorization = headers.get("authorization", "")
         with self._lock:
             self.requests.append((method, path, query, bool(authorization)))
+            self.request_times.append(time.monotonic())
             if path == f"/{self.tenant}/v2.0/.well-known/openid-configuration":
                 return self._discovery()
             if (method, path) == ("POST", f"/{self.tenant}/oauth2/v2.0/token"):
