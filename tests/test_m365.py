@@ -276,3 +276,23 @@ def test_a_next_link_off_the_graph_host_is_refused(m365_target, context, graph_f
     out = asyncio.run(run())
     assert "leaves" in out.errors["service_health"] and "token" in out.errors["service_health"]
     assert not any(path.startswith("/v1.0/") and "$skiptoken" in query for _, path, query, _ in graph_fake.requests)
+
+
+def test_vigil_once_runs_the_kind_end_to_end(m365_target, graph_fake, tmp_path):
+    import yaml
+
+    from tests.conftest import vigil_argv
+
+    graph_fake.denied = {"SecurityEvents.Read.All"}
+    config = tmp_path / "vigil.yaml"
+    config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "targets": [m365_target()]}))
+    done = subprocess.run(vigil_argv("once", "-c", str(config), "--format", "prometheus"), capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = done.stdout
+    assert 'vigil_up{kind="m365",target="m365"} 1' in text
+    assert 'vigil_m365_license_units{sku="ENTERPRISEPREMIUM",state="enabled",target="m365"} 25' in text or \
+        'vigil_m365_license_units{target="m365",sku="ENTERPRISEPREMIUM",state="enabled"} 25' in text
+    assert "vigil_m365_secure_score{" not in text, "the refused signal's samples are left out"
+    assert 'signal="secure_score"' in text and "SecurityEvents.Read.All" in text
+    assert "permission missing" in done.stderr and "SecurityEvents.Read.All" in done.stderr
