@@ -195,6 +195,10 @@ def test_credential_expiry_is_the_earliest_still_valid_or_the_last_expired(m365_
                       (("app", "vigil"), ("type", "certificate")): 1803855600.123456}
     assert ("Intranet SSO" not in str(expiry)), "an app without credentials has nothing to expire"
 
+    soon = kit.collect(m365_target(credentials_within="30d"), fake_time)
+    assert set(samples(soon, "vigil_m365_app_credential_expiry_timestamp_seconds").values()) == \
+        {1801440000.0, 1799539200.0}, "within 30 days, and the expired one"
+
     only = kit.collect(m365_target(applications=["Payroll connector"]), fake_time)
     assert {dict(key)["app"] for key in samples(only, "vigil_m365_app_credential_expiry_timestamp_seconds")} == \
         {"Payroll connector", "vigil"}, "the listed app, and vigil's own"

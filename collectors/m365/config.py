@@ -54,6 +54,9 @@ class M365Config(TargetConfig):
     applications: tuple[str, ...] = Field((), description="app registrations whose credential expiry is "
                                                           "watched, by app id or display name (empty: all); "
                                                           "vigil's own is always included")
+    credentials_within: Duration | None = Field(None, description="export only the app credentials that expire "
+                                                                  "within this (expired ones included), so a large "
+                                                                  "tenant keeps few series; empty: every app")
     skip: tuple[SignalName, ...] = Field((), description="signals not to collect (their permission is then "
                                                          "not needed)")
     usage_reports: bool = Field(False, description="read the mailbox and SharePoint usage reports "

@@ -96,9 +96,12 @@ async def app_credentials(graph: Graph, out: Emitter, config: M365Config, now: f
                      if credential.get("endDateTime")]
             if found:
                 ends.setdefault((str(name), kind), []).extend(found)
+    horizon = now + config.credentials_within if config.credentials_within else math.inf
     for (name, kind), times in sorted(ends.items()):
         valid = [end for end in times if end > now]
-        out.gauge(m.APP_CREDENTIAL_EXPIRY, min(valid) if valid else max(times), app=name, type=kind)
+        expiry = min(valid) if valid else max(times)
+        if expiry <= horizon:
+            out.gauge(m.APP_CREDENTIAL_EXPIRY, expiry, app=name, type=kind)
 
 
 async def secure_score(graph: Graph, out: Emitter, config: M365Config, now: float) -> None:
