@@ -148,12 +148,13 @@ def test_a_missing_permission_fails_its_signal_only_with_a_metric_and_a_log_line
     assert "signal=app_credentials" in line and "grant the application permission Application.Read.All" in line
 
 
-@pytest.mark.parametrize("retry_after", [1, None], ids=["retry-after", "backoff"])
-def test_throttling_is_waited_out(m365_target, fake_time, graph_fake, retry_after):
-    graph_fake.throttle_next("/v1.0/subscribedSkus", count=2, retry_after=retry_after)
+@pytest.mark.parametrize("status, retry_after", [(429, 1), (429, None), (503, 2)],
+                         ids=["429-retry-after", "429-backoff", "503-retry-after"])
+def test_throttling_is_waited_out(m365_target, fake_time, graph_fake, status, retry_after):
+    graph_fake.throttle_next("/v1.0/subscribedSkus", count=2, retry_after=retry_after, status=status)
     out = kit.collect(m365_target(), fake_time)
     assert not out.errors
-    assert fake_time.api.requests()[("subscribedSkus", "429")] == 2
+    assert fake_time.api.requests()[("subscribedSkus", str(status))] == 2
     assert fake_time.api.requests()[("subscribedSkus", "200")] == 1
     if retry_after:
         assert fake_time.clock.monotonic() >= 2 * retry_after

@@ -160,10 +160,12 @@ class GraphFake:
 
     # --- test hooks -------------------------------------------------------------------------------
 
-    def throttle_next(self, path: str | None = None, count: int = 1, retry_after: int | None = None) -> None:
-        """The next `count` Graph requests (to `path`, if given) get 429, with Retry-After if given."""
+    def throttle_next(self, path: str | None = None, count: int = 1, retry_after: int | None = None,
+                      status: int = 429) -> None:
+        """The next `count` Graph requests (to `path`, if given) get 429 (or 503), with Retry-After if given."""
         headers = (("retry-after", str(retry_after)),) if retry_after is not None else ()
-        answer = _error(429, "TooManyRequests", "Too many requests.", *headers)
+        code = "TooManyRequests" if status == 429 else "ServiceNotAvailable"
+        answer = _error(status, code, "Too many requests." if status == 429 else "Service unavailable.", *headers)
         with self._lock:
             self._canned += [(path, answer)] * count
 
