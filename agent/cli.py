@@ -17,9 +17,9 @@ import threading
 import time
 from pathlib import Path
 
-from agent import __version__, logs
+from agent import __version__, children, logs
 from agent.clock import Clock
-from agent.config import ConfigError, LoadedConfig, load_config
+from agent.config import ConfigError, ConfigIssue, LoadedConfig, load_config
 from agent.model import JobState, Result
 
 log = logging.getLogger("vigil")
@@ -73,28 +73,48 @@ def _options(after_command: bool) -> argparse.ArgumentParser:
     return options
 
 
+def _command(commands, name: str, summary: str, example: str, parents) -> argparse.ArgumentParser:
+    return commands.add_parser(name, parents=parents, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                               epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vigil", parents=[_options(after_command=False)],
-                                     description="Monitoring and backup-verification agent.")
-    common = _options(after_command=True)
+                                     description="Monitoring and backup-verification agent.",
+                                     epilog="`vigil COMMAND --help` tells more about each command.")
+    parser.add_argument("--version", action="version", version=f"vigil {__version__} (Python "
+                                                                f"{platform.python_version()})")
+    common = [_options(after_command=True)]
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", parents=[common], help="run the agent (the systemd service)")
+    run = _command(commands, "run", "run the agent (what the systemd unit starts)",
+                   "vigil run -c /etc/vigil/vigil.yaml --listen 127.0.0.1:9840", common)
+    run.add_argument("--listen", metavar="HOST:PORT", help="listen here instead of the config's `listen:`")
     run.set_defaults(command=_run)
-    check = commands.add_parser("check-config", parents=[common], help="validate the config; exit 2 if invalid")
+    check = _command(commands, "check-config", "validate the config (and the web config): exit 2 with one line "
+                     "per problem", "vigil check-config -c /etc/vigil/vigil.yaml", common)
     check.set_defaults(command=_check_config)
-    once = commands.add_parser("once", parents=[common], help="run each job once, print the results")
+    once = _command(commands, "once", "run each job once and print what it found: exit 1 if a target is down "
+                    "or a backup is not ok", "vigil once --target fileserver-nightly --format json", common)
     once.add_argument("--target", help="only this target or backup job")
-    once.add_argument("--format", choices=("text", "json", "prometheus"), default="text")
+    once.add_argument("--format", choices=("text", "json", "prometheus"), default="text",
+                      help="text (default: verdicts, then every sample), json, or the /metrics exposition")
     once.set_defaults(command=_once)
-    report = commands.add_parser("report", parents=[common], help="summaries from the history")
+    verify = _command(commands, "verify", "run a backup job's integrity checks now (restic check, borg check, "
+                      "checksums) and record the outcome", "vigil verify fileserver-nightly", common)
+    verify.add_argument("job", help="the backup job's name")
+    verify.set_defaults(command=_verify)
+    report = _command(commands, "report", "summaries from the history, such as the monthly backup report",
+                      "vigil report backups --days 30 --format html > backups.html", common)
     report.add_argument("what", choices=("backups",))
     report.add_argument("--days", type=int, default=30, help="how far back (default 30)")
-    report.add_argument("--format", choices=("text", "markdown", "csv"), default="text")
+    report.add_argument("--format", choices=("text", "markdown", "csv", "json", "html"), default="text",
+                        help="text (default), markdown, csv, json, or html (a page to attach to an e-mail)")
     report.set_defaults(command=_report)
-    version = commands.add_parser("version", help="print the version")
+    version = _command(commands, "version", "print the version", "vigil version", [])
     version.set_defaults(command=_version)
-    docs = commands.add_parser("docs", help="generate the metrics catalogue or the config reference")
+    docs = _command(commands, "docs", "print the metrics catalogue or the config reference (markdown)",
+                    "vigil docs config --output docs/config.md", [])
     docs.add_argument("what", choices=("metrics", "config"))
     docs.add_argument("--output", type=Path, help="write to this file (default: standard output)")
     docs.set_defaults(command=_docs)
@@ -105,6 +125,8 @@ def _run(args: argparse.Namespace) -> int:
     from agent.daemon import Agent  # the web and scheduler stack only when running
 
     loaded = load_config(args.config)
+    if args.listen is not None:
+        loaded = _with_listen(loaded, args.listen)
     try:
         agent = Agent(args.config, loaded)
     except OSError as exc:
@@ -112,6 +134,19 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     asyncio.run(agent.run())
     return EXIT_OK
+
+
+def _with_listen(loaded: LoadedConfig, listen: str) -> LoadedConfig:
+    """The config with `listen:` replaced, validated as if it were written in the file."""
+    from dataclasses import replace
+
+    from agent.config import check_listen
+
+    try:
+        check_listen(listen)
+    except ValueError as exc:
+        raise ConfigError([ConfigIssue("--listen", None, "", str(exc))]) from None
+    return replace(loaded, config=loaded.config.model_copy(update={"listen": listen}))
 
 
 def _version(args: argparse.Namespace) -> int:
@@ -148,15 +183,45 @@ def _once(args: argparse.Namespace) -> int:
                   f"(known: {', '.join(names) or 'none'})", file=sys.stderr)
             return EXIT_CONFIG
     clock = Clock()
-    db = StateDB(config.state_dir)
+    db = StateDB.private_copy(config.state_dir)  # a live agent's file is only read, never written
     context = Context(clock, RateLimits(clock), config.state_dir, db)
     results = asyncio.run(_run_all(jobs, context, config.workers))
-    db.close()
+    db.close()  # first, so runs that outlived their timeout write nothing after ...
+    children.stop_all()  # ... their tools are killed here
     states = {job.key: JobState(job.name, job.kind, job.interval, job.collector.METRICS, job.label, result=result,
                                 last_success=result.started_at + result.duration if result.ok else None)
               for job, result in zip(jobs, results, strict=True)}
     print(_FORMATS[args.format](states), end="")
-    return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
+    return EXIT_OK if all(_status(result)[0] == "ok" for result in results) else EXIT_FAILED
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from agent import registry
+    from agent.collector import Context
+    from agent.ratelimit import RateLimits
+    from agent.statedb import StateDB
+
+    loaded = load_config(args.config)
+    config = loaded.config
+    jobs = {job.name: job for job in config.backups}
+    job = jobs.get(args.job)
+    if job is None or job.verify is None:
+        verifiable = ", ".join(name for name, j in jobs.items() if j.verify is not None) or "none"
+        why = "has no `verify:`" if job is not None else f"is not a backup job in {loaded.source}"
+        print(f"vigil: `{args.job}` {why} (jobs with integrity checks: {verifiable})", file=sys.stderr)
+        return EXIT_CONFIG
+    clock = Clock()
+    db = StateDB(config.state_dir)  # the outcome is recorded where the agent reads it
+    try:
+        checks = registry.job_class("backup_verify")(job, Context(clock, RateLimits(clock), config.state_dir, db))
+        outcomes = checks.check(only_due=False)
+    finally:
+        db.close()
+        children.stop_all()
+    for where, outcome in outcomes.items():
+        word = {True: "ok", False: "DAMAGED", None: "COULD NOT CHECK"}[outcome.ok]
+        print(f"{word:<16} {args.job} {where}: {outcome.detail}")
+    return EXIT_OK if all(outcome.ok for outcome in outcomes.values()) else EXIT_FAILED
 
 
 async def _run_all(specs, context, workers: int) -> list[Result]:
@@ -173,27 +238,48 @@ async def _run_all(specs, context, workers: int) -> list[Result]:
         await asyncio.gather(*(job.discard(runtime) for job in jobs))
 
 
+def _status(result: Result) -> tuple[str, str]:
+    """A job's one-word outcome and why: a backup's verdict, else ok or failed with the reason."""
+    if not result.ok:
+        return "failed", result.error
+    if result.verdict is not None:
+        return result.verdict.status, result.verdict.detail
+    failed = [f"{s.name}: {s.error}" for s in result.signals if not s.ok]
+    return ("ok", "") if not failed else ("partial", "; ".join(failed))
+
+
 def _as_text(states: dict[str, JobState]) -> str:
+    from agent.units import readable_time
+
     lines = []
     for state in states.values():
         result = state.result
-        if result.ok:
-            lines.append(f"ok      {state.job} ({state.kind}) {result.duration:.2f}s, {len(result.samples)} samples")
-            for sample in result.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
-                lines.append(f"        {sample.name}{{{labels}}} {sample.value:g}")
-        else:
-            lines.append(f"FAILED  {state.job} ({state.kind}) {result.duration:.2f}s: {result.error}")
+        status, detail = _status(result)
+        subject = f"{state.job} ({state.kind})"
+        lines.append(f"{status.upper() if status not in ('ok', 'partial') else status:<12} {subject} "
+                     f"{result.duration:.2f}s" + (f": {detail}" if detail else f", {len(result.samples)} samples"))
+    for state in states.values():
+        if state.result.samples:
+            lines += ["", f"# {state.job} ({state.kind})"]
+        for sample in state.result.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+            value = f"{sample.value:.15g}"
+            if sample.name.endswith("_timestamp_seconds"):
+                value += f"  ({readable_time(sample.value)})"
+            lines.append(f"{sample.name}{{{labels}}} {value}")
     return "\n".join(lines) + "\n"
 
 
 def _as_json(states: dict[str, JobState]) -> str:
-    return json.dumps([
-        {"target": s.job, "kind": s.kind, "ok": s.result.ok, "error": s.result.error,
-         "duration_seconds": round(s.result.duration, 3),
-         "samples": [{"name": x.name, "labels": dict(x.labels), "value": x.value} for x in s.result.samples]}
-        for s in states.values()
-    ], indent=1) + "\n"
+    jobs = []
+    for s in states.values():
+        status, detail = _status(s.result)
+        jobs.append({"name": s.job, "kind": s.kind, "ok": s.result.ok, "status": status, "detail": detail,
+                     "error": s.result.error, "duration_seconds": round(s.result.duration, 3),
+                     "signals": [{"name": x.name, "ok": x.ok, "error": x.error} for x in s.result.signals],
+                     "samples": [{"name": x.name, "labels": dict(x.labels), "value": x.value}
+                                 for x in s.result.samples]})
+    return json.dumps(jobs, indent=1) + "\n"
 
 
 def _as_prometheus(states: dict[str, JobState]) -> str:

@@ -24,7 +24,7 @@ DEFAULT_PATH = Path("/etc/vigil/vigil.yaml")
 EMBEDDED = "(embedded default)"
 
 
-def _check_listen(value: object) -> str:
+def check_listen(value: object) -> str:
     if isinstance(value, str):
         host, sep, port = value.rpartition(":")
         if sep and host and port.isdigit() and 0 < int(port) < 65536:
@@ -32,7 +32,7 @@ def _check_listen(value: object) -> str:
     raise ValueError("expected host:port, such as 127.0.0.1:9839 or [::1]:9839")
 
 
-ListenAddress = Annotated[str, PlainValidator(_check_listen)]
+ListenAddress = Annotated[str, PlainValidator(check_listen)]
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -141,6 +141,8 @@ def load_model(model: type[StrictModel], path: Path, checks=None) -> Any:
         loaded = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_issues(model, exc, data, lines, file)) from None
+    except (ArithmeticError, RecursionError, TypeError, ValueError) as exc:  # a validator that did not say where
+        raise ConfigError([ConfigIssue(file, lines.get(()), "", f"cannot validate the file: {exc}")]) from None
     problems = checks(loaded) if checks else []
     if problems:
         raise ConfigError([_issue(loc, message, lines, file) for loc, message in problems])

@@ -1,8 +1,12 @@
 """`vigil run`: wires config, scheduler, store and web endpoint, and lives under systemd.
 
 READY=1 once the first config is loaded and the endpoint listens; SIGHUP reloads
-(an invalid new config is logged and the running one kept); SIGTERM stops within
-seconds, flushing state; the watchdog is pinged from the event loop.
+(an invalid new config is logged and the running one kept, and READY=1 follows
+RELOADING=1 whatever happens); the watchdog is pinged from the event loop.
+
+SIGTERM stops in an order that protects the history: the jobs stop first, then the
+store drains its writes and closes the database, and only then are child tools still
+running killed, so a run they end early can no longer write anything.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import signal
 import time
 from pathlib import Path
 
-from agent import systemd
+from agent import children, systemd
 from agent.clock import Clock
 from agent.collector import Context
 from agent.config import ConfigError, LoadedConfig, load_config
@@ -77,24 +81,30 @@ class Agent:
             log.warning("leaving %d blocking call(s) that did not finish", len(scheduler.threads))
         self.server.stop()
         self.store.close()
+        children.stop_all()
 
     def _reload(self, scheduler: Scheduler) -> None:
         systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
-            loaded = load_config(self._config_path)
-            web = load_web_config(loaded.config.web_config)
+            self._apply_new_config(scheduler)
         except ConfigError as exc:
             log.error("reload rejected, keeping the running config:\n%s", exc)
-        else:
-            old, new = self._loaded.config, loaded.config
-            for key in ("listen", "state_dir", "workers"):
-                if getattr(old, key) != getattr(new, key):
-                    log.warning("a change of `%s` needs a restart; keeping %s", key, getattr(old, key))
-            scheduler.apply(all_jobs(new))
-            try:
-                self.server.reconfigure(web)
-            except OSError as exc:
-                log.error("web config not applied, keeping the current one: %s", exc)
-            self._loaded = loaded
-            log.info("reloaded config=%s targets=%d", loaded.source, len(new.targets))
-        systemd.notify("READY=1")
+        except Exception:  # a bug must not leave systemd's unit "reloading" nor kill the agent
+            log.exception("reload failed part-way; the jobs or web config may be the old ones")
+        finally:
+            systemd.notify("READY=1")
+
+    def _apply_new_config(self, scheduler: Scheduler) -> None:
+        loaded = load_config(self._config_path)
+        web = load_web_config(loaded.config.web_config)
+        old, new = self._loaded.config, loaded.config
+        for key in ("listen", "state_dir", "workers"):
+            if getattr(old, key) != getattr(new, key):
+                log.warning("a change of `%s` needs a restart; keeping %s", key, getattr(old, key))
+        scheduler.apply(all_jobs(new))
+        try:
+            self.server.reconfigure(web)
+        except (OSError, ConfigError) as exc:
+            log.error("web config not applied, keeping the current one: %s", exc)
+        self._loaded = loaded
+        log.info("reloaded config=%s targets=%d", loaded.source, len(new.targets))

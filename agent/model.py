@@ -45,6 +45,7 @@ class Verdict:
     detail: str = ""
     times: Mapping[str, float] = field(default_factory=dict)  # label -> epoch seconds, shown as ages
     notes: Mapping[str, str] = field(default_factory=dict)  # label -> text
+    timezone: str = ""  # the job's own zone, for showing the times; UTC when empty
 
 
 @dataclass(frozen=True, slots=True)

@@ -305,6 +305,9 @@ class Scheduler:
     async def stop(self, timeout: float = 5.0) -> None:
         """Cancel every job (each closes its instance), then wait for blocking calls, `timeout` in all."""
         end = self._clock.monotonic() + timeout
+        if self._runtime.threads:
+            log.info("stopping: waiting up to %s for %d running call(s)", format_duration(timeout),
+                     len(self._runtime.threads))
         tasks = [task for _, task in self._jobs.values()]
         self._jobs.clear()
         for task in tasks:

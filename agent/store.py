@@ -1,16 +1,25 @@
 """The latest state of every job (by job key), as an immutable snapshot, plus the durable facts.
 
-Only the event loop writes (copy-on-write); exporters in other threads read
-`snapshot()` without locks and always see one consistent picture.
+Only the event loop publishes (copy-on-write); exporters in other threads read
+`snapshot()` without locks and always see one consistent picture. A new last success
+goes to the database through one writer thread, so a slow or locked disk never
+stalls the event loop; close() drains that queue before it closes the database.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from agent.model import JobState
 from agent.statedb import StateDB
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT = 10.0  # seconds close() waits for queued writes (each waits at most 5 s for a lock)
 
 
 class Store:
@@ -18,6 +27,10 @@ class Store:
         self.db = db
         self._states: Mapping[str, JobState] = MappingProxyType({})
         self._restored = db.last_successes()
+        self._writes: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_queued, name="vigil-store-writer", daemon=True)
+        self._writer.start()
+        self._closed = False
 
     def snapshot(self) -> Mapping[str, JobState]:
         return self._states
@@ -29,7 +42,10 @@ class Store:
     def publish(self, state: JobState) -> None:
         previous = self._states.get(state.key)
         if state.last_success is not None and (previous is None or previous.last_success != state.last_success):
-            self.db.record_success(state.key, state.last_success)
+            if self._closed:
+                log.debug("store closed; last success not recorded job=%s", state.key)
+            else:
+                self._writes.put((state.key, state.last_success))
         self._states = MappingProxyType({**self._states, state.key: state})
 
     def retain(self, keys: Iterable[str]) -> None:
@@ -38,4 +54,15 @@ class Store:
         self._states = MappingProxyType({k: v for k, v in self._states.items() if k in keep})
 
     def close(self) -> None:
+        """Write what is queued, then close the database (later writes are refused)."""
+        if not self._closed:
+            self._closed = True
+            self._writes.put(None)
+            self._writer.join(DRAIN_TIMEOUT)
+            if self._writer.is_alive():
+                log.error("state writes did not finish within %ss; closing anyway", DRAIN_TIMEOUT)
         self.db.close()
+
+    def _write_queued(self) -> None:
+        while (item := self._writes.get()) is not None:
+            self.db.record_success(*item)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTP]?i?B?)", re.IGNORECASE)
 _SIZE_POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
+MAX_DURATION = 10 * 365 * 86400.0  # longer is a typo, and infinity would never run
+MAX_SIZE = 2**63 - 1  # the largest integer SQLite stores (8 EiB)
 
 
 def parse_duration(value: object) -> float:
@@ -16,14 +20,18 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m, 1h or 1d")
     if isinstance(value, (int, float)):
-        return float(value)
-    if not isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"`{value}` is not a duration; write it like 30s, 5m, 1h or 1d")
+        seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    else:
         raise ValueError("expected a duration such as 30s, 5m, 1h or 1d")
-    text = value.strip()
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"`{value}` is not a duration; write it like 30s, 5m, 1h or 1d")
-    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        raise ValueError("the duration is too long (at most 10 years)")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -44,14 +52,17 @@ def parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size such as 512MiB or 10GiB")
     if isinstance(value, int):
-        return value
-    if not isinstance(value, str) or not (match := _SIZE.fullmatch(value.strip())):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+        number, unit = match.groups()
+        unit = unit.upper().rstrip("B")
+        binary = unit.endswith("I")
+        size = int(Decimal(number) * (1024 if binary else 1000) ** _SIZE_POWERS[unit.rstrip("I")])
+    else:
         raise ValueError(f"`{value}` is not a size; write it like 512MiB or 10GiB")
-    number, unit = match.groups()
-    unit = unit.upper().rstrip("B")
-    binary = unit.endswith("I")
-    power = _SIZE_POWERS[unit.rstrip("I")]
-    return int(float(number) * (1024 if binary else 1000) ** power)
+    if size > MAX_SIZE:
+        raise ValueError("the size is too large (at most 8 EiB)")
+    return size
 
 
 def format_size(size: float) -> str:

@@ -89,11 +89,12 @@ class BackupHistory:
                              " AND ok = 1", (self.job, location))
         return rows[0][0] if rows else None
 
-    def record_window(self, window_start: float, status: str, offsite_lag: float | None, now: float) -> None:
-        """The outcome of a closed window; the worst off-site lag seen during it is kept."""
-        self.db.write("INSERT INTO backup_windows (job, window_start, status, offsite_lag, updated_at)"
-                      " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job, window_start) DO UPDATE SET"
-                      " status = excluded.status, updated_at = excluded.updated_at,"
+    def record_window(self, window_start: float, status: str, offsite_lag: float | None, now: float,
+                      detail: str = "") -> None:
+        """The outcome of a closed window and why; the worst off-site lag seen during it is kept."""
+        self.db.write("INSERT INTO backup_windows (job, window_start, status, offsite_lag, updated_at, detail)"
+                      " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job, window_start) DO UPDATE SET"
+                      " status = excluded.status, updated_at = excluded.updated_at, detail = excluded.detail,"
                       " offsite_lag = CASE WHEN excluded.offsite_lag IS NULL THEN offsite_lag"
                       " ELSE max(coalesce(offsite_lag, 0), excluded.offsite_lag) END",
-                      (self.job, window_start, status, offsite_lag, now))
+                      (self.job, window_start, status, offsite_lag, now, detail))

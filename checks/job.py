@@ -22,7 +22,7 @@ from agent.scheduler import JobSpec
 from agent.units import format_duration
 from checks.config import BackupJobConfig
 from checks.history import BackupHistory
-from checks.model import BackupSnapshot, LocationConfig
+from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
 from checks.schedule import Schedule
 from checks.verdict import (
     STATUSES,
@@ -98,6 +98,7 @@ class BackupEvaluation(_BackupJob):
     def __init__(self, config: BackupJobConfig, ctx: Context):
         super().__init__(config, ctx)
         self.schedule = Schedule(config.schedule, config.timezone, config.deadline)
+        self._logged_status: str | None = None  # the status last logged: each change is logged once
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         now = self.clock.time()
@@ -114,8 +115,9 @@ class BackupEvaluation(_BackupJob):
                 lag = step.lag
         findings.append(self._verify_finding(now))
         verdict = worst(findings)
+        self._log_change(verdict)
         if window is not None:
-            self.history.record_window(window.start, verdict.status, lag, now)
+            self.history.record_window(window.start, verdict.status, lag, now, verdict.detail)
         next_deadline = self.schedule.next_deadline(now)
         for status in STATUSES:
             out.gauge(STATUS, int(status == verdict.status), status=status)
@@ -128,7 +130,18 @@ class BackupEvaluation(_BackupJob):
         times = {"newest backup": newest.completed_at if newest else None, "next deadline": next_deadline,
                  "last integrity check": verified_at}
         out.judge(Verdict(verdict.status, verdict.detail, {k: v for k, v in times.items() if v is not None},
-                          {"off-site lag": format_duration(lag)} if lag else {}))
+                          {"off-site lag": _lag_note(lag)} if "offsite" in seen else {},
+                          self.config.timezone))
+
+    def _log_change(self, verdict: Finding) -> None:
+        """ok -> missed is a warning, back to ok is news; the same status again is not logged."""
+        before, self._logged_status = self._logged_status, verdict.status
+        if verdict.status == before or (before is None and verdict.status == "ok"):
+            return
+        if verdict.status == "ok":
+            log.info("backup ok again job=%s was=%s", self.config.name, before)
+        else:
+            log.warning("backup %s job=%s detail=%r", verdict.status, self.config.name, verdict.detail)
 
     def _observe(self, where: str, location, now: float, findings: list) -> list[BackupSnapshot] | None:
         """The location's backups, newest measured and everything recorded; None if unreachable."""
@@ -193,23 +206,32 @@ class BackupVerification(_BackupJob):
     """Runs the integrity checks that are due, one repository at a time whatever the number of jobs."""
 
     Config = BackupJobConfig
+    BOARD = "Integrity checks"
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         """A check that could not run fails this job, so it is retried at the next poll."""
-        done, problems = [], []
+        outcomes = self.check(only_due=True)
+        done = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items()]
+        problems = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items() if outcome.ok is None]
+        if problems:
+            raise RuntimeError("; ".join(problems))
+        last = [v.at for where in self.verifiable if (v := self.history.last_verification(where)) is not None]
+        out.judge(Verdict("ok", "; ".join(done) or "not due", {"last check": min(last)} if last else {},
+                          timezone=self.config.timezone))
+
+
+    def check(self, only_due: bool) -> dict[str, VerifyOutcome]:
+        """Run the integrity checks (those due, or all of them now) and record each outcome."""
+        outcomes = {}
         for where, location in self.verifiable.items():
             last = self.history.last_verification(where)
-            if last is not None and self.clock.time() - last.at < self.config.verify.every:
+            if only_due and last is not None and self.clock.time() - last.at < self.config.verify.every:
                 continue
             with _exclusive(location.config):
                 outcome = location.verify(self.config.verify)
             self.history.record_verification(where, self.clock.time(), outcome)
-            done.append(f"{where}: {outcome.detail}")
-            if outcome.ok is None:
-                problems.append(f"{where}: {outcome.detail}")
-        if problems:
-            raise RuntimeError("; ".join(problems))
-        out.judge(Verdict("ok", "; ".join(done) or "not due"))
+            outcomes[where] = outcome
+        return outcomes
 
 
 _REPOSITORY_LOCKS: dict[str, threading.Lock] = {}
@@ -224,3 +246,9 @@ def _exclusive(location: LocationConfig) -> Iterator[None]:
         lock = _REPOSITORY_LOCKS.setdefault(key, threading.Lock())
     with lock:
         yield
+
+
+def _lag_note(lag: float | None) -> str:
+    if lag is None:
+        return "unknown"
+    return format_duration(lag) if lag >= 1 else "in step"

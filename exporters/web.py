@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -41,7 +42,7 @@ class Site:
 
     def status(self) -> dict[str, Any]:
         db = self.store.db
-        return status_document(self.store.snapshot(), self.info, db.problem, db.notice)
+        return status_document(self.store.snapshot(), self.info, db.problem, db.notice, time.time())
 
 
 class WebServer:

@@ -37,6 +37,14 @@ class RunningAgent:
         return self.get("/metrics")[1].decode()
 
 
+@pytest.fixture(autouse=True)
+def children_allowed(monkeypatch):
+    """`vigil once` run in-process ends by refusing new child tools; each test starts afresh."""
+    from agent import children
+
+    monkeypatch.setattr(children, "_stopping", False)
+
+
 @pytest.fixture
 def context(tmp_path):
     """What the agent lends a job: a real clock, rate limits, and a state dir with its database."""

@@ -207,3 +207,24 @@ def test_what_was_measured_once_is_exported_on_every_evaluation(tmp_path, job_co
     assert second[size] == first[size] == 1000
     (completed,) = job_context.db.query("SELECT completed_at FROM backup_observations")[0]
     assert completed >= datetime(2026, 11, 20, 1, 10, tzinfo=UTC).timestamp()
+
+
+def test_a_change_of_status_is_logged_once(repos, job_context, clock, caplog):
+    primary, _ = repos
+    primary.backup("2026-11-20 01:10:00")
+    check = BackupEvaluation(job(primary), job_context)
+    caplog.set_level("INFO", logger="checks.job")
+    for when in ("2026-11-20 06:00", "2026-11-20 07:00"):
+        clock.set(when)
+        run(check)
+    for when in ("2026-11-21 05:01", "2026-11-21 05:30", "2026-11-21 06:00"):  # an hour and more of missed
+        clock.set(when)
+        run(check)
+    primary.backup("2026-11-21 06:10:00")
+    clock.set("2026-11-21 06:20")
+    run(check)
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "checks.job"]
+    assert messages == [
+        ("WARNING", "backup missed job=fileserver-nightly detail='no backup completed since the run due at "
+                    "2026-11-21 01:00 UTC (deadline 2026-11-21 05:00 UTC)'"),
+        ("INFO", "backup ok again job=fileserver-nightly was=missed")]

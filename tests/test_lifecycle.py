@@ -133,7 +133,8 @@ def test_the_first_scrape_after_a_restart_already_lists_every_job_with_its_last_
     config = write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\ntargets:\n"
                           "  - {name: a, kind: counting, interval: 1h}\n  - {name: b, kind: counting, interval: 1h}\n")
     agent = start_agent(config, test_kinds=True)
-    wait_until(lambda: metric(agent.metrics(), "vigil_last_success_timestamp_seconds", "b"), 20, "a first success")
+    wait_until(lambda: all(metric(agent.metrics(), "vigil_last_success_timestamp_seconds", target)
+                           for target in ("a", "b")), 20, "a first success of each")
     agent.peer.stop()
     for _ in range(8):
         agent = start_agent(config, test_kinds=True)  # returns as soon as /-/ready says 200

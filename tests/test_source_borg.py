@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,7 @@ from checks.config import VerifyConfig
 from checks.sources.borg import BorgLocation
 from checks.sources.cli import ToolError
 from tests.lab.backup_tools import PASSWORD, BorgRepo
+from tests.lab.harness import wait_until
 
 
 @pytest.fixture
@@ -72,3 +75,17 @@ def test_verify_of_an_unreadable_repository_is_not_a_verdict(tmp_path, context, 
                                               passphrase="${env:VIGIL_TEST_BORG}"), context)
     outcome = source.verify(VerifyConfig(timeout=60))
     assert outcome.ok is None and outcome.detail
+
+
+def test_verify_of_a_locked_repository_is_not_damage(repo, context, monkeypatch):
+    """A backup holds the lock past borg's lock wait: could not check, not damage."""
+    repo.create("nightly")
+    holder = subprocess.Popen([repo.binary, "with-lock", repo.repository, "sleep", "60"], env=repo.env)
+    try:
+        wait_until(lambda: (Path(repo.repository) / "lock.exclusive").exists(), 20, "the lock")
+        outcome = location(repo, context, monkeypatch).verify(VerifyConfig(timeout=120))
+    finally:
+        holder.terminate()
+        holder.wait(20)
+    assert outcome.ok is None, outcome
+    assert "could not lock" in outcome.detail and "lock" in outcome.detail

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,7 @@ from checks.config import VerifyConfig
 from checks.sources.cli import ToolError
 from checks.sources.restic import ResticLocation
 from tests.lab.backup_tools import PASSWORD, ResticRepo
+from tests.lab.harness import wait_until
 
 
 def location(repo: ResticRepo, context, monkeypatch, **config) -> ResticLocation:
@@ -94,3 +97,20 @@ def test_verify_that_cannot_run_is_not_a_verdict(tmp_path, context, monkeypatch)
                             context)
     outcome = source.verify(VerifyConfig())
     assert outcome.ok is None and "not installed" in outcome.detail
+
+
+def test_verify_of_a_locked_repository_is_not_damage(tmp_path, context, monkeypatch):
+    """A running backup holds a lock: `restic check` exits 1, which must not read as damage."""
+    repo = ResticRepo(tmp_path)
+    repo.backup()
+    holder = subprocess.Popen([repo.binary, "--repo", repo.repository, "backup", "--stdin", "--quiet"],
+                              env=repo.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: any((Path(repo.repository) / "locks").iterdir()), 20, "the backup's lock")
+        outcome = location(repo, context, monkeypatch).verify(VerifyConfig(timeout=120))
+    finally:
+        holder.communicate(b"done", timeout=60)
+    assert outcome.ok is None, outcome
+    assert "could not lock" in outcome.detail and "locked by PID" in outcome.detail
+    assert location(repo, context, monkeypatch).verify(VerifyConfig(timeout=120)).ok is True

@@ -6,6 +6,8 @@ import gzip
 import io
 import os
 import re
+import socket
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -118,7 +120,7 @@ def test_an_unknown_host_key_is_refused(sftp, server, tmp_path):
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(known_hosts_line(server.port, other_host).replace("127.0.0.1", "192.0.2.1"))
 
-    expected = (f"sftp 127.0.0.1:{server.port}: the server's ssh-ed25519 key ({server.fingerprint}) "
+    expected = (f"ssh {server.user}@127.0.0.1:{server.port}: the server's ssh-ed25519 key ({server.fingerprint}) "
                 f"is not in {known_hosts}")
     with pytest.raises(LocationError, match=re.escape(expected)):
         sftp(known_hosts=known_hosts).backups()
@@ -166,7 +168,7 @@ def test_a_pinned_fingerprint_is_accepted_and_another_refused(sftp, server, dump
 
 def test_a_closed_port_is_a_clear_error(sftp):
     port = free_port()
-    with pytest.raises(LocationError, match=f"sftp 127.0.0.1:{port}: cannot connect: "):
+    with pytest.raises(LocationError, match=f"ssh .+@127.0.0.1:{port}: connection refused; check the host and port"):
         sftp(port=port).backups()
 
 
@@ -176,3 +178,26 @@ def test_config_needs_exactly_one_way_to_know_the_host_key(keys):
               "known_hosts": "/etc/vigil/known_hosts", **keys}
     with pytest.raises(ValidationError, match="set one of known_hosts or host_key_fingerprint"):
         SftpLocation.Config(**config)
+
+
+def test_an_encrypted_key_is_opened_with_its_passphrase_by_reference(sftp, server, dumps, tmp_path, monkeypatch):
+    locked = tmp_path / "locked_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "open sesame", "-f", str(locked)], check=True)
+    with (server.key_file.parent / "authorized_keys").open("a") as keys:
+        keys.write((tmp_path / "locked_ed25519.pub").read_text())
+    write(dumps / "db-1.sql", b"dump")
+    monkeypatch.setenv("VIGIL_TEST_SFTP_PASSPHRASE", "open sesame")
+
+    unlocked = sftp(key_file=locked, key_passphrase="${env:VIGIL_TEST_SFTP_PASSPHRASE}")
+    assert [b.id for b in unlocked.backups()] == ["db-1.sql"]
+    with pytest.raises(LocationError, match=f"^key_file {locked} is encrypted; set key_passphrase:"):
+        sftp(key_file=locked).backups()
+
+
+def test_a_server_that_accepts_and_never_answers_fails_within_the_timeout(sftp):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        with pytest.raises(LocationError, match=f"127.0.0.1:{port}: no SSH handshake within 1s"):
+            sftp(port=port, timeout="1s").backups()

@@ -27,6 +27,7 @@ class SteppedClock(Clock):
 
     def __init__(self) -> None:
         self.elapsed = 0.0
+        self.waits: list[float] = []  # what the location waited before retrying, without waiting it
 
     def time(self) -> float:
         return NOW + self.elapsed
@@ -36,6 +37,9 @@ class SteppedClock(Clock):
 
     def advance(self, seconds: float) -> None:
         self.elapsed += seconds
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +74,9 @@ def make_location(fake, pki, clock, context, monkeypatch):
 
 
 @pytest.fixture
-def waits(monkeypatch):
-    """The retry waits the location asked for, instead of sleeping them."""
-    asked: list[float] = []
-    monkeypatch.setattr(veeam, "sleep", asked.append)
-    return asked
+def waits(clock):
+    """The retry waits the location asked for, recorded by the clock instead of slept."""
+    return clock.waits
 
 
 def one_success(fake: VeeamFake, name: str = "Fileserver Backup") -> str:
@@ -185,12 +187,14 @@ def test_unknown_job_names_the_nearest_one(fake, make_location):
                                  "did you mean `Fileserver Backup`?")
 
 
-def test_rate_limit_waits_what_retry_after_asks_then_succeeds(fake, make_location, waits):
+def test_rate_limit_waits_what_retry_after_asks_then_succeeds(fake, make_location, waits, context):
     one_success(fake)
     fake.fail_next(429, retry_after=3, path="/api/v1/sessions")
 
     assert len(make_location().backups()) == 1
-    assert waits == [3.0]
+    assert len(waits) == 1 and 3.0 <= waits[0] <= 3.3  # what Retry-After asks, and a little jitter
+    counted = context.api.requests()  # every attempt, for vigil_api_requests_total
+    assert counted == {("veeam", "429"): 1, ("veeam", "200"): len(fake.requests) - 1}
     assert len(requests_to(fake, "/api/v1/sessions")) == 2
 
 
@@ -201,7 +205,7 @@ def test_gateway_errors_are_retried_a_bounded_number_of_times(fake, make_locatio
     with pytest.raises(VeeamError, match=r"GET https://127\.0\.0\.1:\d+/api/v1/sessions: HTTP 503 "
                                          r"Service Unavailable \(ServiceUnavailable: Injected HTTP 503\)$"):
         make_location().backups()
-    assert waits == [veeam.RETRY_WAIT, veeam.RETRY_WAIT]
+    assert len(waits) == veeam.RETRIES and 0.5 <= waits[0] <= 1 <= waits[1] <= 2  # backing off, with jitter
     assert len(requests_to(fake, "/api/v1/sessions")) == 3
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 from agent.model import JobState
 from agent.statedb import FILENAME, StateDB
@@ -53,3 +54,106 @@ def test_readers_see_immutable_snapshots(tmp_path):
     assert "host:a" not in before and "host:a" in store.snapshot()
     store.retain(["b"])
     assert dict(store.snapshot()) == {}
+
+
+def observations(db: StateDB) -> list[tuple]:
+    return db.query("SELECT backup_id FROM backup_observations ORDER BY backup_id")
+
+
+OBSERVATION = ("INSERT INTO backup_observations (job, location, backup_id, completed_at, verdict, observed_at)"
+               " VALUES (?, ?, ?, ?, 'ok', 0)")
+
+
+def test_a_bad_row_is_rejected_and_the_file_kept(tmp_path, caplog):
+    db = StateDB(tmp_path)
+    rows = [("nightly", "primary", "a1", 1.0), ("nightly", "primary", None, 2.0),  # borg JSON "id": null
+            ("nightly", "primary", "a3", 2 ** 70)]  # too large for SQLite
+    assert db.write(OBSERVATION, [*rows, ("nightly", "primary", "a4", 4.0)], many=True) is False
+    assert observations(db) == [("a1",), ("a4",)]
+    assert db.write(OBSERVATION, ("nightly", "primary", None, 5.0)) is False
+    assert db.ok and not db.notice and not list(tmp_path.glob(f"{FILENAME}.corrupt-*"))
+    assert caplog.text.count("row rejected table=backup_observations") == 3
+
+
+def test_a_write_the_disk_refuses_is_a_problem_until_one_succeeds(tmp_path):
+    db = StateDB(tmp_path)
+    db.record_success("nas", 1.0)
+    db._conn.execute("PRAGMA query_only = 1")  # what a read-only file system answers
+    db.record_success("nas", 2.0)
+    assert "cannot write" in db.problem and "readonly" in db.problem
+    db._conn.execute("PRAGMA query_only = 0")
+    db.record_success("nas", 3.0)
+    assert db.ok and db.last_successes() == {"nas": 3.0}
+    assert not list(tmp_path.glob(f"{FILENAME}.corrupt-*"))
+
+
+def test_after_close_writes_and_reads_are_refused_quietly(tmp_path, caplog):
+    db = StateDB(tmp_path)
+    db.record_success("nas", 1.0)
+    db.close()
+    assert db.write(OBSERVATION, ("nightly", "primary", "late", 1.0)) is False
+    assert db.query("SELECT * FROM job_success") == []
+    assert db.ok and not list(tmp_path.glob(f"{FILENAME}.corrupt-*"))
+    assert "ERROR" not in caplog.text
+    assert StateDB(tmp_path).last_successes() == {"nas": 1.0}
+
+
+def test_close_waits_for_writes_in_flight(tmp_path):
+    db = StateDB(tmp_path)
+    written: list[int] = []
+
+    def writer(base: int) -> None:
+        for n in range(base, base + 200):
+            if db.write(OBSERVATION, ("nightly", "primary", f"b{n}", float(n))):
+                written.append(n)
+
+    threads = [threading.Thread(target=writer, args=(base,)) for base in (0, 1000, 2000)]
+    for thread in threads:
+        thread.start()
+    while not written:
+        pass
+    db.close()
+    for thread in threads:
+        thread.join()
+    assert sorted(StateDB(tmp_path).query("SELECT completed_at FROM backup_observations")) == \
+        [(float(n),) for n in sorted(written)]
+    assert not list(tmp_path.glob(f"{FILENAME}.corrupt-*"))
+
+
+def test_real_damage_moves_the_file_aside(tmp_path):
+    db = StateDB(tmp_path)
+    db.write(OBSERVATION, [("nightly", "primary", f"c{n}" * 200, float(n)) for n in range(200)], many=True)
+    db.close()
+    raw = bytearray((tmp_path / FILENAME).read_bytes())
+    raw[4096 * 2:4096 * 4] = b"\xff" * 8192  # b-tree pages, not the header
+    (tmp_path / FILENAME).write_bytes(bytes(raw))
+    again = StateDB(tmp_path)
+    assert "recreated" in again.notice and again.ok
+    assert len(list(tmp_path.glob(f"{FILENAME}.corrupt-*"))) == 1
+
+
+def test_a_private_copy_reads_the_file_and_writes_only_to_memory(tmp_path):
+    live = StateDB(tmp_path)
+    live.record_success("nas", 1.0)
+    copy = StateDB.private_copy(tmp_path)
+    assert copy.last_successes() == {"nas": 1.0}
+    copy.record_success("nas", 99.0)
+    copy.write(OBSERVATION, ("nightly", "primary", "x", 1.0))
+    copy.close()
+    assert live.last_successes() == {"nas": 1.0} and observations(live) == []
+    assert StateDB.private_copy(tmp_path / "none-yet").last_successes() == {}
+    assert not (tmp_path / "none-yet").exists()
+
+
+def test_publish_leaves_sqlite_to_the_writer_thread(tmp_path, monkeypatch):
+    db = StateDB(tmp_path)
+    threads = []
+    record = db.record_success
+    monkeypatch.setattr(db, "record_success", lambda *a: (threads.append(threading.current_thread().name),
+                                                          record(*a)))
+    store = Store(db)
+    for second in range(50):
+        store.publish(JobState("nas", "host", 60, last_success=1_700_000_000.0 + second))
+    store.close()
+    assert set(threads) == {"vigil-store-writer"} and len(threads) == 50
+    assert StateDB(tmp_path).last_successes() == {"host:nas": 1_700_000_049.0}

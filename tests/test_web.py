@@ -32,7 +32,7 @@ def site(tmp_path):
                                                                    (Sample(TICKS.name, 3),)), last_success=1.2))
     store.publish(JobState("ups", "counting", 60, (TICKS,), result=Result("ups", "counting", False, 1.0, 5.0,
                                                                    error="timed out after 5s")))
-    site = Site(store, {"config": "test.yaml", "started": "now"})
+    site = Site(store, {"config": "test.yaml", "started": "2026-12-02T01:00:00+00:00"})
     yield site
     store.close()
 

@@ -27,7 +27,7 @@ import asyncio
 import email.utils
 import random
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,6 +172,8 @@ class _Api:
             raise self._too_large(request, response)
         if response is not None and response.status_code not in RETRY_STATUSES:
             return None
+        if response is None and _untrusted(failure):  # a certificate does not get better in a second
+            raise self._failed(request, failure)
         if attempt >= self.retries:
             if response is not None:
                 return None
@@ -336,10 +338,19 @@ def _is_timeout(failure: BaseException | None) -> bool:
     return isinstance(failure, (httpx.TimeoutException, TimeoutError))
 
 
+def _causes(failure: BaseException | None) -> Iterator[BaseException]:
+    while failure is not None:
+        yield failure
+        failure = failure.__cause__ or failure.__context__
+
+
+def _untrusted(failure: BaseException | None) -> bool:
+    return any(isinstance(cause, ssl.SSLCertVerificationError) for cause in _causes(failure))
+
+
 def _transport_reason(failure: BaseException | None, timeout: float) -> tuple[str, str]:
     """What went wrong below HTTP, and the likely fix."""
-    cause = failure
-    while cause is not None:
+    for cause in _causes(failure):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return (f"its TLS certificate is not trusted ({cause.verify_message})",
                     "set ca_file: to the CA that signed it")
@@ -347,7 +358,6 @@ def _transport_reason(failure: BaseException | None, timeout: float) -> tuple[st
             return "connection refused", "check the host and port, and that the service runs"
         if isinstance(cause, ssl.SSLError):
             return f"the TLS handshake failed ({cause.reason or cause})", "check that the port speaks HTTPS"
-        cause = cause.__cause__ or cause.__context__
     if _is_timeout(failure):
         return f"no answer within {timeout:g}s", "check that the host is up, or raise timeout:"
     return str(failure) or type(failure).__name__, ""

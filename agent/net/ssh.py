@@ -84,7 +84,7 @@ class SshFields(BaseModel):
     known_hosts: Path | None = Field(None, description="a known_hosts file with the server's key (one of "
                                                        "known_hosts or host_key_fingerprint)")
     host_key_fingerprint: Fingerprint | None = Field(None, description="the server's key pinned as SHA256:... "
-                                                                       "(ssh-keyscan HOST | ssh-keygen -lf -)")
+                                                                       "(ssh-keyscan HOST, piped to ssh-keygen -lf -)")
 
     @model_validator(mode="after")
     def _host_key_known(self) -> Self:

@@ -71,7 +71,8 @@ class BorgLocation:
             raise ToolError("borg info: unexpected JSON (no end, duration or stats)") from None
 
     def verify(self, verify: VerifyConfig) -> VerifyOutcome:
-        """`borg check`: rc 1 means damage found, rc 2 that the repository could not be read."""
+        """`borg check`: rc 1 means damage found, rc 2 that the repository could not be read
+        (a lock held by a running backup is rc 2 too: could not check, never damage)."""
         argv = [self.config.binary, "check", *(["--verify-data"] * verify.verify_data), self.config.repository]
         try:
             done = run(argv, self._env, verify.timeout, ok_codes=(0, CHECK_ERRORS, CHECK_CANNOT_ACCESS))
@@ -82,6 +83,9 @@ class BorgLocation:
             return VerifyOutcome(True, "borg check: no errors" + " (data verified)" * verify.verify_data)
         if done.returncode == CHECK_ERRORS:
             return VerifyOutcome(False, f"borg check: {message or 'errors found'}")
+        if "lock" in message:  # "Failed to create/acquire the lock ... (timeout)."
+            return VerifyOutcome(None, f"borg check could not lock the repository (a backup may be running; "
+                                       f"retried later): {message}")
         return VerifyOutcome(None, f"borg check could not read the repository: {message}")
 
     def _json(self, *args: str) -> dict:

@@ -1,10 +1,16 @@
-"""Running a backup tool's command line: a timeout always, and one clear line on failure."""
+"""Running a backup tool's command line: a timeout always, and one clear line on failure.
+
+The tool runs in its own process group (agent.children), so a timeout or the agent's
+stop ends it together with the ssh it may have started.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 from pathlib import Path
+
+from agent import children
 
 
 class ToolError(Exception):
@@ -16,10 +22,13 @@ def run(argv: list[str], env: dict[str, str], timeout: float, ok_codes: tuple[in
     """Run a tool with the agent's environment plus `env`; raise ToolError when it fails."""
     tool = Path(argv[0]).name
     try:
-        done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        done = children.run(argv, {**os.environ, **env}, timeout)
+    except children.Stopping as exc:
+        raise ToolError(str(exc)) from None
     except FileNotFoundError:
         raise ToolError(f"{tool} is not installed (looked for {argv[0]})") from None
+    except OSError as exc:
+        raise ToolError(f"{tool} cannot be started ({argv[0]}): {exc.strerror}") from None
     except subprocess.TimeoutExpired:
         raise ToolError(f"{tool} {argv[1] if len(argv) > 1 else ''} timed out after {timeout:g}s") from None
     if done.returncode not in ok_codes:

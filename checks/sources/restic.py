@@ -81,6 +81,9 @@ class ResticLocation:
         if done.returncode == 0:
             read = f" (read {verify.read_data_subset})" if subset else ""
             return VerifyOutcome(True, f"restic check: no errors{read}")
+        if locked := _lock_conflict(done.stderr):
+            return VerifyOutcome(None, f"restic check could not lock the repository (a backup or prune may be "
+                                       f"running; retried later): {locked}")
         return VerifyOutcome(False, f"restic check: {last_line(done.stdout + done.stderr) or 'errors found'}")
 
     def _argv(self, *args: str, read_only: bool = True) -> list[str]:
@@ -105,6 +108,14 @@ class ResticLocation:
         return ((["--host", config.host] if config.host else [])
                 + [arg for tag in config.tags for arg in ("--tag", tag)]
                 + [arg for path in config.paths for arg in ("--path", path)])
+
+
+def _lock_conflict(stderr: str) -> str:
+    """restic's line naming who holds the lock, when check failed for a lock (it exits 1 then too)."""
+    if "unlock" not in stderr and "unable to create lock" not in stderr:
+        return ""
+    lines = [line.strip() for line in stderr.splitlines()]
+    return next((line for line in lines if "is already locked" in line), last_line(stderr))
 
 
 def _snapshot(entry: object) -> BackupSnapshot:

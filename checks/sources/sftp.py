@@ -1,10 +1,12 @@
 """Backups as files on an SFTP server, read with paramiko: `{kind: sftp, host:, user:, key_file:, path:}`.
 
 The same rules as a local directory (checks.sources.filelike), over one SSH connection
-per listing. The server must be known before the first connection: its key is either in
-`known_hosts` or pinned by `host_key_fingerprint`; an unknown or changed key is refused,
-never added. Authentication is by `key_file` only (no agent, no ~/.ssh keys), and every
-step (connect, banner, auth, each SFTP request) has the location's timeout.
+per listing, made by the shared transport (agent.net.ssh), so the server must be known
+before the first connection: its key is either in `known_hosts` or pinned by
+`host_key_fingerprint`; an unknown or changed key is refused, never added.
+Authentication is by `key_file` (encrypted with `key_passphrase`, by reference) or
+`password`, never an agent or ~/.ssh keys, and every step (connect, banner, auth, each
+SFTP request) has the location's timeout.
 """
 
 from __future__ import annotations
@@ -12,16 +14,16 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated, BinaryIO, Literal
+from typing import BinaryIO, Literal
 
 import paramiko
-from pydantic import Field, model_validator
+from pydantic import Field
 
+from agent.net.ssh import SshError, SshFields, connect
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
 from checks.sources import filelike
-from checks.sources.filelike import Deadline, Entry, LocationError, NamePattern, reason
+from checks.sources.filelike import Deadline, Entry, LocationError, NamePattern
 
 WINDOW = 4 << 20  # bytes requested at once when reading a file (128 requests of 32 KiB in flight)
 
@@ -29,23 +31,11 @@ WINDOW = 4 << 20  # bytes requested at once when reading a file (128 requests of
 class SftpLocation:
     kind = "sftp"
 
-    class Config(LocationConfig):
+    class Config(LocationConfig, SshFields):
         kind: Literal["sftp"]
-        host: str
-        port: Annotated[int, Field(ge=1, le=65535)] = 22
-        user: str
-        key_file: Path
-        known_hosts: Path | None = None
-        host_key_fingerprint: Annotated[str, Field(pattern=r"^SHA256:[A-Za-z0-9+/]{43}=?$")] | None = None
-        path: str  # absolute, or relative to the user's login directory
-        pattern: NamePattern = "*"
-
-        @model_validator(mode="after")
-        def _host_key_known(self) -> SftpLocation.Config:
-            if (self.known_hosts is None) == (self.host_key_fingerprint is None):
-                raise ValueError("set one of known_hosts or host_key_fingerprint: the server's key must be "
-                                 "known in advance (ssh-keyscan -p PORT HOST | ssh-keygen -lf -)")
-            return self
+        path: str = Field(description="the directory of the backups: absolute, or relative to the user's "
+                                      "login directory")
+        pattern: NamePattern = Field("*", description="which names in it are backups (a glob)")
 
     def __init__(self, config: Config, context):
         self.config = config
@@ -73,7 +63,10 @@ class SftpLocation:
 
     @contextmanager
     def _session(self) -> Iterator[SftpTree]:
-        client = self._connect()
+        try:
+            client = connect(self.config.endpoint(self.config.timeout))
+        except SshError as exc:
+            raise LocationError(str(exc)) from None
         try:
             sftp = client.open_sftp()
             sftp.get_channel().settimeout(self.config.timeout)
@@ -82,81 +75,6 @@ class SftpLocation:
             raise LocationError(f"{self.where}: {exc}") from None
         finally:
             client.close()
-
-    def _connect(self) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
-        try:
-            self._handshake(client)
-        except BaseException:
-            client.close()
-            raise
-        return client
-
-    def _handshake(self, client: paramiko.SSHClient) -> None:
-        """Connect and authenticate, or raise LocationError saying which of the two went wrong."""
-        config = self.config
-        key = _private_key(config.key_file)
-        if config.known_hosts is not None:
-            try:
-                client.get_host_keys().load(str(config.known_hosts))
-            except OSError as exc:
-                raise LocationError(f"cannot read known_hosts {config.known_hosts}: {reason(exc)}") from None
-        client.set_missing_host_key_policy(_KnownHostsOnly(config.host_key_fingerprint, config.known_hosts))
-        timeout = config.timeout
-        try:
-            client.connect(config.host, config.port, username=config.user, pkey=key, look_for_keys=False,
-                           allow_agent=False, timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
-                           channel_timeout=timeout)
-        except paramiko.BadHostKeyException as exc:
-            raise LocationError(
-                f"sftp {self.address}: the host key has changed: the server sent {exc.key.fingerprint}, "
-                f"{config.known_hosts} has {exc.expected_key.fingerprint} (if the server was reinstalled, "
-                "update known_hosts after checking the new key)") from None
-        except UnknownHostKey as exc:
-            raise LocationError(f"sftp {self.address}: {exc}") from None
-        except paramiko.AuthenticationException:
-            raise LocationError(f"sftp {config.user}@{self.address}: the server refused the key {config.key_file}"
-                                ) from None
-        except (paramiko.SSHException, OSError) as exc:
-            raise LocationError(f"sftp {self.address}: cannot connect: {reason(exc)}") from None
-
-
-class UnknownHostKey(paramiko.SSHException):
-    """The server's key is neither in known_hosts nor the pinned one."""
-
-
-class _KnownHostsOnly(paramiko.RejectPolicy):
-    """Refuse any key not already known, except the pinned one; never add a key anywhere.
-
-    paramiko asks this policy only about keys missing from known_hosts: a known host that
-    shows another key raises BadHostKeyException before it gets here.
-    """
-
-    def __init__(self, pinned: str | None, known_hosts: Path | None):
-        self._pinned, self._known_hosts = pinned, known_hosts
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        if self._pinned is not None:
-            if key.fingerprint.rstrip("=") == self._pinned.rstrip("="):
-                return
-            raise UnknownHostKey(f"the server's {key.get_name()} key is {key.fingerprint}, "
-                                 f"not the pinned {self._pinned}")
-        raise UnknownHostKey(f"the server's {key.get_name()} key ({key.fingerprint}) is not in {self._known_hosts}; "
-                             f"check it and add it (ssh-keyscan)")
-
-
-def _private_key(path: Path) -> paramiko.PKey:
-    try:
-        return paramiko.PKey.from_path(path)
-    except FileNotFoundError:
-        raise LocationError(f"key_file {path} does not exist") from None
-    except PermissionError:
-        raise LocationError(f"key_file {path} is not readable by this user") from None
-    except paramiko.PasswordRequiredException:
-        raise LocationError(f"key_file {path} has a passphrase; vigil needs a key without one "
-                            "(protect it with file permissions)") from None
-    except (paramiko.SSHException, paramiko.UnknownKeyType, OSError, ValueError) as exc:
-        raise LocationError(f"key_file {path} is not a private key vigil can read ({type(exc).__name__})") from None
 
 
 class SftpTree:

@@ -18,33 +18,36 @@ sessions, so a copy whose newest point is older than that has no name; it is sta
 
 Each poll reads the job states (to find the job's id by its name), the job's sessions
 created in the last `HISTORY` seconds, then the job's backups and their restore points
-from the same window: a handful of requests, whatever the server's size.
+from the same window: a handful of requests, whatever the server's size. The requests go
+through the shared transport (agent.net.http.SyncApi: the CA file over the environment's
+bundles, retries of 429 and gateway errors as Retry-After asks, a size cap, counting);
+the token logic is Veeam's own and stays here.
 """
 
 from __future__ import annotations
 
 import difflib
-import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from time import sleep
 from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 
+from agent.net.http import CaFileError, HttpError, SyncApi, api_message, json_of, raise_for_status, safe_url
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
 
 PAGE_SIZE = 100
 HISTORY = 40 * 86400.0  # a monthly job's last run with room to spare; older runs are in the agent's history
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 RETRIES = 2
-RETRY_WAIT = 1.0  # seconds, when the server does not say (Retry-After)
 MAX_RETRY_WAIT = 10.0  # a server asking for longer fails this poll instead of holding a worker thread
 RENEW_AT = 0.9  # of a token's lifetime: 90 s early for VBR's 15 minutes, so it never expires mid-listing
 TOKEN_PATH = "/api/oauth2/token"
+API = "veeam"  # the api label of vigil_api_requests_total
 
 
 class VeeamError(Exception):
@@ -130,11 +133,12 @@ class VeeamLocation:
 
     def __init__(self, config: Config, context):
         self.config = config
+        self._context = context
         self._clock = context.clock
         self._token: _Token | None = None  # kept between polls: one login per token lifetime, not per poll
 
     def backups(self) -> list[BackupSnapshot]:
-        with self._client() as client:
+        with self._translated(), self._client() as client:
             job_id = self._job_id(client)
             window = {"createdAfterFilter": _iso(self._clock.time() - HISTORY)}
             sessions = [session for session in self._list(client, "/api/v1/sessions", _Session,
@@ -148,21 +152,25 @@ class VeeamLocation:
         snapshots = [_snapshot(session, points) for session in sessions]
         return sorted(snapshots, key=lambda snapshot: snapshot.completed_at, reverse=True)
 
-    def _client(self) -> httpx.Client:
-        """A client for one poll; the CA file is read each time, so a renewed CA needs no restart.
+    def _client(self) -> SyncApi:
+        """A client for one poll; the CA file is read each time, so a renewed CA needs no restart."""
+        return SyncApi(self.config.url, self._context, ca_file=self.config.ca_file, timeout=self.config.timeout,
+                       retries=RETRIES, max_retry_wait=MAX_RETRY_WAIT,
+                       headers={"x-api-version": self.config.api_version, "accept": "application/json"})
 
-        An SSLContext, not a path, so that SSL_CERT_FILE in the environment cannot replace the CA.
-        """
-        verify: ssl.SSLContext | bool = True
-        if self.config.ca_file is not None:
-            try:
-                verify = ssl.create_default_context(cafile=str(self.config.ca_file))
-            except (OSError, ssl.SSLError) as exc:
-                raise VeeamError(f"cannot use ca_file {self.config.ca_file}: {exc.strerror or exc}") from None
-        return httpx.Client(base_url=self.config.url, timeout=self.config.timeout, verify=verify,
-                            headers={"x-api-version": self.config.api_version, "accept": "application/json"})
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """The transport's errors in this location's words."""
+        try:
+            yield
+        except CaFileError as exc:
+            raise VeeamError(str(exc)) from None
+        except HttpError as exc:
+            if exc.status is None:
+                raise VeeamError(f"cannot reach Veeam at {safe_url(self.config.url)}: {exc.detail}") from None
+            raise VeeamError(f"Veeam {exc}") from None
 
-    def _job_id(self, client: httpx.Client) -> str:
+    def _job_id(self, client: SyncApi) -> str:
         jobs = self._list(client, "/api/v1/jobs/states", _JobState)
         for job in jobs:
             if job.name == self.config.job:
@@ -171,25 +179,26 @@ class VeeamLocation:
         hint = f"did you mean `{close[0]}`?" if close else f"it has {len(jobs)} jobs, none with a similar name"
         raise VeeamError(f"Veeam job `{self.config.job}` not found on {self.config.url}; {hint}")
 
-    def _list(self, client: httpx.Client, path: str, shape: type[Shape], **filters: str) -> list[Shape]:
+    def _list(self, client: SyncApi, path: str, shape: type[Shape], **filters: str) -> list[Shape]:
         """Every item of a paged list; the server may send fewer than the limit asked."""
         items: list[Shape] = []
         while True:
             answer = self._get(client, path, {**filters, "skip": len(items), "limit": PAGE_SIZE})
-            page = _parse(_Page, answer, f"GET {client.base_url.join(path)}")
-            items += [_parse(shape, item, f"GET {client.base_url.join(path)}") for item in page.data]
+            what = f"GET {safe_url(self.config.url.rstrip('/') + path)}"
+            page = _parse(_Page, answer, what)
+            items += [_parse(shape, item, what) for item in page.data]
             if not page.data or len(items) >= page.pagination.total:
                 return items
 
-    def _get(self, client: httpx.Client, path: str, params: dict[str, Any]) -> Any:
+    def _get(self, client: SyncApi, path: str, params: dict[str, Any]) -> Any:
         """GET with the bearer token; a token the server no longer takes earns one new login."""
-        response = self._send(client, "GET", path, params=params, headers=self._bearer(client))
-        if response.status_code == 401 and _error_body(response)[0] in ("ExpiredToken", "InvalidToken"):
+        response = client.request("GET", path, api=API, params=params, headers=self._bearer(client))
+        if response.status_code == 401 and _error_code(response) in ("ExpiredToken", "InvalidToken"):
             self._token = None  # the server restarted or forgot it: its refresh token is gone too
-            response = self._send(client, "GET", path, params=params, headers=self._bearer(client))
-        return _json(_checked(response))
+            response = client.request("GET", path, api=API, params=params, headers=self._bearer(client))
+        return json_of(raise_for_status(response))
 
-    def _bearer(self, client: httpx.Client) -> dict[str, str]:
+    def _bearer(self, client: SyncApi) -> dict[str, str]:
         """The Authorization header: log in on first use, refresh before the token expires."""
         if self._token is not None and self._clock.monotonic() >= self._token.renew_at:
             try:
@@ -201,39 +210,15 @@ class VeeamLocation:
                                       password=self.config.password.get_secret_value())
         return {"authorization": f"Bearer {self._token.access}"}
 
-    def _grant(self, client: httpx.Client, **form: str) -> _Token:
+    def _grant(self, client: SyncApi, **form: str) -> _Token:
         asked_at = self._clock.monotonic()
-        response = self._send(client, "POST", TOKEN_PATH, data=form)
+        response = client.request("POST", TOKEN_PATH, api=API, data=form)
         if response.status_code in (400, 401, 403):
-            raise LoginRefused(f"Veeam at {self.config.url} refused the login of user `{self.config.user}` "
-                               f"({_error_text(response)}); check user: and password:")
-        grant = _parse(_TokenGrant, _json(_checked(response)), _request_name(response))
+            raise LoginRefused(f"Veeam at {safe_url(self.config.url)} refused the login of user "
+                               f"`{self.config.user}` ({api_message(response)}); check user: and password:")
+        grant = _parse(_TokenGrant, json_of(raise_for_status(response)),
+                       f"POST {safe_url(response.request.url)}")
         return _Token(grant.access_token, grant.refresh_token, asked_at + grant.expires_in * RENEW_AT)
-
-    def _send(self, client: httpx.Client, method: str, path: str, **request: Any) -> httpx.Response:
-        """One request; rate limits and gateway errors are retried a little, as Retry-After asks."""
-        attempt = 0
-        while True:
-            try:
-                response = client.request(method, path, **request)
-            except httpx.TransportError as exc:
-                raise VeeamError(f"cannot reach Veeam at {self.config.url}: {self._transport_reason(exc)}") from exc
-            wait = _retry_after(response)
-            if response.status_code not in RETRY_STATUSES or attempt == RETRIES or wait > MAX_RETRY_WAIT:
-                return response
-            sleep(wait)
-            attempt += 1
-
-    def _transport_reason(self, exc: httpx.TransportError) -> str:
-        cause: BaseException | None = exc
-        while cause is not None:
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                return (f"its TLS certificate is not trusted ({cause.verify_message}); "
-                        "set ca_file: to the CA that signed it")
-            cause = cause.__cause__ or cause.__context__
-        if isinstance(exc, httpx.TimeoutException):
-            return f"no answer within {self.config.timeout:g}s"
-        return str(exc) or type(exc).__name__
 
 
 def _snapshot(session: _Session, points: list[_RestorePoint]) -> BackupSnapshot:
@@ -255,28 +240,6 @@ def _iso(epoch: float, timespec: str = "seconds") -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
-def _retry_after(response: httpx.Response) -> float:
-    """Retry-After in seconds (the HTTP-date form is rare for APIs and gets the default wait)."""
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.strip().isdigit() else RETRY_WAIT
-
-
-def _checked(response: httpx.Response) -> httpx.Response:
-    if response.is_success:
-        return response
-    error = _error_text(response)
-    raise VeeamError(f"Veeam {_request_name(response)}: HTTP {response.status_code} {response.reason_phrase}"
-                     + (f" ({error})" if error else ""))
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        kind = response.headers.get("content-type", "no content type")
-        raise VeeamError(f"Veeam {_request_name(response)}: the answer is not JSON ({kind})") from None
-
-
 def _parse(shape: type[Shape], answer: Any, what: str) -> Shape:
     """The answer in its documented shape; a clear error (without the answer's values) if not."""
     try:
@@ -287,21 +250,10 @@ def _parse(shape: type[Shape], answer: Any, what: str) -> Shape:
         raise VeeamError(f"Veeam {what}: unexpected answer ({where}: {error['msg']})") from None
 
 
-def _error_body(response: httpx.Response) -> tuple[str, str]:
-    """The documented error body's (errorCode, message), or empty strings if it is not one."""
+def _error_code(response: httpx.Response) -> str:
+    """The documented error body's errorCode, or "" if it is not one."""
     try:
         body = response.json()
     except ValueError:
-        return "", ""
-    if not isinstance(body, dict):
-        return "", ""
-    message = str(body.get("message") or "").strip().splitlines()
-    return str(body.get("errorCode") or ""), message[0][:200] if message else ""
-
-
-def _error_text(response: httpx.Response) -> str:
-    return ": ".join(part for part in _error_body(response) if part)
-
-
-def _request_name(response: httpx.Response) -> str:
-    return f"{response.request.method} {response.request.url.copy_with(query=None)}"
+        return ""
+    return str(body.get("errorCode") or "") if isinstance(body, dict) else ""

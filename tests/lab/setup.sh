@@ -8,7 +8,7 @@ LAB=.lab
 PYTHON=${PYTHON:-python3}
 
 PACKAGES=(prometheus prometheus-alertmanager openssl openssh-server openssh-client restic borgbackup systemd
-          python3-venv)
+          python3-venv chromium)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

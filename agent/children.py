@@ -1,0 +1,79 @@
+"""Child processes (restic, borg and the ssh behind them), each in its own process group.
+
+A thread cannot be killed, but its child can: a timeout kills the child's whole group,
+and so does the agent's stop (`stop_all`), so no tool outlives the run that started it
+or the agent (under systemd a survivor would be reparented and keep reading a
+repository for hours).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+REAP_TIMEOUT = 5.0  # seconds to collect a killed group's last output
+
+_live: set[subprocess.Popen] = set()
+_lock = threading.Lock()
+_stopping = False
+
+
+class Stopping(Exception):
+    """The agent is stopping: no new child is started."""
+
+
+def run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Like subprocess.run capturing text (undecodable bytes replaced), the child leading its own group."""
+    with _lock:
+        if _stopping:
+            raise Stopping(f"{argv[0]} not started: the agent is stopping")
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, encoding="utf-8", errors="replace", start_new_session=True)
+        _live.add(process)
+    try:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal(process, signal.SIGKILL)
+            process.communicate(timeout=REAP_TIMEOUT)
+            raise
+        return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+    finally:
+        with _lock:
+            _live.discard(process)
+
+
+def stop_all(grace: float = 1.0) -> int:
+    """Refuse new children, SIGTERM every live group, SIGKILL those left after `grace` seconds.
+
+    Returns how many groups were signalled."""
+    global _stopping
+    with _lock:
+        _stopping = True
+        live = list(_live)
+    for process in live:
+        _signal(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in live:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal(process, signal.SIGKILL)
+    if live:
+        log.info("stopped %d child process group(s)", len(live))
+    return len(live)
+
+
+def _signal(process: subprocess.Popen, signum: int) -> None:
+    """Signal the child's whole group while its leader is unreaped (so the group id is its own)."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,54 @@
+"""Child tools run in their own process group: a timeout or a stop leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+
+import pytest
+
+from agent import children
+from tests.lab.harness import wait_until
+
+# a tool that starts a helper (as restic starts ssh) and hangs; both PIDs go to $1
+HANGS = 'sleep 600 & echo "$$ $!" > "$1"; printf "\\377 not utf-8\\n" >&2; wait'
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return open(f"/proc/{pid}/stat").read().split()[2] == "Z"  # a zombie waiting for its parent
+
+
+def pids(path) -> list[int]:
+    return [int(pid) for pid in path.read_text().split()] if path.exists() and path.read_text().strip() else []
+
+
+def test_a_timeout_kills_the_whole_group(tmp_path):
+    out = tmp_path / "pids"
+    with pytest.raises(subprocess.TimeoutExpired):
+        children.run(["sh", "-c", HANGS, "sh", str(out)], dict(os.environ), timeout=0.5)
+    assert len(pids(out)) == 2 and all(gone(pid) for pid in pids(out))
+
+
+def test_stop_all_kills_running_groups_and_refuses_new_ones(tmp_path):
+    out = tmp_path / "pids"
+    done: list[subprocess.CompletedProcess] = []
+    thread = threading.Thread(target=lambda: done.append(
+        children.run(["sh", "-c", HANGS, "sh", str(out)], dict(os.environ), timeout=600)))
+    thread.start()
+    wait_until(lambda: len(pids(out)) == 2, 10, "the tool and its helper")
+    assert children.stop_all(grace=1.0) == 1
+    thread.join(10)
+    assert not thread.is_alive() and done[0].returncode == -15
+    assert all(gone(pid) for pid in pids(out))
+    with pytest.raises(children.Stopping, match="the agent is stopping"):
+        children.run(["true"], dict(os.environ), timeout=5)
+
+
+def test_undecodable_output_is_replaced_not_raised():
+    done = children.run(["sh", "-c", "printf 'ok \\377\\n'"], dict(os.environ), timeout=10)
+    assert done.returncode == 0 and done.stdout == "ok \ufffd\n"
