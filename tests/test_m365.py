@@ -288,16 +288,24 @@ def test_vigil_once_runs_the_kind_end_to_end(m365_target, graph_fake, tmp_path):
 
     from tests.conftest import vigil_argv
 
-    graph_fake.denied = {"SecurityEvents.Read.All"}
     config = tmp_path / "vigil.yaml"
     config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "targets": [m365_target()]}))
-    done = subprocess.run(vigil_argv("once", "-c", str(config), "--format", "prometheus"), capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+
+    def once() -> subprocess.CompletedProcess:
+        return subprocess.run(vigil_argv("once", "-c", str(config), "--format", "prometheus"), capture_output=True,
+                              text=True, cwd=ROOT, timeout=120)
+
+    done = once()
     assert done.returncode == 0, done.stdout + done.stderr
-    text = done.stdout
-    assert 'vigil_up{kind="m365",target="m365"} 1' in text
-    assert 'vigil_m365_license_units{sku="ENTERPRISEPREMIUM",state="enabled",target="m365"} 25' in text or \
-        'vigil_m365_license_units{target="m365",sku="ENTERPRISEPREMIUM",state="enabled"} 25' in text
-    assert "vigil_m365_secure_score{" not in text, "the refused signal's samples are left out"
-    assert 'signal="secure_score"' in text and "SecurityEvents.Read.All" in text
+    assert 'vigil_up{kind="m365",target="m365"} 1' in done.stdout
+    assert 'vigil_m365_secure_score{target="m365"} 387' in done.stdout
+
+    graph_fake.denied = {"SecurityEvents.Read.All"}
+    done = once()
+    assert done.returncode == 1, "a failed signal makes the run partial"
+    assert 'vigil_up{kind="m365",target="m365"} 1' in done.stdout
+    assert 'vigil_m365_license_consumed_units{sku="CRMSTANDARD",target="m365"} 14' in done.stdout
+    assert "vigil_m365_secure_score{" not in done.stdout, "the refused signal's samples are left out"
+    assert ('vigil_m365_permission_missing{permission="SecurityEvents.Read.All",signal="secure_score",'
+            'target="m365"} 1') in done.stdout
     assert "permission missing" in done.stderr and "SecurityEvents.Read.All" in done.stderr
