@@ -213,6 +213,8 @@ def test_the_targets_ca_file_wins_over_the_environment(m365_target, context, gra
     del target["ca_file"]
     with pytest.raises(Exception, match=r"cannot read the authority .*ca_file"):
         kit.collect(target, context)
+    with pytest.raises(Exception, match=r"cannot use ca_file /nonexistent/ca.pem"):
+        kit.collect({**target, "ca_file": "/nonexistent/ca.pem"}, context)
 
 
 def test_signals_follow_the_config(m365_target):

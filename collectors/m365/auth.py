@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +27,6 @@ from cryptography.hazmat.primitives import serialization
 from agent.collector import ApiCounters
 from collectors.m365.config import M365Config
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
