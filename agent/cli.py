@@ -104,6 +104,14 @@ def _parser() -> argparse.ArgumentParser:
                       "checksums) and record the outcome", "vigil verify fileserver-nightly", common)
     verify.add_argument("job", help="the backup job's name")
     verify.set_defaults(command=_verify)
+    alert = _command(commands, "alert", "send a test alert through Alertmanager, to prove the path to the phone",
+                     "vigil alert test --alertmanager http://alertmanager.example.org:9093", [])
+    alert.add_argument("what", choices=("test",))
+    alert.add_argument("--alertmanager", required=True, metavar="URL", help="Alertmanager's base URL")
+    alert.add_argument("--severity", choices=("critical", "warning"), default="critical",
+                       help="critical (default) pages on-call with the shipped routing; warning goes to the day")
+    alert.add_argument("--ca-file", type=Path, help="the CA of an Alertmanager behind TLS")
+    alert.set_defaults(command=_alert)
     report = _command(commands, "report", "summaries from the history, such as the monthly backup report",
                       "vigil report backups --days 30 --format html > backups.html", common)
     report.add_argument("what", choices=("backups",))
@@ -289,6 +297,15 @@ def _as_prometheus(states: dict[str, JobState]) -> str:
 
 
 _FORMATS = {"text": _as_text, "json": _as_json, "prometheus": _as_prometheus}
+
+
+def _alert(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from agent.alerttest import send_test_alert
+
+    print(send_test_alert(args.alertmanager, args.severity, timedelta(minutes=10), args.ca_file))
+    return EXIT_OK
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -60,3 +60,28 @@ backups:
         webhook.close()
     with capsys.disabled():
         print(f"\n  paging: fault to page {paged - fault:.1f} s, repair to resolved {resolved - repaired:.1f} s")
+
+
+def test_vigil_alert_test_reaches_on_call_through_the_shipped_routing(tmp_path):
+    import subprocess
+
+    from tests.conftest import vigil_argv
+
+    webhook = Webhook()
+    try:
+        shipped = ROOT / "deploy" / "alertmanager" / "vigil.yml"
+        with alertmanager(tmp_path / "am", routed_to(webhook, shipped, FAST)) as am_url:
+            for severity, receiver in (("critical", "oncall"), ("warning", "daytime")):
+                done = subprocess.run(vigil_argv("alert", "test", "--alertmanager", am_url, "--severity", severity),
+                                      capture_output=True, text=True, cwd=ROOT, timeout=30)
+                assert done.returncode == 0 and "sent VigilTestAlert" in done.stdout, done.stderr
+                wait_until(lambda receiver=receiver: webhook.alerts(receiver, "firing", "VigilTestAlert"), 30,
+                           f"the test alert at {receiver}")
+            (alert, _), *_ = webhook.alerts("oncall", "firing", "VigilTestAlert")
+            assert alert["labels"]["severity"] == "critical" and "path to on-call works" in \
+                alert["annotations"]["summary"]
+        refused = subprocess.run(vigil_argv("alert", "test", "--alertmanager", am_url), capture_output=True,
+                                 text=True, cwd=ROOT, timeout=30)
+        assert refused.returncode == 1 and "cannot reach Alertmanager at" in refused.stderr
+    finally:
+        webhook.close()
