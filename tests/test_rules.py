@@ -90,6 +90,8 @@ def test_alertmanager_config_passes_amtool():
     ({"alertname": "HostDiskAlmostFull", "area": "host", "severity": "critical"}, "oncall"),
     ({"alertname": "HostMemoryLow", "area": "host", "severity": "warning"}, "daytime"),
     ({"alertname": "VigilJobFailing", "area": "agent", "severity": "warning"}, "daytime"),
+    ({"alertname": "M365ServiceInterrupted", "area": "m365", "severity": "critical"}, "oncall"),
+    ({"alertname": "M365AppCredentialExpiresIn7Days", "area": "m365", "severity": "warning"}, "daytime"),
 ])
 def test_critical_alerts_page_on_call_and_warnings_wait_for_the_day(labels, receiver):
     done = subprocess.run([need("amtool"), "config", "routes", "test", f"--config.file={ALERTMANAGER}",
