@@ -167,9 +167,12 @@ def _check_config(args: argparse.Namespace) -> int:
 
     loaded = load_config(args.config)
     load_web_config(loaded.config.web_config)
+    for warning in loaded.warnings:
+        print(warning.as_warning(), file=sys.stderr)
     targets, backups = len(loaded.config.targets), len(loaded.config.backups)
+    count = len(loaded.warnings)
     print(f"{loaded.source}: OK, {targets} target{'s' * (targets != 1)}, "
-          f"{backups} backup job{'s' * (backups != 1)}")
+          f"{backups} backup job{'s' * (backups != 1)}" + (f", {count} warning{'s' * (count != 1)}" if count else ""))
     return EXIT_OK
 
 
@@ -239,7 +242,8 @@ async def _run_all(specs, context, workers: int) -> list[Result]:
     from agent.scheduler import Job, Runtime, Slots, pool_sizes
 
     runtime = Runtime(context.clock, Slots(pool_sizes(workers)))
-    jobs = [Job(spec, replace(context, kind=spec.kind, target=spec.name)) for spec in specs]
+    jobs = [Job(spec, replace(context, kind=spec.kind, target=spec.name, interval=spec.interval,
+                              timeout=spec.timeout)) for spec in specs]
     try:
         return list(await asyncio.gather(*(job.run(runtime) for job in jobs)))
     finally:
@@ -316,7 +320,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.days < 1:
         print("vigil: --days must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
-    db = StateDB(config.state_dir)
+    db = StateDB.private_copy(config.state_dir)  # a report only reads: the agent's file is never touched
     now = Clock().time()
     rows = backup_report(db, config.backups, now, args.days)
     db.close()

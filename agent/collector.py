@@ -112,6 +112,8 @@ class Context:
     api: ApiCounters = field(default_factory=ApiCounters)
     kind: str = ""
     target: str = ""
+    interval: float = 60.0  # the job's effective interval and timeout, defaults applied:
+    timeout: float = 20.0  # a collector that paces itself (a deadline inside the run) reads them here
 
 
 C = TypeVar("C", bound="TargetConfig")

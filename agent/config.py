@@ -93,8 +93,14 @@ class ConfigIssue:
     message: str
 
     def __str__(self) -> str:
+        return self._text("")
+
+    def as_warning(self) -> str:
+        return self._text("warning: ")
+
+    def _text(self, prefix: str) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return f"{where}: {prefix}{self.path}: {self.message}" if self.path else f"{where}: {prefix}{self.message}"
 
 
 class ConfigError(Exception):
@@ -109,6 +115,7 @@ class ConfigError(Exception):
 class LoadedConfig:
     config: AgentConfig
     source: str  # the file it came from, or EMBEDDED
+    warnings: tuple[ConfigIssue, ...] = ()  # legal, but surely not what was meant
 
 
 def load_config(path: Path | None = None) -> LoadedConfig:
@@ -117,7 +124,9 @@ def load_config(path: Path | None = None) -> LoadedConfig:
         if not DEFAULT_PATH.exists():
             return LoadedConfig(default_config(), EMBEDDED)
         path = DEFAULT_PATH
-    return LoadedConfig(load_model(AgentConfig, path, _semantic_issues), str(path))
+    warnings: list[ConfigIssue] = []
+    config = load_model(AgentConfig, path, _semantic_issues, _raw_issues, _warnings, warnings)
+    return LoadedConfig(config, str(path), tuple(warnings))
 
 
 def default_config() -> AgentConfig:
@@ -126,8 +135,14 @@ def default_config() -> AgentConfig:
     return AgentConfig.model_validate({"targets": [{"name": hostname, "kind": "host"}]})
 
 
-def load_model(model: type[StrictModel], path: Path, checks=None) -> Any:
-    """Load a YAML file into `model`; raise ConfigError naming every bad line."""
+def load_model(model: type[StrictModel], path: Path, checks=None, raw_checks=None, warn=None,
+               warnings: list[ConfigIssue] | None = None) -> Any:
+    """Load a YAML file into `model`; raise ConfigError naming every bad line, all in one pass.
+
+    `raw_checks(data)` look at the mapping as written (so they report even when a field
+    elsewhere is invalid), `checks(model)` at the validated model, and `warn(model, data)`
+    adds what is legal but surely wrong to `warnings`.
+    """
     file = str(path)
     try:
         data, lines = yamlfile.load(path)
@@ -137,22 +152,39 @@ def load_model(model: type[StrictModel], path: Path, checks=None) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "the file must be a mapping of keys")])
+    early = [_issue(loc, message, lines, file) for loc, message in (raw_checks(data) if raw_checks else [])]
     try:
         loaded = model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_issues(model, exc, data, lines, file)) from None
+        raise ConfigError(_sorted(early + _issues(model, exc, data, lines, file))) from None
     except (ArithmeticError, RecursionError, TypeError, ValueError) as exc:  # a validator that did not say where
         raise ConfigError([ConfigIssue(file, lines.get(()), "", f"cannot validate the file: {exc}")]) from None
-    problems = checks(loaded) if checks else []
+    problems = early + [_issue(loc, message, lines, file) for loc, message in (checks(loaded) if checks else [])]
     if problems:
-        raise ConfigError([_issue(loc, message, lines, file) for loc, message in problems])
+        raise ConfigError(_sorted(problems))
+    if warn is not None and warnings is not None:
+        warnings += [_issue(loc, message, lines, file) for loc, message in warn(loaded, data)]
     return loaded
 
 
+def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """By line, each problem once."""
+    return sorted(dict.fromkeys(issues), key=lambda issue: issue.line or 0)
+
+
+def _raw_issues(data: dict) -> list[tuple[tuple, str]]:
+    """Unique names, read from the mapping as written so that they show with every other problem."""
+    problems = []
+    for section, what in (("targets", "target"), ("backups", "backup job")):
+        items = data.get(section)
+        if isinstance(items, list):
+            problems += _duplicate_names(items, section, what)
+    return problems
+
+
 def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
-    """What one field cannot say alone: unique names, a timeout below its interval."""
-    problems = _duplicate_names(config.targets, "targets", "target") + \
-        _duplicate_names(config.backups, "backups", "backup job")
+    """What one field cannot say alone: a timeout below its interval."""
+    problems = []
     for index, target in enumerate(config.targets):
         interval, timeout = config.schedule(target)
         if timeout >= interval:
@@ -162,14 +194,44 @@ def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
     return problems
 
 
-def _duplicate_names(items, section: str, what: str) -> list[tuple[tuple, str]]:
+def _duplicate_names(items: list, section: str, what: str) -> list[tuple[tuple, str]]:
     problems, first = [], {}
     for index, item in enumerate(items):
-        if item.name in first:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
             problems.append(((section, index, "name"),
-                             f"duplicate {what} name `{item.name}` (also {section}[{first[item.name]}])"))
-        first.setdefault(item.name, index)
+                             f"duplicate {what} name `{name}` (also {section}[{first[name]}])"))
+        first.setdefault(name, index)
     return problems
+
+
+def _warnings(config: AgentConfig, data: dict) -> list[tuple[tuple, str]]:
+    """Legal, but surely not meant: said by check-config and logged at start and reload."""
+    warnings = []
+    if not data:
+        warnings.append(((), "the file is empty: vigil watches nothing (add targets: or backups:)"))
+    host, _ = split_listen(config.listen)
+    if config.web_config is None and not _loopback(host):
+        warnings.append((("listen",), f"listening on {config.listen} without web_config: anyone who reaches "
+                                      "this host can read /metrics and the status page (set web_config: for TLS "
+                                      "and basic auth, or listen on 127.0.0.1)"))
+    backup_warnings = registry.load(registry.BACKUP_WARNINGS)
+    for index, job in enumerate(config.backups):
+        warnings += [(("backups", index, *loc), message) for loc, message in backup_warnings(job)]
+    return warnings
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def _issues(model, exc: ValidationError, data, lines, file) -> list[ConfigIssue]:
@@ -183,7 +245,7 @@ def _issues(model, exc: ValidationError, data, lines, file) -> list[ConfigIssue]
         elif kind in _PLAIN_MESSAGES:
             message = _PLAIN_MESSAGES[kind]
         else:
-            message = error["msg"].removeprefix("Value error, ")
+            message = _plain(error["msg"])
         issues.append(_issue(loc, message, lines, file))
     return issues
 
@@ -194,7 +256,25 @@ _PLAIN_MESSAGES = {
     "dict_type": "expected a mapping (key: value)",
     "model_type": "expected a mapping (key: value)",
     "model_attributes_type": "expected a mapping (key: value)",
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected text (quote it if it looks like a number or a date)",
+    "path_type": "expected a path",
 }
+
+
+def _plain(message: str) -> str:
+    """pydantic's wording as a person would say it: `Input should be greater than 0` -> `must be greater than 0`."""
+    message = message.removeprefix("Value error, ")
+    if message.startswith("Input should be "):
+        message = "must be " + message.removeprefix("Input should be ").split(", unable to")[0]
+    return message.replace("String should have at most", "must have at most").replace(
+        "String should match pattern", "must match the pattern")
 
 
 def _issue(loc: tuple, message: str, lines: dict, file: str) -> ConfigIssue:

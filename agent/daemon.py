@@ -60,6 +60,7 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload, scheduler)
+        _log_warnings(self._loaded)
         log.info("serving url=%s config=%s targets=%d backups=%d", self.server.url, self._loaded.source,
                  len(config.targets), len(config.backups))
         systemd.notify(f"READY=1\nSTATUS=serving {self.server.url} with {len(config.targets)} targets "
@@ -77,11 +78,12 @@ class Agent:
             await asyncio.wait_for(scheduler.stop(STOP_TIMEOUT), STOP_TIMEOUT + 1)
         except TimeoutError:
             log.warning("jobs did not stop within %ss; leaving them", STOP_TIMEOUT)
-        if scheduler.threads:
-            log.warning("leaving %d blocking call(s) that did not finish", len(scheduler.threads))
-        self.server.stop()
-        self.store.close()
-        children.stop_all()
+        finally:
+            if scheduler.threads:
+                log.warning("leaving %d blocking call(s) that did not finish", len(scheduler.threads))
+            self.server.stop()
+            self.store.close()
+            children.stop_all()
 
     def _reload(self, scheduler: Scheduler) -> None:
         systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
@@ -107,4 +109,10 @@ class Agent:
         except (OSError, ConfigError) as exc:
             log.error("web config not applied, keeping the current one: %s", exc)
         self._loaded = loaded
+        _log_warnings(loaded)
         log.info("reloaded config=%s targets=%d", loaded.source, len(new.targets))
+
+
+def _log_warnings(loaded: LoadedConfig) -> None:
+    for warning in loaded.warnings:
+        log.warning("%s", warning.as_warning())

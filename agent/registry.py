@@ -11,6 +11,7 @@ from functools import cache
 COLLECTORS: dict[str, str] = {
     "host": "collectors.host:HostCollector",
     "m365": "collectors.m365.collector:M365Collector",
+    "meraki": "collectors.meraki:MerakiCollector",
 }
 
 # Kinds that are not configured as targets: the jobs each backup job brings.
@@ -20,6 +21,7 @@ JOB_KINDS: dict[str, str] = {
 }
 BACKUP_JOBS = "checks.job:backup_jobs"  # BackupJobConfig -> its JobSpecs
 BACKUP_CONFIG = "checks.config:BackupJobConfig"  # a `backups:` entry
+BACKUP_WARNINGS = "checks.config:warnings"  # BackupJobConfig -> [(key path, what is surely wrong)]
 LOCATION_CONFIG = "checks.model:LocationConfig"  # the keys every backup location has
 
 LOCATIONS: dict[str, str] = {

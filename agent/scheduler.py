@@ -279,7 +279,8 @@ class Scheduler:
                 del self._jobs[key]
         for key, spec in wanted.items():
             if key not in self._jobs:
-                job = Job(spec, replace(self._context, api=self._api_of(key), kind=spec.kind, target=spec.name))
+                job = Job(spec, replace(self._context, api=self._api_of(key), kind=spec.kind, target=spec.name,
+                                        interval=spec.interval, timeout=spec.timeout))
                 state = self._initial_state(job)
                 self._store.publish(state)
                 self._jobs[key] = (job, asyncio.create_task(self._loop(job, state), name=f"job {key}"))

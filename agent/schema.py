@@ -8,6 +8,7 @@ config uses are ever imported.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
@@ -20,7 +21,17 @@ from agent.units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$", max_length=128)]
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
+
+
+def _check_name(value: object) -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ValueError("a name is letters, digits and `_ . : @ -`, starting with a letter or digit, at most 128 "
+                         "characters (it becomes a label value)")
+    return value
+
+
+Name = Annotated[str, PlainValidator(_check_name)]
 
 
 class StrictModel(BaseModel):

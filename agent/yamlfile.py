@@ -74,13 +74,23 @@ def parse(text: str, file: str) -> tuple[Any, dict[Location, int]]:
         _Index(lines, file).walk(node, ())
         return loader.construct_document(node), lines
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        message = " ".join(filter(None, (exc.context, exc.problem)))
-        raise YamlError(file, mark.line + 1 if mark else None, message) from None
+        raise YamlError(file, *_explained(exc)) from None
     except yaml.YAMLError as exc:
         raise YamlError(file, None, str(exc)) from None
     finally:
         loader.dispose()
+
+
+def _explained(exc: yaml.MarkedYAMLError) -> tuple[int | None, str]:
+    """The line and a sentence for a YAML syntax error, with the hint a person needs."""
+    mark = exc.problem_mark or exc.context_mark
+    message = " ".join(filter(None, (exc.context, exc.problem)))
+    if "'\\t'" in message:  # PyYAML shows the tab as an escape
+        message = "a tab character: YAML indents with spaces only (replace the tab with spaces)"
+    elif exc.context == "while scanning a quoted scalar" and exc.context_mark is not None:
+        mark = exc.context_mark  # where the quote opens, not the end of the file where it was missed
+        message = "this quoted value is never closed (a missing quote)"
+    return (mark.line + 1 if mark else None), message
 
 
 class _Index:

@@ -37,7 +37,9 @@ from checks.verdict import (
 log = logging.getLogger(__name__)
 
 LABEL = "backup"  # not `job`: Prometheus gives every scraped series its own job label
-VERIFY_POLL = 3600.0  # how often the verification job looks whether a check is due
+VERIFY_POLL = 300.0  # how often the verification job looks whether a check is due and its window open
+VERIFY_WINDOW = 2 * 3600.0  # a due check starts only within this long after its window opens
+VERIFY_AFTER_DEADLINE = 3600.0  # the default window opens an hour after each backup's deadline
 
 STATUS = MetricSpec("vigil_backup_status", "gauge",
                     "1 for the backup job's current status, 0 for every other status.", ("status",))
@@ -221,17 +223,42 @@ class BackupVerification(_BackupJob):
 
 
     def check(self, only_due: bool) -> dict[str, VerifyOutcome]:
-        """Run the integrity checks (those due, or all of them now) and record each outcome."""
+        """Run the integrity checks (those due in an open window, or all of them now) and record each outcome."""
         outcomes = {}
+        opened = self.window_opened(self.clock.time())
         for where, location in self.verifiable.items():
-            last = self.history.last_verification(where)
-            if only_due and last is not None and self.clock.time() - last.at < self.config.verify.every:
+            if only_due and not self._due(where, opened):
                 continue
             with _exclusive(location.config):
                 outcome = location.verify(self.config.verify)
             self.history.record_verification(where, self.clock.time(), outcome)
             outcomes[where] = outcome
         return outcomes
+
+
+    def window_opened(self, now: float) -> float | None:
+        """When the current check window opened, or None outside a window.
+
+        restic and borg checks lock the repository, so by default a window opens an hour
+        after each backup's deadline, clear of the backup itself; `verify.at`/`schedule`
+        choose another time.
+        """
+        verify = self.config.verify
+        if verify.window is not None:
+            opening = Schedule(verify.window, self.config.timezone, 0).last_closed(now)
+            opened = opening.start if opening else None
+        else:
+            backup = Schedule(self.config.schedule, self.config.timezone, self.config.deadline + VERIFY_AFTER_DEADLINE)
+            window = backup.last_closed(now)
+            opened = window.deadline if window else None
+        return opened if opened is not None and now - opened < VERIFY_WINDOW else None
+
+    def _due(self, where: str, opened: float | None) -> bool:
+        """Due at the first window that opens once `every` has passed since the last attempt."""
+        if opened is None:
+            return False
+        last = self.history.last_verification(where, conclusive=True)  # a check that could not run is retried
+        return last is None or last.at < opened - self.config.verify.every + VERIFY_WINDOW
 
 
 _REPOSITORY_LOCKS: dict[str, threading.Lock] = {}

@@ -9,7 +9,7 @@ import pytest
 
 from agent.collector import Emitter
 from checks.config import BackupJobConfig
-from checks.job import BackupEvaluation, backup_jobs
+from checks.job import BackupEvaluation, BackupVerification, backup_jobs
 from tests.clocks import FakeClock
 from tests.lab.backup_tools import PASSWORD, ResticRepo
 
@@ -140,7 +140,7 @@ def test_verification_runs_on_its_own_schedule_and_finds_damage(repos, job_conte
     primary.backup("2026-11-20 01:10:00", content=bytes(range(256)) * 4000)
     config = job(primary, verify={"every": "7d", "read_data_subset": "100%"})
     evaluation_job, verification_job = backup_jobs(config)
-    assert (verification_job.kind, verification_job.interval) == ("backup_verify", 3600)
+    assert (verification_job.kind, verification_job.interval) == ("backup_verify", 300)
     evaluation, verification = evaluation_job.factory(job_context), verification_job.factory(job_context)
 
     clock.set("2026-11-20 06:00")
@@ -159,6 +159,24 @@ def test_verification_runs_on_its_own_schedule_and_finds_damage(repos, job_conte
     result = run(evaluation)
     assert status(result) == "failed" and "integrity check found errors" in result.verdict.detail
     assert metrics(result)[("vigil_backup_verify_ok", ())] == 0
+
+
+def test_checks_wait_for_their_window_clear_of_the_backup(repos, job_context, clock):
+    """By default an hour after the deadline (06:00 for 01:00 + 4h); `at:` picks another time."""
+    primary, _ = repos
+    primary.backup("2026-11-20 01:10:00")
+    verification = BackupVerification(job(primary, verify={"every": "7d"}), job_context)
+    for when in ("2026-11-20 01:30", "2026-11-20 04:00", "2026-11-20 08:30"):  # during the backup, after the window
+        clock.set(when)
+        assert run(verification).verdict.detail == "not due", when
+    clock.set("2026-11-20 06:20")
+    assert run(verification).verdict.detail.startswith("primary: restic check: no errors")
+
+    weekly = BackupVerification(job(primary, verify={"every": "1d", "at": "Sun 10:00"}), job_context)
+    clock.set("2026-11-21 10:30")  # a Saturday: not its day
+    assert run(weekly).verdict.detail == "not due"
+    clock.set("2026-11-22 10:05")  # Sunday
+    assert run(weekly).verdict.detail.startswith("primary: restic check")
 
 
 def test_a_verification_overdue_for_two_periods_is_unverified(repos, job_context, clock):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli import main
 from agent.config import DEFAULT_PATH, EMBEDDED, ConfigError, load_config
 from agent.units import format_duration, parse_duration, parse_size
 from tests.conftest import ROOT, vigil_argv
@@ -61,7 +62,7 @@ targets:
      ":4: targets[0].interval: `soon` is not a duration"),
     ("targets:\n  - name: a\n    kind: host\n    interval: [1]\n",
      ":4: targets[0].interval: expected a duration"),
-    ("workers: many\n", ":1: workers: Input should be a valid integer"),
+    ("workers: many\n", ":1: workers: expected a whole number"),
     ("targets:\n  - name: a\n    kind: hots\n", ":3: targets[0].kind: unknown kind `hots`; did you mean `host`?"),
     ("targets:\n  - name: a\n", ":2: targets[0]: missing required key `kind`"),
     ("targets:\n  - kind: host\n", ":2: targets[0]: missing required key `name`"),
@@ -200,3 +201,71 @@ def test_bad_durations_are_rejected(bad):
 
 def test_durations_print_as_written():
     assert [format_duration(s) for s in (90, 3600, 0.5, 86400 + 60)] == ["1m30s", "1h", "500ms", "1d1m"]
+
+
+def check(tmp_path, text: str, capsys) -> tuple[int, str]:
+    path = tmp_path / "vigil.yaml"
+    path.write_text(text)
+    code = main(["check-config", "-c", str(path)])
+    captured = capsys.readouterr()
+    return code, captured.err + captured.out
+
+
+def test_every_problem_is_reported_in_one_pass(tmp_path, capsys):
+    code, out = check(tmp_path, """\
+backups:
+  - {name: x, schedule: "0 1 * * *", deadline: 4h, primary: {kind: files, path: /srv, pattern: "*"}}
+  - {name: x, schedule: "0 1 * * *", deadline: 4h, primary: {kind: files, path: relative, pattern: "*"}}
+""", capsys)
+    assert code == 2
+    assert "vigil.yaml:3: backups[1].name: duplicate backup job name `x` (also backups[0])" in out
+    assert "vigil.yaml:3: backups[1].primary.path: must be an absolute path" in out
+    assert "the configuration has 2 problems" in out
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("targets:\n\t- {name: a, kind: host}\n", "vigil.yaml:2: a tab character: YAML indents with spaces only"),
+    ('targets:\n  - name: "a\n    kind: host\n  - name: b\n',
+     "vigil.yaml:2: this quoted value is never closed (a missing quote)"),
+    ("workers: many\n", "vigil.yaml:1: workers: expected a whole number"),
+    ("targets:\n  - {name: a, kind: host, interval: 0}\n", "targets[0].interval: must be greater than 0"),
+    ("targets:\n  - {name: 'a b', kind: host}\n", "targets[0].name: a name is letters, digits and"),
+    ('backups:\n  - {name: x, schedule: "@nightly", deadline: 4h, primary: {kind: files, path: /srv}}\n',
+     "valid shorthands: @yearly"),
+])
+def test_messages_say_what_a_person_needs(tmp_path, capsys, text, expected):
+    code, out = check(tmp_path, text, capsys)
+    assert code == 2 and expected in out, out
+    assert "Input should be" not in out and "unable to parse" not in out
+
+
+def test_legal_but_surely_wrong_settings_are_warned_about(tmp_path, capsys):
+    code, out = check(tmp_path, """\
+listen: 0.0.0.0:9839
+backups:
+  - name: x
+    schedule: "@daily"
+    deadline: 25h
+    max_lag: 2h
+    primary: {kind: files, path: /srv, pattern: "*"}
+    verify: {every: 7d, read_data_subset: 150%}
+""", capsys)
+    assert code == 0
+    assert "vigil.yaml:1: warning: listen: listening on 0.0.0.0:9839 without web_config" in out
+    assert "vigil.yaml:5: warning: backups[0].deadline: the deadline (1d1h) is longer than the time between" in out
+    assert "vigil.yaml:6: warning: backups[0].max_lag: max_lag is set but the job has no offsite" in out
+    assert "vigil.yaml:8: warning: backups[0].verify.read_data_subset: `150%` is more than all" in out
+    assert "4 warnings" in out
+    code, out = check(tmp_path, "# to be written\n", capsys)
+    assert code == 0 and "the file is empty: vigil watches nothing" in out
+
+
+def test_a_backup_job_s_inherited_timeout_fits_a_short_interval(tmp_path):
+    from checks.config import BackupJobConfig
+
+    base = {"name": "x", "schedule": "@daily", "deadline": "4h", "primary": {"kind": "files", "path": "/srv"}}
+    assert BackupJobConfig.model_validate({**base, "interval": "1m"}).timeout == 48
+    assert BackupJobConfig.model_validate(base).timeout == 120
+    assert BackupJobConfig.model_validate(base).schedule == "0 0 * * *"
+    with pytest.raises(ValueError, match="the timeout must be shorter than the interval"):
+        BackupJobConfig.model_validate({**base, "interval": "1m", "timeout": "2m"})

@@ -3,8 +3,8 @@
 Static checks (valid JSON, unique ids, the datasource variable, only catalogued metric
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
-agent (a host target, a restic job with an off-site copy and verification, a borg job,
-an m365 tenant on the Graph contract fake),
+agent (a host target, a Meraki target on the Dashboard API fake, an m365 tenant on the
+Graph contract fake, a restic job with an off-site copy and verification, a borg job),
 and requires that each one succeeds and returns data.
 """
 
@@ -23,7 +23,7 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
-DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-m365"}
+DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-meraki", "vigil-m365"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -174,6 +174,7 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     from tests.fakes.graph import GraphFake
+    from tests.fakes.meraki import MerakiFake, make_org
     from tests.fixtures_m365 import CLIENT_ID, SECRET, TENANT, busy_tenant
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
     from tests.lab.pki import make_pki
@@ -191,6 +192,9 @@ def lab(tmp_path_factory):
     (tmp / "secret").write_text(PASSWORD + "\n")
     secret = f"${{file:{tmp}/secret}}"
     listen = f"127.0.0.1:{free_port()}"
+    meraki_pki = make_pki(tmp / "meraki-pki")
+    meraki = MerakiFake(meraki_pki, [make_org("549236", "Acme", networks=3, devices=40)]).__enter__()
+    (tmp / "meraki-key").write_text("test-key\n")
     # A backup made now is ok under a nightly schedule at any time of day: the last closed
     # window started at least `deadline` ago. The restic job reads two repositories (and
     # runs `restic stats` on each the first time), so it gets more than the 1.5 s a
@@ -201,6 +205,8 @@ listen: {listen}
 state_dir: {tmp / "state"}
 targets:
   - {{name: monitor-01, kind: host, interval: 1s}}
+  - {{name: meraki, kind: meraki, api_key: "${{file:{tmp}/meraki-key}}", base_url: "{meraki.url}",
+     ca_file: {meraki_pki.ca}, requests_per_second: 10, interval: 3s, timeout: 2500ms}}
   - {{name: contoso, kind: m365, interval: 2s, timeout: 1500ms, tenant_id: {TENANT}, client_id: {CLIENT_ID},
      client_secret: "${{file:{tmp}/m365-secret}}", authority: "{graph.url}", graph_url: "{graph.url}",
      ca_file: {graph_pki.ca}, usage_reports: true}}
@@ -213,7 +219,7 @@ backups:
     timeout: 4s
     primary: {{kind: restic, repository: {primary.repository}, password: "{secret}"}}
     offsite: {{kind: restic, repository: {offsite.repository}, password: "{secret}"}}
-    verify: {{every: 1d}}
+    verify: {{every: 1d, schedule: "* * * * *"}}
   - name: mail-nightly
     schedule: "30 2 * * *"
     timezone: UTC
@@ -255,6 +261,7 @@ backups:
             yield lab
     finally:
         agent.stop()
+        meraki.__exit__(None, None, None)
         graph.__exit__(None, None, None)
 
 

@@ -232,7 +232,7 @@ backups:
       password: "${{cred:restic}}"
       key_file: /etc/vigil/id_ed25519
       known_hosts: /etc/vigil/known_hosts
-    verify: {{every: 7d}}
+    verify: {{every: 7d, schedule: "* * * * *"}}  # a window every minute: the check runs at once
   - name: erp-database-dump
     schedule: "30 23 * * *"
     deadline: 1h

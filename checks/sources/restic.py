@@ -19,6 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from pydantic import field_validator
+
+from agent.redact import password_in_url
 from agent.secrets import Secret, SecretOrValue
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
@@ -43,6 +46,18 @@ class ResticLocation:
         key_file: Path | None = None  # sftp repositories: the SSH key ...
         known_hosts: Path | None = None  # ... and the pinned host keys
         binary: str = "restic"
+
+        @field_validator("repository")
+        @classmethod
+        def _no_password_in_url(cls, repository: str) -> str:
+            """A password in the URL would reach argv, `ps` and restic's own error messages."""
+            if password_in_url(repository):
+                instead = {"s3": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY under `env:`",
+                           "rest": "set RESTIC_REST_USERNAME and RESTIC_REST_PASSWORD under `env:`",
+                           "sftp": "restic logs in over SFTP with an SSH key: set key_file"}
+                raise ValueError("must not hold a password (user:password@): remove it and " + instead.get(
+                    repository.split(":")[0], "set the backend's own variables under `env:`"))
+            return repository
 
     def __init__(self, config: Config, context):
         self.config = config

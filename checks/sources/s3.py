@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
+from agent.redact import userinfo_in_url
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
 from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
@@ -41,6 +42,13 @@ class S3Location:
         secret_access_key: Secret | None = None
         ca_file: Path | None = None  # wins over AWS_CA_BUNDLE
         etag_is_md5: bool = True
+
+        @field_validator("endpoint_url")
+        @classmethod
+        def _no_keys_in_url(cls, url: str | None) -> str | None:
+            if url is not None and userinfo_in_url(url):
+                raise ValueError("must not hold credentials (id:key@): set access_key_id and secret_access_key")
+            return url
 
         @model_validator(mode="after")
         def _both_keys_or_neither(self) -> S3Location.Config:
