@@ -313,8 +313,10 @@ def _alert(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from agent import registry
     from agent.statedb import StateDB
-    from checks.report import backup_report, render
+
+    backup_report, render = (registry.load(path) for path in registry.BACKUP_REPORT)
 
     config = load_config(args.config).config
     if args.days < 1:

@@ -18,6 +18,8 @@ os.environ.setdefault("VIGIL_STRICT_METRICS", "1")  # a sample that does not mat
 pytest_plugins = [
     "tests.fixtures_host",
     "tests.lab.meraki",
+    "tests.lab.snmpsim",
+    "tests.lab.nut",
     "tests.fixtures_m365",
 ]
 

@@ -3,8 +3,9 @@
 Static checks (valid JSON, unique ids, the datasource variable, only catalogued metric
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
-agent (a host target, a Meraki target on the Dashboard API fake, an m365 tenant on the
-Graph contract fake, a restic job with an off-site copy and verification, a borg job),
+agent (a host target, a Meraki target on the Dashboard API fake, an SNMP and a NUT UPS, an
+m365 tenant on the Graph contract fake, a restic job with an off-site copy and verification,
+a borg job),
 and requires that each one succeeds and returns data.
 """
 
@@ -23,7 +24,8 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
-DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-meraki", "vigil-m365"}
+DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-meraki", "vigil-ups",
+              "vigil-m365"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -172,7 +174,7 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, snmp_lab, nut_lab):
     from tests.fakes.graph import GraphFake
     from tests.fakes.meraki import MerakiFake, make_org
     from tests.fixtures_m365 import CLIENT_ID, SECRET, TENANT, busy_tenant
@@ -207,6 +209,8 @@ targets:
   - {{name: monitor-01, kind: host, interval: 1s}}
   - {{name: meraki, kind: meraki, api_key: "${{file:{tmp}/meraki-key}}", base_url: "{meraki.url}",
      ca_file: {meraki_pki.ca}, requests_per_second: 10, interval: 3s, timeout: 2500ms}}
+  - {json.dumps(snmp_lab.v2c("ups-3ph", community="rfc1628-3phase", interval="1s"))}
+  - {json.dumps(nut_lab.target("alarm", name="ups-nut", interval="1s"))}
   - {{name: contoso, kind: m365, interval: 2s, timeout: 1500ms, tenant_id: {TENANT}, client_id: {CLIENT_ID},
      client_secret: "${{file:{tmp}/m365-secret}}", authority: "{graph.url}", graph_url: "{graph.url}",
      ca_file: {graph_pki.ca}, usage_reports: true}}

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from agent.redact import password_in_url
 from agent.secrets import Secret, SecretOrValue
@@ -36,16 +36,19 @@ class ResticLocation:
 
     class Config(LocationConfig):
         kind: Literal["restic"]
-        repository: str
-        password: Secret
-        host: str | None = None  # only snapshots of this host
-        tags: tuple[str, ...] = ()  # each a restic taglist, "a,b" meaning both
-        paths: tuple[str, ...] = ()  # only snapshots of these paths
-        env: dict[str, SecretOrValue] = {}  # e.g. AWS_ACCESS_KEY_ID: ${cred:s3_id}
-        ca_file: Path | None = None  # for https repositories (s3, rest) with a private CA
-        key_file: Path | None = None  # sftp repositories: the SSH key ...
-        known_hosts: Path | None = None  # ... and the pinned host keys
-        binary: str = "restic"
+        repository: str = Field(description="any repository restic reads: a path, `sftp:`, `s3:`, `rest:` "
+                                            "(credentials go in `env`, never in the URL)")
+        password: Secret = Field(description="the repository password")
+        host: str | None = Field(None, description="only snapshots of this host")
+        tags: tuple[str, ...] = Field((), description="only snapshots with these tags; each entry a restic "
+                                                      "taglist, `a,b` meaning both")
+        paths: tuple[str, ...] = Field((), description="only snapshots of these paths")
+        env: dict[str, SecretOrValue] = Field({}, description="environment for restic, such as "
+                                                              "AWS_ACCESS_KEY_ID: ${cred:s3_id}")
+        ca_file: Path | None = Field(None, description="the CA of an https repository (s3, rest) with a private CA")
+        key_file: Path | None = Field(None, description="sftp repositories: the SSH key")
+        known_hosts: Path | None = Field(None, description="sftp repositories: the pinned host keys")
+        binary: str = Field("restic", description="the restic command")
 
         @field_validator("repository")
         @classmethod

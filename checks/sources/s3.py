@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.redact import userinfo_in_url
 from agent.secrets import Secret
@@ -33,15 +33,18 @@ class S3Location:
 
     class Config(LocationConfig):
         kind: Literal["s3"]
-        bucket: str
-        prefix: str = ""  # `nightly/` for a folder: names are relative to the folder the prefix ends in
-        pattern: str = "*"  # fnmatch on that name (`*` spans `/`)
-        endpoint_url: str | None = None  # for S3-compatible stores; default: AWS
-        region: str | None = None
-        access_key_id: Secret | None = None  # default: the AWS environment (variables, profile, instance role)
-        secret_access_key: Secret | None = None
-        ca_file: Path | None = None  # wins over AWS_CA_BUNDLE
-        etag_is_md5: bool = True
+        bucket: str = Field(description="the bucket")
+        prefix: str = Field("", description="`nightly/` for a folder: names are relative to the folder the prefix "
+                                            "ends in")
+        pattern: str = Field("*", description="which names are backups (fnmatch; `*` spans `/`)")
+        endpoint_url: str | None = Field(None, description="an S3-compatible store's URL (default: AWS)")
+        region: str | None = Field(None, description="the region")
+        access_key_id: Secret | None = Field(None, description="default: the AWS environment (variables, profile, "
+                                                               "instance role)")
+        secret_access_key: Secret | None = Field(None, description="with access_key_id")
+        ca_file: Path | None = Field(None, description="a private CA; wins over AWS_CA_BUNDLE")
+        etag_is_md5: bool = Field(True, description="single-part uploads' ETag is their MD5, compared with the "
+                                                    "primary's checksum")
 
         @field_validator("endpoint_url")
         @classmethod

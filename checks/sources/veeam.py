@@ -125,12 +125,13 @@ class VeeamLocation:
 
     class Config(LocationConfig):
         kind: Literal["veeam"]
-        url: str  # https://vbr.example.org:9419
-        user: str
-        password: Secret
-        job: str  # the job's name: a backup job, or for an off-site location a backup copy job
-        ca_file: Path | None = None  # a private CA; wins over SSL_CERT_FILE and REQUESTS_CA_BUNDLE
-        api_version: str = "1.1-rev0"
+        url: str = Field(description="the VBR REST API, such as https://vbr.example.org:9419")
+        user: str = Field(description="a Veeam user with the Backup Viewer role")
+        password: Secret = Field(description="its password")
+        job: str = Field(description="the job's name: a backup job, or for an off-site location a backup copy job")
+        ca_file: Path | None = Field(None, description="a private CA; wins over SSL_CERT_FILE and "
+                                                       "REQUESTS_CA_BUNDLE")
+        api_version: str = Field("1.1-rev0", description="the x-api-version header")
 
         @field_validator("url")
         @classmethod

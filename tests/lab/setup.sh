@@ -8,7 +8,7 @@ LAB=.lab
 PYTHON=${PYTHON:-python3}
 
 PACKAGES=(prometheus prometheus-alertmanager openssl openssh-server openssh-client restic borgbackup systemd
-          python3-venv chromium)
+          python3-venv chromium snmp nut-server nut-client libnss3-tools)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -44,6 +44,7 @@ python_peer() {
   fi
 }
 python_peer moto 'moto[s3,server]' flask flask-cors
+python_peer snmpsim snmpsim pysmi cryptography
 
 if [ ! -x "$LAB/node_modules/.bin/azurite-blob" ]; then
   echo "lab: installing azurite"
