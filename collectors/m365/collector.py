@@ -20,7 +20,6 @@ from collectors.m365.graph import Graph, PermissionMissing
 from collectors.m365.readers import SOURCES
 
 log = logging.getLogger(__name__)
-DEFAULT_TIMEOUT = 20.0
 
 
 class M365Collector(Collector[M365Config]):
@@ -49,7 +48,7 @@ class M365Collector(Collector[M365Config]):
         return chosen
 
     async def open(self) -> None:
-        timeout = self.config.timeout or DEFAULT_TIMEOUT
+        timeout = self.ctx.timeout  # the job's, defaults applied: no single request may outlast the run
         graph_url = str(self.config.graph_url)
         self._tokens = TokenSource(self.config, self.ctx.api, timeout)
         self._api = AsyncApi(graph_url, self.ctx, ca_file=self.config.ca_file, timeout=timeout)
