@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.lab.snmpsim",
     "tests.lab.nut",
     "tests.fixtures_ssh",
+    "tests.fixtures_m365",
 ]
 
 

@@ -4,8 +4,9 @@ Static checks (valid JSON, unique ids, the datasource variable, only catalogued 
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
 agent (a host target, a Linux and a Windows server over SSH, a Meraki target on the Dashboard
-API fake, an SNMP and a NUT UPS, a restic job with an off-site copy and verification, a borg
-job), and requires that each one succeeds and returns data.
+API fake, an SNMP and a NUT UPS, an m365 tenant on the Graph contract fake, a restic job with
+an off-site copy and verification, a borg job), and requires that each one succeeds and
+returns data.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
-DASHBOARDS = {"vigil-overview", "vigil-servers", "vigil-backups", "vigil-meraki", "vigil-ups"}
+DASHBOARDS = {"vigil-overview", "vigil-servers", "vigil-backups", "vigil-meraki", "vigil-ups",
+              "vigil-m365"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -173,13 +175,19 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server):
+    from tests.fakes.graph import GraphFake
     from tests.fakes.meraki import MerakiFake, make_org
+    from tests.fixtures_m365 import CLIENT_ID, SECRET, TENANT, busy_tenant
     from tests.fixtures_ssh import ssh_target
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
     from tests.lab.pki import make_pki
     from tests.lab.prometheus import prometheus
 
     tmp = tmp_path_factory.mktemp("dashboards")
+    graph_pki = make_pki(tmp / "graph-pki")
+    graph = GraphFake(graph_pki, tenant=TENANT, client_id=CLIENT_ID, client_secret=SECRET).__enter__()
+    busy_tenant(graph)
+    (tmp / "m365-secret").write_text(SECRET)
     primary, offsite = ResticRepo(tmp, "primary"), ResticRepo(tmp, "offsite")
     primary.copy_to(offsite, primary.backup())
     borg = BorgRepo(tmp)  # borg, unlike restic 0.14, says how long a backup took
@@ -212,6 +220,9 @@ targets:
      ca_file: {meraki_pki.ca}, requests_per_second: 10, interval: 3s, timeout: 2500ms}}
   - {json.dumps(snmp_lab.v2c("ups-3ph", community="rfc1628-3phase", interval="1s"))}
   - {json.dumps(nut_lab.target("alarm", name="ups-nut", interval="1s"))}
+  - {{name: contoso, kind: m365, interval: 2s, timeout: 1500ms, tenant_id: {TENANT}, client_id: {CLIENT_ID},
+     client_secret: "${{file:{tmp}/m365-secret}}", authority: "{graph.url}", graph_url: "{graph.url}",
+     ca_file: {graph_pki.ca}, usage_reports: true}}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"
@@ -264,6 +275,7 @@ backups:
     finally:
         agent.stop()
         meraki.__exit__(None, None, None)
+        graph.__exit__(None, None, None)
 
 
 def variable_values(lab: Lab, dashboard: dict) -> dict[str, str]:

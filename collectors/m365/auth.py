@@ -1,0 +1,136 @@
+"""The app-only token from the Microsoft identity platform, with msal.
+
+msal blocks (requests), so each call runs in a thread with a deadline. It gets an
+`http_client` of our own: a requests.Session that passes the target's `ca_file` as
+`verify=` on every request, because requests lets REQUESTS_CA_BUNDLE override a
+session's own `verify` otherwise, and that counts each call in the job's API counters.
+msal keeps the token in its in-memory cache and asks for a new one 5 minutes before
+expiry; when Graph refuses a token before that, `reject(token)` makes the next call
+empty the cache and ask anew. Calls are serialised: signals run concurrently, and
+msal's cache is not safe to search while it changes (nor is one new token per signal
+wanted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msal
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from agent.collector import ApiCounters
+from collectors.m365.config import M365Config
+
+T = TypeVar("T")
+
+
+class AuthError(Exception):
+    """No token: one line naming the tenant, the app and the fix, never the secret."""
+
+
+class _Session(requests.Session):
+    def __init__(self, ca_file: Path | None, counters: ApiCounters):
+        super().__init__()
+        self._verify = str(ca_file) if ca_file else None
+        self._counters = counters
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        if self._verify:
+            kwargs["verify"] = self._verify
+        api = "token" if method.upper() == "POST" else "authority"
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except requests.RequestException:
+            self._counters.request(api, "error")
+            raise
+        self._counters.request(api, response.status_code)
+        return response
+
+
+class TokenSource:
+    """Tokens for one app registration in one tenant; `open()` reads the authority's discovery document."""
+
+    def __init__(self, config: M365Config, counters: ApiCounters, timeout: float):
+        self.config, self._timeout = config, timeout
+        self._session = _Session(config.ca_file, counters)
+        self._scopes = [str(config.graph_url).rstrip("/") + "/.default"]
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._lock = asyncio.Lock()
+        self._rejected: str | None = None  # the last token Graph refused
+        self.where = f"m365 tenant {config.tenant_id} app {config.client_id}"
+
+    async def open(self) -> None:
+        credential = await self._thread(self._credential)
+        authority = f"{str(self.config.authority).rstrip('/')}/{self.config.tenant_id}"
+        try:
+            self._app = await self._thread(lambda: msal.ConfidentialClientApplication(
+                self.config.client_id, client_credential=credential, authority=authority,
+                instance_discovery=False, http_client=self._session, timeout=self._timeout,
+                token_cache=msal.TokenCache()))
+        except (requests.RequestException, ValueError) as exc:
+            raise AuthError(f"{self.where}: cannot read the authority {authority} ({_first_line(exc)}); "
+                            "check `authority`, `tenant_id`, the network and `ca_file`") from None
+
+    async def token(self) -> str:
+        assert self._app is not None, "open() first"
+        try:
+            async with self._lock:
+                result = await self._thread(self._acquire)
+        except requests.RequestException as exc:
+            raise AuthError(f"{self.where}: the token request failed ({_first_line(exc)})") from None
+        if "access_token" not in result:
+            error, description = result.get("error", "no token"), _first_line(result.get("error_description", ""))
+            raise AuthError(f"{self.where}: the authority refused the token ({error}: {description}); check the "
+                            "app's client id and its secret or certificate") from None
+        return result["access_token"]
+
+    def reject(self, token: str) -> None:
+        """Graph refused this token (expired or revoked early): the next `token()` asks the authority."""
+        self._rejected = token
+
+    def _acquire(self) -> dict:
+        assert self._app is not None
+        result = self._app.acquire_token_for_client(self._scopes)
+        if self._rejected is not None and result.get("access_token") == self._rejected:
+            cache = self._app.token_cache
+            for entry in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+                cache.remove_at(entry)
+            result = self._app.acquire_token_for_client(self._scopes)
+        return result
+
+    def close(self) -> None:
+        self._session.close()
+
+    async def _thread(self, call: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(call, *args), self._timeout)
+        except TimeoutError:
+            raise AuthError(f"{self.where}: the authority did not answer within {self._timeout:g}s") from None
+
+    def _credential(self) -> str | dict[str, str]:
+        if self.config.client_secret is not None:
+            return self.config.client_secret.get_secret_value()
+        certificate = self.config.client_certificate
+        assert certificate is not None
+        try:
+            cert_pem = certificate.cert_file.read_bytes()
+            der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+            key = certificate.key_file.get_secret_value()
+            if not key.lstrip().startswith("-----BEGIN"):
+                key = Path(key).read_text()
+        except (OSError, ValueError) as exc:
+            raise AuthError(f"{self.where}: cannot load the client certificate {certificate.cert_file} or its "
+                            f"key ({type(exc).__name__}); they must be PEM files readable by vigil") from None
+        return {"private_key": key, "thumbprint": hashlib.sha1(der).hexdigest(),
+                "public_certificate": cert_pem.decode()}
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0][:200] if text else ""
