@@ -10,6 +10,7 @@ from functools import cache
 
 COLLECTORS: dict[str, str] = {
     "host": "collectors.host:HostCollector",
+    "vmware": "collectors.vmware:VMwareCollector",
 }
 
 # Kinds that are not configured as targets: the jobs each backup job brings.
