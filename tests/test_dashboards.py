@@ -3,7 +3,8 @@
 Static checks (valid JSON, unique ids, the datasource variable, only catalogued metric
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
-agent (a host target, a restic job with an off-site copy and verification, a borg job),
+agent (a host target, a restic job with an off-site copy and verification, a borg job,
+a vCenter simulated by vcsim),
 and requires that each one succeeds and returns data.
 """
 
@@ -22,7 +23,7 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
-DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups"}
+DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-vmware"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -171,11 +172,24 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def vcenter(tmp_path_factory):
+    """A vCenter with a disconnected host, a red alarm and a VM snapshot."""
+    from tests.lab import vcsim
+
+    with vcsim.start_vcsim(tmp_path_factory.mktemp("vcsim"), *vcsim.SMALL, "-disconnect", "DC0_C0_H1",
+                           "-alarm", "DC0_C0_H2=red") as sim:
+        vcsim.snapshot(sim.connect(), "DC0_H0_VM0")
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, vcenter):
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
     from tests.lab.prometheus import prometheus
+    from tests.lab.vcsim import PASSWORD as VCENTER_PASSWORD
 
     tmp = tmp_path_factory.mktemp("dashboards")
+
     primary, offsite = ResticRepo(tmp, "primary"), ResticRepo(tmp, "offsite")
     primary.copy_to(offsite, primary.backup())
     borg = BorgRepo(tmp)  # borg, unlike restic 0.14, says how long a backup took
@@ -193,6 +207,9 @@ listen: {listen}
 state_dir: {tmp / "state"}
 targets:
   - {{name: monitor-01, kind: host, interval: 1s}}
+  - {{name: vcenter, kind: vmware, interval: 2s, host: 127.0.0.1, port: {vcenter.port},
+      user: "{vcenter.target()["user"]}", password: "${{env:VIGIL_TEST_VCENTER_PASSWORD}}",
+      ca_file: "{vcenter.pki.ca}"}}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"
@@ -213,7 +230,8 @@ backups:
 """)
     rules = tmp / "always-firing.yml"
     rules.write_text(yaml.safe_dump(ALWAYS_FIRING))
-    agent = Peer(vigil_argv("run", "-c", str(config)), tmp / "agent.log", cwd=ROOT)
+    agent = Peer(vigil_argv("run", "-c", str(config)), tmp / "agent.log", cwd=ROOT,
+                 env={"VIGIL_TEST_VCENTER_PASSWORD": VCENTER_PASSWORD})
 
     def wait(check, timeout: float, what: str, why=lambda: "") -> None:
         try:

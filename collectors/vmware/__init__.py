@@ -3,7 +3,8 @@
 The session is made in `open()` and reused by every run; the inventory is one paged
 PropertyCollector read over a ContainerView (collectors/vmware/inventory.py), the
 performance counters a signal of their own (a QueryPerf failure keeps the inventory),
-and the events a slow signal. pyvmomi blocks: the agent runs these methods in a thread.
+the hardware sensors and the events slow signals. pyvmomi blocks: the agent runs these
+methods in a thread.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class VMwareConfig(TargetConfig):
     event_types: tuple[str, ...] = Field(DEFAULT_EVENTS, description="event types to count (TaskEvent counts "
                                          "snapshot creation and removal); empty turns the events signal off")
     events_every: Duration = Field(600, description="how often events are read (a slow signal)")
+    sensors_every: Duration = Field(300, description="how often hosts' hardware sensors are read (a slow signal)")
 
 
 class VMwareCollector(Collector[VMwareConfig]):
@@ -64,6 +66,7 @@ class VMwareCollector(Collector[VMwareConfig]):
     SIGNALS: Mapping[str, Signal] = {
         MAIN: Signal(help="inventory and state: one paged PropertyCollector read"),
         "perf": Signal(help="realtime performance counters (QueryPerf)"),
+        "sensors": Signal(every=300, help="hosts' hardware sensors"),
         "events": Signal(every=600, help="counts of recent events (QueryEvents)"),
     }
 
@@ -79,7 +82,8 @@ class VMwareCollector(Collector[VMwareConfig]):
         self.events = EventCounts(config.event_types)
 
     def signals(self) -> Mapping[str, Signal]:
-        signals = {MAIN: self.SIGNALS[MAIN]}
+        signals = {MAIN: self.SIGNALS[MAIN],
+                   "sensors": Signal(every=self.config.sensors_every, help=self.SIGNALS["sensors"].help)}
         if self.config.perf_counters:
             signals["perf"] = self.SIGNALS["perf"]
         if self.config.event_types:
@@ -100,6 +104,10 @@ class VMwareCollector(Collector[VMwareConfig]):
 
         session.call(read)
         selected = inventory.emit(out, inv, self.filters, config.vm_metrics, self.ctx.clock.time())
+        if "sensors" in due:
+            with out.signal("sensors"):
+                hosts = session.call(lambda: list(session.retrieve(inventory.sensor_specs(), config.page_size)))
+                inventory.emit_sensors(out, hosts, selected.host_ids)
         if "perf" in due and "perf" in self.signals():
             with out.signal("perf"):
                 entities = selected.hosts + selected.vms

@@ -25,7 +25,7 @@ PAGE = 1000  # QueryEvents answers at most this many
 class EventCounts:
     def __init__(self, types: tuple[str, ...]):
         self.types = types
-        self.counts: Counter[tuple[str, str]] = Counter({(_label(name), ""): 0 for name in types})
+        self.counts: Counter[tuple[str, str]] = Counter({(kind, ""): 0 for name in types for kind in _kinds(name)})
         self._since: Any = None
         self._last_key = -1
 
@@ -54,5 +54,6 @@ def _kind(event: Any) -> str:
     return type(event).__name__.rsplit(".", 1)[-1]
 
 
-def _label(type_name: str) -> str:
-    return "snapshot_created" if type_name == "TaskEvent" else type_name
+def _kinds(type_name: str) -> tuple[str, ...]:
+    """The `type` labels a watched event type counts under."""
+    return tuple(sorted(set(SNAPSHOT_TASKS.values()))) if type_name == "TaskEvent" else (type_name,)

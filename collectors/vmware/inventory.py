@@ -22,7 +22,7 @@ PC = vmodl.query.PropertyCollector
 ALARM = "triggeredAlarmState"
 
 HOST_PROPS = ["name", "parent", "overallStatus", ALARM, "runtime.connectionState", "runtime.powerState",
-              "runtime.inMaintenanceMode", "runtime.healthSystemRuntime.systemHealthInfo.numericSensorInfo",
+              "runtime.inMaintenanceMode",
               "summary.quickStats.overallCpuUsage", "summary.quickStats.overallMemoryUsage",
               "summary.quickStats.uptime", "summary.hardware", "summary.config.product"]
 VM_STATE_PROPS = ["name", "runtime.powerState", "runtime.host", "summary.config.template"]
@@ -33,6 +33,7 @@ CLUSTER_PROPS = ["name", "parent", ALARM, "summary.effectiveCpu", "summary.effec
                  "configurationEx"]
 DATASTORE_PROPS = ["name", "parent", ALARM, "summary.capacity", "summary.freeSpace", "summary.uncommitted",
                    "summary.accessible", "summary.maintenanceMode"]
+SENSORS = "runtime.healthSystemRuntime.systemHealthInfo.numericSensorInfo"
 CONNECTION_STATES = ("connected", "disconnected", "notResponding")
 POWER_STATES = ("poweredOn", "poweredOff", "standBy", "unknown")
 VM_POWER_STATES = ("poweredOn", "poweredOff", "suspended")
@@ -40,6 +41,11 @@ STATUSES = ("green", "yellow", "red", "gray")
 SENSOR_STATES = ("green", "yellow", "red", "unknown")
 SEVERITIES = ("red", "yellow")
 MHZ, MIB = 1e6, 1024 * 1024
+
+
+def sensor_specs() -> list[Any]:
+    """Hardware sensors: tens per host, a third of the whole read, and slow to change: a slow signal."""
+    return [PC.PropertySpec(type=vim.HostSystem, pathSet=["name", SENSORS])]
 
 
 def prop_specs(vm_metrics: bool) -> list[Any]:
@@ -111,6 +117,7 @@ class Selected:
     """The objects that passed the filters, for QueryPerf."""
 
     hosts: list[tuple[Any, str]] = field(default_factory=list)  # (moref, name) of connected hosts
+    host_ids: set[str] = field(default_factory=set)  # moref ids of every included host
     vms: list[tuple[Any, str]] = field(default_factory=list)  # (moref, name) of powered-on VMs
 
 
@@ -143,6 +150,7 @@ def emit(out: Emitter, inv: Inventory, filters: Filters, vm_metrics: bool, now: 
         host_place[obj._moId] = (name, cluster, included)
         if not included:
             continue
+        selected.host_ids.add(obj._moId)
         state = str(props.get("runtime.connectionState", ""))
         maintenance = bool(props.get("runtime.inMaintenanceMode"))
         if parent is not None and parent._moId in cluster_hosts:
@@ -210,15 +218,20 @@ def _host(out: Emitter, name: str, state: str, maintenance: bool, props: dict[st
         out.gauge(m.HOST_UPTIME, props.get("summary.quickStats.uptime"), host=name)
     out.gauge(m.HOST_CPU_CAPACITY, _scaled(capacity_mhz, MHZ), host=name)
     out.gauge(m.HOST_MEMORY_CAPACITY, memory, host=name)
-    sensors = props.get("runtime.healthSystemRuntime.systemHealthInfo.numericSensorInfo")
-    if sensors:
-        states = Counter(_sensor_state(sensor) for sensor in sensors)
-        for state_name in SENSOR_STATES:
-            out.gauge(m.HOST_SENSORS, states[state_name], host=name, state=state_name)
     product = props.get("summary.config.product")
     out.gauge(m.HOST_INFO, 1, host=name, version=getattr(product, "version", "") or "",
               build=getattr(product, "build", "") or "", vendor=getattr(hardware, "vendor", "") or "",
               model=getattr(hardware, "model", "") or "", serial=_serial(hardware))
+
+
+def emit_sensors(out: Emitter, hosts: list[tuple[Any, dict[str, Any]]], included: set[str]) -> None:
+    for obj, props in hosts:
+        sensors = props.get(SENSORS)
+        if obj._moId not in included or not sensors:
+            continue
+        states = Counter(_sensor_state(sensor) for sensor in sensors)
+        for state in SENSOR_STATES:
+            out.gauge(m.HOST_SENSORS, states[state], host=props.get("name", ""), state=state)
 
 
 def _datastore(out: Emitter, name: str, props: dict[str, Any]) -> None:

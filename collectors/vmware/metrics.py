@@ -32,7 +32,8 @@ HOST_MEMORY_CAPACITY = MetricSpec("vigil_vmware_host_memory_capacity_bytes", "ga
 HOST_UPTIME = MetricSpec("vigil_vmware_host_uptime_seconds", "gauge", "Time since the host booted.",
                          ("host",), "seconds")
 HOST_SENSORS = MetricSpec("vigil_vmware_host_sensors", "gauge",
-                          "Hardware sensors of the host by health state (green, yellow, red, unknown).",
+                          "Hardware sensors of the host by health state (green, yellow, red, unknown); "
+                          "refreshed every sensors_every (5m).",
                           ("host", "state"))
 HOST_INFO = MetricSpec("vigil_vmware_host_info", "gauge",
                        "ESXi version and build, hardware vendor, model and serial; value 1.",
@@ -96,9 +97,9 @@ EVENTS = MetricSpec("vigil_vmware_events_total", "counter",
                     ("type", "user"))
 
 INVENTORY = (HOST_CONNECTED, HOST_CONNECTION, HOST_POWER, HOST_MAINTENANCE, HOST_STATUS, HOST_CPU_USAGE,
-             HOST_CPU_CAPACITY, HOST_MEMORY_USAGE, HOST_MEMORY_CAPACITY, HOST_UPTIME, HOST_SENSORS, HOST_INFO,
+             HOST_CPU_CAPACITY, HOST_MEMORY_USAGE, HOST_MEMORY_CAPACITY, HOST_UPTIME, HOST_INFO,
              CLUSTER_CPU, CLUSTER_MEMORY, CLUSTER_HA, CLUSTER_DRS, CLUSTER_HOSTS,
              DS_CAPACITY, DS_FREE, DS_UNCOMMITTED, DS_ACCESSIBLE, DS_MAINTENANCE,
              VMS, VM_POWERED_ON, VM_TOOLS, VM_CPU_USAGE, VM_MEMORY_USAGE, VM_STORAGE_COMMITTED,
              VM_STORAGE_UNCOMMITTED, VM_SNAPSHOTS, VM_SNAPSHOT_AGE, VM_INFO, ALARMS)
-ALL = (*INVENTORY, HOST_PERF, VM_PERF, EVENTS)
+ALL = (*INVENTORY, HOST_SENSORS, HOST_PERF, VM_PERF, EVENTS)
