@@ -182,3 +182,29 @@ def test_paged_reads_give_the_same_inventory_in_a_few_round_trips(vcsim, context
     assert sorted(map(repr, whole.samples())) == sorted(map(repr, paged.samples()))
     # login, service content, view, one read; paging adds a round trip per 10 objects (25 here)
     assert trips <= 8 and paged_trips > trips
+
+
+def test_perf_batches_give_the_same_samples_in_more_calls(vcsim, context):
+    signals = frozenset({"main", "perf"})
+    whole = kit.collect(vcsim.target(event_types=[]), context, signals)
+    calls = sum(context.api.requests().values())
+    batched = kit.collect(vcsim.target(event_types=[], perf_batch=2, perf_parallel=3), context, signals)
+    assert sum(context.api.requests().values()) - calls > calls  # 7 entities: 4 QueryPerf calls, not 1
+    assert kit.values(whole, "vigil_vmware_vm_perf").keys() == kit.values(batched, "vigil_vmware_vm_perf").keys()
+    assert kit.values(whole, "vigil_vmware_host_perf").keys() == kit.values(batched, "vigil_vmware_host_perf").keys()
+
+
+def test_no_vcenter_listening_is_one_clear_line(context, vcsim_env):
+    from tests.lab.harness import free_port
+
+    port = free_port()
+    target = {"name": "vc", "kind": "vmware", "host": "127.0.0.1", "port": port, "user": "u",
+              "password": "${env:VIGIL_TEST_VCENTER_PASSWORD}"}
+    with pytest.raises(VMwareError, match=f"cannot reach vCenter 127.0.0.1:{port}: .*check host, port"):
+        kit.collect(target, context)
+
+
+def test_tls_verify_off_is_explicit(vcsim, context):
+    target = vcsim.target(tls_verify=False)
+    del target["ca_file"]
+    assert value(kit.collect(target, context), "vigil_vmware_vms", state="poweredOn") == 4
