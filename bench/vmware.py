@@ -3,8 +3,10 @@
 Prints, per size: the inventory run's wall time (the main signal: one paged
 PropertyCollector read plus the samples), the perf signal's (batched QueryPerf), round
 trips per run, the process's peak RSS, and the floor: the bare bulk PropertyCollector
-read of the same properties with nothing made of it. The session is opened first (a
-login is not part of a run, as the agent keeps it). Needs the lab's vcsim (tests/lab/setup.sh).
+read of the same properties with nothing made of it, with the CPU time vcsim and the
+client spent on it. The session is opened first (a login is not part of a run, as the
+agent keeps it). The load average is printed too: the figures stretch on a busy machine.
+Needs the lab's vcsim (tests/lab/setup.sh).
 
     python bench/vmware.py [--runs 3] [--sizes 50x2000,200x10000]
 """
@@ -39,6 +41,12 @@ def vcsim_args(hosts: int, vms: int) -> list[str]:
             "-vm", str(vms // clusters), "-ds", "4"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (clock ticks of 1/100 s)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(work, runs: int) -> tuple[float, object]:
     times, result = [], None
     for _ in range(runs):
@@ -67,8 +75,11 @@ def bench(directory: Path, hosts: int, vms: int, runs: int) -> None:
 
             specs = inventory.prop_specs(True)
             session = collector.session
+            server_cpu, client_cpu = cpu_seconds(sim.peer.pid), time.process_time()
             floor, objects = timed(lambda: sum(1 for _ in session.retrieve(specs, collector.config.page_size)),
                                    runs)
+            server_cpu = (cpu_seconds(sim.peer.pid) - server_cpu) / runs
+            client_cpu = (time.process_time() - client_cpu) / runs
             main, (main_trips, main_samples) = timed(lambda: run(frozenset({"main"})), runs)
             both, (both_trips, both_samples) = timed(lambda: run(frozenset({"main", "perf"})), runs)
         finally:
@@ -76,11 +87,13 @@ def bench(directory: Path, hosts: int, vms: int, runs: int) -> None:
             db.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{hosts} hosts / {vms} VMs (vcsim up in {startup:.1f}s, {objects} objects read)")
-    print(f"  floor: bare PropertyCollector read   {floor:6.3f} s")
+    print(f"  floor: bare PropertyCollector read   {floor:6.3f} s  (CPU: vcsim {server_cpu:.3f} s, "
+          f"pyvmomi's client {client_cpu:.3f} s)")
     print(f"  inventory run (main)                 {main:6.3f} s  {main / floor:4.2f}x floor  "
           f"{main_trips} round trips  {main_samples} samples")
     print(f"  inventory + perf run                 {both:6.3f} s  {both_trips} round trips  {both_samples} samples")
-    print(f"  peak RSS of this process             {rss:6.1f} MiB")
+    print(f"  peak RSS of this process             {rss:6.1f} MiB  (load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs)")
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ class VMwareCollector(Collector[VMwareConfig]):
         super().__init__(config, ctx)
         self.session = Session(config.host, config.port, config.user, config.password.get_secret_value(),
                                str(config.ca_file) if config.ca_file else None, config.tls_verify,
-                               config.timeout or 20, ctx.api)
+                               ctx.timeout, ctx.api)
         self.filters = inventory.Filters(config.datacenters, config.clusters, config.include, config.exclude)
         self.perf = perf.Catalogue(config.perf_counters)
         self.events = EventCounts(config.event_types)

@@ -61,8 +61,10 @@ def start_vcsim(directory: Path, *args: str, port: int | None = None, pki: PKI |
     port = port or free_port()
     argv = [binary, "-addr", f"127.0.0.1:{port}", "-cert", str(pki.server_cert), "-key", str(pki.server_key),
             "-username", USER, "-password", PASSWORD, *(args or SMALL)]
+    # vcsim keeps each datastore's files in a temporary directory: here, not in /tmp,
+    # so a vcsim killed before it cleaned up (a big inventory) leaves nothing behind
     with running(argv, directory / f"vcsim-{port}.log", lambda: _answers(port, pki.ca), "vcsim",
-                 timeout=timeout) as peer:
+                 timeout=timeout, env={"TMPDIR": str(directory)}) as peer:
         yield Vcsim(port, pki, peer)
 
 
