@@ -18,6 +18,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from agent.collector import ApiCounters
+from collectors.vmware import fastread
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +83,31 @@ class Session:
             raise VMwareError(f"lost {self.where}: {exc}; check that vCenter runs") from None
 
     def retrieve(self, prop_specs: list[Any], page: int) -> Iterator[tuple[Any, dict[str, Any]]]:
-        """(object, {property path: value}) for every object of the view, `page` per round trip."""
+        """(object, {property path: value}) for every object of the view, `page` per round trip.
+
+        The replies are parsed by collectors/vmware/fastread.py, not by pyvmomi: values
+        are light objects with the same attribute names.
+        """
         traverse = PC.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
         spec = PC.FilterSpec(objectSet=[PC.ObjectSpec(obj=self.view, skip=True, selectSet=[traverse])],
                              propSet=prop_specs, reportMissingObjectsInResults=False)
-        collector = self.content.propertyCollector
-        result = collector.RetrievePropertiesEx([spec], PC.RetrieveOptions(maxObjects=page))
-        while result is not None:
-            for content in result.objects:
-                yield content.obj, {prop.name: prop.val for prop in content.propSet}
-            if not result.token:
-                break
-            result = collector.ContinueRetrievePropertiesEx(result.token)
+        collector, stub = self.content.propertyCollector, self.si._stub
+        method, args = "RetrievePropertiesEx", [[spec], PC.RetrieveOptions(maxObjects=page)]
+        while True:
+            try:
+                reply = fastread.invoke(stub, collector, method, args)
+            except vmodl.MethodFault as fault:
+                self._api.request(API, type(fault).__name__.rsplit(".", 1)[-1])
+                raise
+            except (OSError, http.client.HTTPException):
+                self._api.request(API, "unreachable")
+                raise
+            self._api.request(API, "ok")
+            found, token = fastread.objects(stub, reply)
+            yield from found
+            if not token:
+                return
+            method, args = "ContinueRetrievePropertiesEx", [token]
 
     def close(self) -> None:
         if self.si is None:
