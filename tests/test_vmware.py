@@ -208,3 +208,48 @@ def test_tls_verify_off_is_explicit(vcsim, context):
     target = vcsim.target(tls_verify=False)
     del target["ca_file"]
     assert value(kit.collect(target, context), "vigil_vmware_vms", state="poweredOn") == 4
+
+
+def same(fast, slow, where: str = "") -> None:
+    """fastread's value equals pyvmomi's, attribute by attribute."""
+    from pyVmomi import VmomiSupport
+
+    if isinstance(slow, VmomiSupport.ManagedObject):
+        assert type(fast) is type(slow) and fast._moId == slow._moId, where
+    elif isinstance(slow, VmomiSupport.DataObject):
+        for prop in slow._GetPropertyList():
+            same(getattr(fast, prop.name), getattr(slow, prop.name), f"{where}.{prop.name}")
+    elif isinstance(slow, list):
+        assert len(fast) == len(slow), where
+        for i, (f, s) in enumerate(zip(fast, slow, strict=True)):
+            same(f, s, f"{where}[{i}]")
+    else:
+        assert fast == slow, where
+
+
+def test_the_fast_reader_reads_what_pyvmomi_reads(vcsim, context):
+    from pyVmomi import vmodl
+
+    from collectors.vmware import inventory
+
+    si = vcsim.connect()
+    snapshot(si, "DC0_H0_VM1")
+    collector = kit.build(vcsim.target(), context)
+    collector.open()
+    try:
+        session = collector.session
+        specs = inventory.prop_specs(True) + inventory.sensor_specs()
+        fast = {obj._moId: props for obj, props in session.retrieve(specs, 1000)}
+        pc = vmodl.query.PropertyCollector
+        traverse = pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
+        spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=session.view, skip=True, selectSet=[traverse])],
+                             propSet=specs)
+        slow = session.content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
+    finally:
+        collector.close()
+    assert len(fast) == len(slow.objects) > 10
+    for content in slow.objects:
+        props = fast[content.obj._moId]
+        assert set(props) == {prop.name for prop in content.propSet}
+        for prop in content.propSet:
+            same(props[prop.name], prop.val, f"{content.obj._moId}.{prop.name}")
