@@ -35,8 +35,8 @@ class Data:
         return None
 
 
-def invoke(stub: Any, mo: Any, method: str, args: list[Any]) -> ET.Element | Any:
-    """Call `method` of `mo`; the reply's `returnval` element (None when empty)."""
+def invoke(stub: Any, mo: Any, method: str, args: list[Any]) -> list[ET.Element]:
+    """Call `method` (pyvmomi's name for it) of `mo`; the reply's `returnval` elements (maybe none)."""
     info = type(mo)._GetMethodInfo(method)
     headers = {"Cookie": stub.cookie, "SOAPAction": stub.versionId,
                "Content-Type": f"text/xml; charset={SoapAdapter.XML_ENCODING}"}
@@ -54,13 +54,19 @@ def invoke(stub: Any, mo: Any, method: str, args: list[Any]) -> ET.Element | Any
         raise SoapAdapter.SoapResponseDeserializer(stub).Deserialize(io.BytesIO(body), info.result)
     if resp.status != 200:
         raise HTTPException(f"{resp.status} {resp.reason}")
-    return ET.fromstring(body).find(f".//{TAG}returnval")
+    return ET.fromstring(body).findall(f".//{TAG}returnval")
 
 
-def objects(stub: Any, returnval: ET.Element | None) -> tuple[list[tuple[Any, dict[str, Any]]], str | None]:
+def value(stub: Any, returnval: ET.Element) -> Any:
+    """A returned value, typed by its xsi:type (QueryPerf's PerfEntityMetric...)."""
+    return _value(stub, returnval, None)
+
+
+def objects(stub: Any, returned: list[ET.Element]) -> tuple[list[tuple[Any, dict[str, Any]]], str | None]:
     """The (moref, {path: value}) pairs of one RetrieveResult, and its token."""
-    if returnval is None:
+    if not returned:
         return [], None
+    returnval = returned[0]
     found = []
     for content in returnval.iterfind(f"{TAG}objects"):
         ref = content.find(f"{TAG}obj")

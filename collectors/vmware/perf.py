@@ -2,7 +2,8 @@
 
 Counter names (`group.name.rollup`, as vSphere shows them) are resolved to ids once per
 session from the PerformanceManager's catalogue. Each call asks for the newest 20 s
-sample of every configured counter of up to `batch` entities; the calls run on a small
+sample of every configured counter of up to `batch` entities (replies parsed by
+collectors/vmware/fastread.py, the largest part of the work); the calls run on a small
 thread pool and their results are emitted by the caller (the Emitter's signal is a
 context variable of the calling thread).
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
+from collectors.vmware import fastread
 from collectors.vmware.session import Session, VMwareError
 
 REALTIME = 20  # seconds: the interval id of realtime samples
@@ -67,7 +69,8 @@ def query(session: Session, counters: dict[int, Counter], entities: list[tuple[A
         specs = [PM.QuerySpec(entity=obj, metricId=metric_ids, intervalId=REALTIME, maxSample=1)
                  for obj, _ in chunk]
         try:
-            return manager.QueryPerf(querySpec=specs) or []
+            return [fastread.value(session.si._stub, returned)
+                    for returned in session.invoke(manager, "QueryStats", [specs])]  # pyvmomi name of QueryPerf
         except vmodl.MethodFault as fault:
             if isinstance(fault, vim.fault.NotAuthenticated):
                 raise

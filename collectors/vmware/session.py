@@ -94,20 +94,24 @@ class Session:
         collector, stub = self.content.propertyCollector, self.si._stub
         method, args = "RetrievePropertiesEx", [[spec], PC.RetrieveOptions(maxObjects=page)]
         while True:
-            try:
-                reply = fastread.invoke(stub, collector, method, args)
-            except vmodl.MethodFault as fault:
-                self._api.request(API, type(fault).__name__.rsplit(".", 1)[-1])
-                raise
-            except (OSError, http.client.HTTPException):
-                self._api.request(API, "unreachable")
-                raise
-            self._api.request(API, "ok")
-            found, token = fastread.objects(stub, reply)
+            found, token = fastread.objects(stub, self.invoke(collector, method, args))
             yield from found
             if not token:
                 return
             method, args = "ContinueRetrievePropertiesEx", [token]
+
+    def invoke(self, mo: Any, method: str, args: list[Any]) -> list[Any]:
+        """One counted round trip whose reply fastread parses: its `returnval` elements."""
+        try:
+            returned = fastread.invoke(self.si._stub, mo, method, args)
+        except vmodl.MethodFault as fault:
+            self._api.request(API, type(fault).__name__.rsplit(".", 1)[-1])
+            raise
+        except (OSError, http.client.HTTPException):
+            self._api.request(API, "unreachable")
+            raise
+        self._api.request(API, "ok")
+        return returned
 
     def close(self) -> None:
         if self.si is None:
