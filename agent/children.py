@@ -3,7 +3,9 @@
 A thread cannot be killed, but its child can: a timeout kills the child's whole group,
 and so does the agent's stop (`stop_all`), so no tool outlives the run that started it
 or the agent (under systemd a survivor would be reparented and keep reading a
-repository for hours).
+repository for hours). restic starts its ssh in a process group of its own (so that
+Ctrl-C reaches restic only): the tool's other descendants are found in /proc and
+signalled too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +74,33 @@ def stop_all(grace: float = 1.0) -> int:
 
 
 def _signal(process: subprocess.Popen, signum: int) -> None:
-    """Signal the child's whole group while its leader is unreaped (so the group id is its own)."""
-    if process.poll() is None:
+    """Signal the child's group and its descendants while it is unreaped (so the ids are still its own)."""
+    if process.poll() is not None:
+        return
+    for pid in _descendants(process.pid):
+        _kill(os.kill, pid, signum)
+    _kill(os.killpg, process.pid, signum)
+
+
+def _kill(kill, pid: int, signum: int) -> None:
+    try:
+        kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below `root`, from the parent ids in /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            os.killpg(process.pid, signum)
-        except ProcessLookupError:
-            pass
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # it ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found

@@ -313,14 +313,16 @@ def _alert(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from agent import registry
     from agent.statedb import StateDB
-    from checks.report import backup_report, render
+
+    backup_report, render = (registry.load(path) for path in registry.BACKUP_REPORT)
 
     config = load_config(args.config).config
     if args.days < 1:
         print("vigil: --days must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
-    db = StateDB(config.state_dir)
+    db = StateDB.private_copy(config.state_dir)  # a report only reads: the agent's file is never touched
     now = Clock().time()
     rows = backup_report(db, config.backups, now, args.days)
     db.close()

@@ -78,11 +78,12 @@ class Agent:
             await asyncio.wait_for(scheduler.stop(STOP_TIMEOUT), STOP_TIMEOUT + 1)
         except TimeoutError:
             log.warning("jobs did not stop within %ss; leaving them", STOP_TIMEOUT)
-        if scheduler.threads:
-            log.warning("leaving %d blocking call(s) that did not finish", len(scheduler.threads))
-        self.server.stop()
-        self.store.close()
-        children.stop_all()
+        finally:
+            if scheduler.threads:
+                log.warning("leaving %d blocking call(s) that did not finish", len(scheduler.threads))
+            self.server.stop()
+            self.store.close()
+            children.stop_all()
 
     def _reload(self, scheduler: Scheduler) -> None:
         systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
+from typing import Any
 
 COLLECTORS: dict[str, str] = {
     "host": "collectors.host:HostCollector",
     "vmware": "collectors.vmware:VMwareCollector",
+    "meraki": "collectors.meraki:MerakiCollector",
 }
 
 # Kinds that are not configured as targets: the jobs each backup job brings.
@@ -20,6 +22,7 @@ JOB_KINDS: dict[str, str] = {
 }
 BACKUP_JOBS = "checks.job:backup_jobs"  # BackupJobConfig -> its JobSpecs
 BACKUP_CONFIG = "checks.config:BackupJobConfig"  # a `backups:` entry
+BACKUP_REPORT = ("checks.report:backup_report", "checks.report:render")  # `vigil report backups`
 BACKUP_WARNINGS = "checks.config:warnings"  # BackupJobConfig -> [(key path, what is surely wrong)]
 LOCATION_CONFIG = "checks.model:LocationConfig"  # the keys every backup location has
 
@@ -35,8 +38,8 @@ LOCATIONS: dict[str, str] = {
 
 
 @cache
-def load(path: str) -> type:
-    """The class at `module:Class`."""
+def load(path: str) -> Any:
+    """The class (or function) at `module:name`."""
     module_name, _, class_name = path.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 

@@ -2,7 +2,9 @@
 
 A secret is never written inline in the config; the reference is resolved when the
 config loads, so a missing secret is a config error with a line number, and the value
-is wrapped in SecretStr so it never reaches a log, a status page or an exception.
+is wrapped in SecretStr so it never reaches a log, a status page or an exception. Each
+resolved value is also registered with agent.redact, which masks it in any text that
+leaves the agent, should a tool or library echo it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import BeforeValidator, SecretStr
+
+from agent import redact
 
 _REFERENCE = re.compile(r"\$\{(env|file|cred):([^}]+)\}")
 
@@ -44,6 +48,7 @@ def resolve_reference(value: object) -> SecretStr:
         secret = _read_secret_file(Path(directory) / name, f"credential {name}")
     if not secret:
         raise ValueError(f"the secret in {source}:{name} is empty")
+    redact.register(secret)
     return SecretStr(secret)
 
 

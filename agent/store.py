@@ -3,13 +3,13 @@
 Only the event loop publishes (copy-on-write); exporters in other threads read
 `snapshot()` without locks and always see one consistent picture. A new last success
 goes to the database through one writer thread, so a slow or locked disk never
-stalls the event loop; close() drains that queue before it closes the database.
+stalls the event loop; while the disk is slow only each job's newest value waits
+(older ones are superseded), and close() writes what waits before closing the database.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -27,10 +27,11 @@ class Store:
         self.db = db
         self._states: Mapping[str, JobState] = MappingProxyType({})
         self._restored = db.last_successes()
-        self._writes: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_queued, name="vigil-store-writer", daemon=True)
-        self._writer.start()
+        self._pending: dict[str, float] = {}  # job key -> newest last success not yet written
+        self._wake = threading.Condition()
         self._closed = False
+        self._writer = threading.Thread(target=self._write_pending, name="vigil-store-writer", daemon=True)
+        self._writer.start()
 
     def snapshot(self) -> Mapping[str, JobState]:
         return self._states
@@ -42,10 +43,12 @@ class Store:
     def publish(self, state: JobState) -> None:
         previous = self._states.get(state.key)
         if state.last_success is not None and (previous is None or previous.last_success != state.last_success):
-            if self._closed:
-                log.debug("store closed; last success not recorded job=%s", state.key)
-            else:
-                self._writes.put((state.key, state.last_success))
+            with self._wake:
+                if self._closed:
+                    log.debug("store closed; last success not recorded job=%s", state.key)
+                else:
+                    self._pending[state.key] = state.last_success
+                    self._wake.notify()
         self._states = MappingProxyType({**self._states, state.key: state})
 
     def retain(self, keys: Iterable[str]) -> None:
@@ -54,15 +57,21 @@ class Store:
         self._states = MappingProxyType({k: v for k, v in self._states.items() if k in keep})
 
     def close(self) -> None:
-        """Write what is queued, then close the database (later writes are refused)."""
-        if not self._closed:
+        """Write what is pending, then close the database (later writes are refused)."""
+        with self._wake:
             self._closed = True
-            self._writes.put(None)
-            self._writer.join(DRAIN_TIMEOUT)
-            if self._writer.is_alive():
-                log.error("state writes did not finish within %ss; closing anyway", DRAIN_TIMEOUT)
+            self._wake.notify()
+        self._writer.join(DRAIN_TIMEOUT)
+        if self._writer.is_alive():
+            log.error("state writes did not finish within %ss; closing anyway", DRAIN_TIMEOUT)
         self.db.close()
 
-    def _write_queued(self) -> None:
-        while (item := self._writes.get()) is not None:
-            self.db.record_success(*item)
+    def _write_pending(self) -> None:
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._pending or self._closed)
+                batch, self._pending = self._pending, {}
+                if not batch:  # closed, and everything written
+                    return
+            for key, when in batch.items():
+                self.db.record_success(key, when)

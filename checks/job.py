@@ -257,7 +257,7 @@ class BackupVerification(_BackupJob):
         """Due at the first window that opens once `every` has passed since the last attempt."""
         if opened is None:
             return False
-        last = self.history.last_verification(where)
+        last = self.history.last_verification(where, conclusive=True)  # a check that could not run is retried
         return last is None or last.at < opened - self.config.verify.every + VERIFY_WINDOW
 
 

@@ -42,7 +42,8 @@ INTERVAL = MetricSpec("vigil_collect_interval_seconds", "gauge",
                       "The target's collection interval.", JOB_LABELS, "seconds")
 BUILD_INFO = MetricSpec("vigil_build_info", "gauge", "vigil's version, value 1.", ("version", "python"))
 STATE_OK = MetricSpec("vigil_state_database_ok", "gauge",
-                      "1 while the state database on disk is in use, 0 when vigil fell back to memory.")
+                      "1 while the state database on disk takes writes, 0 when it cannot (damaged, locked, full, "
+                      "read-only) and vigil keeps state in memory until a write succeeds.")
 SIGNAL_SUCCESS = MetricSpec("vigil_collect_signal_success", "gauge",
                             "1 when the signal's data is current (collected by its last due run), 0 when it "
                             "failed; one series per signal of the target.", (*JOB_LABELS, "signal"))

@@ -1,31 +1,54 @@
 """The HTTP(S) endpoint: /metrics, the landing page, /status.json, /-/healthy, /-/ready.
 
 A small threaded stdlib server (as prometheus_client's own), so a slow client never
-blocks the event loop that runs the jobs. TLS handshakes happen in the request's own
-thread, and basic auth covers every path, as the official exporters do.
+blocks the event loop that runs the jobs. What a client can hold is bounded:
+- at most MAX_CONNECTIONS connections (and half the open-file limit); when full, the
+  connection that has waited longest for its request is dropped to make room, so a
+  flood of idle or trickling connections never locks a scraper out; when every
+  connection is busy answering, a new one gets a quick 503 (TLS: is closed);
+- a whole exchange (TLS handshake, request, response) gets REQUEST_TIMEOUT seconds,
+  not each read: a client sending one byte every few seconds is dropped on time;
+- an accept that fails for want of file descriptors pauses the accept loop briefly
+  instead of spinning on a listening socket that stays readable.
+Each connection is wrapped for TLS as it is accepted, with the settings current at
+that moment, so a reload swaps certificate, users and headers in one assignment.
+Basic auth covers every path, as the official exporters do.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
 import logging
+import resource
 import socket
 import ssl
 import threading
 import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from agent import __version__
 from agent.config import split_listen
+from agent.logs import Throttled
+from agent.redact import redact_data
 from agent.store import Store
 from exporters.prometheus import CONTENT_TYPE, Exposition
 from exporters.status import landing_html, status_document
 from exporters.webconfig import BasicAuth, WebConfig, ssl_context
 
 log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 15.0  # seconds for one whole exchange; Prometheus' scrape timeout defaults to 10 s
+MAX_CONNECTIONS = 512  # each holds a thread and a file descriptor
+BACKLOG = 1024  # connections the kernel queues while the accept loop catches up (capped by somaxconn)
+ACCEPT_PAUSE = 0.1  # seconds the accept loop waits when the process is out of file descriptors
+_OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
+         b"Retry-After: 1\r\nConnection: close\r\n\r\nToo many connections")
 
 
 class Site:
@@ -41,55 +64,155 @@ class Site:
         return self.exposition.render(self.store.snapshot(), self.store.db.ok)
 
     def status(self) -> dict[str, Any]:
+        """The status document, redacted: error texts quote tools and URLs verbatim."""
         db = self.store.db
-        return status_document(self.store.snapshot(), self.info, db.problem, db.notice, time.time())
+        return redact_data(status_document(self.store.snapshot(), self.info, db.problem, db.notice, time.time()))
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What a reload may change, swapped as one value."""
+
+    tls: ssl.SSLContext | None
+    auth: BasicAuth
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, web: WebConfig) -> _Settings:
+        """Everything built before anything is applied; raises WebConfigError."""
+        tls = ssl_context(web.tls_server_config) if web.tls_server_config is not None else None
+        return cls(tls, BasicAuth(web.basic_auth_users), dict(web.http_server_config.headers))
 
 
 class WebServer:
-    def __init__(self, listen: str, site: Site, web: WebConfig):
+    def __init__(self, listen: str, site: Site, web: WebConfig, request_timeout: float = REQUEST_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS):
         host, port = split_listen(listen)
         server_class = _Server6 if ":" in host else _Server
-        self._httpd = server_class((host, port), _Handler)  # OSError when the port is taken
-        self._httpd.site = site
-        self._tls = web.tls_server_config is not None
-        if web.tls_server_config is not None:
-            self._httpd.socket = ssl_context(web.tls_server_config).wrap_socket(
-                self._httpd.socket, server_side=True, do_handshake_on_connect=False)
-        self._apply(web)
+        settings = _Settings.of(web)
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft_limit != resource.RLIM_INFINITY:
+            max_connections = max(1, min(max_connections, soft_limit // 2))
+        # OSError when the port is taken
+        self._httpd = server_class((host, port), site, settings, request_timeout, max_connections)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="vigil-web", daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
         host = f"[{host}]" if ":" in host else host
-        return f"{'https' if self._tls else 'http'}://{host}:{port}/"
+        return f"{'https' if self._httpd.settings.tls else 'http'}://{host}:{port}/"
 
     def start(self) -> None:
         self._thread.start()
 
     def reconfigure(self, web: WebConfig) -> None:
-        """Apply a reloaded web config: users, headers, and a renewed certificate."""
-        if (web.tls_server_config is not None) != self._tls:
-            log.warning("switching TLS on or off needs a restart; keeping the current mode")
-            return
-        if web.tls_server_config is not None:
-            self._httpd.socket.context = ssl_context(web.tls_server_config)
-        self._apply(web)
+        """Apply a reloaded web config (certificate, users, headers) all at once, or
+        raise WebConfigError and keep serving with the current one."""
+        settings = _Settings.of(web)
+        was_tls = self._httpd.settings.tls is not None
+        self._httpd.settings = settings  # new connections only; open ones finish as they began
+        if (settings.tls is not None) != was_tls:
+            log.warning("TLS is now %s url=%s", "on" if settings.tls else "off", self.url)
 
     def stop(self) -> None:
+        self._httpd.closing.set()
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.drop_all()
 
-    def _apply(self, web: WebConfig) -> None:
-        self._httpd.auth = BasicAuth(web.basic_auth_users)
-        self._httpd.headers = dict(web.http_server_config.headers)
+
+@dataclass(eq=False)
+class _Connection:
+    sock: socket.socket
+    settings: _Settings
+    deadline: float
+    since: float = field(default_factory=time.monotonic)  # when it began waiting for its request
+    reading: bool = True  # still waiting for its request line and headers
+    dropped: bool = False
+
+    def drop(self) -> None:
+        """Wake the thread blocked on this socket (a read returns EOF) and end the exchange."""
+        self.dropped = True
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)  # the plain call, also on an SSLSocket
+        except OSError:
+            pass  # already closed by its thread
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    site: Site
-    auth: BasicAuth
-    headers: dict[str, str]
+    request_queue_size = BACKLOG
+
+    def __init__(self, address, site: Site, settings: _Settings, request_timeout: float, max_connections: int):
+        self.site, self.settings = site, settings
+        self.request_timeout, self.max_connections = request_timeout, max_connections
+        self.closing = threading.Event()
+        self.open: dict[socket.socket, _Connection] = {}
+        self._lock = threading.Lock()
+        self._refused = Throttled(log)
+        self._out_of_fds = Throttled(log)
+        self.failed_logins = Throttled(log)
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return self.socket.accept()
+        except OSError as exc:
+            if exc.errno in _OUT_OF_FDS:
+                # the listening socket stays readable: without a pause the loop spins at 100 % CPU
+                self._out_of_fds.warning("cannot accept connections: %s (raise LimitNOFILE=)", exc.strerror)
+                self.closing.wait(ACCEPT_PAUSE)
+            raise
+
+    def verify_request(self, request, client_address) -> bool:
+        """Admit the connection, making room by dropping the longest waiting reader."""
+        with self._lock:
+            live = [c for c in self.open.values() if not c.dropped]
+            readers = [c for c in live if c.reading]
+            if len(live) < self.max_connections or readers:
+                if len(live) >= self.max_connections:
+                    min(readers, key=lambda c: c.since).drop()
+                self.open[request] = _Connection(request, self.settings, time.monotonic() + self.request_timeout)
+                return True
+        self._refused.warning("connection limit reached, every connection busy: refusing client=%s limit=%d",
+                              client_address[0], self.max_connections)
+        if self.settings.tls is None:
+            try:
+                request.send(_BUSY, socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+        return False
+
+    def connection(self, request: socket.socket) -> _Connection:
+        with self._lock:
+            return self.open[request]
+
+    def restart(self, conn: _Connection) -> None:
+        """A kept-alive connection waits for its next request, with a fresh deadline."""
+        conn.since = time.monotonic()
+        conn.deadline, conn.reading = conn.since + self.request_timeout, True
+
+    def shutdown_request(self, request) -> None:
+        with self._lock:
+            conn = self.open.pop(request, None)
+        if conn is not None and conn.sock is not request:
+            conn.sock.close()  # the TLS socket that took over the accepted one
+        super().shutdown_request(request)
+
+    def service_actions(self) -> None:
+        """Drop connections past their deadline (the accept loop calls this twice a second)."""
+        now = time.monotonic()
+        with self._lock:
+            late = [c for c in self.open.values() if c.deadline < now and not c.dropped]
+        for conn in late:
+            conn.drop()
+
+    def drop_all(self) -> None:
+        with self._lock:
+            conns = list(self.open.values())
+        for conn in conns:
+            conn.drop()
 
     def handle_error(self, request, client_address) -> None:
         log.debug("request failed client=%s", client_address[0], exc_info=True)
@@ -102,12 +225,31 @@ class _Server6(_Server):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = f"vigil/{__version__}"
-    timeout = 30  # seconds a client may take to send its request
+    protocol_version = "HTTP/1.1"  # keep-alive: a scraper reuses its connection (and TLS session)
 
     def setup(self) -> None:
+        self.conn = self.server.connection(self.request)
+        self.timeout = self.server.request_timeout  # each read; the server enforces the whole exchange
+        if self.conn.settings.tls is not None:
+            self.request = self.conn.sock = self.conn.settings.tls.wrap_socket(
+                self.request, server_side=True, do_handshake_on_connect=False)
+            if self.conn.dropped:  # dropped while it was being wrapped: the new socket is not shut yet
+                self.conn.drop()
         super().setup()
+
+    def handle(self) -> None:
         if isinstance(self.request, ssl.SSLSocket):
-            self.request.do_handshake()
+            self.request.do_handshake()  # here, in the connection's thread, under its deadline
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection:
+            self.server.restart(self.conn)
+            self.handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        self.conn.reading = False
+        return parsed
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's naming)
         if not self._authorized():
@@ -131,23 +273,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"Not found: try /metrics or /\n", "text/plain; charset=utf-8")
 
     def _authorized(self) -> bool:
-        auth = self.server.auth
+        auth = self.conn.settings.auth
         if not auth.enabled:
             return True
-        scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
+        header = self.headers.get("Authorization")
+        if header is None:
+            return False  # a browser's first try: not a failed login
+        scheme, _, encoded = header.partition(" ")
         try:
             user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            return False
-        return auth.check(user, password)
+            user, password = "", None
+        if scheme.lower() == "basic" and password is not None and auth.check(user, password):
+            return True
+        # the user name only when it is one: a password typed into the user field stays out of the log
+        self.server.failed_logins.warning("basic auth failed client=%s user=%s path=%s", self.client_address[0],
+                                          user if auth.known(user) else "(unknown)", self.path.split("?", 1)[0])
+        return False
 
     def _send(self, code: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in {**self.server.headers, **(extra or {})}.items():
+        for name, value in {**self.conn.settings.headers, **(extra or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)

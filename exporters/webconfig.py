@@ -2,21 +2,27 @@
 
 Supported: `tls_server_config` (cert_file, key_file, client_auth_type, client_ca_file,
 min_version, max_version), `http_server_config.headers`, and `basic_auth_users` with
-bcrypt hashes. Errors name the file and line like the main config's.
+bcrypt hashes. Errors name the file and line like the main config's; the TLS files are
+loaded when the config is, so a reload with a missing or broken certificate is rejected
+as a whole and the running one kept.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import ssl
 import threading
+from collections import OrderedDict
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 import bcrypt
 from pydantic import AfterValidator, model_validator
 
-from agent.config import load_model
+from agent import yamlfile
+from agent.config import ConfigError, ConfigIssue, load_model
 from agent.schema import StrictModel
 
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
@@ -59,50 +65,114 @@ class WebConfig(StrictModel):
     basic_auth_users: dict[str, Annotated[str, AfterValidator(_bcrypt_only)]] = {}
 
 
+class WebConfigError(OSError):
+    """A TLS file that cannot be used: one line naming the key, the file and the fix."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"tls_server_config.{key}: {message}")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 def load_web_config(path: Path | None) -> WebConfig:
-    """The web config at `path` (none means plain HTTP without auth); raises ConfigError."""
-    return WebConfig() if path is None else load_model(WebConfig, path)
+    """The web config at `path` (none means plain HTTP without auth), its TLS files
+    loaded once to prove them; raises ConfigError."""
+    if path is None:
+        return WebConfig()
+    web = load_model(WebConfig, path)
+    if web.tls_server_config is not None:
+        try:
+            ssl_context(web.tls_server_config)
+        except WebConfigError as exc:
+            line = yamlfile.load(path)[1].get(("tls_server_config", exc.key))
+            raise ConfigError([ConfigIssue(str(path), line, f"tls_server_config.{exc.key}",
+                                           str(exc).partition(": ")[2])]) from None
+    return web
 
 
 def ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
-    """A server context; raises OSError/ssl.SSLError naming the file that is wrong."""
+    """A server context; raises WebConfigError naming the file that is wrong (the ssl
+    module's own errors name neither the file nor the problem)."""
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        if (path := getattr(tls, key)) is not None:
+            try:
+                path.open("rb").close()
+            except OSError as exc:
+                raise WebConfigError(key, f"cannot read {path} ({exc.strerror or exc})") from None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = TLS_VERSIONS[tls.min_version]
     context.maximum_version = TLS_VERSIONS[tls.max_version]
-    context.load_cert_chain(tls.cert_file, tls.key_file)
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except ssl.SSLError as exc:
+        raise WebConfigError("cert_file", f"{tls.cert_file} with key_file {tls.key_file} is not a PEM "
+                                          f"certificate and its private key ({exc.reason or exc})") from None
     context.verify_mode = CLIENT_AUTH[tls.client_auth_type]
     if tls.client_ca_file is not None:
-        context.load_verify_locations(cafile=tls.client_ca_file)
+        try:
+            context.load_verify_locations(cafile=tls.client_ca_file)
+        except ssl.SSLError as exc:
+            raise WebConfigError("client_ca_file", f"{tls.client_ca_file} holds no PEM CA certificate "
+                                                   f"({exc.reason or exc})") from None
     return context
 
 
 class BasicAuth:
-    """Checks credentials against bcrypt hashes, caching successes (bcrypt is slow on purpose)."""
+    """Checks credentials against bcrypt hashes, at most one bcrypt at a time.
+
+    bcrypt is slow on purpose (about 60 ms at cost 10), so both outcomes are cached,
+    bounded: a scraper that retries a wrong password, or a client repeating one, costs
+    one bcrypt, not one per request. An unknown user is checked against a dummy hash of
+    the same cost, so the time taken does not tell which users exist. One bcrypt at a
+    time keeps a storm of distinct wrong passwords to one core.
+    """
+
+    CACHE = 1024  # (user, password) pairs remembered, successes and failures alike
 
     def __init__(self, users: dict[str, str]):
         self._users = {user: hashed.encode() for user, hashed in users.items()}
-        self._verified: set[bytes] = set()
+        cost = max((_cost(hashed) for hashed in self._users.values()), default=None)
+        self._dummy = _dummy_hash(cost) if cost is not None else b""
+        self._outcomes: OrderedDict[bytes, bool] = OrderedDict()
         self._lock = threading.Lock()
+        self._bcrypt = threading.Lock()
 
     @property
     def enabled(self) -> bool:
         return bool(self._users)
 
+    def known(self, user: str) -> bool:
+        return user in self._users
+
     def check(self, user: str, password: str) -> bool:
         hashed = self._users.get(user)
-        if hashed is None:
-            return False
-        key = hashlib.sha256(hashed + b"\0" + user.encode() + b"\0" + password.encode()).digest()
+        against = self._dummy if hashed is None else hashed
+        key = hashlib.sha256(b"\0".join((against, user.encode(), password.encode()))).digest()
         with self._lock:
-            if key in self._verified:
-                return True
-        try:
-            if not bcrypt.checkpw(password.encode(), hashed):
-                return False
-        except ValueError:  # a malformed hash: refuse, never crash the request thread
-            return False
+            if (outcome := self._outcomes.get(key)) is not None:
+                self._outcomes.move_to_end(key)
+                return outcome
+        with self._bcrypt:
+            try:
+                outcome = bcrypt.checkpw(password.encode(), against) and hashed is not None
+            except ValueError:  # a malformed hash: refuse, never crash the request thread
+                outcome = False
         with self._lock:
-            if len(self._verified) > 64:
-                self._verified.clear()
-            self._verified.add(key)
-        return True
+            self._outcomes[key] = outcome
+            if len(self._outcomes) > self.CACHE:
+                self._outcomes.popitem(last=False)
+        return outcome
+
+
+def _cost(hashed: bytes) -> int:
+    """The work factor of a `$2b$NN$...` hash (10 when it cannot be read)."""
+    digits = hashed[4:6]
+    return int(digits) if digits.isdigit() and 4 <= int(digits) <= 31 else 10
+
+
+@cache
+def _dummy_hash(cost: int) -> bytes:
+    """A hash of a random password, for users that do not exist: made once per cost."""
+    return bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds=cost))

@@ -18,6 +18,7 @@ os.environ.setdefault("VIGIL_STRICT_METRICS", "1")  # a sample that does not mat
 pytest_plugins = [
     "tests.fixtures_host",
     "tests.lab.vcsim",
+    "tests.lab.meraki",
 ]
 
 

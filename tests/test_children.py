@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 
@@ -11,8 +12,9 @@ import pytest
 from agent import children
 from tests.lab.harness import wait_until
 
-# a tool that starts a helper (as restic starts ssh) and hangs; both PIDs go to $1
-HANGS = 'sleep 600 & echo "$$ $!" > "$1"; printf "\\377 not utf-8\\n" >&2; wait'
+# a tool that starts two helpers, one in its own group (as restic starts ssh), and hangs;
+# the three PIDs go to $1
+HANGS = 'sleep 600 & one=$!; setsid sleep 600 & echo "$$ $one $!" > "$1"; wait'
 
 
 def gone(pid: int) -> bool:
@@ -27,20 +29,28 @@ def pids(path) -> list[int]:
     return [int(pid) for pid in path.read_text().split()] if path.exists() and path.read_text().strip() else []
 
 
-def test_a_timeout_kills_the_whole_group(tmp_path):
-    out = tmp_path / "pids"
+@pytest.fixture
+def out(tmp_path):
+    """Where the tool writes its PIDs; whatever a failing test leaves behind is killed by PID."""
+    path = tmp_path / "pids"
+    yield path
+    for pid in pids(path):
+        if not gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_timeout_kills_the_whole_group(out):
     with pytest.raises(subprocess.TimeoutExpired):
         children.run(["sh", "-c", HANGS, "sh", str(out)], dict(os.environ), timeout=0.5)
-    assert len(pids(out)) == 2 and all(gone(pid) for pid in pids(out))
+    assert len(pids(out)) == 3 and all(gone(pid) for pid in pids(out))
 
 
-def test_stop_all_kills_running_groups_and_refuses_new_ones(tmp_path):
-    out = tmp_path / "pids"
+def test_stop_all_kills_running_groups_and_refuses_new_ones(out):
     done: list[subprocess.CompletedProcess] = []
     thread = threading.Thread(target=lambda: done.append(
-        children.run(["sh", "-c", HANGS, "sh", str(out)], dict(os.environ), timeout=600)))
+        children.run(["sh", "-c", HANGS, "sh", str(out)], dict(os.environ), timeout=30)), daemon=True)
     thread.start()
-    wait_until(lambda: len(pids(out)) == 2, 10, "the tool and its helper")
+    wait_until(lambda: len(pids(out)) == 3, 10, "the tool and its helpers")
     assert children.stop_all(grace=1.0) == 1
     thread.join(10)
     assert not thread.is_alive() and done[0].returncode == -15

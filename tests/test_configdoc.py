@@ -32,3 +32,15 @@ def test_the_agent_and_backup_keys_all_have_a_description():
                for name, info in fields(model) if not info.description
                and name not in ("targets", "backups", "defaults")]
     assert not missing, missing
+
+
+def test_every_key_of_every_kind_and_location_has_a_description():
+    from agent.schema import TargetConfig
+    from checks.model import LocationConfig
+
+    missing = [f"targets kind {kind}: {name}" for kind in registry.COLLECTORS
+               for name, info in fields(registry.collector_class(kind).Config, TargetConfig) if not info.description]
+    missing += [f"location kind {kind}: {name}" for kind in registry.LOCATIONS
+                for name, info in fields(registry.location_class(kind).Config, LocationConfig)
+                if not info.description]
+    assert not missing, missing

@@ -48,7 +48,8 @@ def test_a_backup_job_emits_exactly_its_declared_metrics(tmp_path, context, monk
     monkeypatch.setenv("VIGIL_TEST_BORG", PASSWORD)
     borg = {"kind": "borg", "passphrase": "${env:VIGIL_TEST_BORG}"}
     config = BackupJobConfig.model_validate({
-        "name": "nightly", "schedule": "0 1 * * *", "deadline": "4h", "verify": {"every": "7d"},
+        "name": "nightly", "schedule": "0 1 * * *", "deadline": "4h",
+        "verify": {"every": "7d", "schedule": "* * * * *"},
         "primary": {**borg, "repository": primary.repository}, "offsite": {**borg, "repository": offsite.repository}})
     BackupVerification(config, context).collect(Emitter((), strict=True), frozenset({"main"}))
     out = Emitter(BackupEvaluation.METRICS, strict=True)

@@ -3,8 +3,8 @@
 Static checks (valid JSON, unique ids, the datasource variable, only catalogued metric
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
-agent (a host target, a restic job with an off-site copy and verification, a borg job,
-a vCenter simulated by vcsim),
+agent (a host target, a Meraki target on the Dashboard API fake, a restic job with an
+off-site copy and verification, a borg job, a vCenter simulated by vcsim),
 and requires that each one succeeds and returns data.
 """
 
@@ -23,7 +23,7 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
-DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-vmware"}
+DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-meraki", "vigil-vmware"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -184,12 +184,13 @@ def vcenter(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, vcenter):
+    from tests.fakes.meraki import MerakiFake, make_org
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
+    from tests.lab.pki import make_pki
     from tests.lab.prometheus import prometheus
     from tests.lab.vcsim import PASSWORD as VCENTER_PASSWORD
 
     tmp = tmp_path_factory.mktemp("dashboards")
-
     primary, offsite = ResticRepo(tmp, "primary"), ResticRepo(tmp, "offsite")
     primary.copy_to(offsite, primary.backup())
     borg = BorgRepo(tmp)  # borg, unlike restic 0.14, says how long a backup took
@@ -197,6 +198,9 @@ def lab(tmp_path_factory, vcenter):
     (tmp / "secret").write_text(PASSWORD + "\n")
     secret = f"${{file:{tmp}/secret}}"
     listen = f"127.0.0.1:{free_port()}"
+    meraki_pki = make_pki(tmp / "meraki-pki")
+    meraki = MerakiFake(meraki_pki, [make_org("549236", "Acme", networks=3, devices=40)]).__enter__()
+    (tmp / "meraki-key").write_text("test-key\n")
     # A backup made now is ok under a nightly schedule at any time of day: the last closed
     # window started at least `deadline` ago. The restic job reads two repositories (and
     # runs `restic stats` on each the first time), so it gets more than the 1.5 s a
@@ -207,6 +211,8 @@ listen: {listen}
 state_dir: {tmp / "state"}
 targets:
   - {{name: monitor-01, kind: host, interval: 1s}}
+  - {{name: meraki, kind: meraki, api_key: "${{file:{tmp}/meraki-key}}", base_url: "{meraki.url}",
+     ca_file: {meraki_pki.ca}, requests_per_second: 10, interval: 3s, timeout: 2500ms}}
   - {{name: vcenter, kind: vmware, interval: 2s, host: 127.0.0.1, port: {vcenter.port},
       user: "{vcenter.target()["user"]}", password: "${{env:VIGIL_TEST_VCENTER_PASSWORD}}",
       ca_file: "{vcenter.pki.ca}"}}
@@ -262,6 +268,7 @@ backups:
             yield lab
     finally:
         agent.stop()
+        meraki.__exit__(None, None, None)
 
 
 def variable_values(lab: Lab, dashboard: dict) -> dict[str, str]:

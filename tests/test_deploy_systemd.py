@@ -93,3 +93,10 @@ def test_every_sandbox_directive_is_enabled_not_just_named():
     assert unit["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
     assert unit["SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
 
+
+
+def test_the_fd_limit_leaves_room_beside_the_endpoints_connections():
+    from exporters.web import MAX_CONNECTIONS
+
+    (limit,) = directives(UNIT.read_text())["LimitNOFILE"]
+    assert int(limit) >= 2 * MAX_CONNECTIONS + 1024, "the endpoint takes at most half; jobs need the rest"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -123,3 +124,41 @@ def test_a_stop_during_a_hung_check_leaves_no_child(start_agent, write_config, t
     finally:
         hang.unlink()  # a survivor would end by itself
     assert "stopped 1 child process group" in agent.peer.output()
+
+
+def test_stopping_real_restic_jobs_keeps_their_history_and_repositories(start_agent, write_config, tmp_path,
+                                                                      monkeypatch):
+    """The issue's own case: a few restic jobs, SIGTERM a few seconds after start, again and again."""
+    from tests.lab.backup_tools import PASSWORD, ResticRepo
+
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
+    repos = [ResticRepo(tmp_path, f"repo{n}") for n in range(3)]
+    for repo in repos:
+        repo.backup()
+    jobs = "".join(f"""
+  - name: job{n}
+    schedule: "0 1 * * *"
+    timezone: UTC
+    deadline: 4h
+    interval: 3s
+    timeout: 2500ms
+    primary: {{kind: restic, repository: {repo.repository}, password: "${{env:VIGIL_TEST_RESTIC}}"}}
+""" for n, repo in enumerate(repos))
+    config = write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\nbackups:\n" + jobs)
+    state = config.parent / "state"
+    rng = random.Random(3)
+    kept: set[tuple] = set()
+    for attempt in range(5):
+        agent = start_agent(config)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            agent.peer.process.wait(rng.uniform(1.0, 3.0))
+        agent.peer.signal(signal.SIGTERM)
+        assert agent.peer.process.wait(15) == 0
+        assert "moved aside" not in agent.peer.output(), f"stop {attempt}"
+        now = rows(state)
+        assert kept <= now, f"stop {attempt} lost {sorted(kept - now)[:5]}"
+        kept = now
+    assert not list(state.glob(f"{FILENAME}.corrupt-*"))
+    assert {row[1] for row in kept if row[0] == "backup_observations"} == {"job0", "job1", "job2"}
+    for repo in repos:
+        repo.run("check")  # a restic killed in the middle left no lock and no damage

@@ -29,3 +29,14 @@ def test_under_journald_lines_carry_a_priority_and_no_timestamp(tmp_path):
 def test_elsewhere_lines_carry_a_timestamp_and_level(tmp_path):
     line = run_with_stderr_to(tmp_path / "stderr", {"JOURNAL_STREAM": "1:2"})
     assert line.endswith(" WARNING vigil.x: disk full mount=/srv\n") and line[:4].isdigit()
+
+
+def test_http_requests_are_not_logged_one_by_one(tmp_path):
+    code = ("import logging; from agent import logs; logs.setup(); "
+            "logging.getLogger('httpx').info('HTTP Request: GET https://api.meraki.com/api/v1/organizations'); "
+            "logging.getLogger('httpx').warning('something unusual')")
+    with open(tmp_path / "stderr", "w") as stderr:
+        subprocess.run([sys.executable, "-c", code], stderr=stderr, cwd=ROOT,
+                       env={**os.environ, "JOURNAL_STREAM": "1:2"}, check=True)
+    lines = (tmp_path / "stderr").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("WARNING httpx: something unusual")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import socket
 import ssl
+import subprocess
+import threading
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -17,7 +21,7 @@ from agent.model import JobState, Result, Sample, Verdict
 from agent.statedb import StateDB
 from agent.store import Store
 from exporters.web import Site, WebServer
-from exporters.webconfig import WebConfig, load_web_config
+from exporters.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
 from tests.fake_collectors import TICKS
 from tests.lab.harness import free_port
 from tests.lab.pki import make_pki
@@ -143,3 +147,141 @@ def test_the_landing_page_has_a_backup_board(site, serve):
     (board,) = json.loads(get(url + "status.json")[1])["boards"]["Backups"]
     assert board["status"] == "missed" and board["times"]["next deadline"] == "2026-11-22T05:00:00+00:00"
     assert board["notes"] == {"off-site lag": "3h"}
+
+
+def test_the_status_page_and_json_never_show_credentials(site, serve):
+    site.store.publish(JobState("borg", "counting", 60, (TICKS,), result=Result(
+        "borg", "counting", False, 1.0, 0.5, error="Remote: ssh://backup:hunter2@nas/./repo: refused; "
+                                                   "GET /c?comp=list&sig=S1GNATURE failed")))
+    url = serve()
+    for page in (get(url)[1], get(url + "status.json")[1]):
+        assert "hunter2" not in page and "S1GNATURE" not in page
+        assert "ssh://backup:***@nas/./repo" in page and "sig=***" in page
+
+
+def served_serial(url: str, client: ssl.SSLContext) -> str:
+    host, port = url.removeprefix("https://").strip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as raw, \
+            client.wrap_socket(raw, server_hostname=host) as tls:
+        return tls.getpeercert()["serialNumber"]
+
+
+def openssl_serial(cert) -> str:
+    done = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", str(cert)], capture_output=True,
+                          text=True, check=True)
+    return done.stdout.strip().removeprefix("serial=")
+
+
+def web_yml(path, pki, users: dict[str, str]) -> WebConfig:
+    lines = [f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n",
+             "basic_auth_users:\n", *(f"  {user}: '{hashed}'\n" for user, hashed in users.items())]
+    path.write_text("".join(lines))
+    return load_web_config(path)
+
+
+def test_reconfigure_swaps_certificate_and_users_at_once_or_keeps_both(site, tmp_path):
+    old_pki, new_pki = make_pki(tmp_path / "old"), make_pki(tmp_path / "new")
+    client = ssl.create_default_context(cafile=old_pki.ca)
+    client.load_verify_locations(cafile=new_pki.ca)
+    old_hash = bcrypt.hashpw(b"old password", bcrypt.gensalt(rounds=4)).decode()
+    new_hash = bcrypt.hashpw(b"new password", bcrypt.gensalt(rounds=4)).decode()
+    server = WebServer(f"127.0.0.1:{free_port()}", site, web_yml(tmp_path / "web.yml", old_pki, {"p": old_hash}))
+    server.start()
+    try:
+        url = server.url
+        assert get(url + "metrics", client, "p", "old password")[0] == 200
+        assert served_serial(url, client) == openssl_serial(old_pki.server_cert)
+
+        server.reconfigure(web_yml(tmp_path / "web.yml", new_pki, {"p": new_hash}))
+        assert get(url + "metrics", client, "p", "old password")[0] == 401  # a leaked password is revoked
+        assert get(url + "metrics", client, "p", "new password")[0] == 200
+        assert served_serial(url, client) == openssl_serial(new_pki.server_cert)
+
+        broken = WebConfig(tls_server_config={"cert_file": tmp_path / "gone.pem", "key_file": new_pki.server_key},
+                           basic_auth_users={"p": old_hash})
+        with pytest.raises(WebConfigError, match=rf"^tls_server_config.cert_file: cannot read {tmp_path}/gone.pem "
+                                                 r"\(No such file or directory\)$"):
+            server.reconfigure(broken)
+        assert get(url + "metrics", client, "p", "new password")[0] == 200  # neither users nor cert changed
+        assert served_serial(url, client) == openssl_serial(new_pki.server_cert)
+    finally:
+        server.stop()
+
+
+def test_a_web_config_with_unusable_tls_files_names_the_key_line_and_file(tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {tmp_path}/nope.key\n")
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(web)
+    assert str(caught.value) == (f"{web}:3: tls_server_config.key_file: cannot read {tmp_path}/nope.key "
+                                 "(No such file or directory)")
+    web.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.client_key}\n")
+    with pytest.raises(ConfigError, match=rf"^{web}:2: tls_server_config.cert_file: {pki.server_cert} with "
+                                          rf"key_file {pki.client_key} is not a PEM certificate and its private "
+                                          r"key \(KEY_VALUES_MISMATCH\)$"):
+        load_web_config(web)
+
+
+@pytest.fixture
+def bcrypt_calls(monkeypatch):
+    """Every bcrypt.checkpw call's hash, and the most that ran at once."""
+    calls: list[bytes] = []
+    running, lock, most = [0], threading.Lock(), [0]
+    real = bcrypt.checkpw
+
+    def counting(password: bytes, hashed: bytes) -> bool:
+        with lock:
+            calls.append(hashed)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return real(password, hashed)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    return calls, most
+
+
+def test_failures_are_cached_like_successes_and_unknown_users_cost_the_same(bcrypt_calls):
+    calls, _ = bcrypt_calls
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
+    auth = BasicAuth({"prometheus": hashed})
+    assert [auth.check("prometheus", "wrong") for _ in range(20)] == [False] * 20
+    assert len(calls) == 1, "a repeated wrong password costs one bcrypt"
+    assert not auth.check("nobody", PASSWORD) and not auth.check("nobody", PASSWORD)
+    assert len(calls) == 2 and calls[1] != hashed.encode() and calls[1][:7] == b"$2b$05$", \
+        "an unknown user costs one bcrypt of the same cost, against another hash"
+    assert auth.check("prometheus", PASSWORD) and auth.check("prometheus", PASSWORD) and len(calls) == 3
+
+
+def test_the_cache_is_bounded_and_bcrypt_runs_one_at_a_time(bcrypt_calls, monkeypatch):
+    calls, most = bcrypt_calls
+    monkeypatch.setattr(BasicAuth, "CACHE", 4)
+    auth = BasicAuth({"p": bcrypt.hashpw(b"x", bcrypt.gensalt(rounds=6)).decode()})
+    threads = [threading.Thread(target=auth.check, args=("p", f"guess {n}")) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 8 and most[0] == 1, "a storm of wrong passwords keeps to one core"
+    for guess in ("a", "b", "c", "d", "e", "e", "b"):
+        auth.check("p", guess)
+    assert len(calls) == 13, "the four most recent are remembered"
+    auth.check("p", "a")
+    assert len(calls) == 14, "the oldest was forgotten"
+
+
+def test_failed_logins_are_logged_rate_limited_without_the_password(serve, caplog):
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    url = serve(WebConfig(basic_auth_users={"prometheus": hashed}))
+    caplog.set_level(logging.WARNING, logger="exporters.web")
+    assert get(url + "metrics")[0] == 401  # no credentials yet: a challenge, not a failed login
+    for _ in range(5):
+        assert get(url + "metrics?x=1", user="prometheus", password="Wr0ngPassw0rd")[0] == 401
+    assert get(url + "metrics", user="Wr0ngPassw0rd", password="x")[0] == 401
+    lines = [r.getMessage() for r in caplog.records if "basic auth failed" in r.getMessage()]
+    assert lines == ["basic auth failed client=127.0.0.1 user=prometheus path=/metrics"]
+    assert "Wr0ngPassw0rd" not in caplog.text

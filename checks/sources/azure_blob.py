@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
@@ -32,12 +32,13 @@ class AzureBlobLocation:
 
     class Config(LocationConfig):
         kind: Literal["azure_blob"]
-        account_url: str  # https://ACCOUNT.blob.core.windows.net
-        container: str
-        prefix: str = ""  # `nightly/` for a folder: names are relative to the folder the prefix ends in
-        pattern: str = "*"  # fnmatch on that name (`*` spans `/`)
-        credential: Secret
-        ca_file: Path | None = None  # wins over REQUESTS_CA_BUNDLE
+        account_url: str = Field(description="https://ACCOUNT.blob.core.windows.net")
+        container: str = Field(description="the container")
+        prefix: str = Field("", description="`nightly/` for a folder: names are relative to the folder the prefix "
+                                            "ends in")
+        pattern: str = Field("*", description="which names are backups (fnmatch; `*` spans `/`)")
+        credential: Secret = Field(description="the account key or a SAS token")
+        ca_file: Path | None = Field(None, description="a private CA; wins over REQUESTS_CA_BUNDLE")
 
         @field_validator("account_url")
         @classmethod

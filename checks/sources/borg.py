@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field, field_validator
+
+from agent.redact import password_in_url
 from agent.secrets import Secret
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
@@ -29,12 +32,21 @@ class BorgLocation:
 
     class Config(LocationConfig):
         kind: Literal["borg"]
-        repository: str  # /srv/borg/repo or ssh://user@host:22/./repo
-        passphrase: Secret | None = None  # none for unencrypted repositories
-        glob: str | None = None  # only archives whose names match, e.g. "fileserver-*"
-        key_file: Path | None = None  # ssh repositories: the SSH key ...
-        known_hosts: Path | None = None  # ... and the pinned host keys
-        binary: str = "borg"
+        repository: str = Field(description="`/srv/borg/repo` or `ssh://user@host:22/./repo`")
+        passphrase: Secret | None = Field(None, description="the passphrase (none for unencrypted repositories)")
+        glob: str | None = Field(None, description="only archives whose names match, such as `fileserver-*`")
+        key_file: Path | None = Field(None, description="ssh repositories: the SSH key")
+        known_hosts: Path | None = Field(None, description="ssh repositories: the pinned host keys")
+        binary: str = Field("borg", description="the borg command")
+
+        @field_validator("repository")
+        @classmethod
+        def _no_password_in_url(cls, repository: str) -> str:
+            """A password in the URL would reach argv, `ps` and borg's own error messages."""
+            if password_in_url(repository):
+                raise ValueError("must not hold a password (ssh://user:password@): borg logs in with an SSH key; "
+                                 "remove the password and set key_file")
+            return repository
 
     def __init__(self, config: Config, context):
         self.config = config

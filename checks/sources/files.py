@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
@@ -24,8 +24,8 @@ class FilesLocation:
 
     class Config(LocationConfig):
         kind: Literal["files"]
-        path: Path
-        pattern: NamePattern = "*"
+        path: Path = Field(description="the directory the backups are written to (absolute)")
+        pattern: NamePattern = Field("*", description="which names are backups (fnmatch, such as `db-*.sql.gz`)")
 
         @field_validator("path")
         @classmethod

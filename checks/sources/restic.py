@@ -19,6 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field, field_validator
+
+from agent.redact import password_in_url
 from agent.secrets import Secret, SecretOrValue
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
@@ -33,16 +36,31 @@ class ResticLocation:
 
     class Config(LocationConfig):
         kind: Literal["restic"]
-        repository: str
-        password: Secret
-        host: str | None = None  # only snapshots of this host
-        tags: tuple[str, ...] = ()  # each a restic taglist, "a,b" meaning both
-        paths: tuple[str, ...] = ()  # only snapshots of these paths
-        env: dict[str, SecretOrValue] = {}  # e.g. AWS_ACCESS_KEY_ID: ${cred:s3_id}
-        ca_file: Path | None = None  # for https repositories (s3, rest) with a private CA
-        key_file: Path | None = None  # sftp repositories: the SSH key ...
-        known_hosts: Path | None = None  # ... and the pinned host keys
-        binary: str = "restic"
+        repository: str = Field(description="any repository restic reads: a path, `sftp:`, `s3:`, `rest:` "
+                                            "(credentials go in `env`, never in the URL)")
+        password: Secret = Field(description="the repository password")
+        host: str | None = Field(None, description="only snapshots of this host")
+        tags: tuple[str, ...] = Field((), description="only snapshots with these tags; each entry a restic "
+                                                      "taglist, `a,b` meaning both")
+        paths: tuple[str, ...] = Field((), description="only snapshots of these paths")
+        env: dict[str, SecretOrValue] = Field({}, description="environment for restic, such as "
+                                                              "AWS_ACCESS_KEY_ID: ${cred:s3_id}")
+        ca_file: Path | None = Field(None, description="the CA of an https repository (s3, rest) with a private CA")
+        key_file: Path | None = Field(None, description="sftp repositories: the SSH key")
+        known_hosts: Path | None = Field(None, description="sftp repositories: the pinned host keys")
+        binary: str = Field("restic", description="the restic command")
+
+        @field_validator("repository")
+        @classmethod
+        def _no_password_in_url(cls, repository: str) -> str:
+            """A password in the URL would reach argv, `ps` and restic's own error messages."""
+            if password_in_url(repository):
+                instead = {"s3": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY under `env:`",
+                           "rest": "set RESTIC_REST_USERNAME and RESTIC_REST_PASSWORD under `env:`",
+                           "sftp": "restic logs in over SFTP with an SSH key: set key_file"}
+                raise ValueError("must not hold a password (user:password@): remove it and " + instead.get(
+                    repository.split(":")[0], "set the backend's own variables under `env:`"))
+            return repository
 
     def __init__(self, config: Config, context):
         self.config = config

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, field_validator, model_validator
 
+from agent.redact import userinfo_in_url
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
 from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
@@ -32,15 +33,25 @@ class S3Location:
 
     class Config(LocationConfig):
         kind: Literal["s3"]
-        bucket: str
-        prefix: str = ""  # `nightly/` for a folder: names are relative to the folder the prefix ends in
-        pattern: str = "*"  # fnmatch on that name (`*` spans `/`)
-        endpoint_url: str | None = None  # for S3-compatible stores; default: AWS
-        region: str | None = None
-        access_key_id: Secret | None = None  # default: the AWS environment (variables, profile, instance role)
-        secret_access_key: Secret | None = None
-        ca_file: Path | None = None  # wins over AWS_CA_BUNDLE
-        etag_is_md5: bool = True
+        bucket: str = Field(description="the bucket")
+        prefix: str = Field("", description="`nightly/` for a folder: names are relative to the folder the prefix "
+                                            "ends in")
+        pattern: str = Field("*", description="which names are backups (fnmatch; `*` spans `/`)")
+        endpoint_url: str | None = Field(None, description="an S3-compatible store's URL (default: AWS)")
+        region: str | None = Field(None, description="the region")
+        access_key_id: Secret | None = Field(None, description="default: the AWS environment (variables, profile, "
+                                                               "instance role)")
+        secret_access_key: Secret | None = Field(None, description="with access_key_id")
+        ca_file: Path | None = Field(None, description="a private CA; wins over AWS_CA_BUNDLE")
+        etag_is_md5: bool = Field(True, description="single-part uploads' ETag is their MD5, compared with the "
+                                                    "primary's checksum")
+
+        @field_validator("endpoint_url")
+        @classmethod
+        def _no_keys_in_url(cls, url: str | None) -> str | None:
+            if url is not None and userinfo_in_url(url):
+                raise ValueError("must not hold credentials (id:key@): set access_key_id and secret_access_key")
+            return url
 
         @model_validator(mode="after")
         def _both_keys_or_neither(self) -> S3Location.Config:

@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
 
 from agent.net.http import CaFileError, HttpError, SyncApi, api_message, json_of, raise_for_status, safe_url
+from agent.redact import userinfo_in_url
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
 
@@ -124,12 +125,20 @@ class VeeamLocation:
 
     class Config(LocationConfig):
         kind: Literal["veeam"]
-        url: str  # https://vbr.example.org:9419
-        user: str
-        password: Secret
-        job: str  # the job's name: a backup job, or for an off-site location a backup copy job
-        ca_file: Path | None = None  # a private CA; wins over SSL_CERT_FILE and REQUESTS_CA_BUNDLE
-        api_version: str = "1.1-rev0"
+        url: str = Field(description="the VBR REST API, such as https://vbr.example.org:9419")
+        user: str = Field(description="a Veeam user with the Backup Viewer role")
+        password: Secret = Field(description="its password")
+        job: str = Field(description="the job's name: a backup job, or for an off-site location a backup copy job")
+        ca_file: Path | None = Field(None, description="a private CA; wins over SSL_CERT_FILE and "
+                                                       "REQUESTS_CA_BUNDLE")
+        api_version: str = Field("1.1-rev0", description="the x-api-version header")
+
+        @field_validator("url")
+        @classmethod
+        def _no_credentials_in_url(cls, url: str) -> str:
+            if userinfo_in_url(url):
+                raise ValueError("must not hold credentials (user:password@): set `user` and `password`")
+            return url
 
     def __init__(self, config: Config, context):
         self.config = config
