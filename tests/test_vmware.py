@@ -253,3 +253,20 @@ def test_the_fast_reader_reads_what_pyvmomi_reads(vcsim, context):
         assert set(props) == {prop.name for prop in content.propSet}
         for prop in content.propSet:
             same(props[prop.name], prop.val, f"{content.obj._moId}.{prop.name}")
+
+
+def test_a_malformed_reply_is_an_error_not_a_crash():
+    import xml.etree.ElementTree as ET
+
+    from collectors.vmware import fastread
+
+    reply = ET.fromstring(
+        '<returnval xmlns="urn:vim25" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        '<objects><obj type="HostSystem">host-1</obj><propSet><name>summary.quickStats.uptime</name>'
+        '<val xsi:type="xsd:int">soon</val></propSet></objects></returnval>')
+    with pytest.raises(fastread.MalformedReply, match="does not match its type"):
+        fastread.objects(None, [reply])
+    good = ET.fromstring(ET.tostring(reply).decode().replace(">soon<", ">77229<"))
+    ((ref, props),), token = fastread.objects(None, [good])
+    assert type(ref) is vim.HostSystem and ref._moId == "host-1" and token is None
+    assert props == {"summary.quickStats.uptime": 77229}

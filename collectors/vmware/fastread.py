@@ -26,6 +26,10 @@ TAG = "{urn:vim25}"
 PC = vmodl.query.PropertyCollector
 
 
+class MalformedReply(Exception):
+    """A reply that is not the XML its method returns."""
+
+
 class Data:
     """A data object read from a reply; attributes it did not carry read as None."""
 
@@ -54,19 +58,29 @@ def invoke(stub: Any, mo: Any, method: str, args: list[Any]) -> list[ET.Element]
         raise SoapAdapter.SoapResponseDeserializer(stub).Deserialize(io.BytesIO(body), info.result)
     if resp.status != 200:
         raise HTTPException(f"{resp.status} {resp.reason}")
-    return ET.fromstring(body).findall(f".//{TAG}returnval")
+    try:
+        return ET.fromstring(body).findall(f".//{TAG}returnval")
+    except ET.ParseError as exc:
+        raise MalformedReply(f"the reply to {method} is not XML ({exc})") from None
 
 
 def value(stub: Any, returnval: ET.Element) -> Any:
     """A returned value, typed by its xsi:type (QueryPerf's PerfEntityMetric...)."""
-    return _value(stub, returnval, None)
+    try:
+        return _value(stub, returnval, None)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise MalformedReply(f"a value does not match its type ({exc})") from None
 
 
 def objects(stub: Any, returned: list[ET.Element]) -> tuple[list[tuple[Any, dict[str, Any]]], str | None]:
     """The (moref, {path: value}) pairs of one RetrieveResult, and its token."""
-    if not returned:
-        return [], None
-    returnval = returned[0]
+    try:
+        return _objects(stub, returned[0]) if returned else ([], None)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise MalformedReply(f"an object does not match its type ({exc})") from None
+
+
+def _objects(stub: Any, returnval: ET.Element) -> tuple[list[tuple[Any, dict[str, Any]]], str | None]:
     found = []
     for content in returnval.iterfind(f"{TAG}objects"):
         ref = content.find(f"{TAG}obj")

@@ -72,6 +72,8 @@ class Session:
             self.login()
         try:
             return work()
+        except fastread.MalformedReply as exc:
+            raise VMwareError(f"{self.where}: {exc}; is this a vCenter or ESXi SDK endpoint?") from None
         except (vim.fault.NotAuthenticated, vmodl.fault.ManagedObjectNotFound) as fault:
             if isinstance(fault, vmodl.fault.ManagedObjectNotFound) and fault.obj != self.view:
                 raise
