@@ -56,9 +56,12 @@ def fields(model: type[BaseModel], inherited: type[BaseModel] | None = None, pre
         if name == "kind" or (inherited is not None and name in inherited.model_fields):
             continue
         rows.append((prefix + name, info))
-        nested = _nested_model(info.annotation)
-        if nested is not None:
-            rows += fields(nested, prefix=f"{prefix}{name}.")
+        seen = {key for key, _ in rows}
+        for nested in _nested_models(info.annotation):  # each member of a union (snmp: v2c or v3)
+            for key, nested_info in fields(nested, prefix=f"{prefix}{name}."):
+                if key not in seen:
+                    seen.add(key)
+                    rows.append((key, nested_info))
     return rows
 
 
@@ -140,14 +143,14 @@ def _default(info: FieldInfo) -> str:
     return f"`{value}`"
 
 
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    """The model of a nested mapping key (`verify:`), not of dispatched kinds (`primary:`)."""
+def _nested_models(annotation: Any) -> list[type[BaseModel]]:
+    """The models of a nested mapping key (`verify:`), not of dispatched kinds (`primary:`)."""
     from agent.schema import Dispatched
 
-    candidates = [annotation, *get_args(annotation)]
-    for candidate in candidates:
+    found = []
+    for candidate in [annotation, *get_args(annotation)]:
         if get_origin(candidate) is typing.Annotated:
             candidate = get_args(candidate)[0]
         if isinstance(candidate, type) and issubclass(candidate, BaseModel) and not issubclass(candidate, Dispatched):
-            return candidate
-    return None
+            found.append(candidate)
+    return found

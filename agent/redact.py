@@ -24,10 +24,13 @@ _USERINFO = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^\s/:@'\"]*):[^\s/'\"]*@"
 _QUERY_VALUE = re.compile(
     r"(?P<head>(?<![\w-])(?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|"
     r"password|passwd|pwd|token|access_token|refresh_token|id_token|client_secret|api_key|apikey|"
-    r"passphrase)=)[^&\s'\",;#]+", re.I)
+    r"passphrase)=)[^&\s'\",;#\\]+", re.I)
 _SIGNATURE_LINE = re.compile(r"(?P<head>\bsignature:\s*)[0-9a-f]{16,}", re.I)  # botocore.auth's debug line
 _ANY_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^\s/]*@", re.I)
-_AUTHORIZATION = re.compile(r"(?P<head>\b(?:basic|bearer|digest|aws4-hmac-sha256)\s+)[^\s'\",]+", re.I)
+# an Authorization header as http.client, urllib3 or botocore print it, and a bearer token anywhere
+_AUTHORIZATION = re.compile(r"(?P<head>authorization['\"]?\s*[:=]\s*(?:b?['\"])?"
+                            r"(?:(?:basic|bearer|digest|negotiate|aws4-hmac-sha256)\s+)?)[^\s'\",\\]+", re.I)
+_BEARER = re.compile(r"(?P<head>\bbearer\s+)[a-z0-9._~+/-]{16,}=*", re.I)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -56,7 +59,8 @@ def redact(text: str) -> str:
     text = _USERINFO.sub(rf"\g<head>:{MASK}@", text)
     text = _QUERY_VALUE.sub(rf"\g<head>{MASK}", text)
     text = _SIGNATURE_LINE.sub(rf"\g<head>{MASK}", text)
-    return _AUTHORIZATION.sub(rf"\g<head>{MASK}", text)
+    text = _AUTHORIZATION.sub(rf"\g<head>{MASK}", text)
+    return _BEARER.sub(rf"\g<head>{MASK}", text)
 
 
 def password_in_url(text: str) -> bool:

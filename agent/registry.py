@@ -13,6 +13,8 @@ COLLECTORS: dict[str, str] = {
     "host": "collectors.host:HostCollector",
     "vmware": "collectors.vmware:VMwareCollector",
     "meraki": "collectors.meraki:MerakiCollector",
+    "ups": "collectors.ups:UpsCollector",
+    "nut": "collectors.nut:NutCollector",
 }
 
 # Kinds that are not configured as targets: the jobs each backup job brings.

@@ -19,6 +19,8 @@ pytest_plugins = [
     "tests.fixtures_host",
     "tests.lab.vcsim",
     "tests.lab.meraki",
+    "tests.lab.snmpsim",
+    "tests.lab.nut",
 ]
 
 

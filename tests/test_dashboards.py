@@ -3,8 +3,8 @@
 Static checks (valid JSON, unique ids, the datasource variable, only catalogued metric
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
-agent (a host target, a Meraki target on the Dashboard API fake, a restic job with an
-off-site copy and verification, a borg job, a vCenter simulated by vcsim),
+agent (a host target, a Meraki target on the Dashboard API fake, an SNMP and a NUT UPS, a
+restic job with an off-site copy and verification, a borg job, a vCenter simulated by vcsim),
 and requires that each one succeeds and returns data.
 """
 
@@ -23,7 +23,7 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
-DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-meraki", "vigil-vmware"}
+DASHBOARDS = {"vigil-overview", "vigil-hosts", "vigil-backups", "vigil-meraki", "vigil-ups", "vigil-vmware"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -183,7 +183,7 @@ def vcenter(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, vcenter):
+def lab(tmp_path_factory, snmp_lab, nut_lab, vcenter):
     from tests.fakes.meraki import MerakiFake, make_org
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
     from tests.lab.pki import make_pki
@@ -213,6 +213,8 @@ targets:
   - {{name: monitor-01, kind: host, interval: 1s}}
   - {{name: meraki, kind: meraki, api_key: "${{file:{tmp}/meraki-key}}", base_url: "{meraki.url}",
      ca_file: {meraki_pki.ca}, requests_per_second: 10, interval: 3s, timeout: 2500ms}}
+  - {json.dumps(snmp_lab.v2c("ups-3ph", community="rfc1628-3phase", interval="1s"))}
+  - {json.dumps(nut_lab.target("alarm", name="ups-nut", interval="1s"))}
   - {{name: vcenter, kind: vmware, interval: 2s, host: 127.0.0.1, port: {vcenter.port},
       user: "{vcenter.target()["user"]}", password: "${{env:VIGIL_TEST_VCENTER_PASSWORD}}",
       ca_file: "{vcenter.pki.ca}"}}

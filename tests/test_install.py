@@ -211,6 +211,7 @@ StandardError=inherit
 LoadCredential=restic:{work}/restic-password
 LoadCredential=s3_id:{work}/s3-id
 LoadCredential=s3_key:{work}/s3-key
+LoadCredential=ups_community:{work}/ups-community
 # restic check locks the local repository
 ReadWritePaths=/srv/vigil-test/restic
 """
@@ -219,6 +220,14 @@ CONFIG = """\
 listen: 127.0.0.1:{port}
 targets:
   - {{name: monitor, kind: host, interval: 2s, timeout: 1s}}
+  - name: ups-snmp
+    kind: ups
+    host: 127.0.0.1
+    port: {snmp_port}
+    snmp: {{version: 2c, community: "${{cred:ups_community}}"}}
+    interval: 2s
+    timeout: 1500ms
+  - {{name: ups-nut, kind: nut, host: 127.0.0.1, port: {nut_port}, ups: onbatt, interval: 2s, timeout: 1500ms}}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"
@@ -324,14 +333,15 @@ def metric(text: str, name: str, **labels: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def prepare(installed: Installed, work: Path, server, s3, port: int) -> None:
+def prepare(installed: Installed, work: Path, server, s3, port: int, snmp_port: int, nut_port: int) -> None:
     """The service's /etc/vigil (the installed one plus this test's config, SSH and CA files) and /srv."""
     uid, gid = (int(n) for n in installed.account()[2:4])
     etc_vigil = work / "etc" / "vigil"
     shutil.copytree(installed.path("/etc/vigil"), etc_vigil)
     os.setxattr(etc_vigil, "trusted.overlay.opaque", b"y")  # nothing from this machine's /etc/vigil
     (etc_vigil / "vigil.yaml").write_text(CONFIG.format(port=port, ssh_port=server.port, work=work,
-                                                        s3_url=s3.endpoint_url))
+                                                        s3_url=s3.endpoint_url, snmp_port=snmp_port,
+                                                        nut_port=nut_port))
     shutil.copy(server.key_file, etc_vigil / "id_ed25519")
     shutil.copy(server.known_hosts, etc_vigil / "known_hosts")
     shutil.copy(s3.ca_file, etc_vigil / "s3-ca.pem")
@@ -349,7 +359,7 @@ def prepare(installed: Installed, work: Path, server, s3, port: int) -> None:
     (work / "restic-password").chmod(0o600)
     for day in ("2026-11-20", "2026-11-21"):
         (work / "srv" / "vigil-test" / "dumps" / f"erp-{day}.sql.gz").write_bytes(gzip.compress(b"-- dump\n"))
-    for name, value in (("s3-id", s3.access_key_id), ("s3-key", s3.secret_access_key)):
+    for name, value in (("s3-id", s3.access_key_id), ("s3-key", s3.secret_access_key), ("ups-community", "apc")):
         (work / name).write_text(value)
         (work / name).chmod(0o600)
     client = s3.client()
@@ -360,11 +370,11 @@ def prepare(installed: Installed, work: Path, server, s3, port: int) -> None:
     (work / "test.conf").write_text(DROP_IN.format(work=work))
 
 
-def test_the_installed_unit_runs_the_agent_under_its_sandbox(installed, tmp_path):
+def test_the_installed_unit_runs_the_agent_under_its_sandbox(installed, tmp_path, snmp_lab, nut_lab):
     need("restic", "apt-get install restic")
     port = free_port()
     with sshd(tmp_path / "sshd") as server, moto(tmp_path / "moto", make_pki(tmp_path / "pki")) as s3:
-        prepare(installed, tmp_path, server, s3, port)
+        prepare(installed, tmp_path, server, s3, port, snmp_lab.port, nut_lab.port)
         manager = Manager(installed, tmp_path)
         try:
             manager.wait_ready()
@@ -395,6 +405,9 @@ def check_the_service(manager: Manager, installed: Installed, work: Path, port: 
                  "vigil_server_filesystem_size_bytes", "vigil_server_network_receive_bytes_total",
                  "vigil_server_boot_time_timestamp_seconds"):
         assert metric(text, name, target="monitor") is not None, name
+    # UPS units over SNMP (UDP, the community by credential) and NUT (TCP)
+    assert metric(text, "vigil_ups_battery_charge_ratio", target="ups-snmp") == 1
+    assert metric(text, "vigil_ups_on_battery", target="ups-nut") == 1
     # every backup read on both sides: restic locally (read-only) and through ssh, files, sftp,
     # and S3 over HTTPS with the job's own CA
     for backup in ("fileserver-nightly", "erp-database-dump", "erp-dump-cloud"):
@@ -419,7 +432,7 @@ def check_the_service(manager: Manager, installed: Installed, work: Path, port: 
     assert stopped == {"Result": "success", "ExecMainStatus": "0"}, _tail(log)
 
 
-def every_job_up(url: str, log: Path, jobs: int = 5, timeout: float = 60) -> str:
+def every_job_up(url: str, log: Path, jobs: int = 7, timeout: float = 60) -> str:
     """The metrics once all `jobs` report vigil_up 1; else fail with what is down and why."""
     deadline = time.monotonic() + timeout
     while True:

@@ -35,10 +35,10 @@ def authorize(server: Sshd, key: Path) -> Path:
     return key
 
 
-def new_key(path: Path, kind: str = "ed25519", passphrase: str = "") -> Path:
+def new_key(path: Path, kind: str = "ed25519", passphrase: str = "", pem: bool = False) -> Path:
     keygen = need("ssh-keygen", "apt-get install openssh-client")
-    subprocess.run([keygen, "-q", "-t", kind, "-N", passphrase, "-C", "vigil-test", "-f", str(path)],
-                   check=True, capture_output=True)
+    subprocess.run([keygen, "-q", "-t", kind, "-N", passphrase, "-C", "vigil-test", "-f", str(path),
+                    *(["-m", "PEM"] if pem else [])], check=True, capture_output=True)
     return path
 
 
@@ -123,6 +123,13 @@ def test_a_client_key_the_server_does_not_know_is_refused(server, tmp_path):
         connect(endpoint(server, key_file=stranger))
 
 
+def test_a_password_is_offered_after_the_key_and_never_shown(server, tmp_path):
+    stranger = make_key(tmp_path / "stranger")
+    with pytest.raises(AuthRefused, match="the server refused the key .+ and the password; check") as caught:
+        connect(endpoint(server, key_file=stranger, password=SecretStr("hunter2")))  # the lab allows no passwords
+    assert "hunter2" not in str(caught.value)
+
+
 @pytest.mark.parametrize("kind", ["rsa", "ecdsa"])
 def test_rsa_and_ecdsa_keys(server, tmp_path, kind):
     key = authorize(server, new_key(tmp_path / kind, kind))
@@ -133,8 +140,9 @@ def test_rsa_and_ecdsa_keys(server, tmp_path, kind):
         connected.close()
 
 
-def test_an_encrypted_key_needs_its_passphrase(server, tmp_path):
-    key = authorize(server, new_key(tmp_path / "locked", passphrase="open sesame"))
+@pytest.mark.parametrize(("kind", "pem"), [("ed25519", False), ("rsa", True)])  # OpenSSH and legacy PEM files
+def test_an_encrypted_key_needs_its_passphrase(server, tmp_path, kind, pem):
+    key = authorize(server, new_key(tmp_path / "locked", kind, passphrase="open sesame", pem=pem))
 
     with pytest.raises(SshError, match=f"^key_file {key} is encrypted; set key_passphrase: to a reference"):
         connect(endpoint(server, key_file=key))

@@ -31,6 +31,10 @@ from tests.conftest import ROOT, vigil_argv
      "SignedHeaders=host, Signature=0123abcd'}",
      "{'Authorization': b'AWS4-HMAC-SHA256 ***, SignedHeaders=host, Signature=***'}"),
     ("Authorization: Bearer eyJ0eXAi.abc.def", "Authorization: Bearer ***"),
+    ("send: b'GET / HTTP/1.1\\r\\nAuthorization: Basic cHJvbTpwdw==\\r\\n'",
+     "send: b'GET / HTTP/1.1\\r\\nAuthorization: Basic ***\\r\\n'"),
+    ("token refused: Bearer eyJ0eXAiOiJKV1QiLCJhbGciOi.payload.sig", "token refused: Bearer ***"),
+    ("basic auth failed client=127.0.0.1 user=prometheus", "basic auth failed client=127.0.0.1 user=prometheus"),
     ("botocore.auth: Signature:\n147cf27e7b51703304f542c690a854b01ff3ef37", "botocore.auth: Signature:\n***"),
     # what must stay: a user without a password, a port, plain query values
     ("ssh://borg@nas:22/./repo and sftp:backup@nas:/srv", "ssh://borg@nas:22/./repo and sftp:backup@nas:/srv"),

@@ -12,7 +12,8 @@ What each of them would otherwise get wrong on its own:
   than `max_retry_wait` fails the request at once rather than holding a job for an hour.
   All sleeping is on the agent's clock.
 - **Counting.** Every attempt is counted with `ctx.api.request(api, code)`: the status, or
-  "timeout" / "error" when there was none, so a 429 storm shows while it happens.
+  "timeout" / "error" when there was none, so a 429 storm shows while it happens; the
+  time waited for the bucket and before retries goes to `ctx.api.waited(api, seconds)`.
 - **Bounds.** `timeout` bounds each whole attempt (connect, headers and the body), not each
   read, so a server dribbling bytes cannot hold a job; a body over `max_bytes` is refused.
 - **Errors.** HttpError is one line: the method, the URL without its query or userinfo
@@ -25,11 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
@@ -43,6 +45,8 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 BACKOFF = 1.0  # seconds before the first retry when the server does not say; doubles each time
 JITTER = 0.1  # a retry waits up to this share longer (at least up to 0.1 s), so callers do not stampede
 USER_AGENT = f"vigil/{__version__}"
+
+log = logging.getLogger(__name__)  # one DEBUG line per attempt, with its api and code, without the query
 
 
 class HttpError(Exception):
@@ -130,16 +134,17 @@ class _TooLarge(Exception):
 class _Api:
     """What the async and the blocking client share: building requests, retry decisions, bounds."""
 
+    _CLIENT: ClassVar[type[httpx.Client] | type[httpx.AsyncClient]]
+
     def __init__(self, base_url: str, ctx: Context, *, ca_file: Path | None = None, timeout: float = 20.0,
                  headers: Mapping[str, str] | None = None, retries: int = 3, max_retry_wait: float = 60.0,
                  max_bytes: int = 32 << 20, follow_redirects: bool = False):
         self.base_url, self.ctx = base_url, ctx
         self.timeout, self.retries, self.max_retry_wait, self.max_bytes = timeout, retries, max_retry_wait, max_bytes
-        self._options: dict[str, Any] = {
-            "base_url": base_url, "verify": ssl_context(ca_file), "timeout": timeout,
-            "follow_redirects": follow_redirects, "headers": {"user-agent": USER_AGENT, **(headers or {})},
-        }
         self._random = random.Random()
+        self._client = self._CLIENT(base_url=base_url, verify=ssl_context(ca_file), timeout=timeout,
+                                    follow_redirects=follow_redirects,
+                                    headers={"user-agent": USER_AGENT, **(headers or {})})
 
     def _build(self, client: httpx.Client | httpx.AsyncClient, method: str, url: str, *, params: Any,
                headers: Mapping[str, str] | None, json: Any, data: Any, auth_header: bool) -> httpx.Request:
@@ -194,21 +199,23 @@ class _Api:
 
     def _too_large(self, request: httpx.Request, response: httpx.Response) -> HttpError:
         return HttpError(request.method, request.url, f"the answer is larger than {self.max_bytes} bytes",
-                         status=response.status_code, hint="a wrong URL, or raise max_bytes")
+                         status=response.status_code, hint="check the URL; a listing this large needs paging")
 
-    def _count(self, api: str, response: httpx.Response | None, failure: BaseException | None) -> None:
+    def _count(self, api: str, request: httpx.Request, response: httpx.Response | None,
+               failure: BaseException | None) -> None:
         if response is not None:
-            self.ctx.api.request(api, response.status_code)
+            code: int | str = response.status_code
         else:
-            self.ctx.api.request(api, "timeout" if _is_timeout(failure) else "error")
+            code = "timeout" if _is_timeout(failure) else "error"
+        self.ctx.api.request(api, code)
+        log.debug("http request api=%s method=%s url=%s code=%s", api, request.method, safe_url(request.url), code)
 
 
 class AsyncApi(_Api):
     """One API's client on the event loop; make it in `open()`, `aclose()` it in `close()`."""
 
-    def __init__(self, base_url: str, ctx: Context, **options: Any):
-        super().__init__(base_url, ctx, **options)
-        self._client = httpx.AsyncClient(**self._options)
+    _CLIENT = httpx.AsyncClient
+    _client: httpx.AsyncClient
 
     async def request(self, method: str, url: str, *, api: str, bucket: TokenBucket | None = None,
                       params: Any = None, headers: Mapping[str, str] | None = None, json: Any = None,
@@ -220,10 +227,11 @@ class AsyncApi(_Api):
             if bucket is not None:
                 self.ctx.api.waited(api, await bucket.acquire())
             response, failure = await self._attempt(request)
-            self._count(api, response, failure)
+            self._count(api, request, response, failure)
             wait = self._retry_wait(attempt, request, response, failure)
             if wait is None:
                 return response
+            self.ctx.api.waited(api, wait)
             await self.ctx.clock.sleep(wait)
             attempt += 1
 
@@ -262,9 +270,8 @@ class AsyncApi(_Api):
 class SyncApi(_Api):
     """The same for code that runs in a worker thread; waits block on `ctx.clock.wait`."""
 
-    def __init__(self, base_url: str, ctx: Context, **options: Any):
-        super().__init__(base_url, ctx, **options)
-        self._client = httpx.Client(**self._options)
+    _CLIENT = httpx.Client
+    _client: httpx.Client
 
     def request(self, method: str, url: str, *, api: str, bucket: TokenBucket | None = None,
                 params: Any = None, headers: Mapping[str, str] | None = None, json: Any = None,
@@ -276,10 +283,11 @@ class SyncApi(_Api):
             if bucket is not None:
                 self.ctx.api.waited(api, bucket.acquire_blocking())
             response, failure = self._attempt(request)
-            self._count(api, response, failure)
+            self._count(api, request, response, failure)
             wait = self._retry_wait(attempt, request, response, failure)
             if wait is None:
                 return response
+            self.ctx.api.waited(api, wait)
             self.ctx.clock.wait(wait)
             attempt += 1
 

@@ -139,8 +139,8 @@ def _encrypted(path: Path) -> bool:
         paramiko.PKey.from_path(path)
     except paramiko.PasswordRequiredException:
         return True
-    except TypeError as exc:  # cryptography's word for an OpenSSH-format key
-        return "password-protected" in str(exc)
+    except TypeError as exc:  # cryptography's words, for OpenSSH and for PEM files
+        return any(word in str(exc) for word in ("password-protected", "is encrypted"))
     except (paramiko.SSHException, paramiko.UnknownKeyType, OSError, ValueError):
         return False
     return False
@@ -177,9 +177,10 @@ def _handshake(client: paramiko.SSHClient, endpoint: SshEndpoint, key: paramiko.
     except TimeoutError:
         raise SshError(f"ssh {where}: no answer within {timeout:g}s; check the host, port and "
                        "firewall") from None
-    except (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError):
-        raise SshError(f"ssh {where}: connection refused; check the host and port, and that sshd runs") from None
     except (paramiko.SSHException, OSError, EOFError) as exc:
+        if _refused(exc):
+            raise SshError(f"ssh {where}: connection refused; check the host and port, and that sshd "
+                           "runs") from None
         if "banner" in str(exc) or "No existing session" in str(exc):  # the server never spoke, or hung up
             raise SshError(f"ssh {where}: no SSH handshake within {timeout:g}s, or the server hung up; "
                            "is this an SSH port?") from None
@@ -187,6 +188,13 @@ def _handshake(client: paramiko.SSHClient, endpoint: SshEndpoint, key: paramiko.
     transport = client.get_transport()
     if transport is not None and endpoint.keepalive > 0:
         transport.set_keepalive(max(1, round(endpoint.keepalive)))
+
+
+def _refused(exc: BaseException) -> bool:
+    """Refused on every address the name has (paramiko tries each and raises them together)."""
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return all(isinstance(error, ConnectionRefusedError) for error in exc.errors.values())
+    return isinstance(exc, ConnectionRefusedError)
 
 
 def _tunnel(endpoint: SshEndpoint, via: paramiko.Transport) -> paramiko.Channel:

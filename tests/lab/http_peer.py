@@ -24,6 +24,7 @@ from tests.lab.pki import PKI
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else each answer waits 40 ms for a delayed ACK
     server: _Server
 
     def log_message(self, *args: object) -> None:  # quiet

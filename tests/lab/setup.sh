@@ -8,7 +8,8 @@ LAB=.lab
 PYTHON=${PYTHON:-python3}
 
 PACKAGES=(prometheus prometheus-alertmanager openssl openssh-server openssh-client restic borgbackup systemd
-          python3-venv chromium golang-go golang-github-vmware-govmomi-dev)
+          python3-venv chromium snmp nut-server nut-client libnss3-tools
+          golang-go golang-github-vmware-govmomi-dev)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -44,6 +45,7 @@ python_peer() {
   fi
 }
 python_peer moto 'moto[s3,server]' flask flask-cors
+python_peer snmpsim snmpsim pysmi cryptography
 
 if [ ! -x "$LAB/node_modules/.bin/azurite-blob" ]; then
   echo "lab: installing azurite"

@@ -1,0 +1,155 @@
+"""One persistent connection per upsd, shared by every target that reads a UPS behind it.
+
+A site's upsd often serves several UPSes; each `kind: nut` target polls one, and all of
+them with the same login share one TCP (or STARTTLS) session: one handshake, one login,
+requests taken in turn under a lock. A session whose stream broke (a timeout or a
+cancel mid-reply leaves it out of step) is never reused: the next `acquire` makes a
+new one, while the targets still holding the old one fail once and re-open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from pydantic import SecretStr
+
+_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Session]] = weakref.WeakKeyDictionary()
+
+
+class NutError(Exception):
+    """upsd said no, or said nothing usable; the message names the server and the fix."""
+
+
+class Session:
+    def __init__(self, key: tuple, host: str, port: int, timeout: float):
+        self.key, self.where, self._host, self._port, self._timeout = key, f"{host}:{port}", host, port, timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lock = asyncio.Lock()
+        self.users = 0
+        self.broken = False
+        self.opened = asyncio.Event()  # set once connect() ended, well or not: others wait for it
+        self.encrypted = False
+
+    async def connect(self, tls: str, ca_file: Path | None, username: str | None, password: SecretStr | None) -> None:
+        try:
+            self._reader, self._writer = await asyncio.wait_for(asyncio.open_connection(self._host, self._port),
+                                                                self._timeout)
+        except (OSError, TimeoutError) as exc:
+            self.broken = True
+            raise NutError(f"upsd {self.where}: cannot connect ({type(exc).__name__}: {exc}); is upsd listening "
+                           "there (LISTEN in upsd.conf)?") from None
+        async with self.turn():
+            if tls != "off":
+                await self._starttls(tls, ca_file)
+            if username:
+                await self.expect(f"USERNAME {username}", "USERNAME")
+            if password:
+                await self.expect(f"PASSWORD {password.get_secret_value()}", "PASSWORD")
+
+    async def _starttls(self, tls: str, ca_file: Path | None) -> None:
+        reply = await self.command("STARTTLS")
+        if reply.startswith("OK STARTTLS"):
+            context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+            try:
+                await self._writer.start_tls(context, server_hostname=self._host)
+            except (ssl.SSLError, OSError) as exc:
+                self.broken = True
+                raise NutError(f"upsd {self.where}: TLS failed ({exc}); set `ca_file` to the CA of upsd's "
+                               "certificate") from None
+            self.encrypted = True
+        elif tls == "required":
+            raise NutError(f"upsd {self.where}: upsd does not offer STARTTLS ({reply}); give upsd a certificate "
+                           "(CERTPATH/CERTFILE in upsd.conf) or set `tls: if_offered`")
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """One request at a time; anything but a clean reply (a timeout, a cancel) breaks the session."""
+        if self.broken or self._writer is None:
+            raise NutError(f"upsd {self.where}: the connection was lost; it is made again on the next poll")
+        async with self._lock:
+            try:
+                yield
+            except NutError:
+                raise
+            except BaseException:
+                self.broken = True
+                raise
+
+    async def command(self, line: str) -> str:
+        self._writer.write(line.encode() + b"\n")
+        return await self.line()
+
+    async def expect(self, line: str, shown: str) -> None:
+        """A login step that must answer OK; the message never shows the line (it may hold a password)."""
+        reply = await self.command(line)
+        if not reply.startswith("OK"):
+            raise NutError(f"upsd {self.where}: {shown} refused ({reply[:60]}): check `username`/`password` "
+                           "and upsd.users")
+
+    async def line(self) -> str:
+        try:
+            raw = await asyncio.wait_for(self._reader.readline(), self._timeout)
+        except TimeoutError:
+            self.broken = True
+            raise NutError(f"upsd {self.where}: no reply within {self._timeout:g}s") from None
+        except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: a line over the stream's limit
+            self.broken = True
+            raise NutError(f"upsd {self.where}: connection lost ({exc})") from None
+        if not raw:
+            self.broken = True
+            raise NutError(f"upsd {self.where}: upsd closed the connection")
+        return raw.decode("utf-8", "replace").rstrip("\r\n")
+
+    async def close(self) -> None:
+        if self._writer is None:
+            return
+        writer, self._writer, self._reader, self.broken = self._writer, None, None, True
+        try:
+            if not writer.is_closing():
+                writer.write(b"LOGOUT\n")
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), 2)
+        except (OSError, TimeoutError, ssl.SSLError):
+            pass  # the peer is gone already: nothing left to close
+
+
+async def acquire(host: str, port: int, timeout: float, tls: str, ca_file: Path | None, username: str | None,
+                  password: SecretStr | None) -> Session:
+    """The live session for this upsd and login, made (and logged in) if there is none."""
+    secret = hashlib.sha256(password.get_secret_value().encode()).hexdigest() if password else ""
+    key = (host, port, tls, str(ca_file or ""), username or "", secret)
+    sessions = _SESSIONS.setdefault(asyncio.get_running_loop(), {})
+    session = sessions.get(key)
+    if session is not None:
+        await session.opened.wait()  # another target of this upsd is connecting it
+    if session is None or session.broken:
+        session = sessions[key] = Session(key, host, port, timeout)
+        try:
+            await session.connect(tls, ca_file, username, password)
+        except BaseException:
+            if sessions.get(key) is session:
+                sessions.pop(key)
+            await session.close()
+            raise
+        finally:
+            session.opened.set()
+    session.users += 1
+    return session
+
+
+async def release(session: Session) -> None:
+    """A target is done with the session; the last one out closes it."""
+    session.users -= 1
+    if session.users <= 0 or session.broken:
+        sessions = _SESSIONS.get(asyncio.get_running_loop(), {})
+        if sessions.get(session.key) is session and (session.users <= 0 or session.broken):
+            sessions.pop(session.key)
+        if session.users <= 0:
+            await session.close()
