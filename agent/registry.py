@@ -12,6 +12,7 @@ from typing import Any
 COLLECTORS: dict[str, str] = {
     "host": "collectors.host:HostCollector",
     "m365": "collectors.m365.collector:M365Collector",
+    "vmware": "collectors.vmware:VMwareCollector",
     "meraki": "collectors.meraki:MerakiCollector",
     "ups": "collectors.ups:UpsCollector",
     "nut": "collectors.nut:NutCollector",

@@ -17,6 +17,7 @@ os.environ.setdefault("VIGIL_STRICT_METRICS", "1")  # a sample that does not mat
 # Each kind's fixtures, including its `<kind>_conformance` target for tests/test_conformance.py.
 pytest_plugins = [
     "tests.fixtures_host",
+    "tests.lab.vcsim",
     "tests.lab.meraki",
     "tests.lab.snmpsim",
     "tests.lab.nut",

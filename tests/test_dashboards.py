@@ -4,9 +4,9 @@ Static checks (valid JSON, unique ids, the datasource variable, only catalogued 
 names) run everywhere. The main test runs every panel's every query, with its template
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
 agent (a host target, a Linux and a Windows server over SSH, a Meraki target on the Dashboard
-API fake, an SNMP and a NUT UPS, an m365 tenant on the Graph contract fake, a restic job with
-an off-site copy and verification, a borg job), and requires that each one succeeds and
-returns data.
+API fake, an SNMP and a NUT UPS, an m365 tenant on the Graph contract fake, a vCenter simulated
+by vcsim, a restic job with an off-site copy and verification, a borg job), and requires that
+each one succeeds and returns data.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = {"vigil-overview", "vigil-servers", "vigil-backups", "vigil-meraki", "vigil-ups",
-              "vigil-m365"}
+              "vigil-m365", "vigil-vmware"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -174,7 +174,18 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server):
+def vcenter(tmp_path_factory):
+    """A vCenter with a disconnected host, a red alarm and a VM snapshot."""
+    from tests.lab import vcsim
+
+    with vcsim.start_vcsim(tmp_path_factory.mktemp("vcsim"), *vcsim.SMALL, "-disconnect", "DC0_C0_H1",
+                           "-alarm", "DC0_C0_H2=red") as sim:
+        vcsim.snapshot(sim.connect(), "DC0_H0_VM0")
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server, vcenter):
     from tests.fakes.graph import GraphFake
     from tests.fakes.meraki import MerakiFake, make_org
     from tests.fixtures_m365 import CLIENT_ID, SECRET, TENANT, busy_tenant
@@ -182,6 +193,7 @@ def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server):
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
     from tests.lab.pki import make_pki
     from tests.lab.prometheus import prometheus
+    from tests.lab.vcsim import PASSWORD as VCENTER_PASSWORD
 
     tmp = tmp_path_factory.mktemp("dashboards")
     graph_pki = make_pki(tmp / "graph-pki")
@@ -223,6 +235,9 @@ targets:
   - {{name: contoso, kind: m365, interval: 2s, timeout: 1500ms, tenant_id: {TENANT}, client_id: {CLIENT_ID},
      client_secret: "${{file:{tmp}/m365-secret}}", authority: "{graph.url}", graph_url: "{graph.url}",
      ca_file: {graph_pki.ca}, usage_reports: true}}
+  - {{name: vcenter, kind: vmware, interval: 2s, host: 127.0.0.1, port: {vcenter.port},
+      user: "{vcenter.target()["user"]}", password: "${{env:VIGIL_TEST_VCENTER_PASSWORD}}",
+      ca_file: "{vcenter.pki.ca}"}}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"
@@ -243,7 +258,8 @@ backups:
 """)
     rules = tmp / "always-firing.yml"
     rules.write_text(yaml.safe_dump(ALWAYS_FIRING))
-    agent = Peer(vigil_argv("run", "-c", str(config)), tmp / "agent.log", cwd=ROOT)
+    agent = Peer(vigil_argv("run", "-c", str(config)), tmp / "agent.log", cwd=ROOT,
+                 env={"VIGIL_TEST_VCENTER_PASSWORD": VCENTER_PASSWORD})
 
     def wait(check, timeout: float, what: str, why=lambda: "") -> None:
         try:

@@ -50,7 +50,7 @@ def test_every_alert_is_tested_firing_and_silent():
 @pytest.mark.parametrize("alert", alerts(), ids=lambda alert: alert["alert"])
 def test_every_alert_says_what_and_where_and_links_its_runbook(alert):
     assert alert["labels"]["severity"] in ("critical", "warning")
-    assert alert["labels"]["area"] in ("agent", "host", "backup", "meraki", "ups", "m365")
+    assert alert["labels"]["area"] in ("agent", "host", "backup", "meraki", "ups", "m365", "vmware")
     annotations = alert["annotations"]
     assert annotations["summary"] and annotations["description"]
     if alert["labels"]["area"] == "backup":

@@ -8,7 +8,8 @@ LAB=.lab
 PYTHON=${PYTHON:-python3}
 
 PACKAGES=(prometheus prometheus-alertmanager openssl openssh-server openssh-client restic borgbackup systemd
-          python3-venv chromium snmp nut-server nut-client libnss3-tools)
+          python3-venv chromium snmp nut-server nut-client libnss3-tools
+          golang-go golang-github-vmware-govmomi-dev)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -50,5 +51,22 @@ if [ ! -x "$LAB/node_modules/.bin/azurite-blob" ]; then
   echo "lab: installing azurite"
   mkdir -p "$LAB"
   npm install --prefix "$LAB" --no-audit --no-fund --silent azurite >/dev/null
+fi
+# vcsim: Debian's govmomi simulator (0.24) with our own main and two fixes that pyvmomi
+# needs, in a private copy of the package; built offline, cached by the sources' hash.
+GOVMOMI=/usr/share/gocode/src/github.com/vmware/govmomi
+vcsim_hash=$(cat tests/lab/vcsim/main.go tests/lab/vcsim/patch.py "$GOVMOMI/simulator/property_collector.go" | sha256sum | cut -c1-16)
+if [ ! -x "$LAB/vcsim/vcsim" ] || [ "$(cat "$LAB/vcsim/.hash" 2>/dev/null)" != "$vcsim_hash" ]; then
+  echo "lab: building vcsim"
+  gopath=$(mktemp -d)
+  mkdir -p "$gopath/src/github.com/vmware" "$gopath/src/vigil-vcsim" "$LAB/vcsim"
+  cp -r "$GOVMOMI" "$gopath/src/github.com/vmware/"  # the whole module: GOPATH resolves per directory
+  "$PYTHON" tests/lab/vcsim/patch.py "$gopath/src/github.com/vmware/govmomi/simulator"
+  cp tests/lab/vcsim/main.go "$gopath/src/vigil-vcsim/"
+  (cd "$gopath/src/vigil-vcsim" && GO111MODULE=off GOPROXY=off GOCACHE="$gopath/cache" \
+     GOPATH="$gopath:/usr/share/gocode" go build -o vcsim .)
+  mv "$gopath/src/vigil-vcsim/vcsim" "$LAB/vcsim/vcsim"
+  echo "$vcsim_hash" > "$LAB/vcsim/.hash"
+  rm -rf "$gopath"
 fi
 echo "lab: ready"
