@@ -49,6 +49,8 @@ def setup(debug: bool = False) -> None:
     # httpx logs every request at INFO: a Meraki cycle alone would be a dozen lines a minute.
     # vigil_api_requests_total counts them; --debug shows them.
     logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
+    # paramiko logs every connection and authentication at INFO: one ssh target, two lines a minute.
+    logging.getLogger("paramiko").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 class Throttled:

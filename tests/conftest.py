@@ -51,6 +51,18 @@ def children_allowed(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def own_log_handlers():
+    """`main()` run in-process installs handlers on pytest's captured streams: put the old ones back."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def own_secrets(monkeypatch):
     """Each test masks only the secrets it resolves itself (the registry is process-wide)."""
     from agent import redact
