@@ -30,7 +30,7 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.setup(args.debug)
+    logs.setup(args.debug, args.log_level, args.log_format or "text")
     try:
         code = args.command(args)
     except ConfigError as exc:
@@ -64,13 +64,19 @@ def _exit(code: int) -> int:
     return code
 
 
-def _options(after_command: bool) -> argparse.ArgumentParser:
-    """-c and --debug, before or after the command; after it they must not reset what came before."""
+def _options(after_command: bool, config: bool = True) -> argparse.ArgumentParser:
+    """-c, --debug and the log flags, before or after the command; after it they must not
+    reset what came before."""
     options = argparse.ArgumentParser(add_help=False,
                                       argument_default=argparse.SUPPRESS if after_command else None)
-    options.add_argument("-c", "--config", type=Path,
-                         help="config file (default /etc/vigil/vigil.yaml, else the embedded default)")
-    options.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    if config:
+        options.add_argument("-c", "--config", type=Path,
+                             help="config file (default /etc/vigil/vigil.yaml, else the embedded default)")
+    options.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
+    options.add_argument("--log-level", choices=logs.LEVELS,
+                         help="least severe level logged (default info, debug with --debug)")
+    options.add_argument("--log-format", choices=logs.FORMATS,
+                         help="text (default) or json: one object per line, key=value pairs as fields")
     return options
 
 
@@ -86,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vigil {__version__} (Python "
                                                                 f"{platform.python_version()})")
     common = [_options(after_command=True)]
+    no_config = [_options(after_command=True, config=False)]
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     run = _command(commands, "run", "run the agent (what the systemd unit starts)",
@@ -106,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("job", help="the backup job's name")
     verify.set_defaults(command=_verify)
     alert = _command(commands, "alert", "send a test alert through Alertmanager, to prove the path to the phone",
-                     "vigil alert test --alertmanager http://alertmanager.example.org:9093", [])
+                     "vigil alert test --alertmanager http://alertmanager.example.org:9093", no_config)
     alert.add_argument("what", choices=("test",))
     alert.add_argument("--alertmanager", required=True, metavar="URL", help="Alertmanager's base URL")
     alert.add_argument("--severity", choices=("critical", "warning"), default="critical",
@@ -120,10 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("text", "markdown", "csv", "json", "html"), default="text",
                         help="text (default), markdown, csv, json, or html (a page to attach to an e-mail)")
     report.set_defaults(command=_report)
-    version = _command(commands, "version", "print the version", "vigil version", [])
+    version = _command(commands, "version", "print the version", "vigil version", no_config)
     version.set_defaults(command=_version)
     docs = _command(commands, "docs", "print the metrics catalogue or the config reference (markdown)",
-                    "vigil docs config --output docs/config.md", [])
+                    "vigil docs config --output docs/config.md", no_config)
     docs.add_argument("what", choices=("metrics", "config"))
     docs.add_argument("--output", type=Path, help="write to this file (default: standard output)")
     docs.set_defaults(command=_docs)

@@ -90,7 +90,7 @@ class Agent:
         try:
             self._apply_new_config(scheduler)
         except ConfigError as exc:
-            log.error("reload rejected, keeping the running config:\n%s", exc)
+            log.error("reload rejected, keeping the running config: %s", "; ".join(map(str, exc.issues)))
         except Exception:  # a bug must not leave systemd's unit "reloading" nor kill the agent
             log.exception("reload failed part-way; the jobs or web config may be the old ones")
         finally:

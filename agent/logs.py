@@ -1,13 +1,23 @@
 """Logging: one line per event with key=value context; journald-aware under systemd.
 
+One record is one line, whatever it holds: a newline inside a message or a traceback is
+written as `\\n`, so journald keeps every record whole and at its priority. Tracebacks
+are shown only with --debug; otherwise a record that carries one ends with the
+exception's own one-line text. Outside journald, lines start with a UTC ISO 8601 time
+with its offset. `--log-format json` writes one object per line (time, level, logger,
+message, and every `key=value` of the message as a field) for Loki and Elastic.
+
 Every record is redacted on the root handler (agent.redact), whichever library logged
 it: urllib3, botocore and azure-core print URLs and headers under --debug.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -16,13 +26,74 @@ from agent.redact import RedactingFilter
 
 # syslog priorities, which journald reads from a `<N>` prefix
 PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("text", "json")
+RESERVED = ("time", "level", "logger", "message", "exception")
+# key=value, the value bare or double-quoted (with \" inside)
+_FIELD = re.compile(r'(?<![^\s(,;])([A-Za-z_][A-Za-z0-9_.]*)=("(?:[^"\\]|\\.)*"|[^\s,;)]*)')
 
 
-class JournalFormatter(logging.Formatter):
-    """No timestamp (journald adds one); the priority as a `<N>` prefix."""
+def one_line(text: str) -> str:
+    """The text with its line breaks written as \\n (and a backslash as \\\\, so it reads back)."""
+    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+
+
+def fields(message: str) -> dict[str, str]:
+    """The `key=value` pairs of a message, quotes removed from quoted values."""
+    found = {}
+    for key, value in _FIELD.findall(message):
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            value = re.sub(r'\\(.)', r"\1", value[1:-1])
+        found.setdefault(key, value)
+    return found
+
+
+class _Base(logging.Formatter):
+    def __init__(self, tracebacks: bool, journal: bool):
+        super().__init__()
+        self.tracebacks, self.journal = tracebacks, journal
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (stdlib)
+        moment = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        return moment.isoformat(timespec="seconds")
+
+    def problem(self, record: logging.LogRecord) -> str | None:
+        """The traceback under --debug, else the exception's one-line text."""
+        if self.tracebacks:
+            text = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else "")
+            return "\n".join(filter(None, (text, record.stack_info))) or None
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return None
+
+    def prefix(self, record: logging.LogRecord) -> str:
+        return f"<{PRIORITIES.get(record.levelno, 6)}>" if self.journal else ""
+
+
+class TextFormatter(_Base):
+    """`TIME LEVEL logger: message` (no time and a `<N>` priority under journald)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"<{PRIORITIES.get(record.levelno, 6)}>{super().format(record)}"
+        text = record.getMessage()
+        if (problem := self.problem(record)) is not None:
+            text += f"\n{problem}" if self.tracebacks else f" error={json.dumps(problem, ensure_ascii=False)}"
+        head = f"{record.name}: " if self.journal else f"{self.formatTime(record)} {record.levelname} {record.name}: "
+        return self.prefix(record) + head + one_line(text)
+
+
+class JsonFormatter(_Base):
+    """One JSON object per line; json.dumps escapes every control character itself."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        document = {"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
+                    "message": message}
+        document.update((key, value) for key, value in fields(message).items() if key not in RESERVED)
+        if (problem := self.problem(record)) is not None:
+            document["exception"] = problem
+        return self.prefix(record) + json.dumps(document, ensure_ascii=False)
+
 
 
 def under_journal() -> bool:
@@ -36,21 +107,21 @@ def under_journal() -> bool:
     return bool(stream) and f"{stat.st_dev}:{stat.st_ino}" == f"{device}:{inode}"
 
 
-def setup(debug: bool = False) -> None:
+def setup(debug: bool = False, level: str | None = None, form: str = "text") -> None:
+    """Log to stderr: `level` defaults to debug with --debug, else info; tracebacks only with --debug."""
+    level = level or ("debug" if debug else "info")
     handler = logging.StreamHandler(sys.stderr)
-    if under_journal():
-        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    formatter = JsonFormatter if form == "json" else TextFormatter
+    handler.setFormatter(formatter(tracebacks=debug, journal=under_journal()))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.setLevel(level.upper())
     # httpx logs every request at INFO: a Meraki cycle alone would be a dozen lines a minute.
-    # vigil_api_requests_total counts them; --debug shows them.
-    logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
+    # vigil_api_requests_total counts them; debug shows them.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     # paramiko logs every connection and authentication at INFO: one ssh target, two lines a minute.
-    logging.getLogger("paramiko").setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("paramiko").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
 
 
 class Throttled:
