@@ -27,8 +27,9 @@ from agent.scheduler import Scheduler
 from agent.statedb import StateDB
 from agent.store import Store
 from agent.units import iso_time
-from exporters.web import Site, WebServer
-from exporters.webconfig import load_web_config
+from exporters.prometheus import CERT_EXPIRY, RELOAD_OK, RELOAD_TIME
+from exporters.web import Site, WebServer, certificate_expiry
+from exporters.webconfig import WebConfig, load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Agent:
         started = iso_time(time.time())
         self.site = Site(self.store, {"config": loaded.source, "started": started, "listen": config.listen})
         self.server = WebServer(config.listen, self.site, web)
+        self._loaded_ok(web)
         self.clock = Clock()
         self.context = Context(self.clock, RateLimits(self.clock), config.state_dir, self.store.db)
         self._stop = asyncio.Event()
@@ -90,8 +92,10 @@ class Agent:
         try:
             self._apply_new_config(scheduler)
         except ConfigError as exc:
+            self.site.facts[RELOAD_OK] = 0
             log.error("reload rejected, keeping the running config: %s", "; ".join(map(str, exc.issues)))
         except Exception:  # a bug must not leave systemd's unit "reloading" nor kill the agent
+            self.site.facts[RELOAD_OK] = 0
             log.exception("reload failed part-way; the jobs or web config may be the old ones")
         finally:
             systemd.notify("READY=1")
@@ -107,10 +111,27 @@ class Agent:
         try:
             self.server.reconfigure(web)
         except (OSError, ConfigError) as exc:
+            self.site.facts[RELOAD_OK] = 0
             log.error("web config not applied, keeping the current one: %s", exc)
+        else:
+            self._loaded_ok(web)
         self._loaded = loaded
         _log_warnings(loaded)
         log.info("reloaded config=%s targets=%d", loaded.source, len(new.targets))
+
+    def _loaded_ok(self, web: WebConfig) -> None:
+        """vigil_config_reload_* and the served certificate's expiry, for the alerts on them."""
+        facts = self.site.facts
+        facts[RELOAD_OK], facts[RELOAD_TIME] = 1, time.time()
+        try:
+            expiry = certificate_expiry(web)
+        except ValueError as exc:  # ssl took it, so this is rare: the metric is left out, not the agent
+            log.warning("cannot read the expiry of cert_file: %s", exc)
+            expiry = None
+        if expiry is None:
+            facts.pop(CERT_EXPIRY, None)
+        else:
+            facts[CERT_EXPIRY] = expiry
 
 
 def _log_warnings(loaded: LoadedConfig) -> None:

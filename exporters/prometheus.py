@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import platform
 import threading
+import zlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from prometheus_client import ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -59,10 +61,36 @@ API_REQUESTS = MetricSpec("vigil_api_requests_total", "counter",
 API_WAIT = MetricSpec("vigil_api_wait_seconds_total", "counter",
                       "Time the target's collector waited for its API budget (rate limits, Retry-After).",
                       (*JOB_LABELS, "api"), "seconds")
+RELOAD_OK = MetricSpec("vigil_config_reload_success", "gauge",
+                       "1 when the agent's last config load (start or SIGHUP) succeeded, 0 when the last reload was "
+                       "rejected and the agent runs on the config it had before.")
+RELOAD_TIME = MetricSpec("vigil_config_reload_timestamp_seconds", "gauge",
+                         "When the agent last loaded its config successfully (start or SIGHUP).", (), "seconds")
+CERT_EXPIRY = MetricSpec("vigil_tls_certificate_expiry_timestamp_seconds", "gauge",
+                         "When the certificate the agent's own endpoint serves (the web config's cert_file) expires; "
+                         "read at start and on every reload. Absent without TLS.", (), "seconds")
 AGENT_METRICS = (UP, DURATION, LAST_SUCCESS, ERRORS, SKIPPED, INTERVAL, SIGNAL_SUCCESS, SIGNAL_TIME, REJECTED,
-                 API_REQUESTS, API_WAIT, BUILD_INFO, STATE_OK)
+                 API_REQUESTS, API_WAIT, BUILD_INFO, STATE_OK, RELOAD_OK, RELOAD_TIME, CERT_EXPIRY)
+GZIP_LEVEL = 6  # compressed once per change of the snapshot, not per scrape
 
 Rendered = dict[str, tuple[bytes, bytes]]  # family name -> (HELP/TYPE lines, sample lines)
+
+
+@dataclass
+class _Jobs:
+    """The jobs' stitched families for one snapshot, and their gzip stream once asked for."""
+
+    states: tuple[JobState, ...]
+    body: bytes
+    compressed: bytes = b""
+    _compressor: zlib._Compress | None = field(default=None, repr=False)
+
+    def compressor(self) -> zlib._Compress:
+        """A compressor that has consumed the body (whose output is `compressed`), to continue."""
+        if self._compressor is None:
+            self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+            self.compressed = self._compressor.compress(self.body)
+        return self._compressor.copy()
 
 
 class Exposition:
@@ -73,30 +101,42 @@ class Exposition:
         self._health: dict[str, tuple[JobState, Rendered]] = {}
         self._data: dict[str, tuple[Result | None, Rendered]] = {}
         self._process = ProcessCollector(registry=None)
+        self._jobs: _Jobs | None = None
 
-    def render(self, snapshot: Mapping[str, JobState], state_ok: bool) -> bytes:
-        headers: dict[str, bytes] = {}
-        bodies: dict[str, list[bytes]] = {}
+    def render(self, snapshot: Mapping[str, JobState], state_ok: bool, facts: Mapping[MetricSpec, float] | None = None,
+               gzip: bool = False) -> bytes:
+        """The exposition, gzip-compressed when asked.
+
+        The jobs' families (health and data) change only when a job publishes: they are
+        stitched, and compressed on the first gzip scrape, once per change of the snapshot.
+        The live tail (API counters, the agent's own and the process's families) is small
+        and rendered on every scrape; compressed, it continues the cached deflate stream
+        from a copy of its compressor, so the answer is one ordinary gzip member.
+        """
         keys = sorted(snapshot)
+        states = tuple(snapshot[key] for key in keys)
         with self._lock:
             for cache in (self._health, self._data):
                 for gone in cache.keys() - snapshot.keys():
                     del cache[gone]
-            parts = [self._health_of(snapshot[key]) for key in keys]
-            parts += [_render(_api_families(snapshot[key])) for key in keys if snapshot[key].api is not None]
-            parts += [self._data_of(snapshot[key]) for key in keys]
-        for rendered in parts:
-            for name, (header, body) in rendered.items():
-                headers.setdefault(name, header)
-                bodies.setdefault(name, []).append(body)
+            jobs = self._jobs
+            if jobs is None or len(jobs.states) != len(states) or any(
+                    a is not b for a, b in zip(jobs.states, states, strict=True)):
+                jobs = self._jobs = _Jobs(states, _stitch([self._health_of(s) for s in states] +
+                                                          [self._data_of(s) for s in states]))
+            compressor = jobs.compressor() if gzip else None
         agent = [
             _family(BUILD_INFO, [Sample(BUILD_INFO.name, 1, {"version": __version__,
                                                              "python": platform.python_version()})]),
             _family(STATE_OK, [Sample(STATE_OK.name, int(state_ok))]),
+            *(_family(spec, [Sample(spec.name, value)]) for spec, value in (facts or {}).items()),
             *self._process.collect(),
         ]
-        return generate_latest(_Families(agent)) + b"".join(
-            headers[name] + b"".join(bodies[name]) for name in headers)
+        live = _stitch([_render(_api_families(s)) for s in states if s.api is not None]) + generate_latest(
+            _Families(agent))
+        if compressor is None:
+            return jobs.body + live
+        return jobs.compressed + compressor.compress(live) + compressor.flush()
 
     def _health_of(self, state: JobState) -> Rendered:
         cached = self._health.get(state.key)
@@ -111,6 +151,17 @@ class Exposition:
             cached = (state.result, _render(_data_families(state)))
             self._data[state.key] = cached
         return cached[1]
+
+
+def _stitch(parts: list[Rendered]) -> bytes:
+    """Rendered parts joined family by family: one HELP/TYPE, then every job's lines."""
+    headers: dict[str, bytes] = {}
+    bodies: dict[str, list[bytes]] = {}
+    for rendered in parts:
+        for name, (header, body) in rendered.items():
+            headers.setdefault(name, header)
+            bodies.setdefault(name, []).append(body)
+    return b"".join(headers[name] + b"".join(bodies[name]) for name in headers)
 
 
 class _Families:

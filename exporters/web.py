@@ -13,6 +13,11 @@ blocks the event loop that runs the jobs. What a client can hold is bounded:
 Each connection is wrapped for TLS as it is accepted, with the settings current at
 that moment, so a reload swaps certificate, users and headers in one assignment.
 Basic auth covers every path, as the official exporters do.
+
+Also served: /runbooks/<Alert>, the runbook every shipped alert links to (from the
+installed copy, or the checkout's docs/runbooks), so a link in a page or an e-mail
+works without a wiki. /metrics is gzip-compressed when the scraper accepts it.
+A plain HTTP request to the TLS port is answered with a 400 that names the https URL.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import binascii
 import errno
 import json
 import logging
+import re
 import resource
 import socket
 import ssl
@@ -29,11 +35,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from agent import __version__
 from agent.config import split_listen
 from agent.logs import Throttled
+from agent.model import MetricSpec
 from agent.redact import redact_data
 from agent.store import Store
 from exporters.prometheus import CONTENT_TYPE, Exposition
@@ -47,6 +55,10 @@ MAX_CONNECTIONS = 512  # each holds a thread and a file descriptor
 BACKLOG = 1024  # connections the kernel queues while the accept loop catches up (capped by somaxconn)
 ACCEPT_PAUSE = 0.1  # seconds the accept loop waits when the process is out of file descriptors
 _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# where install.sh puts the runbooks; a development checkout serves its own docs/runbooks
+RUNBOOK_DIRS = (Path("/usr/share/doc/vigil/runbooks"), Path(__file__).resolve().parent.parent / "docs" / "runbooks")
+_ALERT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_TLS_HANDSHAKE = 0x16  # the first byte of every TLS record that opens a connection
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
          b"Retry-After: 1\r\nConnection: close\r\n\r\nToo many connections")
 
@@ -59,9 +71,20 @@ class Site:
         self.info = info
         self.exposition = Exposition()
         self.ready = threading.Event()
+        self.facts: dict[MetricSpec, float] = {}  # the agent's own gauges (reload outcome, certificate expiry)
 
-    def metrics(self) -> bytes:
-        return self.exposition.render(self.store.snapshot(), self.store.db.ok)
+    def metrics(self, gzip: bool = False) -> bytes:
+        return self.exposition.render(self.store.snapshot(), self.store.db.ok, dict(self.facts), gzip)
+
+    @staticmethod
+    def runbook(name: str) -> bytes | None:
+        """The runbook of the alert `name`, from the first runbook folder that has it."""
+        if not _ALERT_NAME.fullmatch(name):
+            return None
+        for folder in RUNBOOK_DIRS:
+            if (path := folder / f"{name}.md").is_file():
+                return path.read_bytes()
+        return None
 
     def status(self) -> dict[str, Any]:
         """The status document, redacted: error texts quote tools and URLs verbatim."""
@@ -237,14 +260,34 @@ class _Handler(BaseHTTPRequestHandler):
                 self.conn.drop()
         super().setup()
 
+    def version_string(self) -> str:
+        return self.server_version  # not the stdlib's "Python/3.x" as well
+
     def handle(self) -> None:
         if isinstance(self.request, ssl.SSLSocket):
+            if not self._speaks_tls():
+                return
             self.request.do_handshake()  # here, in the connection's thread, under its deadline
         self.close_connection = True
         self.handle_one_request()
         while not self.close_connection:
             self.server.restart(self.conn)
             self.handle_one_request()
+
+    def _speaks_tls(self) -> bool:
+        """False, after a 400 naming the https URL, for a client speaking plain HTTP to the TLS port."""
+        first = socket.socket.recv(self.request, 1, socket.MSG_PEEK)  # the plain call: no TLS read yet
+        if not first or first[0] == _TLS_HANDSHAKE:
+            return bool(first)
+        socket.socket.recv(self.request, 65536)  # what it sent, so closing sends no reset over the answer
+        host, port = self.request.getsockname()[:2]
+        host = f"[{host}]" if ":" in host else host
+        body = (f"This port speaks HTTPS: use https://{host}:{port}/ "
+                "(the scrape config needs `scheme: https`).\n").encode()
+        socket.socket.sendall(self.request, b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                              b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        log.debug("plain HTTP on the TLS port client=%s", self.client_address[0])
+        return False
 
     def parse_request(self) -> bool:
         parsed = super().parse_request()
@@ -259,7 +302,11 @@ class _Handler(BaseHTTPRequestHandler):
         site = self.server.site
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            self._send(200, site.metrics(), CONTENT_TYPE)
+            gzip = _accepts_gzip(self.headers.get("Accept-Encoding", ""))
+            self._send(200, site.metrics(gzip), CONTENT_TYPE,
+                       {"Vary": "Accept-Encoding", **({"Content-Encoding": "gzip"} if gzip else {})})
+        elif path.startswith("/runbooks/") and (runbook := site.runbook(path.removeprefix("/runbooks/"))):
+            self._send(200, runbook, "text/markdown; charset=utf-8")
         elif path == "/":
             self._send(200, landing_html(site.status()).encode(), "text/html; charset=utf-8")
         elif path == "/status.json":
@@ -269,6 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/-/ready":
             ready = site.ready.is_set()
             self._send(200 if ready else 503, b"Ready\n" if ready else b"Not ready\n", "text/plain; charset=utf-8")
+        elif path.startswith("/runbooks/"):
+            self._send(404, b"No such runbook: the name is the alert's, as in /runbooks/VigilDown\n",
+                       "text/plain; charset=utf-8")
         else:
             self._send(404, b"Not found: try /metrics or /\n", "text/plain; charset=utf-8")
 
@@ -302,3 +352,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
         log.debug("http client=%s %s", self.client_address[0], format % args)
+
+
+def _accepts_gzip(header: str) -> bool:
+    """True when Accept-Encoding lists gzip without q=0 (Prometheus sends `gzip`)."""
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip"):
+            return params.replace(" ", "").lower().rstrip("0").rstrip(".") not in ("q=0", "q=")
+    return False
+
+
+def certificate_expiry(web: WebConfig) -> float | None:
+    """When the endpoint's certificate (cert_file's first) expires, as a Unix time; None without TLS."""
+    if web.tls_server_config is None:
+        return None
+    from cryptography import x509  # only for a TLS endpoint (paramiko brings it)
+
+    cert = x509.load_pem_x509_certificate(web.tls_server_config.cert_file.read_bytes())
+    return cert.not_valid_after_utc.timestamp()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import logging
 import socket
@@ -11,16 +12,18 @@ import subprocess
 import threading
 import urllib.error
 import urllib.request
+import zlib
 from datetime import UTC, datetime
 
 import bcrypt
 import pytest
 
+from agent import __version__
 from agent.config import ConfigError
 from agent.model import JobState, Result, Sample, Verdict
 from agent.statedb import StateDB
 from agent.store import Store
-from exporters.web import Site, WebServer
+from exporters.web import Site, WebServer, certificate_expiry
 from exporters.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
 from tests.fake_collectors import TICKS
 from tests.lab.harness import free_port
@@ -121,8 +124,8 @@ def test_tls_with_client_certificates(serve, tmp_path):
         get(url + "metrics", context=anonymous)
     with pytest.raises(urllib.error.URLError):  # our CA is not trusted by default
         get(url + "metrics")
-    with pytest.raises((urllib.error.URLError, ConnectionError)):
-        get(url.replace("https", "http") + "metrics")
+    status, body, _ = get(url.replace("https", "http") + "metrics")
+    assert status == 400 and f"use {url}" in body
 
 
 def test_web_config_errors_name_the_line(tmp_path):
@@ -285,3 +288,82 @@ def test_failed_logins_are_logged_rate_limited_without_the_password(serve, caplo
     lines = [r.getMessage() for r in caplog.records if "basic auth failed" in r.getMessage()]
     assert lines == ["basic auth failed client=127.0.0.1 user=prometheus path=/metrics"]
     assert "Wr0ngPassw0rd" not in caplog.text
+
+
+def raw_exchange(port: int, request: bytes) -> bytes:
+    """What the server answers on a plain socket, up to its close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_plain_http_to_the_tls_port_gets_a_400_that_says_https(serve, tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n")
+    url = serve(load_web_config(web))
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    answer = raw_exchange(port, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: curl\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and f"use {url}".encode() in body
+    assert int(dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])[b"Content-Length"]) == len(body)
+    client = ssl.create_default_context(cafile=pki.ca)
+    assert get(url + "metrics", context=client)[0] == 200, "TLS clients are served as before"
+
+
+def test_the_server_header_names_vigil_but_not_python(serve):
+    _, _, headers = get(serve() + "-/healthy")
+    assert headers["Server"] == f"vigil/{__version__}"
+
+
+def scrape(url: str, encoding: str | None) -> tuple[bytes, dict]:
+    request = urllib.request.Request(url + "metrics", headers={"Accept-Encoding": encoding} if encoding else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read(), response.headers
+
+
+def steady(body: bytes) -> list[bytes]:
+    """The lines that do not move between two scrapes (the process's own CPU and memory do)."""
+    return [line for line in body.splitlines() if not line.startswith((b"process_", b"# HELP process_",
+                                                                        b"# TYPE process_"))]
+
+
+def test_metrics_are_gzipped_when_asked_and_compressed_once_per_change(site, serve, monkeypatch):
+    calls = []
+    real = zlib.compressobj
+    monkeypatch.setattr(zlib, "compressobj", lambda *a: calls.append(a) or real(*a))
+    url = serve()
+    plain, headers = scrape(url, None)
+    assert "Content-Encoding" not in headers and headers["Vary"] == "Accept-Encoding" and calls == []
+    packed, headers = scrape(url, "gzip")
+    assert headers["Content-Encoding"] == "gzip" and int(headers["Content-Length"]) == len(packed)
+    assert steady(gzip.decompress(packed)) == steady(plain) and len(packed) < len(plain)
+    assert scrape(url, "gzip")[1]["Content-Encoding"] == "gzip" and len(calls) == 1, "the compressed jobs are kept"
+    assert "Content-Encoding" not in scrape(url, "gzip;q=0, identity")[1]
+
+    site.store.publish(JobState("nas", "counting", 60, (TICKS,), result=Result("nas", "counting", True, 2.0, 0.2,
+                                                                        (Sample(TICKS.name, 4),)), last_success=2.2))
+    body = gzip.decompress(scrape(url, "deflate, gzip")[0])
+    assert b'vigil_test_ticks{target="nas"} 4.0' in body and len(calls) == 2
+    assert body.count(b"# TYPE vigil_up ") == 1 and body.count(b"# TYPE vigil_build_info ") == 1
+
+
+def test_runbooks_are_served_by_alert_name(serve):
+    url = serve()
+    status, body, headers = get(url + "runbooks/VigilDown")
+    assert status == 200 and body.startswith("# VigilDown\n") and headers["Content-Type"].startswith("text/markdown")
+    for wrong in ("runbooks/NoSuchAlert", "runbooks/..%2F..%2Fpyproject", "runbooks/../README", "runbooks/"):
+        assert get(url + wrong)[0] == 404, wrong
+
+
+def test_the_certificate_expiry_is_read_from_cert_file(tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n")
+    expected = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", str(pki.server_cert)],
+                              capture_output=True, text=True, check=True).stdout.strip().removeprefix("notAfter=")
+    assert certificate_expiry(load_web_config(web)) == ssl.cert_time_to_seconds(expected)
+    assert certificate_expiry(WebConfig()) is None

@@ -229,7 +229,7 @@ def test_out_of_fds_the_accept_loop_pauses_instead_of_spinning(site, caplog):
 def test_when_every_connection_is_busy_answering_a_new_one_gets_a_quick_503(site, monkeypatch):
     release = threading.Event()
     render = site.metrics
-    monkeypatch.setattr(site, "metrics", lambda: release.wait(10) and render())
+    monkeypatch.setattr(site, "metrics", lambda gzip=False: release.wait(10) and render(gzip))
     server = WebServer(f"127.0.0.1:{free_port()}", site, WebConfig(), max_connections=2)
     server.start()
     url = server.url
