@@ -3,8 +3,10 @@ new certificate both apply, and a reload with a missing cert_file keeps the old 
 
 from __future__ import annotations
 
+import re
 import signal
 import ssl
+import subprocess
 
 import bcrypt
 
@@ -15,6 +17,19 @@ from tests.test_lifecycle import notify_socket, received  # noqa: F401 (a fixtur
 from tests.test_web import get, openssl_serial, served_serial
 
 
+def expiry(url, client) -> float:
+    text = get(url + "metrics", client, "prometheus", "new password")[1]
+    if "vigil_tls" not in text:
+        text = get(url + "metrics", client, "prometheus", "old password")[1]
+    return float(re.search(r"^vigil_tls_certificate_expiry_timestamp_seconds (\S+)$", text, re.M).group(1))
+
+
+def openssl_expiry(cert) -> float:
+    done = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", str(cert)], capture_output=True, text=True,
+                          check=True)
+    return ssl.cert_time_to_seconds(done.stdout.strip().removeprefix("notAfter="))
+
+
 def write_web(path, pki, users: dict[str, str], cert=None) -> None:
     path.write_text(f"tls_server_config:\n  cert_file: {cert or pki.server_cert}\n  key_file: {pki.server_key}\n"
                     "basic_auth_users:\n" + "".join(f"  {user}: '{hashed}'\n" for user, hashed in users.items()))
@@ -22,7 +37,7 @@ def write_web(path, pki, users: dict[str, str], cert=None) -> None:
 
 def test_sighup_applies_a_new_password_and_certificate_or_keeps_both(tmp_path, notify_socket):  # noqa: F811
     sock, notify_path = notify_socket
-    old_pki, new_pki = make_pki(tmp_path / "old"), make_pki(tmp_path / "new")
+    old_pki, new_pki = make_pki(tmp_path / "old"), make_pki(tmp_path / "new", days=90)
     client = ssl.create_default_context(cafile=old_pki.ca)
     client.load_verify_locations(cafile=new_pki.ca)
     old_hash = bcrypt.hashpw(b"old password", bcrypt.gensalt(rounds=4)).decode()
@@ -41,6 +56,7 @@ def test_sighup_applies_a_new_password_and_certificate_or_keeps_both(tmp_path, n
                    "the agent to be ready")
         assert received(sock, 0.3)[0].startswith(f"READY=1\nSTATUS=serving {url}")
         assert served_serial(url, client) == openssl_serial(old_pki.server_cert)
+        assert expiry(url, client) == openssl_expiry(old_pki.server_cert)
 
         write_web(web, new_pki, {"prometheus": new_hash})
         agent.signal(signal.SIGHUP)
@@ -49,6 +65,7 @@ def test_sighup_applies_a_new_password_and_certificate_or_keeps_both(tmp_path, n
         assert get(url + "metrics", client, "prometheus", "old password")[0] == 401
         assert get(url + "metrics", client, "prometheus", "new password")[0] == 200
         assert [m.split("\n")[0] for m in received(sock, 0.5)] == ["RELOADING=1", "READY=1"]
+        assert expiry(url, client) == openssl_expiry(new_pki.server_cert) > openssl_expiry(old_pki.server_cert)
 
         missing = tmp_path / "renewed.pem"
         write_web(web, new_pki, {"prometheus": old_hash}, cert=missing)
@@ -61,6 +78,7 @@ def test_sighup_applies_a_new_password_and_certificate_or_keeps_both(tmp_path, n
         assert served_serial(url, client) == openssl_serial(new_pki.server_cert)
         assert get(url + "metrics", client, "prometheus", "new password")[0] == 200
         assert get(url + "metrics", client, "prometheus", "old password")[0] == 401
+        assert expiry(url, client) == openssl_expiry(new_pki.server_cert), "the served certificate's, still"
         assert "Traceback" not in agent.output() and agent.alive()
     finally:
         agent.stop()

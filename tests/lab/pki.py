@@ -18,7 +18,8 @@ class PKI:
     client_key: Path
 
 
-def make_pki(directory: Path, server_names: tuple[str, ...] = ("IP:127.0.0.1", "DNS:localhost")) -> PKI:
+def make_pki(directory: Path, server_names: tuple[str, ...] = ("IP:127.0.0.1", "DNS:localhost"),
+             days: int = 2) -> PKI:
     openssl = need("openssl")
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -32,6 +33,6 @@ def make_pki(directory: Path, server_names: tuple[str, ...] = ("IP:127.0.0.1", "
     for name in ("server", "client"):
         run("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=vigil test {name}")
         run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+            "-out", f"{name}.pem", "-days", str(days), "-extfile", f"{name}.ext")
     return PKI(directory / "ca.pem", directory / "server.pem", directory / "server.key",
                directory / "client.pem", directory / "client.key")
