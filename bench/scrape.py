@@ -1,26 +1,33 @@
-"""/metrics latency with many series, and the serving process's memory.
+"""/metrics latency with many series, plain and gzip, and the serving process's memory.
 
 Starts the real exporter and web server in a child process, with synthetic results
 for --jobs jobs of --series series each already in the store (as collections would
-leave them), then times --scrapes sequential GETs of /metrics from this process.
+leave them), then times --scrapes sequential GETs of /metrics from this process, first
+plain, then with `Accept-Encoding: gzip` as Prometheus sends it, and prints both sizes
+on the wire. The child's CPU time per scrape shows what compression costs the agent.
 
     python bench/scrape.py [--jobs 20] [--series 1000] [--scrapes 300]
+    python bench/scrape.py --jobs 20 --series 7000 --scrapes 100   # a ~1.4 MiB exposition
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import os
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.procfs import rss_mib  # noqa: E402
+from exporters.prometheus import GZIP_LEVEL  # noqa: E402
 
 SERVER = """
 import sys, tempfile, threading
@@ -46,6 +53,32 @@ threading.Event().wait()
 """
 
 
+last_body: tuple[bytes, bytes] = (b"", b"")
+
+
+def cpu_ms(pid: int) -> float:
+    """The process's user + system CPU time so far, in ms."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def scrapes(url: str, encoding: str, count: int, pid: int) -> tuple[list[float], float]:
+    """Per-scrape wall times (ms) and the server's CPU ms per scrape after the first."""
+    global last_body
+    timings = []
+    for i in range(count):
+        if i == 1:
+            cpu_start = cpu_ms(pid)
+        start = time.perf_counter()
+        request = urllib.request.Request(url, headers={"Accept-Encoding": encoding})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            wire = response.read()
+            body = gzip.decompress(wire) if response.headers.get("Content-Encoding") == "gzip" else wire
+        timings.append((time.perf_counter() - start) * 1000)
+    last_body = (body, wire)
+    return timings, (cpu_ms(pid) - cpu_start) / max(1, count - 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20)
@@ -57,18 +90,23 @@ def main() -> None:
                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         url = child.stdout.readline().strip() + "metrics"
-        timings = []
-        for _ in range(args.scrapes):
-            start = time.perf_counter()
-            with urllib.request.urlopen(url, timeout=10) as response:
-                body = response.read()
-            timings.append((time.perf_counter() - start) * 1000)
-        first, rest = timings[0], sorted(timings[1:])
-        series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-        print(f"series: {series} ({args.jobs} jobs x {args.series}) body: {len(body) / 1024:.0f} KiB")
-        print(f"first scrape (renders every job): {first:.1f} ms")
-        print(f"later scrapes: p50 {statistics.median(rest):.2f} ms, "
-              f"p99 {rest[int(len(rest) * 0.99) - 1]:.2f} ms over {len(rest)} scrapes")
+        series = 0
+        for encoding in ("identity", "gzip"):
+            timings, cpu = scrapes(url, encoding, args.scrapes, child.pid)
+            first, rest = timings[0], sorted(timings[1:])
+            body, wire = last_body
+            if encoding == "identity":
+                series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+                print(f"series: {series} ({args.jobs} jobs x {args.series})")
+            print(f"{encoding:>8}: {len(wire) / 1024:.0f} KiB on the wire ({len(body) / 1024:.0f} KiB of text); "
+                  f"first scrape {first:.1f} ms; later p50 {statistics.median(rest):.2f} ms, "
+                  f"p99 {rest[int(len(rest) * 0.99) - 1]:.2f} ms over {len(rest)}; "
+                  f"agent CPU {cpu:.2f} ms per scrape")
+        start = time.perf_counter()
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        compressor.compress(body) + compressor.flush()
+        print(f"compressing the whole text (level {GZIP_LEVEL}), once per change of a job's results: "
+              f"{(time.perf_counter() - start) * 1000:.1f} ms")
         print(f"server RSS: {rss_mib(child.pid):.1f} MiB")
     finally:
         child.kill()

@@ -4,6 +4,7 @@
 #   /etc/vigil/vigil.yaml  the config, from deploy/vigil.example.yaml only when absent
 #   /etc/vigil/credentials secrets for LoadCredential= (root only)
 #   /var/lib/vigil         state (history, tool caches), owned by the `vigil` system user
+#   /usr/share/doc/vigil/runbooks  the alerts' runbooks, which the agent serves at /runbooks/<Alert>
 #   /etc/systemd/system/vigil.service, enabled and (re)started when systemd runs
 # Running it again upgrades the agent and keeps the config, the state and the drop-ins.
 #
@@ -24,6 +25,7 @@ PREFIX=/opt/vigil
 CONFIG_DIR=/etc/vigil
 STATE_DIR=/var/lib/vigil
 UNIT=/etc/systemd/system/vigil.service
+RUNBOOKS=/usr/share/doc/vigil/runbooks  # exporters/web.py reads them here
 ACCOUNT=vigil
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # the service user reads /opt/vigil: never let a strict root umask make it unreadable
@@ -100,6 +102,14 @@ install_venv() {
   done
 }
 
+# The runbooks every alert links to (runbook_url), replaced as a whole: a renamed alert
+# leaves no stale page behind.
+install_runbooks() {
+  rm -rf "$ROOT$RUNBOOKS"
+  mkdir -p "$ROOT$RUNBOOKS"
+  install -m 0644 -o 0 -g 0 "$SOURCE"/docs/runbooks/*.md "$ROOT$RUNBOOKS/"
+}
+
 # vigil check-config, with a placeholder for each ${cred:NAME}: credentials exist only
 # inside the service (systemd's LoadCredential=), which checks them when it starts it.
 check_config() {
@@ -138,6 +148,7 @@ do_install() {
   directory "$uid:$gid" 0750 "$STATE_DIR"
 
   install_venv
+  install_runbooks
 
   local config=$ROOT$CONFIG_DIR/vigil.yaml
   if [ -e "$config" ]; then
@@ -197,8 +208,8 @@ do_uninstall() {
   if systemd_running; then
     systemctl daemon-reload
   fi
-  rm -rf "$ROOT$PREFIX"
-  say "removed $UNIT and $PREFIX"
+  rm -rf "$ROOT$PREFIX" "$ROOT$(dirname "$RUNBOOKS")"
+  say "removed $UNIT, $PREFIX and $(dirname "$RUNBOOKS")"
   say "kept $CONFIG_DIR (config, credentials), $STATE_DIR (history) and the user $ACCOUNT;"
   say "remove them by hand if vigil is gone for good (and any $UNIT.d/ drop-ins)"
 }

@@ -152,6 +152,10 @@ def test_the_user_the_directories_and_the_unit(installed):
     unit = installed.path("/etc/systemd/system/vigil.service")
     assert owner_and_mode(unit) == (0, 0, "0o644") and unit.read_text() == UNIT.read_text()
 
+    runbooks = installed.path("/usr/share/doc/vigil/runbooks")
+    assert sorted(p.name for p in runbooks.iterdir()) == sorted(p.name for p in (ROOT / "docs" / "runbooks").iterdir())
+    assert owner_and_mode(runbooks / "VigilDown.md") == (0, 0, "0o644")
+
     assert not installed.systemctl_calls.exists(), "systemctl called under VIGIL_ROOT"
     assert "Next steps:" in installed.output and "LoadCredential=NAME:/etc/vigil/credentials/NAME" in installed.output
 
@@ -185,6 +189,7 @@ mknod -m 0000 $i/chr c 0 0; mknod -m 0000 $i/blk b 0 0
 mount -t overlay overlay -o "lowerdir=$root/etc:/etc,upperdir=$work/etc,workdir=$work/etc.work" /etc
 mount --bind "$root/opt" /opt
 mount --bind "$root/var/lib" /var/lib
+mount --bind "$root/usr/share/doc" /usr/share/doc
 mount --bind "$work/srv" /srv
 # as under PID 1, where credentials are mounted in a private namespace and propagate back
 mount --make-rshared /
@@ -400,6 +405,8 @@ def check_the_service(manager: Manager, installed: Installed, work: Path, port: 
 
     url = f"http://127.0.0.1:{port}/metrics"
     text = every_job_up(url, log)
+    runbook = http_get(f"http://127.0.0.1:{port}/runbooks/BackupMissed")
+    assert runbook[0] == 200 and runbook[1].startswith(b"# BackupMissed\n"), "served from the installed copy"
     # the host collector: /proc/stat, meminfo, loadavg, mounts, diskstats, net/dev
     for name in ("vigil_server_cpu_seconds_total", "vigil_server_memory_total_bytes", "vigil_server_load1",
                  "vigil_server_filesystem_size_bytes", "vigil_server_network_receive_bytes_total",
@@ -474,7 +481,7 @@ def test_a_second_run_upgrades_the_agent_and_keeps_the_config(installed):
 def test_uninstall_removes_the_agent_and_keeps_config_and_state(installed):
     done = installed.install("--uninstall")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert not installed.path("/opt/vigil").exists()
+    assert not installed.path("/opt/vigil").exists() and not installed.path("/usr/share/doc/vigil").exists()
     assert not installed.path("/etc/systemd/system/vigil.service").exists()
     assert installed.path("/etc/vigil/vigil.yaml").exists() and installed.path("/var/lib/vigil").is_dir()
     assert "kept /etc/vigil" in done.stdout and "/var/lib/vigil" in done.stdout
