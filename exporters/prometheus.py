@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import platform
+import struct
 import threading
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
 from prometheus_client import ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -71,26 +71,12 @@ CERT_EXPIRY = MetricSpec("vigil_tls_certificate_expiry_timestamp_seconds", "gaug
                          "read at start and on every reload. Absent without TLS.", (), "seconds")
 AGENT_METRICS = (UP, DURATION, LAST_SUCCESS, ERRORS, SKIPPED, INTERVAL, SIGNAL_SUCCESS, SIGNAL_TIME, REJECTED,
                  API_REQUESTS, API_WAIT, BUILD_INFO, STATE_OK, RELOAD_OK, RELOAD_TIME, CERT_EXPIRY)
-GZIP_LEVEL = 6  # compressed once per change of the snapshot, not per scrape
+GZIP_LEVEL = 6  # each piece of the text is compressed once, when its job publishes
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no time, unknown OS
+_LAST_BLOCK = b"\x03\x00"  # an empty final block (fixed Huffman) ends the deflate stream
+_WINDOW = 32768  # how far back deflate refers
 
 Rendered = dict[str, tuple[bytes, bytes]]  # family name -> (HELP/TYPE lines, sample lines)
-
-
-@dataclass
-class _Jobs:
-    """The jobs' stitched families for one snapshot, and their gzip stream once asked for."""
-
-    states: tuple[JobState, ...]
-    body: bytes
-    compressed: bytes = b""
-    _compressor: zlib._Compress | None = field(default=None, repr=False)
-
-    def compressor(self) -> zlib._Compress:
-        """A compressor that has consumed the body (whose output is `compressed`), to continue."""
-        if self._compressor is None:
-            self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
-            self.compressed = self._compressor.compress(self.body)
-        return self._compressor.copy()
 
 
 class Exposition:
@@ -101,30 +87,20 @@ class Exposition:
         self._health: dict[str, tuple[JobState, Rendered]] = {}
         self._data: dict[str, tuple[Result | None, Rendered]] = {}
         self._process = ProcessCollector(registry=None)
-        self._jobs: _Jobs | None = None
+        # id(piece) -> (piece, the piece before it, its deflate blocks after that one)
+        self._deflated: dict[int, tuple[bytes, bytes, bytes]] = {}
 
     def render(self, snapshot: Mapping[str, JobState], state_ok: bool, facts: Mapping[MetricSpec, float] | None = None,
                gzip: bool = False) -> bytes:
-        """The exposition, gzip-compressed when asked.
-
-        The jobs' families (health and data) change only when a job publishes: they are
-        stitched, and compressed on the first gzip scrape, once per change of the snapshot.
-        The live tail (API counters, the agent's own and the process's families) is small
-        and rendered on every scrape; compressed, it continues the cached deflate stream
-        from a copy of its compressor, so the answer is one ordinary gzip member.
-        """
+        """The exposition, gzip-compressed when asked."""
         keys = sorted(snapshot)
-        states = tuple(snapshot[key] for key in keys)
         with self._lock:
             for cache in (self._health, self._data):
                 for gone in cache.keys() - snapshot.keys():
                     del cache[gone]
-            jobs = self._jobs
-            if jobs is None or len(jobs.states) != len(states) or any(
-                    a is not b for a, b in zip(jobs.states, states, strict=True)):
-                jobs = self._jobs = _Jobs(states, _stitch([self._health_of(s) for s in states] +
-                                                          [self._data_of(s) for s in states]))
-            compressor = jobs.compressor() if gzip else None
+            parts = [self._health_of(snapshot[key]) for key in keys]
+            parts += [self._data_of(snapshot[key]) for key in keys]
+        parts += [_render(_api_families(snapshot[key])) for key in keys if snapshot[key].api is not None]
         agent = [
             _family(BUILD_INFO, [Sample(BUILD_INFO.name, 1, {"version": __version__,
                                                              "python": platform.python_version()})]),
@@ -132,11 +108,33 @@ class Exposition:
             *(_family(spec, [Sample(spec.name, value)]) for spec, value in (facts or {}).items()),
             *self._process.collect(),
         ]
-        live = _stitch([_render(_api_families(s)) for s in states if s.api is not None]) + generate_latest(
-            _Families(agent))
-        if compressor is None:
-            return jobs.body + live
-        return jobs.compressed + compressor.compress(live) + compressor.flush()
+        pieces = _stitch(parts) + [generate_latest(_Families(agent))]
+        return self._gzip(pieces) if gzip else b"".join(pieces)
+
+    def _gzip(self, pieces: list[bytes]) -> bytes:
+        """One gzip member made of each piece's own deflate blocks, a piece compressed once.
+
+        A piece (a family's HELP/TYPE, one job's lines of it) is the same bytes object
+        until its job publishes again. Each is deflated on its own, with the piece before
+        it as the preset dictionary (a decoder's window holds exactly those bytes), and
+        ends on a byte boundary (Z_SYNC_FLUSH), so the blocks concatenate into one stream,
+        as pigz does. Only a piece that changed, or whose predecessor did, is compressed
+        again; the trailer's CRC-32 and length are those of the whole text.
+        """
+        with self._lock:
+            known, self._deflated = self._deflated, {}
+            blocks = [_GZIP_HEADER]
+            crc = size = 0
+            before = b""
+            for piece in filter(None, pieces):  # b"" is one shared object: it would have many predecessors
+                entry = known.get(id(piece))
+                if entry is None or entry[0] is not piece or entry[1] is not before:
+                    entry = (piece, before, _deflate(piece, before[-_WINDOW:]))
+                self._deflated[id(piece)] = entry
+                blocks.append(entry[2])
+                crc, size, before = zlib.crc32(piece, crc), size + len(piece), piece
+        blocks.append(_LAST_BLOCK + struct.pack("<II", crc, size & 0xFFFFFFFF))
+        return b"".join(blocks)
 
     def _health_of(self, state: JobState) -> Rendered:
         cached = self._health.get(state.key)
@@ -153,15 +151,22 @@ class Exposition:
         return cached[1]
 
 
-def _stitch(parts: list[Rendered]) -> bytes:
-    """Rendered parts joined family by family: one HELP/TYPE, then every job's lines."""
+def _deflate(piece: bytes, before: bytes) -> bytes:
+    """Raw deflate blocks of `piece` that may refer back into `before`, ending byte-aligned."""
+    compressor = (zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15, zdict=before) if before
+                  else zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15))
+    return compressor.compress(piece) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _stitch(parts: list[Rendered]) -> list[bytes]:
+    """Rendered parts in order family by family: one HELP/TYPE, then every job's lines."""
     headers: dict[str, bytes] = {}
     bodies: dict[str, list[bytes]] = {}
     for rendered in parts:
         for name, (header, body) in rendered.items():
             headers.setdefault(name, header)
             bodies.setdefault(name, []).append(body)
-    return b"".join(headers[name] + b"".join(bodies[name]) for name in headers)
+    return [piece for name in headers for piece in (headers[name], *bodies[name])]
 
 
 class _Families:
