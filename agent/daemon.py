@@ -92,10 +92,10 @@ class Agent:
         try:
             self._apply_new_config(scheduler)
         except ConfigError as exc:
-            self.site.facts[RELOAD_OK] = 0
-            log.error("reload rejected, keeping the running config: %s", "; ".join(map(str, exc.issues)))
-        except Exception:  # a bug must not leave systemd's unit "reloading" nor kill the agent
-            self.site.facts[RELOAD_OK] = 0
+            self._reload_failed("; ".join(map(str, exc.issues)))
+            log.error("reload rejected, keeping the running config: %s", self.site.info["reload_error"])
+        except Exception as exc:  # a bug must not leave systemd's unit "reloading" nor kill the agent
+            self._reload_failed(f"{type(exc).__name__}: {exc}")
             log.exception("reload failed part-way; the jobs or web config may be the old ones")
         finally:
             systemd.notify("READY=1")
@@ -111,18 +111,25 @@ class Agent:
         try:
             self.server.reconfigure(web)
         except (OSError, ConfigError) as exc:
-            self.site.facts[RELOAD_OK] = 0
+            self._reload_failed(f"web config not applied: {exc}")
             log.error("web config not applied, keeping the current one: %s", exc)
         else:
             self._loaded_ok(web)
+            self.site.info["reloaded"] = iso_time(time.time())
         self._loaded = loaded
         _log_warnings(loaded)
         log.info("reloaded config=%s targets=%d", loaded.source, len(new.targets))
+
+    def _reload_failed(self, why: str) -> None:
+        """vigil_config_reload_success 0, and the reason in /status.json, until a good reload."""
+        self.site.facts[RELOAD_OK] = 0
+        self.site.info["reload_error"] = why
 
     def _loaded_ok(self, web: WebConfig) -> None:
         """vigil_config_reload_* and the served certificate's expiry, for the alerts on them."""
         facts = self.site.facts
         facts[RELOAD_OK], facts[RELOAD_TIME] = 1, time.time()
+        self.site.info.pop("reload_error", None)
         try:
             expiry = certificate_expiry(web)
         except ValueError as exc:  # ssl took it, so this is rare: the metric is left out, not the agent

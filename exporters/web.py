@@ -306,7 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, site.metrics(gzip), CONTENT_TYPE,
                        {"Vary": "Accept-Encoding", **({"Content-Encoding": "gzip"} if gzip else {})})
         elif path.startswith("/runbooks/") and (runbook := site.runbook(path.removeprefix("/runbooks/"))):
-            self._send(200, runbook, "text/markdown; charset=utf-8")
+            self._send(200, runbook, "text/plain; charset=utf-8")  # markdown, but a browser downloads text/markdown
         elif path == "/":
             self._send(200, landing_html(site.status()).encode(), "text/html; charset=utf-8")
         elif path == "/status.json":

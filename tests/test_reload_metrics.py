@@ -3,6 +3,7 @@ reload's problems on one log line."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -34,8 +35,12 @@ def test_a_rejected_reload_sets_the_metric_to_0_until_a_good_one(start_agent, wr
     assert gauge(agent.metrics(), "vigil_config_reload_timestamp_seconds") == started, "the last good load's time"
     [line] = [line for line in agent.peer.output().splitlines() if "reload rejected" in line]
     assert "intervl" in line and "; " in line and "duplicate" in line.lower(), line
+    status = json.loads(agent.get("/status.json")[1])
+    assert "intervl" in status["reload_error"] and "reloaded" not in status
 
     config.write_text(good)
     agent.peer.signal(signal.SIGHUP)
     wait_until(lambda: gauge(agent.metrics(), "vigil_config_reload_success") == 1, 10, "the good reload")
     assert gauge(agent.metrics(), "vigil_config_reload_timestamp_seconds") > started
+    status = json.loads(agent.get("/status.json")[1])
+    assert "reload_error" not in status and status["reloaded"] >= status["started"]

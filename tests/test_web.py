@@ -369,7 +369,7 @@ def test_metrics_are_gzipped_when_asked_and_each_piece_compressed_once(site, ser
 def test_runbooks_are_served_by_alert_name(serve):
     url = serve()
     status, body, headers = get(url + "runbooks/VigilDown")
-    assert status == 200 and body.startswith("# VigilDown\n") and headers["Content-Type"].startswith("text/markdown")
+    assert status == 200 and body.startswith("# VigilDown\n") and headers["Content-Type"] == "text/plain; charset=utf-8"
     for wrong in ("runbooks/NoSuchAlert", "runbooks/..%2F..%2Fpyproject", "runbooks/../README", "runbooks/"):
         assert get(url + wrong)[0] == 404, wrong
 
