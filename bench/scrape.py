@@ -79,6 +79,41 @@ def scrapes(url: str, encoding: str, count: int, pid: int) -> tuple[list[float],
     return timings, (cpu_ms(pid) - cpu_start) / max(1, count - 1)
 
 
+def after_a_publish(jobs: int, per_job: int, rounds: int = 20) -> None:
+    """In this process: what a scrape costs right after one job published new results."""
+    import tempfile
+
+    from agent.model import JobState, MetricSpec, Result, Sample
+    from agent.statedb import StateDB
+    from agent.store import Store
+    from exporters.prometheus import Exposition
+
+    families = [MetricSpec(f"vigil_bench_value_{i}_bytes", "gauge", "Synthetic.", ("device", "mode"))
+                for i in range(10)]
+    store = Store(StateDB(Path(tempfile.mkdtemp())))
+
+    def publish(job: int, offset: float) -> None:
+        samples = tuple(Sample(families[i % 10].name, i * 1.5 + offset, {"device": f"dev{i // 10}", "mode": "m"})
+                        for i in range(per_job))
+        store.publish(JobState(f"job-{job}", "bench", 60, tuple(families), result=Result(
+            f"job-{job}", "bench", True, offset, 0.01, samples), last_success=1.0))
+
+    for job in range(jobs):
+        publish(job, 0)
+    exposition = Exposition()
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for gzip_it in (False, True):
+        exposition.render(store.snapshot(), True, gzip=gzip_it)
+        for n in range(rounds):
+            publish(n % jobs, n + 1.0)
+            start = time.perf_counter()
+            exposition.render(store.snapshot(), True, gzip=gzip_it)
+            times[gzip_it].append((time.perf_counter() - start) * 1000)
+    store.close()
+    print(f"a scrape just after one of the {jobs} jobs published (render included): plain p50 "
+          f"{statistics.median(times[False]):.1f} ms, gzip p50 {statistics.median(times[True]):.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20)
@@ -108,6 +143,7 @@ def main() -> None:
         print(f"compressing the whole text (level {GZIP_LEVEL}), once per change of a job's results: "
               f"{(time.perf_counter() - start) * 1000:.1f} ms")
         print(f"server RSS: {rss_mib(child.pid):.1f} MiB")
+        after_a_publish(args.jobs, args.series)
     finally:
         child.kill()
 
