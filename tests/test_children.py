@@ -42,7 +42,8 @@ def out(tmp_path):
 def test_a_timeout_kills_the_whole_group(out):
     with pytest.raises(subprocess.TimeoutExpired):
         children.run(["sh", "-c", HANGS, "sh", str(out)], dict(os.environ), timeout=0.5)
-    assert len(pids(out)) == 3 and all(gone(pid) for pid in pids(out))
+    assert len(pids(out)) == 3
+    wait_until(lambda: all(gone(pid) for pid in pids(out)), 5, "the killed group to exit")  # SIGKILL is not instant
 
 
 def test_stop_all_kills_running_groups_and_refuses_new_ones(out):
@@ -53,8 +54,9 @@ def test_stop_all_kills_running_groups_and_refuses_new_ones(out):
     wait_until(lambda: len(pids(out)) == 3, 10, "the tool and its helpers")
     assert children.stop_all(grace=1.0) == 1
     thread.join(10)
-    assert not thread.is_alive() and done[0].returncode == -15
-    assert all(gone(pid) for pid in pids(out))
+    # the tool ends by the TERM or when its killed helpers let its `wait` return: either way, it ended
+    assert not thread.is_alive() and done[0].returncode in (-15, -9, 0)
+    wait_until(lambda: all(gone(pid) for pid in pids(out)), 5, "the stopped group to exit")
     with pytest.raises(children.Stopping, match="the agent is stopping"):
         children.run(["true"], dict(os.environ), timeout=5)
 
