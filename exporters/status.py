@@ -164,6 +164,9 @@ def _summary(document: Mapping[str, Any]) -> str:
             parts.append(f"{len(names)} of {total} {esc(title.lower())} not ok ({esc(', '.join(names))})")
         else:
             parts.append(f"all {total} {esc(title.lower())} ok")
+    if document.get("reload_error"):
+        bad = True
+        parts.append(f"the last reload was rejected, the running config is kept: {esc(document['reload_error'])}")
     database = document["state_database"]
     if database["problem"]:
         bad = True

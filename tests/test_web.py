@@ -382,3 +382,12 @@ def test_the_certificate_expiry_is_read_from_cert_file(tmp_path):
                               capture_output=True, text=True, check=True).stdout.strip().removeprefix("notAfter=")
     assert certificate_expiry(load_web_config(web)) == ssl.cert_time_to_seconds(expected)
     assert certificate_expiry(WebConfig()) is None
+
+
+def test_a_rejected_reload_turns_the_summary_red_until_a_good_one(site, serve):
+    url = serve()
+    site.info["reload_error"] = "vigil.yaml:3: targets[0].intervl: unknown key `intervl`"
+    page = get(url)[1]
+    assert "summary bad" in page and "the last reload was rejected" in page and "intervl" in page
+    del site.info["reload_error"]
+    assert "the last reload was rejected" not in get(url)[1]
