@@ -283,10 +283,11 @@ def _as_text(states: dict[str, JobState]) -> str:
             lines += ["", f"# {state.job} ({state.kind})"]
         for sample in state.result.samples:
             labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+            labels = f"{{{labels}}}" if labels else ""
             value = f"{sample.value:.15g}"
             if sample.name.endswith("_timestamp_seconds"):
                 value += f"  ({readable_time(sample.value)})"
-            lines.append(f"{sample.name}{{{labels}}} {value}")
+            lines.append(f"{sample.name}{labels} {value}")
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ def test_once_prints_text_json_and_prometheus(write_config, capsys):
     config = str(write_config("targets:\n  - {name: me, kind: host}\n"))
     assert main(["once", "-c", config]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("ok           me (host)") and "vigil_server_memory_total_bytes{} " in text
+    assert text.startswith("ok           me (host)") and "\nvigil_server_memory_total_bytes " in text
     assert "e+09" not in text and " UTC)" in text, "times are printed as dates"
 
     assert main(["once", "-c", config, "--format", "json"]) == 0
