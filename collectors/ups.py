@@ -44,7 +44,10 @@ class UpsCollector(Collector):
 
     async def open(self) -> None:
         c = self.config
-        self.session = Session(c.name, c.host, c.port, c.snmp, c.snmp_timeout, c.retries)
+        # a poll is at most two PDUs, each tried retries + 1 times: all of it inside the job's timeout,
+        # so an unanswered device says "no SNMP answer" rather than the job's bare "timed out"
+        per_try = min(c.snmp_timeout, 0.9 * self.ctx.timeout / (2 * (c.retries + 1)))
+        self.session = Session(c.name, c.host, c.port, c.snmp, per_try, c.retries)
         await self.session.open()
 
     async def close(self) -> None:

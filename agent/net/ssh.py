@@ -155,6 +155,10 @@ def _handshake(client: paramiko.SSHClient, endpoint: SshEndpoint, key: paramiko.
         except OSError as exc:
             raise SshError(f"ssh {where}: cannot read known_hosts {endpoint.known_hosts}: "
                            f"{exc.strerror or exc}") from None
+        except paramiko.hostkeys.InvalidHostKey as exc:
+            raise SshError(f"ssh {where}: known_hosts {endpoint.known_hosts} has a line that is not a host key "
+                           f"({str(exc.line).split()[0] if exc.line else 'empty'} ...): fix or remove it "
+                           "(ssh-keyscan -p PORT HOST prints good ones)") from None
     client.set_missing_host_key_policy(_PinnedOnly(endpoint))
     sock = _tunnel(endpoint, via) if via is not None else None
     password = endpoint.password.get_secret_value() if endpoint.password is not None else None
