@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,3 +185,16 @@ def test_a_restic_017_listing_skips_stats(tmp_path, clocked, monkeypatch):
     assert samples["vigil_backup_size_bytes"] == 123456789
     assert samples["vigil_backup_files"] == 10000
     assert samples["vigil_backup_duration_seconds"] == pytest.approx(2529.528722)
+
+
+def test_the_backup_pool_follows_the_cores_unless_configured():
+    from agent.config import AgentConfig
+    from agent.scheduler import pool_sizes
+
+    cores = len(os.sched_getaffinity(0))
+    assert pool_sizes(8)["backup"] == max(2, min(8, 2 * cores))
+    assert pool_sizes(1)["backup"] == 2 and pool_sizes(256)["backup"] == 2 * cores
+    config = AgentConfig.model_validate({"backup_workers": 12})
+    assert pool_sizes(config.workers, config.backup_workers)["backup"] == 12
+    with pytest.raises(ValueError, match="backup_workers"):
+        AgentConfig.model_validate({"backup_workers": 0})

@@ -100,7 +100,8 @@ class ResticLocation:
         """Jobs share a listing only with the same repository, tool and credentials."""
         config = self.config
         return hashlib.sha256(json.dumps([config.binary, config.repository, sorted(self._env.items()),
-                                          str(config.ca_file), str(config.key_file)]).encode()).hexdigest()
+                                          *map(str, (config.ca_file, config.key_file, config.known_hosts))]).encode()
+                              ).hexdigest()
 
     def _selected(self, entry: dict) -> bool:
         """restic's own filters: the host; any of the taglists, each wholly; every one of the paths."""
