@@ -23,6 +23,9 @@ from checks.sources.restic import ResticLocation, _snapshot
 from tests.clocks import FakeClock
 from tests.lab.backup_tools import BORGS, PASSWORD, BorgRepo, ResticRepo
 from tests.lab.harness import need
+from tests.lab.moto import moto
+from tests.lab.pki import make_pki
+from tests.lab.sshd import sshd
 
 DATA = Path(__file__).parent / "data" / "restic"
 
@@ -198,3 +201,61 @@ def test_the_backup_pool_follows_the_cores_unless_configured():
     assert pool_sizes(config.workers, config.backup_workers)["backup"] == 12
     with pytest.raises(ValueError, match="backup_workers"):
         AgentConfig.model_validate({"backup_workers": 0})
+
+
+def test_restic_over_sftp_fingerprints_through_paramiko(tmp_path, clocked, monkeypatch):
+    with sshd(tmp_path / "sshd") as server:
+        ssh = f"ssh -i {server.key_file} -o UserKnownHostsFile={server.known_hosts} -o StrictHostKeyChecking=yes " \
+              f"-o BatchMode=yes -p {server.port} {server.user}@{server.host} -s sftp"
+        remote = f"sftp://{server.user}@{server.host}:{server.port}/{tmp_path}/remote"
+        repo = ResticRepo(tmp_path, "remote", repository=remote, options=("--option", f"sftp.command={ssh}"))
+        first = repo.backup("2026-11-20 01:00:00")
+        binary, calls = counting(tmp_path, need("restic"))
+        source = restic(repo, clocked, monkeypatch, binary, key_file=server.key_file, known_hosts=server.known_hosts)
+        assert [b.id for b in source.backups()] == [first]
+        assert [b.id for b in source.backups()] == [first]
+        assert listed(calls, "snapshots") == 1, "an unchanged sftp repository was listed again"
+        second = repo.backup("2026-11-21 01:00:00")
+        assert [b.id for b in source.backups()] == [second, first]
+        repo.forget(first)
+        assert [b.id for b in source.backups()] == [second]
+        assert listed(calls, "snapshots") == 3
+        source.ssh.close()
+
+
+def test_restic_on_s3_fingerprints_through_boto3(tmp_path, clocked, monkeypatch):
+    with moto(tmp_path / "moto", make_pki(tmp_path / "pki")) as server:
+        server.client().create_bucket(Bucket="backups")
+        repository = f"s3:{server.endpoint_url}/backups/fileserver"
+        aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        repo = ResticRepo(tmp_path, "s3", repository=repository, env=aws, options=("--cacert", str(server.ca_file)))
+        first = repo.backup("2026-11-20 01:00:00")
+        binary, calls = counting(tmp_path, need("restic"))
+        source = restic(repo, clocked, monkeypatch, binary, ca_file=server.ca_file, env=aws)
+        assert [b.id for b in source.backups()] == [first]
+        assert [b.id for b in source.backups()] == [first]
+        assert listed(calls, "snapshots") == 1, "an unchanged s3 repository was listed again"
+        second = repo.backup("2026-11-21 01:00:00")
+        assert [b.id for b in source.backups()] == [second, first]
+        repo.forget(second)
+        assert [b.id for b in source.backups()] == [first]
+        assert listed(calls, "snapshots") == 3
+
+
+def test_borg_over_ssh_fingerprints_through_paramiko(tmp_path, clocked, monkeypatch):
+    with sshd(tmp_path / "sshd") as server:
+        local = BorgRepo(tmp_path)
+        local.create("nightly-20", "2026-11-20T01:00:00")
+        binary, calls = counting(tmp_path, local.binary)
+        monkeypatch.setenv("VIGIL_TEST_BORG", PASSWORD)
+        remote = f"ssh://{server.user}@{server.host}:{server.port}{local.repository}"
+        source = BorgLocation(BorgLocation.Config(kind="borg", repository=remote, binary=str(binary),
+                                                  key_file=server.key_file, known_hosts=server.known_hosts,
+                                                  passphrase="${env:VIGIL_TEST_BORG}"), clocked)
+        assert [b.name for b in source.backups()] == ["nightly-20"]
+        assert [b.name for b in source.backups()] == ["nightly-20"]
+        assert listed(calls, "list") == 1, "an unchanged ssh repository was listed again"
+        local.create("nightly-21", "2026-11-21T01:00:00")
+        assert [b.name for b in source.backups()] == ["nightly-21", "nightly-20"]
+        assert listed(calls, "list") == 2
+        source.ssh.close()

@@ -80,8 +80,9 @@ def _sftp_names(location, match: re.Match | None, under: str) -> list[str]:
     config = location.config
     if config.known_hosts is None:
         raise LayoutUnreadable("set known_hosts to let vigil read the repository over SFTP")
-    path = match["path"]
-    path = path.removeprefix("./") if match.re is _BORG_SSH else path
+    path = match["path"]  # restic: relative to the home unless it starts with another /
+    if match.re is _BORG_SSH:  # borg: absolute, or relative to the home after /./ or /~/
+        path = path[2:] if path.startswith(("./", "~/")) else f"/{path}"
     folder = f"{path.rstrip('/')}/{under}" if under else path
     client = location.ssh
     if client is None or not client.get_transport() or not client.get_transport().is_active():
