@@ -220,7 +220,8 @@ def test_restic_over_sftp_fingerprints_through_paramiko(tmp_path, clocked, monke
         repo.forget(first)
         assert [b.id for b in source.backups()] == [second]
         assert listed(calls, "snapshots") == 3
-        source.ssh.close()
+        source.close()
+        assert source.ssh is None
 
 
 def test_restic_on_s3_fingerprints_through_boto3(tmp_path, clocked, monkeypatch):
@@ -258,4 +259,5 @@ def test_borg_over_ssh_fingerprints_through_paramiko(tmp_path, clocked, monkeypa
         local.create("nightly-21", "2026-11-21T01:00:00")
         assert [b.name for b in source.backups()] == ["nightly-21", "nightly-20"]
         assert listed(calls, "list") == 2
-        source.ssh.close()
+        source.close()
+        assert source.ssh is None

@@ -85,6 +85,11 @@ class BorgLocation:
             raise ToolError("borg list: unexpected JSON (an archive without id, name or time)") from None
         return sorted(archives, key=lambda archive: archive.completed_at, reverse=True)
 
+    def close(self) -> None:
+        if self.ssh is not None:
+            self.ssh.close()
+            self.ssh = None
+
     def measure(self, snapshot: BackupSnapshot) -> BackupSnapshot:
         """End time, duration, size and file count of one archive (`borg info`)."""
         info = self._json("info", "--json", "--bypass-lock", f"{self.config.repository}::{snapshot.name}")

@@ -76,6 +76,7 @@ class ResticLocation:
         self.config = config
         self.context = context
         self.ssh = None  # the SFTP connection of the fingerprint, kept between polls
+        self.s3 = None  # the S3 client of the fingerprint, likewise
         cache = hashlib.sha256(config.repository.encode()).hexdigest()[:16]
         self._env = {
             "RESTIC_PASSWORD": config.password.get_secret_value(),
@@ -111,6 +112,11 @@ class ResticLocation:
         return ((config.host is None or entry.get("hostname") == config.host)
                 and (not config.tags or any(_taglist_matches(taglist, tags) for taglist in config.tags))
                 and all(os.path.normpath(path) in paths for path in config.paths))
+
+    def close(self) -> None:
+        if self.ssh is not None:
+            self.ssh.close()
+            self.ssh = None
 
     def measure(self, snapshot: BackupSnapshot) -> BackupSnapshot:
         """Restore size and file count of one snapshot (restic reads its tree: not free)."""
