@@ -25,6 +25,7 @@ from tests.lab.backup_tools import BORGS, PASSWORD, BorgRepo, ResticRepo
 from tests.lab.harness import need
 from tests.lab.moto import moto
 from tests.lab.pki import make_pki
+from tests.lab.rest_server import rest_server
 from tests.lab.sshd import sshd
 
 DATA = Path(__file__).parent / "data" / "restic"
@@ -261,3 +262,21 @@ def test_borg_over_ssh_fingerprints_through_paramiko(tmp_path, clocked, monkeypa
         assert listed(calls, "list") == 2
         source.close()
         assert source.ssh is None
+
+
+def test_restic_on_a_rest_server_fingerprints_through_httpx(tmp_path, clocked, monkeypatch):
+    with rest_server(tmp_path / "rest") as url:
+        repo = ResticRepo(tmp_path, "rest", repository=f"rest:{url}")
+        first = repo.backup("2026-11-20 01:00:00")
+        binary, calls = counting(tmp_path, need("restic"))
+        source = restic(repo, clocked, monkeypatch, binary)
+        assert [b.id for b in source.backups()] == [first]
+        assert [b.id for b in source.backups()] == [first]
+        assert listed(calls, "snapshots") == 1, "an unchanged REST repository was listed again"
+        second = repo.backup("2026-11-21 01:00:00")
+        assert [b.id for b in source.backups()] == [second, first]
+        repo.run("forget", "--keep-last", "1", "--prune")
+        assert [b.id for b in source.backups()] == [second]
+        assert listed(calls, "snapshots") == 3
+        source.close()
+        assert source.rest is None

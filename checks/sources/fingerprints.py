@@ -116,13 +116,15 @@ def _s3_names(location, address: str) -> list[str]:
 
 
 def _rest_names(location, address: str) -> list[str]:
+    """The REST server's `snapshots/` listing (protocol v2), on a client kept by the location."""
     from agent.net.http import SyncApi, json_of, raise_for_status
 
     config = location.config
-    with SyncApi(address.rstrip("/") + "/", location.context, ca_file=config.ca_file, timeout=config.timeout,
-                 retries=0) as api:
-        reply = json_of(raise_for_status(api.request("GET", "snapshots/", api="restic-rest",
-                                                     headers={"accept": REST_V2})))
+    if location.rest is None:
+        location.rest = SyncApi(address.rstrip("/") + "/", location.context, ca_file=config.ca_file,
+                                timeout=config.timeout, retries=0)
+    reply = json_of(raise_for_status(location.rest.request("GET", "snapshots/", api="restic-rest",
+                                                           headers={"accept": REST_V2})))
     if not isinstance(reply, list):
         raise LayoutUnreadable("the REST server's snapshots/ is not a JSON list")
     return [item["name"] if isinstance(item, dict) else str(item) for item in reply]

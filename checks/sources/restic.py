@@ -77,6 +77,7 @@ class ResticLocation:
         self.context = context
         self.ssh = None  # the SFTP connection of the fingerprint, kept between polls
         self.s3 = None  # the S3 client of the fingerprint, likewise
+        self.rest = None  # and its REST client
         cache = hashlib.sha256(config.repository.encode()).hexdigest()[:16]
         self._env = {
             "RESTIC_PASSWORD": config.password.get_secret_value(),
@@ -114,9 +115,10 @@ class ResticLocation:
                 and all(os.path.normpath(path) in paths for path in config.paths))
 
     def close(self) -> None:
-        if self.ssh is not None:
-            self.ssh.close()
-            self.ssh = None
+        for session in (self.ssh, self.rest):
+            if session is not None:
+                session.close()
+        self.ssh = self.rest = None
 
     def measure(self, snapshot: BackupSnapshot) -> BackupSnapshot:
         """Restore size and file count of one snapshot (restic reads its tree: not free)."""
