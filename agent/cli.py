@@ -204,7 +204,7 @@ def _once(args: argparse.Namespace) -> int:
     clock = Clock()
     db = StateDB.private_copy(config.state_dir)  # a live agent's file is only read, never written
     context = Context(clock, RateLimits(clock), config.state_dir, db)
-    results = asyncio.run(_run_all(jobs, context, config.workers))
+    results = asyncio.run(_run_all(jobs, context, config.workers, config.backup_workers))
     db.close()  # first, so runs that outlived their timeout write nothing after ...
     children.stop_all()  # ... their tools are killed here
     states = {job.key: JobState(job.name, job.kind, job.interval, job.collector.METRICS, job.label, result=result,
@@ -243,13 +243,13 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_OK if all(outcome.ok for outcome in outcomes.values()) else EXIT_FAILED
 
 
-async def _run_all(specs, context, workers: int) -> list[Result]:
+async def _run_all(specs, context, workers: int, backup_workers: int | None) -> list[Result]:
     """Each job once, concurrently, with the agent's own slots, timeouts and isolation."""
     from dataclasses import replace
 
     from agent.scheduler import Job, Runtime, Slots, pool_sizes
 
-    runtime = Runtime(context.clock, Slots(pool_sizes(workers)))
+    runtime = Runtime(context.clock, Slots(pool_sizes(workers, backup_workers)))
     jobs = [Job(spec, replace(context, kind=spec.kind, target=spec.name, interval=spec.interval,
                               timeout=spec.timeout)) for spec in specs]
     try:

@@ -71,8 +71,11 @@ class AgentConfig(StrictModel):
                                         "/var/lib/vigil for root, else ~/.local/state/vigil")
     web_config: Path | None = Field(None, description="TLS and basic auth for the endpoint, in Prometheus' "
                                                       "web-config.yml format")
-    workers: int = Field(8, ge=1, le=256, description="how many blocking collections run at once; backup "
-                                                      "evaluations get half as many, integrity checks a quarter")
+    workers: int = Field(8, ge=1, le=256, description="how many blocking collections run at once; integrity "
+                                                      "checks get a quarter as many")
+    backup_workers: int | None = Field(None, ge=1, le=256, description="how many backup evaluations run at once; "
+                                       "default two per CPU core (at least 2, at most `workers`): a repository "
+                                       "that changed is listed by a tool that is mostly CPU-bound")
     defaults: Defaults = Defaults()
     targets: tuple[Target, ...] = ()
     backups: tuple[lazy(registry.BACKUP_CONFIG), ...] = ()

@@ -54,7 +54,8 @@ class Agent:
 
     async def run(self) -> None:
         config = self._loaded.config
-        scheduler = Scheduler(self.store, self.context, workers=config.workers)
+        scheduler = Scheduler(self.store, self.context, workers=config.workers,
+                              backup_workers=config.backup_workers)
         scheduler.apply(all_jobs(config))
         self.server.start()
         self.site.ready.set()
@@ -104,7 +105,7 @@ class Agent:
         loaded = load_config(self._config_path)
         web = load_web_config(loaded.config.web_config)
         old, new = self._loaded.config, loaded.config
-        for key in ("listen", "state_dir", "workers"):
+        for key in ("listen", "state_dir", "workers", "backup_workers"):
             if getattr(old, key) != getattr(new, key):
                 log.warning("a change of `%s` needs a restart; keeping %s", key, getattr(old, key))
         scheduler.apply(all_jobs(new))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import threading
 import time
@@ -87,9 +88,16 @@ class Slots:
                 yield
 
 
-def pool_sizes(workers: int) -> dict[str, int]:
-    """Collector runs get `workers` slots, backup evaluations half, integrity checks a few."""
-    return {"collect": workers, "backup": max(2, workers // 2), "verify": max(2, workers // 4)}
+def pool_sizes(workers: int, backup_workers: int | None = None) -> dict[str, int]:
+    """Collector runs get `workers` slots, integrity checks a few, backup evaluations two per core.
+
+    What a backup evaluation waits for, when its repository changed, is a tool starting,
+    deriving a key and decrypting (restic, borg): mostly CPU, partly I/O. Two per core
+    keep the cores busy through the I/O; many more only queue in the kernel and make
+    every run slower (an unchanged repository costs no tool run at all).
+    """
+    backup = backup_workers or max(2, min(workers, 2 * len(os.sched_getaffinity(0))))
+    return {"collect": workers, "backup": backup, "verify": max(2, workers // 4)}
 
 
 class Runtime:
@@ -252,14 +260,14 @@ class _SignalFailed(Exception):
 
 
 class Scheduler:
-    def __init__(self, store: Store, context: Context, *, workers: int = 8, clock: Clock | None = None,
-                 rng: random.Random | None = None, max_start_delay: float = 5.0):
+    def __init__(self, store: Store, context: Context, *, workers: int = 8, backup_workers: int | None = None,
+                 clock: Clock | None = None, rng: random.Random | None = None, max_start_delay: float = 5.0):
         self._store = store
         self._context = context
         self._clock = clock or context.clock
         self._rng = rng or random.Random()
         self._max_start_delay = max_start_delay
-        self._runtime = Runtime(self._clock, Slots(pool_sizes(workers)))
+        self._runtime = Runtime(self._clock, Slots(pool_sizes(workers, backup_workers)))
         self._jobs: dict[str, tuple[Job, asyncio.Task]] = {}
 
     @property

@@ -1,19 +1,26 @@
-"""Time to evaluate N backup jobs' metadata in one cycle (no data reads).
+"""Wall time and CPU seconds to evaluate N backup jobs' metadata in one cycle (no data reads).
 
-Creates N real repositories (restic, borg) or dump directories (files), each with a
-week of backdated backups, then runs one evaluation of every job the way the agent
-does: through the scheduler's Job.run, with the backup pool's slots. Setup time is not counted.
-The first cycle measures each new backup once (restic stats / borg info); the second
-is the steady state.
+Creates one real repository (restic, borg) or dump directory (files) with a week of
+backdated backups and copies it N times (a copy is a whole repository, so setup stays
+short), then runs one evaluation of every job the way the agent does: through the
+scheduler's Job.run, with the backup pool's slots. restic-sftp serves the copies
+through the lab's sshd, restic-s3 uploads them to moto. Setup time is not counted.
+The first cycle lists every repository and measures each newest backup once (restic
+stats / borg info); the next ones are the steady state, where an unchanged
+repository costs one look at its fingerprint. CPU is the agent process's own plus
+its children's (the tools), from getrusage.
 
-    python bench/backups.py [--jobs 50] [--kind restic|borg|files] [--workers 8]
+    python bench/backups.py [--jobs 50] [--kind restic|borg|files|restic-sftp|restic-s3] [--workers N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -26,12 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.clock import Clock  # noqa: E402
 from agent.collector import Context  # noqa: E402
 from agent.ratelimit import RateLimits  # noqa: E402
-from agent.scheduler import Job, Runtime, Slots  # noqa: E402
+from agent.scheduler import Job, Runtime, Slots, pool_sizes  # noqa: E402
 from agent.statedb import StateDB  # noqa: E402
 from checks.config import BackupJobConfig  # noqa: E402
 from checks.job import backup_jobs  # noqa: E402
 from checks.schedule import Schedule  # noqa: E402
 from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo  # noqa: E402
+from tests.lab.moto import moto  # noqa: E402
+from tests.lab.sshd import sshd  # noqa: E402
 
 NIGHTS = 7
 SCHEDULE, DEADLINE = "0 1 * * *", 4 * 3600.0
@@ -44,25 +53,60 @@ def nights() -> list[datetime]:
     return [newest - timedelta(days=n) for n in range(NIGHTS - 1, -1, -1)]
 
 
-def make_location(kind: str, directory: Path) -> dict:
+def make_template(kind: str, directory: Path) -> Path:
+    """One repository (or dump folder) with a backup each night; what every job's copy starts from."""
     directory.mkdir()
-    if kind == "restic":
+    if kind.startswith("restic"):
         repo = ResticRepo(directory)
         for night in nights():
             repo.backup(night.strftime("%Y-%m-%d %H:%M:%S"))
-        return {"kind": "restic", "repository": repo.repository, "password": "${env:BENCH_PASSWORD}"}
+        return Path(repo.repository)
     if kind == "borg":
         repo = BorgRepo(directory)
         for night in nights():
             repo.create(f"nightly-{night:%Y%m%d}", night.strftime("%Y-%m-%dT%H:%M:%S"))
-        return {"kind": "borg", "repository": repo.repository, "passphrase": "${env:BENCH_PASSWORD}"}
+        return Path(repo.repository)
     dumps = directory / "dumps"
     dumps.mkdir()
     for night in nights():
         dump = dumps / f"db-{night:%Y%m%d}.sql.gz"
         dump.write_bytes(os.urandom(4096))
         os.utime(dump, (night.timestamp(), night.timestamp()))
-    return {"kind": "files", "path": str(dumps), "pattern": "db-*.sql.gz"}
+    return dumps
+
+
+def make_location(kind: str, template: Path, copy: Path, peer) -> dict:
+    shutil.copytree(template, copy)
+    secret = "${env:BENCH_PASSWORD}"
+    if kind == "restic":
+        return {"kind": "restic", "repository": str(copy), "password": secret}
+    if kind == "restic-sftp":
+        return {"kind": "restic", "repository": f"sftp://{peer.user}@{peer.host}:{peer.port}/{copy}",
+                "password": secret, "key_file": str(peer.key_file), "known_hosts": str(peer.known_hosts)}
+    if kind == "restic-s3":
+        client = peer.client()
+        for path in copy.rglob("*"):
+            if path.is_file():
+                client.upload_file(str(path), "bench", f"{copy.name}/{path.relative_to(copy)}")
+        return {"kind": "restic", "repository": f"s3:{peer.endpoint_url}/bench/{copy.name}", "password": secret,
+                "env": {"AWS_ACCESS_KEY_ID": peer.access_key_id, "AWS_SECRET_ACCESS_KEY": peer.secret_access_key}}
+    if kind == "borg":
+        return {"kind": "borg", "repository": str(copy), "passphrase": secret}
+    return {"kind": "files", "path": str(copy), "pattern": "db-*.sql.gz"}
+
+
+def cpu_seconds() -> float:
+    """User and system CPU of this process and of its children that ended (the tools)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def peer(kind: str, root: Path):
+    if kind == "restic-sftp":
+        return sshd(root / "sshd")
+    if kind == "restic-s3":
+        return moto(root / "moto")
+    return contextlib.nullcontext()
 
 
 async def cycle(jobs: list[Job], workers: int, clock: Clock) -> tuple[float, list[float]]:
@@ -79,25 +123,33 @@ async def cycle(jobs: list[Job], workers: int, clock: Clock) -> tuple[float, lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=50)
-    parser.add_argument("--kind", choices=("restic", "borg", "files"), default="restic")
-    parser.add_argument("--workers", type=int, default=4, help="threads: the agent gives backup checks workers/2 (4)")
+    parser.add_argument("--kind", choices=("restic", "borg", "files", "restic-sftp", "restic-s3"), default="restic")
+    parser.add_argument("--workers", type=int, default=pool_sizes(8)["backup"],
+                        help="the backup pool's slots (default: the agent's, one per core)")
+    parser.add_argument("--cycles", type=int, default=3)
     args = parser.parse_args()
     os.environ["BENCH_PASSWORD"] = PASSWORD
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, peer(args.kind, Path(tmp)) as server:
         root = Path(tmp)
         print(f"setting up {args.jobs} {args.kind} locations with {NIGHTS} nightly backups each ...", flush=True)
+        if args.kind == "restic-s3":
+            server.client().create_bucket(Bucket="bench")
+        template = make_template(args.kind, root / "template")
         configs = [BackupJobConfig.model_validate({
             "name": f"job-{n}", "schedule": SCHEDULE, "timezone": "UTC", "deadline": DEADLINE,
-            "primary": make_location(args.kind, root / f"job-{n}")}) for n in range(args.jobs)]
+            "primary": make_location(args.kind, template, root / f"job-{n}", server)}) for n in range(args.jobs)]
         clock = Clock()
         db = StateDB(root / "state")
         context = Context(clock, RateLimits(clock), root / "state", db)
         jobs = [Job(spec, context) for spec in (backup_jobs(config)[0] for config in configs)]
-        for label in ("first cycle (measures each newest backup once)", "steady cycle"):
+        for n in range(args.cycles):
+            label = "first cycle (lists and measures each newest backup once)" if n == 0 else "steady cycle"
+            cpu = cpu_seconds()
             wall, durations = asyncio.run(cycle(jobs, args.workers, clock))
-            print(f"{label}: {args.jobs} {args.kind} jobs in {wall:.2f} s with {args.workers} workers; "
-                  f"per job p50 {statistics.median(durations):.2f} s, max {durations[-1]:.2f} s")
+            print(f"{label}: {args.jobs} {args.kind} jobs in {wall:.2f} s wall, {cpu_seconds() - cpu:.2f} CPU-s, "
+                  f"{args.workers} workers; per job p50 {statistics.median(durations):.3f} s, "
+                  f"max {durations[-1]:.3f} s", flush=True)
         db.close()
 
 

@@ -89,6 +89,12 @@ class _BackupJob(Collector[BackupJobConfig]):
         self.verifiable = {where: location for where, location in self.locations.items()
                            if config.verify is not None and hasattr(location, "verify")}
 
+    def close(self) -> None:
+        """A location may keep a connection between polls (its fingerprint's SFTP session)."""
+        for location in self.locations.values():
+            if hasattr(location, "close"):
+                location.close()
+
 
 class BackupEvaluation(_BackupJob):
     """Lists the locations, judges the newest backups against the schedule, records it all."""

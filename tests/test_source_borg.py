@@ -11,18 +11,18 @@ import pytest
 from checks.config import VerifyConfig
 from checks.sources.borg import BorgLocation
 from checks.sources.cli import ToolError
-from tests.lab.backup_tools import PASSWORD, BorgRepo
+from tests.lab.backup_tools import BORGS, PASSWORD, BorgRepo
 from tests.lab.harness import wait_until
 
 
-@pytest.fixture
-def repo(tmp_path):
-    return BorgRepo(tmp_path)
+@pytest.fixture(params=BORGS.values(), ids=BORGS.keys())
+def repo(tmp_path, request):
+    return BorgRepo(tmp_path, binary=request.param)
 
 
 def location(repo: BorgRepo, context, monkeypatch, passphrase: str = PASSWORD, **config) -> BorgLocation:
     monkeypatch.setenv("VIGIL_TEST_BORG", passphrase)
-    return BorgLocation(BorgLocation.Config(kind="borg", repository=repo.repository,
+    return BorgLocation(BorgLocation.Config(kind="borg", repository=repo.repository, binary=repo.binary,
                                             passphrase="${env:VIGIL_TEST_BORG}", **config), context)
 
 
@@ -56,7 +56,7 @@ def test_measure_reads_size_files_and_duration(repo, context, monkeypatch):
 
 def test_a_wrong_passphrase_is_a_clear_error(repo, context, monkeypatch):
     repo.create("nightly")
-    with pytest.raises(ToolError, match="borg: .*passphrase"):
+    with pytest.raises(ToolError, match="(?i)borg: .*passphrase"):
         location(repo, context, monkeypatch, passphrase="wrong").backups()
 
 

@@ -4,6 +4,9 @@ borg prints times without a zone, in the local time of whoever runs it: vigil ru
 with TZ=UTC so the times mean one thing everywhere. Listing and sizing use
 `--bypass-lock`, so a backup holding the repository lock does not make it unreachable;
 only `borg check` takes the lock, on its own schedule.
+
+A listing is reused while the repository's latest transaction is the same
+(checks.sources.listing), and shared by the jobs over one repository with one glob.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +26,8 @@ from agent.secrets import Secret
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
 from checks.sources.cli import ToolError, run, ssh_command
+from checks.sources.fingerprints import borg_transaction
+from checks.sources.listing import LISTINGS
 
 LISTED = 50  # newest archives considered per poll
 CHECK_ERRORS, CHECK_CANNOT_ACCESS = 1, 2
@@ -50,6 +56,8 @@ class BorgLocation:
 
     def __init__(self, config: Config, context):
         self.config = config
+        self.context = context
+        self.ssh = None  # the SFTP connection of the fingerprint, kept between polls
         base = hashlib.sha256(config.repository.encode()).hexdigest()[:16]
         self._env = {
             "TZ": "UTC",
@@ -62,6 +70,12 @@ class BorgLocation:
             self._env["BORG_RSH"] = " ".join(ssh_command(config.key_file, config.known_hosts))
 
     def backups(self) -> list[BackupSnapshot]:
+        key = hashlib.sha256(json.dumps([self.config.binary, self.config.repository, self.config.glob,
+                                         sorted(self._env.items())]).encode()).hexdigest()
+        return LISTINGS.get(key, self.config.repository, self.context.clock.time(), self,
+                            partial(borg_transaction, self), self._listing)
+
+    def _listing(self) -> list[BackupSnapshot]:
         glob = ["--glob-archives", self.config.glob] if self.config.glob else []
         listing = self._json("list", "--json", "--bypass-lock", "--last", str(LISTED), *glob, self.config.repository)
         try:
@@ -70,6 +84,11 @@ class BorgLocation:
         except (KeyError, TypeError, ValueError):
             raise ToolError("borg list: unexpected JSON (an archive without id, name or time)") from None
         return sorted(archives, key=lambda archive: archive.completed_at, reverse=True)
+
+    def close(self) -> None:
+        if self.ssh is not None:
+            self.ssh.close()
+            self.ssh = None
 
     def measure(self, snapshot: BackupSnapshot) -> BackupSnapshot:
         """End time, duration, size and file count of one archive (`borg info`)."""

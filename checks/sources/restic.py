@@ -2,20 +2,28 @@
 
 restic before 0.17 records when a backup started, not when it ended, and no sizes in
 `snapshots`; so `completed_at` is the snapshot time and the size of a new snapshot
-comes from one `restic stats` call (its result is kept in the history). All reads use
+comes from one `restic stats` call (its result is kept in the history). restic 0.17+
+adds a `summary` (backup_start, backup_end, totals processed): then `backup_end` is the
+completion and no `stats` call is needed. All reads use
 `--no-lock`, so a running backup or a read-only repository never makes it unreachable.
 A copy made with `restic copy` names its source in `original`, which is how an
 off-site repository is matched to the primary.
+
+The repository is listed whole, once for every job over it, and again only when the
+names under `snapshots/` change (checks.sources.listing); each job's host, tag and path
+filters are applied here, as restic applies them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +34,8 @@ from agent.secrets import Secret, SecretOrValue
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
 from checks.sources.cli import ToolError, last_line, run, ssh_command
+from checks.sources.fingerprints import restic_snapshots
+from checks.sources.listing import LISTINGS
 
 _SFTP_URL = re.compile(r"sftp://(?P<target>[^/:]+)(?::(?P<port>\d+))?/")
 _SFTP_SHORT = re.compile(r"sftp:(?P<target>[^/:]+):")
@@ -64,6 +74,10 @@ class ResticLocation:
 
     def __init__(self, config: Config, context):
         self.config = config
+        self.context = context
+        self.ssh = None  # the SFTP connection of the fingerprint, kept between polls
+        self.s3 = None  # the S3 client of the fingerprint, likewise
+        self.rest = None  # and its REST client
         cache = hashlib.sha256(config.repository.encode()).hexdigest()[:16]
         self._env = {
             "RESTIC_PASSWORD": config.password.get_secret_value(),
@@ -72,12 +86,39 @@ class ResticLocation:
         }
 
     def backups(self) -> list[BackupSnapshot]:
-        argv = self._argv("snapshots", "--json", *self._filters())
-        listing = _json(run(argv, self._env, self.config.timeout).stdout, "restic snapshots")
-        if not isinstance(listing, list):
-            raise ToolError("restic snapshots: expected a JSON list")
-        snapshots = [_snapshot(entry) for entry in listing]
+        listing = LISTINGS.get(self._listing_key(), self.config.repository, self.context.clock.time(), self,
+                               partial(restic_snapshots, self), self._listing)
+        snapshots = [_snapshot(entry) for entry in listing if self._selected(entry)]
         return sorted(snapshots, key=lambda snapshot: snapshot.completed_at, reverse=True)
+
+    def _listing(self) -> list:
+        listing = _json(run(self._argv("snapshots", "--json"), self._env, self.config.timeout).stdout,
+                        "restic snapshots")
+        if not isinstance(listing, list) or not all(isinstance(entry, dict) for entry in listing):
+            raise ToolError("restic snapshots: expected a JSON list of snapshots")
+        return listing
+
+    def _listing_key(self) -> str:
+        """Jobs share a listing only with the same repository, tool and credentials."""
+        config = self.config
+        return hashlib.sha256(json.dumps([config.binary, config.repository, sorted(self._env.items()),
+                                          *map(str, (config.ca_file, config.key_file, config.known_hosts))]).encode()
+                              ).hexdigest()
+
+    def _selected(self, entry: dict) -> bool:
+        """restic's own filters: the host; any of the taglists, each wholly; every one of the paths."""
+        config = self.config
+        tags = set(entry.get("tags") or ())
+        paths = {os.path.normpath(path) for path in entry.get("paths") or ()}
+        return ((config.host is None or entry.get("hostname") == config.host)
+                and (not config.tags or any(_taglist_matches(taglist, tags) for taglist in config.tags))
+                and all(os.path.normpath(path) in paths for path in config.paths))
+
+    def close(self) -> None:
+        for session in (self.ssh, self.rest):
+            if session is not None:
+                session.close()
+        self.ssh = self.rest = None
 
     def measure(self, snapshot: BackupSnapshot) -> BackupSnapshot:
         """Restore size and file count of one snapshot (restic reads its tree: not free)."""
@@ -121,12 +162,6 @@ class ResticLocation:
         command = ssh_command(self.config.key_file, self.config.known_hosts, int(port) if port else None)
         return shlex.join(command + [match["target"], "-s", "sftp"])
 
-    def _filters(self) -> list[str]:
-        config = self.config
-        return ((["--host", config.host] if config.host else [])
-                + [arg for tag in config.tags for arg in ("--tag", tag)]
-                + [arg for path in config.paths for arg in ("--path", path)])
-
 
 def _lock_conflict(stderr: str) -> str:
     """restic's line naming who holds the lock, when check failed for a lock (it exits 1 then too)."""
@@ -136,9 +171,15 @@ def _lock_conflict(stderr: str) -> str:
     return next((line for line in lines if "is already locked" in line), last_line(stderr))
 
 
-def _snapshot(entry: object) -> BackupSnapshot:
+def _taglist_matches(taglist: str, tags: set[str]) -> bool:
+    """"a,b" means both tags; an empty taglist means a snapshot without tags."""
+    wanted = {tag for tag in taglist.split(",") if tag}
+    return wanted <= tags if wanted else not tags
+
+
+def _snapshot(entry: dict) -> BackupSnapshot:
     try:
-        return BackupSnapshot(
+        snapshot = BackupSnapshot(
             id=entry["id"],
             completed_at=datetime.fromisoformat(entry["time"]).timestamp(),
             original=entry.get("original", ""),
@@ -147,6 +188,21 @@ def _snapshot(entry: object) -> BackupSnapshot:
         )
     except (KeyError, TypeError, ValueError):
         raise ToolError("restic snapshots: unexpected JSON (a snapshot without id or time)") from None
+    summary = entry.get("summary")
+    return _summarized(snapshot, summary) if isinstance(summary, dict) else snapshot
+
+
+def _summarized(snapshot: BackupSnapshot, summary: dict) -> BackupSnapshot:
+    """restic 0.17+: the end of the backup, its duration and what it processed, with no `stats` call."""
+    try:
+        start = datetime.fromisoformat(summary["backup_start"]).timestamp()
+        end = datetime.fromisoformat(summary["backup_end"]).timestamp()
+        return replace(snapshot, completed_at=end, duration=max(0.0, end - start),
+                       size_bytes=int(summary["total_bytes_processed"]),
+                       file_count=int(summary["total_files_processed"]))
+    except (KeyError, TypeError, ValueError):
+        raise ToolError("restic snapshots: unexpected JSON (a summary without backup_start, backup_end "
+                        "or totals)") from None
 
 
 def _json(text: str, what: str) -> object:

@@ -97,19 +97,11 @@ class S3Location:
 
     def _client(self):
         """A client per listing: cheap next to the listing, and nothing stale between polls."""
-        import boto3
-        from botocore.config import Config as BotoConfig
-
         config = self.config
-        credentials = {}
+        credentials = None
         if config.access_key_id is not None:
-            credentials = {"aws_access_key_id": config.access_key_id.get_secret_value(),
-                           "aws_secret_access_key": config.secret_access_key.get_secret_value()}
-        tuning = BotoConfig(connect_timeout=config.timeout, read_timeout=config.timeout,
-                            retries={"mode": "standard", "total_max_attempts": ATTEMPTS})
-        return boto3.session.Session().client(
-            "s3", endpoint_url=config.endpoint_url, region_name=config.region, config=tuning,
-            verify=str(config.ca_file) if config.ca_file else None, **credentials)
+            credentials = (config.access_key_id.get_secret_value(), config.secret_access_key.get_secret_value())
+        return make_client(config.endpoint_url, config.region, config.timeout, config.ca_file, credentials)
 
     def _client_error(self, exc) -> str:
         error = exc.response.get("Error", {})
@@ -120,3 +112,24 @@ class S3Location:
         if code in ACCESS_DENIED or status == 403:
             return f"{self.where}: access denied ({code}); check access_key_id, secret_access_key and the policy"
         return f"{self.where}: {code or status}: {message}"
+
+
+def make_client(endpoint_url: str | None, region: str | None, timeout: float, ca_file: Path | None,
+                credentials: tuple[str, str] | None, path_style: bool = False):
+    """A boto3 S3 client with bounded timeouts and retries; ca_file wins over AWS_CA_BUNDLE."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    keys = {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]} if credentials else {}
+    tuning = BotoConfig(connect_timeout=timeout, read_timeout=timeout,
+                        retries={"mode": "standard", "total_max_attempts": ATTEMPTS},
+                        s3={"addressing_style": "path"} if path_style else None)
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=tuning,
+                                          verify=str(ca_file) if ca_file else None, **keys)
+
+
+def key_names(client, bucket: str, prefix: str) -> list[str]:
+    """Every key under the prefix (restic's fingerprint of its `snapshots/` folder)."""
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": PAGE_SIZE})
+    return [item["Key"] for page in pages for item in page.get("Contents", ())]

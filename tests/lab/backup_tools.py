@@ -10,6 +10,8 @@ from pathlib import Path
 from tests.lab.harness import need
 
 PASSWORD = "correct-horse-battery"
+# Debian's borg 1.2 and borg 1.4 from PyPI (tests/lab/setup.sh): borg tests run against both
+BORGS = {"borg1.2": "borg", "borg1.4": str(Path(__file__).resolve().parents[2] / ".lab" / "borg14" / "bin" / "borg")}
 
 
 class ResticRepo:
@@ -64,8 +66,8 @@ class ResticRepo:
 
 
 class BorgRepo:
-    def __init__(self, tmp: Path, name: str = "borg"):
-        self.binary = need("borg")
+    def __init__(self, tmp: Path, name: str = "borg", binary: str = "borg"):
+        self.binary = need(binary)
         self.repository = str(tmp / name)
         self.data = tmp / f"{name}-data"
         self.data.mkdir(exist_ok=True)

@@ -9,7 +9,8 @@ PYTHON=${PYTHON:-python3}
 
 PACKAGES=(prometheus prometheus-alertmanager openssl openssh-server openssh-client restic borgbackup systemd
           python3-venv chromium snmp nut-server nut-client libnss3-tools
-          golang-go golang-github-vmware-govmomi-dev)
+          golang-go golang-github-vmware-govmomi-dev
+          gcc pkg-config python3-dev libssl-dev liblz4-dev libzstd-dev libxxhash-dev libacl1-dev)  # to build borg 1.4
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -46,6 +47,7 @@ python_peer() {
 }
 python_peer moto 'moto[s3,server]' flask flask-cors
 python_peer snmpsim snmpsim pysmi cryptography
+python_peer borg14 'borgbackup>=1.4,<1.5'  # borg 1.4 beside Debian's 1.2: the borg tests run against both
 
 if [ ! -x "$LAB/node_modules/.bin/azurite-blob" ]; then
   echo "lab: installing azurite"
