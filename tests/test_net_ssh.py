@@ -222,3 +222,12 @@ def test_the_shared_config_fields_make_an_endpoint(monkeypatch):
     assert (made.where, made.timeout, made.key_passphrase.get_secret_value()) == ("vigil@nas:22", 7, "pw")
     assert all(field.description for field in SshFields.model_fields.values())
     assert isinstance(config, BaseModel)
+
+
+def test_a_malformed_known_hosts_line_is_named_before_connecting(tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("[127.0.0.1]:2 ssh-ed25519 AAAAnot-base64\n")
+    endpoint = SshEndpoint("127.0.0.1", free_port(), "vigil", make_key(tmp_path / "key"), None, None,
+                           known_hosts, None, timeout=2)
+    with pytest.raises(SshError, match=r"has a line that is not a host key \(\[127.0.0.1\]:2 \.\.\.\): fix or remove"):
+        connect(endpoint)

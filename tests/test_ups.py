@@ -254,3 +254,12 @@ def test_two_cards_with_one_v3_user_name_and_different_keys_both_work(snmp_lab, 
                 assert [value(out, "vigil_ups_battery_charge_ratio") for out in outs] == [1.0] * 4
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_silent_device_says_so_inside_a_short_job_timeout(snmp_lab, context):
+    """3 s per try x 3 tries would outlive a 3 s job: each try is cut so the reason is the device's."""
+    from dataclasses import replace
+
+    target = snmp_lab.v2c("silent", community="no-such-community")
+    with pytest.raises(Exception, match=r"no SNMP answer within 0.45s x 3 tries"):
+        kit.collect(target, replace(context, timeout=3.0))
