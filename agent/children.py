@@ -36,7 +36,7 @@ def run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.Comp
     with _lock:
         if _stopping:
             raise Stopping(f"{argv[0]} not started: the agent is stopping")
-        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # noqa: S603 — an argv list, never a shell
                                    stderr=subprocess.PIPE, encoding="utf-8", errors="replace", start_new_session=True)
         _live.add(process)
     try:

@@ -166,7 +166,7 @@ class Job:
 
     def due(self, now: float) -> frozenset[str]:
         """The signals to collect: every fast one, and each slow one whose `every` has passed."""
-        assert self.instance is not None
+        assert self.instance is not None  # noqa: S101 — narrows a type; an internal invariant, not input checking
         due = set()
         for name, signal in self.instance.signals().items():
             cached = self.cache.get(name)
@@ -203,7 +203,7 @@ class Job:
                           signals=states, verdict=out.verdict, rejected=out.rejected)
 
     async def _work(self, runtime: Runtime, out: Emitter, due: frozenset[str]) -> None:
-        assert self.instance is not None
+        assert self.instance is not None  # noqa: S101 — narrows a type; an internal invariant, not input checking
         if not self.opened:
             await runtime.call(self.instance.open, name=self.spec.key, owner=self)
             self.opened = True
@@ -265,7 +265,7 @@ class Scheduler:
         self._store = store
         self._context = context
         self._clock = clock or context.clock
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311 — start spread, not a secret
         self._max_start_delay = max_start_delay
         self._runtime = Runtime(self._clock, Slots(pool_sizes(workers, backup_workers)))
         self._jobs: dict[str, tuple[Job, asyncio.Task]] = {}

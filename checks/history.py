@@ -76,7 +76,7 @@ class BackupHistory:
 
     def last_verification(self, location: str, conclusive: bool = False) -> Verification | None:
         """The latest verification attempt there; with `conclusive`, the latest that ran to a result."""
-        rows = self.db.query("SELECT verified_at, ok, detail FROM backup_verifications WHERE job = ?"
+        rows = self.db.query("SELECT verified_at, ok, detail FROM backup_verifications WHERE job = ?"  # noqa: S608 — constant SQL, values bound
                              " AND location = ?" + " AND ok IS NOT NULL" * conclusive +
                              " ORDER BY verified_at DESC LIMIT 1", (self.job, location))
         if not rows:

@@ -116,7 +116,7 @@ class Session:
                 authProtocol=AUTH[auth.auth_protocol], privProtocol=PRIV[auth.priv_protocol])
             self._context = hl.ContextData(contextName=auth.context)
         else:
-            self._credentials = hl.CommunityData(auth.community.get_secret_value(), mpModel=1)
+            self._credentials = hl.CommunityData(auth.community.get_secret_value(), mpModel=1)  # noqa: S508 — v2c chosen by the config; v3 offered
             self._context = hl.ContextData()
 
     async def open(self) -> None:

@@ -55,7 +55,7 @@ class UpsCollector(Collector):
         self.session = None
 
     async def collect(self, out: Emitter, due: frozenset[str]) -> None:
-        assert self.session is not None, "collect() before open()"
+        assert self.session is not None, "collect() before open()"  # noqa: S101 — narrows a type; an internal invariant, not input checking
         now = self.ctx.clock.time()
         if self.mib is not None:
             reading = await READERS[self.mib](self.session, out, now)

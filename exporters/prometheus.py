@@ -202,7 +202,7 @@ def _health_families(state: JobState) -> list[Metric]:
 def _api_families(state: JobState) -> list[Metric]:
     """Live counters: read on every scrape, so a 429 storm shows while it lasts."""
     subject = ("kind", state.kind), (state.label, state.job)
-    assert state.api is not None
+    assert state.api is not None  # noqa: S101 — narrows a type; an internal invariant, not input checking
     return [_family(API_REQUESTS, [Sample(API_REQUESTS.name, count, {"api": api, "code": code})
                                    for (api, code), count in sorted(state.api.requests().items())], subject),
             _family(API_WAIT, [Sample(API_WAIT.name, seconds, {"api": api})

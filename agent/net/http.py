@@ -141,7 +141,7 @@ class _Api:
                  max_bytes: int = 32 << 20, follow_redirects: bool = False):
         self.base_url, self.ctx = base_url, ctx
         self.timeout, self.retries, self.max_retry_wait, self.max_bytes = timeout, retries, max_retry_wait, max_bytes
-        self._random = random.Random()
+        self._random = random.Random()  # noqa: S311 — retry jitter, not a secret
         self._client = self._CLIENT(base_url=base_url, verify=ssl_context(ca_file), timeout=timeout,
                                     follow_redirects=follow_redirects,
                                     headers={"user-agent": USER_AGENT, **(headers or {})})

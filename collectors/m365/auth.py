@@ -78,7 +78,7 @@ class TokenSource:
                             "check `authority`, `tenant_id`, the network and `ca_file`") from None
 
     async def token(self) -> str:
-        assert self._app is not None, "open() first"
+        assert self._app is not None, "open() first"  # noqa: S101 — narrows a type; an internal invariant, not input checking
         try:
             async with self._lock:
                 result = await self._thread(self._acquire)
@@ -95,7 +95,7 @@ class TokenSource:
         self._rejected = token
 
     def _acquire(self) -> dict:
-        assert self._app is not None
+        assert self._app is not None  # noqa: S101 — narrows a type; an internal invariant, not input checking
         result = self._app.acquire_token_for_client(self._scopes)
         if self._rejected is not None and result.get("access_token") == self._rejected:
             cache = self._app.token_cache
@@ -117,7 +117,7 @@ class TokenSource:
         if self.config.client_secret is not None:
             return self.config.client_secret.get_secret_value()
         certificate = self.config.client_certificate
-        assert certificate is not None
+        assert certificate is not None  # noqa: S101 — narrows a type; an internal invariant, not input checking
         try:
             cert_pem = certificate.cert_file.read_bytes()
             der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
@@ -127,7 +127,7 @@ class TokenSource:
         except (OSError, ValueError) as exc:
             raise AuthError(f"{self.where}: cannot load the client certificate {certificate.cert_file} or its "
                             f"key ({type(exc).__name__}); they must be PEM files readable by vigil") from None
-        return {"private_key": key, "thumbprint": hashlib.sha1(der).hexdigest(),
+        return {"private_key": key, "thumbprint": hashlib.sha1(der, usedforsecurity=False).hexdigest(),
                 "public_certificate": cert_pem.decode()}
 
 

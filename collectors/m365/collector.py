@@ -58,14 +58,14 @@ class M365Collector(Collector[M365Config]):
         await self._tokens.open()
 
     async def collect(self, out: Emitter, due: frozenset[str]) -> None:
-        assert self._tokens is not None, "open() first"
+        assert self._tokens is not None, "open() first"  # noqa: S101 — narrows a type; an internal invariant, not input checking
         await self._tokens.token()
         await asyncio.gather(*(self._read(out, name) for name in self.signals() if name != MAIN and name in due))
         for name, denied in self._denied.items():
             out.gauge(m.PERMISSION_MISSING, int(denied), signal=name, permission=SOURCES[name].permission)
 
     async def _read(self, out: Emitter, name: str) -> None:
-        assert self._graph is not None
+        assert self._graph is not None  # noqa: S101 — narrows a type; an internal invariant, not input checking
         source = SOURCES[name]
         with out.signal(name):
             try:
