@@ -9,6 +9,7 @@ None and its series is left out, never exported as a number that looks real.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from agent.collector import Emitter
@@ -130,14 +131,14 @@ def _flag(value: bool | None) -> int | None:
 
 def number(value: object, scale: float = 1.0, negative_unknown: bool = True) -> float | None:
     """A device value as a float, whatever type it came as (Integer, Gauge32, TimeTicks, a
-    numeric string); None when it is not a number, or negative where the MIB has no negatives."""
+    numeric string); None when it is not a finite number, or negative where the MIB has no negatives."""
     if value is None or isinstance(value, bool):
         return None
     try:
         result = float(value) if isinstance(value, (int, float)) else float(str(value).strip())
-    except (TypeError, ValueError):
+    except (OverflowError, TypeError, ValueError):
         return None
-    if result != result or (negative_unknown and result < 0):
+    if not math.isfinite(result) or (negative_unknown and result < 0):
         return None
     return result * scale
 

@@ -74,6 +74,8 @@ def emit_inventory(out: Emitter, text: str) -> None:
 
 def _cpu(out: Emitter, parts: Sections) -> None:
     tick = number(parts.text("clk_tck") or "100", "clk_tck")
+    if tick <= 0:
+        raise OutputError(f"clk_tck: expected a positive tick rate, got {parts.text('clk_tck')[:20]!r}")
     cpus = 0
     for line in parts.lines("stat"):
         fields = line.split()

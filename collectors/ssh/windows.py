@@ -91,7 +91,9 @@ def emit_poll(out: Emitter, document: dict, ignore_services: tuple[str, ...] = (
 def emit_inventory(out: Emitter, document: dict) -> None:
     system = document.get("os")
     if not isinstance(system, dict):
-        raise OutputError(f"the os section failed: {str((document.get('errors') or {}).get('os', 'missing'))[:200]}")
+        errors = document.get("errors")
+        why = errors.get("os", "missing") if isinstance(errors, dict) else "missing"
+        raise OutputError(f"the os section failed: {str(why)[:200]}")
     version = " ".join(str(system.get(key) or "") for key in ("caption", "version")).strip()
     out.gauge(m.INFO, 1, os="windows", version=version, vendor=str(system.get("vendor") or "").strip(),
               model=str(system.get("model") or "").strip(), serial=str(system.get("serial") or "").strip())

@@ -1,0 +1,165 @@
+"""Device, API and tool output that is wrong: values of the wrong type, truncated JSON, NaN and
+infinity, negative sizes, 2^63 and more, other encodings. Each parser gives a clear error or
+leaves the sample out, never crashes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.collector import Emitter
+from checks.sources import borg, restic
+from checks.sources.cli import ToolError
+from collectors import nut, ups_metrics
+from collectors.ssh import SshCollector, linux, windows
+from collectors.ssh.output import OutputError
+
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True)
+settings.register_profile("dev", max_examples=200, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+ODD_NUMBERS = st.one_of(st.integers(min_value=-(2**70), max_value=2**70), st.floats(),
+                        st.sampled_from([2**63, 2**64, -1, "NaN", "inf", "-inf", "1e999", "", " ", "1,5", "x"]))
+JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), ODD_NUMBERS, st.text(max_size=10)),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                       max_size=3), max_leaves=10)
+WORDS = st.one_of(ODD_NUMBERS.map(str), st.text(max_size=8), st.sampled_from(["cpu", "cpu0", "btime", "MemTotal:"]))
+
+
+def _emitter() -> Emitter:
+    return Emitter(SshCollector.METRICS, strict=True)
+
+
+# The ssh collector: Linux sections.
+
+SECTIONS = ["clk_tck", "stat", "loadavg", "meminfo", "mounts", "statfs", "blockdevices", "diskstats", "netdev",
+            "failed_units", "reboot_required", "timedatectl", "os_release", "end"]
+LINE = st.lists(WORDS, max_size=8).map(" ".join)
+SECTION = st.tuples(st.sampled_from(SECTIONS), st.lists(LINE, max_size=4))
+
+
+def _script_output(sections) -> str:
+    return "\n".join(f"@@vigil {name}\n" + "\n".join(lines) for name, lines in sections)
+
+
+@given(st.lists(SECTION, max_size=12))
+def test_linux_poll_output_is_emitted_or_an_output_error(sections):
+    try:
+        linux.emit_poll(_emitter(), _script_output(sections))
+    except OutputError as exc:
+        assert str(exc)
+
+
+@given(st.lists(SECTION, max_size=12))
+def test_linux_inventory_output_is_emitted_or_an_output_error(sections):
+    try:
+        linux.emit_inventory(_emitter(), _script_output(sections))
+    except OutputError as exc:
+        assert str(exc)
+
+
+@pytest.mark.parametrize("clk_tck", ["0", "-100", "0.0"])
+def test_a_clock_tick_of_zero_or_less_is_an_output_error(clk_tck):
+    text = f"@@vigil clk_tck\n{clk_tck}\n@@vigil stat\ncpu 1 2 3 4\n@@vigil end\n"
+    with pytest.raises(OutputError, match="clk_tck"):
+        linux.emit_poll(_emitter(), text)
+
+
+# The ssh collector: the Windows JSON document.
+
+WINDOWS = st.fixed_dictionaries(
+    {"vigil": st.just(1), "cpu": st.dictionaries(st.sampled_from(["count", "user", "system", "idle"]), JSON_VALUES),
+     "memory": st.dictionaries(st.sampled_from(["total_bytes", "available_bytes", "swap_total_bytes",
+                                                "swap_used_bytes", "boot_time"]), JSON_VALUES)},
+    optional={"volumes": JSON_VALUES, "services": JSON_VALUES, "reboot": JSON_VALUES, "backup": JSON_VALUES,
+              "os": JSON_VALUES, "hotfix": JSON_VALUES, "errors": JSON_VALUES})
+
+
+@given(WINDOWS, st.integers(min_value=0, max_value=400))
+def test_windows_json_is_emitted_or_an_output_error(document, cut):
+    text = json.dumps(document)
+    for reply in (text, text[:cut]):
+        try:
+            parsed = windows.parse(reply)
+            windows.emit_poll(_emitter(), parsed)
+            windows.emit_inventory(_emitter(), parsed)
+        except OutputError as exc:
+            assert str(exc)
+
+
+# NUT: LIST VAR lines and the values they hold.
+
+NUT_NAMES = st.sampled_from(["ups.status", "ups.alarm", "battery.charge", "battery.runtime", "battery.temperature",
+                             "battery.voltage", "input.frequency", "input.voltage", "input.L1-N.voltage",
+                             "output.L2.power.percent", "ups.load", "ups.test.result", "ups.test.date", "ups.mfr"])
+NUT_VALUES = st.one_of(ODD_NUMBERS.map(str), st.text(max_size=30),
+                       st.sampled_from(["OL OB LB RB ALARM", "Done and error", "2026-02-30", "13/45/2026"]))
+
+
+@given(st.text(max_size=80))
+def test_a_nut_line_splits_into_words(line):
+    assert all(isinstance(word, str) for word in nut.split(line))
+
+
+@given(st.dictionaries(NUT_NAMES, NUT_VALUES))
+def test_nut_variables_normalise_or_leave_the_sample_out(variables):
+    reading = nut.parse(variables)
+    for value in (reading.charge, reading.runtime, reading.temperature, reading.battery_voltage,
+                  *reading.input_voltage.values(), *reading.load.values()):
+        assert value is None or math.isfinite(value)
+    ups_metrics.emit(Emitter(_ups_metrics(), strict=True), reading)
+
+
+def _ups_metrics():
+    from collectors.nut import NutCollector
+    return NutCollector.METRICS
+
+
+@given(st.one_of(JSON_VALUES, st.binary(max_size=10), st.just(2**1100), st.just("9" * 400)))
+def test_ups_values_are_numbers_in_range_or_none(value):
+    for parsed in (ups_metrics.number(value), ups_metrics.ratio(value), ups_metrics.integer(value)):
+        assert parsed is None or math.isfinite(parsed)
+    assert isinstance(ups_metrics.text(value), str)
+
+
+# restic and borg JSON.
+
+SNAPSHOT = st.fixed_dictionaries({}, optional={
+    "id": JSON_VALUES | st.just("abcdef0123456789"), "time": JSON_VALUES | st.just("2026-11-21T01:00:00+00:00"),
+    "paths": JSON_VALUES, "hostname": JSON_VALUES, "short_id": JSON_VALUES,
+    "summary": st.fixed_dictionaries({}, optional={
+        "backup_start": st.just("2026-11-21T01:00:00+00:00") | JSON_VALUES,
+        "backup_end": st.just("2026-11-21T01:05:00+00:00") | JSON_VALUES,
+        "total_bytes_processed": ODD_NUMBERS, "total_files_processed": ODD_NUMBERS})})
+
+
+@given(SNAPSHOT)
+def test_a_restic_snapshot_is_read_or_a_tool_error(entry):
+    try:
+        snapshot = restic._snapshot(json.loads(json.dumps(entry)))
+    except ToolError as exc:
+        assert str(exc)
+    else:
+        assert snapshot.size_bytes is None or 0 <= snapshot.size_bytes <= 2**63 - 1
+        assert math.isfinite(snapshot.completed_at)
+
+
+@given(st.text(max_size=40) | SNAPSHOT.map(json.dumps), st.integers(min_value=0, max_value=60))
+def test_restic_output_that_is_not_json_is_a_tool_error(text, cut):
+    try:
+        restic._json(text[:cut], "restic snapshots")
+    except ToolError as exc:
+        assert "not JSON" in str(exc)
+
+
+@given(st.one_of(JSON_VALUES, st.just("2026-11-21T01:00:00.123456")))
+def test_a_borg_time_is_seconds_or_a_value_error(stamp):
+    try:
+        assert math.isfinite(borg._utc(stamp))
+    except (TypeError, ValueError):
+        pass  # the callers turn both into a ToolError
