@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.collector import Emitter
+from checks.model import BackupSnapshot
 from checks.sources import borg, restic
 from checks.sources.cli import ToolError
 from collectors import nut, ups_metrics
@@ -163,3 +164,52 @@ def test_a_borg_time_is_seconds_or_a_value_error(stamp):
         assert math.isfinite(borg._utc(stamp))
     except (TypeError, ValueError):
         pass  # the callers turn both into a ToolError
+
+
+BAD_COUNTS = [-1, 2**63, 2**64, 1.5, "12", None, True, [1]]
+GOOD_SUMMARY = {"backup_start": "2026-11-21T01:00:00+00:00", "backup_end": "2026-11-21T01:05:00+00:00",
+                "total_bytes_processed": 4096, "total_files_processed": 3}
+
+
+@pytest.mark.parametrize("bad", [*BAD_COUNTS, float("inf"), float("nan")])
+def test_a_restic_total_out_of_range_is_a_tool_error(bad):
+    entry = {"id": "abcdef0123456789", "time": "2026-11-21T01:00:00+00:00",
+             "summary": {**GOOD_SUMMARY, "total_bytes_processed": bad}}
+    with pytest.raises(ToolError, match="unexpected JSON"):
+        restic._snapshot(entry)
+
+
+def test_a_restic_summary_in_range_is_read():
+    snapshot = restic._snapshot({"id": "abcdef0123456789", "time": "2026-11-21T01:00:00+00:00",
+                                 "summary": GOOD_SUMMARY})
+    assert (snapshot.size_bytes, snapshot.file_count, snapshot.duration) == (4096, 3, 300.0)
+
+
+BORG_INFO = st.fixed_dictionaries({}, optional={"archives": st.lists(st.fixed_dictionaries({}, optional={
+    "end": st.just("2026-11-21T01:05:00.000000") | JSON_VALUES, "duration": ODD_NUMBERS,
+    "stats": st.fixed_dictionaries({}, optional={"original_size": ODD_NUMBERS, "nfiles": ODD_NUMBERS})}),
+    max_size=2)}) | JSON_VALUES
+
+
+@given(BORG_INFO)
+def test_borg_info_is_measured_or_a_tool_error(info):
+    before = BackupSnapshot(id="a" * 64, name="host-1", completed_at=0.0)
+    try:
+        after = borg._measured(before, json.loads(json.dumps(info)))
+    except ToolError as exc:
+        assert "unexpected JSON" in str(exc)
+    else:
+        assert 0 <= after.size_bytes <= 2**63 - 1 and 0 <= after.file_count <= 2**63 - 1
+        assert math.isfinite(after.duration) and after.duration >= 0
+
+
+@pytest.mark.parametrize("field, bad", [("original_size", -1), ("original_size", 2**63), ("nfiles", 1e300),
+                                        ("duration", float("nan")), ("duration", -3.0)])
+def test_a_borg_figure_out_of_range_is_a_tool_error(field, bad):
+    archive = {"end": "2026-11-21T01:05:00.000000", "duration": 1.0, "stats": {"original_size": 10, "nfiles": 1}}
+    if field == "duration":
+        archive["duration"] = bad
+    else:
+        archive["stats"][field] = bad
+    with pytest.raises(ToolError, match="unexpected JSON"):
+        borg._measured(BackupSnapshot(id="a" * 64, name="host-1", completed_at=0.0), {"archives": [archive]})

@@ -25,7 +25,7 @@ from agent.redact import password_in_url
 from agent.secrets import Secret
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
-from checks.sources.cli import ToolError, run, ssh_command
+from checks.sources.cli import ToolError, count, run, seconds, ssh_command
 from checks.sources.fingerprints import borg_transaction
 from checks.sources.listing import LISTINGS
 
@@ -92,14 +92,8 @@ class BorgLocation:
 
     def measure(self, snapshot: BackupSnapshot) -> BackupSnapshot:
         """End time, duration, size and file count of one archive (`borg info`)."""
-        info = self._json("info", "--json", "--bypass-lock", f"{self.config.repository}::{snapshot.name}")
-        try:
-            archive = info["archives"][0]
-            return replace(snapshot, completed_at=_utc(archive["end"]), duration=float(archive["duration"]),
-                           size_bytes=int(archive["stats"]["original_size"]),
-                           file_count=int(archive["stats"]["nfiles"]))
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise ToolError("borg info: unexpected JSON (no end, duration or stats)") from None
+        return _measured(snapshot, self._json("info", "--json", "--bypass-lock",
+                                              f"{self.config.repository}::{snapshot.name}"))
 
     def verify(self, verify: VerifyConfig) -> VerifyOutcome:
         """`borg check`: rc 1 means damage found, rc 2 that the repository could not be read
@@ -125,6 +119,16 @@ class BorgLocation:
             return json.loads(done.stdout)
         except ValueError:
             raise ToolError(f"borg {args[0]}: the output is not JSON") from None
+
+
+def _measured(snapshot: BackupSnapshot, info: object) -> BackupSnapshot:
+    try:
+        archive = info["archives"][0]
+        return replace(snapshot, completed_at=_utc(archive["end"]), duration=seconds(archive["duration"]),
+                       size_bytes=count(archive["stats"]["original_size"]),
+                       file_count=count(archive["stats"]["nfiles"]))
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise ToolError("borg info: unexpected JSON (no end, duration or stats, or one out of range)") from None
 
 
 def _utc(stamp: str) -> float:

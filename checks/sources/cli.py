@@ -6,11 +6,13 @@ stop ends it together with the ssh it may have started.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 from pathlib import Path
 
 from agent import children
+from agent.units import MAX_SIZE
 
 
 class ToolError(Exception):
@@ -51,3 +53,21 @@ def ssh_command(key_file: Path | None, known_hosts: Path | None, port: int | Non
     if port is not None:
         command += ["-p", str(port)]
     return command
+
+
+def count(value: object) -> int:
+    """A size or file count from a tool's JSON: a whole number the state database can store.
+
+    Raises ValueError for NaN, infinity, a negative value, 2^63 or more, or a value of the
+    wrong type, which the caller reports as unexpected JSON instead of recording it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_SIZE \
+            or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"not a size or count: {value!r:.40}")
+    return int(value)
+
+
+def seconds(value: object) -> float:
+    """A duration from a tool's JSON: finite and not negative, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"not a duration: {value!r:.40}")
+    return float(value)

@@ -33,7 +33,7 @@ from agent.redact import password_in_url
 from agent.secrets import Secret, SecretOrValue
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
-from checks.sources.cli import ToolError, last_line, run, ssh_command
+from checks.sources.cli import ToolError, count, last_line, run, ssh_command
 from checks.sources.fingerprints import restic_snapshots
 from checks.sources.listing import LISTINGS
 
@@ -125,7 +125,8 @@ class ResticLocation:
         argv = self._argv("stats", "--json", "--mode", "restore-size", snapshot.id)
         stats = _json(run(argv, self._env, self.config.timeout).stdout, "restic stats")
         try:
-            return replace(snapshot, size_bytes=int(stats["total_size"]), file_count=int(stats["total_file_count"]))
+            return replace(snapshot, size_bytes=count(stats["total_size"]),
+                           file_count=count(stats["total_file_count"]))
         except (KeyError, TypeError, ValueError):
             raise ToolError("restic stats: unexpected JSON (no total_size/total_file_count)") from None
 
@@ -198,8 +199,8 @@ def _summarized(snapshot: BackupSnapshot, summary: dict) -> BackupSnapshot:
         start = datetime.fromisoformat(summary["backup_start"]).timestamp()
         end = datetime.fromisoformat(summary["backup_end"]).timestamp()
         return replace(snapshot, completed_at=end, duration=max(0.0, end - start),
-                       size_bytes=int(summary["total_bytes_processed"]),
-                       file_count=int(summary["total_files_processed"]))
+                       size_bytes=count(summary["total_bytes_processed"]),
+                       file_count=count(summary["total_files_processed"]))
     except (KeyError, TypeError, ValueError):
         raise ToolError("restic snapshots: unexpected JSON (a summary without backup_start, backup_end "
                         "or totals)") from None
