@@ -12,13 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.collector import Emitter
+from agent.collector import Emitter, MetricError
 from checks.model import BackupSnapshot
 from checks.sources import borg, restic
 from checks.sources.cli import ToolError
 from collectors import nut, ups_metrics
 from collectors.ssh import SshCollector, linux, windows
 from collectors.ssh.output import OutputError
+from tests.collector_kit import values
 
 settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=200, deadline=None)
@@ -36,6 +37,17 @@ def _emitter() -> Emitter:
     return Emitter(SshCollector.METRICS, strict=True)
 
 
+def _emit_linux(text: str) -> None:
+    """A garbled reply may fail with an OutputError, or repeat a line: the agent keeps the first
+    sample and counts the repeat as rejected (strict here, so it shows as "emitted twice")."""
+    try:
+        linux.emit_poll(_emitter(), text)
+    except OutputError as exc:
+        assert str(exc)
+    except MetricError as exc:
+        assert "emitted twice" in str(exc)
+
+
 # The ssh collector: Linux sections.
 
 SECTIONS = ["clk_tck", "stat", "loadavg", "meminfo", "mounts", "statfs", "blockdevices", "diskstats", "netdev",
@@ -50,10 +62,7 @@ def _script_output(sections) -> str:
 
 @given(st.lists(SECTION, max_size=12))
 def test_linux_poll_output_is_emitted_or_an_output_error(sections):
-    try:
-        linux.emit_poll(_emitter(), _script_output(sections))
-    except OutputError as exc:
-        assert str(exc)
+    _emit_linux(_script_output(sections))
 
 
 @given(st.lists(SECTION, max_size=12))
@@ -62,6 +71,30 @@ def test_linux_inventory_output_is_emitted_or_an_output_error(sections):
         linux.emit_inventory(_emitter(), _script_output(sections))
     except OutputError as exc:
         assert str(exc)
+
+
+VALID_LINUX = {
+    "clk_tck": ["100"], "stat": ["cpu 10 0 5 100 1 0 0 0", "cpu0 10 0 5 100 1 0 0 0", "btime 1700000000"],
+    "loadavg": ["0.10 0.20 0.30 1/100 42"],
+    "meminfo": ["MemTotal: 1000 kB", "MemAvailable: 500 kB", "SwapTotal: 0 kB", "SwapFree: 0 kB"],
+    "mounts": ["/dev/sda1 / ext4 rw,relatime 0 0"], "statfs": ["100 50 40 4096 1000 900 /"],
+    "blockdevices": ["sda"], "diskstats": ["8 0 sda 1 0 8 1 1 0 8 1 0 10 11 0 0 0 0"],
+    "netdev": ["  eth0: 100 1 0 0 0 0 0 0 200 2 0 0 0 0 0 0"], "failed_units": ["x.service loaded failed"],
+    "time_synchronized": ["yes"], "end": [],
+}
+
+
+@given(st.sampled_from(sorted(VALID_LINUX)), st.integers(min_value=0, max_value=3), LINE)
+def test_one_bad_line_in_a_good_linux_reply_is_emitted_or_an_output_error(section, position, line):
+    sections = {name: list(lines) for name, lines in VALID_LINUX.items()}
+    sections[section].insert(position, line)
+    _emit_linux(_script_output(sections.items()))
+
+
+def test_the_good_linux_reply_is_read():
+    out = _emitter()
+    linux.emit_poll(out, _script_output(VALID_LINUX.items()))
+    assert values(out, "vigil_server_cpus")  # the baseline the bad lines are put into is itself valid
 
 
 @pytest.mark.parametrize("clk_tck", ["0", "-100", "0.0"])
@@ -213,3 +246,8 @@ def test_a_borg_figure_out_of_range_is_a_tool_error(field, bad):
         archive["stats"][field] = bad
     with pytest.raises(ToolError, match="unexpected JSON"):
         borg._measured(BackupSnapshot(id="a" * 64, name="host-1", completed_at=0.0), {"archives": [archive]})
+
+
+def test_a_btime_line_without_a_value_is_an_output_error():
+    with pytest.raises(OutputError, match="btime"):
+        linux.emit_poll(_emitter(), _script_output({**VALID_LINUX, "stat": ["btime"]}.items()))

@@ -85,7 +85,7 @@ def _cpu(out: Emitter, parts: Sections) -> None:
         elif fields and fields[0].startswith("cpu"):
             cpus += 1
         elif fields[:1] == ["btime"]:
-            out.gauge(m.BOOT_TIME, number(fields[1], "stat btime"))
+            out.gauge(m.BOOT_TIME, number(fields[1] if len(fields) > 1 else "", "stat btime"))
     out.gauge(m.CPUS, cpus)
     load = parts.text("loadavg").split()
     if len(load) < 3:
