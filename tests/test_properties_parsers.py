@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -253,3 +254,38 @@ def test_a_borg_figure_out_of_range_is_a_tool_error(field, bad):
 def test_a_btime_line_without_a_value_is_an_output_error():
     with pytest.raises(OutputError, match="btime"):
         linux.emit_poll(_emitter(), _script_output({**VALID_LINUX, "stat": ["btime"]}.items()))
+
+
+WINDOWS_REPLIES = sorted((Path(__file__).parent / "fixtures" / "ssh").glob("windows-*.json"))
+
+
+def _leaves(node, path=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _leaves(value, (*path, index))
+    else:
+        yield path
+
+
+@given(st.sampled_from(WINDOWS_REPLIES), st.data(), JSON_VALUES, st.floats(min_value=0, max_value=1))
+def test_a_real_windows_reply_with_one_value_wrong_or_cut_short(path, data, bad, cut):
+    document = json.loads(path.read_text(encoding="utf-8"))
+    where = data.draw(st.sampled_from(list(_leaves(document))))
+    node = document
+    for key in where[:-1]:
+        node = node[key]
+    if where:
+        node[where[-1]] = bad
+    text = json.dumps(document)
+    for reply in (text, text[:int(len(text) * cut)], text.encode().decode("latin-1")):
+        try:
+            parsed = windows.parse(reply)
+            windows.emit_poll(_emitter(), parsed)
+            windows.emit_inventory(_emitter(), parsed)
+        except OutputError as exc:
+            assert str(exc)
+        except MetricError as exc:
+            assert "emitted twice" in str(exc)  # a repeated volume or service: the first is kept
