@@ -23,9 +23,9 @@ def alerts() -> list[dict]:
 
 
 def runbook_url(alert: str) -> str:
-    """The one runbook link every rule carries: the vigil_runbooks external label when
+    """The one runbook link every rule carries: the runbook_base_url external label when
     Prometheus sets one, else the agent that raised the alert, which serves its runbooks."""
-    return ("{{ with $externalLabels.vigil_runbooks }}{{ . }}{{ else }}http://{{ $labels.instance }}/runbooks{{ end }}"
+    return ("{{ with $externalLabels.runbook_base_url }}{{ . }}{{ else }}http://{{ $labels.instance }}/runbooks{{ end }}"
             f"/{alert}")
 
 
@@ -63,7 +63,7 @@ def test_every_alert_says_what_and_where_and_links_its_runbook(alert):
     if alert["labels"]["area"] == "backup":
         assert "$labels.backup" in annotations["summary"]
     assert annotations["runbook_url"] == runbook_url(alert["alert"]), (
-        "runbook_url must be the served runbook, overridable by the vigil_runbooks external label "
+        "runbook_url must be the served runbook, overridable by the runbook_base_url external label "
         "(see docs/alerting.md, \"Runbook links\")")
     text = (ROOT / "docs" / "runbooks" / f"{alert['alert']}.md").read_text()
     assert text.startswith(f"# {alert['alert']}\n") and "## What to check" in text and "## How to fix" in text
@@ -72,7 +72,7 @@ def test_every_alert_says_what_and_where_and_links_its_runbook(alert):
 def test_promtool_tests_expect_the_rendered_runbook_links():
     for path in RULE_TESTS:
         for case in yaml.safe_load(path.read_text())["tests"]:
-            base = case.get("external_labels", {}).get("vigil_runbooks")
+            base = case.get("external_labels", {}).get("runbook_base_url")
             for check in case.get("alert_rule_test", []):
                 for alert in check.get("exp_alerts") or []:
                     instance = alert["exp_labels"].get("instance", "")
@@ -90,7 +90,7 @@ def test_every_metric_in_deploy_is_in_the_catalogue():
     for path in DEPLOY.rglob("*"):
         if path.suffix in (".yml", ".yaml", ".json"):
             used |= set(re.findall(r"\bvigil_[a-z0-9_]+", path.read_text()))
-    used.discard("vigil_runbooks")  # an external label (the runbook links' base), not a metric
+    used.discard("runbook_base_url")  # an external label (the runbook links' base), not a metric
     # a name ending in "_" is a family prefix in prose ("the vigil_server_* families")
     missing = {name for name in used if (f"`{name}" if name.endswith("_") else f"`{name}`") not in catalogue}
     assert not missing
