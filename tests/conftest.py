@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.lab.nut",
     "tests.fixtures_ssh",
     "tests.fixtures_m365",
+    "tests.fault_report",
 ]
 
 
