@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.fixtures_ssh",
     "tests.fixtures_m365",
     "tests.fault_report",
+    "tests.secrets_audit",
 ]
 
 

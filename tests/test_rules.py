@@ -25,8 +25,8 @@ def alerts() -> list[dict]:
 def runbook_url(alert: str) -> str:
     """The one runbook link every rule carries: the runbook_base_url external label when
     Prometheus sets one, else the agent that raised the alert, which serves its runbooks."""
-    return ("{{ with $externalLabels.runbook_base_url }}{{ . }}{{ else }}http://{{ $labels.instance }}/runbooks{{ end }}"
-            f"/{alert}")
+    return ("{{ with $externalLabels.runbook_base_url }}{{ . }}"
+            "{{ else }}http://{{ $labels.instance }}/runbooks{{ end }}" f"/{alert}")
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:

@@ -3,6 +3,8 @@ state changes seen by the next poll, a vCenter restart survived, login and TLS f
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from pyVim.task import WaitForTask
 from pyVmomi import vim
@@ -204,10 +206,16 @@ def test_no_vcenter_listening_is_one_clear_line(context, vcsim_env):
         kit.collect(target, context)
 
 
-def test_tls_verify_off_is_explicit(vcsim, context):
-    target = vcsim.target(tls_verify=False)
+def test_skipping_tls_verification_is_explicit_and_logged(vcsim, context, caplog):
+    target = vcsim.target()
     del target["ca_file"]
-    assert value(kit.collect(target, context), "vigil_vmware_vms", state="poweredOn") == 4
+    with pytest.raises(VMwareError, match="not trusted"):
+        kit.collect(target, context)
+    with caplog.at_level(logging.WARNING, logger="collectors.vmware.session"):
+        samples = kit.collect({**target, "insecure_skip_verify": True}, context)
+    assert value(samples, "vigil_vmware_vms", state="poweredOn") == 4
+    assert "TLS verification is off (insecure_skip_verify)" in caplog.text
+    assert f"127.0.0.1:{vcsim.port}" in caplog.text
 
 
 def same(fast, slow, where: str = "") -> None:

@@ -38,7 +38,8 @@ class VMwareConfig(TargetConfig):
     password: Secret = Field(description="its password, by reference: ${cred:vcenter}")
     ca_file: Path | None = Field(None, description="the CA that signed vCenter's certificate; trusted alone, "
                                                    "whatever SSL_CERT_FILE or REQUESTS_CA_BUNDLE say")
-    tls_verify: bool = Field(True, description="verify vCenter's certificate; false only for a lab")
+    insecure_skip_verify: bool = Field(False, description="accept any certificate (a lab's vcsim); logged as a "
+                                                          "warning at every login")
     datacenters: tuple[str, ...] = Field((), description="datacenter names to include (fnmatch patterns; "
                                                          "empty: all)")
     clusters: tuple[str, ...] = Field((), description="cluster names to include (fnmatch patterns; empty: all, "
@@ -75,7 +76,7 @@ class VMwareCollector(Collector[VMwareConfig]):
     def __init__(self, config: VMwareConfig, ctx: Context):
         super().__init__(config, ctx)
         self.session = Session(config.host, config.port, config.user, config.password.get_secret_value(),
-                               str(config.ca_file) if config.ca_file else None, config.tls_verify,
+                               str(config.ca_file) if config.ca_file else None, not config.insecure_skip_verify,
                                ctx.timeout, ctx.api)
         self.filters = inventory.Filters(config.datacenters, config.clusters, config.include, config.exclude)
         self.perf = perf.Catalogue(config.perf_counters)

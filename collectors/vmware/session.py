@@ -35,6 +35,7 @@ class Session:
     def __init__(self, host: str, port: int, user: str, password: str, ca_file: str | None,
                  verify: bool, timeout: float, api: ApiCounters):
         self.where = f"vCenter {host}:{port}"
+        self._verify = verify
         self._login_args = dict(host=host, port=port, user=user, pwd=password,
                                 sslContext=_ssl_context(ca_file, verify, self.where),
                                 connectionPoolTimeout=timeout, httpConnectionTimeout=timeout)
@@ -45,6 +46,9 @@ class Session:
         self.generation = 0  # bumped by every login: caches tied to a session compare it
 
     def login(self) -> None:
+        if not self._verify:
+            log.warning("TLS verification is off (insecure_skip_verify): any certificate is accepted where=%s",
+                        self.where)
         try:
             self.si = SmartConnect(**self._login_args)
         except vim.fault.InvalidLogin:
