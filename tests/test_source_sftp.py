@@ -152,7 +152,7 @@ def test_a_key_the_server_does_not_know_is_refused(sftp, server, tmp_path):
                                                    ("user_ed25519.pub", "is not a private key vigil can read")])
 def test_an_unusable_key_file_is_named(sftp, server, key_file, problem):
     path = server.key_file.parent / key_file
-    with pytest.raises(LocationError, match=f"^key_file {path} {problem}"):
+    with pytest.raises(LocationError, match=f"^sftp://.+@127.0.0.1:{server.port}: key_file {path} {problem}"):
         sftp(key_file=path).backups()
 
 
@@ -168,7 +168,7 @@ def test_a_pinned_fingerprint_is_accepted_and_another_refused(sftp, server, dump
 
 def test_a_closed_port_is_a_clear_error(sftp):
     port = free_port()
-    with pytest.raises(LocationError, match=f"ssh .+@127.0.0.1:{port}: connection refused; check the host and port"):
+    with pytest.raises(LocationError, match=f"^sftp://.+@127.0.0.1:{port}: connection refused; check the host"):
         sftp(port=port).backups()
 
 
@@ -190,7 +190,7 @@ def test_an_encrypted_key_is_opened_with_its_passphrase_by_reference(sftp, serve
 
     unlocked = sftp(key_file=locked, key_passphrase="${env:VIGIL_TEST_SFTP_PASSPHRASE}")
     assert [b.id for b in unlocked.backups()] == ["db-1.sql"]
-    with pytest.raises(LocationError, match=f"^key_file {locked} is encrypted; set key_passphrase:"):
+    with pytest.raises(LocationError, match=f"^sftp://.+:{server.port}: key_file {locked} is encrypted; set key_pass"):
         sftp(key_file=locked).backups()
 
 
@@ -199,5 +199,6 @@ def test_a_server_that_accepts_and_never_answers_fails_within_the_timeout(sftp):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        with pytest.raises(LocationError, match=f"127.0.0.1:{port}: no SSH handshake within 1s"):
+        expected = f"@127.0.0.1:{port}: no SSH banner within 1s (is this an SSH server?)"
+        with pytest.raises(LocationError, match=re.escape(expected)):
             sftp(port=port, timeout="1s").backups()

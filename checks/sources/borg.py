@@ -25,7 +25,7 @@ from agent.redact import password_in_url
 from agent.secrets import Secret
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
-from checks.sources.cli import ToolError, count, run, seconds, ssh_command
+from checks.sources.cli import ToolError, count, run, seconds, ssh_command, ssh_failure
 from checks.sources.fingerprints import borg_transaction
 from checks.sources.listing import LISTINGS
 
@@ -100,10 +100,11 @@ class BorgLocation:
         (a lock held by a running backup is rc 2 too: could not check, never damage)."""
         argv = [self.config.binary, "check", *(["--verify-data"] * verify.verify_data), self.config.repository]
         try:
-            done = run(argv, self._env, verify.timeout, ok_codes=(0, CHECK_ERRORS, CHECK_CANNOT_ACCESS))
+            done = run(argv, self._env, verify.timeout, ok_codes=(0, CHECK_ERRORS, CHECK_CANNOT_ACCESS),
+                       what="borg check", where=self.config.repository)
         except ToolError as exc:
             return VerifyOutcome(None, str(exc))
-        message = (done.stderr.strip().splitlines() or [""])[-1]
+        message = ssh_failure(done.stderr) or (done.stderr.strip().splitlines() or [""])[-1]
         if done.returncode == 0:
             return VerifyOutcome(True, "borg check: no errors" + " (data verified)" * verify.verify_data)
         if done.returncode == CHECK_ERRORS:
@@ -111,10 +112,11 @@ class BorgLocation:
         if "lock" in message:  # "Failed to create/acquire the lock ... (timeout)."
             return VerifyOutcome(None, f"borg check could not lock the repository (a backup may be running; "
                                        f"retried later): {message}")
-        return VerifyOutcome(None, f"borg check could not read the repository: {message}")
+        return VerifyOutcome(None, f"borg check could not read {self.config.repository}: {message}")
 
     def _json(self, *args: str) -> dict:
-        done = run([self.config.binary, *args], self._env, self.config.timeout)
+        done = run([self.config.binary, *args], self._env, self.config.timeout, what=f"borg {args[0]}",
+                   where=self.config.repository)
         try:
             return json.loads(done.stdout)
         except ValueError:

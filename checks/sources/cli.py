@@ -8,20 +8,37 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 from pathlib import Path
 
 from agent import children
-from agent.units import MAX_SIZE
+from agent.units import MAX_SIZE, format_duration
+
+# what ssh printed, as restic (`subprocess ssh: ...`) and borg (`Remote: ...`) pass it on
+_SSH_LINE = re.compile(r"(?:subprocess ssh|Remote): (?:ssh: )?(?P<text>.+)")
+_SSH_FIXES = (  # the first that matches says what to do
+    ("Could not resolve hostname", "check the host name"),
+    ("Connection refused", "check the host and port, and that sshd runs"),
+    ("during banner exchange", "no SSH banner came: is this an SSH server?"),
+    ("timed out", "check that the host is up and the port is not filtered"),
+    ("No route to host", "check that the host is up and the port is not filtered"),
+    ("Host key verification failed", "the server's key is not the one in known_hosts: check it, then update "
+                                     "known_hosts (ssh-keyscan)"),
+    ("Permission denied", "the server refused the key: check that key_file is authorized for this user"),
+)
 
 
 class ToolError(Exception):
     """A tool failed; the message is its last error line, never its environment."""
 
 
-def run(argv: list[str], env: dict[str, str], timeout: float, ok_codes: tuple[int, ...] = (0,)
-        ) -> subprocess.CompletedProcess:
-    """Run a tool with the agent's environment plus `env`; raise ToolError when it fails."""
+def run(argv: list[str], env: dict[str, str], timeout: float, ok_codes: tuple[int, ...] = (0,), *,
+        what: str, where: str) -> subprocess.CompletedProcess:
+    """Run a tool with the agent's environment plus `env`; raise ToolError when it fails.
+
+    `what` names the command (`restic check`) and `where` the repository, for the messages.
+    """
     tool = Path(argv[0]).name
     try:
         done = children.run(argv, {**os.environ, **env}, timeout)
@@ -32,10 +49,25 @@ def run(argv: list[str], env: dict[str, str], timeout: float, ok_codes: tuple[in
     except OSError as exc:
         raise ToolError(f"{tool} cannot be started ({argv[0]}): {exc.strerror}") from None
     except subprocess.TimeoutExpired:
-        raise ToolError(f"{tool} {argv[1] if len(argv) > 1 else ''} timed out after {timeout:g}s") from None
+        raise ToolError(f"{what} timed out after {format_duration(timeout)} on {where}") from None
     if done.returncode not in ok_codes:
+        if ssh := ssh_failure(done.stderr):
+            raise ToolError(f"{what} on {where}: ssh: {ssh}")
         raise ToolError(f"{tool}: {last_line(done.stderr) or f'exit status {done.returncode}'}")
     return done
+
+
+def ssh_failure(stderr: str) -> str:
+    """What ssh said when it could not connect for the tool, with the likely fix; "" if it said nothing.
+
+    restic then reports only "unable to start the sftp session, error: EOF", borg
+    "Connection closed by remote host".
+    """
+    said = [match["text"].strip() for line in stderr.splitlines() if (match := _SSH_LINE.fullmatch(line.strip()))]
+    for words, fix in _SSH_FIXES:
+        if found := next((text for text in said if words in text), None):
+            return f"{found.rstrip('.')}; {fix}"
+    return ""
 
 
 def last_line(text: str) -> str:
