@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 
+from agent.cli import main
 from agent.collector import Emitter
 from checks.config import BackupJobConfig
 from checks.job import BackupEvaluation, BackupVerification, backup_jobs
 from tests.clocks import FakeClock
 from tests.lab.backup_tools import PASSWORD, ResticRepo
+from tests.lab.sshd import make_key
 
 KB = 1000
 
@@ -246,3 +251,70 @@ def test_a_change_of_status_is_logged_once(repos, job_context, clock, caplog):
         ("WARNING", "backup missed job=fileserver-nightly detail='no backup completed since the run due at "
                     "2026-11-21 01:00 UTC (deadline 2026-11-21 05:00 UTC)'"),
         ("INFO", "backup ok again job=fileserver-nightly was=missed")]
+
+
+# Dead locations and hostile tool output, through `vigil once` (the agent's own timeouts) or a whole evaluation.
+
+@pytest.fixture
+def silent_port():
+    """A TCP peer that accepts (the kernel completes the handshake) and never says a word."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        yield silent.getsockname()[1]
+
+
+def sftp_job(tmp_path, port: int, **location) -> str:
+    key = tmp_path / "id_ed25519"
+    if not key.exists():
+        make_key(key)
+        (tmp_path / "known_hosts").write_text("")
+    primary = {"kind": "sftp", "host": "127.0.0.1", "port": port, "user": "vigil", "key_file": str(key),
+               "known_hosts": str(tmp_path / "known_hosts"), "path": "/srv/dumps", **location}
+    return yaml.safe_dump({"listen": "127.0.0.1:{port}", "state_dir": "{state}", "backups": [
+        {"name": "dumps", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h", "interval": "1m",
+         "timeout": "3s", "primary": primary}]})
+
+
+def once(write_config, capsys, text: str) -> tuple[list[str], str]:
+    """`vigil once` in-process: the lines of its report (verdicts first), and what it logged."""
+    assert main(["once", "-c", str(write_config(text))]) == 1
+    printed = capsys.readouterr()
+    return printed.out.splitlines(), printed.err
+
+
+def test_a_dead_location_is_unreachable_before_the_job_times_out(tmp_path, write_config, capsys, silent_port,
+                                                                  fault_report):
+    """The location's own timeout (2m by default) outlasts the job's (3s): the job still judges it."""
+    lines, _ = once(write_config, capsys, sftp_job(tmp_path, silent_port))
+    verdict = lines[0]
+    fault_report(fault="sftp host not answering, job timeout 3s",
+                 expected="unreachable, naming the location; never timed out", observed=verdict[:70])
+    assert verdict.startswith("UNREACHABLE  dumps (backup)"), verdict
+    assert f"primary: Overdue: listing sftp://vigil@127.0.0.1:{silent_port}/srv/dumps: no answer after" \
+        in verdict and "check that the host is up" in verdict and "timed out" not in verdict
+
+
+def test_no_ssh_banner_is_one_reason_and_one_log_line(tmp_path, write_config, capsys, silent_port, fault_report):
+    """paramiko logs the banner error and its traceback at ERROR, a record per line: vigil logs none of it."""
+    lines, logged = once(write_config, capsys, sftp_job(tmp_path, silent_port, timeout="1s"))
+    reason = f"sftp://vigil@127.0.0.1:{silent_port}: no SSH banner within 1s (is this an SSH server?)"
+    fault_report(fault="sftp peer that never sends a banner", expected="the banner named; one log line",
+                 observed=lines[0].partition("LocationError: ")[2][:70])
+    assert lines[0].startswith("UNREACHABLE  dumps (backup) ") and lines[0].endswith(
+        f"s: primary: LocationError: {reason}"), lines[0]
+    (line,) = logged.splitlines()  # paramiko's own ERROR line and traceback are not there
+    assert line.endswith(f"WARNING checks.job: backup unreachable job=dumps detail='primary: LocationError: {reason}'")
+
+
+def test_an_encrypted_key_without_its_passphrase_says_how_to_give_it(tmp_path, write_config, capsys, silent_port,
+                                                                     fault_report):
+    key = tmp_path / "locked_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "open sesame", "-f", str(key)], check=True)
+    (tmp_path / "known_hosts").write_text("")
+    lines, _ = once(write_config, capsys, sftp_job(tmp_path, silent_port, key_file=str(key)))
+    fault_report(fault="encrypted sftp key, no key_passphrase", expected="the key is encrypted: set key_passphrase",
+                 observed=lines[0].partition("LocationError: ")[2][-70:])
+    assert lines[0].startswith("UNREACHABLE  dumps (backup) ") and lines[0].endswith(
+        f"s: primary: LocationError: sftp://vigil@127.0.0.1:{silent_port}: key_file {key} is encrypted; set "
+        "key_passphrase: to a reference to its passphrase"), lines[0]

@@ -79,7 +79,7 @@ class BorgLocation:
         glob = ["--glob-archives", self.config.glob] if self.config.glob else []
         listing = self._json("list", "--json", "--bypass-lock", "--last", str(LISTED), *glob, self.config.repository)
         try:
-            archives = [BackupSnapshot(id=a["id"], name=a["name"], completed_at=_utc(a["time"]))
+            archives = [BackupSnapshot(id=_text(a["id"]), name=_text(a["name"]), completed_at=_utc(a["time"]))
                         for a in listing["archives"]]
         except (KeyError, TypeError, ValueError):
             raise ToolError("borg list: unexpected JSON (an archive without id, name or time)") from None
@@ -131,6 +131,13 @@ def _measured(snapshot: BackupSnapshot, info: object) -> BackupSnapshot:
                        file_count=count(archive["stats"]["nfiles"]))
     except (KeyError, IndexError, TypeError, ValueError):
         raise ToolError("borg info: unexpected JSON (no end, duration or stats, or one out of range)") from None
+
+
+def _text(value: object) -> str:
+    """An id or a name: a string, else TypeError (a list as an id would be unhashable later)."""
+    if not isinstance(value, str):
+        raise TypeError(f"not a string: {value!r:.40}")
+    return value
 
 
 def _utc(stamp: str) -> float:

@@ -17,6 +17,8 @@ from agent.units import MAX_SIZE, format_duration
 
 # what ssh printed, as restic (`subprocess ssh: ...`) and borg (`Remote: ...`) pass it on
 _SSH_LINE = re.compile(r"(?:subprocess ssh|Remote): (?:ssh: )?(?P<text>.+)")
+_S3_REFUSALS = ("The AWS Access Key Id you provided does not exist", "The request signature we calculated does not "
+                "match", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 _SSH_FIXES = (  # the first that matches says what to do
     ("Could not resolve hostname", "check the host name"),
     ("Connection refused", "check the host and port, and that sshd runs"),
@@ -53,8 +55,25 @@ def run(argv: list[str], env: dict[str, str], timeout: float, ok_codes: tuple[in
     if done.returncode not in ok_codes:
         if ssh := ssh_failure(done.stderr):
             raise ToolError(f"{what} on {where}: ssh: {ssh}")
-        raise ToolError(f"{tool}: {last_line(done.stderr) or f'exit status {done.returncode}'}")
+        if refused := s3_refusal(done.stderr):
+            raise ToolError(f"{what} on {where}: the S3 server refused the credentials ({refused}); check "
+                            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY under `env:`")
+        raise ToolError(f"{tool}: {fatal_line(done.stderr) or f'exit status {done.returncode}'}")
     return done
+
+
+def fatal_line(text: str) -> str:
+    """restic's `Fatal:` line, which its hints follow (the last line may be only the URL), else the last."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith("Fatal:")), lines[-1] if lines else "")
+
+
+def s3_refusal(stderr: str) -> str:
+    """The S3 server's words when it refused the access key or its secret; "" otherwise."""
+    for words in _S3_REFUSALS:
+        if words in stderr:
+            return words.rstrip(".")
+    return ""
 
 
 def ssh_failure(stderr: str) -> str:

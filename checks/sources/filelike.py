@@ -29,6 +29,7 @@ from pydantic import AfterValidator
 
 from agent.clock import Clock
 from checks.model import BackupSnapshot, VerifyOutcome
+from checks.sources.cli import count
 
 MAX_BACKUPS = 50  # the newest ones: enough history for the checks, bounded work per poll
 CHUNK = 1 << 20
@@ -72,7 +73,7 @@ class Entry:
 
     name: str
     modified: float
-    size: int
+    size: int | None  # None: the server sent a size out of range
     is_dir: bool = False
 
 
@@ -81,7 +82,16 @@ def entry(name: str, attributes: object) -> Entry | None:
     mode = getattr(attributes, "st_mode", None) or 0
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         return None
-    return Entry(name, float(attributes.st_mtime or 0), int(attributes.st_size or 0), stat.S_ISDIR(mode))
+    return Entry(name, float(attributes.st_mtime or 0), size_or_none(attributes.st_size or 0), stat.S_ISDIR(mode))
+
+
+def size_or_none(value: object) -> int | None:
+    """A listed size the state database can store; None (unknown) for a negative one or 2^63 and more,
+    which a hostile or broken server can send (SFTP and S3 sizes are unsigned 64-bit)."""
+    try:
+        return count(value)
+    except ValueError:
+        return None
 
 
 class Tree(Protocol):
@@ -140,7 +150,7 @@ def measure(tree: Tree, snapshot: BackupSnapshot, deadline: Deadline) -> BackupS
     """A directory backup's file count and total size: it walks the tree, so it runs once per new backup."""
     if snapshot.file_count is not None:
         return snapshot
-    count = size = 0
+    files, size = 0, 0
     pending = [snapshot.key or snapshot.name]
     while pending:
         deadline.check()
@@ -149,8 +159,9 @@ def measure(tree: Tree, snapshot: BackupSnapshot, deadline: Deadline) -> BackupS
             if item.is_dir:
                 pending.append(f"{directory}/{item.name}")
             else:
-                count, size = count + 1, size + item.size
-    return replace(snapshot, file_count=count, size_bytes=size)
+                files = files + 1
+                size = None if size is None or item.size is None else size + item.size
+    return replace(snapshot, file_count=files, size_bytes=size)
 
 
 def verify_newest(tree: Tree, pattern: str, deadline: Deadline) -> VerifyOutcome:

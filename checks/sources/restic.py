@@ -95,6 +95,9 @@ class ResticLocation:
         listing = _json(self._run("snapshots", "--json").stdout, "restic snapshots")
         if not isinstance(listing, list) or not all(isinstance(entry, dict) for entry in listing):
             raise ToolError("restic snapshots: expected a JSON list of snapshots")
+        if not all(_well_typed(entry) for entry in listing):
+            raise ToolError("restic snapshots: unexpected JSON (a snapshot's id, host, paths or tags of the "
+                            "wrong type)")
         return listing
 
     def _listing_key(self) -> str:
@@ -198,6 +201,17 @@ def _snapshot(entry: dict) -> BackupSnapshot:
         raise ToolError("restic snapshots: unexpected JSON (a snapshot without id or time)") from None
     summary = entry.get("summary")
     return _summarized(snapshot, summary) if isinstance(summary, dict) else snapshot
+
+
+def _well_typed(entry: dict) -> bool:
+    """The fields the filters and the history use have restic's types (a list as `id` is unhashable)."""
+    return (all(isinstance(entry.get(key, ""), str) for key in ("id", "short_id", "hostname", "original", "time"))
+            and all(_strings(entry.get(key)) for key in ("paths", "tags")))
+
+
+def _strings(value: object) -> bool:
+    """None or a list of strings, as restic writes `paths` and `tags`."""
+    return value is None or (isinstance(value, list) and all(isinstance(item, str) for item in value))
 
 
 def _summarized(snapshot: BackupSnapshot, summary: dict) -> BackupSnapshot:
