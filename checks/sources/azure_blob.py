@@ -20,14 +20,8 @@ from pydantic import Field, field_validator
 
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
-from checks.sources.filelike import (
-    Deadline,
-    LocationError,
-    is_backup_name,
-    newest_first,
-    relative_name,
-    size_or_none,
-)
+from checks.sources.cli import size_or_none
+from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
 
 PAGE_SIZE = 5000  # the service's maximum per List Blobs call
 RETRIES = 2  # after the first attempt, with short backoffs: a poll must not hang on a dead endpoint

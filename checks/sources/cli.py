@@ -122,3 +122,12 @@ def seconds(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         raise ValueError(f"not a duration: {value!r:.40}")
     return float(value)
+
+
+def size_or_none(value: object) -> int | None:
+    """A listed size the state database can store; None (unknown) for a negative one or 2^63 and more,
+    which a hostile or broken server can send (SFTP and S3 sizes are unsigned 64-bit)."""
+    try:
+        return count(value)
+    except ValueError:
+        return None

@@ -29,7 +29,7 @@ from pydantic import AfterValidator
 
 from agent.clock import Clock
 from checks.model import BackupSnapshot, VerifyOutcome
-from checks.sources.cli import count
+from checks.sources.cli import size_or_none
 
 MAX_BACKUPS = 50  # the newest ones: enough history for the checks, bounded work per poll
 CHUNK = 1 << 20
@@ -84,14 +84,6 @@ def entry(name: str, attributes: object) -> Entry | None:
         return None
     return Entry(name, float(attributes.st_mtime or 0), size_or_none(attributes.st_size or 0), stat.S_ISDIR(mode))
 
-
-def size_or_none(value: object) -> int | None:
-    """A listed size the state database can store; None (unknown) for a negative one or 2^63 and more,
-    which a hostile or broken server can send (SFTP and S3 sizes are unsigned 64-bit)."""
-    try:
-        return count(value)
-    except ValueError:
-        return None
 
 
 class Tree(Protocol):

@@ -20,14 +20,8 @@ from pydantic import Field, field_validator, model_validator
 from agent.redact import userinfo_in_url
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
-from checks.sources.filelike import (
-    Deadline,
-    LocationError,
-    is_backup_name,
-    newest_first,
-    relative_name,
-    size_or_none,
-)
+from checks.sources.cli import size_or_none
+from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
 
 PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 call
 ATTEMPTS = 3  # botocore's "standard" retries: throttling, 5xx and connection errors, with backoff
