@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from dataclasses import replace
@@ -318,3 +319,67 @@ def test_an_encrypted_key_without_its_passphrase_says_how_to_give_it(tmp_path, w
     assert lines[0].startswith("UNREACHABLE  dumps (backup) ") and lines[0].endswith(
         f"s: primary: LocationError: sftp://vigil@127.0.0.1:{silent_port}: key_file {key} is encrypted; set "
         "key_passphrase: to a reference to its passphrase"), lines[0]
+
+
+def fake_tool(tmp_path, name: str, replies: dict[str, object]) -> str:
+    """A stand-in for restic or borg that answers each subcommand with the given JSON (text as is)."""
+    script = tmp_path / name
+    cases = "".join(f"    {command}) cat <<'REPLY'\n{reply if isinstance(reply, str) else json.dumps(reply)}\nREPLY\n"
+                    "    exit 0;;\n" for command, reply in replies.items())
+    script.write_text(f'#!/bin/sh\nfor word in "$@"; do\n  case "$word" in\n{cases}  esac\ndone\nexit 2\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+SNAPSHOT = {"id": "a" * 64, "short_id": "aaaaaaaa", "time": "2026-11-20T01:10:00+00:00", "hostname": "fileserver",
+            "paths": ["/srv"]}
+SUMMARY = {"backup_start": "2026-11-20T01:00:00+00:00", "backup_end": "2026-11-20T01:10:00+00:00",
+           "total_files_processed": 3, "total_bytes_processed": 5000}
+
+
+@pytest.mark.parametrize(("snapshots", "stats", "expected"), [
+    ([SNAPSHOT], {"total_size": -5, "total_file_count": 1}, ("ok", "")),
+    ([{**SNAPSHOT, "summary": {**SUMMARY, "total_bytes_processed": "1e400"}}], None, ("unreachable", "summary")),
+    ([{**SNAPSHOT, "summary": {**SUMMARY, "total_bytes_processed": 2**63}}], None, ("unreachable", "summary")),
+    ([{**SNAPSHOT, "id": ["a", "b"]}], None, ("unreachable", "wrong type")),
+    ([{**SNAPSHOT, "tags": [["nested"]]}], None, ("unreachable", "wrong type")),
+], ids=["negative-size", "1e400", "2^63", "list-id", "nested-tags"])
+def test_restic_output_out_of_range_is_a_reason_or_an_unknown_size(tmp_path, job_context, clock, snapshots, stats,
+                                                                      expected, monkeypatch, fault_report):
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
+    text = json.dumps(snapshots).replace('"1e400"', "1e400")  # a number no float holds
+    binary = fake_tool(tmp_path, "restic", {"snapshots": text, "stats": stats or {}})
+    config = BackupJobConfig.model_validate({
+        "name": "hostile", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h",
+        "primary": {"kind": "restic", "repository": str(tmp_path / "repo"), "password": "${env:VIGIL_TEST_RESTIC}",
+                    "binary": binary}})
+    clock.set("2026-11-20 06:00")
+    for _ in range(2):  # the second evaluation reads back what the first recorded
+        result = run(BackupEvaluation(config, job_context))
+    status_now, detail = status(result), result.verdict.detail
+    fault_report(fault=f"restic output: {text[-45:]}"[:50], expected="unexpected output, or the size unknown",
+                 observed=f"{status_now}: {detail}"[:70])
+    assert status_now == expected[0] and expected[1] in detail
+    if status_now == "unreachable":
+        assert detail.startswith("primary: ToolError: restic snapshots: unexpected JSON")
+    sizes = job_context.db.query("SELECT size_bytes FROM backup_observations WHERE job = 'hostile'")
+    assert all(size is None or 0 <= size < 2**63 for (size,) in sizes)
+
+
+@pytest.mark.parametrize("duration", ["NaN", "-1", "1e400"])
+def test_a_borg_duration_out_of_range_leaves_the_size_unknown(tmp_path, job_context, clock, duration, caplog,
+                                                              fault_report):
+    archive = {"id": "b" * 64, "name": "fileserver-1", "time": "2026-11-20T01:10:00.000000"}
+    info = ('{"archives": [{"end": "2026-11-20T01:10:00.000000", "duration": DURATION, '
+            '"stats": {"original_size": 5000, "nfiles": 3}}]}').replace("DURATION", duration)
+    binary = fake_tool(tmp_path, "borg", {"list": {"archives": [archive]}, "info": info})
+    config = BackupJobConfig.model_validate({
+        "name": "hostile", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h",
+        "primary": {"kind": "borg", "repository": str(tmp_path / "repo"), "binary": binary}})
+    clock.set("2026-11-20 06:00")
+    result = run(BackupEvaluation(config, job_context))
+    (warning,) = [r.getMessage() for r in caplog.records if "backup size unknown" in r.getMessage()]
+    fault_report(fault=f"borg info duration {duration}", expected="the size unknown, the cause logged",
+                 observed=f"{status(result)}; logged {warning.partition('error=')[2]}"[:70])
+    assert status(result) == "ok" and "borg info: unexpected JSON" in warning
+    assert ("vigil_backup_duration_seconds", (("location", "primary"),)) not in metrics(result)

@@ -11,10 +11,12 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import paramiko
 import pytest
 from pydantic import ValidationError
 
 from checks.config import VerifyConfig
+from checks.sources import filelike
 from checks.sources.filelike import LocationError
 from checks.sources.sftp import WINDOW, SftpLocation
 from tests.dumps import sha256, write
@@ -120,7 +122,7 @@ def test_an_unknown_host_key_is_refused(sftp, server, tmp_path):
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(known_hosts_line(server.port, other_host).replace("127.0.0.1", "192.0.2.1"))
 
-    expected = (f"ssh {server.user}@127.0.0.1:{server.port}: the server's ssh-ed25519 key ({server.fingerprint}) "
+    expected = (f"sftp://{server.user}@127.0.0.1:{server.port}: the server's ssh-ed25519 key ({server.fingerprint}) "
                 f"is not in {known_hosts}")
     with pytest.raises(LocationError, match=re.escape(expected)):
         sftp(known_hosts=known_hosts).backups()
@@ -202,3 +204,22 @@ def test_a_server_that_accepts_and_never_answers_fails_within_the_timeout(sftp):
         expected = f"@127.0.0.1:{port}: no SSH banner within 1s (is this an SSH server?)"
         with pytest.raises(LocationError, match=re.escape(expected)):
             sftp(port=port, timeout="1s").backups()
+
+
+def test_a_name_that_is_not_utf8_is_listed_with_an_escape_and_verified(sftp, dumps, fault_report):
+    """paramiko's listdir_attr fails the whole listing with UnicodeDecodeError on such a name."""
+    (dumps / os.fsdecode(b"db-caf\xe9.sql.gz")).write_bytes(gzip.compress(b"dump"))
+    (backup,) = sftp("db-*").backups()
+    outcome = sftp("db-*").verify(VerifyConfig())
+    fault_report(fault="sftp dump named db-caf\\xe9 (not UTF-8)", expected="listed with an escape, verified",
+                 observed=f"{backup.name}; verify: {outcome.detail}")
+    assert (backup.id, backup.name) == ("db-caf\\xe9.sql.gz", "db-caf\\xe9.sql.gz")
+    assert (outcome.ok, outcome.detail) == (True, "db-caf\\xe9.sql.gz: gz archive is intact")
+
+
+@pytest.mark.parametrize("size", [-5, 2**63, 2**64 - 1])
+def test_a_listed_size_out_of_range_is_unknown(size):
+    """An SFTP size is an unsigned 64-bit number: 2^63 and more would fail every SQLite write."""
+    attributes = paramiko.SFTPAttributes()
+    attributes.st_mode, attributes.st_size, attributes.st_mtime = 0o100644, size, 1_800_000_000
+    assert filelike.entry("db-1.sql.gz", attributes).size is None

@@ -19,6 +19,7 @@ from agent.units import MAX_SIZE, format_duration
 _SSH_LINE = re.compile(r"(?:subprocess ssh|Remote): (?:ssh: )?(?P<text>.+)")
 _S3_REFUSALS = ("The AWS Access Key Id you provided does not exist", "The request signature we calculated does not "
                 "match", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+_SSH_ENDED = ("unable to start the sftp session", "Connection closed by remote host")  # restic, borg
 _SSH_FIXES = (  # the first that matches says what to do
     ("Could not resolve hostname", "check the host name"),
     ("Connection refused", "check the host and port, and that sshd runs"),
@@ -86,6 +87,8 @@ def ssh_failure(stderr: str) -> str:
     for words, fix in _SSH_FIXES:
         if found := next((text for text in said if words in text), None):
             return f"{found.rstrip('.')}; {fix}"
+    if any(words in stderr for words in _SSH_ENDED):  # restic may exit before it passes on what ssh said
+        return "the connection ended before a session started; check the host and port, key_file and known_hosts"
     return ""
 
 

@@ -85,7 +85,6 @@ def entry(name: str, attributes: object) -> Entry | None:
     return Entry(name, float(attributes.st_mtime or 0), size_or_none(attributes.st_size or 0), stat.S_ISDIR(mode))
 
 
-
 class Tree(Protocol):
     """How a file-shaped location is read; names are relative to its root, `/`-separated."""
 
