@@ -284,16 +284,53 @@ def once(write_config, capsys, text: str) -> tuple[list[str], str]:
     return printed.out.splitlines(), printed.err
 
 
-def test_a_dead_location_is_unreachable_before_the_job_times_out(tmp_path, write_config, capsys, silent_port,
-                                                                  fault_report):
+@pytest.fixture
+def black_hole():
+    """A port whose SYNs are dropped: its listener's queue is full and never accepted from."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        queued = []
+        while True:
+            client = socket.socket()
+            client.settimeout(0.5)
+            try:
+                client.connect(listener.getsockname())
+            except OSError:  # the queue is full: from now on a connect hangs, as to a dropped host
+                client.close()
+                break
+            queued.append(client)
+        yield listener.getsockname()[1]
+        for client in queued:
+            client.close()
+
+
+def restic_s3_job(port: int) -> str:
+    primary = {"kind": "restic", "repository": f"s3:http://127.0.0.1:{port}/backups/fileserver",
+               "password": "${env:VIGIL_TEST_RESTIC}", "env": {"AWS_ACCESS_KEY_ID": "${env:VIGIL_TEST_RESTIC}",
+                                                             "AWS_SECRET_ACCESS_KEY": "${env:VIGIL_TEST_RESTIC}"}}
+    return yaml.safe_dump({"listen": "127.0.0.1:{port}", "state_dir": "{state}", "backups": [
+        {"name": "dumps", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h", "interval": "1m",
+         "timeout": "3s", "primary": primary}]})
+
+
+@pytest.mark.parametrize("dead", ["sftp-silent", "sftp-black-holed", "restic-s3-black-holed"])
+def test_a_dead_location_is_unreachable_before_the_job_times_out(tmp_path, write_config, capsys, request, dead,
+                                                                  monkeypatch, fault_report):
     """The location's own timeout (2m by default) outlasts the job's (3s): the job still judges it."""
-    lines, _ = once(write_config, capsys, sftp_job(tmp_path, silent_port))
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
+    port = request.getfixturevalue("silent_port" if dead == "sftp-silent" else "black_hole")
+    if dead.startswith("sftp"):
+        text, where = sftp_job(tmp_path, port), f"sftp://vigil@127.0.0.1:{port}/srv/dumps"
+    else:
+        text, where = restic_s3_job(port), f"s3:http://127.0.0.1:{port}/backups/fileserver"
+    lines, _ = once(write_config, capsys, text)
     verdict = lines[0]
-    fault_report(fault="sftp host not answering, job timeout 3s",
-                 expected="unreachable, naming the location; never timed out", observed=verdict[:70])
+    fault_report(fault=f"{dead} location, job timeout 3s", expected="unreachable, naming the location; not timed out",
+                 observed=verdict.partition("primary: ")[2][:70])
     assert verdict.startswith("UNREACHABLE  dumps (backup)"), verdict
-    assert f"primary: Overdue: listing sftp://vigil@127.0.0.1:{silent_port}/srv/dumps: no answer after" \
-        in verdict and "check that the host is up" in verdict and "timed out" not in verdict
+    assert f"primary: Overdue: listing {where}: no answer after" in verdict, verdict
+    assert "check that the host is up" in verdict and "timed out" not in verdict
 
 
 def test_no_ssh_banner_is_one_reason_and_one_log_line(tmp_path, write_config, capsys, silent_port, fault_report):
@@ -315,7 +352,7 @@ def test_an_encrypted_key_without_its_passphrase_says_how_to_give_it(tmp_path, w
     (tmp_path / "known_hosts").write_text("")
     lines, _ = once(write_config, capsys, sftp_job(tmp_path, silent_port, key_file=str(key)))
     fault_report(fault="encrypted sftp key, no key_passphrase", expected="the key is encrypted: set key_passphrase",
-                 observed=lines[0].partition("LocationError: ")[2][-70:])
+                 observed=f"key_file {key.name}{lines[0].partition(str(key))[2]}"[:70])
     assert lines[0].startswith("UNREACHABLE  dumps (backup) ") and lines[0].endswith(
         f"s: primary: LocationError: sftp://vigil@127.0.0.1:{silent_port}: key_file {key} is encrypted; set "
         "key_passphrase: to a reference to its passphrase"), lines[0]
@@ -343,9 +380,9 @@ SUMMARY = {"backup_start": "2026-11-20T01:00:00+00:00", "backup_end": "2026-11-2
     ([{**SNAPSHOT, "summary": {**SUMMARY, "total_bytes_processed": 2**63}}], None, ("unreachable", "summary")),
     ([{**SNAPSHOT, "id": ["a", "b"]}], None, ("unreachable", "wrong type")),
     ([{**SNAPSHOT, "tags": [["nested"]]}], None, ("unreachable", "wrong type")),
-], ids=["negative-size", "1e400", "2^63", "list-id", "nested-tags"])
+], ids=["total_size -5", "total_bytes 1e400", "total_bytes 2^63", "a list as id", "nested tags"])
 def test_restic_output_out_of_range_is_a_reason_or_an_unknown_size(tmp_path, job_context, clock, snapshots, stats,
-                                                                      expected, monkeypatch, fault_report):
+                                                                      expected, monkeypatch, request, fault_report):
     monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
     text = json.dumps(snapshots).replace('"1e400"', "1e400")  # a number no float holds
     binary = fake_tool(tmp_path, "restic", {"snapshots": text, "stats": stats or {}})
@@ -357,9 +394,10 @@ def test_restic_output_out_of_range_is_a_reason_or_an_unknown_size(tmp_path, job
     for _ in range(2):  # the second evaluation reads back what the first recorded
         result = run(BackupEvaluation(config, job_context))
     status_now, detail = status(result), result.verdict.detail
-    fault_report(fault=f"restic output: {text[-45:]}"[:50], expected="unexpected output, or the size unknown",
-                 observed=f"{status_now}: {detail}"[:70])
-    assert status_now == expected[0] and expected[1] in detail
+    size = metrics(result).get(("vigil_backup_size_bytes", (("location", "primary"),)))
+    fault_report(fault=f"restic JSON with {request.node.callspec.id}", expected="unexpected output, or the size "
+                 "unknown", observed=f"{status_now}: {detail.partition('restic ')[2] or f'size {size}'}"[:70])
+    assert status_now == expected[0] and expected[1] in detail and size is None
     if status_now == "unreachable":
         assert detail.startswith("primary: ToolError: restic snapshots: unexpected JSON")
     sizes = job_context.db.query("SELECT size_bytes FROM backup_observations WHERE job = 'hostile'")
@@ -380,6 +418,6 @@ def test_a_borg_duration_out_of_range_leaves_the_size_unknown(tmp_path, job_cont
     result = run(BackupEvaluation(config, job_context))
     (warning,) = [r.getMessage() for r in caplog.records if "backup size unknown" in r.getMessage()]
     fault_report(fault=f"borg info duration {duration}", expected="the size unknown, the cause logged",
-                 observed=f"{status(result)}; logged {warning.partition('error=')[2]}"[:70])
+                 observed=f"{status(result)}; logged {warning.partition('ToolError: ')[2]}"[:70])
     assert status(result) == "ok" and "borg info: unexpected JSON" in warning
     assert ("vigil_backup_duration_seconds", (("location", "primary"),)) not in metrics(result)

@@ -297,7 +297,7 @@ backups:
     metrics = agent.metrics()
     agent.peer.stop()
     fault_report(fault="a dump named db-caf\\xe9 (not UTF-8)", expected="listed, its name escaped everywhere",
-                 observed=json.dumps(status).partition(SHOWN)[1] + " shown; report, DB, /metrics ok")
+                 observed=f"{detail}: in the page, status.json, DB, report"[:70])
     assert any(detail in text for text in strings(status)) and detail in page
     assert 'vigil_backup_status{backup="dumps",status="too_small"} 1' in metrics
     db = StateDB(tmp_path / "state")

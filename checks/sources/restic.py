@@ -223,8 +223,8 @@ def _summarized(snapshot: BackupSnapshot, summary: dict) -> BackupSnapshot:
                        size_bytes=count(summary["total_bytes_processed"]),
                        file_count=count(summary["total_files_processed"]))
     except (KeyError, TypeError, ValueError):
-        raise ToolError("restic snapshots: unexpected JSON (a summary without backup_start, backup_end "
-                        "or totals)") from None
+        raise ToolError("restic snapshots: unexpected JSON (a summary without backup_start, backup_end or "
+                        "totals, or one out of range)") from None
 
 
 def _json(text: str, what: str) -> object:
