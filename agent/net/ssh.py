@@ -196,13 +196,13 @@ def _handshake(client: paramiko.SSHClient, endpoint: SshEndpoint, key: paramiko.
 def _no_banner(exc: BaseException, client: paramiko.SSHClient, timeout: float) -> str:
     """A peer that accepted and stayed silent, or one that hung up; paramiko's own words hide which.
 
-    The transport thread keeps what ended it (`saved_exception`): the bare banner error
-    of a silent peer, or the reset or EOF of one that hung up; the caller may see only
-    "No existing session".
+    The banner error carries what ended the read (EOF or a reset when the peer hung up, a
+    timeout when it stayed silent) as its context; when the caller sees only "No existing
+    session", the transport thread kept the banner error as `saved_exception`.
     """
     saved = getattr(client.get_transport(), "saved_exception", None)
-    said = f"{exc} {saved or ''}".strip()
-    if isinstance(saved, EOFError) or any(word in said for word in ("reset", "EOF", "closed", "Broken pipe")):
+    causes = [error for first in (exc, saved) if first is not None for error in (first, first.__context__)]
+    if any(isinstance(error, EOFError | ConnectionError) or "reset" in str(error) for error in causes):
         return "the server hung up before sending an SSH banner"
     return f"no SSH banner within {timeout:g}s"
 
