@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 import uuid
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from pydantic import ValidationError
@@ -16,6 +14,7 @@ from checks.sources import s3
 from checks.sources.filelike import LocationError
 from checks.sources.s3 import S3Location
 from tests.clocks import RunawayClock
+from tests.lab.canned_xml import canned_xml
 from tests.lab.harness import wait_until
 from tests.lab.moto import Moto, moto
 from tests.lab.pki import make_pki
@@ -161,42 +160,21 @@ def test_config_needs_both_keys_or_neither(monkeypatch):
         S3Location.Config(kind="s3", bucket="backups", access_key_id="${env:TEST_S3_ID}")
 
 
-class _HostileListing(BaseHTTPRequestHandler):
-    """An S3 endpoint whose ListObjectsV2 answer carries the sizes in `server.sizes` (the rest is S3's shape)."""
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        contents = "".join(f"<Contents><Key>db-{n}.sql.gz</Key><LastModified>2026-11-2{n}T01:00:00.000Z"
-                           f"</LastModified><ETag>&quot;x&quot;</ETag><Size>{size}</Size></Contents>"
-                           for n, size in enumerate(self.server.sizes))
-        body = (f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><Prefix></Prefix>'
-                f"<KeyCount>{len(self.server.sizes)}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false"
-                f"</IsTruncated>{contents}</ListBucketResult>").encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/xml")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:  # quiet
-        pass
+SIZES = [-5, 2**63, 2**64 - 1, 5000]  # what a broken or hostile endpoint can send; only the last is a size
 
 
 def test_object_sizes_out_of_range_are_unknown(context, monkeypatch, fault_report):
-    """A broken or hostile endpoint's sizes (negative, 2^63 and more) would fail every SQLite write."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostileListing)
-    server.sizes = [-5, 2**63, 2**64 - 1, 5000]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    """Sizes of -5 or 2^63 and more would fail every SQLite write: the backups are seen, their sizes unknown."""
+    contents = "".join(f"<Contents><Key>db-{n}.sql.gz</Key><LastModified>2026-11-2{n}T01:00:00.000Z</LastModified>"
+                       f"<ETag>&quot;x&quot;</ETag><Size>{size}</Size></Contents>" for n, size in enumerate(SIZES))
     monkeypatch.setenv("TEST_S3_ID", "id")
     monkeypatch.setenv("TEST_S3_SECRET", "secret")
-    try:
-        config = S3Location.Config(kind="s3", bucket="b", endpoint_url=f"http://127.0.0.1:{server.server_port}",
-                                   region="us-east-1", access_key_id="${env:TEST_S3_ID}",
-                                   secret_access_key="${env:TEST_S3_SECRET}", timeout="10s")
-        backups = S3Location(config, context).backups()
-    finally:
-        server.shutdown()
-        server.server_close()
-    sizes = {backup.name: backup.size_bytes for backup in backups}
+    with canned_xml(f"<ListBucketResult><Name>b</Name><Prefix></Prefix><KeyCount>{len(SIZES)}</KeyCount>"
+                    f"<IsTruncated>false</IsTruncated>{contents}</ListBucketResult>") as url:
+        config = S3Location.Config(kind="s3", bucket="b", endpoint_url=url, region="us-east-1", timeout="10s",
+                                   access_key_id="${env:TEST_S3_ID}", secret_access_key="${env:TEST_S3_SECRET}")
+        sizes = {backup.name: backup.size_bytes for backup in S3Location(config, context).backups()}
     fault_report(fault="S3 object sizes -5, 2^63, 2^64-1", expected="each backup seen, its size unknown",
-                 observed=str(sizes)[:70])
+                 observed=str(sorted(sizes.items()))[:70])
     assert sizes == {"db-0.sql.gz": None, "db-1.sql.gz": None, "db-2.sql.gz": None, "db-3.sql.gz": 5000}
