@@ -421,3 +421,22 @@ def test_a_borg_duration_out_of_range_leaves_the_size_unknown(tmp_path, job_cont
                  observed=f"{status(result)}; logged {warning.partition('ToolError: ')[2]}"[:70])
     assert status(result) == "ok" and "borg info: unexpected JSON" in warning
     assert ("vigil_backup_duration_seconds", (("location", "primary"),)) not in metrics(result)
+
+
+def test_a_hung_location_is_not_called_again_while_its_call_runs(tmp_path, job_context, clock):
+    """Two evaluations of a host that never answers: one connection, the second waits on the first."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        text = sftp_job(tmp_path, silent.getsockname()[1], timeout="20s")
+        config = BackupJobConfig.model_validate(yaml.safe_load(text)["backups"][0] | {"timeout": "2s"})
+        evaluation = BackupEvaluation(config, job_context)
+        details = [run(evaluation).verdict.detail for _ in range(2)]
+        silent.settimeout(0.5)
+        connections = [silent.accept()[0]]
+        with pytest.raises(TimeoutError):
+            connections.append(silent.accept()[0])
+        for connection in connections:
+            connection.close()
+    assert all("Overdue: listing sftp://" in detail for detail in details), details
+    evaluation.close()
