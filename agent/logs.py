@@ -114,6 +114,8 @@ def setup(debug: bool = False, level: str | None = None, form: str = "text") -> 
     formatter = JsonFormatter if form == "json" else TextFormatter
     handler.setFormatter(formatter(tracebacks=debug, journal=under_journal()))
     handler.addFilter(RedactingFilter())
+    if level != "debug":
+        handler.addFilter(_paramiko_errors)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -122,6 +124,13 @@ def setup(debug: bool = False, level: str | None = None, form: str = "text") -> 
     logging.getLogger("httpx").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     # paramiko logs every connection and authentication at INFO: one ssh target, two lines a minute.
     logging.getLogger("paramiko").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+
+def _paramiko_errors(record: logging.LogRecord) -> bool:
+    """False for paramiko's ERROR records: its transport thread logs every failure it hands back
+    (a banner that never came, a reset) at ERROR and then its traceback one record per line,
+    while vigil reports that same exception in one line of its own. --debug keeps them."""
+    return not (record.name.startswith("paramiko") and record.levelno >= logging.ERROR)
 
 
 class Throttled:

@@ -129,7 +129,8 @@ class BackupJobConfig(StrictModel):
                           "last 7")
     verify: VerifyConfig | None = Field(None, description="integrity checks, on their own slow schedule")
     interval: Duration = Field(300.0, description="how often the job is evaluated (metadata only)")
-    timeout: Duration = Field(120.0, description="how long one evaluation (both locations) may take; the "
+    timeout: Duration = Field(120.0, description="how long one evaluation (both locations, read at once) may "
+                                                 "take: a location with no answer by 90% of it is unreachable; the "
                                                  "default is cut to 80% of a shorter interval")
 
     @model_validator(mode="before")

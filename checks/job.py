@@ -4,13 +4,16 @@ and the verification (integrity, on its own slow schedule).
 The evaluation lists the primary and off-site locations, measures a new backup once,
 records everything in the history, and turns it into one status with its metrics.
 A location that cannot be read is `unreachable`, not an evaluation failure: vigil_up
-stays 1 and the last success still comes from the history.
+stays 1 and the last success still comes from the history. That holds for a dead host
+too: the locations are read at once, each in a thread the evaluation stops waiting for
+before its own timeout (checks.bounded).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -20,6 +23,7 @@ from agent.collector import Collector, Context, Emitter, describe
 from agent.model import MetricSpec, Verdict
 from agent.scheduler import JobSpec
 from agent.units import format_duration
+from checks.bounded import BoundedCalls
 from checks.config import BackupJobConfig
 from checks.history import BackupHistory
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
@@ -40,6 +44,7 @@ LABEL = "backup"  # not `job`: Prometheus gives every scraped series its own job
 VERIFY_POLL = 300.0  # how often the verification job looks whether a check is due and its window open
 VERIFY_WINDOW = 2 * 3600.0  # a due check starts only within this long after its window opens
 VERIFY_AFTER_DEADLINE = 3600.0  # the default window opens an hour after each backup's deadline
+SPARE = 0.1  # the share of an evaluation's timeout kept for judging and recording after the locations' calls
 
 STATUS = MetricSpec("vigil_backup_status", "gauge",
                     "1 for the backup job's current status, 0 for every other status.", ("status",))
@@ -107,12 +112,17 @@ class BackupEvaluation(_BackupJob):
         super().__init__(config, ctx)
         self.schedule = Schedule(config.schedule, config.timezone, config.deadline)
         self._logged_status: str | None = None  # the status last logged: each change is logged once
+        self._calls = BoundedCalls()
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         now = self.clock.time()
+        deadline = time.monotonic() + self.config.timeout * (1 - SPARE)  # a real wait on real threads
         window = self.schedule.last_closed(now)
         findings: list[Finding | None] = []
-        seen = {where: self._observe(where, location, now, findings) for where, location in self.locations.items()}
+        for where, location in self.locations.items():  # both locations are read at once
+            self._calls.start(f"{where} listing", location.backups)
+        seen = {where: self._observe(where, location, now, deadline, findings)
+                for where, location in self.locations.items()}
         primary, offsite = seen["primary"], seen.get("offsite")
         lag = None
         if primary is not None:
@@ -151,16 +161,17 @@ class BackupEvaluation(_BackupJob):
         else:
             log.warning("backup %s job=%s detail=%r", verdict.status, self.config.name, verdict.detail)
 
-    def _observe(self, where: str, location, now: float, findings: list) -> list[BackupSnapshot] | None:
+    def _observe(self, where: str, location, now: float, deadline: float,
+                 findings: list) -> list[BackupSnapshot] | None:
         """The location's backups, newest measured and everything recorded; None if unreachable."""
         try:
-            backups = location.backups()
+            backups = self._calls.result(f"{where} listing", deadline, f"listing {location_name(location)}")
         except Exception as exc:  # a location's failure is a status, never a crash
             findings.append(Finding("unreachable", f"{where}: {describe(exc)}"))
             return None
         if not backups:
             return backups
-        newest = self._measured(where, location, backups[0])
+        newest = self._measured(where, location, backups[0], deadline)
         backups = [newest, *backups[1:]]
         verdict = "failed" if newest.ok is False else "ok"
         if where == "primary" and verdict == "ok":
@@ -171,13 +182,14 @@ class BackupEvaluation(_BackupJob):
         self.history.record(where, backups, {newest.id: verdict}, now)
         return backups
 
-    def _measured(self, where: str, location, newest: BackupSnapshot) -> BackupSnapshot:
+    def _measured(self, where: str, location, newest: BackupSnapshot, deadline: float) -> BackupSnapshot:
         if newest.size_bytes is not None or not hasattr(location, "measure"):
             return newest
         if (known := self.history.measured(where, newest)) is not None:
             return known
         try:
-            return location.measure(newest)
+            return self._calls.call(f"{where} measure {newest.id}", partial(location.measure, newest), deadline,
+                                    f"measuring {newest.name or newest.id} at {location_name(location)}")
         except Exception as exc:  # the size stays unknown this time; the next poll retries
             log.warning("backup size unknown job=%s location=%s error=%s", self.config.name, where, describe(exc))
             return newest
@@ -279,6 +291,13 @@ def _exclusive(location: LocationConfig) -> Iterator[None]:
         lock = _REPOSITORY_LOCKS.setdefault(key, threading.Lock())
     with lock:
         yield
+
+
+def location_name(location) -> str:
+    """How messages name a location: its own `where`, else its repository, URL or path."""
+    config = location.config
+    return str(getattr(location, "where", "") or getattr(config, "repository", "") or getattr(config, "url", "")
+               or getattr(config, "path", "") or location.kind)
 
 
 def _lag_note(lag: float | None) -> str:

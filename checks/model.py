@@ -21,7 +21,8 @@ class BackupSnapshot:
     """One completed backup at one location.
 
     `id` is unique within the location (restic snapshot id, borg archive id, file or
-    object name, Veeam session id). `ok` is the tool's own verdict where it has one
+    object name, Veeam session id), always printable UTF-8: a file name that is not UTF-8
+    is shown with `\\xe9` escapes and read through `key`. `ok` is the tool's own verdict where it has one
     (Veeam Success/Warning/Failed), else None. `name`, `checksum`, `original` and
     `paths` let the checks decide whether an off-site backup is the same backup as a
     primary one.
@@ -38,6 +39,7 @@ class BackupSnapshot:
     original: str = ""  # restic: the snapshot this one was copied from
     paths: tuple[str, ...] = ()  # restic: the backed-up paths
     duration: float | None = None  # seconds the backup took, where the tool says
+    key: str = ""  # files: the name as the file system spells it, to read it again ("": the name)
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 
+from agent.cli import main
 from agent.collector import Emitter
 from checks.config import BackupJobConfig
 from checks.job import BackupEvaluation, BackupVerification, backup_jobs
 from tests.clocks import FakeClock
 from tests.lab.backup_tools import PASSWORD, ResticRepo
+from tests.lab.sshd import make_key
 
 KB = 1000
 
@@ -246,3 +252,191 @@ def test_a_change_of_status_is_logged_once(repos, job_context, clock, caplog):
         ("WARNING", "backup missed job=fileserver-nightly detail='no backup completed since the run due at "
                     "2026-11-21 01:00 UTC (deadline 2026-11-21 05:00 UTC)'"),
         ("INFO", "backup ok again job=fileserver-nightly was=missed")]
+
+
+# Dead locations and hostile tool output, through `vigil once` (the agent's own timeouts) or a whole evaluation.
+
+@pytest.fixture
+def silent_port():
+    """A TCP peer that accepts (the kernel completes the handshake) and never says a word."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        yield silent.getsockname()[1]
+
+
+def sftp_job(tmp_path, port: int, **location) -> str:
+    key = tmp_path / "id_ed25519"
+    if not key.exists():
+        make_key(key)
+        (tmp_path / "known_hosts").write_text("")
+    primary = {"kind": "sftp", "host": "127.0.0.1", "port": port, "user": "vigil", "key_file": str(key),
+               "known_hosts": str(tmp_path / "known_hosts"), "path": "/srv/dumps", **location}
+    return yaml.safe_dump({"listen": "127.0.0.1:{port}", "state_dir": "{state}", "backups": [
+        {"name": "dumps", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h", "interval": "1m",
+         "timeout": "3s", "primary": primary}]})
+
+
+def once(write_config, capsys, text: str) -> tuple[list[str], str]:
+    """`vigil once` in-process: the lines of its report (verdicts first), and what it logged."""
+    assert main(["once", "-c", str(write_config(text))]) == 1
+    printed = capsys.readouterr()
+    return printed.out.splitlines(), printed.err
+
+
+@pytest.fixture
+def black_hole():
+    """A port whose SYNs are dropped: its listener's queue is full and never accepted from."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        queued = []
+        while True:
+            client = socket.socket()
+            client.settimeout(0.5)
+            try:
+                client.connect(listener.getsockname())
+            except OSError:  # the queue is full: from now on a connect hangs, as to a dropped host
+                client.close()
+                break
+            queued.append(client)
+        yield listener.getsockname()[1]
+        for client in queued:
+            client.close()
+
+
+def restic_s3_job(port: int) -> str:
+    primary = {"kind": "restic", "repository": f"s3:http://127.0.0.1:{port}/backups/fileserver",
+               "password": "${env:VIGIL_TEST_RESTIC}", "env": {"AWS_ACCESS_KEY_ID": "${env:VIGIL_TEST_RESTIC}",
+                                                             "AWS_SECRET_ACCESS_KEY": "${env:VIGIL_TEST_RESTIC}"}}
+    return yaml.safe_dump({"listen": "127.0.0.1:{port}", "state_dir": "{state}", "backups": [
+        {"name": "dumps", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h", "interval": "1m",
+         "timeout": "3s", "primary": primary}]})
+
+
+@pytest.mark.parametrize("dead", ["sftp-silent", "sftp-black-holed", "restic-s3-black-holed"])
+def test_a_dead_location_is_unreachable_before_the_job_times_out(tmp_path, write_config, capsys, request, dead,
+                                                                  monkeypatch, fault_report):
+    """The location's own timeout (2m by default) outlasts the job's (3s): the job still judges it."""
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
+    port = request.getfixturevalue("silent_port" if dead == "sftp-silent" else "black_hole")
+    if dead.startswith("sftp"):
+        text, where = sftp_job(tmp_path, port), f"sftp://vigil@127.0.0.1:{port}/srv/dumps"
+    else:
+        text, where = restic_s3_job(port), f"s3:http://127.0.0.1:{port}/backups/fileserver"
+    lines, _ = once(write_config, capsys, text)
+    verdict = lines[0]
+    fault_report(fault=f"{dead} location, job timeout 3s", expected="unreachable, naming the location; not timed out",
+                 observed=verdict.partition("primary: ")[2][:70])
+    assert verdict.startswith("UNREACHABLE  dumps (backup)"), verdict
+    assert f"primary: Overdue: listing {where}: no answer after" in verdict, verdict
+    assert "check that the host is up" in verdict and "timed out" not in verdict
+
+
+def test_no_ssh_banner_is_one_reason_and_one_log_line(tmp_path, write_config, capsys, silent_port, fault_report):
+    """paramiko logs the banner error and its traceback at ERROR, a record per line: vigil logs none of it."""
+    lines, logged = once(write_config, capsys, sftp_job(tmp_path, silent_port, timeout="1s"))
+    reason = f"sftp://vigil@127.0.0.1:{silent_port}: no SSH banner within 1s (is this an SSH server?)"
+    fault_report(fault="sftp peer that never sends a banner", expected="the banner named; one log line",
+                 observed=lines[0].partition("LocationError: ")[2][:70])
+    assert lines[0].startswith("UNREACHABLE  dumps (backup) ") and lines[0].endswith(
+        f"s: primary: LocationError: {reason}"), lines[0]
+    (line,) = logged.splitlines()  # paramiko's own ERROR line and traceback are not there
+    assert line.endswith(f"WARNING checks.job: backup unreachable job=dumps detail='primary: LocationError: {reason}'")
+
+
+def test_an_encrypted_key_without_its_passphrase_says_how_to_give_it(tmp_path, write_config, capsys, silent_port,
+                                                                     fault_report):
+    key = tmp_path / "locked_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "open sesame", "-f", str(key)], check=True)
+    (tmp_path / "known_hosts").write_text("")
+    lines, _ = once(write_config, capsys, sftp_job(tmp_path, silent_port, key_file=str(key)))
+    fault_report(fault="encrypted sftp key, no key_passphrase", expected="the key is encrypted: set key_passphrase",
+                 observed=f"key_file {key.name}{lines[0].partition(str(key))[2]}"[:70])
+    assert lines[0].startswith("UNREACHABLE  dumps (backup) ") and lines[0].endswith(
+        f"s: primary: LocationError: sftp://vigil@127.0.0.1:{silent_port}: key_file {key} is encrypted; set "
+        "key_passphrase: to a reference to its passphrase"), lines[0]
+
+
+def fake_tool(tmp_path, name: str, replies: dict[str, object]) -> str:
+    """A stand-in for restic or borg that answers each subcommand with the given JSON (text as is)."""
+    script = tmp_path / name
+    cases = "".join(f"    {command}) cat <<'REPLY'\n{reply if isinstance(reply, str) else json.dumps(reply)}\nREPLY\n"
+                    "    exit 0;;\n" for command, reply in replies.items())
+    script.write_text(f'#!/bin/sh\nfor word in "$@"; do\n  case "$word" in\n{cases}  esac\ndone\nexit 2\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+SNAPSHOT = {"id": "a" * 64, "short_id": "aaaaaaaa", "time": "2026-11-20T01:10:00+00:00", "hostname": "fileserver",
+            "paths": ["/srv"]}
+SUMMARY = {"backup_start": "2026-11-20T01:00:00+00:00", "backup_end": "2026-11-20T01:10:00+00:00",
+           "total_files_processed": 3, "total_bytes_processed": 5000}
+
+
+@pytest.mark.parametrize(("snapshots", "stats", "expected"), [
+    ([SNAPSHOT], {"total_size": -5, "total_file_count": 1}, ("ok", "")),
+    ([{**SNAPSHOT, "summary": {**SUMMARY, "total_bytes_processed": "1e400"}}], None, ("unreachable", "summary")),
+    ([{**SNAPSHOT, "summary": {**SUMMARY, "total_bytes_processed": 2**63}}], None, ("unreachable", "summary")),
+    ([{**SNAPSHOT, "id": ["a", "b"]}], None, ("unreachable", "wrong type")),
+    ([{**SNAPSHOT, "tags": [["nested"]]}], None, ("unreachable", "wrong type")),
+], ids=["total_size -5", "total_bytes 1e400", "total_bytes 2^63", "a list as id", "nested tags"])
+def test_restic_output_out_of_range_is_a_reason_or_an_unknown_size(tmp_path, job_context, clock, snapshots, stats,
+                                                                      expected, monkeypatch, request, fault_report):
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
+    text = json.dumps(snapshots).replace('"1e400"', "1e400")  # a number no float holds
+    binary = fake_tool(tmp_path, "restic", {"snapshots": text, "stats": stats or {}})
+    config = BackupJobConfig.model_validate({
+        "name": "hostile", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h",
+        "primary": {"kind": "restic", "repository": str(tmp_path / "repo"), "password": "${env:VIGIL_TEST_RESTIC}",
+                    "binary": binary}})
+    clock.set("2026-11-20 06:00")
+    for _ in range(2):  # the second evaluation reads back what the first recorded
+        result = run(BackupEvaluation(config, job_context))
+    status_now, detail = status(result), result.verdict.detail
+    size = metrics(result).get(("vigil_backup_size_bytes", (("location", "primary"),)))
+    fault_report(fault=f"restic JSON with {request.node.callspec.id}", expected="unexpected output, or the size "
+                 "unknown", observed=f"{status_now}: {detail.partition('restic ')[2] or f'size {size}'}"[:70])
+    assert status_now == expected[0] and expected[1] in detail and size is None
+    if status_now == "unreachable":
+        assert detail.startswith("primary: ToolError: restic snapshots: unexpected JSON")
+    sizes = job_context.db.query("SELECT size_bytes FROM backup_observations WHERE job = 'hostile'")
+    assert all(size is None or 0 <= size < 2**63 for (size,) in sizes)
+
+
+@pytest.mark.parametrize("duration", ["NaN", "-1", "1e400"])
+def test_a_borg_duration_out_of_range_leaves_the_size_unknown(tmp_path, job_context, clock, duration, caplog,
+                                                              fault_report):
+    archive = {"id": "b" * 64, "name": "fileserver-1", "time": "2026-11-20T01:10:00.000000"}
+    info = ('{"archives": [{"end": "2026-11-20T01:10:00.000000", "duration": DURATION, '
+            '"stats": {"original_size": 5000, "nfiles": 3}}]}').replace("DURATION", duration)
+    binary = fake_tool(tmp_path, "borg", {"list": {"archives": [archive]}, "info": info})
+    config = BackupJobConfig.model_validate({
+        "name": "hostile", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h",
+        "primary": {"kind": "borg", "repository": str(tmp_path / "repo"), "binary": binary}})
+    clock.set("2026-11-20 06:00")
+    result = run(BackupEvaluation(config, job_context))
+    (warning,) = [r.getMessage() for r in caplog.records if "backup size unknown" in r.getMessage()]
+    fault_report(fault=f"borg info duration {duration}", expected="the size unknown, the cause logged",
+                 observed=f"{status(result)}; logged {warning.partition('ToolError: ')[2]}"[:70])
+    assert status(result) == "ok" and "borg info: unexpected JSON" in warning
+    assert ("vigil_backup_duration_seconds", (("location", "primary"),)) not in metrics(result)
+
+
+def test_a_hung_location_is_not_called_again_while_its_call_runs(tmp_path, job_context, clock):
+    """Two evaluations of a host that never answers: one connection, the second waits on the first."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        text = sftp_job(tmp_path, silent.getsockname()[1], timeout="20s")
+        config = BackupJobConfig.model_validate(yaml.safe_load(text)["backups"][0] | {"timeout": "2s"})
+        evaluation = BackupEvaluation(config, job_context)
+        details = [run(evaluation).verdict.detail for _ in range(2)]
+        silent.settimeout(0.5)
+        connections = [silent.accept()[0]]
+        with pytest.raises(TimeoutError):
+            connections.append(silent.accept()[0])
+        for connection in connections:
+            connection.close()
+    assert all("Overdue: listing sftp://" in detail for detail in details), details
+    evaluation.close()

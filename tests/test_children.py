@@ -87,5 +87,6 @@ def test_a_tool_s_endless_output_is_one_clear_reason(tmp_path, monkeypatch):
     tool.write_text("#!/bin/sh\nexec yes '{}'\n")
     tool.chmod(0o755)
     monkeypatch.setattr(children, "MAX_OUTPUT", 1 << 20)
-    with pytest.raises(ToolError, match=rf"^restic wrote more than 1 MiB and was stopped; is {tool} the real restic"):
-        run([str(tool), "snapshots"], {}, timeout=30)
+    with pytest.raises(ToolError, match=rf"^restic snapshots wrote more than 1 MiB and was stopped on /srv/r; "
+                                         rf"is {tool} the real restic"):
+        run([str(tool), "snapshots"], {}, timeout=30, what="restic snapshots", where="/srv/r")

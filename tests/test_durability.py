@@ -79,13 +79,15 @@ def test_once_beside_a_running_agent_leaves_its_history_alone(start_agent, write
     agent = start_agent(config)
     wait_until(lambda: sum(row[0] == "backup_observations" for row in rows(state)) >= 3, 20, "some history")
     before = rows(state)
-    # 0.6 s per restic call: the run times out (800ms) and writes just after; 5 s: it outlives `once`
+    # 0.6 s per restic call: the answer comes within the run's 800ms or the location is judged unreachable just
+    # before; 5 s: restic outlives the run (unreachable) and `once`, which must end it
     for delay in ("0.6", "5"):
         slow = write_config(config.read_text().replace(
             'FAKE_RESTIC_DELAY: "0.05"', f'FAKE_RESTIC_DELAY: "{delay}", FAKE_RESTIC_PIDS: {pids}'), name="slow.yaml")
         done = subprocess.run(vigil_argv("once", "-c", str(slow)), capture_output=True, text=True, cwd=ROOT,
                               timeout=60)
-        assert "timed out after 800ms" in done.stdout, done.stdout + done.stderr
+        assert "no answer after" in done.stdout or delay == "0.6", done.stdout + done.stderr
+        assert "timed out" not in done.stdout, done.stdout + done.stderr
         assert "moved aside" not in done.stderr, done.stderr
         assert not alive(pids), "`vigil once` left restic running"
     assert agent.peer.alive()

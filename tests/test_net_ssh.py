@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -191,9 +192,23 @@ def test_a_server_that_never_speaks_times_out(server):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        with pytest.raises(SshError, match=f"127.0.0.1:{port}: no SSH handshake within 1s, or the server hung up; "
-                                           "is this an SSH port"):
+        expected = f"127.0.0.1:{port}: no SSH banner within 1s (is this an SSH server?)"
+        with pytest.raises(SshError, match=re.escape(expected)):
             connect(endpoint(server, port=port, timeout=1.0))
+
+
+def test_a_server_that_hangs_up_before_its_banner_says_so(server):
+    """paramiko's caller sees "No existing session" or the banner error alike: the two are told apart."""
+    with socket.socket() as rude:
+        rude.bind(("127.0.0.1", 0))
+        rude.listen()
+        port = rude.getsockname()[1]
+        hang_up = threading.Thread(target=lambda: rude.accept()[0].close(), daemon=True)
+        hang_up.start()
+        expected = f"127.0.0.1:{port}: the server hung up before sending an SSH banner (is this an SSH server?)"
+        with pytest.raises(SshError, match=re.escape(expected)):
+            connect(endpoint(server, port=port, timeout=5.0))
+        hang_up.join(5)
 
 
 class _Target(SshFields):

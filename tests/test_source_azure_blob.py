@@ -15,6 +15,7 @@ from checks.sources import azure_blob
 from checks.sources.azure_blob import AzureBlobLocation
 from checks.sources.filelike import LocationError
 from tests.lab.azurite import Azurite, azurite
+from tests.lab.canned_xml import canned_xml
 from tests.lab.harness import free_port, wait_until
 from tests.lab.pki import make_pki
 
@@ -163,3 +164,20 @@ def test_config_rejects_urls_with_tokens_or_without_scheme(url, monkeypatch):
     with pytest.raises(ValidationError):
         AzureBlobLocation.Config(kind="azure_blob", account_url=url, container="c",
                                  credential="${env:TEST_AZURE_CREDENTIAL}")
+
+
+def test_blob_sizes_out_of_range_are_unknown(context, monkeypatch, fault_report):
+    """As for S3: a Content-Length of -5 or 2^63 and more is an unknown size, never a stored one."""
+    sizes = [-5, 2**63, 5000]
+    blobs = "".join(f"<Blob><Name>db-{n}.sql.gz</Name><Properties><Last-Modified>Fri, 2{n} Nov 2026 01:00:00 GMT"
+                    f"</Last-Modified><Etag>0x{n}</Etag><Content-Length>{size}</Content-Length><BlobType>BlockBlob"
+                    "</BlobType></Properties></Blob>" for n, size in enumerate(sizes))
+    monkeypatch.setenv("TEST_AZURE_SAS", "sv=2024-01-01&sig=x")
+    with canned_xml(f'<EnumerationResults ContainerName="c"><Blobs>{blobs}</Blobs><NextMarker/>'
+                    "</EnumerationResults>") as url:
+        config = AzureBlobLocation.Config(kind="azure_blob", account_url=f"{url}/account", container="c",
+                                          credential="${env:TEST_AZURE_SAS}", timeout="10s")
+        found = {backup.name: backup.size_bytes for backup in AzureBlobLocation(config, context).backups()}
+    fault_report(fault="Azure blob sizes -5 and 2^63", expected="each backup seen, its size unknown",
+                 observed=str(sorted(found.items()))[:70])
+    assert found == {"db-0.sql.gz": None, "db-1.sql.gz": None, "db-2.sql.gz": 5000}

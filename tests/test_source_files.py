@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
+import subprocess
 import tarfile
 import time
 import zipfile
@@ -15,11 +17,14 @@ import pytest
 from pydantic import ValidationError
 
 from agent.clock import Clock
+from agent.statedb import StateDB
 from checks.config import VerifyConfig
 from checks.sources.filelike import LocationError, parse_manifest
 from checks.sources.files import FilesLocation
 from tests.clocks import RunawayClock
+from tests.conftest import vigil_argv
 from tests.dumps import sha256, write
+from tests.lab.harness import wait_until
 
 DAY = 86400
 
@@ -241,3 +246,67 @@ def test_verify_stops_when_its_time_is_spent(files, dumps):
 
     assert outcome.ok is None
     assert outcome.detail == f"verifying {dumps} took longer than 600s"
+
+
+NOT_UTF8 = os.fsdecode(b"db-caf\xe9.sql.gz")  # as os.listdir gives it: a surrogate escape for the byte
+SHOWN = "db-caf\\xe9.sql.gz"
+
+
+def test_a_name_that_is_not_utf8_is_listed_measured_and_verified(files, dumps):
+    (dumps / NOT_UTF8).write_bytes(gzip.compress(b"dump"))
+    (dumps / os.fsdecode(b"dir-\xff")).mkdir()
+    (dumps / os.fsdecode(b"dir-\xff") / os.fsdecode(b"part-\xfe")).write_bytes(b"12345")
+    backups = {backup.name: backup for backup in files(dumps).backups()}
+    assert set(backups) == {SHOWN, "dir-\\xff"} and backups[SHOWN].size_bytes == len(gzip.compress(b"dump"))
+    assert files(dumps).measure(backups["dir-\\xff"]).size_bytes == 5
+    (dumps / "dir-\udcff" / "part-\udcfe").unlink()
+    (dumps / "dir-\udcff").rmdir()
+    assert files(dumps).verify(VerifyConfig()).detail == f"{SHOWN}: gz archive is intact"
+
+
+def strings(document: object):
+    """Every string in a JSON document."""
+    if isinstance(document, str):
+        yield document
+    elif isinstance(document, dict | list):
+        for item in document.values() if isinstance(document, dict) else document:
+            yield from strings(item)
+
+
+def test_a_name_that_is_not_utf8_reaches_every_output(start_agent, write_config, dumps, tmp_path, fault_report):
+    """The status page, /status.json, /metrics, the state database and `vigil report` in every format."""
+    (dumps / NOT_UTF8).write_bytes(b"small")
+    os.utime(dumps / NOT_UTF8, (time.time() - 60, time.time() - 60))
+    config = write_config(f"""
+listen: 127.0.0.1:{{port}}
+state_dir: {{state}}
+backups:
+  - name: dumps
+    schedule: "0 * * * *"
+    timezone: UTC
+    deadline: 50m
+    min_size: 1KiB
+    interval: 1m
+    primary: {{kind: files, path: {dumps}, pattern: "db-*"}}
+""")
+    agent = start_agent(config)
+    wait_until(lambda: '"too_small"' in agent.get("/status.json")[1].decode(), 30, "the first evaluation")
+    detail = f"{SHOWN} is 5 B, below the minimum"
+    status = json.loads(agent.get("/status.json")[1])
+    page = agent.get("/")[1].decode()
+    metrics = agent.metrics()
+    agent.peer.stop()
+    fault_report(fault="a dump named db-caf\\xe9 (not UTF-8)", expected="listed, its name escaped everywhere",
+                 observed=f"{detail}: in the page, status.json, DB, report"[:70])
+    assert any(detail in text for text in strings(status)) and detail in page
+    assert 'vigil_backup_status{backup="dumps",status="too_small"} 1' in metrics
+    db = StateDB(tmp_path / "state")
+    assert db.query("SELECT backup_id FROM backup_observations") == [(SHOWN,)]
+    db.close()
+    for form in ("text", "markdown", "csv", "json", "html"):
+        done = subprocess.run(vigil_argv("report", "backups", "-c", str(config), "--format", form),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        shown = {"csv": lambda out: out.splitlines()[1].startswith("dumps,"),  # csv holds only the counts
+                 "json": lambda out: any(SHOWN in text for text in strings(json.loads(out)))}
+        assert shown.get(form, lambda out: SHOWN in out)(done.stdout), (form, done.stdout)

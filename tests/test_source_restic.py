@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,9 @@ from checks.config import VerifyConfig
 from checks.sources.cli import ToolError
 from checks.sources.restic import ResticLocation
 from tests.lab.backup_tools import PASSWORD, ResticRepo
-from tests.lab.harness import wait_until
+from tests.lab.harness import free_port, wait_until
+from tests.lab.moto import moto
+from tests.lab.sshd import make_key
 
 
 def location(repo: ResticRepo, context, monkeypatch, **config) -> ResticLocation:
@@ -114,3 +117,69 @@ def test_verify_of_a_locked_repository_is_not_damage(tmp_path, context, monkeypa
     assert outcome.ok is None, outcome
     assert "could not lock" in outcome.detail and "locked by PID" in outcome.detail
     assert location(repo, context, monkeypatch).verify(VerifyConfig(timeout=120)).ok is True
+
+
+# What restic's failures mean, in one line naming the repository (the probe's findings).
+
+def sftp_location(tmp_path, context, monkeypatch, port: int) -> ResticLocation:
+    (tmp_path / "known_hosts").write_text("")
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
+    return ResticLocation(ResticLocation.Config(
+        kind="restic", repository=f"sftp://vigil@127.0.0.1:{port}//srv/restic", password="${env:VIGIL_TEST_RESTIC}",
+        key_file=make_key(tmp_path / "id_ed25519"), known_hosts=tmp_path / "known_hosts", timeout="20s"), context)
+
+
+def test_restic_over_sftp_to_a_closed_port_says_what_ssh_said(tmp_path, context, monkeypatch, fault_report):
+    """restic itself says only "unable to start the sftp session, error: EOF"."""
+    port = free_port()
+    with pytest.raises(ToolError) as error:
+        sftp_location(tmp_path, context, monkeypatch, port).backups()
+    fault_report(fault="restic sftp repository, port closed", expected="what ssh said and the fix, one line",
+                 observed=str(error.value).partition(": ssh: ")[2][:70])
+    where = f"restic snapshots on sftp://vigil@127.0.0.1:{port}//srv/restic: ssh: "
+    assert str(error.value) in (  # what ssh said, when restic passed it on before exiting (it does not always)
+        f"{where}connect to host 127.0.0.1 port {port}: Connection refused; check the host and port, and that sshd "
+        "runs", f"{where}the connection ended before a session started; check the host and port, key_file and "
+        "known_hosts")
+
+
+def test_a_check_that_times_out_names_restic_check_and_the_repository(tmp_path, context, monkeypatch, fault_report):
+    with socket.socket() as silent:  # accepts, never answers: ssh waits for a banner until the timeout
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        outcome = sftp_location(tmp_path, context, monkeypatch, port).verify(VerifyConfig(timeout="2s"))
+    fault_report(fault="restic check on a silent sftp host", expected="restic check timed out on <repository>",
+                 observed=outcome.detail[:70])
+    assert (outcome.ok, outcome.detail) == (
+        None, f"restic check timed out after 2s on sftp://vigil@127.0.0.1:{port}//srv/restic")
+
+
+def test_a_check_that_cannot_reach_the_repository_is_not_damage(tmp_path, context, monkeypatch):
+    """restic check exits 1 for an unreachable repository as for a damaged one."""
+    outcome = sftp_location(tmp_path, context, monkeypatch, free_port()).verify(VerifyConfig(timeout="60s"))
+    assert outcome.ok is None and outcome.detail.startswith("restic check on sftp://vigil@127.0.0.1:")
+    assert ": ssh: " in outcome.detail
+
+
+def test_s3_keys_the_server_refuses_are_named_as_such(tmp_path, context, monkeypatch, fault_report):
+    with moto(tmp_path / "moto") as server:
+        server.client().create_bucket(Bucket="restic-keys")
+        repository = f"s3:{server.endpoint_url}/restic-keys/repo"
+        ResticRepo(tmp_path, repository=repository, env={"AWS_ACCESS_KEY_ID": "testing",
+                                                         "AWS_SECRET_ACCESS_KEY": "testing"})
+        with server.enforcing_credentials() as (key_id, secret):
+            monkeypatch.setenv("VIGIL_TEST_S3_ID", key_id)
+            monkeypatch.setenv("VIGIL_TEST_S3_KEY", secret[::-1])
+            monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
+            source = ResticLocation(ResticLocation.Config(
+                kind="restic", repository=repository, password="${env:VIGIL_TEST_RESTIC}",
+                env={"AWS_ACCESS_KEY_ID": "${env:VIGIL_TEST_S3_ID}",
+                     "AWS_SECRET_ACCESS_KEY": "${env:VIGIL_TEST_S3_KEY}"}), context)
+            with pytest.raises(ToolError) as error:
+                source.backups()
+    fault_report(fault="restic on S3 with a wrong secret key", expected="the credentials were refused",
+                 observed=str(error.value).partition(": the ")[2][:70])
+    assert str(error.value).startswith(f"restic snapshots on {repository}: the S3 server refused the credentials (")
+    assert str(error.value).endswith("); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY under `env:`")
+    assert secret not in str(error.value) and secret[::-1] not in str(error.value)

@@ -14,6 +14,7 @@ from checks.sources import s3
 from checks.sources.filelike import LocationError
 from checks.sources.s3 import S3Location
 from tests.clocks import RunawayClock
+from tests.lab.canned_xml import canned_xml
 from tests.lab.harness import wait_until
 from tests.lab.moto import Moto, moto
 from tests.lab.pki import make_pki
@@ -157,3 +158,23 @@ def test_config_needs_both_keys_or_neither(monkeypatch):
     monkeypatch.setenv("TEST_S3_ID", "id")
     with pytest.raises(ValidationError, match="set both access_key_id and secret_access_key, or neither"):
         S3Location.Config(kind="s3", bucket="backups", access_key_id="${env:TEST_S3_ID}")
+
+
+
+SIZES = [-5, 2**63, 2**64 - 1, 5000]  # what a broken or hostile endpoint can send; only the last is a size
+
+
+def test_object_sizes_out_of_range_are_unknown(context, monkeypatch, fault_report):
+    """Sizes of -5 or 2^63 and more would fail every SQLite write: the backups are seen, their sizes unknown."""
+    contents = "".join(f"<Contents><Key>db-{n}.sql.gz</Key><LastModified>2026-11-2{n}T01:00:00.000Z</LastModified>"
+                       f"<ETag>&quot;x&quot;</ETag><Size>{size}</Size></Contents>" for n, size in enumerate(SIZES))
+    monkeypatch.setenv("TEST_S3_ID", "id")
+    monkeypatch.setenv("TEST_S3_SECRET", "secret")
+    with canned_xml(f"<ListBucketResult><Name>b</Name><Prefix></Prefix><KeyCount>{len(SIZES)}</KeyCount>"
+                    f"<IsTruncated>false</IsTruncated>{contents}</ListBucketResult>") as url:
+        config = S3Location.Config(kind="s3", bucket="b", endpoint_url=url, region="us-east-1", timeout="10s",
+                                   access_key_id="${env:TEST_S3_ID}", secret_access_key="${env:TEST_S3_SECRET}")
+        sizes = {backup.name: backup.size_bytes for backup in S3Location(config, context).backups()}
+    fault_report(fault="S3 object sizes -5, 2^63, 2^64-1", expected="each backup seen, its size unknown",
+                 observed=str(sorted(sizes.items()))[:70])
+    assert sizes == {"db-0.sql.gz": None, "db-1.sql.gz": None, "db-2.sql.gz": None, "db-3.sql.gz": 5000}

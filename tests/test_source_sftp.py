@@ -11,10 +11,12 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import paramiko
 import pytest
 from pydantic import ValidationError
 
 from checks.config import VerifyConfig
+from checks.sources import filelike
 from checks.sources.filelike import LocationError
 from checks.sources.sftp import WINDOW, SftpLocation
 from tests.dumps import sha256, write
@@ -120,7 +122,7 @@ def test_an_unknown_host_key_is_refused(sftp, server, tmp_path):
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(known_hosts_line(server.port, other_host).replace("127.0.0.1", "192.0.2.1"))
 
-    expected = (f"ssh {server.user}@127.0.0.1:{server.port}: the server's ssh-ed25519 key ({server.fingerprint}) "
+    expected = (f"sftp://{server.user}@127.0.0.1:{server.port}: the server's ssh-ed25519 key ({server.fingerprint}) "
                 f"is not in {known_hosts}")
     with pytest.raises(LocationError, match=re.escape(expected)):
         sftp(known_hosts=known_hosts).backups()
@@ -152,7 +154,7 @@ def test_a_key_the_server_does_not_know_is_refused(sftp, server, tmp_path):
                                                    ("user_ed25519.pub", "is not a private key vigil can read")])
 def test_an_unusable_key_file_is_named(sftp, server, key_file, problem):
     path = server.key_file.parent / key_file
-    with pytest.raises(LocationError, match=f"^key_file {path} {problem}"):
+    with pytest.raises(LocationError, match=f"^sftp://.+@127.0.0.1:{server.port}: key_file {path} {problem}"):
         sftp(key_file=path).backups()
 
 
@@ -168,7 +170,7 @@ def test_a_pinned_fingerprint_is_accepted_and_another_refused(sftp, server, dump
 
 def test_a_closed_port_is_a_clear_error(sftp):
     port = free_port()
-    with pytest.raises(LocationError, match=f"ssh .+@127.0.0.1:{port}: connection refused; check the host and port"):
+    with pytest.raises(LocationError, match=f"^sftp://.+@127.0.0.1:{port}: connection refused; check the host"):
         sftp(port=port).backups()
 
 
@@ -190,7 +192,7 @@ def test_an_encrypted_key_is_opened_with_its_passphrase_by_reference(sftp, serve
 
     unlocked = sftp(key_file=locked, key_passphrase="${env:VIGIL_TEST_SFTP_PASSPHRASE}")
     assert [b.id for b in unlocked.backups()] == ["db-1.sql"]
-    with pytest.raises(LocationError, match=f"^key_file {locked} is encrypted; set key_passphrase:"):
+    with pytest.raises(LocationError, match=f"^sftp://.+:{server.port}: key_file {locked} is encrypted; set key_pass"):
         sftp(key_file=locked).backups()
 
 
@@ -199,5 +201,25 @@ def test_a_server_that_accepts_and_never_answers_fails_within_the_timeout(sftp):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        with pytest.raises(LocationError, match=f"127.0.0.1:{port}: no SSH handshake within 1s"):
+        expected = f"@127.0.0.1:{port}: no SSH banner within 1s (is this an SSH server?)"
+        with pytest.raises(LocationError, match=re.escape(expected)):
             sftp(port=port, timeout="1s").backups()
+
+
+def test_a_name_that_is_not_utf8_is_listed_with_an_escape_and_verified(sftp, dumps, fault_report):
+    """paramiko's listdir_attr fails the whole listing with UnicodeDecodeError on such a name."""
+    (dumps / os.fsdecode(b"db-caf\xe9.sql.gz")).write_bytes(gzip.compress(b"dump"))
+    (backup,) = sftp("db-*").backups()
+    outcome = sftp("db-*").verify(VerifyConfig())
+    fault_report(fault="sftp dump named db-caf\\xe9 (not UTF-8)", expected="listed with an escape, verified",
+                 observed=f"{backup.name}; verify: {outcome.detail}")
+    assert (backup.id, backup.name) == ("db-caf\\xe9.sql.gz", "db-caf\\xe9.sql.gz")
+    assert (outcome.ok, outcome.detail) == (True, "db-caf\\xe9.sql.gz: gz archive is intact")
+
+
+@pytest.mark.parametrize("size", [-5, 2**63, 2**64 - 1])
+def test_a_listed_size_out_of_range_is_unknown(size):
+    """An SFTP size is an unsigned 64-bit number: 2^63 and more would fail every SQLite write."""
+    attributes = paramiko.SFTPAttributes()
+    attributes.st_mode, attributes.st_size, attributes.st_mtime = 0o100644, size, 1_800_000_000
+    assert filelike.entry("db-1.sql.gz", attributes).size is None

@@ -313,3 +313,13 @@ def test_the_fake_holds_clients_to_the_contract(fake, pki):
         misspelt = client.get("/api/v1/sessions", params={"jobIDFilter": "x"},
                               headers={**version, "authorization": f"Bearer {token}"})
         assert misspelt.status_code == 400
+
+
+def test_a_session_that_ends_before_it_began_has_no_duration(fake, make_location, fault_report):
+    """A server whose clock jumped back: the backup stands, its duration is unknown (never negative)."""
+    job = fake.add_job("Fileserver Backup")
+    session = fake.add_session(job, "Success", NOW - DAY + 900, NOW - DAY)
+    (backup,) = make_location().backups()
+    fault_report(fault="Veeam session ending before it began", expected="the backup seen, duration unknown",
+                 observed=f"backup {backup.id[:8]}, duration {backup.duration}")
+    assert (backup.id, backup.ok, backup.duration) == (session, True, None)

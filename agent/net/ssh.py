@@ -186,12 +186,25 @@ def _handshake(client: paramiko.SSHClient, endpoint: SshEndpoint, key: paramiko.
             raise SshError(f"ssh {where}: connection refused; check the host and port, and that sshd "
                            "runs") from None
         if "banner" in str(exc) or "No existing session" in str(exc):  # the server never spoke, or hung up
-            raise SshError(f"ssh {where}: no SSH handshake within {timeout:g}s, or the server hung up; "
-                           "is this an SSH port?") from None
+            raise SshError(f"ssh {where}: {_no_banner(exc, client, timeout)} (is this an SSH server?)") from None
         raise SshError(f"ssh {where}: cannot connect: {_reason(exc)}") from None
     transport = client.get_transport()
     if transport is not None and endpoint.keepalive > 0:
         transport.set_keepalive(max(1, round(endpoint.keepalive)))
+
+
+def _no_banner(exc: BaseException, client: paramiko.SSHClient, timeout: float) -> str:
+    """A peer that accepted and stayed silent, or one that hung up; paramiko's own words hide which.
+
+    The banner error carries what ended the read (EOF or a reset when the peer hung up, a
+    timeout when it stayed silent) as its context; when the caller sees only "No existing
+    session", the transport thread kept the banner error as `saved_exception`.
+    """
+    saved = getattr(client.get_transport(), "saved_exception", None)
+    causes = [error for first in (exc, saved) if first is not None for error in (first, first.__context__)]
+    if any(isinstance(error, EOFError | ConnectionError) or "reset" in str(error) for error in causes):
+        return "the server hung up before sending an SSH banner"
+    return f"no SSH banner within {timeout:g}s"
 
 
 def _refused(exc: BaseException) -> bool:

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 from agent.schema import CredentialFreeUrl
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
+from checks.sources.cli import size_or_none
 from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
 
 PAGE_SIZE = 5000  # the service's maximum per List Blobs call
@@ -84,7 +85,7 @@ class AzureBlobLocation:
                 if not blob.name.endswith("/") and is_backup_name(name, config.pattern):
                     md5 = blob.content_settings.content_md5
                     yield BackupSnapshot(id=name, name=name, completed_at=blob.last_modified.timestamp(),
-                                         size_bytes=blob.size, file_count=1,
+                                         size_bytes=size_or_none(blob.size), file_count=1,
                                          checksum=f"md5:{bytes(md5).hex()}" if md5 else "")
 
     def _container(self):

@@ -25,7 +25,7 @@ from agent.redact import password_in_url
 from agent.secrets import Secret
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
-from checks.sources.cli import ToolError, count, run, seconds, ssh_command
+from checks.sources.cli import ToolError, count, run, seconds, ssh_command, ssh_failure
 from checks.sources.fingerprints import borg_transaction
 from checks.sources.listing import LISTINGS
 
@@ -79,7 +79,7 @@ class BorgLocation:
         glob = ["--glob-archives", self.config.glob] if self.config.glob else []
         listing = self._json("list", "--json", "--bypass-lock", "--last", str(LISTED), *glob, self.config.repository)
         try:
-            archives = [BackupSnapshot(id=a["id"], name=a["name"], completed_at=_utc(a["time"]))
+            archives = [BackupSnapshot(id=_text(a["id"]), name=_text(a["name"]), completed_at=_utc(a["time"]))
                         for a in listing["archives"]]
         except (KeyError, TypeError, ValueError):
             raise ToolError("borg list: unexpected JSON (an archive without id, name or time)") from None
@@ -100,10 +100,11 @@ class BorgLocation:
         (a lock held by a running backup is rc 2 too: could not check, never damage)."""
         argv = [self.config.binary, "check", *(["--verify-data"] * verify.verify_data), self.config.repository]
         try:
-            done = run(argv, self._env, verify.timeout, ok_codes=(0, CHECK_ERRORS, CHECK_CANNOT_ACCESS))
+            done = run(argv, self._env, verify.timeout, ok_codes=(0, CHECK_ERRORS, CHECK_CANNOT_ACCESS),
+                       what="borg check", where=self.config.repository)
         except ToolError as exc:
             return VerifyOutcome(None, str(exc))
-        message = (done.stderr.strip().splitlines() or [""])[-1]
+        message = ssh_failure(done.stderr) or (done.stderr.strip().splitlines() or [""])[-1]
         if done.returncode == 0:
             return VerifyOutcome(True, "borg check: no errors" + " (data verified)" * verify.verify_data)
         if done.returncode == CHECK_ERRORS:
@@ -111,10 +112,11 @@ class BorgLocation:
         if "lock" in message:  # "Failed to create/acquire the lock ... (timeout)."
             return VerifyOutcome(None, f"borg check could not lock the repository (a backup may be running; "
                                        f"retried later): {message}")
-        return VerifyOutcome(None, f"borg check could not read the repository: {message}")
+        return VerifyOutcome(None, f"borg check could not read {self.config.repository}: {message}")
 
     def _json(self, *args: str) -> dict:
-        done = run([self.config.binary, *args], self._env, self.config.timeout)
+        done = run([self.config.binary, *args], self._env, self.config.timeout, what=f"borg {args[0]}",
+                   where=self.config.repository)
         try:
             return json.loads(done.stdout)
         except ValueError:
@@ -129,6 +131,13 @@ def _measured(snapshot: BackupSnapshot, info: object) -> BackupSnapshot:
                        file_count=count(archive["stats"]["nfiles"]))
     except (KeyError, IndexError, TypeError, ValueError):
         raise ToolError("borg info: unexpected JSON (no end, duration or stats, or one out of range)") from None
+
+
+def _text(value: object) -> str:
+    """An id or a name: a string, else TypeError (a list as an id would be unhashable later)."""
+    if not isinstance(value, str):
+        raise TypeError(f"not a string: {value!r:.40}")
+    return value
 
 
 def _utc(stamp: str) -> float:

@@ -29,6 +29,7 @@ from pydantic import AfterValidator
 
 from agent.clock import Clock
 from checks.model import BackupSnapshot, VerifyOutcome
+from checks.sources.cli import size_or_none
 
 MAX_BACKUPS = 50  # the newest ones: enough history for the checks, bounded work per poll
 CHUNK = 1 << 20
@@ -72,7 +73,7 @@ class Entry:
 
     name: str
     modified: float
-    size: int
+    size: int | None  # None: the server sent a size out of range
     is_dir: bool = False
 
 
@@ -81,7 +82,7 @@ def entry(name: str, attributes: object) -> Entry | None:
     mode = getattr(attributes, "st_mode", None) or 0
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         return None
-    return Entry(name, float(attributes.st_mtime or 0), int(attributes.st_size or 0), stat.S_ISDIR(mode))
+    return Entry(name, float(attributes.st_mtime or 0), size_or_none(attributes.st_size or 0), stat.S_ISDIR(mode))
 
 
 class Tree(Protocol):
@@ -140,8 +141,8 @@ def measure(tree: Tree, snapshot: BackupSnapshot, deadline: Deadline) -> BackupS
     """A directory backup's file count and total size: it walks the tree, so it runs once per new backup."""
     if snapshot.file_count is not None:
         return snapshot
-    count = size = 0
-    pending = [snapshot.name]
+    files, size = 0, 0
+    pending = [snapshot.key or snapshot.name]
     while pending:
         deadline.check()
         directory = pending.pop()
@@ -149,8 +150,9 @@ def measure(tree: Tree, snapshot: BackupSnapshot, deadline: Deadline) -> BackupS
             if item.is_dir:
                 pending.append(f"{directory}/{item.name}")
             else:
-                count, size = count + 1, size + item.size
-    return replace(snapshot, file_count=count, size_bytes=size)
+                files = files + 1
+                size = None if size is None or item.size is None else size + item.size
+    return replace(snapshot, file_count=files, size_bytes=size)
 
 
 def verify_newest(tree: Tree, pattern: str, deadline: Deadline) -> VerifyOutcome:
@@ -168,7 +170,7 @@ def verify_newest(tree: Tree, pattern: str, deadline: Deadline) -> VerifyOutcome
             return VerifyOutcome(None, f"nothing to check in {newest.name}: no sha256 checksum file, "
                                        f"and not an archive vigil can test ({formats})")
         try:
-            with tree.open(newest.name) as file:
+            with tree.open(newest.key or newest.name) as file:
                 return _check_file(_Reader(file, deadline), newest, archive)
         except OSError as exc:
             raise LocationError(f"cannot read {newest.name} in {tree.where}: {reason(exc)}") from None
@@ -190,15 +192,22 @@ def _list(tree: Tree, directory: str) -> list[Entry]:
     try:
         return tree.list(directory)
     except OSError as exc:
-        where = f"{tree.where}/{directory}" if directory else tree.where
+        where = f"{tree.where}/{printable(directory)}" if directory else tree.where
         raise LocationError(f"cannot list {where}: {reason(exc)}") from None
 
 
+def printable(name: str) -> str:
+    """A file name as text any sink takes (SQLite, JSON, a page): bytes that are not UTF-8, which
+    listings give as surrogate escapes, become `\\xe9`."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _snapshot(item: Entry) -> BackupSnapshot:
+    name = printable(item.name)
+    key = item.name if name != item.name else ""
     if item.is_dir:  # size and count come from measure(): walking it is not free
-        return BackupSnapshot(id=item.name, name=item.name, completed_at=item.modified, detail="directory")
-    return BackupSnapshot(id=item.name, name=item.name, completed_at=item.modified,
-                          size_bytes=item.size, file_count=1)
+        return BackupSnapshot(id=name, name=name, completed_at=item.modified, detail="directory", key=key)
+    return BackupSnapshot(id=name, name=name, completed_at=item.modified, size_bytes=item.size, file_count=1, key=key)
 
 
 def _with_checksums(tree: Tree, snapshots: list[BackupSnapshot], names: set[str]) -> list[BackupSnapshot]:
@@ -211,7 +220,7 @@ def _with_checksums(tree: Tree, snapshots: list[BackupSnapshot], names: set[str]
         return parse_sidecar(_read_small(tree, sidecar, SIDECAR_LIMIT)) if sidecar else manifest.get(name)
 
     return [replace(snapshot, checksum=f"sha256:{found}")
-            if snapshot.file_count == 1 and (found := digest(snapshot.name)) else snapshot
+            if snapshot.file_count == 1 and (found := digest(snapshot.key or snapshot.name)) else snapshot
             for snapshot in snapshots]
 
 

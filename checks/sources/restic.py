@@ -33,7 +33,7 @@ from agent.redact import password_in_url
 from agent.secrets import Secret, SecretOrValue
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
-from checks.sources.cli import ToolError, count, last_line, run, ssh_command
+from checks.sources.cli import ToolError, count, last_line, run, ssh_command, ssh_failure
 from checks.sources.fingerprints import restic_snapshots
 from checks.sources.listing import LISTINGS
 
@@ -92,10 +92,12 @@ class ResticLocation:
         return sorted(snapshots, key=lambda snapshot: snapshot.completed_at, reverse=True)
 
     def _listing(self) -> list:
-        listing = _json(run(self._argv("snapshots", "--json"), self._env, self.config.timeout).stdout,
-                        "restic snapshots")
+        listing = _json(self._run("snapshots", "--json").stdout, "restic snapshots")
         if not isinstance(listing, list) or not all(isinstance(entry, dict) for entry in listing):
             raise ToolError("restic snapshots: expected a JSON list of snapshots")
+        if not all(_well_typed(entry) for entry in listing):
+            raise ToolError("restic snapshots: unexpected JSON (a snapshot's id, host, paths or tags of the "
+                            "wrong type)")
         return listing
 
     def _listing_key(self) -> str:
@@ -122,8 +124,7 @@ class ResticLocation:
 
     def measure(self, snapshot: BackupSnapshot) -> BackupSnapshot:
         """Restore size and file count of one snapshot (restic reads its tree: not free)."""
-        argv = self._argv("stats", "--json", "--mode", "restore-size", snapshot.id)
-        stats = _json(run(argv, self._env, self.config.timeout).stdout, "restic stats")
+        stats = _json(self._run("stats", "--json", "--mode", "restore-size", snapshot.id).stdout, "restic stats")
         try:
             return replace(snapshot, size_bytes=count(stats["total_size"]),
                            file_count=count(stats["total_file_count"]))
@@ -135,7 +136,8 @@ class ResticLocation:
         subset = [f"--read-data-subset={verify.read_data_subset}"] if verify.read_data_subset else []
         argv = self._argv("check", *subset, read_only=False)
         try:
-            done = run(argv, self._env, verify.timeout, ok_codes=(0, 1))
+            done = run(argv, self._env, verify.timeout, ok_codes=(0, 1), what="restic check",
+                       where=self.config.repository)
         except ToolError as exc:
             return VerifyOutcome(None, str(exc))
         if done.returncode == 0:
@@ -144,7 +146,15 @@ class ResticLocation:
         if locked := _lock_conflict(done.stderr):
             return VerifyOutcome(None, f"restic check could not lock the repository (a backup or prune may be "
                                        f"running; retried later): {locked}")
+        if ssh := ssh_failure(done.stderr):  # restic exits 1 when it cannot open the repository too
+            return VerifyOutcome(None, f"restic check on {self.config.repository}: ssh: {ssh}")
+        if "unable to open" in done.stderr or "wrong password" in done.stderr:
+            return VerifyOutcome(None, f"restic check could not open the repository: {last_line(done.stderr)}")
         return VerifyOutcome(False, f"restic check: {last_line(done.stdout + done.stderr) or 'errors found'}")
+
+    def _run(self, command: str, *args: str):
+        return run(self._argv(command, *args), self._env, self.config.timeout, what=f"restic {command}",
+                   where=self.config.repository)
 
     def _argv(self, *args: str, read_only: bool = True) -> list[str]:
         config = self.config
@@ -193,6 +203,17 @@ def _snapshot(entry: dict) -> BackupSnapshot:
     return _summarized(snapshot, summary) if isinstance(summary, dict) else snapshot
 
 
+def _well_typed(entry: dict) -> bool:
+    """The fields the filters and the history use have restic's types (a list as `id` is unhashable)."""
+    return (all(isinstance(entry.get(key, ""), str) for key in ("id", "short_id", "hostname", "original", "time"))
+            and all(_strings(entry.get(key)) for key in ("paths", "tags")))
+
+
+def _strings(value: object) -> bool:
+    """None or a list of strings, as restic writes `paths` and `tags`."""
+    return value is None or (isinstance(value, list) and all(isinstance(item, str) for item in value))
+
+
 def _summarized(snapshot: BackupSnapshot, summary: dict) -> BackupSnapshot:
     """restic 0.17+: the end of the backup, its duration and what it processed, with no `stats` call."""
     try:
@@ -202,8 +223,8 @@ def _summarized(snapshot: BackupSnapshot, summary: dict) -> BackupSnapshot:
                        size_bytes=count(summary["total_bytes_processed"]),
                        file_count=count(summary["total_files_processed"]))
     except (KeyError, TypeError, ValueError):
-        raise ToolError("restic snapshots: unexpected JSON (a summary without backup_start, backup_end "
-                        "or totals)") from None
+        raise ToolError("restic snapshots: unexpected JSON (a summary without backup_start, backup_end or "
+                        "totals, or one out of range)") from None
 
 
 def _json(text: str, what: str) -> object:

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from agent.redact import userinfo_in_url
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
+from checks.sources.cli import size_or_none
 from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
 
 PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 call
@@ -89,7 +90,8 @@ class S3Location:
                 name = relative_name(item["Key"], config.prefix)
                 if not item["Key"].endswith("/") and is_backup_name(name, config.pattern):
                     yield BackupSnapshot(id=name, name=name, completed_at=item["LastModified"].timestamp(),
-                                         size_bytes=item["Size"], file_count=1, checksum=self._md5(item))
+                                         size_bytes=size_or_none(item.get("Size")), file_count=1,
+                                         checksum=self._md5(item))
 
     def _md5(self, item: dict) -> str:
         match = _MD5_ETAG.fullmatch(item.get("ETag", "")) if self.config.etag_is_md5 else None

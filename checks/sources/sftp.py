@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import BinaryIO, Literal
 
 import paramiko
+from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 from pydantic import Field
 
 from agent.net.ssh import SshError, SshFields, connect
@@ -63,10 +64,12 @@ class SftpLocation:
 
     @contextmanager
     def _session(self) -> Iterator[SftpTree]:
+        endpoint = self.config.endpoint(self.config.timeout)
         try:
-            client = connect(self.config.endpoint(self.config.timeout))
-        except SshError as exc:
-            raise LocationError(str(exc)) from None
+            client = connect(endpoint)
+        except SshError as exc:  # "ssh user@host:port: why" or "key_file ...: why", named as this location
+            raise LocationError(f"sftp://{endpoint.where}: {str(exc).removeprefix(f'ssh {endpoint.where}: ')}"
+                                ) from None
         try:
             sftp = client.open_sftp()
             sftp.get_channel().settimeout(self.config.timeout)
@@ -84,15 +87,44 @@ class SftpTree:
         self._sftp, self._root, self.where = sftp, root, where
 
     def list(self, directory: str = "") -> list[Entry]:
-        listing = self._sftp.listdir_attr(self._path(directory))  # lstat-like: symlinks stay symlinks
-        return [found for attributes in listing if (found := filelike.entry(attributes.filename, attributes))]
+        listing = _listdir_attr(self._sftp, self._path(directory))  # lstat-like: symlinks stay symlinks
+        return [found for name, attributes in listing if (found := filelike.entry(name, attributes))]
 
     def open(self, name: str) -> BinaryIO:
         file = self._sftp.open(self._path(name), "rb")
         return _WindowedFile(file, file.stat().st_size or 0)
 
-    def _path(self, name: str) -> str:
-        return posixpath.join(self._root, name) if name else self._root
+    def _path(self, name: str) -> bytes:
+        """The remote path as bytes: names keep the bytes the server sent, UTF-8 or not."""
+        return (posixpath.join(self._root, name) if name else self._root).encode("utf-8", "surrogateescape")
+
+
+def _listdir_attr(sftp: paramiko.SFTPClient, path: bytes) -> list[tuple[str, paramiko.SFTPAttributes]]:
+    """paramiko's listdir_attr, but a name that is not UTF-8 arrives as surrogate escapes (as os.listdir
+    gives it) instead of failing the whole listing with UnicodeDecodeError. It speaks the protocol
+    through paramiko's `_request`, pinned with paramiko in constraints.txt."""
+    kind, message = sftp._request(CMD_OPENDIR, path)
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    handle = message.get_binary()
+    found = []
+    try:
+        while True:
+            try:
+                kind, message = sftp._request(CMD_READDIR, handle)
+            except EOFError:  # the end of the directory
+                break
+            if kind != CMD_NAME:
+                raise paramiko.SFTPError("Expected name response")
+            for _ in range(message.get_int()):
+                name = message.get_string().decode("utf-8", "surrogateescape")
+                message.get_string()  # the `ls -l` line
+                attributes = paramiko.SFTPAttributes._from_msg(message)
+                if name not in (".", ".."):
+                    found.append((name, attributes))
+    finally:
+        sftp._request(CMD_CLOSE, handle)
+    return found
 
 
 class _WindowedFile:

@@ -241,8 +241,14 @@ def _snapshot(session: _Session, points: list[_RestorePoint]) -> BackupSnapshot:
         ok=result in ("Success", "Warning"),
         detail="" if result == "Success" else f"{result}: {message}" if message else result,
         name=f"{newest.name}@{_iso(newest.created.timestamp(), 'milliseconds')}" if newest else "",
-        duration=(session.ended - session.created).total_seconds() if session.created else None,
+        duration=_seconds_between(session.created, session.ended),
     )
+
+
+def _seconds_between(start: datetime | None, end: datetime) -> float | None:
+    """How long the session ran; None without a start, or when it ended before it began (a server's clock jump)."""
+    seconds = (end - start).total_seconds() if start is not None else None
+    return seconds if seconds is not None and seconds >= 0 else None
 
 
 def _iso(epoch: float, timespec: str = "seconds") -> str:

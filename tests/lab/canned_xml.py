@@ -1,0 +1,47 @@
+"""A plain-HTTP peer that answers every GET with one XML body: an object store's listing, hand-written.
+
+moto and Azurite store what a client uploads, so they cannot list the values a broken or
+hostile endpoint can send (a negative size, 2^63 and more); the real SDKs parse this one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self.send_response(200)
+        self.send_header("content-type", "application/xml")
+        self.send_header("content-length", str(len(self.server.body)))
+        self.end_headers()
+        self.wfile.write(self.server.body)
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    body = b""
+
+
+@contextmanager
+def canned_xml(body: str) -> Iterator[str]:
+    """The peer's base URL while it runs."""
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.body = f'<?xml version="1.0" encoding="utf-8"?>{body}'.encode()
+    thread = threading.Thread(target=server.serve_forever, name="canned-xml", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
