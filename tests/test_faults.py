@@ -11,8 +11,10 @@ cycle, vigil never restarted.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import ROOT, vigil_argv
 from tests.fakes.meraki import make_org
 from tests.fakes.veeam import VeeamFake
 from tests.fault_watch import Schedule, series
@@ -153,6 +156,25 @@ def test_a_bad_peer_of_every_kind_leaves_the_healthy_jobs_on_schedule(
         # the wording of backup reasons is another part of the issue's (findings): loosely here
         assert verdict["status"] in ("unreachable", "unknown"), verdict
         assert verdict["detail"], verdict
+
+
+def test_vigil_once_ends_when_every_peer_accepts_and_never_answers(credentials, write_config, fault_report):
+    """A call without a timeout of its own (msal's requests, pyvmomi's version discovery) held
+    a thread for ever, and `vigil once` waited for it: now each ends within the job's timeout."""
+    with tcp_blackhole() as tcp, udp_blackhole() as udp:
+        targets, _ = bad_jobs("127.0.0.1", tcp.port, udp.port, *credentials)
+        config = write_config(agent_config(targets))
+        started = time.monotonic()
+        done = subprocess.run(vigil_argv("-c", str(config), "once"), capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, "VIGIL_TEST_FAULT_SECRET": SECRET},
+                              timeout=120)  # generous: the failure this guards against is a hang for ever
+        took = time.monotonic() - started
+    fault_report(fault="vigil once, every target's peer silent", expected="exits 1, each target FAILED with why",
+                 observed=f"exit {done.returncode} after {took:.1f}s, {done.stdout.count('FAILED')} FAILED")
+    assert done.returncode == 1, done.stderr[-2000:]
+    for target in targets:
+        line = next(line for line in done.stdout.splitlines() if f" {target['name']} " in line)
+        assert line.startswith("FAILED") and re.search(FAULTS["silent"][0], line), line
 
 
 def _all_judged(agent, targets: list[dict], backups: list[dict]) -> bool:
