@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import selectors
 import signal
 import subprocess
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 REAP_TIMEOUT = 5.0  # seconds to collect a killed group's last output
+MAX_OUTPUT = 256 << 20  # bytes a tool may write on each stream (restic's JSON of 100,000 snapshots is ~60 MiB)
 
 _live: set[subprocess.Popen] = set()
 _lock = threading.Lock()
@@ -31,18 +33,24 @@ class Stopping(Exception):
     """The agent is stopping: no new child is started."""
 
 
-def run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
-    """Like subprocess.run capturing text (undecodable bytes replaced), the child leading its own group."""
+class OutputTooLarge(Exception):
+    """The child wrote more than it may on one stream; its group was killed."""
+
+
+def run(argv: list[str], env: dict[str, str], timeout: float, max_bytes: int | None = None
+        ) -> subprocess.CompletedProcess:
+    """Like subprocess.run capturing text (undecodable bytes replaced), the child leading its own group;
+    a child that outlives `timeout` or writes more than `max_bytes` (default MAX_OUTPUT) on a stream is killed."""
     with _lock:
         if _stopping:
             raise Stopping(f"{argv[0]} not started: the agent is stopping")
         process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # noqa: S603 — an argv list, never a shell
-                                   stderr=subprocess.PIPE, encoding="utf-8", errors="replace", start_new_session=True)
+                                   stderr=subprocess.PIPE, start_new_session=True)
         _live.add(process)
     try:
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+            stdout, stderr = _read(process, time.monotonic() + timeout, timeout, max_bytes or MAX_OUTPUT)
+        except (subprocess.TimeoutExpired, OutputTooLarge):
             _signal(process, signal.SIGKILL)
             process.communicate(timeout=REAP_TIMEOUT)
             raise
@@ -50,6 +58,33 @@ def run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.Comp
     finally:
         with _lock:
             _live.discard(process)
+
+
+def _read(process: subprocess.Popen, deadline: float, timeout: float, max_bytes: int) -> tuple[str, str]:
+    """Both streams until they close and the child exits, each at most `max_bytes`, before `deadline`."""
+    chunks: dict[int, list[bytes]] = {process.stdout.fileno(): [], process.stderr.fileno(): []}
+    sizes = dict.fromkeys(chunks, 0)
+    with selectors.DefaultSelector() as selector:
+        for fd in chunks:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(process.args, timeout)
+            for key, _ in selector.select(left):
+                data = os.read(key.fd, 1 << 16)
+                if not data:
+                    selector.unregister(key.fd)
+                    continue
+                sizes[key.fd] += len(data)
+                if sizes[key.fd] > max_bytes:
+                    raise OutputTooLarge(f"wrote more than {max_bytes >> 20} MiB")
+                chunks[key.fd].append(data)
+    process.wait(max(deadline - time.monotonic(), 0.001))
+    texts = [b"".join(chunks[pipe.fileno()]).decode("utf-8", "replace") for pipe in (process.stdout, process.stderr)]
+    process.stdout.close()
+    process.stderr.close()
+    return texts[0], texts[1]
 
 
 def stop_all(grace: float = 1.0) -> int:

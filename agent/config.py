@@ -312,6 +312,8 @@ def _unknown_key_message(model, loc: tuple, data) -> str:
     owner = _model_at(model, loc[:-1], data)
     if owner is None:
         return f"unknown key `{key}`"
+    if key in (renamed := getattr(owner, "RENAMED", {})):
+        return f"unknown key `{key}`: it is now {renamed[key]}"
     valid = list(owner.model_fields)
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     if close:

@@ -13,10 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PlainValidator,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
 
 from agent import registry
+from agent.redact import userinfo_in_url
 from agent.units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
@@ -32,6 +42,19 @@ def _check_name(value: object) -> str:
 
 
 Name = Annotated[str, PlainValidator(_check_name)]
+_TOKEN_IN_QUERY = re.compile(r"[?&][\w.-]*(sig|signature|token|key|secret|password)[\w.-]*=", re.I)
+
+
+def _no_credentials(url: object) -> object:
+    """A credential inside a URL would reach logs, errors and `ps`; it has a secret field of its own."""
+    if userinfo_in_url(str(url)) or _TOKEN_IN_QUERY.search(str(url)):
+        raise ValueError("must not hold credentials (user:password@ or a token in the query): "
+                         "give them by reference in the target's credential field")
+    return url
+
+
+CredentialFreeUrl = Annotated[str, AfterValidator(_no_credentials)]
+CredentialFreeHttpUrl = Annotated[HttpUrl, AfterValidator(_no_credentials)]
 
 
 class StrictModel(BaseModel):

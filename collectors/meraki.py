@@ -35,7 +35,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.collector import MAIN, Collector, Emitter, Signal, describe
 from agent.model import MetricSpec
-from agent.schema import Duration, TargetConfig
+from agent.schema import CredentialFreeUrl, Duration, TargetConfig
 from agent.secrets import Secret
 from collectors import meraki_api as shape
 from collectors.meraki_api import Client, MerakiError
@@ -121,7 +121,7 @@ class MerakiCollector(Collector):
         organizations: list[str] = Field(
             default_factory=list, description="Organization ids to read; empty reads every organization the key "
                                               "sees whose API access is enabled.")
-        base_url: str = Field("https://api.meraki.com/api/v1", description=(
+        base_url: CredentialFreeUrl = Field("https://api.meraki.com/api/v1", description=(
             "The API's base URL: api.meraki.ca, api.meraki.cn, api.meraki.in or the US government host for "
             "organizations hosted there."))
         requests_per_second: float = Field(5.0, gt=0, le=10, description=(

@@ -115,11 +115,13 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[..., RunningAgent]]:
     """Start `vigil run` on a config and wait until /-/ready answers."""
     agents: list[Peer] = []
 
-    def start(config: Path, env: dict[str, str] | None = None, test_kinds: bool = False) -> RunningAgent:
+    def start(config: Path, env: dict[str, str] | None = None, test_kinds: bool = False,
+              options: tuple[str, ...] = ()) -> RunningAgent:
+        """`options` go before `run` (`--debug`, `--log-format json`)."""
         import yaml
 
         listen = yaml.safe_load(config.read_text()).get("listen", "127.0.0.1:9839")
-        argv = vigil_argv("run", "-c", str(config), test_kinds=test_kinds)
+        argv = vigil_argv(*options, "run", "-c", str(config), test_kinds=test_kinds)
         peer = Peer(argv, tmp_path / f"agent{len(agents)}.log", env, cwd=ROOT)
         agents.append(peer)
         agent = RunningAgent(peer, f"http://{listen}", config)

@@ -28,3 +28,15 @@ def fault_report(request) -> Callable[..., None]:
                 out.write(json.dumps(row) + "\n")
 
     return record
+
+
+def pytest_addoption(parser):
+    parser.addoption("--faults-only", action="store_true",
+                     help="run only the tests that record a fault_report row (bench/reliability.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--faults-only"):
+        chosen = [item for item in items if "fault_report" in getattr(item, "fixturenames", ())]
+        config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
+        items[:] = chosen

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ def gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    return open(f"/proc/{pid}/stat").read().split()[2] == "Z"  # a zombie waiting for its parent
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # a zombie waiting for its parent
 
 
 def pids(path) -> list[int]:
@@ -64,3 +65,27 @@ def test_stop_all_kills_running_groups_and_refuses_new_ones(out):
 def test_undecodable_output_is_replaced_not_raised():
     done = children.run(["sh", "-c", "printf 'ok \\377\\n'"], dict(os.environ), timeout=10)
     assert done.returncode == 0 and done.stdout == "ok \ufffd\n"
+
+
+def test_a_tool_writing_without_end_is_stopped_at_the_limit(out):
+    script = 'echo "$$" > "$1"; exec yes a-line-of-output'
+    with pytest.raises(children.OutputTooLarge, match="wrote more than 1 MiB"):
+        children.run(["sh", "-c", script, "sh", str(out)], dict(os.environ), timeout=30, max_bytes=1 << 20)
+    wait_until(lambda: all(gone(pid) for pid in pids(out)), 5, "the stopped tool to exit")
+
+
+def test_a_reply_within_the_limit_is_read_whole_from_both_streams():
+    script = "head -c 3000000 /dev/zero | tr '\\0' o; echo done >&2"
+    done = children.run(["sh", "-c", script], dict(os.environ), timeout=30, max_bytes=4 << 20)
+    assert len(done.stdout) == 3_000_000 and set(done.stdout) == {"o"} and done.stderr == "done\n"
+
+
+def test_a_tool_s_endless_output_is_one_clear_reason(tmp_path, monkeypatch):
+    from checks.sources.cli import ToolError, run
+
+    tool = tmp_path / "restic"
+    tool.write_text("#!/bin/sh\nexec yes '{}'\n")
+    tool.chmod(0o755)
+    monkeypatch.setattr(children, "MAX_OUTPUT", 1 << 20)
+    with pytest.raises(ToolError, match=rf"^restic wrote more than 1 MiB and was stopped; is {tool} the real restic"):
+        run([str(tool), "snapshots"], {}, timeout=30)

@@ -278,3 +278,15 @@ def test_a_malformed_reply_is_an_error_not_a_crash():
     ((ref, props),), token = fastread.objects(None, [good])
     assert type(ref) is vim.HostSystem and ref._moId == "host-1" and token is None
     assert props == {"summary.quickStats.uptime": 77229}
+
+
+def test_the_old_tls_verify_key_names_its_replacement(tmp_path, capsys):
+    from agent.cli import main
+
+    config = tmp_path / "vigil.yaml"
+    config.write_text("targets:\n  - name: vc\n    kind: vmware\n    host: vc.example\n    user: u\n"
+                      "    password: ${env:HOME}\n    tls_verify: false\n")
+    assert main(["check-config", "-c", str(config)]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"{config}:7: targets[0].tls_verify: unknown key `tls_verify`: it is now `insecure_skip_verify: true` "
+        "(off by default, logged)")

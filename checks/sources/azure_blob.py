@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from agent.schema import CredentialFreeUrl
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
 from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
@@ -32,7 +33,8 @@ class AzureBlobLocation:
 
     class Config(LocationConfig):
         kind: Literal["azure_blob"]
-        account_url: str = Field(description="https://ACCOUNT.blob.core.windows.net")
+        account_url: CredentialFreeUrl = Field(description="https://ACCOUNT.blob.core.windows.net (the SAS token "
+                                                           "goes in `credential`)")
         container: str = Field(description="the container")
         prefix: str = Field("", description="`nightly/` for a folder: names are relative to the folder the prefix "
                                             "ends in")

@@ -33,6 +33,8 @@ def run(argv: list[str], env: dict[str, str], timeout: float, ok_codes: tuple[in
         raise ToolError(f"{tool} cannot be started ({argv[0]}): {exc.strerror}") from None
     except subprocess.TimeoutExpired:
         raise ToolError(f"{tool} {argv[1] if len(argv) > 1 else ''} timed out after {timeout:g}s") from None
+    except children.OutputTooLarge as exc:
+        raise ToolError(f"{tool} {exc} and was stopped; is {argv[0]} the real {tool}?") from None
     if done.returncode not in ok_codes:
         raise ToolError(f"{tool}: {last_line(done.stderr) or f'exit status {done.returncode}'}")
     return done

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, HttpUrl, model_validator
 
-from agent.schema import Duration, StrictModel, TargetConfig
+from agent.schema import CredentialFreeHttpUrl, Duration, StrictModel, TargetConfig
 from agent.secrets import Secret
 
 SignalName = Literal["service_health", "directory_sync", "licenses", "app_credentials", "secure_score",
@@ -41,10 +41,10 @@ class M365Config(TargetConfig):
     client_secret: Secret | None = Field(None, description="a client secret, by reference (a certificate is "
                                                            "recommended instead)")
     client_certificate: ClientCertificate | None = Field(None, description="the app's certificate credential")
-    authority: HttpUrl = Field(HttpUrl("https://login.microsoftonline.com"),
+    authority: CredentialFreeHttpUrl = Field(HttpUrl("https://login.microsoftonline.com"),
                                description="the sign-in host; national clouds differ (login.microsoftonline.us, "
                                            "login.partner.microsoftonline.cn)")
-    graph_url: HttpUrl = Field(HttpUrl("https://graph.microsoft.com"),
+    graph_url: CredentialFreeHttpUrl = Field(HttpUrl("https://graph.microsoft.com"),
                                description="the Graph host; national clouds differ (graph.microsoft.us, "
                                            "microsoftgraph.chinacloudapi.cn)")
     ca_file: Path | None = Field(None, description="a CA bundle for the authority and Graph; wins over "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -31,6 +31,7 @@ DEFAULT_EVENTS = ("TaskEvent", "HostConnectionLostEvent", "HostDisconnectedEvent
 
 
 class VMwareConfig(TargetConfig):
+    RENAMED: ClassVar[Mapping[str, str]] = {"tls_verify": "`insecure_skip_verify: true` (off by default, logged)"}
     kind: Literal["vmware"]
     host: str = Field(description="the vCenter (or ESXi) host name or address")
     port: int = Field(443, ge=1, le=65535, description="its HTTPS port")
