@@ -50,7 +50,6 @@ ALERT_SEVERITIES = ("critical", "warning", "informational")
 UTILIZATION = (("wifi", "wifi"), ("nonWifi", "non_wifi"), ("total", "total"))
 LOSS_TIMESPAN = 300  # seconds: the most uplinksLossAndLatency allows
 CHANNEL_TIMESPAN = 1800  # seconds: channel utilisation is averaged over the last half hour
-DEFAULT_TIMEOUT, DEFAULT_INTERVAL = 20.0, 60.0  # agent.config's defaults
 
 
 def _spec(name: str, help: str, labels: tuple[str, ...], unit: str = "") -> MetricSpec:
@@ -180,12 +179,8 @@ class MerakiCollector(Collector):
 
     @property
     def deadline(self) -> float:
-        """80% of the job's timeout, as agent.config derives it (the defaults' 20 s/60 s assumed: the
-        collector does not see `defaults:`)."""
-        if self.config.deadline:
-            return self.config.deadline
-        timeout = self.config.timeout or min(DEFAULT_TIMEOUT, 0.8 * (self.config.interval or DEFAULT_INTERVAL))
-        return 0.8 * timeout
+        """80% of the job's timeout (`defaults:` applied), so a cycle ends with its own reasons."""
+        return self.config.deadline or 0.8 * self.ctx.timeout
 
     async def open(self) -> None:
         """One client for the target's life; a request may take a third of the deadline, so a
@@ -204,11 +199,17 @@ class MerakiCollector(Collector):
             await api.aclose()
 
     async def collect(self, out: Emitter, due: frozenset[str]) -> None:
-        orgs = await self._organizations()
+        ends = self.ctx.clock.monotonic() + self.deadline
+        try:
+            async with asyncio.timeout(self.deadline):  # retries included: a silent host is named as such
+                orgs = await self._organizations()
+        except TimeoutError:
+            raise MerakiError(f"{self._host}: no list of organizations within the {self.deadline:g}s deadline; "
+                              "check that the host is up and base_url") from None
         runs = [_OrgRun(org) for org in orgs]
         groups = [name for name in GROUPS if name in due and name in self.signals()]
         tasks = [asyncio.create_task(self._read(run, groups)) for run in runs]
-        _, pending = await asyncio.wait(tasks, timeout=self.deadline)
+        _, pending = await asyncio.wait(tasks, timeout=max(0.0, ends - self.ctx.clock.monotonic()))
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import ssl
 import weakref
 from collections.abc import AsyncIterator
@@ -41,7 +42,14 @@ class Session:
         try:
             self._reader, self._writer = await asyncio.wait_for(asyncio.open_connection(self._host, self._port),
                                                                 self._timeout)
-        except (OSError, TimeoutError) as exc:
+        except socket.gaierror:
+            self.broken = True
+            raise NutError(f"upsd {self.where}: the host name does not resolve; check `host:` and DNS") from None
+        except TimeoutError:
+            self.broken = True
+            raise NutError(f"upsd {self.where}: no answer to connecting within {self._timeout:g}s; check that the "
+                           f"host is up and no firewall drops port {self._port}") from None
+        except OSError as exc:
             self.broken = True
             raise NutError(f"upsd {self.where}: cannot connect ({type(exc).__name__}: {exc}); is upsd listening "
                            "there (LISTEN in upsd.conf)?") from None

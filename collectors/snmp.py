@@ -123,8 +123,9 @@ class Session:
         try:
             self._target = await hl.UdpTransportTarget.create(self._address, timeout=self._timeout,
                                                               retries=self._retries)
-        except Exception as exc:  # pysnmp wraps resolver errors in its own type
-            raise SnmpError(f"UPS {self.name}: cannot resolve {self._address[0]} ({exc}); check `host:`") from None
+        except Exception as exc:  # pysnmp wraps resolver errors in its own type, the gaierror's text in it
+            said = "the host name does not resolve" if "gaierror" in str(exc) else f"cannot resolve it ({exc})"
+            raise SnmpError(f"UPS {self.name} ({self._address[0]}): {said}; check `host:` and DNS") from None
 
     async def get(self, out: Emitter, oids: Sequence[str]) -> dict[str, object]:
         """{oid: value} for the OIDs, in one PDU unless the device says tooBig (then halves)."""

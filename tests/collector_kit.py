@@ -16,8 +16,12 @@ from agent.config import AgentConfig
 
 def build(target: dict, context: Context) -> Collector:
     """The collector for one target mapping, validated as the agent validates a config."""
-    config = AgentConfig.model_validate({"targets": [target]}).targets[0]
+    agent = AgentConfig.model_validate({"targets": [target]})
+    config = agent.targets[0]
     ctx = replace(context, kind=config.kind, target=config.name)
+    if config.interval is not None or config.timeout is not None:  # as the agent would lend them; else the context's
+        interval, timeout = agent.schedule(config)
+        ctx = replace(ctx, interval=interval, timeout=timeout)
     return registry.collector_class(config.kind)(config, ctx)
 
 

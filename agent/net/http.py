@@ -10,7 +10,10 @@ What each of them would otherwise get wrong on its own:
   errors are retried `retries` times: after Retry-After (seconds or an HTTP date) plus a
   little jitter, else after an exponential backoff with jitter. A server asking for longer
   than `max_retry_wait` fails the request at once rather than holding a job for an hour.
-  All sleeping is on the agent's clock.
+  Retries without an answer stop where the next would end past `RETRY_SHARE` of the job's
+  timeout from the request's start: the run then fails with the request's own reason
+  (connection refused, no answer within), not the run's bare "timed out". All sleeping
+  is on the agent's clock.
 - **Counting.** Every attempt is counted with `ctx.api.request(api, code)`: the status, or
   "timeout" / "error" when there was none, so a 429 storm shows while it happens; the
   time waited for the bucket and before retries goes to `ctx.api.waited(api, seconds)`.
@@ -28,6 +31,7 @@ import asyncio
 import email.utils
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 BACKOFF = 1.0  # seconds before the first retry when the server does not say; doubles each time
+RETRY_SHARE = 0.8  # of the job's timeout: how long one request may go on retrying
 JITTER = 0.1  # a retry waits up to this share longer (at least up to 0.1 s), so callers do not stampede
 USER_AGENT = f"vigil/{__version__}"
 
@@ -171,13 +176,21 @@ class _Api:
         response._content = b"".join(chunks)
 
     def _retry_wait(self, attempt: int, request: httpx.Request, response: httpx.Response | None,
-                    failure: BaseException | None) -> float | None:
+                    failure: BaseException | None, started: float) -> float | None:
         """Seconds to wait before the next attempt; None to return the response; HttpError to give up."""
+        wait = self._next_wait(attempt, request, response, failure)
+        late = wait is not None and self.ctx.clock.monotonic() + wait > started + RETRY_SHARE * self.ctx.timeout
+        if late and response is None:  # no answer, and no time left to retry: say why now
+            raise self._failed(request, failure, f" (after {attempt + 1} attempts)" if attempt else "")
+        return wait
+
+    def _next_wait(self, attempt: int, request: httpx.Request, response: httpx.Response | None,
+                   failure: BaseException | None) -> float | None:
         if isinstance(failure, _TooLarge):
             raise self._too_large(request, response)
         if response is not None and response.status_code not in RETRY_STATUSES:
             return None
-        if response is None and _untrusted(failure):  # a certificate does not get better in a second
+        if response is None and (_untrusted(failure) or _unknown_name(failure)):  # neither gets better in a second
             raise self._failed(request, failure)
         if attempt >= self.retries:
             if response is not None:
@@ -194,7 +207,7 @@ class _Api:
         return asked + self._random.uniform(0, max(0.1, asked * JITTER))
 
     def _failed(self, request: httpx.Request, failure: BaseException | None, attempts: str = "") -> HttpError:
-        reason, hint = _transport_reason(failure, self.timeout)
+        reason, hint = transport_reason(failure, self.timeout)
         return HttpError(request.method, request.url, reason + attempts, hint=hint)
 
     def _too_large(self, request: httpx.Request, response: httpx.Response) -> HttpError:
@@ -222,13 +235,13 @@ class AsyncApi(_Api):
                       data: Any = None, auth_header: bool = True) -> httpx.Response:
         request = self._build(self._client, method, url, params=params, headers=headers, json=json, data=data,
                               auth_header=auth_header)
-        attempt = 0
+        attempt, started = 0, self.ctx.clock.monotonic()
         while True:
             if bucket is not None:
                 self.ctx.api.waited(api, await bucket.acquire())
             response, failure = await self._attempt(request)
             self._count(api, request, response, failure)
-            wait = self._retry_wait(attempt, request, response, failure)
+            wait = self._retry_wait(attempt, request, response, failure, started)
             if wait is None:
                 return response
             self.ctx.api.waited(api, wait)
@@ -278,13 +291,13 @@ class SyncApi(_Api):
                 data: Any = None, auth_header: bool = True) -> httpx.Response:
         request = self._build(self._client, method, url, params=params, headers=headers, json=json, data=data,
                               auth_header=auth_header)
-        attempt = 0
+        attempt, started = 0, self.ctx.clock.monotonic()
         while True:
             if bucket is not None:
                 self.ctx.api.waited(api, bucket.acquire_blocking())
             response, failure = self._attempt(request)
             self._count(api, request, response, failure)
-            wait = self._retry_wait(attempt, request, response, failure)
+            wait = self._retry_wait(attempt, request, response, failure, started)
             if wait is None:
                 return response
             self.ctx.api.waited(api, wait)
@@ -356,9 +369,16 @@ def _untrusted(failure: BaseException | None) -> bool:
     return any(isinstance(cause, ssl.SSLCertVerificationError) for cause in _causes(failure))
 
 
-def _transport_reason(failure: BaseException | None, timeout: float) -> tuple[str, str]:
-    """What went wrong below HTTP, and the likely fix."""
+def _unknown_name(failure: BaseException | None) -> bool:
+    """The resolver says the name does not exist (not a passing DNS failure, EAI_AGAIN)."""
+    return any(isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME for cause in _causes(failure))
+
+
+def transport_reason(failure: BaseException | None, timeout: float) -> tuple[str, str]:
+    """What went wrong below HTTP, and the likely fix (for any client's exception chain)."""
     for cause in _causes(failure):
+        if isinstance(cause, socket.gaierror):
+            return "the host name does not resolve", "check the host name in the URL, and DNS"
         if isinstance(cause, ssl.SSLCertVerificationError):
             return (f"its TLS certificate is not trusted ({cause.verify_message})",
                     "set ca_file: to the CA that signed it")
@@ -366,6 +386,6 @@ def _transport_reason(failure: BaseException | None, timeout: float) -> tuple[st
             return "connection refused", "check the host and port, and that the service runs"
         if isinstance(cause, ssl.SSLError):
             return f"the TLS handshake failed ({cause.reason or cause})", "check that the port speaks HTTPS"
-    if _is_timeout(failure):
+    if any(_is_timeout(cause) for cause in _causes(failure)):
         return f"no answer within {timeout:g}s", "check that the host is up, or raise timeout:"
     return str(failure) or type(failure).__name__, ""

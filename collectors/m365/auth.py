@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from agent.collector import ApiCounters
+from agent.net.http import transport_reason
 from collectors.m365.config import M365Config
 
 T = TypeVar("T")
@@ -35,14 +36,16 @@ class AuthError(Exception):
 
 
 class _Session(requests.Session):
-    def __init__(self, ca_file: Path | None, counters: ApiCounters):
+    def __init__(self, ca_file: Path | None, counters: ApiCounters, timeout: float):
         super().__init__()
         self._verify = str(ca_file) if ca_file else None
         self._counters = counters
+        self._timeout = timeout  # msal passes its own `timeout` only to a client it makes itself
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         if self._verify:
             kwargs["verify"] = self._verify
+        kwargs.setdefault("timeout", self._timeout)  # else a silent authority holds the thread for ever
         api = "token" if method.upper() == "POST" else "authority"
         try:
             response = super().request(method, url, *args, **kwargs)
@@ -58,7 +61,7 @@ class TokenSource:
 
     def __init__(self, config: M365Config, counters: ApiCounters, timeout: float):
         self.config, self._timeout = config, timeout
-        self._session = _Session(config.ca_file, counters)
+        self._session = _Session(config.ca_file, counters, timeout)
         self._scopes = [str(config.graph_url).rstrip("/") + "/.default"]
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = asyncio.Lock()
@@ -74,7 +77,7 @@ class TokenSource:
                 instance_discovery=False, http_client=self._session, timeout=self._timeout,
                 token_cache=msal.TokenCache()))
         except (requests.RequestException, ValueError) as exc:
-            raise AuthError(f"{self.where}: cannot read the authority {authority} ({_first_line(exc)}); "
+            raise AuthError(f"{self.where}: cannot read the authority {authority} ({self._why(exc)}); "
                             "check `authority`, `tenant_id`, the network and `ca_file`") from None
 
     async def token(self) -> str:
@@ -83,7 +86,7 @@ class TokenSource:
             async with self._lock:
                 result = await self._thread(self._acquire)
         except requests.RequestException as exc:
-            raise AuthError(f"{self.where}: the token request failed ({_first_line(exc)})") from None
+            raise AuthError(f"{self.where}: the token request failed ({self._why(exc)})") from None
         if "access_token" not in result:
             error, description = result.get("error", "no token"), _first_line(result.get("error_description", ""))
             raise AuthError(f"{self.where}: the authority refused the token ({error}: {description}); check the "
@@ -111,7 +114,14 @@ class TokenSource:
         try:
             return await asyncio.wait_for(asyncio.to_thread(call, *args), self._timeout)
         except TimeoutError:
-            raise AuthError(f"{self.where}: the authority did not answer within {self._timeout:g}s") from None
+            raise AuthError(f"{self.where}: the authority {self.config.authority} did not answer within "
+                            f"{self._timeout:g}s; check that it is up and `authority`") from None
+
+    def _why(self, exc: Exception) -> str:
+        """A network failure in a few words (requests' own text is a page of urllib3 reprs)."""
+        if isinstance(exc, requests.RequestException):
+            return transport_reason(exc, self._timeout)[0]
+        return _first_line(exc)
 
     def _credential(self) -> str | dict[str, str]:
         if self.config.client_secret is not None:

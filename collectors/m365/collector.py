@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 
 from agent.collector import MAIN, Collector, Emitter, Signal
-from agent.net.http import AsyncApi
+from agent.net.http import AsyncApi, HttpError
 from collectors.m365 import metrics as m
 from collectors.m365.auth import TokenSource
 from collectors.m365.config import M365Config
@@ -20,6 +20,8 @@ from collectors.m365.graph import Graph, PermissionMissing
 from collectors.m365.readers import SOURCES
 
 log = logging.getLogger(__name__)
+
+CALL_SHARE = 0.8  # of the job's timeout, for each call to the authority or Graph
 
 
 class M365Collector(Collector[M365Config]):
@@ -48,7 +50,9 @@ class M365Collector(Collector[M365Config]):
         return chosen
 
     async def open(self) -> None:
-        timeout = self.ctx.timeout  # the job's, defaults applied: no single request may outlast the run
+        # within the job's timeout (defaults applied): a silent authority or Graph fails the run with
+        # its own reason ("did not answer within"), not the run's bare "timed out"
+        timeout = CALL_SHARE * self.ctx.timeout
         graph_url = str(self.config.graph_url)
         self._tokens = TokenSource(self.config, self.ctx.api, timeout)
         self._api = AsyncApi(graph_url, self.ctx, ca_file=self.config.ca_file, timeout=timeout)
@@ -60,16 +64,25 @@ class M365Collector(Collector[M365Config]):
     async def collect(self, out: Emitter, due: frozenset[str]) -> None:
         assert self._tokens is not None, "open() first"  # noqa: S101 — narrows a type; an internal invariant, not input checking
         await self._tokens.token()
-        await asyncio.gather(*(self._read(out, name) for name in self.signals() if name != MAIN and name in due))
+        readers = [name for name in self.signals() if name != MAIN and name in due]
+        unanswered: dict[str, HttpError] = {}
+        await asyncio.gather(*(self._read(out, name, unanswered) for name in readers))
+        if readers and len(unanswered) == len(readers):  # Graph itself is down (a cached token hid it)
+            raise unanswered[readers[0]]
         for name, denied in self._denied.items():
             out.gauge(m.PERMISSION_MISSING, int(denied), signal=name, permission=SOURCES[name].permission)
 
-    async def _read(self, out: Emitter, name: str) -> None:
+    async def _read(self, out: Emitter, name: str, unanswered: dict[str, HttpError]) -> None:
+        """One reader as its own signal; one that got no answer at all is noted in `unanswered`."""
         assert self._graph is not None  # noqa: S101 — narrows a type; an internal invariant, not input checking
         source = SOURCES[name]
         with out.signal(name):
             try:
                 await source.read(self._graph, out, self.config, self.ctx.clock.time())
+            except HttpError as exc:
+                if exc.status is None:
+                    unanswered[name] = exc
+                raise
             except PermissionMissing as exc:
                 if not self._denied.get(name):
                     log.warning("m365 permission missing target=%s signal=%s permission=%s endpoint=%s: grant the "

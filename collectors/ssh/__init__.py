@@ -93,7 +93,8 @@ class SshCollector(Collector[SshConfig]):
 
     def open(self) -> None:
         jump = self.config._jump
-        timeout = self.config.command_timeout
+        # connecting ends before the run's timeout, so a silent server is reported as such
+        timeout = min(self.config.command_timeout, max(0.1, self.ctx.timeout - MARGIN))
         if jump is not None:
             self.jump_client = connect(jump.endpoint(timeout))
         self.client = connect(self.config.endpoint(timeout),

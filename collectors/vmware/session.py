@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 API = "vsphere"
 PC = vmodl.query.PropertyCollector
+PROBE_SHARE = 0.8  # of the job's timeout, for the first request of a login
+PROBE_BYTES = 1 << 20  # vimServiceVersions.xml is a few hundred bytes
 T = TypeVar("T")
 
 
@@ -40,6 +42,7 @@ class Session:
                                 sslContext=_ssl_context(ca_file, verify, self.where),
                                 connectionPoolTimeout=timeout, httpConnectionTimeout=timeout)
         self._api = api
+        self._probe = (host, port, timeout)
         self.si: Any = None
         self.content: Any = None
         self.view: Any = None
@@ -50,6 +53,7 @@ class Session:
             log.warning("TLS verification is off (insecure_skip_verify): any certificate is accepted where=%s",
                         self.where)
         try:
+            self._answers()
             self.si = SmartConnect(**self._login_args)
         except vim.fault.InvalidLogin:
             self._api.request(API, "InvalidLogin")
@@ -69,6 +73,22 @@ class Session:
             self.content.rootFolder, [vim.Datacenter, vim.Folder, vim.ComputeResource, vim.HostSystem,
                                       vim.VirtualMachine, vim.Datastore], True)
         self.generation += 1
+
+    def _answers(self) -> None:
+        """The request SmartConnect's version discovery makes first, with a timeout: pyvmomi's has
+        none, so a vCenter that accepts and never answers would hold the job's thread for ever."""
+        host, port, timeout = self._probe
+        connection = http.client.HTTPSConnection(host, port, context=self._login_args["sslContext"],
+                                                 timeout=timeout * PROBE_SHARE)
+        try:
+            connection.request("GET", "/sdk/vimServiceVersions.xml")
+            connection.getresponse().read(PROBE_BYTES)
+        except TimeoutError:
+            self._api.request(API, "timeout")
+            raise VMwareError(f"{self.where}: no answer within {timeout * PROBE_SHARE:g}s; check that vCenter "
+                              "runs and answers HTTPS on that port") from None
+        finally:
+            connection.close()
 
     def call(self, work: Callable[[], T]) -> T:
         """Run `work`, logging in again once if the session is gone (expired, or vCenter restarted)."""

@@ -32,12 +32,11 @@ import hashlib
 import io
 import json
 import re
-import ssl
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any
@@ -47,6 +46,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tests.fakes.server import Served
 from tests.lab.pki import PKI
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "graph"
@@ -110,11 +110,12 @@ def thumbprint(cert_pem: bytes) -> bytes:
     return hashlib.sha1(x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)).digest()
 
 
-class GraphFake:
+class GraphFake(Served):
     """The fake server; use it as a context manager. `url` is https://127.0.0.1:<free port>."""
 
     def __init__(self, pki: PKI, *, tenant: str, client_id: str, client_secret: str | None = None,
-                 certificate: bytes | None = None, page_size: int = 100, token_lifetime: int = 3599):
+                 certificate: bytes | None = None, page_size: int = 100, token_lifetime: int = 3599,
+                 port: int = 0):
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
         self.certificate = certificate  # the PEM of the certificate registered for the app
         self.page_size, self.token_lifetime = page_size, token_lifetime
@@ -137,22 +138,11 @@ class GraphFake:
         self._downloads: dict[str, str] = {}  # download id -> report path
         self._canned: list[tuple[str | None, Answer]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.load_cert_chain(pki.server_cert, pki.server_key)
-        self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="graph-fake",
-                                        daemon=True)
+        port = self._serve(_handler_for(self), pki, "graph-fake", port)
+        self.url = f"https://127.0.0.1:{port}"
 
     def __enter__(self) -> GraphFake:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        return super().__enter__()
 
     @property
     def token_endpoint(self) -> str:

@@ -29,11 +29,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from tests.fakes.server import Served
 from tests.lab.pki import PKI
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "meraki"
@@ -157,11 +158,11 @@ class _Canned:
     path: str | None  # only a request to this (templated) path takes it; None: any
 
 
-class MerakiFake:
+class MerakiFake(Served):
     """The fake server; use it as a context manager. `url` is https://127.0.0.1:<port>/api/v1."""
 
     def __init__(self, pki: PKI, orgs: list[Org], keys: dict[str, list[str]] | None = None, *,
-                 rate: float = 10.0, burst: float = 10.0, retry_after: int = 1):
+                 rate: float = 10.0, burst: float = 10.0, retry_after: int = 1, port: int = 0):
         self.orgs = {org.id: org for org in orgs}
         self.keys = keys if keys is not None else {"test-key": list(self.orgs)}
         self.rate, self.burst, self.retry_after = rate, burst, retry_after
@@ -170,24 +171,12 @@ class MerakiFake:
         self._canned: list[_Canned] = []
         self._switches: dict[str, list[dict]] = {}  # org id -> its switches' port statuses
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.load_cert_chain(pki.server_cert, pki.server_key)
-        self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self.origin = f"https://127.0.0.1:{self._server.server_address[1]}"
+        port = self._serve(_handler_for(self), pki, "meraki-fake", port)
+        self.origin = f"https://127.0.0.1:{port}"
         self.url = self.origin + BASE
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="meraki-fake",
-                                        daemon=True)
 
     def __enter__(self) -> MerakiFake:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        return super().__enter__()
 
     # --- test hooks -------------------------------------------------------------------------------
 

@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import copy
 import json
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.fakes.server import Served
 from tests.lab.pki import PKI
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "veeam"
@@ -82,11 +82,11 @@ class _Canned:
     path: str | None  # only a request to this path takes it; None: the next request, whatever it is
 
 
-class VeeamFake:
+class VeeamFake(Served):
     """The fake server; use it as a context manager. `url` is https://127.0.0.1:<free port>."""
 
     def __init__(self, pki: PKI, *, user: str = "vigil", password: str = "fake-password", page_size: int = 2,
-                 token_lifetime: float = 900, clock: Callable[[], float] = time.monotonic):
+                 token_lifetime: float = 900, clock: Callable[[], float] = time.monotonic, port: int = 0):
         self.user, self.password, self.page_size, self.token_lifetime = user, password, page_size, token_lifetime
         self._clock = clock
         self.job_states: list[dict] = copy.deepcopy(_fixture("job_states")["data"])
@@ -101,22 +101,11 @@ class VeeamFake:
         self._refresh: set[str] = set()  # refresh tokens not used yet
         self._canned: list[_Canned] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.load_cert_chain(pki.server_cert, pki.server_key)
-        self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="veeam-fake",
-                                        daemon=True)
+        port = self._serve(_handler_for(self), pki, "veeam-fake", port)
+        self.url = f"https://127.0.0.1:{port}"
 
     def __enter__(self) -> VeeamFake:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        return super().__enter__()
 
     # --- test hooks -------------------------------------------------------------------------------
 

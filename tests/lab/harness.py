@@ -68,6 +68,7 @@ class Peer:
 
     def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None,
                  cwd: Path | None = None):
+        self.argv, self.env, self.cwd = list(argv), env, cwd  # to start it again after a kill
         self.log = log
         self._log_file = log.open("ab")
         self.process = subprocess.Popen(argv, stdout=self._log_file, stderr=subprocess.STDOUT,
@@ -87,6 +88,16 @@ class Peer:
 
     def signal(self, signum: int) -> None:
         os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL to its whole process group, as a crash: no clean shutdown, connections reset."""
+        if self.alive():
+            os.killpg(self.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def again(self) -> Peer:
+        """The same command (so the same port and files) started once more; the caller stops it."""
+        return Peer(self.argv, self.log, self.env, self.cwd)
 
     def stop(self, timeout: float = 10) -> int:
         if self.alive():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.harness import Peer, free_port, need, running
+from tests.lab.harness import Peer, free_port, need, running, wait_until
 from tests.lab.pki import PKI
 
 NUT = Path("/lib/nut")
@@ -62,6 +62,18 @@ class Nut:
         os.environ["VIGIL_TEST_NUT_PASSWORD"] = PASSWORD
         return {"name": name or f"nut-{ups}", "kind": "nut", "host": "127.0.0.1", "port": self.port, "ups": ups,
                 "username": USER, "password": "${env:VIGIL_TEST_NUT_PASSWORD}", **extra}
+
+    def kill(self) -> None:
+        """upsd dies, as in a crash; the drivers go on."""
+        self.upsd.kill()
+
+    def start_again(self) -> Peer:
+        """The same upsd (port, config) after `kill()`, ready once it serves every unit again;
+        the caller stops the Peer returned."""
+        peer = self.upsd.again()
+        wait_until(lambda: all(_complete(self.port, ups, {"ups.status": ""}) for ups in self.drivers), 30,
+                   "upsd to start again")
+        return peer
 
     def set_state(self, ups: str, variables: dict[str, str]) -> None:
         """Rewrite a unit's .dev file atomically; the driver re-reads it within ~2 s."""

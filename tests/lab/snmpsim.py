@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.harness import free_port, need, running
+from tests.lab.harness import Peer, free_port, need, running, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RESPONDER = ROOT / ".lab" / "snmpsim" / "bin" / "snmpsim-command-responder"
@@ -34,6 +34,7 @@ class Snmpsim:
     port: int
     data_dir: Path
     pid: int = 0  # the responder's process, for benches that count its CPU apart from the agent's
+    peer: Peer | None = None  # to kill it and start it again on its port
 
     def v2c(self, name: str, community: str | None = None, **extra) -> dict:
         """A `kind: ups` target for the recording `community` (its base name), v2c."""
@@ -53,6 +54,17 @@ class Snmpsim:
                 "priv_key": "${env:VIGIL_TEST_PRIV_" + name.upper().replace("-", "_") + "}",
                 "context": context}
         return {"name": name, "kind": "ups", "host": "127.0.0.1", "port": self.port, "snmp": snmp, **extra}
+
+    def kill(self) -> None:
+        """The responder dies, as in a crash."""
+        self.peer.kill()
+
+    def start_again(self) -> Peer:
+        """The same responder (port, data) after `kill()`; the caller stops the Peer returned."""
+        peer = self.peer.again()
+        first = sorted(self.data_dir.glob("*.snmprec"))[0].stem
+        wait_until(lambda: _answers(self.port, first), 60, "snmpsim to start again")
+        return peer
 
     def rewrite(self, name: str, changes: dict[str, str]) -> None:
         """Change `oid -> type|value` lines of a recording atomically; snmpsim sees it on the next request."""
@@ -88,7 +100,7 @@ def snmpsim(directory: Path, data: Path | None = None, users: dict = USERS) -> I
     first = sorted(data_dir.glob("*.snmprec"))[0].stem
     with running(argv, directory / "snmpsim.out", lambda: _answers(port, first), "snmpsim", timeout=60,
                  env={"SNMPSIM_ALLOW_ROOT": "true"}) as peer:
-        yield Snmpsim(port, data_dir, peer.pid)
+        yield Snmpsim(port, data_dir, peer.pid, peer)
 
 
 def free_port_udp() -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.harness import Peer, free_port, need, running
+from tests.lab.harness import Peer, free_port, need, running, wait_until
 from tests.lab.pki import PKI, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +32,17 @@ class Vcsim:
         """A `kind: vmware` target mapping for this simulator (password through the environment)."""
         return {"name": "vc", "kind": "vmware", "host": "127.0.0.1", "port": self.port, "user": USER,
                 "password": "${env:VIGIL_TEST_VCENTER_PASSWORD}", "ca_file": str(self.pki.ca), **extra}
+
+    def kill(self) -> None:
+        """vcsim dies, as in a crash (a vCenter restart: its sessions are forgotten)."""
+        self.peer.kill()
+
+    def start_again(self) -> Peer:
+        """The same simulator (port, certificate, inventory) after `kill()`; the caller stops the
+        Peer returned."""
+        peer = self.peer.again()
+        wait_until(lambda: _answers(self.port, self.pki.ca), 60, "vcsim to start again")
+        return peer
 
     def connect(self):
         """A pyvmomi session of the test's own, to change the inventory as an administrator would."""
