@@ -17,7 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -137,35 +137,55 @@ def status_problem(agent) -> str:
     return json.loads(agent.get("/status.json")[1])["state_database"]["problem"]
 
 
+def started_degraded(agent, newest_of: dict[str, float], cause: str) -> str:
+    """An agent started on a file it cannot write: it says so and serves the file's history
+    (job1's tool fails, so what it shows comes from the file), and job0 keeps finding new
+    backups (kept in memory). The problem it reports."""
+    assert database_ok(agent) == 0
+    problem = status_problem(agent)
+    assert cause in problem and "history read from the file" in problem, problem
+    wait_until(lambda: last_good_backup(agent, "job1"), 10, "job1 evaluated")
+    assert last_good_backup(agent, "job1") == newest_of["job1"]
+    wait_until(lambda: last_good_backup(agent, "job0") > newest_of["job0"], 10, "a new backup kept in memory")
+    return problem
+
+
+def fix_and_stop(agent, fix: Callable[[], object]) -> float:
+    """Seconds from `fix()` until vigil_state_database_ok is 1 again; then a clean stop."""
+    fixed_at = time.monotonic()
+    fix()
+    wait_until(lambda: database_ok(agent) == 1, RETRY_EVERY * 4, "vigil_state_database_ok 1 again")
+    recovered = time.monotonic() - fixed_at
+    assert not status_problem(agent)
+    agent.peer.signal(signal.SIGTERM)
+    assert agent.peer.process.wait(15) == 0
+    return recovered
+
+
+def kept_and_moved(before: set[tuple], after: set[tuple], log: str) -> int:
+    """One problem line, one recovery line, no row of `before` missing, and job0's backups
+    seen during the episode in the file: the rows lost (0)."""
+    assert log.count(PROBLEM) == 1 and BACK in log, log
+    assert before <= after, f"lost {sorted(before - after)[:5]}"
+    assert newest_row(after, "job0") > newest_row(before, "job0"), "the backups seen meanwhile never reached the file"
+    return len(before - after)
+
+
+def newest_row(kept: set[tuple], job: str) -> str:
+    """The newest backup id of `job` among rows (fake restic ids grow with time)."""
+    return max(row[3] for row in kept if row[:2] == ("backup_observations", job))
+
+
 def test_a_full_disk_at_start_serves_the_history_and_recovers_without_restart(start_agent, write_config,
                                                                               tmp_path, fault_report):
     with small_disk(tmp_path / "disk") as disk:
         state = disk / "state"
         seeded, newest_of = seed(start_agent, write_config, state)
-        history, before = newest_of["job1"], newest_of["job0"]
         ballast = fill(disk)
         agent = start_agent(write_config(config_text(state, broken=True)))
-        assert database_ok(agent) == 0
-        problem = status_problem(agent)
-        assert "no space left" in problem and "history read from the file" in problem, problem
-        wait_until(lambda: last_good_backup(agent, "job1"), 10, "job1 evaluated")
-        assert last_good_backup(agent, "job1") == history  # its tool fails: this is the file's history
-        wait_until(lambda: last_good_backup(agent, "job0") > before, 10, "a new backup seen while the disk is full")
-        freed_at = time.monotonic()
-        ballast.unlink()
-        wait_until(lambda: database_ok(agent) == 1, RETRY_EVERY * 4, "vigil_state_database_ok 1 again")
-        recovered = time.monotonic() - freed_at
-        assert not status_problem(agent)
-        agent.peer.signal(signal.SIGTERM)
-        assert agent.peer.process.wait(15) == 0
-        log = agent.peer.output()
-        after = rows(state)
-    assert log.count(PROBLEM) == 1, log
-    assert BACK in log
-    lost = len(seeded - after)
-    assert lost == 0, sorted(seeded - after)[:5]
-    moved = {row for row in after - seeded if row[0] == "backup_observations" and row[1] == "job0"}
-    assert moved, "the backups seen while the disk was full never reached the file"
+        started_degraded(agent, newest_of, "no space left")
+        recovered = fix_and_stop(agent, ballast.unlink)
+        lost = kept_and_moved(seeded, rows(state), agent.peer.output())
     fault_report(fault="state disk full when vigil starts", expected="history served, ok 0, ok 1 when freed; none lost",
                  observed=f"history served, ok 0 'no space left', ok 1 {recovered:.1f}s after freeing",
                  recovered_in=recovered, lost=lost)
@@ -183,53 +203,24 @@ def test_a_disk_that_fills_while_running_loses_nothing_and_recovers(start_agent,
         assert "database or disk is full" in problem or "no space left" in problem, problem
         kept = rows(state)
         wait_until(lambda: last_good_backup(agent, "job0") > newest(state, "job0"), 10, "a backup kept in memory")
-        freed_at = time.monotonic()
-        ballast.unlink()
-        wait_until(lambda: database_ok(agent) == 1, RETRY_EVERY * 4, "vigil_state_database_ok 1 again")
-        recovered = time.monotonic() - freed_at
-        agent.peer.signal(signal.SIGTERM)
-        assert agent.peer.process.wait(15) == 0
-        log, after = agent.peer.output(), rows(state)
-    assert log.count(PROBLEM) == 1 and BACK in log, log
-    lost = len(kept - after)
-    assert lost == 0, sorted(kept - after)[:5]
-    assert newest_row(after, "job0") > newest_row(kept, "job0"), "the backups seen meanwhile never reached the file"
+        recovered = fix_and_stop(agent, ballast.unlink)
+        lost = kept_and_moved(kept, rows(state), agent.peer.output())
     fault_report(fault="state disk fills while vigil runs", expected="ok 0 while full, ok 1 once freed; none lost",
                  observed=f"ok 0, then ok 1 {recovered:.1f}s after freeing; memory facts moved",
                  recovered_in=recovered, lost=lost)
-
-
-def newest_row(kept: set[tuple], job: str) -> str:
-    """The newest backup id of `job` among rows (fake restic ids grow with time)."""
-    return max(row[3] for row in kept if row[:2] == ("backup_observations", job))
 
 
 def test_a_read_only_state_dir_is_read_and_written_again_once_writable(start_agent, write_config, tmp_path,
                                                                       fault_report):
     state = tmp_path / "state"
     seeded, newest_of = seed(start_agent, write_config, state)
-    history, before = newest_of["job1"], newest_of["job0"]
     image = (state / FILENAME).read_bytes()
     with read_only(state):
         agent = start_agent(write_config(config_text(state, broken=True)))
-        assert database_ok(agent) == 0
-        problem = status_problem(agent)
-        assert "read-only" in problem and "history read from the file" in problem, problem
-        wait_until(lambda: last_good_backup(agent, "job1"), 10, "job1 evaluated")
-        assert last_good_backup(agent, "job1") == history  # its tool fails: this is the file's history
-        wait_until(lambda: last_good_backup(agent, "job0") > before, 10, "a new backup kept in memory")
+        started_degraded(agent, newest_of, "is read-only")
         assert (state / FILENAME).read_bytes() == image
-        writable_at = time.monotonic()
-        _mount("-o", "remount,bind,rw", str(state))
-        wait_until(lambda: database_ok(agent) == 1, RETRY_EVERY * 4, "vigil_state_database_ok 1 again")
-        recovered = time.monotonic() - writable_at
-        agent.peer.signal(signal.SIGTERM)
-        assert agent.peer.process.wait(15) == 0
-    log, after = agent.peer.output(), rows(state)
-    assert log.count(PROBLEM) == 1 and BACK in log, log
-    lost = len(seeded - after)
-    assert lost == 0, sorted(seeded - after)[:5]
-    assert newest_row(after, "job0") > newest_row(seeded, "job0")
+        recovered = fix_and_stop(agent, lambda: _mount("-o", "remount,bind,rw", str(state)))
+    lost = kept_and_moved(seeded, rows(state), agent.peer.output())
     fault_report(fault="state dir read-only, good database in it", expected="history served, ok 0; ok 1 when rw",
                  observed=f"history served, ok 0 'is read-only', ok 1 {recovered:.1f}s after rw",
                  recovered_in=recovered, lost=lost)
