@@ -14,6 +14,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.fakes.graph import GraphFake
@@ -50,6 +51,14 @@ class Lab:
     @property
     def jobs(self) -> list[str]:
         return [job["name"] for job in self.targets + self.backups]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki, app_certificate) -> Iterator[Lab]:
+    """The lab, for one test module (import it there as a fixture)."""
+    with every_kind(tmp_path_factory.mktemp("every-kind"), ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki,
+                    app_certificate) as peers:
+        yield peers
 
 
 @contextmanager

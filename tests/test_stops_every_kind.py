@@ -13,21 +13,13 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from agent.statedb import FILENAME
-from tests.every_kind import Lab, every_kind
+from tests.every_kind import lab  # noqa: F401 (a fixture)
 from tests.lab.harness import free_port, wait_until
 from tests.test_durability import STOPS, rows
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki, app_certificate) -> Iterator[Lab]:
-    with every_kind(tmp_path_factory.mktemp("every-kind"), ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki,
-                    app_certificate) as peers:
-        yield peers
 
 
 def succeeded(state) -> set[str]:
@@ -37,8 +29,8 @@ def succeeded(state) -> set[str]:
 
 @pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 0)],
                          ids=["SIGKILL", "SIGTERM"])
-def test_stops_at_random_moments_lose_no_row(lab, start_agent, write_config, tmp_path, fault_report, signum,
-                                            exit_code):
+def test_stops_at_random_moments_lose_no_row(
+        lab, start_agent, write_config, tmp_path, fault_report, signum, exit_code):  # noqa: F811 (a fixture)
     state = tmp_path / "state"
     config = write_config(lab.config(state, free_port()))
     rng = random.Random(signum)
