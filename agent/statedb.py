@@ -248,7 +248,7 @@ class StateDB:
         self.reconnect(force=True)
         with self._lock:
             conn, self._conn = self._conn, None
-        if self._away:
+        if conn is not None and self._away:
             log.error("state database still not writable at stop; facts since the problem are lost path=%s",
                       self.path)
         if conn is not None:
@@ -306,9 +306,9 @@ class StateDB:
         """Keep the damaged file and its WAL side by side under a new name; start afresh
         with the rows that can still be read from it."""
         aside = self.path.with_name(f"{FILENAME}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        self.path.rename(aside)  # a read-only directory refuses here, before anything is logged or changed
         log.error("state database damaged; moved aside and recreated path=%s moved_to=%s reason=%s",
                   self.path, aside, reason)
-        self.path.rename(aside)
         for suffix in ("-wal", "-shm"):
             side = self.path.with_name(FILENAME + suffix)
             if side.exists():

@@ -254,3 +254,26 @@ def test_a_damaged_database_is_kept_aside_and_its_readable_rows_recovered(start_
     fault_report(fault="state database damaged (2 b-tree pages)", expected="kept aside, new file, readable rows copied",
                  observed=f"{len(recovered)}/{len(many)} rows recovered, ok 1, damaged file kept",
                  recovered_in=None, lost=len(many) - len(recovered))
+
+
+def test_a_damaged_file_in_a_read_only_dir_waits_in_memory_until_it_can_be_replaced(tmp_path, caplog,
+                                                                                   fault_report):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / FILENAME).write_bytes(b"not sqlite at all " * 300)
+    with read_only(state):
+        db = StateDB(state)
+        assert not db.ok and "cannot recreate" in db.problem and "state kept in memory" in db.problem, db.problem
+        db.record_success("nas", 1.0)
+        db.reconnect(force=True)  # still read-only: nothing moved, nothing logged again
+        assert not db.ok and "moved aside" not in caplog.text
+        _mount("-o", "remount,bind,rw", str(state))
+        db.reconnect(force=True)
+    assert db.ok and "recreated after damage" in db.notice
+    assert db.last_successes() == {"nas": 1.0}
+    db.close()
+    assert StateDB(state).last_successes() == {"nas": 1.0}
+    assert len(list(state.glob(f"{FILENAME}.corrupt-*"))) == 1
+    fault_report(fault="damaged state database in a read-only dir", expected="memory until writable, then replaced",
+                 observed="ok 0 in memory; once rw: moved aside, new file, memory facts kept",
+                 recovered_in=None, lost=0)
