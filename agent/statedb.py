@@ -2,17 +2,22 @@
 
 The agent must keep serving whatever happens to this file, and must never throw away
 a sound one: only real damage (the integrity check fails, or SQLite says
-SQLITE_CORRUPT / SQLITE_NOTADB) moves the file aside (with its WAL) and starts a new
-one. A bad row is rejected with a log line; a locked, full or read-only disk is a
-problem reported loudly (log, status page, `vigil_state_database_ok 0`) until the next
-write succeeds; an unusable directory means state in memory until restart. After
-close() every read and write is refused quietly: blocking runs that outlive the
+SQLITE_CORRUPT / SQLITE_NOTADB) moves the file aside (with its WAL), and the rows that
+can still be read are copied into the new one. A bad row is rejected with a log line.
+A file that cannot be written (read-only directory, full disk, locked for long) is a
+problem reported loudly (one log line, status page, `vigil_state_database_ok 0`): the
+agent carries on in memory, starting from what it can still read of the file (so its
+history is served), tries the file again every RETRY_EVERY seconds (`reconnect()`) and
+at close, and moves the facts kept in memory into it once it takes writes again.
+After close() every read and write is refused quietly: blocking runs that outlive the
 agent's stop cannot harm the file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sqlite3
 import threading
 import time
@@ -58,6 +63,8 @@ CREATE TABLE IF NOT EXISTS backup_windows (
     PRIMARY KEY (job, window_start)
 );
 """
+TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+RETRY_EVERY = 5.0  # seconds between attempts to write the file again while state is in memory
 # Columns added since the first release: (table, column, definition), applied to older files.
 ADDED_COLUMNS = (("backup_windows", "detail", "TEXT NOT NULL DEFAULT ''"),)
 
@@ -90,8 +97,9 @@ class StateDB:
     def __init__(self, state_dir: Path, *, conn: sqlite3.Connection | None = None):
         self.path = state_dir / FILENAME
         self.notice = ""  # what went wrong earlier and was repaired
-        self._lasting = ""  # a problem until restart (state kept in memory)
-        self._passing = ""  # the last write failed (locked, disk full); cleared by a good write
+        self._away = ""  # why state is in memory rather than in the file; empty while the file is in use
+        self._seeded = False  # whether the memory started from the file's rows (so it holds them all)
+        self._retry_at = 0.0
         self._lock = threading.Lock()  # backup checks write from the collector threads
         self._conn: sqlite3.Connection | None = conn if conn is not None else self._open()
 
@@ -100,29 +108,23 @@ class StateDB:
         """An in-memory copy of the database in `state_dir` (for `vigil once`): whatever it
         writes stays in this process, so a live agent's file is only ever read."""
         path = state_dir / FILENAME
-        conn = sqlite3.connect(":memory:", check_same_thread=False)
-        if path.exists():
-            try:
-                source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-                try:
-                    source.backup(conn)
-                finally:
-                    source.close()
-            except sqlite3.Error as exc:
-                log.warning("cannot read the state database, starting from nothing path=%s error=%s", path, exc)
-                conn.close()
-                conn = sqlite3.connect(":memory:", check_same_thread=False)
+        conn = _read_only_copy(path) if path.exists() else None
+        if conn is None:
+            conn = sqlite3.connect(":memory:", check_same_thread=False)
         _create_schema(conn)
         return cls(state_dir, conn=conn)
 
     @property
     def problem(self) -> str:
         """What is wrong now; empty while the file on disk is in use and writable."""
-        return self._lasting or self._passing
+        if not self._away:
+            return ""
+        kept = "history read from the file, new facts kept in memory" if self._seeded else "state kept in memory"
+        return f"{self._away}; {kept} until it can be written (retried every {RETRY_EVERY:g}s)"
 
     @property
     def ok(self) -> bool:
-        return not self.problem
+        return not self._away
 
     def last_successes(self) -> dict[str, float]:
         return dict(self.query("SELECT job, last_success FROM job_success"))
@@ -137,8 +139,8 @@ class StateDB:
     def write(self, sql: str, params: Iterable = (), many: bool = False) -> bool:
         """Run one statement (for every row of `params` when `many`) in one transaction.
 
-        True when every row was written; False when closed, when the disk refused, or
-        for a bad row (with `many`, the good rows are still written, one by one)."""
+        True when every row was written (to memory, while the file refuses writes); False
+        when closed or for a bad row (with `many`, the good rows are still written, one by one)."""
         with self._lock:
             if self._conn is None:
                 log.debug("state database closed; write refused path=%s", self.path)
@@ -149,18 +151,66 @@ class StateDB:
             except _REJECTED as exc:
                 return self._rejected(sql, rows, many, exc)
             except sqlite3.DatabaseError as exc:
-                if not is_damage(exc):
-                    return self._cannot_write(exc)
-                self._conn.close()
-                self._conn = self._recreate(f"database damaged while writing: {exc}")
+                if self._away:  # memory refused it: nothing better to go to
+                    log.error("state database write failed in memory error=%s", exc)
+                    return False
+                if is_damage(exc):
+                    self._conn.close()
+                    self._conn = self._recreate(f"database damaged while writing: {exc}")
+                else:
+                    self._conn = self._leave_file(f"cannot write {self.path}: {self._diagnose(exc)}")
                 try:
                     self._execute(sql, rows, many)
                 except (sqlite3.Error, *_REJECTED) as retry_exc:
-                    return self._cannot_write(retry_exc)
-            if self._passing:
-                log.info("state database writable again path=%s", self.path)
-                self._passing = ""
+                    log.error("state database write failed after recovery error=%s", retry_exc)
+                    return False
             return True
+
+    def reconnect(self, force: bool = False) -> None:
+        """Back to the file once it takes writes (tried every RETRY_EVERY s, or now with
+        `force`): the facts kept in memory move into it and the problem clears."""
+        with self._lock:
+            if self._conn is None or not self._away or (not force and time.monotonic() < self._retry_at):
+                return
+            self._retry_at = time.monotonic() + RETRY_EVERY
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    disk = self._connect(self.path)
+                except sqlite3.DatabaseError as exc:
+                    if not is_damage(exc):
+                        raise
+                    disk = self._replace_damaged(f"database is damaged: {exc}")
+            except (OSError, sqlite3.Error) as exc:
+                log.debug("state database still not writable path=%s error=%s", self.path, exc)
+                return
+            try:
+                moved = self._move_into(disk)
+            except sqlite3.Error as exc:
+                disk.close()
+                log.debug("state database still not writable path=%s error=%s", self.path, exc)
+                return
+            self._conn.close()
+            self._conn, self._away = disk, ""
+            log.info("state database writable again; facts kept in memory moved into it path=%s rows=%d",
+                     self.path, moved)
+
+    def _move_into(self, disk: sqlite3.Connection) -> int:
+        """Copy the rows memory has and the file lacks (in one transaction); how many were written.
+
+        Memory started from the file's rows holds the newest of each, so it wins; memory that
+        started empty only adds, so a history the file kept is never overwritten."""
+        verb = "REPLACE" if self._seeded else "IGNORE"
+        before = disk.total_changes
+        with disk:
+            for table in TABLES:
+                names = [row[1] for row in disk.execute(f"PRAGMA table_info({table})")]
+                columns, marks = ", ".join(names), ", ".join("?" * len(names))
+                select = f"SELECT {columns} FROM {table}"  # noqa: S608 — names from the schema, not input
+                kept = set(disk.execute(select))
+                new = [row for row in self._conn.execute(select) if row not in kept]
+                disk.executemany(f"INSERT OR {verb} INTO {table} ({columns}) VALUES ({marks})", new)  # noqa: S608 — as above
+        return disk.total_changes - before
 
     def _execute(self, sql: str, rows: list, many: bool) -> None:
         with self._conn:
@@ -181,13 +231,6 @@ class StateDB:
             log.warning("state database row rejected table=%s error=%s", table, exc)
         return False
 
-    def _cannot_write(self, exc: BaseException) -> bool:
-        problem = f"cannot write {self.path}: {exc}"
-        if problem != self._passing:
-            log.error("state database problem=%s", problem)
-        self._passing = problem
-        return False
-
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
             if self._conn is None:
@@ -200,9 +243,14 @@ class StateDB:
                 return []
 
     def close(self) -> None:
-        """Wait for the write in progress, then refuse every later one."""
+        """Wait for the write in progress, give facts kept in memory a last chance to reach
+        the file, then refuse every later read and write."""
+        self.reconnect(force=True)
         with self._lock:
             conn, self._conn = self._conn, None
+        if conn is not None and self._away:
+            log.error("state database still not writable at stop; facts since the problem are lost path=%s",
+                      self.path)
         if conn is not None:
             try:
                 conn.close()
@@ -216,9 +264,22 @@ class StateDB:
         except sqlite3.DatabaseError as exc:
             if is_damage(exc):
                 return self._recreate(f"database is damaged: {exc}")
-            return self._in_memory(f"cannot open {self.path}: {exc}")
+            reason = f"cannot open {self.path}: {self._diagnose(exc)}"
         except OSError as exc:
-            return self._in_memory(f"cannot create {self.path.parent}: {exc.strerror}")
+            reason = f"cannot create {self.path.parent}: {exc.strerror}"
+        return self._in_memory(reason, _read_only_copy(self.path) if self.path.exists() else None)
+
+    def _diagnose(self, exc: sqlite3.Error) -> str:
+        """SQLite's words, and the cause they hide ("disk I/O error" when the disk is full)."""
+        try:
+            fs = os.statvfs(self.path.parent)
+        except OSError:
+            return str(exc)
+        if fs.f_flag & os.ST_RDONLY or not os.access(self.path.parent, os.W_OK):
+            return f"{exc} ({self.path.parent} is read-only)"
+        if fs.f_bavail == 0:
+            return f"{exc} (no space left on {self.path.parent})"
+        return str(exc)
 
     def _connect(self, path: Path | str) -> sqlite3.Connection:
         conn = sqlite3.connect(path, timeout=5, check_same_thread=False)  # guarded by _lock
@@ -235,23 +296,103 @@ class StateDB:
         return conn
 
     def _recreate(self, reason: str) -> sqlite3.Connection:
-        """Keep the damaged file and its WAL side by side under a new name; start afresh."""
+        """A new file in place of the damaged one, or memory when that cannot be made."""
+        try:
+            return self._replace_damaged(reason)
+        except (OSError, sqlite3.Error) as exc:
+            return self._in_memory(f"cannot recreate {self.path}: {exc}", None)
+
+    def _replace_damaged(self, reason: str) -> sqlite3.Connection:
+        """Keep the damaged file and its WAL side by side under a new name; start afresh
+        with the rows that can still be read from it."""
         aside = self.path.with_name(f"{FILENAME}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        self.path.rename(aside)  # a read-only directory refuses here, before anything is logged or changed
         log.error("state database damaged; moved aside and recreated path=%s moved_to=%s reason=%s",
                   self.path, aside, reason)
-        try:
-            self.path.rename(aside)
-            for suffix in ("-wal", "-shm"):
-                side = self.path.with_name(FILENAME + suffix)
-                if side.exists():
-                    side.rename(aside.with_name(aside.name + suffix))
-            conn = self._connect(self.path)
-        except (OSError, sqlite3.Error) as exc:
-            return self._in_memory(f"cannot recreate {self.path}: {exc}")
-        self.notice = f"recreated after damage; the old file is kept as {aside.name}"
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(FILENAME + suffix)
+            if side.exists():
+                side.rename(aside.with_name(aside.name + suffix))
+        conn = self._connect(self.path)
+        saved = _salvage(aside, conn)
+        self.notice = f"recreated after damage ({saved} rows recovered); the old file is kept as {aside.name}"
         return conn
 
-    def _in_memory(self, reason: str) -> sqlite3.Connection:
-        self._lasting = f"{reason}; keeping state in memory until restart"
-        log.error("state database problem=%s", self._lasting)
-        return self._connect(":memory:")
+    def _leave_file(self, reason: str) -> sqlite3.Connection:
+        """Memory holding everything the file held (read through the connection still open)."""
+        disk, source = self._conn, sqlite3.connect(":memory:", check_same_thread=False)
+        try:
+            disk.backup(source)
+        except sqlite3.Error as exc:
+            log.warning("cannot copy the state database into memory path=%s error=%s", self.path, exc)
+            source.close()
+            source = _read_only_copy(self.path)
+        disk.close()
+        return self._in_memory(reason, source)
+
+    def _in_memory(self, reason: str, source: sqlite3.Connection | None) -> sqlite3.Connection:
+        """Memory in place of the file, starting from `source` (the file's rows) when there is one."""
+        self._away, self._seeded = reason, source is not None
+        self._retry_at = time.monotonic() + RETRY_EVERY
+        log.error("state database problem=%s", self.problem)
+        if source is None:
+            source = sqlite3.connect(":memory:", check_same_thread=False)
+        _create_schema(source)
+        return source
+
+
+def _read_only_copy(path: Path) -> sqlite3.Connection | None:
+    """The file's rows in memory, read without writing; None when it cannot be read.
+
+    `mode=ro` replays a WAL left beside it; in a read-only directory without one SQLite
+    can open the file only as immutable (nothing can change it there anyway)."""
+    error: sqlite3.Error | None = None
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        conn = sqlite3.connect(":memory:", check_same_thread=False)
+        try:
+            source = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True, timeout=5)
+            try:
+                source.backup(conn)
+            finally:
+                source.close()
+        except sqlite3.Error as exc:
+            conn.close()
+            error = exc
+            continue
+        return conn
+    log.warning("cannot read the state database path=%s error=%s", path, error)
+    return None
+
+
+def _salvage(damaged: Path, conn: sqlite3.Connection) -> int:
+    """Copy the rows still readable in a damaged file: each table is read from both ends
+    by rowid until the damage stops the scan, so only rows on broken pages are lost."""
+    saved = 0
+    wal = damaged.with_name(damaged.name + "-wal").exists()  # else immutable: no -shm is made beside it
+    try:
+        old = sqlite3.connect(f"{damaged.resolve().as_uri()}?mode=ro{'' if wal else '&immutable=1'}", uri=True)
+    except sqlite3.Error:
+        return 0
+    try:
+        for table in TABLES:
+            try:
+                names = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+                have = {row[1] for row in old.execute(f"PRAGMA table_info({table})")}
+            except sqlite3.Error:
+                continue
+            columns = ", ".join(name for name in names if name in have)
+            insert = f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({', '.join('?' * len(have & set(names)))})"  # noqa: S608 — schema names
+            for order in ("ASC", "DESC"):
+                try:
+                    for row in old.execute(f"SELECT {columns} FROM {table} ORDER BY rowid {order}"):  # noqa: S608 — schema names
+                        before = conn.total_changes
+                        conn.execute(insert, row)
+                        saved += conn.total_changes - before
+                except sqlite3.Error as exc:
+                    log.warning("state database rows lost to damage table=%s error=%s", table, exc)
+    except sqlite3.Error as exc:
+        log.warning("state database salvage stopped error=%s", exc)
+    finally:
+        conn.commit()
+        old.close()
+    return saved

@@ -5,6 +5,8 @@ Only the event loop publishes (copy-on-write); exporters in other threads read
 goes to the database through one writer thread, so a slow or locked disk never
 stalls the event loop; while the disk is slow only each job's newest value waits
 (older ones are superseded), and close() writes what waits before closing the database.
+The same thread tries the file again while the database keeps state in memory (a full
+or read-only disk), so it is back in use within seconds of being fixed, without a restart.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from agent.model import JobState
-from agent.statedb import StateDB
+from agent.statedb import RETRY_EVERY, StateDB
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +69,13 @@ class Store:
         self.db.close()
 
     def _write_pending(self) -> None:
+        """Write the newest last successes; wake every RETRY_EVERY s to try a file that refused writes."""
         while True:
             with self._wake:
-                self._wake.wait_for(lambda: self._pending or self._closed)
+                self._wake.wait_for(lambda: self._pending or self._closed, RETRY_EVERY)
                 batch, self._pending = self._pending, {}
-                if not batch:  # closed, and everything written
+                if not batch and self._closed:  # everything written
                     return
+            self.db.reconnect()
             for key, when in batch.items():
                 self.db.record_success(key, when)

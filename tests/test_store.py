@@ -36,7 +36,7 @@ def test_an_unusable_state_directory_falls_back_to_memory(tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     db = StateDB(blocker / "state")
-    assert not db.ok and "keeping state in memory" in db.problem
+    assert not db.ok and "state kept in memory" in db.problem
     db.record_success("nas", 2.0)  # the agent keeps working
     assert db.last_successes() == {"nas": 2.0}
 
@@ -75,15 +75,20 @@ def test_a_bad_row_is_rejected_and_the_file_kept(tmp_path, caplog):
     assert caplog.text.count("row rejected table=backup_observations") == 3
 
 
-def test_a_write_the_disk_refuses_is_a_problem_until_one_succeeds(tmp_path):
+def test_a_write_the_disk_refuses_is_kept_in_memory_until_the_file_takes_it(tmp_path):
     db = StateDB(tmp_path)
     db.record_success("nas", 1.0)
     db._conn.execute("PRAGMA query_only = 1")  # what a read-only file system answers
     db.record_success("nas", 2.0)
     assert "cannot write" in db.problem and "readonly" in db.problem
-    db._conn.execute("PRAGMA query_only = 0")
+    assert db.last_successes() == {"nas": 2.0}  # served from memory, with the file's history
+    db.reconnect()
+    assert not db.ok  # not before RETRY_EVERY
+    db.reconnect(force=True)  # a new connection to the file: it takes writes
+    assert db.ok and db.last_successes() == {"nas": 2.0}
     db.record_success("nas", 3.0)
-    assert db.ok and db.last_successes() == {"nas": 3.0}
+    db.close()
+    assert StateDB(tmp_path).last_successes() == {"nas": 3.0}
     assert not list(tmp_path.glob(f"{FILENAME}.corrupt-*"))
 
 
