@@ -76,13 +76,13 @@ def test_60_mixed_targets_are_all_collected_in_the_first_cycle(mixed_agent, faul
     jobs = 60
     agent = mixed_agent(jobs, interval=60.0)
 
-    took, document = wait_for_cycle(agent.url, jobs, timeout=120)
+    cycle = wait_for_cycle(agent.url, jobs, timeout=120)
 
-    print(f"\n{jobs} mixed jobs: first full cycle in {took:.1f} s")
-    assert failed(document) == []
-    assert len(document["jobs"]) == jobs
+    print(f"\n{jobs} mixed jobs: first full cycle in {cycle.seconds:.1f} s", *cycle.by_kind(), sep="\n")
+    assert failed(cycle.document) == []
+    assert len(cycle.document["jobs"]) == jobs
     fault_report(fault="60 mixed targets, one cycle", expected="every job collected",
-                 observed=f"all {jobs} ok, first cycle {took:.1f} s")
+                 observed=f"all {jobs} ok, first cycle {cycle.seconds:.1f} s")
 
 
 @pytest.mark.soak
@@ -92,9 +92,9 @@ def test_500_mixed_targets_complete_their_cycle_and_memory_stays_flat(mixed_agen
 
     run = soak(agent.url, agent.peer.pid, jobs, SOAK_MINUTES * 60)
 
-    print(f"\n{jobs} mixed jobs for {SOAK_MINUTES:g} min: {run.figures()}")
+    print(f"\n{jobs} mixed jobs for {SOAK_MINUTES:g} min: {run.figures()}", *run.cycle.by_kind(), sep="\n")
     assert run.failed_first == [] and run.failed_last == []
     growth = run.rss[-1][1] - run.rss[0][1]
     assert growth < 0.1 * run.rss[0][1], f"RSS grew {growth:.1f} MiB after the first cycle"
     fault_report(fault=f"500 mixed targets, {SOAK_MINUTES:g} min soak", expected="every job collected, RSS flat",
-                 observed=f"first cycle {run.first_cycle:.0f} s, RSS {run.rss[0][1]:.0f}->{run.rss[-1][1]:.0f} MiB")
+                 observed=f"first cycle {run.cycle.seconds:.0f} s, RSS {run.rss[0][1]:.0f}->{run.rss[-1][1]:.0f} MiB")

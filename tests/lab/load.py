@@ -191,15 +191,38 @@ def status(url: str) -> dict:
         return json.load(response)
 
 
-def wait_for_cycle(url: str, jobs: int, timeout: float) -> tuple[float, dict]:
-    """Seconds until every one of `jobs` jobs has a result (or `timeout`), and the last status document."""
+@dataclass
+class Cycle:
+    """The first full cycle: when each job first had a result, and the status document at its end."""
+
+    seconds: float  # until every job had a result (or the timeout)
+    document: dict
+    first_result: dict[str, float]  # job name -> seconds until its first result
+
+    def by_kind(self) -> list[str]:
+        """One line per kind: its jobs, when the last of them had its first result, their median run."""
+        kinds: dict[str, list[dict]] = {}
+        for job in self.document["jobs"]:
+            kinds.setdefault(job["kind"], []).append(job)
+        return [f"{kind:>8}: {len(jobs):3d} jobs, all collected after "
+                f"{max(self.first_result.get(job['name'], float('inf')) for job in jobs):5.1f} s, median run "
+                f"{statistics.median(job['last_duration_seconds'] or 0 for job in jobs):.2f} s"
+                for kind, jobs in sorted(kinds.items())]
+
+
+def wait_for_cycle(url: str, jobs: int, timeout: float) -> Cycle:
+    """Poll /status.json until every one of `jobs` jobs has a result, or `timeout` s have passed."""
     started = time.monotonic()
+    first: dict[str, float] = {}
     while True:
         document = status(url)
-        ran = [job for job in document["jobs"] if job["last_run"] is not None]
-        if len(ran) >= jobs or time.monotonic() - started > timeout:
-            return time.monotonic() - started, document
-        time.sleep(0.5)  # polling the agent's own status, bounded by `timeout`
+        now = time.monotonic() - started
+        for job in document["jobs"]:
+            if job["last_run"] is not None:
+                first.setdefault(job["name"], now)
+        if len(first) >= jobs or now > timeout:
+            return Cycle(now, document, first)
+        time.sleep(1.0)  # polling the agent's own status (500 jobs' worth), bounded by `timeout`
 
 
 def failed(document: dict) -> list[str]:
@@ -219,7 +242,7 @@ def rss_slope(points: list[tuple[float, float]]) -> float:
 class Soak:
     """A long run of the agent: its first full cycle, then its RSS every few seconds."""
 
-    first_cycle: float  # seconds from ready until every job had a result
+    cycle: Cycle  # the first full cycle
     failed_first: list[str]  # jobs not ok after the first cycle
     failed_last: list[str]  # jobs not ok at the end
     errors: int  # failed runs over the whole soak, all jobs
@@ -228,7 +251,7 @@ class Soak:
 
     def figures(self) -> str:
         start, end = self.rss[0][1], self.rss[-1][1]
-        return (f"first full cycle {self.first_cycle:.1f} s; RSS {start:.1f} MiB after it, {end:.1f} MiB after "
+        return (f"first full cycle {self.cycle.seconds:.1f} s; RSS {start:.1f} MiB after it, {end:.1f} MiB after "
                 f"{self.rss[-1][0] / 60:.1f} min (slope {rss_slope(self.rss):+.2f} MiB/min); failed runs "
                 f"{self.errors}, skipped {self.skipped}; not ok: {len(self.failed_first)} then {len(self.failed_last)}")
 
@@ -237,12 +260,12 @@ def soak(url: str, pid: int, jobs: int, seconds: float, every: float = 10.0, cyc
     """Wait for the first full cycle, then sample the agent's RSS every `every` s for `seconds`."""
     from bench.procfs import rss_mib
 
-    first, document = wait_for_cycle(url, jobs, cycle_timeout)
+    cycle = wait_for_cycle(url, jobs, cycle_timeout)
     started = time.monotonic()
     points = [(0.0, rss_mib(pid))]
     while (elapsed := time.monotonic() - started) < seconds:
         time.sleep(min(every, seconds - elapsed))  # the sampling pace
         points.append((time.monotonic() - started, rss_mib(pid)))
     final = status(url)
-    return Soak(first, failed(document), failed(final), sum(job["errors_total"] for job in final["jobs"]),
+    return Soak(cycle, failed(cycle.document), failed(final), sum(job["errors_total"] for job in final["jobs"]),
                 sum(job["skipped_total"] for job in final["jobs"]), points)
