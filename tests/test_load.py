@@ -12,20 +12,18 @@ import os
 
 import pytest
 
-from tests.fakes.graph import GraphFake
 from tests.lab.load import bad_clients, failed, good_scrapes, percentile, scrape_storm, soak, status, wait_for_cycle
-from tests.lab.mixed import CLIENT_ID, CLIENT_SECRET, TENANT, MixedLab, backups, meraki_fake
+from tests.lab.mixed import MixedLab, start_mixed_lab
 
 SCRAPE_TIMEOUT = 10.0  # Prometheus' default scrape_timeout: a slower answer is a failed scrape
 SOAK_MINUTES = float(os.environ.get("VIGIL_SOAK_MINUTES", "10"))
 
 
-@pytest.fixture
-def mixed_lab(tmp_path, ssh_server, snmp_lab, nut_lab, vcsim, meraki_pki, graph_pki) -> MixedLab:
-    with meraki_fake(meraki_pki) as meraki, GraphFake(graph_pki, tenant=TENANT, client_id=CLIENT_ID,
-                                                      client_secret=CLIENT_SECRET) as graph:
-        yield MixedLab(tmp_path, ssh_server, snmp_lab, nut_lab, vcsim, meraki, meraki_pki.ca, graph, graph_pki.ca,
-                       *backups(tmp_path))
+@pytest.fixture(scope="module")
+def mixed_lab(tmp_path_factory, ssh_server, snmp_lab, nut_lab) -> MixedLab:
+    """One lab for the module's agents: vcsim, the fakes and the repositories are started once."""
+    with start_mixed_lab(tmp_path_factory.mktemp("mixed-lab"), ssh_server, snmp_lab, nut_lab) as lab:
+        yield lab
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@
 snmpsim, nut, vmware on vcsim, meraki and m365 on their fakes, restic, borg and files
 backups), each under a name of its own, all against the same few peers: the agent does
 the work of `count` targets while the lab stays one process per peer. `start_mixed_lab`
-starts every peer for a bench; the tests build a MixedLab from their fixtures instead.
+starts every peer a bench needs; the tests lend it their session's sshd, snmpsim and upsd.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ class MixedLab:
 
     def jobs(self, count: int) -> list[tuple[str, str]]:
         """(kind, name) of the `count` jobs, dealt round the kinds."""
-        return [(kind, f"{kind}-{index // len(KINDS):03d}")
-                for index, kind in ((i, KINDS[i % len(KINDS)]) for i in range(count))]
+        dealt = [(KINDS[index % len(KINDS)], index // len(KINDS)) for index in range(count)]
+        return [(kind, f"{kind}-{nth:03d}") for kind, nth in dealt]
 
     def config(self, count: int, interval: float, listen: str, state_dir: Path, workers: int = 16) -> str:
         """A config of `count` jobs collecting every `interval` seconds (timeouts 90% of it)."""
@@ -131,12 +131,13 @@ def backups(directory: Path) -> tuple[ResticRepo, BorgRepo, Path]:
 
 
 @contextmanager
-def start_mixed_lab(directory: Path) -> Iterator[MixedLab]:
-    """Every peer of a MixedLab, started here (for the benches; sshd as this user, no fake tools)."""
+def start_mixed_lab(directory: Path, ssh: Sshd | None = None, snmp: Snmpsim | None = None,
+                    ups: Nut | None = None) -> Iterator[MixedLab]:
+    """A MixedLab, starting every peer not given (a bench's sshd runs as this user, without fake tools)."""
     with ExitStack() as stack:
-        ssh = stack.enter_context(sshd(directory / "sshd"))
-        snmp = stack.enter_context(snmpsim(directory / "snmpsim"))
-        ups = stack.enter_context(nut(directory / "nut"))
+        ssh = ssh or stack.enter_context(sshd(directory / "sshd"))
+        snmp = snmp or stack.enter_context(snmpsim(directory / "snmpsim"))
+        ups = ups or stack.enter_context(nut(directory / "nut"))
         vcsim = stack.enter_context(start_vcsim(directory / "vcsim"))
         meraki_pki, graph_pki = make_pki(directory / "meraki-pki"), make_pki(directory / "graph-pki")
         meraki = stack.enter_context(meraki_fake(meraki_pki))
