@@ -63,35 +63,49 @@ def whole(body: bytes, jobs: int) -> str:
     return ""
 
 
-def _scraper(host: str, port: int, jobs: int, until: float, storm: Storm, lock: threading.Lock,
+def _address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").strip("/").split(":")
+    return host, int(port)
+
+
+def _scrape(connection: http.client.HTTPConnection, jobs: int) -> tuple[str, int]:
+    """One GET of /metrics as Prometheus sends it: what is wrong with the answer ('' if nothing), bytes read."""
+    try:
+        connection.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+        response = connection.getresponse()
+        wire = response.read()
+        body = gzip.decompress(wire) if response.getheader("Content-Encoding") == "gzip" else wire
+        return (f"status {response.status}" if response.status != 200 else whole(body, jobs)), len(wire)
+    except (OSError, http.client.HTTPException, EOFError, gzip.BadGzipFile) as exc:
+        connection.close()  # the next request connects again
+        return f"{type(exc).__name__}: {exc}", 0
+
+
+def _record(storm: Storm, problem: str, elapsed: float, size: int) -> None:
+    storm.bytes_read += size
+    if problem:
+        storm.errors.append(problem)
+    else:
+        storm.latencies.append(elapsed)
+
+
+def _scraper(address: tuple[str, int], jobs: int, until: float, storm: Storm, lock: threading.Lock,
              timeout: float) -> None:
     """One Prometheus-like scraper: a kept-alive connection, gzip, as fast as answers come."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    connection = http.client.HTTPConnection(*address, timeout=timeout)
     while time.monotonic() < until:
         started = time.monotonic()
-        try:
-            connection.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
-            response = connection.getresponse()
-            wire = response.read()
-            body = gzip.decompress(wire) if response.getheader("Content-Encoding") == "gzip" else wire
-            problem = f"status {response.status}" if response.status != 200 else whole(body, jobs)
-        except (OSError, http.client.HTTPException, EOFError, gzip.BadGzipFile) as exc:
-            problem, wire = f"{type(exc).__name__}: {exc}", b""
-            connection.close()
-            connection = http.client.HTTPConnection(host, port, timeout=timeout)
-        elapsed = time.monotonic() - started
+        problem, size = _scrape(connection, jobs)
         with lock:
-            storm.bytes_read += len(wire)
-            (storm.errors.append(problem) if problem else storm.latencies.append(elapsed))
+            _record(storm, problem, time.monotonic() - started, size)
     connection.close()
 
 
 def scrape_storm(url: str, jobs: int, clients: int = 50, seconds: float = 5.0, timeout: float = 30.0) -> Storm:
     """`clients` scrapers in threads of their own, each scraping without pause for `seconds`."""
-    host, port = url.removeprefix("http://").strip("/").split(":")
     storm, lock = Storm(seconds), threading.Lock()
     until = time.monotonic() + seconds
-    threads = [threading.Thread(target=_scraper, args=(host, int(port), jobs, until, storm, lock, timeout),
+    threads = [threading.Thread(target=_scraper, args=(_address(url), jobs, until, storm, lock, timeout),
                                 daemon=True) for _ in range(clients)]
     for thread in threads:
         thread.start()
@@ -101,23 +115,15 @@ def scrape_storm(url: str, jobs: int, clients: int = 50, seconds: float = 5.0, t
 
 
 def good_scrapes(url: str, jobs: int, seconds: float, timeout: float = 30.0) -> Storm:
-    """One well-behaved scraper, a fresh connection each time (its latency includes the connect)."""
-    host, port = url.removeprefix("http://").strip("/").split(":")
+    """One well-behaved scraper, five times a second, a new connection each time (timed with the connect)."""
     storm = Storm(seconds)
     until = time.monotonic() + seconds
     while time.monotonic() < until:
         started = time.monotonic()
-        connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
-        try:
-            connection.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
-            response = connection.getresponse()
-            body = gzip.decompress(response.read())
-            problem = f"status {response.status}" if response.status != 200 else whole(body, jobs)
-        except (OSError, http.client.HTTPException, EOFError, gzip.BadGzipFile) as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-        finally:
-            connection.close()
-        (storm.errors.append(problem) if problem else storm.latencies.append(time.monotonic() - started))
+        connection = http.client.HTTPConnection(*_address(url), timeout=timeout)
+        problem, size = _scrape(connection, jobs)
+        connection.close()
+        _record(storm, problem, time.monotonic() - started, size)
         time.sleep(0.2)  # the pace of one scraper, not a wait for a condition
     return storm
 
@@ -136,8 +142,7 @@ class Held:
 def bad_clients(url: str, slowloris: int, idle: int, byte_every: float = 1.0) -> Iterator[Held]:
     """Keep `slowloris` connections sending a request one byte at a time, never finishing it, and
     `idle` ones that send nothing, all open (one the server ends is opened again at once)."""
-    host, port = url.removeprefix("http://").strip("/").split(":")
-    address = (host, int(port))
+    address = _address(url)
     held = Held(slowloris, idle)
     stop = threading.Event()
 
