@@ -2,12 +2,13 @@
 
 A real agent runs --jobs mixed jobs (every kind, against the lab: bench/mixed_agent.py)
 collecting every --interval seconds. Then, one after the other, for --seconds each:
-one scraper alone (bench/scrape.py's sequential scrapes, the baseline); --clients
-scrapers at once, each scraping again as soon as it is answered; one good scraper while
---bad connections are held open, half slowloris (a request sent one byte a second, never
-finished), half idle (nothing sent), each dropped one opened again at once; and the same
-with --flood idle connections, more than the agent's 512-connection limit. A scrape is
-good only when it is a 200 with a whole exposition (tests/lab/load.py). Prints a table.
+one scraper alone (bench/scrape.py's sequential scrapes, a connection each, the baseline),
+then on one kept-alive connection as Prometheus scrapes; --clients scrapers at once, each
+scraping again as soon as it is answered; one good scraper while --bad connections are
+held open, half slowloris (a request sent one byte a second, never finished), half idle
+(nothing sent), each dropped one opened again at once; and the same with --flood idle
+connections, more than the agent's 512-connection limit. A scrape is good only when it
+is a 200 with a whole exposition (tests/lab/load.py). Prints a table.
 
     python bench/load.py [--jobs 40] [--interval 1] [--clients 50] [--seconds 30] [--bad 200] [--flood 600]
 """
@@ -74,7 +75,8 @@ def main() -> None:
             timings, _ = scrapes(agent.url + "metrics", "gzip", count, agent.pid)
             return Storm(time.monotonic() - started, [t / 1000 for t in timings])
 
-        measured("1 scraper alone", alone)
+        measured("1 scraper alone, a connection each", alone)
+        measured("1 scraper alone, kept alive", lambda: scrape_storm(agent.url, agent.jobs, 1, args.seconds))
         measured(f"{args.clients} scrapers at once",
                  lambda: scrape_storm(agent.url, agent.jobs, args.clients, args.seconds))
         for slowloris, idle in ((args.bad // 2, args.bad - args.bad // 2), (0, args.flood)):
