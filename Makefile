@@ -4,7 +4,7 @@ PYTHON ?= python3
 VIGIL := $(VENV)/bin/vigil
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lab bench docs clean
+.PHONY: run test lab bench soak docs clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: lab $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/footprint.py
 	$(VENV)/bin/python bench/scrape.py
+
+soak: lab $(VENV)/.installed  # 500 mixed targets for 10 minutes (MINUTES=): first cycle, RSS start/end and slope
+	$(VENV)/bin/python bench/soak.py --minutes $(or $(MINUTES),10)
 
 docs: $(VENV)/.installed
 	$(VIGIL) docs metrics --output docs/metrics.md

@@ -8,11 +8,12 @@ re-made after a failure). Exponential backoff follows consecutive failures (capp
 intervals), and a catch-all turns any exception into `vigil_up 0` with a reason.
 
 Isolation: plain (blocking) lifecycle methods run in a thread of their own. A run first
-waits for a slot of its pool (collectors, backup evaluations, integrity checks) and of
-its kind (`Collector.CONCURRENCY`); its timeout starts only when the work starts. A run
-that outlives its timeout gives its slots back at once and its thread is left to end on
-its own: a hung job holds at most its own thread, and its later runs are skipped (and
-counted) until that thread ends, while every other job keeps its schedule.
+waits for a slot of its kind (`Collector.CONCURRENCY`), then of its pool (collectors,
+backup evaluations, integrity checks), so a run queued behind its kind's limit holds no
+worker; its timeout starts only when the work starts. A run that outlives its timeout
+gives its slots back at once and its thread is left to end on its own: a hung job holds
+at most its own thread, and its later runs are skipped (and counted) until that thread
+ends, while every other job keeps its schedule.
 """
 
 from __future__ import annotations
@@ -78,14 +79,12 @@ class Slots:
 
     @contextlib.asynccontextmanager
     async def take(self, spec: JobSpec):
+        """The kind's slot first, then the pool's: a run queued behind its kind's limit holds no
+        worker that another kind's run could use."""
         limit = spec.collector.CONCURRENCY
         kind = self._kinds.setdefault(spec.kind, asyncio.Semaphore(limit)) if limit else None
-        async with self._pools[spec.pool]:
-            if kind is None:
-                yield
-                return
-            async with kind:
-                yield
+        async with kind or contextlib.nullcontext(), self._pools[spec.pool]:
+            yield
 
 
 def pool_sizes(workers: int, backup_workers: int | None = None) -> dict[str, int]:

@@ -77,6 +77,7 @@ _LAST_BLOCK = b"\x03\x00"  # an empty final block (fixed Huffman) ends the defla
 _WINDOW = 32768  # how far back deflate refers
 
 Rendered = dict[str, tuple[bytes, bytes]]  # family name -> (HELP/TYPE lines, sample lines)
+Counts = tuple[tuple[tuple[tuple[str, str], int], ...], tuple[tuple[str, float], ...]]  # a job's api counters, sorted
 
 
 class Exposition:
@@ -86,6 +87,7 @@ class Exposition:
         self._lock = threading.Lock()
         self._health: dict[str, tuple[JobState, Rendered]] = {}
         self._data: dict[str, tuple[Result | None, Rendered]] = {}
+        self._api: dict[str, tuple[Counts, Rendered]] = {}
         self._process = ProcessCollector(registry=None)
         # id(piece) -> (piece, the piece before it, its deflate blocks after that one)
         self._deflated: dict[int, tuple[bytes, bytes, bytes]] = {}
@@ -95,12 +97,12 @@ class Exposition:
         """The exposition, gzip-compressed when asked."""
         keys = sorted(snapshot)
         with self._lock:
-            for cache in (self._health, self._data):
+            for cache in (self._health, self._data, self._api):
                 for gone in cache.keys() - snapshot.keys():
                     del cache[gone]
             parts = [self._health_of(snapshot[key]) for key in keys]
             parts += [self._data_of(snapshot[key]) for key in keys]
-        parts += [_render(_api_families(snapshot[key])) for key in keys if snapshot[key].api is not None]
+            parts += [self._api_of(snapshot[key]) for key in keys if snapshot[key].api is not None]
         agent = [
             _family(BUILD_INFO, [Sample(BUILD_INFO.name, 1, {"version": __version__,
                                                              "python": platform.python_version()})]),
@@ -141,6 +143,16 @@ class Exposition:
         if cached is None or cached[0] is not state:
             cached = (state, _render(_health_families(state)))
             self._health[state.key] = cached
+        return cached[1]
+
+    def _api_of(self, state: JobState) -> Rendered:
+        """Re-rendered only when a counter moved: unchanged pieces keep their compressed blocks."""
+        assert state.api is not None  # noqa: S101 — narrows a type; the caller checked
+        counts = (tuple(sorted(state.api.requests().items())), tuple(sorted(state.api.waits().items())))
+        cached = self._api.get(state.key)
+        if cached is None or cached[0] != counts:
+            cached = (counts, _render(_api_families(state, counts)))
+            self._api[state.key] = cached
         return cached[1]
 
     def _data_of(self, state: JobState) -> Rendered:
@@ -199,14 +211,13 @@ def _health_families(state: JobState) -> list[Metric]:
     return families
 
 
-def _api_families(state: JobState) -> list[Metric]:
+def _api_families(state: JobState, counts: Counts) -> list[Metric]:
     """Live counters: read on every scrape, so a 429 storm shows while it lasts."""
     subject = ("kind", state.kind), (state.label, state.job)
-    assert state.api is not None  # noqa: S101 — narrows a type; an internal invariant, not input checking
+    requests, waits = counts
     return [_family(API_REQUESTS, [Sample(API_REQUESTS.name, count, {"api": api, "code": code})
-                                   for (api, code), count in sorted(state.api.requests().items())], subject),
-            _family(API_WAIT, [Sample(API_WAIT.name, seconds, {"api": api})
-                               for api, seconds in sorted(state.api.waits().items())], subject)]
+                                   for (api, code), count in requests], subject),
+            _family(API_WAIT, [Sample(API_WAIT.name, seconds, {"api": api}) for api, seconds in waits], subject)]
 
 
 def _data_families(state: JobState) -> list[Metric]:

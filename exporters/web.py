@@ -249,6 +249,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = f"vigil/{__version__}"
     protocol_version = "HTTP/1.1"  # keep-alive: a scraper reuses its connection (and TLS session)
+    # TCP_NODELAY: on a kept-alive connection the body, written after the headers, would wait for
+    # the scraper's delayed ACK of them (Nagle): 40 ms added to every scrape after the first
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         self.conn = self.server.connection(self.request)

@@ -243,6 +243,39 @@ def test_a_kind_s_concurrency_limit_bounds_its_runs(store):
     assert all(store.snapshot()[f"test:ups-{n}"].result.ok for n in range(6)), "waiting for a slot is not a timeout"
 
 
+def test_jobs_waiting_for_their_kind_s_limit_hold_no_worker(store):
+    """Four jobs of a kind limited to one, two workers: a job of another kind still gets a worker.
+
+    A job that held a worker while it queued for its kind's slot would leave none: with 50
+    vCenters (4 at a time) and 16 workers, hosts and UPS units waited a whole cycle.
+    """
+    release = asyncio.Event()  # binds to the loop that first waits on it
+
+    class Narrow(fakes.Counting):
+        CONCURRENCY = 1
+
+        async def collect(self, out, due):
+            await release.wait()
+            out.gauge(fakes.TICKS, 1)
+
+    async def scenario():
+        agent = scheduler(store, workers=2)
+        agent.apply([*(spec(f"vc-{n}", Narrow, kind="narrow", interval=60, timeout=30) for n in range(4)),
+                     spec("host", interval=60, timeout=30)])
+        try:
+            async with asyncio.timeout(5):
+                while store.snapshot()["test:host"].result is None:
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            pytest.fail("the host job got no worker while the narrow kind's jobs queued for their slot")
+        finally:
+            release.set()
+            await agent.stop()
+
+    asyncio.run(scenario())
+    assert store.snapshot()["test:host"].result.ok
+
+
 def test_a_shared_budget_paces_every_job_that_spends_it():
     clock = FakeClock()
     limits = RateLimits(clock)

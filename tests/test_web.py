@@ -18,6 +18,7 @@ import bcrypt
 import pytest
 
 from agent import __version__
+from agent.collector import ApiCounters
 from agent.config import ConfigError
 from agent.model import JobState, Result, Sample, Verdict
 from agent.statedb import StateDB
@@ -364,6 +365,30 @@ def test_metrics_are_gzipped_when_asked_and_each_piece_compressed_once(site, ser
     assert 1 < len(calls) - before < first / 2, "the pieces of the job that published, the next ones, the tail"
     assert body.count(b"# TYPE vigil_up ") == 1 and body.count(b"# TYPE vigil_build_info ") == 1
     assert steady(body) == steady(scrape(url, None)[0])
+
+
+def test_request_counters_are_compressed_again_only_when_they_move(site, serve, monkeypatch):
+    """Counters are read on every scrape, but a job whose counters stood still costs no compression."""
+    calls = []
+    real = zlib.compressobj
+    monkeypatch.setattr(zlib, "compressobj", lambda *a, **k: calls.append(a) or real(*a, **k))
+    counters = [ApiCounters() for _ in range(6)]
+    for n, api in enumerate(counters):
+        api.request("snmp", "ok")
+        site.store.publish(JobState(f"ups{n}", "counting", 60, (TICKS,), api=api, result=Result(
+            f"ups{n}", "counting", True, 1.0, 0.2, (Sample(TICKS.name, n),)), last_success=1.2))
+    url = serve()
+    first = scrape(url, "gzip")
+    compressed = len(calls)
+    assert scrape(url, "gzip")[1]["Content-Encoding"] == "gzip"
+    assert len(calls) == compressed + 1, "only the agent's live tail (process CPU, memory) is compressed again"
+
+    counters[5].request("snmp", "timeout")
+    before = len(calls)
+    body = one_gzip_member(scrape(url, "gzip")[0])
+    assert b'vigil_api_requests_total{api="snmp",code="timeout",kind="counting",target="ups5"} 1.0' in body
+    assert 1 < len(calls) - before < compressed / 2, "the moved counters' pieces, the next ones, the tail"
+    assert steady(body) != steady(one_gzip_member(first[0])) and steady(body) == steady(scrape(url, None)[0])
 
 
 def test_runbooks_are_served_by_alert_name(serve):
