@@ -1,0 +1,150 @@
+"""API replies that are wrong: Meraki, Microsoft Graph and its token endpoint, Veeam B&R, vSphere
+property values and QueryPerf results, S3 and Azure Blob listings.
+
+Each property starts from a real-shaped reply (tests/fixtures/) with one thing wrong (a value
+of the wrong type, NaN or infinity, negative, 2^63 and more, a key missing or added, a list
+emptied) or its bytes cut short, re-encoded or huge. The parser gives samples the real
+Emitter accepts under VIGIL_STRICT_METRICS, or the module's own one-line error: never a
+TypeError, KeyError, ValueError or OverflowError, never a hang.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyVmomi import vim
+
+from agent.collector import Emitter, MetricError
+from collectors.vmware import inventory, perf
+from collectors.vmware.fastread import Data
+from collectors.vmware.metrics import ALL as VMWARE_METRICS
+from tests.bad_input import BAD_VALUES, mutated
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FEW = settings(max_examples=80)  # per property: the file stays well under a minute on a loaded machine
+
+
+def _one_line(exc: BaseException) -> None:
+    """The module's own error: one line that says something."""
+    text = str(exc)
+    assert text and "\n" not in text, repr(text)
+
+
+# --- vSphere: property values and QueryPerf results ------------------------------------------------
+# A value in these documents stands for what collectors/vmware/fastread.py hands over: an object
+# is a data object, "moref:Type:id" a managed object reference, "time:ISO" a dateTime.
+
+def _vsphere(value: Any) -> Any:
+    if isinstance(value, dict):
+        data = Data()
+        for name, field in value.items():
+            setattr(data, str(name), _vsphere(field))
+        return data
+    if isinstance(value, list):
+        return [_vsphere(item) for item in value]
+    if isinstance(value, str) and value.startswith("moref:"):
+        _, kind, moid = value.split(":", 2)
+        return getattr(vim, kind)(moid)
+    if isinstance(value, str) and value.startswith("time:"):
+        return datetime.fromisoformat(value[5:])
+    return value
+
+
+ALARMS = [{"overallStatus": "red"}, {"overallStatus": "yellow"}]
+VSPHERE = {
+    "group-d1": ("Folder", {"name": "Datacenters"}),
+    "datacenter-1": ("Datacenter", {"name": "DC0", "parent": "moref:Folder:group-d1", "triggeredAlarmState": []}),
+    "domain-c1": ("ClusterComputeResource", {
+        "name": "C0", "parent": "moref:Folder:group-h1", "triggeredAlarmState": ALARMS,
+        "summary.effectiveCpu": 6000, "summary.effectiveMemory": 8192,
+        "configurationEx": {"dasConfig": {"enabled": True}, "drsConfig": {"enabled": False}}}),
+    "group-h1": ("Folder", {"name": "host", "parent": "moref:Datacenter:datacenter-1"}),
+    "host-1": ("HostSystem", {
+        "name": "esx-1", "parent": "moref:ClusterComputeResource:domain-c1", "overallStatus": "green",
+        "triggeredAlarmState": ALARMS, "runtime.connectionState": "connected", "runtime.powerState": "poweredOn",
+        "runtime.inMaintenanceMode": False, "summary.quickStats.overallCpuUsage": 1200,
+        "summary.quickStats.overallMemoryUsage": 2048, "summary.quickStats.uptime": 86400,
+        "summary.hardware": {"cpuMhz": 2000, "numCpuCores": 4, "memorySize": 4 << 30, "vendor": "VMware",
+                             "model": "VMware7,1", "otherIdentifyingInfo": [
+                                 {"identifierType": {"key": "SerialNumberTag"}, "identifierValue": " SN-1 "}]},
+        "summary.config.product": {"version": "8.0.2", "build": "22380479"},
+        inventory.SENSORS: [{"healthState": {"key": "green"}}, {"healthState": {"key": "red"}}]}),
+    "datastore-1": ("Datastore", {
+        "name": "LocalDS_0", "parent": "moref:Folder:group-s1", "triggeredAlarmState": [],
+        "summary.capacity": 1 << 40, "summary.freeSpace": 1 << 39, "summary.uncommitted": 1 << 30,
+        "summary.accessible": True, "summary.maintenanceMode": "normal"}),
+    "vm-1": ("VirtualMachine", {
+        "name": "db-1", "runtime.powerState": "poweredOn", "runtime.host": "moref:HostSystem:host-1",
+        "summary.config.template": False, "triggeredAlarmState": ALARMS,
+        "guest.toolsRunningStatus": "guestToolsRunning", "summary.quickStats.overallCpuUsage": 300,
+        "summary.quickStats.guestMemoryUsage": 512, "summary.storage.committed": 10 << 30,
+        "summary.storage.uncommitted": 1 << 30, "summary.config.guestId": "ubuntu64Guest",
+        "snapshot": {"rootSnapshotList": [{"createTime": "time:2026-11-30T01:00:00+00:00", "childSnapshotList": [
+            {"createTime": "time:2026-12-01T01:00:00+00:00", "childSnapshotList": []}]}]}}),
+}
+NOW = datetime(2026, 12, 2, tzinfo=UTC).timestamp()
+VSPHERE_VALUES = BAD_VALUES | st.sampled_from(["moref:HostSystem:host-1", "moref:Folder:group-d1",
+                                                "time:0001-01-01T00:00:00+14:00", "time:9999-12-31T23:59:59-14:00",
+                                                "poweredOn", "connected", {"key": "green"}])
+
+
+def _inventory(documents: dict[str, tuple[str, Any]]) -> inventory.Inventory:
+    inv = inventory.Inventory()
+    for moid, (kind, props) in documents.items():
+        inv.add(getattr(vim, kind)(moid), {str(path): _vsphere(value) for path, value in
+                                           (props.items() if isinstance(props, dict) else ())})
+    return inv
+
+
+def _vsphere_emitter() -> Emitter:
+    return Emitter(VMWARE_METRICS, strict=True)
+
+
+def test_the_good_inventory_is_read():
+    out = _vsphere_emitter()
+    selected = inventory.emit(out, _inventory(VSPHERE), inventory.Filters(), True, NOW)
+    inventory.emit_sensors(out, _inventory(VSPHERE).of(vim.HostSystem), selected.host_ids)
+    names = {sample.name for sample in out.samples()}
+    assert {"vigil_vmware_host_cpu_usage_ratio", "vigil_vmware_vm_snapshot_oldest_age_seconds",
+            "vigil_vmware_host_sensors", "vigil_vmware_alarms"} <= names  # the baseline is itself valid
+    assert [name for _, name in selected.vms] == ["db-1"]
+
+
+@FEW
+@given(st.data(), st.sampled_from(sorted(VSPHERE)))
+def test_one_vsphere_value_wrong_is_left_out_or_a_vmware_error(data, moid):
+    kind, props = VSPHERE[moid]
+    documents = {**VSPHERE, moid: (kind, data.draw(mutated(props, VSPHERE_VALUES)))}
+    inv = _inventory(documents)
+    out = _vsphere_emitter()
+    try:
+        selected = inventory.emit(out, inv, inventory.Filters(include=("*",)), True, NOW)
+        inventory.emit_sensors(out, inv.of(vim.HostSystem), selected.host_ids)
+    except MetricError as exc:
+        assert "emitted twice" in str(exc)  # two objects given one name: the first is kept
+    for sample in out.samples():
+        assert math.isfinite(sample.value)
+
+
+PERF_COUNTERS = {6: perf.Counter(6, "cpu.ready.summation", 1e-3), 7: perf.Counter(7, "mem.swapped.average", 1024.0)}
+PERF_RESULT = {"entity": "moref:HostSystem:host-1", "value": [
+    {"id": {"counterId": 6, "instance": ""}, "value": [120]},
+    {"id": {"counterId": 7, "instance": ""}, "value": [-1]}]}
+
+
+@FEW
+@given(mutated([PERF_RESULT, {**PERF_RESULT, "entity": "moref:VirtualMachine:vm-1"}], VSPHERE_VALUES))
+def test_queryperf_results_are_samples_in_range_or_left_out(results):
+    for ref, counter, value in perf.samples(_vsphere(results if isinstance(results, list) else [results]),
+                                            PERF_COUNTERS):
+        assert isinstance(ref, str) and counter in {"cpu.ready.summation", "mem.swapped.average"}
+        assert math.isfinite(value) and value >= 0
+
+
+def test_the_good_queryperf_result_is_read_and_no_sample_left_out():
+    assert perf.samples(_vsphere([PERF_RESULT]), PERF_COUNTERS) == [("host-1", "cpu.ready.summation", 0.12)]
