@@ -10,20 +10,27 @@ TypeError, KeyError, ValueError or OverflowError, never a hang.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 from pyVmomi import vim
 
 from agent.collector import Emitter, MetricError
+from collectors import meraki, meraki_api
+from collectors import meraki_api as shape
+from collectors.meraki_api import MerakiError
 from collectors.vmware import inventory, perf
 from collectors.vmware.fastread import Data
 from collectors.vmware.metrics import ALL as VMWARE_METRICS
-from tests.bad_input import BAD_VALUES, mutated
+from tests.bad_input import BAD_VALUES, garbled, mutated
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEW = settings(max_examples=80)  # per property: the file stays well under a minute on a loaded machine
@@ -148,3 +155,103 @@ def test_queryperf_results_are_samples_in_range_or_left_out(results):
 
 def test_the_good_queryperf_result_is_read_and_no_sample_left_out():
     assert perf.samples(_vsphere([PERF_RESULT]), PERF_COUNTERS) == [("host-1", "cpu.ready.summation", 0.12)]
+
+
+# --- Meraki Dashboard API --------------------------------------------------------------------------
+
+def _meraki(name: str) -> Any:
+    return json.loads((FIXTURES / "meraki" / f"{name}.json").read_text(encoding="utf-8"))["example"]
+
+
+def _meraki_run() -> meraki._OrgRun:
+    run = meraki._OrgRun(shape.Org.model_validate(_meraki("organizations")[0]))
+    run.networks = {network["id"]: network["name"] for network in _meraki("networks")}
+    run.devices = {device.serial: device for device in
+                   TypeAdapter(list[shape.Device]).validate_python(_meraki("devices_statuses"))}
+    return run
+
+
+# group: (fixture, the shape its reader checks, the key holding a page's items)
+MERAKI_GROUPS = {
+    "devices": ("devices_statuses", list[shape.Device], None),
+    "overview": ("devices_statuses_overview", shape.Overview, None),
+    "uplinks": ("uplinks_statuses", list[shape.UplinkDevice], None),
+    "uplink_quality": ("devices_uplinks_loss_and_latency", list[shape.LossLatency], None),
+    "licenses": ("licenses_overview", shape.License, None),
+    "wireless": ("wireless_channel_utilization_by_device", list[shape.Radio], None),
+    "switch_ports": ("switch_ports_statuses_by_switch", list[shape.Switch], "items"),
+    "alerts": ("assurance_alerts", list[shape.Alert], None),
+}
+
+
+def _meraki_emit(group: str, body: bytes) -> Emitter:
+    """What the collector does with one answer: decode, check against the shape, emit."""
+    name, model, items = MERAKI_GROUPS[group]
+    what = f"organization 2930418 {name}"
+    answer = meraki_api._decode(httpx.Response(200, content=body), what)
+    if items is not None:
+        answer = answer.get(items) if isinstance(answer, dict) else None
+    data = meraki_api._validate(model, answer, what)
+    run, out = _meraki_run(), Emitter(meraki.MerakiCollector.METRICS, strict=True)
+    if group in ("devices", "overview"):
+        devices = data if group == "devices" else list(run.devices.values())
+        data = {"devices": devices, "overview": {"switch": data} if group == "overview" else {}}
+        group = "devices"
+    meraki.EMITTERS[group](out, run, data)
+    return out
+
+
+@pytest.mark.parametrize("group", sorted(MERAKI_GROUPS))
+def test_the_good_meraki_answers_are_read(group):
+    assert _meraki_emit(group, json.dumps(_meraki(MERAKI_GROUPS[group][0])).encode()).samples()
+
+
+@FEW
+@given(st.data(), st.sampled_from(sorted(MERAKI_GROUPS)))
+def test_a_meraki_answer_with_one_value_wrong_is_read_or_a_meraki_error(data, group):
+    document = data.draw(mutated(_meraki(MERAKI_GROUPS[group][0])))
+    body = data.draw(garbled(json.dumps(document)))
+    try:
+        out = _meraki_emit(group, body)
+    except MerakiError as exc:
+        _one_line(exc)
+    except MetricError as exc:
+        assert "emitted twice" in str(exc)  # two devices with one serial: the first is kept
+    else:
+        for sample in out.samples():
+            assert math.isfinite(sample.value) and sample.value >= 0, sample
+
+
+@FEW
+@given(st.data(), st.sampled_from(["organizations", "networks"]))
+def test_meraki_organizations_and_networks_are_read_or_a_meraki_error(data, name):
+    body = data.draw(garbled(json.dumps(data.draw(mutated(_meraki(name))))))
+    model = shape.Org if name == "organizations" else shape.Network
+    try:
+        found = meraki_api._validate(list[model], meraki_api._decode(httpx.Response(200, content=body), name), name)
+    except MerakiError as exc:
+        _one_line(exc)
+    else:
+        assert all(isinstance(item.id, str) and isinstance(item.name, str) for item in found)
+
+
+@pytest.mark.parametrize("field, bad", [("licensedDeviceCounts", {"MS": -1}), ("licensedDeviceCounts", {"MS": 2**63}),
+                                        ("licensedDeviceCounts", {"MS": 10**400})])
+def test_a_meraki_licence_count_out_of_range_is_a_meraki_error_naming_it(field, bad):
+    body = json.dumps({**_meraki("licenses_overview"), field: bad}).encode()
+    with pytest.raises(MerakiError, match=f"unexpected answer \\({field}.MS: "):
+        _meraki_emit("licenses", body)
+
+
+@pytest.mark.parametrize("bad", [-0.5, 100.5, float("nan"), float("inf")])
+def test_a_meraki_loss_percentage_out_of_range_is_a_meraki_error(bad):
+    (probe,) = _meraki("devices_uplinks_loss_and_latency")
+    probe["timeSeries"][0]["lossPercent"] = bad
+    with pytest.raises(MerakiError, match="timeSeries.0.lossPercent"):
+        _meraki_emit("uplink_quality", json.dumps([probe]).encode())
+
+
+def test_an_integer_beyond_a_float_is_left_out_by_the_emitter():
+    out = Emitter(meraki.MerakiCollector.METRICS, strict=True)
+    out.gauge(meraki.NETWORKS, 10**400, org="1")  # float() of it raises OverflowError
+    assert out.samples() == ()
