@@ -23,7 +23,11 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from pyVmomi import vim
 
-from agent.collector import Emitter, MetricError
+from agent.clock import Clock
+from agent.collector import Context, Emitter, MetricError
+from agent.ratelimit import RateLimits
+from agent.statedb import StateDB
+from checks.sources.veeam import VeeamError, VeeamLocation
 from collectors import meraki, meraki_api
 from collectors import meraki_api as shape
 from collectors.meraki_api import MerakiError
@@ -31,6 +35,8 @@ from collectors.vmware import inventory, perf
 from collectors.vmware.fastread import Data
 from collectors.vmware.metrics import ALL as VMWARE_METRICS
 from tests.bad_input import BAD_VALUES, garbled, mutated
+from tests.fakes.veeam import VeeamFake
+from tests.lab.pki import make_pki
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEW = settings(max_examples=80)  # per property: the file stays well under a minute on a loaded machine
@@ -255,3 +261,93 @@ def test_an_integer_beyond_a_float_is_left_out_by_the_emitter():
     out = Emitter(meraki.MerakiCollector.METRICS, strict=True)
     out.gauge(meraki.NETWORKS, 10**400, org="1")  # float() of it raises OverflowError
     assert out.samples() == ()
+
+
+# --- Veeam B&R REST API, through its contract fake ------------------------------------------------
+
+VEEAM_PASSWORD = "fuzz-password"  # noqa: S105 — the fake's own test password
+VEEAM_VALUES = BAD_VALUES | st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",
+                                             "2021-12-04T06:13:34Z", "2021-12-04T06:13:34", "Stopped", "Success"])
+VEEAM_ANSWERS = {"/api/v1/jobs/states": "job_states", "/api/v1/sessions": "sessions", "/api/v1/backups": "backups",
+                 "/api/v1/objectRestorePoints": "restore_points", "/api/oauth2/token": "token"}
+
+
+@pytest.fixture(scope="module")
+def veeam(tmp_path_factory):
+    """The fake with one job, a finished session and a restore point; and a location's context."""
+    pki = make_pki(tmp_path_factory.mktemp("veeam-pki"))
+    with VeeamFake(pki, password=VEEAM_PASSWORD) as fake, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VIGIL_TEST_VEEAM_PASSWORD", VEEAM_PASSWORD)
+        now = datetime.now(UTC).timestamp()
+        job = fake.add_job("Fileserver Backup")
+        fake.add_session(job, "Success", now - 3600, now - 3000)
+        fake.add_restore_point(job, "fileserver", now - 3300)
+        clock = Clock()
+        db = StateDB(tmp_path_factory.mktemp("veeam-state"))
+        yield fake, pki, Context(clock, RateLimits(clock), db.path.parent, db)
+        db.close()
+
+
+def _veeam_location(fake: VeeamFake, pki: Any, context: Context) -> VeeamLocation:
+    config = VeeamLocation.Config.model_validate({
+        "kind": "veeam", "url": fake.url, "user": "vigil", "password": "${env:VIGIL_TEST_VEEAM_PASSWORD}",
+        "job": "Fileserver Backup", "ca_file": pki.ca, "timeout": "5s"})
+    return VeeamLocation(config, context)
+
+
+def _veeam(name: str) -> Any:
+    return json.loads((FIXTURES / "veeam" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def test_the_good_veeam_answers_are_read(veeam):
+    fake, pki, context = veeam
+    (backup,) = _veeam_location(fake, pki, context).backups()
+    assert backup.ok and backup.duration == 600 and backup.name.startswith("fileserver@")
+
+
+@FEW
+@given(st.data(), st.sampled_from(sorted(VEEAM_ANSWERS)))
+def test_a_veeam_answer_with_one_value_wrong_is_read_or_a_veeam_error(veeam, data, path):
+    fake, pki, context = veeam
+    document = data.draw(mutated(_veeam(VEEAM_ANSWERS[path]), VEEAM_VALUES))
+    fake.malformed_next(data.draw(garbled(json.dumps(document))), path=path)
+    try:
+        backups = _veeam_location(fake, pki, context).backups()
+    except VeeamError as exc:
+        _one_line(exc)
+        assert VEEAM_PASSWORD not in str(exc)
+    else:
+        for backup in backups:
+            assert isinstance(backup.id, str) and isinstance(backup.name, str) and math.isfinite(backup.completed_at)
+            assert backup.duration is None or 0 <= backup.duration < math.inf
+    finally:
+        with fake._lock:
+            fake._canned.clear()  # an answer for a path this poll did not reach
+
+
+def _veeam_page(name: str, **changes: Any) -> bytes:
+    """The fixture's first item with `changes`, as a page of one."""
+    return json.dumps({"data": [{**_veeam(name)["data"][0], **changes}], "pagination": {"total": 1}}).encode()
+
+
+def test_a_restore_point_after_year_9999_in_utc_is_a_veeam_error_naming_the_field(veeam):
+    fake, pki, context = veeam
+    fake.malformed_next(_veeam_page("restore_points", creationTime="9999-12-31T23:59:59-14:00"),
+                        path="/api/v1/objectRestorePoints")
+    with pytest.raises(VeeamError, match=r"unexpected answer \(creationTime: .*1 to 9999 in UTC"):
+        _veeam_location(fake, pki, context).backups()  # was ValueError: year 10000 is out of range
+
+
+def test_a_session_that_ended_before_it_began_has_no_duration(veeam):
+    fake, pki, context = veeam
+    fake.malformed_next(_veeam_page("sessions", creationTime="2021-12-04T06:15:00Z", endTime="2021-12-04T06:14:00Z"),
+                        path="/api/v1/sessions")
+    (backup,) = _veeam_location(fake, pki, context).backups()
+    assert backup.duration is None and backup.completed_at == datetime(2021, 12, 4, 6, 14, tzinfo=UTC).timestamp()
+
+
+def test_a_token_that_never_expires_is_a_veeam_error(veeam):
+    fake, pki, context = veeam
+    fake.malformed_next(json.dumps({**_veeam("token"), "expires_in": float("inf")}).encode(), path="/api/oauth2/token")
+    with pytest.raises(VeeamError, match=r"unexpected answer \(expires_in: "):
+        _veeam_location(fake, pki, context).backups()
