@@ -10,31 +10,40 @@ TypeError, KeyError, ValueError or OverflowError, never a hang.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from pyVmomi import vim
 
 from agent.clock import Clock
-from agent.collector import Context, Emitter, MetricError
+from agent.collector import ApiCounters, Context, Emitter, MetricError
+from agent.net.http import AsyncApi
 from agent.ratelimit import RateLimits
 from agent.statedb import StateDB
 from checks.sources.veeam import VeeamError, VeeamLocation
 from collectors import meraki, meraki_api
 from collectors import meraki_api as shape
+from collectors.m365 import metrics as m365_metrics
+from collectors.m365.auth import AuthError, TokenSource
+from collectors.m365.config import M365Config
+from collectors.m365.graph import Graph, GraphError
+from collectors.m365.readers import SOURCES
 from collectors.meraki_api import MerakiError
 from collectors.vmware import inventory, perf
 from collectors.vmware.fastread import Data
 from collectors.vmware.metrics import ALL as VMWARE_METRICS
 from tests.bad_input import BAD_VALUES, garbled, mutated
+from tests.fakes.graph import GraphFake
 from tests.fakes.veeam import VeeamFake
 from tests.lab.pki import make_pki
 
@@ -43,7 +52,8 @@ FEW = settings(max_examples=80)  # per property: the file stays well under a min
 
 
 def _one_line(exc: BaseException) -> None:
-    """The module's own error: one line that says something."""
+    """The module's own error: one line that says something (`--hypothesis-show-statistics` counts them)."""
+    event(type(exc).__name__)
     text = str(exc)
     assert text and "\n" not in text, repr(text)
 
@@ -273,7 +283,16 @@ VEEAM_ANSWERS = {"/api/v1/jobs/states": "job_states", "/api/v1/sessions": "sessi
 
 
 @pytest.fixture(scope="module")
-def veeam(tmp_path_factory):
+def context(tmp_path_factory):
+    """What the agent lends a job, for the whole module (hypothesis runs many examples in one test)."""
+    clock = Clock()
+    db = StateDB(tmp_path_factory.mktemp("state"))
+    yield Context(clock, RateLimits(clock), db.path.parent, db)
+    db.close()
+
+
+@pytest.fixture(scope="module")
+def veeam(tmp_path_factory, context):
     """The fake with one job, a finished session and a restore point; and a location's context."""
     pki = make_pki(tmp_path_factory.mktemp("veeam-pki"))
     with VeeamFake(pki, password=VEEAM_PASSWORD) as fake, pytest.MonkeyPatch.context() as patch:
@@ -282,10 +301,7 @@ def veeam(tmp_path_factory):
         job = fake.add_job("Fileserver Backup")
         fake.add_session(job, "Success", now - 3600, now - 3000)
         fake.add_restore_point(job, "fileserver", now - 3300)
-        clock = Clock()
-        db = StateDB(tmp_path_factory.mktemp("veeam-state"))
-        yield fake, pki, Context(clock, RateLimits(clock), db.path.parent, db)
-        db.close()
+        yield fake, pki, context
 
 
 def _veeam_location(fake: VeeamFake, pki: Any, context: Context) -> VeeamLocation:
@@ -351,3 +367,135 @@ def test_a_token_that_never_expires_is_a_veeam_error(veeam):
     fake.malformed_next(json.dumps({**_veeam("token"), "expires_in": float("inf")}).encode(), path="/api/oauth2/token")
     with pytest.raises(VeeamError, match=r"unexpected answer \(expires_in: "):
         _veeam_location(fake, pki, context).backups()
+
+
+# --- Microsoft Graph and its token endpoint, through the contract fake ------------------------------
+
+TENANT, CLIENT_ID = "7d6f2c1e-52a4-4f0e-9b1c-3a5e8d9f0a11", "0e1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b"
+GRAPH_SECRET = "fuzz~client~secret"  # noqa: S105 — the fake's own test secret
+# signal: (the path it reads whose answer is made wrong, the fixture of that answer)
+GRAPH_ANSWERS = {
+    "service_health": [("/v1.0/admin/serviceAnnouncement/healthOverviews", "healthOverviews.list"),
+                       ("/v1.0/admin/serviceAnnouncement/issues", "issues.list")],
+    "directory_sync": [("/v1.0/organization", "organization.get")],
+    "licenses": [("/v1.0/subscribedSkus", "subscribedSkus.list")],
+    "app_credentials": [("/v1.0/applications", "applications.list")],
+    "secure_score": [("/v1.0/security/secureScores", "secureScores.list")],
+    "intune": [("/v1.0/deviceManagement/deviceCompliancePolicyDeviceStateSummary",
+                "deviceCompliancePolicyDeviceStateSummary.get")],
+}
+GRAPH_CASES = [(signal, path, name) for signal, answers in GRAPH_ANSWERS.items() for path, name in answers]
+
+
+class _Tenant:
+    """The fake, the config, and a Graph client on an event loop of its own that outlives each example."""
+
+    def __init__(self, fake: GraphFake, config: M365Config, context: Context):
+        self.fake, self.config, self.context = fake, config, context
+        self.loop = asyncio.new_event_loop()
+        self.tokens = TokenSource(config, ApiCounters(), 10.0)
+        self.api = AsyncApi(fake.url, context, ca_file=config.ca_file, timeout=10.0)
+        self.graph = Graph(self.api, self.tokens, context.rate_limits.bucket("graph:fuzz", 1000.0), fake.url)
+        self.run(self.tokens.open())
+
+    def run(self, awaitable: Any) -> Any:
+        return self.loop.run_until_complete(awaitable)
+
+    def read(self, signal: str) -> Emitter:
+        out = Emitter(m365_metrics.METRICS, strict=True)
+        self.run(SOURCES[signal].read(self.graph, out, self.config, datetime.now(UTC).timestamp()))
+        return out
+
+    def close(self) -> None:
+        self.run(self.api.aclose())
+        self.tokens.close()
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def tenant(tmp_path_factory, context):
+    pki = make_pki(tmp_path_factory.mktemp("graph-pki"))
+    with GraphFake(pki, tenant=TENANT, client_id=CLIENT_ID, client_secret=GRAPH_SECRET) as fake, \
+            pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VIGIL_TEST_GRAPH_SECRET", GRAPH_SECRET)
+        config = M365Config.model_validate({
+            "name": "m365", "kind": "m365", "tenant_id": TENANT, "client_id": CLIENT_ID, "authority": fake.url,
+            "graph_url": fake.url, "ca_file": str(pki.ca), "client_secret": "${env:VIGIL_TEST_GRAPH_SECRET}"})
+        tenant = _Tenant(fake, config, context)
+        yield tenant
+        tenant.close()
+
+
+def _graph(name: str) -> Any:
+    response = json.loads((FIXTURES / "graph" / f"{name}.json").read_text(encoding="utf-8"))["response"]
+    response.pop("@odata.nextLink", None)  # to graph.microsoft.com: one page here
+    return {"value": [response]} if name == "organization.get" else response  # read as a list of the one tenant
+
+
+@pytest.mark.parametrize("signal", sorted(GRAPH_ANSWERS))
+def test_the_good_graph_answers_are_read(tenant, signal):
+    for path, name in GRAPH_ANSWERS[signal]:
+        tenant.fake.malformed_next(path, json.dumps(_graph(name)).encode())
+    assert tenant.read(signal).samples()
+
+
+@FEW
+@given(st.data(), st.sampled_from(GRAPH_CASES))
+def test_a_graph_answer_with_one_value_wrong_is_read_or_a_graph_error(tenant, data, case):
+    signal, path, name = case
+    document = data.draw(mutated(_graph(name)))
+    tenant.fake.malformed_next(path, data.draw(garbled(json.dumps(document))))
+    try:
+        out = tenant.read(signal)
+    except GraphError as exc:
+        _one_line(exc)
+    except MetricError as exc:
+        assert "emitted twice" in str(exc)  # an app or service listed twice: the first is kept
+    else:
+        for sample in out.samples():
+            assert math.isfinite(sample.value), sample
+    finally:
+        with tenant.fake._lock:
+            tenant.fake._canned.clear()  # an answer for a path this read did not reach
+
+
+TOKEN = {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "eyJ0eXAi.fuzz.token"}
+
+
+@FEW
+@given(st.data())
+def test_a_token_answer_gone_wrong_is_a_token_or_an_auth_error(tenant, data):
+    document = data.draw(mutated(TOKEN))
+    status = data.draw(st.sampled_from([200, 200, 200, 400, 401, 500]))
+    tokens = TokenSource(tenant.config, ApiCounters(), 10.0)
+    try:
+        tenant.run(tokens.open())
+        tenant.fake.token_answer_next(data.draw(garbled(json.dumps(document))), status)
+        token = tenant.run(tokens.token())
+    except AuthError as exc:
+        _one_line(exc)
+        assert GRAPH_SECRET not in str(exc)
+    else:
+        assert isinstance(token, str) and token
+    finally:
+        tokens.close()
+        with tenant.fake._lock:
+            tenant.fake._token_canned.clear()
+
+
+@pytest.mark.parametrize("status, body, reason", [
+    (200, b"<html>Sign in</html>", "token answer is unusable (JSONDecodeError)"),
+    (200, json.dumps({**TOKEN, "expires_in": float("nan")}).encode(), "token answer is unusable (ValueError)"),
+    (200, json.dumps({**TOKEN, "expires_in": 1e400}).encode(), "token answer is unusable (OverflowError)"),
+    (200, json.dumps({**TOKEN, "access_token": 12}).encode(), "refused the token"),
+    (503, b"busy", "token answer is unusable (MsalServiceError)"),
+])
+def test_a_token_answer_that_is_not_a_token_is_an_auth_error(tenant, status, body, reason):
+    tokens = TokenSource(tenant.config, ApiCounters(), 10.0)
+    try:
+        tenant.run(tokens.open())
+        tenant.fake.token_answer_next(body, status)
+        with pytest.raises(AuthError, match=re.escape(reason)):
+            tenant.run(tokens.token())  # was the JSONDecodeError, ValueError... of msal itself
+    finally:
+        tokens.close()
