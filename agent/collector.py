@@ -239,6 +239,8 @@ class Emitter:
             return
         try:
             number = float(value)
+        except OverflowError:
+            return  # an integer beyond a float's range: as infinite, left out
         except (TypeError, ValueError):
             self._refuse(f"{spec.name}: the value {type(value).__name__} is not a number")
             return

@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent.net.http import AsyncApi, HttpError
 from agent.ratelimit import TokenBucket
+from agent.units import MAX_SIZE
 
 MAX_PAGES = 500  # 500,000 devices at 1,000 a page: beyond it, a server looping on its own links
 T = TypeVar("T")
+# Figures out of range are a malformed answer, named by its field (a sample would be nonsense).
+Count = Annotated[int, Field(ge=0, le=MAX_SIZE)]
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+Milliseconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class MerakiError(Exception):
@@ -174,7 +179,7 @@ class Device(Shape):
 
 
 class ByStatus(Shape):
-    byStatus: dict[str, int]
+    byStatus: dict[str, Count]
 
 
 class Overview(Shape):
@@ -193,8 +198,8 @@ class UplinkDevice(Shape):
 
 
 class Point(Shape):
-    lossPercent: float | None = None
-    latencyMs: float | None = None
+    lossPercent: Percent | None = None
+    latencyMs: Milliseconds | None = None
 
 
 class LossLatency(Shape):
@@ -208,11 +213,11 @@ class LossLatency(Shape):
 class License(Shape):
     status: str | None = None
     expirationDate: str | None = None
-    licensedDeviceCounts: dict[str, int] | None = None
+    licensedDeviceCounts: dict[str, Count] | None = None
 
 
 class Percentage(Shape):
-    percentage: float | None = None
+    percentage: Percent | None = None
 
 
 class Band(Shape):

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.collector import Emitter, MetricError
@@ -20,19 +19,9 @@ from checks.sources.cli import ToolError
 from collectors import nut, ups_metrics
 from collectors.ssh import SshCollector, linux, windows
 from collectors.ssh.output import OutputError
+from tests.bad_input import JSON_VALUES, ODD_NUMBERS, leaves
 from tests.collector_kit import values
 
-# Derandomized by default, so CI and every run test the same examples; HYPOTHESIS_PROFILE=explore
-# draws new ones (then add any failure it finds as an explicit test).
-settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True)
-settings.register_profile("explore", max_examples=200, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-ODD_NUMBERS = st.one_of(st.integers(min_value=-(2**70), max_value=2**70), st.floats(),
-                        st.sampled_from([2**63, 2**64, -1, "NaN", "inf", "-inf", "1e999", "", " ", "1,5", "x"]))
-JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), ODD_NUMBERS, st.text(max_size=10)),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                       max_size=3), max_leaves=10)
 WORDS = st.one_of(ODD_NUMBERS.map(str), st.text(max_size=8), st.sampled_from(["cpu", "cpu0", "btime", "MemTotal:"]))
 
 
@@ -259,21 +248,10 @@ def test_a_btime_line_without_a_value_is_an_output_error():
 WINDOWS_REPLIES = sorted((Path(__file__).parent / "fixtures" / "ssh").glob("windows-*.json"))
 
 
-def _leaves(node, path=()):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _leaves(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _leaves(value, (*path, index))
-    else:
-        yield path
-
-
 @given(st.sampled_from(WINDOWS_REPLIES), st.data(), JSON_VALUES, st.floats(min_value=0, max_value=1))
 def test_a_real_windows_reply_with_one_value_wrong_or_cut_short(path, data, bad, cut):
     document = json.loads(path.read_text(encoding="utf-8"))
-    where = data.draw(st.sampled_from(list(_leaves(document))))
+    where = data.draw(st.sampled_from(list(leaves(document))))
     node = document
     for key in where[:-1]:
         node = node[key]

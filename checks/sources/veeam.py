@@ -32,10 +32,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.net.http import CaFileError, HttpError, SyncApi, api_message, json_of, raise_for_status, safe_url
 from agent.redact import userinfo_in_url
@@ -59,6 +59,17 @@ class LoginRefused(VeeamError):
     """The token endpoint said no: a wrong user or password, or a refresh token already used."""
 
 
+def _in_utc(moment: datetime) -> datetime:
+    """A time that exists in UTC: year 9999 at -14:00 is year 10000 there, and cannot be named or shown."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a time beyond the years 1 to 9999 in UTC") from None
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+
 class _Shape(BaseModel):
     """The fields of an answer that are read here, checked; anything else is ignored.
 
@@ -80,7 +91,7 @@ class _Page(_Shape):
 class _TokenGrant(_Shape):
     access_token: str
     refresh_token: str
-    expires_in: PositiveFloat
+    expires_in: float = Field(gt=0, allow_inf_nan=False)
 
 
 class _JobState(_Shape):
@@ -96,8 +107,8 @@ class _SessionResult(_Shape):
 class _Session(_Shape):
     id: str
     state: str
-    created: AwareDatetime | None = Field(None, alias="creationTime")
-    ended: AwareDatetime | None = Field(None, alias="endTime")
+    created: Moment | None = Field(None, alias="creationTime")
+    ended: Moment | None = Field(None, alias="endTime")
     result: _SessionResult | None = None
 
 
@@ -107,7 +118,7 @@ class _Backup(_Shape):
 
 class _RestorePoint(_Shape):
     name: str
-    created: AwareDatetime = Field(alias="creationTime")
+    created: Moment = Field(alias="creationTime")
 
 
 Shape = TypeVar("Shape", bound=_Shape)

@@ -87,11 +87,16 @@ class TokenSource:
                 result = await self._thread(self._acquire)
         except requests.RequestException as exc:
             raise AuthError(f"{self.where}: the token request failed ({self._why(exc)})") from None
-        if "access_token" not in result:
+        except (msal.exceptions.MsalServiceError, ValueError, TypeError, AttributeError, KeyError,
+                OverflowError) as exc:  # what msal raises reading a token answer that is not one
+            raise AuthError(f"{self.where}: the authority's token answer is unusable ({type(exc).__name__}); check "
+                            "`authority` (it must be the Microsoft identity platform or a proxy of it)") from None
+        token = result.get("access_token")
+        if not isinstance(token, str) or not token:
             error, description = result.get("error", "no token"), _first_line(result.get("error_description", ""))
-            raise AuthError(f"{self.where}: the authority refused the token ({error}: {description}); check the "
-                            "app's client id and its secret or certificate") from None
-        return result["access_token"]
+            raise AuthError(f"{self.where}: the authority refused the token ({str(error)[:80]}: {description}); "
+                            "check the app's client id and its secret or certificate") from None
+        return token
 
     def reject(self, token: str) -> None:
         """Graph refused this token (expired or revoked early): the next `token()` asks the authority."""

@@ -12,6 +12,7 @@ NotAuthenticated and friends are raised exactly as before.
 from __future__ import annotations
 
 import io
+import math
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from functools import cache
@@ -70,6 +71,28 @@ def value(stub: Any, returnval: ET.Element) -> Any:
         return _value(stub, returnval, None)
     except (ValueError, TypeError, AttributeError) as exc:
         raise MalformedReply(f"a value does not match its type ({exc})") from None
+
+
+def field(obj: object, name: str) -> Any:
+    """A data object's field; None when `obj` is not a data object (its xsi:type named another type)."""
+    return getattr(obj, name) if isinstance(obj, Data) else None
+
+
+def items(value: object) -> list[Any]:
+    """An array's items; none when the value is not an array."""
+    return list(value) if isinstance(value, list) else []
+
+
+def number(value: Any) -> float | None:
+    """A numeric value as a finite float; None (the sample left out) for another type, NaN, infinity
+    or a number beyond a float's range: a reply whose xsi:type names another type gives any of them."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def objects(stub: Any, returned: list[ET.Element]) -> tuple[list[tuple[Any, dict[str, Any]]], str | None]:

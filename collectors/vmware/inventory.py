@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from fnmatch import fnmatch
 from typing import Any
 
-from pyVmomi import vim, vmodl
+from pyVmomi import VmomiSupport, vim, vmodl
 
 from agent.collector import Emitter
 from collectors.vmware import metrics as m
+from collectors.vmware.fastread import field as _field
+from collectors.vmware.fastread import items as _items
+from collectors.vmware.fastread import number
 
 PC = vmodl.query.PropertyCollector
 ALARM = "triggeredAlarmState"
@@ -96,19 +100,19 @@ class Inventory:
     def datacenter(self, ref: Any) -> str:
         """The name of the datacenter above an object, through its folders."""
         seen = 0
-        while ref is not None and seen < 64:
-            obj, props = self.objects.get(ref._moId, (None, {}))
+        while _ref(ref) and seen < 64:
+            obj, props = self.objects.get(_ref(ref), (None, {}))
             if obj is None:
                 return ""
             if isinstance(obj, vim.Datacenter):
-                return props.get("name", "")
+                return _text(props.get("name"))
             ref, seen = props.get("parent"), seen + 1
         return ""
 
     def cluster(self, parent: Any) -> str:
         """A host's cluster name, "" for a standalone host."""
         if isinstance(parent, vim.ClusterComputeResource):
-            return self.objects.get(parent._moId, (None, {}))[1].get("name", "")
+            return _text(self.objects.get(parent._moId, (None, {}))[1].get("name"))
         return ""
 
 
@@ -128,7 +132,7 @@ def emit(out: Emitter, inv: Inventory, filters: Filters, vm_metrics: bool, now: 
     cluster_hosts: dict[str, Counter[str]] = {}
 
     for obj, props in inv.of(vim.ClusterComputeResource):
-        name = props.get("name", "")
+        name = _text(props.get("name"))
         if not (filters.place(inv.datacenter(obj), name) and filters.name(name)):
             continue
         cluster_hosts[obj._moId] = Counter()
@@ -136,14 +140,13 @@ def emit(out: Emitter, inv: Inventory, filters: Filters, vm_metrics: bool, now: 
         out.gauge(m.CLUSTER_CPU, _scaled(props.get("summary.effectiveCpu"), MHZ), cluster=name)
         out.gauge(m.CLUSTER_MEMORY, _scaled(props.get("summary.effectiveMemory"), MIB), cluster=name)
         config = props.get("configurationEx")
-        das = getattr(config, "dasConfig", None)
-        drs = getattr(config, "drsConfig", None)
+        das, drs = _field(config, "dasConfig"), _field(config, "drsConfig")
         # `enabled` defaults to false: a config that leaves it out (vcsim does) has it off
-        out.gauge(m.CLUSTER_HA, None if das is None else int(bool(das.enabled)), cluster=name)
-        out.gauge(m.CLUSTER_DRS, None if drs is None else int(bool(drs.enabled)), cluster=name)
+        out.gauge(m.CLUSTER_HA, None if das is None else int(_field(das, "enabled") is True), cluster=name)
+        out.gauge(m.CLUSTER_DRS, None if drs is None else int(_field(drs, "enabled") is True), cluster=name)
 
     for obj, props in inv.of(vim.HostSystem):
-        name = props.get("name", "")
+        name = _text(props.get("name"))
         parent = props.get("parent")
         cluster = inv.cluster(parent)
         included = filters.place(inv.datacenter(obj), cluster) and filters.name(name)
@@ -152,21 +155,21 @@ def emit(out: Emitter, inv: Inventory, filters: Filters, vm_metrics: bool, now: 
             continue
         selected.host_ids.add(obj._moId)
         state = str(props.get("runtime.connectionState", ""))
-        maintenance = bool(props.get("runtime.inMaintenanceMode"))
-        if parent is not None and parent._moId in cluster_hosts:
-            cluster_hosts[parent._moId]["maintenance" if maintenance else state] += 1
+        maintenance = props.get("runtime.inMaintenanceMode") is True
+        if _ref(parent) in cluster_hosts:
+            cluster_hosts[_ref(parent)]["maintenance" if maintenance else state] += 1
         if state == "connected":
             selected.hosts.append((obj, name))
         _host(out, name, state, maintenance, props)
         _count_alarms(alarms, name, props)
 
     for cluster_id, counts in cluster_hosts.items():
-        name = inv.objects[cluster_id][1].get("name", "")
+        name = _text(inv.objects[cluster_id][1].get("name"))
         for state in (*CONNECTION_STATES, "maintenance"):
             out.gauge(m.CLUSTER_HOSTS, counts[state], cluster=name, state=state)
 
     for obj, props in inv.of(vim.Datastore):
-        name = props.get("name", "")
+        name = _text(props.get("name"))
         if not (filters.datacenter(inv.datacenter(obj)) and filters.name(name)):
             continue
         _datastore(out, name, props)
@@ -174,9 +177,8 @@ def emit(out: Emitter, inv: Inventory, filters: Filters, vm_metrics: bool, now: 
 
     powered: Counter[str] = Counter()
     for obj, props in inv.of(vim.VirtualMachine):
-        name = props.get("name", "")
-        host = props.get("runtime.host")
-        host_name, cluster, host_included = host_place.get(host._moId if host is not None else "", ("", "", False))
+        name = _text(props.get("name"))
+        host_name, cluster, host_included = host_place.get(_ref(props.get("runtime.host")), ("", "", False))
         if props.get("summary.config.template") or not host_included or not filters.name(name):
             continue
         power = str(props.get("runtime.powerState", ""))
@@ -191,7 +193,7 @@ def emit(out: Emitter, inv: Inventory, filters: Filters, vm_metrics: bool, now: 
         out.gauge(m.VMS, powered[state], state=state)
 
     for _, props in inv.of(vim.Datacenter):
-        name = props.get("name", "")
+        name = _text(props.get("name"))
         if filters.datacenter(name):
             _count_alarms(alarms, name, props)
     for (entity, severity), count in sorted(alarms.items()):
@@ -206,41 +208,43 @@ def _host(out: Emitter, name: str, state: str, maintenance: bool, props: dict[st
     out.gauge(m.HOST_MAINTENANCE, int(maintenance), host=name)
     _one_hot(out, m.HOST_STATUS, str(props.get("overallStatus", "")), STATUSES, host=name, label="status")
     hardware = props.get("summary.hardware")
-    capacity_mhz = (hardware.cpuMhz * hardware.numCpuCores) if hardware and hardware.cpuMhz else None
-    memory = hardware.memorySize if hardware else None
-    cpu_used = props.get("summary.quickStats.overallCpuUsage")
-    memory_used = props.get("summary.quickStats.overallMemoryUsage")  # MiB
+    mhz, cores = number(_field(hardware, "cpuMhz")), number(_field(hardware, "numCpuCores"))
+    capacity_mhz = mhz * cores if mhz and cores and mhz > 0 and cores > 0 else None
+    memory = _size(_field(hardware, "memorySize"))
+    cpu_used = _size(props.get("summary.quickStats.overallCpuUsage"))
+    memory_used = _size(props.get("summary.quickStats.overallMemoryUsage"))  # MiB
     if state == "connected":
         out.gauge(m.HOST_CPU_USAGE, cpu_used / capacity_mhz if cpu_used is not None and capacity_mhz else None,
                   host=name)
         out.gauge(m.HOST_MEMORY_USAGE, memory_used * MIB / memory if memory_used is not None and memory else None,
                   host=name)
-        out.gauge(m.HOST_UPTIME, props.get("summary.quickStats.uptime"), host=name)
+        out.gauge(m.HOST_UPTIME, _size(props.get("summary.quickStats.uptime")), host=name)
     out.gauge(m.HOST_CPU_CAPACITY, _scaled(capacity_mhz, MHZ), host=name)
     out.gauge(m.HOST_MEMORY_CAPACITY, memory, host=name)
     product = props.get("summary.config.product")
-    out.gauge(m.HOST_INFO, 1, host=name, version=getattr(product, "version", "") or "",
-              build=getattr(product, "build", "") or "", vendor=getattr(hardware, "vendor", "") or "",
-              model=getattr(hardware, "model", "") or "", serial=_serial(hardware))
+    out.gauge(m.HOST_INFO, 1, host=name, version=_text(_field(product, "version")),
+              build=_text(_field(product, "build")), vendor=_text(_field(hardware, "vendor")),
+              model=_text(_field(hardware, "model")), serial=_serial(hardware))
 
 
 def emit_sensors(out: Emitter, hosts: list[tuple[Any, dict[str, Any]]], included: set[str]) -> None:
     for obj, props in hosts:
-        sensors = props.get(SENSORS)
+        sensors = _items(props.get(SENSORS))
         if obj._moId not in included or not sensors:
             continue
         states = Counter(_sensor_state(sensor) for sensor in sensors)
         for state in SENSOR_STATES:
-            out.gauge(m.HOST_SENSORS, states[state], host=props.get("name", ""), state=state)
+            out.gauge(m.HOST_SENSORS, states[state], host=_text(props.get("name")), state=state)
 
 
 def _datastore(out: Emitter, name: str, props: dict[str, Any]) -> None:
-    out.gauge(m.DS_CAPACITY, props.get("summary.capacity"), datastore=name)
-    out.gauge(m.DS_FREE, props.get("summary.freeSpace"), datastore=name)
-    out.gauge(m.DS_UNCOMMITTED, props.get("summary.uncommitted") or 0, datastore=name)
+    out.gauge(m.DS_CAPACITY, _size(props.get("summary.capacity")), datastore=name)
+    out.gauge(m.DS_FREE, _size(props.get("summary.freeSpace")), datastore=name)
+    uncommitted = props.get("summary.uncommitted")
+    out.gauge(m.DS_UNCOMMITTED, 0 if uncommitted is None else _size(uncommitted), datastore=name)
     out.gauge(m.DS_ACCESSIBLE, _flag(props.get("summary.accessible")), datastore=name)
     mode = props.get("summary.maintenanceMode")
-    out.gauge(m.DS_MAINTENANCE, None if mode is None else int(mode != "normal"), datastore=name)
+    out.gauge(m.DS_MAINTENANCE, int(mode != "normal") if isinstance(mode, str) else None, datastore=name)
 
 
 def _vm(out: Emitter, name: str, power: str, host: str, cluster: str, props: dict[str, Any], now: float) -> None:
@@ -250,25 +254,30 @@ def _vm(out: Emitter, name: str, power: str, host: str, cluster: str, props: dic
         out.gauge(m.VM_TOOLS, None if tools is None else int(tools == "guestToolsRunning"), vm=name)
         out.gauge(m.VM_CPU_USAGE, _scaled(props.get("summary.quickStats.overallCpuUsage"), MHZ), vm=name)
         out.gauge(m.VM_MEMORY_USAGE, _scaled(props.get("summary.quickStats.guestMemoryUsage"), MIB), vm=name)
-    out.gauge(m.VM_STORAGE_COMMITTED, props.get("summary.storage.committed"), vm=name)
-    out.gauge(m.VM_STORAGE_UNCOMMITTED, props.get("summary.storage.uncommitted"), vm=name)
-    created = list(_snapshot_times(getattr(props.get("snapshot"), "rootSnapshotList", None) or []))
+    out.gauge(m.VM_STORAGE_COMMITTED, _size(props.get("summary.storage.committed")), vm=name)
+    out.gauge(m.VM_STORAGE_UNCOMMITTED, _size(props.get("summary.storage.uncommitted")), vm=name)
+    created = list(_snapshot_times(_field(props.get("snapshot"), "rootSnapshotList")))
     out.gauge(m.VM_SNAPSHOTS, len(created), vm=name)
     if created:
         out.gauge(m.VM_SNAPSHOT_AGE, max(0.0, now - min(created)), vm=name)
-    out.gauge(m.VM_INFO, 1, vm=name, host=host, cluster=cluster, guest_os=props.get("summary.config.guestId") or "")
+    out.gauge(m.VM_INFO, 1, vm=name, host=host, cluster=cluster, guest_os=_text(props.get("summary.config.guestId")))
 
 
-def _snapshot_times(tree: list[Any]) -> Any:
-    for node in tree:
-        if node.createTime is not None:
-            yield node.createTime.timestamp()
-        yield from _snapshot_times(node.childSnapshotList or [])
+def _snapshot_times(tree: object, depth: int = 0) -> Any:
+    """Creation times of a snapshot tree (vSphere allows 32 levels; a deeper reply is cut there)."""
+    for node in _items(tree) if depth < 64 else ():
+        created = _field(node, "createTime")
+        if isinstance(created, datetime):
+            try:
+                yield created.timestamp()
+            except (OverflowError, ValueError):  # year 1 at +14:00: before datetime's first moment in UTC
+                pass
+        yield from _snapshot_times(_field(node, "childSnapshotList"), depth + 1)
 
 
 def _count_alarms(alarms: Counter[tuple[str, str]], entity: str, props: dict[str, Any]) -> None:
-    for alarm in props.get(ALARM) or ():
-        severity = str(alarm.overallStatus)
+    for alarm in _items(props.get(ALARM)):
+        severity = str(_field(alarm, "overallStatus"))
         if severity in SEVERITIES:
             alarms[(entity, severity)] += 1
 
@@ -282,22 +291,42 @@ def _one_hot(out: Emitter, spec: Any, value: str, states: tuple[str, ...], label
 
 
 def _sensor_state(sensor: Any) -> str:
-    key = getattr(sensor.healthState, "key", "unknown") if sensor.healthState else "unknown"
+    key = _field(_field(sensor, "healthState"), "key")
     return key if key in SENSOR_STATES else "unknown"
 
 
 def _serial(hardware: Any) -> str:
     """The serial number, from the identifiers ESXi reports (SerialNumberTag since 6.7, ServiceTag before)."""
     found = {}
-    for ident in getattr(hardware, "otherIdentifyingInfo", None) or ():
-        key = getattr(ident.identifierType, "key", "")
-        found.setdefault(key, (ident.identifierValue or "").strip())
+    for ident in _items(_field(hardware, "otherIdentifyingInfo")):
+        key = _text(_field(_field(ident, "identifierType"), "key"))
+        found.setdefault(key, _text(_field(ident, "identifierValue")).strip())
     return found.get("SerialNumberTag") or found.get("ServiceTag") or ""
 
 
-def _scaled(value: float | None, factor: float) -> float | None:
-    return None if value is None else value * factor
+def _scaled(value: object, factor: float) -> float | None:
+    size = _size(value)
+    return None if size is None else size * factor
 
 
-def _flag(value: bool | None) -> int | None:
-    return None if value is None else int(bool(value))
+def _size(value: object) -> float | None:
+    """A size, count or duration: a number of zero or more, else None (the sample is left out)."""
+    found = number(value)
+    return found if found is not None and found >= 0 else None
+
+
+def _flag(value: object) -> int | None:
+    return int(value) if isinstance(value, bool) else None
+
+
+# A value read from a reply has the type its xsi:type names, which need not be the declared one:
+# these read only what has the expected type.
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _ref(value: object) -> str:
+    """A managed object reference's id, "" for anything else."""
+    moid = value._moId if isinstance(value, VmomiSupport.ManagedObject) else None
+    return moid if isinstance(moid, str) else ""

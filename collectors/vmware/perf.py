@@ -77,13 +77,20 @@ def query(session: Session, counters: dict[int, Counter], entities: list[tuple[A
             raise VMwareError(f"{session.where}: QueryPerf failed ({fault.msg or type(fault).__name__})") from None
 
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(chunks)))) as pool:
-        results = [metric for part in pool.map(one, chunks) for metric in part]
+        return samples([metric for part in pool.map(one, chunks) for metric in part], counters)
+
+
+def samples(results: list[Any], counters: dict[int, Counter]) -> list[tuple[str, str, float]]:
+    """(moref id, counter name, value) of each series' newest sample; a series without one is left out."""
     values = []
     for result in results:
-        for series in result.value or ():
-            counter = counters.get(series.id.counterId)
-            samples = list(series.value or ())
-            if counter is None or not samples or samples[0] < 0:
+        ref = getattr(fastread.field(result, "entity"), "_moId", None)
+        for series in fastread.items(fastread.field(result, "value")) if isinstance(ref, str) else ():
+            counter_id = fastread.field(fastread.field(series, "id"), "counterId")
+            counter = counters.get(counter_id) if isinstance(counter_id, int) else None
+            newest = fastread.items(fastread.field(series, "value"))[:1]
+            value = fastread.number(newest[0]) if newest else None
+            if counter is None or value is None or value < 0:
                 continue  # -1: no sample for this interval (a host just connected, a VM just started)
-            values.append((result.entity._moId, counter.name, samples[0] * counter.scale))
+            values.append((ref, counter.name, value * counter.scale))
     return values

@@ -137,6 +137,7 @@ class GraphFake(Served):
         self._tokens: dict[str, float] = {}  # access token -> expiry (time.time)
         self._downloads: dict[str, str] = {}  # download id -> report path
         self._canned: list[tuple[str | None, Answer]] = []
+        self._token_canned: list[Answer] = []
         self._lock = threading.Lock()
         port = self._serve(_handler_for(self), pki, "graph-fake", port)
         self.url = f"https://127.0.0.1:{port}"
@@ -162,6 +163,11 @@ class GraphFake(Served):
     def malformed_next(self, path: str | None = None, body: bytes = b'{"value": [{"service": ') -> None:
         with self._lock:
             self._canned.append((path, Answer(200, body)))
+
+    def token_answer_next(self, body: bytes, status: int = 200) -> None:
+        """The next token request gets this answer instead of a token: an authority gone wrong."""
+        with self._lock:
+            self._token_canned.append(Answer(status, body))
 
     def expire_tokens(self) -> None:
         """Every access token issued so far has expired (Graph says so; msal's cache does not know)."""
@@ -197,6 +203,8 @@ class GraphFake(Served):
             if path == f"/{self.tenant}/v2.0/.well-known/openid-configuration":
                 return self._discovery()
             if (method, path) == ("POST", f"/{self.tenant}/oauth2/v2.0/token"):
+                if self._token_canned:
+                    return self._token_canned.pop(0)
                 return self._token(dict(parse_qsl(body.decode())))
             if path.startswith("/download/"):
                 return self._download(path.removeprefix("/download/"), authorization)
