@@ -3,6 +3,7 @@ and no output of a running agent with every kind configured shows one."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 
 from agent.cli import main
 from tests.conftest import ROOT, vigil_argv
+from tests.every_kind import lab  # noqa: F401 (a fixture)
 from tests.lab.harness import wait_until
 
 LEAKED = "Tr0ub4dor-in-a-url"
@@ -53,55 +55,45 @@ def test_a_credential_inside_a_url_is_refused_without_being_echoed(tmp_path, cap
 
 
 @pytest.fixture
-def every_kind(ssh_conformance, snmp_lab, nut_conformance, vmware_conformance, meraki_conformance, m365_target,
-               tmp_path, monkeypatch):
-    """A config holding every kind, each with its lab peer's credentials by reference, and those secrets."""
-    from tests.fakes.veeam import VeeamFake
+def every_kind(lab, snmp_lab, tmp_path):  # noqa: F811 (a fixture)
+    """The every-kind lab, plus an SNMPv3 unit and an m365 app signing in with a client secret; and the
+    secrets they use: passwords, keys, and the lines of the private keys on disk."""
     from tests.fixtures_m365 import SECRET as GRAPH_SECRET
     from tests.lab import backup_tools, nut, snmpsim, vcsim
     from tests.lab.meraki import KEY as MERAKI_KEY
-    from tests.lab.pki import make_pki
-    from tests.test_source_veeam import PASSWORD as VEEAM_PASSWORD
-    from tests.test_source_veeam import one_success
 
-    restic = backup_tools.ResticRepo(tmp_path)
-    restic.backup()
-    monkeypatch.setenv("VIGIL_TEST_RESTIC", backup_tools.PASSWORD)
-    monkeypatch.setenv("VIGIL_TEST_VEEAM_PASSWORD", VEEAM_PASSWORD)
-    pki = make_pki(tmp_path / "veeam-pki")
-    with VeeamFake(pki, password=VEEAM_PASSWORD) as veeam:
-        one_success(veeam)
-        targets = [*ssh_conformance, snmp_lab.v3("apc-v3", "apc"), nut_conformance, vmware_conformance,
-                   meraki_conformance, m365_target(credential="secret"), {"name": "me", "kind": "host"}]
-        backups = [{"name": "restic-nightly", "schedule": "0 1 * * *", "deadline": "4h",
-                    "primary": {"kind": "restic", "repository": restic.repository,
-                                "password": "${env:VIGIL_TEST_RESTIC}"},
-                    "offsite": {"kind": "veeam", "url": veeam.url, "user": "vigil", "job": "Fileserver Backup",
-                                "password": "${env:VIGIL_TEST_VEEAM_PASSWORD}", "ca_file": str(pki.ca)}}]
-        key_lines = [line for line in Path(ssh_conformance[0]["key_file"]).read_text().splitlines()
-                     if not line.startswith("-----")]
-        secrets = {backup_tools.PASSWORD, nut.PASSWORD, vcsim.PASSWORD, MERAKI_KEY, GRAPH_SECRET, VEEAM_PASSWORD,
-                   *snmpsim.USERS["vigil"][1::2], *key_lines}
-        yield targets, backups, secrets
+    graph_secret = tmp_path / "graph-secret"
+    graph_secret.write_text(GRAPH_SECRET + "\n")
+    m365 = next(target for target in lab.targets if target["kind"] == "m365")
+    with_secret = {key: value for key, value in m365.items() if key != "client_certificate"}
+    targets = [*lab.targets, snmp_lab.v3("apc-v3", "apc"),
+               {**with_secret, "name": "m365-secret", "client_secret": f"${{file:{graph_secret}}}"}]
+    key_files = [target["key_file"] for target in targets if target["kind"] == "ssh"]
+    key_files += [m365["client_certificate"]["key_file"][len("${file:"):-1]]
+    key_lines = {line for path in key_files for line in Path(path).read_text().splitlines()
+                 if line and not line.startswith("-----")}
+    secrets = {backup_tools.PASSWORD, nut.PASSWORD, vcsim.PASSWORD, MERAKI_KEY, GRAPH_SECRET,
+               *(value for value in lab.env.values() if len(value) >= 12), *snmpsim.USERS["vigil"][1::2], *key_lines}
+    return targets, lab.backups, secrets, lab.env
 
 
 def test_no_output_of_an_agent_with_every_kind_shows_a_secret(every_kind, start_agent, write_config, tmp_path):
-    targets, backups, secrets = every_kind
+    targets, backups, secrets, env = every_kind
     text = "listen: 127.0.0.1:{port}\nstate_dir: {state}\n" + yaml.safe_dump(
-        {"defaults": {"interval": "2s"}, "targets": targets, "backups": backups}, sort_keys=False)
+        {"targets": targets, "backups": backups}, sort_keys=False)
     config = write_config(text)
-    agent = start_agent(config, options=("--debug",))  # every library's debug log too
+    agent = start_agent(config, env=env, options=("--debug",))  # every library's debug log too
     wait_until(lambda: all(f'target="{t["name"]}"' in agent.metrics() for t in targets), 60,
                "every target collected")
     outputs = {path: agent.get(path)[1].decode(errors="replace")
                for path in ("/metrics", "/status.json", "/", "/-/ready", "/runbooks/VigilBackupFailed")}
     for fmt in ("text", "json", "prometheus"):
         done = subprocess.run(vigil_argv("--debug", "once", "-c", str(config), "--format", fmt), cwd=ROOT,
-                              capture_output=True, text=True, timeout=180)
+                              capture_output=True, text=True, timeout=180, env={**os.environ, **env})
         outputs[f"once --format {fmt}"] = done.stdout + done.stderr
     for fmt in ("text", "markdown", "csv", "json", "html"):
         done = subprocess.run(vigil_argv("report", "backups", "-c", str(config), "--format", fmt), cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, env={**os.environ, **env})
         assert done.returncode == 0, done.stderr
         outputs[f"report --format {fmt}"] = done.stdout + done.stderr
     outputs["the agent's log"] = agent.peer.output()
@@ -112,6 +104,6 @@ def test_no_output_of_an_agent_with_every_kind_shows_a_secret(every_kind, start_
     # every secret was used: each peer that asks for one answered
     down = [line for line in outputs["/metrics"].splitlines() if line.startswith("vigil_up{") and line.endswith(" 0")]
     assert not down, down
-    assert '"restic-nightly"' in outputs["/status.json"]
+    assert all(f'"{job["name"]}"' in outputs["/status.json"] for job in backups)
     leaks = [f"{where}: {secret[:4]}…" for where, text in outputs.items() for secret in secrets if secret in text]
     assert not leaks, leaks
