@@ -10,6 +10,8 @@ what all the other tests made the agent write.
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import urllib.parse
 from pathlib import Path
 
@@ -35,9 +37,13 @@ def found_in(text: str | bytes) -> list[str]:
     return [secret for secret in lab_secrets() if secret in text]
 
 
-def _audited_files(basetemp: Path):
-    for pattern in ("agent*.log", "vigil.db", "vigil.db-wal", "vigil.db.corrupt-*"):
-        yield from basetemp.rglob(pattern)
+def _audited_files(basetemp: Path) -> list[Path]:
+    """The agents' logs and state databases; a folder that vanishes meanwhile (another run prunes it) is skipped."""
+    found = []
+    for folder, _, names in os.walk(basetemp):
+        found += [Path(folder, name) for name in names if fnmatch.fnmatch(name, "agent*.log")
+                  or name in ("vigil.db", "vigil.db-wal") or name.startswith("vigil.db.corrupt-")]
+    return found
 
 
 def pytest_runtest_logreport(report):

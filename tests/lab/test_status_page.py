@@ -9,6 +9,8 @@ import json
 import os
 import re
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from tests.conftest import ROOT
 from tests.lab.browser import chromium
@@ -23,7 +25,7 @@ targets:
   - {name: srv-01, kind: slow}
 backups:
   - name: erp-dumps
-    schedule: "30 1 * * *"
+    schedule: "WINDOW"
     timezone: Europe/Brussels
     deadline: 4h
     primary: {kind: files, path: "DUMPS", pattern: "db-*.sql.gz"}
@@ -42,7 +44,10 @@ def test_the_status_page_as_a_browser_shows_it(tmp_path, start_agent, write_conf
     dump.write_bytes(b"x")
     yesterday = time.time() - 20 * 3600
     os.utime(dump, (yesterday, yesterday))
-    config = write_config(CONFIG.replace("DUMPS", str(dumps)).replace("MISSING", str(tmp_path / "gone")))
+    # the nightly window opened 10 minutes before that dump, whatever the time of day now
+    opened = datetime.fromtimestamp(yesterday - 600, ZoneInfo("Europe/Brussels"))
+    config = write_config(CONFIG.replace("DUMPS", str(dumps)).replace("MISSING", str(tmp_path / "gone"))
+                          .replace("WINDOW", f"{opened.minute} {opened.hour} * * *"))
     agent = start_agent(config, test_kinds=True)
     wait_until(lambda: all(job["last_run"] for job in json.loads(agent.get("/status.json")[1])["jobs"]),
                20, "every job's first run")
