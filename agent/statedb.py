@@ -380,6 +380,8 @@ def _salvage(damaged: Path, conn: sqlite3.Connection) -> int:
                 have = {row[1] for row in old.execute(f"PRAGMA table_info({table})")}
             except sqlite3.Error:
                 continue
+            if not have:  # an older file without this table
+                continue
             columns = ", ".join(name for name in names if name in have)
             insert = f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({', '.join('?' * len(have & set(names)))})"  # noqa: S608 — schema names
             for order in ("ASC", "DESC"):
