@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 
 from agent.cli import main
 from tests.lab.harness import wait_until
-from tests.test_lifecycle import metric, notify_socket, received  # noqa: F401 (a fixture)
+from tests.test_lifecycle import metric, notify_socket, received, sighup_until_ready  # noqa: F401 (a fixture)
 
 BACKUP = """backups:
   - name: nightly
@@ -58,10 +56,10 @@ def test_every_broken_config_on_sighup_keeps_the_old_one_and_ends_in_ready(start
     good = config.read_text()
     agent = start_agent(config, env={"NOTIFY_SOCKET": str(path)})
     received(sock, 0.3)
+    wait_until(lambda: metric(agent.metrics(), "vigil_up", "a") == 1, 10, "the first collection")
     for case, (text, _, message) in BROKEN.items():
         config.write_text(good.split("targets:")[0] + text)
-        agent.peer.signal(signal.SIGHUP)
-        messages = [m.split("\n")[0] for m in received(sock, 1.0)]
+        messages = [m.split("\n")[0] for m in sighup_until_ready(agent, sock)]
         assert messages == ["RELOADING=1", "READY=1"], (case, messages)
         wait_until(lambda: message in agent.peer.output(), 5, f"the rejection of {case}")  # noqa: B023
         assert agent.peer.alive(), case

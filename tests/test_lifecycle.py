@@ -45,6 +45,20 @@ def received(sock: socket.socket, seconds: float) -> list[str]:
     return messages
 
 
+def sighup_until_ready(agent, sock: socket.socket) -> list[str]:
+    """SIGHUP, and the notify messages up to READY=1 (the test fails if it never comes)."""
+    agent.peer.signal(signal.SIGHUP)
+    messages: list[str] = []
+    deadline = time.monotonic() + 20
+    while not messages or messages[-1] != "READY=1":
+        assert time.monotonic() < deadline, f"no READY=1 after the reload: {messages}"
+        try:
+            messages.append(sock.recv(4096).decode())
+        except TimeoutError:
+            continue
+    return messages
+
+
 def test_systemd_notify_watchdog_and_a_clean_stop(start_agent, write_config, notify_socket):
     sock, path = notify_socket
     agent = start_agent(write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\ntargets:\n"

@@ -8,14 +8,12 @@ from __future__ import annotations
 import copy
 import json
 import re
-import signal
-import socket
 import time
 from collections.abc import Callable
 
 from tests.every_kind import Lab, lab  # noqa: F401 (a fixture)
 from tests.lab.harness import free_port, wait_until
-from tests.test_lifecycle import notify_socket  # noqa: F401 (a fixture)
+from tests.test_lifecycle import notify_socket, sighup_until_ready  # noqa: F401 (a fixture)
 from tests.test_reload_metrics import gauge
 
 INLINE = "hunter2-inline"  # noqa: S105 — a secret written inline, which the error must not repeat
@@ -71,20 +69,6 @@ def last_success(agent, job: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def reload(agent, sock: socket.socket) -> list[str]:
-    """SIGHUP, and the notify messages up to READY=1 (the test fails if it never comes)."""
-    agent.peer.signal(signal.SIGHUP)
-    messages: list[str] = []
-    deadline = time.monotonic() + 20
-    while not messages or messages[-1] != "READY=1":
-        assert time.monotonic() < deadline, f"no READY=1 after the reload: {messages}"
-        try:
-            messages.append(sock.recv(4096).decode())
-        except TimeoutError:
-            continue
-    return messages
-
-
 def test_broken_configs_of_every_kind_keep_the_running_one(
         lab, notify_socket, start_agent, write_config, tmp_path, fault_report):  # noqa: F811 (fixtures)
     sock, notify_path = notify_socket
@@ -99,7 +83,7 @@ def test_broken_configs_of_every_kind_keep_the_running_one(
         text = broken(lab, job, section, change, port, state)
         config.write_text(text)
         before = last_success(agent, job)
-        messages = reload(agent, sock)
+        messages = sighup_until_ready(agent, sock)
         assert messages[0].startswith("RELOADING=1"), (what, messages)
         assert gauge(agent.metrics(), "vigil_config_reload_success") == 0, what
         error = json.loads(agent.get("/status.json")[1])["reload_error"]
@@ -111,7 +95,7 @@ def test_broken_configs_of_every_kind_keep_the_running_one(
                    f"{job} collected by the running config ({what})")
         worst = max(worst, time.monotonic() - started)
         config.write_text(good)
-        reload(agent, sock)
+        sighup_until_ready(agent, sock)
         assert gauge(agent.metrics(), "vigil_config_reload_success") == 1, f"the good config after {what}"
     assert agent.peer.output().count("reload rejected") == len(CASES)
     fault_report(fault=f"SIGHUP with {len(CASES)} broken configs, every kind",
