@@ -67,8 +67,10 @@ def bad_jobs(host: str, tcp: int, udp: int, key: Path, known_hosts: Path, ca: Pa
          "client_id": "0e1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b", "client_secret": secret, "authority": origin,
          "graph_url": origin, "ca_file": str(ca)},
     ]
-    # the Azure SDK takes the account from the URL: the path for an address (azurite's way), else the host
-    account_url = f"{origin}/devstoreaccount1" if host[0].isdigit() else f"https://vigilfault.{host}:{tcp}"
+    # the Azure SDK takes the account from the URL: the path for an address (azurite's way), else the
+    # label before `.blob.core.` (the name still ends in the unresolvable domain)
+    account_url = (f"{origin}/devstoreaccount1" if host[0].isdigit()
+                   else f"https://vigilfault.blob.core.windows.net.{host}:{tcp}")
     locations = {
         "sftp": {"kind": "sftp", "host": host, "port": tcp, "path": "/srv/backups", **ssh},
         "restic-sftp": {"kind": "restic", "repository": f"sftp://vigil@{host}:{tcp}//srv/restic", "password": secret,
@@ -186,9 +188,12 @@ def _all_judged(agent, targets: list[dict], backups: list[dict]) -> bool:
 
 
 def _short(text: str, width: int = 50) -> str:
-    """A reason for the report's table: without its exception's name, cut to `width`."""
-    text = re.sub(r"^(primary: |offsite: )?\w+Error: ", "", text)
-    return text if len(text) <= width else text[:width - 1] + "…"
+    """A reason for the report's table: what happened, at its end; not the exception's name or the hint."""
+    text = re.sub(r"^(primary: |offsite: )?\w+Error: ", "", text).split("; ")[0]
+    if len(text) <= width:
+        return text
+    tail = text[-(width - 1):]
+    return "…" + (tail.split(" ", 1)[1] if " " in tail[:16] else tail)  # from a word's start
 
 
 # -- peers killed and started again --------------------------------------------------------------------
