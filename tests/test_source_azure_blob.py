@@ -117,6 +117,14 @@ def test_a_wrong_account_key_is_refused_without_showing_it(location, monkeypatch
     assert wrong_key not in str(error.value)
 
 
+def test_an_account_key_that_is_not_base64_is_a_clear_error(location, monkeypatch):
+    monkeypatch.setenv("TEST_AZURE_CREDENTIAL", "not*base64*at*all")
+    unusable = r"^azure_blob container \S+ at \S+: the credential cannot sign a request \(Incorrect padding\); set "
+    with pytest.raises(LocationError, match=unusable + "`credential` to the account key") as error:
+        location().backups()
+    assert "AttributeError" not in str(error.value) and "not*base64" not in str(error.value)
+
+
 def test_a_sas_token_works_and_a_forged_one_is_refused(server, container, location, monkeypatch):
     upload(container, "db-1.sql")
     monkeypatch.setenv("TEST_AZURE_CREDENTIAL", sas(server, container))

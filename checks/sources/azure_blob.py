@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from agent.schema import CredentialFreeUrl
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
 from checks.sources.cli import size_or_none
@@ -34,8 +33,7 @@ class AzureBlobLocation:
 
     class Config(LocationConfig):
         kind: Literal["azure_blob"]
-        account_url: CredentialFreeUrl = Field(description="https://ACCOUNT.blob.core.windows.net (the SAS token "
-                                                           "goes in `credential`)")
+        account_url: str = Field(description="https://ACCOUNT.blob.core.windows.net")
         container: str = Field(description="the container")
         prefix: str = Field("", description="`nightly/` for a folder: names are relative to the folder the prefix "
                                             "ends in")
@@ -59,12 +57,16 @@ class AzureBlobLocation:
         self.where = f"azure_blob container {config.container} at {config.account_url}"
 
     def backups(self) -> list[BackupSnapshot]:
-        from azure.core.exceptions import AzureError, HttpResponseError
+        from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
         try:
             return newest_first(self._snapshots())
         except HttpResponseError as exc:
-            code = getattr(exc.error_code, "value", exc.error_code)  # a StorageErrorCode, or the raw header
+            code = getattr(exc, "error_code", None)
+            code = getattr(code, "value", code)  # a StorageErrorCode, or the raw header
+            if code is None and isinstance(exc, ClientAuthenticationError):  # raised before any request
+                raise LocationError(f"{self.where}: the credential cannot sign a request ({self._scrub(exc)}); set "
+                                    "`credential` to the account key (base64) or a SAS token") from None
             if code == "ContainerNotFound":
                 raise LocationError(f"{self.where} does not exist") from None
             if exc.status_code == 403:
