@@ -14,9 +14,12 @@ import asyncio
 import json
 import math
 import re
+import threading
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import httpx
 import pytest
@@ -30,6 +33,9 @@ from agent.collector import ApiCounters, Context, Emitter, MetricError
 from agent.net.http import AsyncApi
 from agent.ratelimit import RateLimits
 from agent.statedb import StateDB
+from checks.sources.azure_blob import AzureBlobLocation
+from checks.sources.filelike import LocationError
+from checks.sources.s3 import S3Location
 from checks.sources.veeam import VeeamError, VeeamLocation
 from collectors import meraki, meraki_api
 from collectors import meraki_api as shape
@@ -499,3 +505,138 @@ def test_a_token_answer_that_is_not_a_token_is_an_auth_error(tenant, status, bod
             tenant.run(tokens.token())  # was the JSONDecodeError, ValueError... of msal itself
     finally:
         tokens.close()
+
+
+# --- S3 and Azure Blob listings, served by a peer that answers what the test says ----------------
+
+class _Listing(BaseHTTPRequestHandler):
+    server: _ListingPeer
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self.send_response(200)
+        self.send_header("content-type", "application/xml")
+        self.send_header("content-length", str(len(self.server.body)))
+        self.send_header("x-ms-version", "2021-08-06")
+        self.end_headers()
+        self.wfile.write(self.server.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _ListingPeer(ThreadingHTTPServer):
+    """Every GET gets `body`: an object store's listing as the test wrote it."""
+
+    body = b""
+
+
+@pytest.fixture(scope="module")
+def listing_peer():
+    peer = _ListingPeer(("127.0.0.1", 0), _Listing)
+    thread = threading.Thread(target=peer.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VIGIL_TEST_STORE_KEY", "ZnV6ei1rZXk=")
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield peer
+    peer.shutdown()
+    peer.server_close()
+    thread.join()
+
+
+def _xml(tag: str, value: Any) -> str:
+    """One element of a listing; a list repeats it, an object nests, a surrogate is a raw byte (not UTF-8)."""
+    if isinstance(value, list):
+        return "".join(_xml(tag, item) for item in value)
+    inner = "".join(_xml(str(key), item) for key, item in value.items()) if isinstance(value, dict) else \
+        "" if value is None else escape(str(value))
+    return f"<{tag}>{inner}</{tag}>"
+
+
+def _body(root: str, attributes: str, document: dict) -> bytes:
+    text = f'<?xml version="1.0" encoding="UTF-8"?><{root} {attributes}>' + _xml("x", document)[3:-4] + f"</{root}>"
+    return text.encode("utf-8", "surrogateescape")
+
+
+XML_VALUES = st.one_of(BAD_VALUES, st.text(max_size=10), st.sampled_from([
+    "-5", "abc", str(2**63), str(2**64), "1e400", "NaN", "1.5", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z",
+    "Fri, 31 Dec 9999 23:59:59 GMT", "db-caf\udce9.sql.gz", "%FF%FE", "nightly/", "true", "x" * 100_000]))
+S3_LISTING = {"Name": "backups", "Prefix": "nightly/", "KeyCount": 2, "MaxKeys": 1000, "IsTruncated": "false",
+              "Contents": [{"Key": f"nightly/db-{day}.sql.gz", "LastModified": f"2026-12-0{day}T01:00:00.000Z",
+                            "ETag": '"9e107d9d372bb6826bd81d3542a419d6"', "Size": 1024 * day,
+                            "StorageClass": "STANDARD"} for day in (1, 2)]}
+AZURE_LISTING = {"Prefix": "nightly/", "MaxResults": 5000, "Blobs": {"Blob": [
+    {"Name": f"nightly/db-{day}.sql.gz", "Properties": {
+        "Creation-Time": f"Tue, 0{day} Dec 2026 01:00:00 GMT", "Last-Modified": f"Tue, 0{day} Dec 2026 01:00:00 GMT",
+        "Etag": "0x8DBF1C2A9B3D4E5", "Content-Length": 1024 * day, "Content-Type": "application/gzip",
+        "Content-MD5": "sQqNsWTgdUEFt6mb5y4/5Q==", "BlobType": "BlockBlob"}} for day in (1, 2)]}, "NextMarker": None}
+
+
+def _s3(peer: _ListingPeer, context: Context) -> S3Location:
+    return S3Location(S3Location.Config.model_validate({
+        "kind": "s3", "bucket": "backups", "prefix": "nightly/", "endpoint_url": f"http://127.0.0.1:{peer.server_port}",
+        "region": "us-east-1", "access_key_id": "${env:VIGIL_TEST_STORE_KEY}",
+        "secret_access_key": "${env:VIGIL_TEST_STORE_KEY}", "timeout": "5s"}), context)
+
+
+def _azure(peer: _ListingPeer, context: Context) -> AzureBlobLocation:
+    return AzureBlobLocation(AzureBlobLocation.Config.model_validate({
+        "kind": "azure_blob", "account_url": f"http://127.0.0.1:{peer.server_port}/devstoreaccount1",
+        "container": "backups", "prefix": "nightly/", "credential": "${env:VIGIL_TEST_STORE_KEY}",
+        "timeout": "5s"}), context)
+
+
+STORES = {"s3": (_s3, "ListBucketResult", 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"', S3_LISTING),
+          "azure_blob": (_azure, "EnumerationResults", 'ContainerName="backups"', AZURE_LISTING)}
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+def test_the_good_listings_are_read(listing_peer, context, store):
+    location, root, attributes, document = STORES[store]
+    listing_peer.body = _body(root, attributes, document)
+    backups = location(listing_peer, context).backups()
+    assert [(b.name, b.size_bytes) for b in backups] == [("db-2.sql.gz", 2048), ("db-1.sql.gz", 1024)]
+
+
+@settings(max_examples=50)  # boto3 makes a client per listing: a quarter second each
+@given(st.data(), st.sampled_from(sorted(STORES)))
+def test_a_listing_with_one_entry_wrong_is_read_or_a_location_error(listing_peer, context, data, store):
+    location, root, attributes, document = STORES[store]
+    listing_peer.body = _body(root, attributes, data.draw(mutated(document, XML_VALUES)))
+    try:
+        backups = location(listing_peer, context).backups()
+    except LocationError as exc:
+        _one_line(exc)
+    else:
+        for backup in backups:
+            assert isinstance(backup.name, str) and backup.name.encode("utf-8") and backup.id == backup.name
+            assert math.isfinite(backup.completed_at)
+            assert backup.size_bytes is None or 0 <= backup.size_bytes <= 2**63 - 1
+
+
+def _with_first(document: dict, store: str, **changes: Any) -> dict:
+    document = json.loads(json.dumps(document))
+    entry = document["Contents"][0] if store == "s3" else document["Blobs"]["Blob"][0]["Properties"]
+    entry.update(changes)
+    return document
+
+
+@pytest.mark.parametrize("store, changes, reason", [
+    ("s3", {"Size": -5}, "the size '-5', not 0 to 2^63-1 bytes"),
+    ("s3", {"Size": 2**64}, "the size '18446744073709551616', not 0 to 2^63-1 bytes"),
+    ("s3", {"Size": "1.5"}, "the listing is not what the service sends (invalid literal for int()"),
+    ("s3", {"LastModified": "yesterday"}, "the listing is not what the service sends (Invalid timestamp"),
+    ("azure_blob", {"Content-Length": 2**63}, "the size '9223372036854775808'"),
+    ("azure_blob", {"Last-Modified": None}, "'db-1.sql.gz' no time of last change"),
+])
+def test_a_listing_entry_out_of_range_is_a_location_error_naming_it(listing_peer, context, store, changes, reason):
+    location, root, attributes, document = STORES[store]
+    listing_peer.body = _body(root, attributes, _with_first(document, store, **changes))
+    with pytest.raises(LocationError, match=re.escape(reason)):
+        location(listing_peer, context).backups()  # was a ValueError, or a size SQLite cannot store
+
+
+def test_an_azure_listing_that_is_not_xml_is_a_location_error(listing_peer, context):
+    listing_peer.body = b"<EnumerationResults><Blobs><Blob><Name>x"
+    with pytest.raises(LocationError, match="XML is invalid"):
+        _azure(listing_peer, context).backups()  # was AttributeError: 'DecodeError' object has no attribute
