@@ -160,6 +160,25 @@ def test_one_vsphere_value_wrong_is_left_out_or_a_vmware_error(data, moid):
         assert math.isfinite(sample.value)
 
 
+@pytest.mark.parametrize("moid, path, bad", [
+    ("datastore-1", "summary.capacity", "1099511627776"),  # xsi:type="xsd:string": was left to the Emitter
+    ("host-1", "summary.hardware", "VMware7,1"),  # was AttributeError: 'str' object has no attribute 'cpuMhz'
+    ("host-1", "summary.quickStats.uptime", 10**400),  # was OverflowError in float()
+    ("vm-1", "runtime.host", "host-1"),  # was AttributeError: 'str' object has no attribute '_moId'
+    ("vm-1", "snapshot", {"rootSnapshotList": [{"createTime": "yesterday"}]}),  # was AttributeError
+    ("domain-c1", "summary.effectiveCpu", -6000),
+    ("host-1", inventory.SENSORS, [{"healthState": {"key": "moref:HostSystem:host-1"}}]),  # a moref's == raised
+    ("vm-1", "guest.toolsRunningStatus", "moref:HostSystem:host-1"),
+])
+def test_a_vsphere_value_of_the_wrong_type_or_range_leaves_its_sample_out(moid, path, bad):
+    kind, props = VSPHERE[moid]
+    out, inv = _vsphere_emitter(), _inventory({**VSPHERE, moid: (kind, {**props, path: bad})})
+    selected = inventory.emit(out, inv, inventory.Filters(), True, NOW)
+    inventory.emit_sensors(out, inv.of(vim.HostSystem), selected.host_ids)
+    names = {sample.name for sample in out.samples()}
+    assert "vigil_vmware_vms" in names and "vigil_vmware_host_info" in names  # the rest of the inventory stands
+
+
 PERF_COUNTERS = {6: perf.Counter(6, "cpu.ready.summation", 1e-3), 7: perf.Counter(7, "mem.swapped.average", 1024.0)}
 PERF_RESULT = {"entity": "moref:HostSystem:host-1", "value": [
     {"id": {"counterId": 6, "instance": ""}, "value": [120]},
@@ -177,6 +196,12 @@ def test_queryperf_results_are_samples_in_range_or_left_out(results):
 
 def test_the_good_queryperf_result_is_read_and_no_sample_left_out():
     assert perf.samples(_vsphere([PERF_RESULT]), PERF_COUNTERS) == [("host-1", "cpu.ready.summation", 0.12)]
+
+
+def test_a_queryperf_value_beyond_a_float_or_of_another_type_is_left_out():
+    series = [{"id": {"counterId": 6}, "value": [10**400]}, {"id": {"counterId": 7}, "value": ["12"]},
+              {"id": {"counterId": [6]}, "value": [1]}]
+    assert perf.samples(_vsphere([{"entity": "moref:HostSystem:host-1", "value": series}]), PERF_COUNTERS) == []
 
 
 # --- Meraki Dashboard API --------------------------------------------------------------------------
@@ -379,6 +404,7 @@ def test_a_token_that_never_expires_is_a_veeam_error(veeam):
 
 TENANT, CLIENT_ID = "7d6f2c1e-52a4-4f0e-9b1c-3a5e8d9f0a11", "0e1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 GRAPH_SECRET = "fuzz~client~secret"  # noqa: S105 — the fake's own test secret
+INTUNE = "/v1.0/deviceManagement/deviceCompliancePolicyDeviceStateSummary"
 # signal: (the path it reads whose answer is made wrong, the fixture of that answer)
 GRAPH_ANSWERS = {
     "service_health": [("/v1.0/admin/serviceAnnouncement/healthOverviews", "healthOverviews.list"),
@@ -387,8 +413,7 @@ GRAPH_ANSWERS = {
     "licenses": [("/v1.0/subscribedSkus", "subscribedSkus.list")],
     "app_credentials": [("/v1.0/applications", "applications.list")],
     "secure_score": [("/v1.0/security/secureScores", "secureScores.list")],
-    "intune": [("/v1.0/deviceManagement/deviceCompliancePolicyDeviceStateSummary",
-                "deviceCompliancePolicyDeviceStateSummary.get")],
+    "intune": [(INTUNE, "deviceCompliancePolicyDeviceStateSummary.get")],
 }
 GRAPH_CASES = [(signal, path, name) for signal, answers in GRAPH_ANSWERS.items() for path, name in answers]
 
@@ -487,6 +512,14 @@ def test_a_token_answer_gone_wrong_is_a_token_or_an_auth_error(tenant, data):
         tokens.close()
         with tenant.fake._lock:
             tenant.fake._token_canned.clear()
+
+
+def test_a_graph_count_beyond_a_float_is_left_out(tenant):
+    summary = _graph("deviceCompliancePolicyDeviceStateSummary.get")
+    summary["value"]["compliantDeviceCount"] = 10**400
+    tenant.fake.malformed_next(INTUNE, json.dumps(summary).encode())
+    counts = {sample.labels["compliance"]: sample.value for sample in tenant.read("intune").samples()}
+    assert "compliant" not in counts and counts["noncompliant"] == 7  # was OverflowError: int too large
 
 
 @pytest.mark.parametrize("status, body, reason", [

@@ -175,7 +175,13 @@ def _objects(value: object) -> list[dict]:
 
 
 def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A count or score; None for another type or an integer beyond a float (JSON allows 1 and 400 zeros)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _timestamp(value: object) -> float:
