@@ -55,6 +55,10 @@ from tests.lab.pki import make_pki
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEW = settings(max_examples=80)  # per property: the file stays well under a minute on a loaded machine
+# Values for replies that are text (XML listings, CSV reports); a surrogate stands for a byte that is not UTF-8.
+TEXT_VALUES = st.one_of(BAD_VALUES, st.text(max_size=10), st.sampled_from([
+    "-5", "abc", str(2**63), str(2**64), "1e400", "NaN", "1.5", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z",
+    "Fri, 31 Dec 9999 23:59:59 GMT", "db-caf\udce9.sql.gz", "%FF%FE", "nightly/", "true", "x" * 100_000]))
 
 
 def _one_line(exc: BaseException) -> None:
@@ -490,6 +494,40 @@ def test_a_graph_answer_with_one_value_wrong_is_read_or_a_graph_error(tenant, da
             tenant.fake._canned.clear()  # an answer for a path this read did not reach
 
 
+GIB = 1 << 30
+MAILBOX = {"User Principal Name": "a@contoso.com", "Is Deleted": "False", "Storage Used (Byte)": 49 * GIB + 1,
+           "Issue Warning Quota (Byte)": 49 * GIB, "Prohibit Send Quota (Byte)": 50 * GIB,
+           "Prohibit Send/Receive Quota (Byte)": 50 * GIB}
+SITE = {"Site URL": "https://contoso.sharepoint.com/sites/a", "Is Deleted": "False",
+        "Storage Used (Byte)": 95 * GIB, "Storage Allocated (Byte)": 100 * GIB}
+
+
+def _report_rows(rows: object, columns: dict) -> list[dict]:
+    """The report's rows as the fake writes them: text in the documented columns."""
+    return [{column: "" if row.get(column) is None else str(row.get(column)) for column in columns}
+            for row in (rows if isinstance(rows, list) else []) if isinstance(row, dict)]
+
+
+@FEW
+@given(mutated({"mailboxes": [MAILBOX, MAILBOX], "sites": [SITE]}, TEXT_VALUES))
+def test_a_usage_report_with_one_value_wrong_is_read_or_a_graph_error(tenant, reports):
+    tenant.fake.mailboxes = _report_rows(reports.get("mailboxes") if isinstance(reports, dict) else [], MAILBOX)
+    tenant.fake.sites = _report_rows(reports.get("sites") if isinstance(reports, dict) else [], SITE)
+    try:
+        out = tenant.read("usage_reports")
+    except GraphError as exc:
+        _one_line(exc)
+    else:
+        assert all(math.isfinite(sample.value) and sample.value >= 0 for sample in out.samples())
+
+
+def test_a_negative_size_in_a_usage_report_counts_as_none(tenant):
+    tenant.fake.mailboxes = _report_rows([MAILBOX, {**MAILBOX, "Storage Used (Byte)": -(2**63)}], MAILBOX)
+    tenant.fake.sites = _report_rows([SITE], SITE)
+    storage = [s.value for s in tenant.read("usage_reports").samples() if s.name == m365_metrics.MAILBOX_STORAGE.name]
+    assert storage == [49 * GIB + 1]  # was -2^63 + 49 GiB: a negative total
+
+
 TOKEN = {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "eyJ0eXAi.fuzz.token"}
 
 
@@ -591,9 +629,6 @@ def _body(root: str, attributes: str, document: dict) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-XML_VALUES = st.one_of(BAD_VALUES, st.text(max_size=10), st.sampled_from([
-    "-5", "abc", str(2**63), str(2**64), "1e400", "NaN", "1.5", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z",
-    "Fri, 31 Dec 9999 23:59:59 GMT", "db-caf\udce9.sql.gz", "%FF%FE", "nightly/", "true", "x" * 100_000]))
 S3_LISTING = {"Name": "backups", "Prefix": "nightly/", "KeyCount": 2, "MaxKeys": 1000, "IsTruncated": "false",
               "Contents": [{"Key": f"nightly/db-{day}.sql.gz", "LastModified": f"2026-12-0{day}T01:00:00.000Z",
                             "ETag": '"9e107d9d372bb6826bd81d3542a419d6"', "Size": 1024 * day,
@@ -635,7 +670,7 @@ def test_the_good_listings_are_read(listing_peer, context, store):
 @given(st.data(), st.sampled_from(sorted(STORES)))
 def test_a_listing_with_one_entry_wrong_is_read_or_a_location_error(listing_peer, context, data, store):
     location, root, attributes, document = STORES[store]
-    listing_peer.body = _body(root, attributes, data.draw(mutated(document, XML_VALUES)))
+    listing_peer.body = _body(root, attributes, data.draw(mutated(document, TEXT_VALUES)))
     try:
         backups = location(listing_peer, context).backups()
     except LocationError as exc:

@@ -206,4 +206,4 @@ def _bytes(row: dict[str, str], column: str) -> float:
         value = float(row.get(column) or 0)
     except ValueError:
         return 0.0
-    return value if math.isfinite(value) else 0.0
+    return value if math.isfinite(value) and value >= 0 else 0.0  # a negative size is none known
