@@ -55,6 +55,7 @@ from tests.lab.pki import make_pki
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEW = settings(max_examples=80)  # per property: the file stays well under a minute on a loaded machine
+SLOW = settings(max_examples=50)  # each example a new client: a token login, a report download, a boto3 client
 # Values for replies that are text (XML listings, CSV reports); a surrogate stands for a byte that is not UTF-8.
 TEXT_VALUES = st.one_of(BAD_VALUES, st.text(max_size=10), st.sampled_from([
     "-5", "abc", str(2**63), str(2**64), "1e400", "NaN", "1.5", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z",
@@ -508,7 +509,7 @@ def _report_rows(rows: object, columns: dict) -> list[dict]:
             for row in (rows if isinstance(rows, list) else []) if isinstance(row, dict)]
 
 
-@FEW
+@SLOW
 @given(mutated({"mailboxes": [MAILBOX, MAILBOX], "sites": [SITE]}, TEXT_VALUES))
 def test_a_usage_report_with_one_value_wrong_is_read_or_a_graph_error(tenant, reports):
     tenant.fake.mailboxes = _report_rows(reports.get("mailboxes") if isinstance(reports, dict) else [], MAILBOX)
@@ -531,7 +532,7 @@ def test_a_negative_size_in_a_usage_report_counts_as_none(tenant):
 TOKEN = {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "eyJ0eXAi.fuzz.token"}
 
 
-@FEW
+@SLOW
 @given(st.data())
 def test_a_token_answer_gone_wrong_is_a_token_or_an_auth_error(tenant, data):
     document = data.draw(mutated(TOKEN))
@@ -666,7 +667,7 @@ def test_the_good_listings_are_read(listing_peer, context, store):
     assert [(b.name, b.size_bytes) for b in backups] == [("db-2.sql.gz", 2048), ("db-1.sql.gz", 1024)]
 
 
-@settings(max_examples=50)  # boto3 makes a client per listing: a quarter second each
+@SLOW
 @given(st.data(), st.sampled_from(sorted(STORES)))
 def test_a_listing_with_one_entry_wrong_is_read_or_a_location_error(listing_peer, context, data, store):
     location, root, attributes, document = STORES[store]
