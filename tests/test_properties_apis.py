@@ -14,9 +14,12 @@ import asyncio
 import json
 import math
 import re
+import threading
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import httpx
 import pytest
@@ -30,6 +33,9 @@ from agent.collector import ApiCounters, Context, Emitter, MetricError
 from agent.net.http import AsyncApi
 from agent.ratelimit import RateLimits
 from agent.statedb import StateDB
+from checks.sources.azure_blob import AzureBlobLocation
+from checks.sources.filelike import LocationError
+from checks.sources.s3 import S3Location
 from checks.sources.veeam import VeeamError, VeeamLocation
 from collectors import meraki, meraki_api
 from collectors import meraki_api as shape
@@ -49,6 +55,11 @@ from tests.lab.pki import make_pki
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEW = settings(max_examples=80)  # per property: the file stays well under a minute on a loaded machine
+SLOW = settings(max_examples=50)  # each example a new client: a token login, a report download, a boto3 client
+# Values for replies that are text (XML listings, CSV reports); a surrogate stands for a byte that is not UTF-8.
+TEXT_VALUES = st.one_of(BAD_VALUES, st.text(max_size=10), st.sampled_from([
+    "-5", "abc", str(2**63), str(2**64), "1e400", "NaN", "1.5", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z",
+    "Fri, 31 Dec 9999 23:59:59 GMT", "db-caf\udce9.sql.gz", "%FF%FE", "nightly/", "true", "x" * 100_000]))
 
 
 def _one_line(exc: BaseException) -> None:
@@ -154,6 +165,25 @@ def test_one_vsphere_value_wrong_is_left_out_or_a_vmware_error(data, moid):
         assert math.isfinite(sample.value)
 
 
+@pytest.mark.parametrize("moid, path, bad", [
+    ("datastore-1", "summary.capacity", "1099511627776"),  # xsi:type="xsd:string": was left to the Emitter
+    ("host-1", "summary.hardware", "VMware7,1"),  # was AttributeError: 'str' object has no attribute 'cpuMhz'
+    ("host-1", "summary.quickStats.uptime", 10**400),  # was OverflowError in float()
+    ("vm-1", "runtime.host", "host-1"),  # was AttributeError: 'str' object has no attribute '_moId'
+    ("vm-1", "snapshot", {"rootSnapshotList": [{"createTime": "yesterday"}]}),  # was AttributeError
+    ("domain-c1", "summary.effectiveCpu", -6000),
+    ("host-1", inventory.SENSORS, [{"healthState": {"key": "moref:HostSystem:host-1"}}]),  # a moref's == raised
+    ("vm-1", "guest.toolsRunningStatus", "moref:HostSystem:host-1"),
+])
+def test_a_vsphere_value_of_the_wrong_type_or_range_leaves_its_sample_out(moid, path, bad):
+    kind, props = VSPHERE[moid]
+    out, inv = _vsphere_emitter(), _inventory({**VSPHERE, moid: (kind, {**props, path: bad})})
+    selected = inventory.emit(out, inv, inventory.Filters(), True, NOW)
+    inventory.emit_sensors(out, inv.of(vim.HostSystem), selected.host_ids)
+    names = {sample.name for sample in out.samples()}
+    assert "vigil_vmware_vms" in names and "vigil_vmware_host_info" in names  # the rest of the inventory stands
+
+
 PERF_COUNTERS = {6: perf.Counter(6, "cpu.ready.summation", 1e-3), 7: perf.Counter(7, "mem.swapped.average", 1024.0)}
 PERF_RESULT = {"entity": "moref:HostSystem:host-1", "value": [
     {"id": {"counterId": 6, "instance": ""}, "value": [120]},
@@ -171,6 +201,12 @@ def test_queryperf_results_are_samples_in_range_or_left_out(results):
 
 def test_the_good_queryperf_result_is_read_and_no_sample_left_out():
     assert perf.samples(_vsphere([PERF_RESULT]), PERF_COUNTERS) == [("host-1", "cpu.ready.summation", 0.12)]
+
+
+def test_a_queryperf_value_beyond_a_float_or_of_another_type_is_left_out():
+    series = [{"id": {"counterId": 6}, "value": [10**400]}, {"id": {"counterId": 7}, "value": ["12"]},
+              {"id": {"counterId": [6]}, "value": [1]}]
+    assert perf.samples(_vsphere([{"entity": "moref:HostSystem:host-1", "value": series}]), PERF_COUNTERS) == []
 
 
 # --- Meraki Dashboard API --------------------------------------------------------------------------
@@ -373,6 +409,7 @@ def test_a_token_that_never_expires_is_a_veeam_error(veeam):
 
 TENANT, CLIENT_ID = "7d6f2c1e-52a4-4f0e-9b1c-3a5e8d9f0a11", "0e1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 GRAPH_SECRET = "fuzz~client~secret"  # noqa: S105 — the fake's own test secret
+INTUNE = "/v1.0/deviceManagement/deviceCompliancePolicyDeviceStateSummary"
 # signal: (the path it reads whose answer is made wrong, the fixture of that answer)
 GRAPH_ANSWERS = {
     "service_health": [("/v1.0/admin/serviceAnnouncement/healthOverviews", "healthOverviews.list"),
@@ -381,8 +418,7 @@ GRAPH_ANSWERS = {
     "licenses": [("/v1.0/subscribedSkus", "subscribedSkus.list")],
     "app_credentials": [("/v1.0/applications", "applications.list")],
     "secure_score": [("/v1.0/security/secureScores", "secureScores.list")],
-    "intune": [("/v1.0/deviceManagement/deviceCompliancePolicyDeviceStateSummary",
-                "deviceCompliancePolicyDeviceStateSummary.get")],
+    "intune": [(INTUNE, "deviceCompliancePolicyDeviceStateSummary.get")],
 }
 GRAPH_CASES = [(signal, path, name) for signal, answers in GRAPH_ANSWERS.items() for path, name in answers]
 
@@ -459,10 +495,44 @@ def test_a_graph_answer_with_one_value_wrong_is_read_or_a_graph_error(tenant, da
             tenant.fake._canned.clear()  # an answer for a path this read did not reach
 
 
+GIB = 1 << 30
+MAILBOX = {"User Principal Name": "a@contoso.com", "Is Deleted": "False", "Storage Used (Byte)": 49 * GIB + 1,
+           "Issue Warning Quota (Byte)": 49 * GIB, "Prohibit Send Quota (Byte)": 50 * GIB,
+           "Prohibit Send/Receive Quota (Byte)": 50 * GIB}
+SITE = {"Site URL": "https://contoso.sharepoint.com/sites/a", "Is Deleted": "False",
+        "Storage Used (Byte)": 95 * GIB, "Storage Allocated (Byte)": 100 * GIB}
+
+
+def _report_rows(rows: object, columns: dict) -> list[dict]:
+    """The report's rows as the fake writes them: text in the documented columns."""
+    return [{column: "" if row.get(column) is None else str(row.get(column)) for column in columns}
+            for row in (rows if isinstance(rows, list) else []) if isinstance(row, dict)]
+
+
+@SLOW
+@given(mutated({"mailboxes": [MAILBOX, MAILBOX], "sites": [SITE]}, TEXT_VALUES))
+def test_a_usage_report_with_one_value_wrong_is_read_or_a_graph_error(tenant, reports):
+    tenant.fake.mailboxes = _report_rows(reports.get("mailboxes") if isinstance(reports, dict) else [], MAILBOX)
+    tenant.fake.sites = _report_rows(reports.get("sites") if isinstance(reports, dict) else [], SITE)
+    try:
+        out = tenant.read("usage_reports")
+    except GraphError as exc:
+        _one_line(exc)
+    else:
+        assert all(math.isfinite(sample.value) and sample.value >= 0 for sample in out.samples())
+
+
+def test_a_negative_size_in_a_usage_report_counts_as_none(tenant):
+    tenant.fake.mailboxes = _report_rows([MAILBOX, {**MAILBOX, "Storage Used (Byte)": -(2**63)}], MAILBOX)
+    tenant.fake.sites = _report_rows([SITE], SITE)
+    storage = [s.value for s in tenant.read("usage_reports").samples() if s.name == m365_metrics.MAILBOX_STORAGE.name]
+    assert storage == [49 * GIB + 1]  # was -2^63 + 49 GiB: a negative total
+
+
 TOKEN = {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "eyJ0eXAi.fuzz.token"}
 
 
-@FEW
+@SLOW
 @given(st.data())
 def test_a_token_answer_gone_wrong_is_a_token_or_an_auth_error(tenant, data):
     document = data.draw(mutated(TOKEN))
@@ -483,6 +553,14 @@ def test_a_token_answer_gone_wrong_is_a_token_or_an_auth_error(tenant, data):
             tenant.fake._token_canned.clear()
 
 
+def test_a_graph_count_beyond_a_float_is_left_out(tenant):
+    summary = _graph("deviceCompliancePolicyDeviceStateSummary.get")
+    summary["value"]["compliantDeviceCount"] = 10**400
+    tenant.fake.malformed_next(INTUNE, json.dumps(summary).encode())
+    counts = {sample.labels["compliance"]: sample.value for sample in tenant.read("intune").samples()}
+    assert "compliant" not in counts and counts["noncompliant"] == 7  # was OverflowError: int too large
+
+
 @pytest.mark.parametrize("status, body, reason", [
     (200, b"<html>Sign in</html>", "token answer is unusable (JSONDecodeError)"),
     (200, json.dumps({**TOKEN, "expires_in": float("nan")}).encode(), "token answer is unusable (ValueError)"),
@@ -499,3 +577,132 @@ def test_a_token_answer_that_is_not_a_token_is_an_auth_error(tenant, status, bod
             tenant.run(tokens.token())  # was the JSONDecodeError, ValueError... of msal itself
     finally:
         tokens.close()
+
+
+# --- S3 and Azure Blob listings, served by a peer that answers what the test says ----------------
+
+class _Listing(BaseHTTPRequestHandler):
+    server: _ListingPeer
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self.send_response(200)
+        self.send_header("content-type", "application/xml")
+        self.send_header("content-length", str(len(self.server.body)))
+        self.send_header("x-ms-version", "2021-08-06")
+        self.end_headers()
+        self.wfile.write(self.server.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _ListingPeer(ThreadingHTTPServer):
+    """Every GET gets `body`: an object store's listing as the test wrote it."""
+
+    body = b""
+
+
+@pytest.fixture(scope="module")
+def listing_peer():
+    peer = _ListingPeer(("127.0.0.1", 0), _Listing)
+    thread = threading.Thread(target=peer.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VIGIL_TEST_STORE_KEY", "ZnV6ei1rZXk=")
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield peer
+    peer.shutdown()
+    peer.server_close()
+    thread.join()
+
+
+def _xml(tag: str, value: Any) -> str:
+    """One element of a listing; a list repeats it, an object nests, a surrogate is a raw byte (not UTF-8)."""
+    if isinstance(value, list):
+        return "".join(_xml(tag, item) for item in value)
+    inner = "".join(_xml(str(key), item) for key, item in value.items()) if isinstance(value, dict) else \
+        "" if value is None else escape(str(value))
+    return f"<{tag}>{inner}</{tag}>"
+
+
+def _body(root: str, attributes: str, document: dict) -> bytes:
+    text = f'<?xml version="1.0" encoding="UTF-8"?><{root} {attributes}>' + _xml("x", document)[3:-4] + f"</{root}>"
+    return text.encode("utf-8", "surrogateescape")
+
+
+S3_LISTING = {"Name": "backups", "Prefix": "nightly/", "KeyCount": 2, "MaxKeys": 1000, "IsTruncated": "false",
+              "Contents": [{"Key": f"nightly/db-{day}.sql.gz", "LastModified": f"2026-12-0{day}T01:00:00.000Z",
+                            "ETag": '"9e107d9d372bb6826bd81d3542a419d6"', "Size": 1024 * day,
+                            "StorageClass": "STANDARD"} for day in (1, 2)]}
+AZURE_LISTING = {"Prefix": "nightly/", "MaxResults": 5000, "Blobs": {"Blob": [
+    {"Name": f"nightly/db-{day}.sql.gz", "Properties": {
+        "Creation-Time": f"Tue, 0{day} Dec 2026 01:00:00 GMT", "Last-Modified": f"Tue, 0{day} Dec 2026 01:00:00 GMT",
+        "Etag": "0x8DBF1C2A9B3D4E5", "Content-Length": 1024 * day, "Content-Type": "application/gzip",
+        "Content-MD5": "sQqNsWTgdUEFt6mb5y4/5Q==", "BlobType": "BlockBlob"}} for day in (1, 2)]}, "NextMarker": None}
+
+
+def _s3(peer: _ListingPeer, context: Context) -> S3Location:
+    return S3Location(S3Location.Config.model_validate({
+        "kind": "s3", "bucket": "backups", "prefix": "nightly/", "endpoint_url": f"http://127.0.0.1:{peer.server_port}",
+        "region": "us-east-1", "access_key_id": "${env:VIGIL_TEST_STORE_KEY}",
+        "secret_access_key": "${env:VIGIL_TEST_STORE_KEY}", "timeout": "5s"}), context)
+
+
+def _azure(peer: _ListingPeer, context: Context) -> AzureBlobLocation:
+    return AzureBlobLocation(AzureBlobLocation.Config.model_validate({
+        "kind": "azure_blob", "account_url": f"http://127.0.0.1:{peer.server_port}/devstoreaccount1",
+        "container": "backups", "prefix": "nightly/", "credential": "${env:VIGIL_TEST_STORE_KEY}",
+        "timeout": "5s"}), context)
+
+
+STORES = {"s3": (_s3, "ListBucketResult", 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"', S3_LISTING),
+          "azure_blob": (_azure, "EnumerationResults", 'ContainerName="backups"', AZURE_LISTING)}
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+def test_the_good_listings_are_read(listing_peer, context, store):
+    location, root, attributes, document = STORES[store]
+    listing_peer.body = _body(root, attributes, document)
+    backups = location(listing_peer, context).backups()
+    assert [(b.name, b.size_bytes) for b in backups] == [("db-2.sql.gz", 2048), ("db-1.sql.gz", 1024)]
+
+
+@SLOW
+@given(st.data(), st.sampled_from(sorted(STORES)))
+def test_a_listing_with_one_entry_wrong_is_read_or_a_location_error(listing_peer, context, data, store):
+    location, root, attributes, document = STORES[store]
+    listing_peer.body = _body(root, attributes, data.draw(mutated(document, TEXT_VALUES)))
+    try:
+        backups = location(listing_peer, context).backups()
+    except LocationError as exc:
+        _one_line(exc)
+    else:
+        for backup in backups:
+            assert isinstance(backup.name, str) and backup.name.encode("utf-8") and backup.id == backup.name
+            assert math.isfinite(backup.completed_at)
+            assert backup.size_bytes is None or 0 <= backup.size_bytes <= 2**63 - 1
+
+
+def _with_first(document: dict, store: str, **changes: Any) -> dict:
+    document = json.loads(json.dumps(document))
+    entry = document["Contents"][0] if store == "s3" else document["Blobs"]["Blob"][0]["Properties"]
+    entry.update(changes)
+    return document
+
+
+@pytest.mark.parametrize("store, changes, reason", [
+    ("s3", {"Size": "1.5"}, "the listing is not what the service sends (invalid literal for int()"),
+    ("s3", {"LastModified": "yesterday"}, "the listing is not what the service sends (Invalid timestamp"),
+    ("azure_blob", {"Last-Modified": None}, "'db-1.sql.gz' no time of last change"),
+])
+def test_a_listing_entry_out_of_range_is_a_location_error_naming_it(listing_peer, context, store, changes, reason):
+    location, root, attributes, document = STORES[store]
+    listing_peer.body = _body(root, attributes, _with_first(document, store, **changes))
+    with pytest.raises(LocationError, match=re.escape(reason)):
+        location(listing_peer, context).backups()  # was a ValueError, or a size SQLite cannot store
+
+
+def test_an_azure_listing_that_is_not_xml_is_a_location_error(listing_peer, context):
+    listing_peer.body = b"<EnumerationResults><Blobs><Blob><Name>x"
+    with pytest.raises(LocationError, match="XML is invalid"):
+        _azure(listing_peer, context).backups()  # was AttributeError: 'DecodeError' object has no attribute

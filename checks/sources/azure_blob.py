@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
-from checks.sources.cli import size_or_none
+from checks.sources import store_entries
 from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
 
 PAGE_SIZE = 5000  # the service's maximum per List Blobs call
@@ -62,8 +62,8 @@ class AzureBlobLocation:
         try:
             return newest_first(self._snapshots())
         except HttpResponseError as exc:
-            code = getattr(exc, "error_code", None)
-            code = getattr(code, "value", code)  # a StorageErrorCode, or the raw header
+            raw = getattr(exc, "error_code", None)  # a DecodeError (a body that is not XML) has none
+            code = getattr(raw, "value", raw)  # a StorageErrorCode, or the raw header
             if code is None and isinstance(exc, ClientAuthenticationError):  # raised before any request
                 raise LocationError(f"{self.where}: the credential cannot sign a request ({self._scrub(exc)}); set "
                                     "`credential` to the account key (base64) or a SAS token") from None
@@ -79,16 +79,18 @@ class AzureBlobLocation:
     def _snapshots(self) -> Iterator[BackupSnapshot]:
         config = self.config
         deadline = Deadline(self._clock, config.timeout, f"listing {self.where}")
-        for page in self._container().list_blobs(name_starts_with=config.prefix or None,
-                                                  results_per_page=PAGE_SIZE).by_page():
+        pages = self._container().list_blobs(name_starts_with=config.prefix or None,
+                                             results_per_page=PAGE_SIZE).by_page()
+        for page in store_entries.parsed(self.where, pages):
             deadline.check()
-            for blob in page:
-                name = relative_name(blob.name, config.prefix)
-                if not blob.name.endswith("/") and is_backup_name(name, config.pattern):
-                    md5 = blob.content_settings.content_md5
-                    yield BackupSnapshot(id=name, name=name, completed_at=blob.last_modified.timestamp(),
-                                         size_bytes=size_or_none(blob.size), file_count=1,
-                                         checksum=f"md5:{bytes(md5).hex()}" if md5 else "")
+            for blob in store_entries.parsed(self.where, page):
+                key = blob.name if isinstance(blob.name, str) else ""
+                name = relative_name(key, config.prefix)
+                if not key.endswith("/") and is_backup_name(name, config.pattern):
+                    md5 = getattr(blob.content_settings, "content_md5", None)
+                    yield store_entries.snapshot(self.where, name, blob.last_modified, blob.size,
+                                                 f"md5:{bytes(md5).hex()}" if isinstance(md5, bytes | bytearray)
+                                                 and md5 else "")
 
     def _container(self):
         """A client per listing: cheap next to the listing, and nothing stale between polls."""

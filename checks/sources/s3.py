@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from agent.redact import userinfo_in_url
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
-from checks.sources.cli import size_or_none
+from checks.sources import store_entries
 from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
 
 PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 call
@@ -84,17 +84,18 @@ class S3Location:
         deadline = Deadline(self._clock, config.timeout, f"listing {self.where}")
         pages = self._client().get_paginator("list_objects_v2").paginate(
             Bucket=config.bucket, Prefix=config.prefix, PaginationConfig={"PageSize": PAGE_SIZE})
-        for page in pages:
+        for page in store_entries.parsed(self.where, pages):
             deadline.check()
             for item in page.get("Contents", ()):
-                name = relative_name(item["Key"], config.prefix)
-                if not item["Key"].endswith("/") and is_backup_name(name, config.pattern):
-                    yield BackupSnapshot(id=name, name=name, completed_at=item["LastModified"].timestamp(),
-                                         size_bytes=size_or_none(item.get("Size")), file_count=1,
-                                         checksum=self._md5(item))
+                key = item.get("Key") if isinstance(item.get("Key"), str) else ""
+                name = relative_name(key, config.prefix)
+                if not key.endswith("/") and is_backup_name(name, config.pattern):
+                    yield store_entries.snapshot(self.where, name, item.get("LastModified"), item.get("Size"),
+                                                 self._md5(item))
 
     def _md5(self, item: dict) -> str:
-        match = _MD5_ETAG.fullmatch(item.get("ETag", "")) if self.config.etag_is_md5 else None
+        etag = item.get("ETag")
+        match = _MD5_ETAG.fullmatch(etag) if self.config.etag_is_md5 and isinstance(etag, str) else None
         return f"md5:{match[1]}" if match else ""
 
     def _client(self):

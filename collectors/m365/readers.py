@@ -175,7 +175,13 @@ def _objects(value: object) -> list[dict]:
 
 
 def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A count or score; None for another type or an integer beyond a float (JSON allows 1 and 400 zeros)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _timestamp(value: object) -> float:
@@ -200,4 +206,4 @@ def _bytes(row: dict[str, str], column: str) -> float:
         value = float(row.get(column) or 0)
     except ValueError:
         return 0.0
-    return value if math.isfinite(value) else 0.0
+    return value if math.isfinite(value) and value >= 0 else 0.0  # a negative size is none known

@@ -251,7 +251,7 @@ def _vm(out: Emitter, name: str, power: str, host: str, cluster: str, props: dic
     out.gauge(m.VM_POWERED_ON, int(power == "poweredOn"), vm=name)
     if power == "poweredOn":
         tools = props.get("guest.toolsRunningStatus")
-        out.gauge(m.VM_TOOLS, None if tools is None else int(tools == "guestToolsRunning"), vm=name)
+        out.gauge(m.VM_TOOLS, int(tools == "guestToolsRunning") if isinstance(tools, str) else None, vm=name)
         out.gauge(m.VM_CPU_USAGE, _scaled(props.get("summary.quickStats.overallCpuUsage"), MHZ), vm=name)
         out.gauge(m.VM_MEMORY_USAGE, _scaled(props.get("summary.quickStats.guestMemoryUsage"), MIB), vm=name)
     out.gauge(m.VM_STORAGE_COMMITTED, _size(props.get("summary.storage.committed")), vm=name)
@@ -291,7 +291,7 @@ def _one_hot(out: Emitter, spec: Any, value: str, states: tuple[str, ...], label
 
 
 def _sensor_state(sensor: Any) -> str:
-    key = _field(_field(sensor, "healthState"), "key")
+    key = _text(_field(_field(sensor, "healthState"), "key"))  # a moref's == raises for a str
     return key if key in SENSOR_STATES else "unknown"
 
 
