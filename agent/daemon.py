@@ -26,7 +26,7 @@ from agent.ratelimit import RateLimits
 from agent.scheduler import Scheduler
 from agent.statedb import StateDB
 from agent.store import Store
-from agent.units import iso_time
+from agent.units import format_duration, iso_time
 from exporters.prometheus import CERT_EXPIRY, RELOAD_OK, RELOAD_TIME
 from exporters.web import Site, WebServer, certificate_expiry
 from exporters.webconfig import WebConfig, load_web_config
@@ -74,6 +74,7 @@ class Agent:
         await self._stop.wait()
 
         log.info("stopping")
+        stopping_since = time.monotonic()
         systemd.notify("STOPPING=1")
         if watchdog is not None:
             watchdog.cancel()
@@ -87,6 +88,7 @@ class Agent:
             self.server.stop()
             self.store.close()
             children.stop_all()
+            log.info("stopped after %s", format_duration(time.monotonic() - stopping_since))
 
     def _reload(self, scheduler: Scheduler) -> None:
         systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
