@@ -9,7 +9,9 @@ the organization shares; two vigil targets on one organization share one bucket)
 429s are retried after Retry-After.
 
 Each endpoint group is a signal, so a failing licence endpoint keeps the device
-statuses. Organizations are read concurrently, each one's groups in turn; an
+statuses. Device statuses come from devices/availabilities and names and models from the
+device inventory, both organization-wide and paged: the devices/statuses operation they
+replace is deprecated (Dashboard API, October 2024). Organizations are read concurrently, each one's groups in turn; an
 organization that fails a group is marked in `vigil_meraki_collect_success` and the
 others keep their data (the signal fails only when every organization failed it). A
 cycle that runs out of its `deadline` reports what it has and names what it did not
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +47,10 @@ log = logging.getLogger(__name__)
 
 DEVICE_STATUSES = ("online", "alerting", "offline", "dormant")
 UPLINK_STATUSES = ("active", "ready", "connecting", "not connected", "failed")
-PRODUCT_TYPES = ("appliance", "camera", "cellularGateway", "sensor", "switch", "systemsManager", "wireless")
+# The product types devices/availabilities reports (spec v1.72.0); every device is counted under its own
+# type, one not listed here too: these only give a network's product types their zero counts.
+PRODUCT_TYPES = ("appliance", "camera", "campusGateway", "cellularGateway", "secureConnect", "sensor", "switch",
+                 "wireless", "wirelessController")
 PORT_STATUSES = ("connected", "disconnected", "disabled")
 ALERT_SEVERITIES = ("critical", "warning", "informational")
 UTILIZATION = (("wifi", "wifi"), ("nonWifi", "non_wifi"), ("total", "total"))
@@ -63,10 +69,12 @@ COLLECT_SUCCESS = _spec("vigil_meraki_collect_success",
                         "1 when the organization's endpoint group was read this cycle, 0 when it failed.",
                         ("signal",))
 DEVICE_STATUS = _spec("vigil_meraki_device_status",
-                      "Device status, one-hot (online, alerting, offline, dormant), from devices/statuses.",
+                      "Device status, one-hot (online, alerting, offline, dormant), from devices/availabilities; "
+                      "the model from the device inventory (devices).",
                       ("network", "device", "serial", "model", "product_type", "status"))
 DEVICES = _spec("vigil_meraki_devices",
-                "Devices by status and product type, from devices/statuses/overview.", ("status", "product_type"))
+                "Devices by status and product type, counted from devices/availabilities; a product type or status "
+                "vigil does not know is counted under its own name.", ("status", "product_type"))
 UPLINK_STATUS = _spec("vigil_meraki_uplink_status",
                       "Appliance and gateway uplink status, one-hot (active, ready, connecting, not connected, "
                       "failed).", ("network", "device", "serial", "uplink", "status"))
@@ -100,7 +108,7 @@ class _OrgRun:
     org: shape.Org
     networks: dict[str, str] = field(default_factory=dict)  # id -> name
     product_types: set[str] = field(default_factory=set)
-    devices: dict[str, shape.Device] = field(default_factory=dict)  # serial -> device, when read this cycle
+    devices: dict[str, shape.Device] = field(default_factory=dict)  # serial -> inventory record, when read
     data: dict[str, Any] = field(default_factory=dict)  # signal -> what it read
     errors: dict[str, str] = field(default_factory=dict)  # signal (or main) -> why it failed
 
@@ -158,7 +166,7 @@ class MerakiCollector(Collector):
                CHANNEL_UTILIZATION, SWITCH_PORTS, ASSURANCE_ALERTS)
     SIGNALS = {
         MAIN: Signal(help="organizations and networks"),
-        "devices": Signal(help="devices/statuses and the statuses overview"),
+        "devices": Signal(help="devices/availabilities and the device inventory (devices)"),
         "uplinks": Signal(help="uplinks/statuses"),
         "uplink_quality": Signal(help="devices/uplinksLossAndLatency"),
         "licenses": Signal(every=3600.0, help="licenses/overview (co-term organizations)"),
@@ -284,14 +292,12 @@ class MerakiCollector(Collector):
 
         return get
 
-    async def _devices(self, run: _OrgRun, bucket: Any) -> dict[str, Any]:
+    async def _devices(self, run: _OrgRun, bucket: Any) -> list[shape.Availability]:
+        """Statuses (1,000 devices a page), and the inventory for names and models (5,000 a page)."""
         get = self._get(run, "devices", bucket)
-        devices = await get("devices/statuses", shape.Device, 1000)
-        run.devices = {device.serial: device for device in devices}
-        overview = {}
-        for kind in sorted(run.product_types):
-            overview[kind] = await get("devices/statuses/overview", shape.Overview, params={"productTypes[]": [kind]})
-        return {"devices": devices, "overview": overview}
+        statuses = await get("devices/availabilities", shape.Availability, 1000)
+        run.devices = {device.serial: device for device in await get("devices", shape.Device, 5000)}
+        return statuses
 
     async def _uplinks(self, run: _OrgRun, bucket: Any) -> list[shape.UplinkDevice]:
         return await self._get(run, "uplinks", bucket)("uplinks/statuses", shape.UplinkDevice, 1000)
@@ -345,16 +351,22 @@ class MerakiCollector(Collector):
                 EMITTERS[group](out, run, run.data[group])
 
 
-def _emit_devices(out: Emitter, run: _OrgRun, data: dict[str, Any]) -> None:
+def _emit_devices(out: Emitter, run: _OrgRun, data: list[shape.Availability]) -> None:
+    """One-hot status per device, and the counts by product type and status of every device listed."""
     org = run.org.id
-    for device in data["devices"]:
-        labels = dict(org=org, network=run.network(device.networkId), device=device.name or device.serial,
-                      serial=device.serial, model=device.model or "", product_type=device.productType or "")
-        for status in DEVICE_STATUSES:
-            out.gauge(DEVICE_STATUS, int(device.status == status), **labels, status=status)
-    for kind, overview in data["overview"].items():
-        for status in DEVICE_STATUSES:
-            out.gauge(DEVICES, overview.counts.byStatus.get(status, 0), org=org, status=status, product_type=kind)
+    counts: Counter[tuple[str, str]] = Counter()
+    for device in data:
+        kind, status = device.productType or "unknown", device.status or "unknown"
+        counts[kind, status] += 1
+        known = run.devices.get(device.serial)
+        labels = dict(org=org, network=run.network(device.network.id), device=device.name or run.device(device.serial),
+                      serial=device.serial, model=(known.model if known else None) or "", product_type=kind)
+        for member in DEVICE_STATUSES:
+            out.gauge(DEVICE_STATUS, int(status == member), **labels, status=member)
+    statuses = [*DEVICE_STATUSES, *sorted({status for _, status in counts} - set(DEVICE_STATUSES))]
+    for kind in sorted(run.product_types | {kind for kind, _ in counts}):
+        for status in statuses:
+            out.gauge(DEVICES, counts[kind, status], org=org, status=status, product_type=kind)
 
 
 def _emit_uplinks(out: Emitter, run: _OrgRun, data: list[shape.UplinkDevice]) -> None:

@@ -169,21 +169,28 @@ class Network(Shape):
     productTypes: list[str] = []
 
 
+class NetworkRef(Shape):
+    id: str | None = None
+
+
 class Device(Shape):
+    """One device of the organization's inventory (getOrganizationDevices): its name and model."""
+
     serial: str
     name: str | None = None
     networkId: str | None = None
-    status: str | None = None
     model: str | None = None
     productType: str | None = None
 
 
-class ByStatus(Shape):
-    byStatus: dict[str, Count]
+class Availability(Shape):
+    """One device's status (getOrganizationDevicesAvailabilities): no model, the network as `network.id`."""
 
-
-class Overview(Shape):
-    counts: ByStatus
+    serial: str
+    name: str | None = None
+    network: NetworkRef = NetworkRef()
+    productType: str | None = None
+    status: str | None = None
 
 
 class Uplink(Shape):
@@ -225,10 +232,6 @@ class Band(Shape):
     wifi: Percentage = Percentage()
     nonWifi: Percentage = Percentage()
     total: Percentage = Percentage()
-
-
-class NetworkRef(Shape):
-    id: str | None = None
 
 
 class Radio(Shape):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+from collections import Counter
 from datetime import UTC, datetime
 
 import httpx
@@ -12,10 +14,12 @@ from agent.collector import run_once
 from collectors.meraki import MerakiCollector
 from collectors.meraki_api import Client, MerakiError
 from tests.collector_kit import assert_conforms, build, collect, values
-from tests.fakes.meraki import MODELS, make_org
+from tests.fakes.meraki import MODELS, ROUTES, make_org
 
 LICENSES = "/organizations/{org}/licenses/overview"
-STATUSES = "/organizations/{org}/devices/statuses"
+AVAILABILITIES = "/organizations/{org}/devices/availabilities"
+INVENTORY = "/organizations/{org}/devices"
+STATUSES = ("online", "alerting", "offline", "dormant")
 
 
 def one(out, name: str, **labels) -> float:
@@ -42,15 +46,18 @@ def test_values_are_mapped_from_the_documented_answers(meraki_fakes, meraki_targ
     offline = next(d for d in org.devices if d["status"] == "offline" and d["productType"] == "wireless")
     network = next(n["name"] for n in org.networks if n["id"] == offline["networkId"])
     series = {status: one(out, "vigil_meraki_device_status", serial=offline["serial"], status=status)
-              for status in ("online", "alerting", "offline", "dormant")}
+              for status in STATUSES}
     assert series == {"online": 0, "alerting": 0, "offline": 1, "dormant": 0}
     assert one(out, "vigil_meraki_device_status", serial=offline["serial"], status="offline",
                network=network, device=offline["name"], model="MR34", product_type="wireless") == 1
 
-    for kind in MODELS:
-        for status in ("online", "alerting", "offline", "dormant"):
+    for kind in MODELS:  # wirelessController, campusGateway and secureConnect too
+        for status in STATUSES:
             expected = sum(1 for d in org.devices if d["productType"] == kind and d["status"] == status)
             assert one(out, "vigil_meraki_devices", product_type=kind, status=status) == expected
+    controller = next(d for d in org.devices if d["productType"] == "wirelessController")
+    assert one(out, "vigil_meraki_device_status", serial=controller["serial"], status=controller["status"],
+               model="CW9800H1", product_type="wirelessController") == 1
 
     down = next(d for d in org.devices if d["productType"] == "appliance" and d["status"] == "offline")
     assert one(out, "vigil_meraki_uplink_status", serial=down["serial"], uplink="wan1", status="failed") == 1
@@ -93,11 +100,12 @@ def test_lists_are_read_across_pages(meraki_fakes, meraki_target, context):
     fake = meraki_fakes([org])
     out = collect(meraki_target(fake, switch_port_statuses=True, requests_per_second=10, timeout="50s"), context)
     assert not out.errors
-    pages = [seen for seen in fake.calls() if seen.path == STATUSES]
+    pages = [seen for seen in fake.calls() if seen.path == AVAILABILITIES]
     assert [seen.query.get("perPage") for seen in pages] == [["1000"]] * 3
     assert [seen.query.get("startingAfter") is not None for seen in pages] == [False, True, True]
-    serials = {dict(key)["serial"] for key in values(out, "vigil_meraki_device_status")}
-    assert serials == {d["serial"] for d in org.devices}
+    assert [seen.query.get("perPage") for seen in fake.calls() if seen.path == INVENTORY] == [["5000"]]
+    serials = {dict(key)["serial"]: dict(key)["model"] for key in values(out, "vigil_meraki_device_status")}
+    assert serials == {d["serial"]: d["model"] for d in org.devices}
     switches = [d for d in org.devices if d["productType"] == "switch"]
     port_pages = [seen for seen in fake.calls() if seen.path.endswith("bySwitch")]
     assert len(port_pages) == -(-len(switches) // 20)
@@ -106,11 +114,58 @@ def test_lists_are_read_across_pages(meraki_fakes, meraki_target, context):
 
 def test_api_calls_per_cycle_do_not_grow_with_devices(meraki_fakes, meraki_target, context):
     calls = {}
-    for devices in (50, 2500):
-        fake = meraki_fakes([make_org("1003", "Sized", networks=20, devices=devices)])
-        collect(meraki_target(fake), context)
-        calls[devices] = len(fake.calls())
-    assert calls[2500] - calls[50] == 2, calls  # two more pages of device statuses, nothing else
+    for devices in (10, 1000, 1001):
+        fake = meraki_fakes([make_org("1003", "Sized", networks=5, devices=devices)])
+        out = collect(meraki_target(fake, timeout="50s"), context)
+        assert not out.errors
+        calls[devices] = sorted(seen.path for seen in fake.calls())
+    assert calls[10] == calls[1000], calls  # one page of each list: the same calls for 10 and 1,000 devices
+    # 1,001 devices: a second page of availabilities (1,000 a page; the inventory's pages hold 5,000)
+    assert Counter(calls[1001]) - Counter(calls[1000]) == Counter([AVAILABILITIES])
+
+
+def test_no_device_is_left_out_of_the_counts(meraki_fakes, meraki_target, context):
+    """Every product type the Dashboard has, and one it may add later, is counted as itself."""
+    org = make_org("1010", "Everything", networks=3, devices=60)
+    future = org.add_device("holographicGateway", "HG1", status="offline")
+    fake = meraki_fakes([org])
+    out = collect(meraki_target(fake), context)
+    assert not out.errors
+    counted = values(out, "vigil_meraki_devices")
+    assert sum(counted.values()) == len(org.devices)
+    for kind in {d["productType"] for d in org.devices}:
+        assert sum(v for key, v in counted.items() if dict(key)["product_type"] == kind) \
+            == sum(1 for d in org.devices if d["productType"] == kind), kind
+    assert one(out, "vigil_meraki_devices", product_type="holographicGateway", status="offline") == 1
+    assert one(out, "vigil_meraki_device_status", serial=future["serial"], status="offline", model="HG1",
+               product_type="holographicGateway") == 1
+
+
+def test_only_current_operations_are_called_with_documented_parameters(meraki_fakes, meraki_target, context):
+    """The fake refuses what the spec does not document; a full cycle never meets a refusal."""
+    fake = meraki_fakes([make_org("1011", "Documented", networks=3, devices=40)])
+    out = collect(meraki_target(fake, wireless_channel_utilization=True, switch_port_statuses=True,
+                                assurance_alerts=True), context)
+    assert not out.errors
+    assert {seen.status for seen in fake.calls()} == {200}
+    assert {seen.path for seen in fake.calls()} == set(ROUTES)
+    assert not [seen for seen in fake.calls() if "statuses" in seen.path and "uplinks" not in seen.path
+                and "bySwitch" not in seen.path]  # getOrganizationDevicesStatuses is deprecated
+
+
+@pytest.mark.parametrize("path, query", [
+    ("/organizations/1012/devices/availabilities", {"models[]": "MR34"}),  # statuses took models[]; this does not
+    ("/organizations/1012/licenses/overview", {"perPage": "10"}),
+    ("/organizations/1012/devices/statuses", {}),  # deprecated: not served here
+])
+def test_the_fake_refuses_what_the_spec_does_not_document(meraki_fakes, meraki_pki, path, query):
+    fake = meraki_fakes([make_org("1012", "Strict")])
+    response = httpx.get(fake.url + path, params=query, headers={"Authorization": "Bearer test-key"},
+                         verify=ssl.create_default_context(cafile=meraki_pki.ca))
+    assert response.status_code in (400, 404)
+    assert isinstance(response.json()["errors"], list) and response.json()["errors"]
+    if query:
+        assert response.status_code == 400 and next(iter(query)) in response.json()["errors"][0]
 
 
 def test_a_429_storm_is_ridden_out_without_losing_the_cycle(meraki_fakes, meraki_target, context):
@@ -169,11 +224,11 @@ def test_malformed_json_fails_its_signal_only(meraki_fakes, meraki_target, conte
 
 def test_5xx_and_timeouts_are_retried(meraki_fakes, meraki_target, context):
     fake = meraki_fakes([make_org("1008", "Acme")])
-    fake.fail_next(503, count=2, path=STATUSES)
+    fake.fail_next(503, count=2, path=AVAILABILITIES)
     fake.hang_next(4, path=LICENSES)
     out = collect(meraki_target(fake, deadline="9s", timeout="20s"), context)  # 3 s a request
     assert not out.errors
-    assert [seen.status for seen in fake.calls() if seen.path == STATUSES] == [503, 503, 200]
+    assert [seen.status for seen in fake.calls() if seen.path == AVAILABILITIES] == [503, 503, 200]
     counted = context.api.requests()
     assert counted[("org 1008 devices", "503")] == 2 and counted[("org 1008 licenses", "timeout")] == 1
 
@@ -218,7 +273,7 @@ def test_optional_groups_are_off_by_default_and_licences_are_slow(meraki_fakes, 
     out = asyncio.run(run_once(collector, due=frozenset({"main", "devices"}), strict=True))
     assert out.ran == {"main", "devices"}
     paths = {seen.path.rsplit("/", 1)[-1] for seen in fake.calls()}
-    assert paths == {"organizations", "networks", "statuses", "overview"}
+    assert paths == {"organizations", "networks", "availabilities", "devices"}
 
 
 def test_the_config_refuses_plain_http_and_inline_keys(meraki_fakes, meraki_target, context):

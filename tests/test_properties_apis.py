@@ -219,14 +219,13 @@ def _meraki_run() -> meraki._OrgRun:
     run = meraki._OrgRun(shape.Org.model_validate(_meraki("organizations")[0]))
     run.networks = {network["id"]: network["name"] for network in _meraki("networks")}
     run.devices = {device.serial: device for device in
-                   TypeAdapter(list[shape.Device]).validate_python(_meraki("devices_statuses"))}
+                   TypeAdapter(list[shape.Device]).validate_python(_meraki("devices"))}
     return run
 
 
 # group: (fixture, the shape its reader checks, the key holding a page's items)
 MERAKI_GROUPS = {
-    "devices": ("devices_statuses", list[shape.Device], None),
-    "overview": ("devices_statuses_overview", shape.Overview, None),
+    "devices": ("devices_availabilities", list[shape.Availability], None),
     "uplinks": ("uplinks_statuses", list[shape.UplinkDevice], None),
     "uplink_quality": ("devices_uplinks_loss_and_latency", list[shape.LossLatency], None),
     "licenses": ("licenses_overview", shape.License, None),
@@ -245,10 +244,6 @@ def _meraki_emit(group: str, body: bytes) -> Emitter:
         answer = answer.get(items) if isinstance(answer, dict) else None
     data = meraki_api._validate(model, answer, what)
     run, out = _meraki_run(), Emitter(meraki.MerakiCollector.METRICS, strict=True)
-    if group in ("devices", "overview"):
-        devices = data if group == "devices" else list(run.devices.values())
-        data = {"devices": devices, "overview": {"switch": data} if group == "overview" else {}}
-        group = "devices"
     meraki.EMITTERS[group](out, run, data)
     return out
 

@@ -1,14 +1,19 @@
 """A contract fake of the Cisco Meraki Dashboard API v1, over HTTPS on loopback.
 
 The Dashboard API is a cloud service, so this serves what the official OpenAPI spec
-documents (tests/fixtures/meraki: each file is one operation's example body), scaled to a
-generated organization of any size:
+documents (tests/fixtures/meraki: each file is one operation's example body, its documented
+query parameters and perPage range), scaled to a generated organization of any size:
 
 - `Authorization: Bearer <key>` (or `X-Cisco-Meraki-API-Key`); an unknown key is a 401,
   an organization the key cannot see a 404, both with the documented `{"errors": [...]}`;
+- a query parameter the operation does not document is refused with a 400 and
+  `{"errors": [...]}` naming it, so a call the real API would not take cannot pass here;
 - list endpoints page as documented: `perPage` within each endpoint's range (outside it
   a 400), `startingAfter` / `endingBefore` tokens, and an RFC 5988 `Link` header with
   rel=first, prev, next, last built from them;
+- devices are served by the current operations (devices/availabilities for status,
+  devices for names and models); the deprecated devices/statuses is not served, so a
+  collector still reading it fails here;
 - every organization has a token bucket (10 requests/s, burst 10 by default); a request
   over it gets 429 with `Retry-After` and `{"errors":["API rate limit exceeded for
   organization"]}`, as the real service answers;
@@ -23,6 +28,7 @@ the time it arrived, so tests and the bench can count calls and measure the peak
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import ssl
 import threading
@@ -41,16 +47,25 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "meraki"
 BASE = "/api/v1"
 RATE_LIMITED = {"errors": ["API rate limit exceeded for organization"]}
 
-# product type -> (model, licence key) of the devices generated for it
+# product type -> (model, licence key or None) of the devices generated for it; the models of the
+# newer product types are the fake's own (the spec's examples show only an MR34)
 MODELS = {"appliance": ("MX68", "MX"), "switch": ("MS220-8P", "MS"), "wireless": ("MR34", "MR"),
-          "camera": ("MV12", "MV"), "cellularGateway": ("MG21", "MG"), "sensor": ("MT10", "MT")}
+          "camera": ("MV12", "MV"), "cellularGateway": ("MG21", "MG"), "sensor": ("MT10", "MT"),
+          "wirelessController": ("CW9800H1", None), "campusGateway": ("CW9800H1-MCG", None),
+          "secureConnect": ("SC-1", None)}
 # after one appliance per network, the other devices take these types in turn
-CYCLE = ("wireless", "switch", "wireless", "camera", "wireless", "switch", "sensor", "cellularGateway")
+CYCLE = ("wireless", "switch", "wireless", "camera", "wireless", "switch", "sensor", "cellularGateway",
+         "wireless", "wirelessController", "switch", "campusGateway", "wireless", "secureConnect")
+
+
+def operation(name: str) -> dict:
+    """One operation as documented: its example body, query parameters and perPage range."""
+    return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
 def example(name: str) -> Any:
     """The official example body of one operation."""
-    return json.loads((FIXTURES / f"{name}.json").read_text())["example"]
+    return operation(name)["example"]
 
 
 @dataclass
@@ -60,7 +75,7 @@ class Org:
     id: str
     name: str
     networks: list[dict] = field(default_factory=list)
-    devices: list[dict] = field(default_factory=list)  # device statuses, in serial order
+    devices: list[dict] = field(default_factory=list)  # inventory records with a `status`, in serial order
     licensing: str = "co-term"
     api_enabled: bool = True
     license: dict = field(default_factory=dict)
@@ -68,6 +83,17 @@ class Org:
 
     def device(self, serial: str) -> dict:
         return next(device for device in self.devices if device["serial"] == serial)
+
+    def add_device(self, kind: str, model: str, status: str = "online", network: int = 0) -> dict:
+        """One more device of any product type, a type the fake does not know too."""
+        index = len(self.devices)
+        serial = f"Q{int(self.id) % 1000:03d}-X{index // 1000:03d}-{index % 10000:04d}"
+        device = {**copy.deepcopy(example("devices")[0]), "name": f"{kind}-{index:05d}", "serial": serial,
+                  "mac": f"00:18:0b:{index >> 16 & 255:02x}:{index >> 8 & 255:02x}:{index & 255:02x}",
+                  "networkId": self.networks[network]["id"], "productType": kind, "model": model, "status": status}
+        self.devices.append(device)
+        self.devices.sort(key=lambda item: item["serial"])
+        return device
 
 
 def make_org(org_id: str, name: str, networks: int = 5, devices: int = 50, *, offline_every: int = 10,
@@ -84,9 +110,10 @@ def make_org(org_id: str, name: str, networks: int = 5, devices: int = 50, *, of
     for index in range(networks):
         network = copy.deepcopy(network_example)
         network.update(id=f"N_{org_id}_{index:04d}", organizationId=org_id, name=f"Site {index:04d}",
-                       productTypes=["appliance", "switch", "wireless", "camera", "cellularGateway", "sensor"])
+                       productTypes=["appliance", "switch", "wireless", "camera", "cellularGateway", "sensor",
+                                     "wirelessController", "campusGateway", "secureConnect"])
         org.networks.append(network)
-    device_example, = example("devices_statuses")
+    device_example, = example("devices")
     for index in range(devices):
         kind = "appliance" if index < networks else CYCLE[index % len(CYCLE)]
         model, _ = MODELS[kind]
@@ -98,14 +125,13 @@ def make_org(org_id: str, name: str, networks: int = 5, devices: int = 50, *, of
                       status=("offline" if index % offline_every == offline_every - 1 else
                               "alerting" if index % alerting_every == alerting_every - 1 else
                               "dormant" if index % dormant_every == dormant_every - 1 else "online"))
-        if kind != "switch":
-            device.pop("components", None)
         org.devices.append(device)
     org.devices.sort(key=lambda device: device["serial"])
     counts: dict[str, int] = {}
     for device in org.devices:
         key = MODELS[device["productType"]][1]
-        counts[key] = counts.get(key, 0) + 1
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
     if "MS" in counts:
         counts["MS"] = max(0, counts["MS"] - over_license)
     org.license = {**example("licenses_overview"), "expirationDate": expiration, "licensedDeviceCounts": counts}
@@ -249,11 +275,12 @@ class MerakiFake(Served):
             if canned is not None:
                 self._canned.remove(canned)
                 return canned.answer
-        if method != "GET":
+        if method != "GET" or template not in ROUTES:
             return _error(404, "Not found")
-        handler = ROUTES.get(template)
-        if handler is None:
-            return _error(404, "Not found")
+        handler, name = ROUTES[template]
+        undocumented = sorted(set(query) - documented(name)[0])
+        if undocumented:
+            return _error(400, f"Unrecognized query parameter(s) {', '.join(undocumented)} for this operation")
         if org_id is None:
             orgs = [self.orgs[id] for id in self.keys[key] if id in self.orgs]
             return handler(self, orgs, raw_path, query)
@@ -266,23 +293,28 @@ class MerakiFake(Served):
         items = [{**copy.deepcopy(base), "id": org.id, "name": org.name,
                   "url": f"https://dashboard.meraki.com/o/{org.id}/manage/organization/overview",
                   "licensing": {"model": org.licensing}, "api": {"enabled": org.api_enabled}} for org in orgs]
-        return self._page(items, "id", path, query, 3, 9000, 9000)
+        return self._page(items, "id", path, query, "organizations")
 
     def networks(self, org: Org, path: str, query: dict) -> Answer:
-        return self._page(org.networks, "id", path, query, 3, 100000, 1000)
+        return self._page(org.networks, "id", path, query, "networks")
 
-    def device_statuses(self, org: Org, path: str, query: dict) -> Answer:
-        items = _filtered(org.devices, query, {"networkIds[]": "networkId", "serials[]": "serial",
-                                               "statuses[]": "status", "productTypes[]": "productType",
-                                               "models[]": "model"})
-        return self._page(items, "serial", path, query, 3, 1000, 1000)
+    def devices(self, org: Org, path: str, query: dict) -> Answer:
+        """getOrganizationDevices: the inventory of devices in networks, with names and models."""
+        items = [{key: value for key, value in device.items() if key != "status"} for device in org.devices]
+        items = _filtered(items, query, {"networkIds[]": "networkId", "serials[]": "serial",
+                                         "productTypes[]": "productType", "models[]": "model"})
+        return self._page(items, "serial", path, query, "devices")
 
-    def statuses_overview(self, org: Org, path: str, query: dict) -> Answer:
-        devices = _filtered(org.devices, query, {"networkIds[]": "networkId", "productTypes[]": "productType"})
-        counts = dict.fromkeys(example("devices_statuses_overview")["counts"]["byStatus"], 0)
-        for device in devices:
-            counts[device["status"]] += 1
-        return _json({"counts": {"byStatus": counts}})
+    def availabilities(self, org: Org, path: str, query: dict) -> Answer:
+        """getOrganizationDevicesAvailabilities: status by device, its network as `network.id`, no model."""
+        base, = example("devices_availabilities")
+        items = [{**copy.deepcopy(base), "mac": device["mac"], "name": device["name"],
+                  "network": {"id": device["networkId"]}, "productType": device["productType"],
+                  "serial": device["serial"], "status": device["status"], "tags": device["tags"]}
+                 for device in org.devices]
+        items = _filtered(items, query, {"serials[]": "serial", "statuses[]": "status",
+                                         "productTypes[]": "productType"})
+        return self._page(items, "serial", path, query, "devices_availabilities")
 
     def uplink_statuses(self, org: Org, path: str, query: dict) -> Answer:
         base, = example("uplinks_statuses")
@@ -301,12 +333,9 @@ class MerakiFake(Served):
             items.append({**copy.deepcopy(base), "networkId": device["networkId"], "serial": device["serial"],
                           "model": device["model"], "uplinks": uplinks})
         items = _filtered(items, query, {"networkIds[]": "networkId", "serials[]": "serial"})
-        return self._page(items, "serial", path, query, 3, 1000, 1000)
+        return self._page(items, "serial", path, query, "uplinks_statuses")
 
     def loss_and_latency(self, org: Org, path: str, query: dict) -> Answer:
-        unknown = set(query) - {"t0", "t1", "timespan", "uplink", "ip"}
-        if unknown:
-            return _error(400, f"Unknown parameters {sorted(unknown)}")
         try:
             timespan = float(query.get("timespan", ["300"])[0])
         except ValueError:
@@ -338,7 +367,7 @@ class MerakiFake(Served):
                   "network": {"id": device["networkId"]},
                   "byBand": [{**band, "band": "2.4", "total": {"percentage": 61.5}}, band]}
                  for device in org.devices if device["productType"] == "wireless"]
-        return self._page(items, "serial", path, query, 3, 1000, 1000)
+        return self._page(items, "serial", path, query, "wireless_channel_utilization_by_device")
 
     def switch_ports(self, org: Org, path: str, query: dict) -> Answer:
         with self._lock:
@@ -347,7 +376,7 @@ class MerakiFake(Served):
             items = self._make_switches(org)
             with self._lock:
                 self._switches[org.id] = items
-        answer = self._page(items, "serial", path, query, 3, 20, 10)
+        answer = self._page(items, "serial", path, query, "switch_ports_statuses_by_switch")
         if answer.status != 200:
             return answer
         page = json.loads(answer.body)
@@ -373,13 +402,13 @@ class MerakiFake(Served):
         return items
 
     def assurance_alerts(self, org: Org, path: str, query: dict) -> Answer:
-        return self._page(org.alerts, "id", path, query, 4, 300, 30)
+        return self._page(org.alerts, "id", path, query, "assurance_alerts")
 
     # --- paging -------------------------------------------------------------------------------------
 
-    def _page(self, items: list[dict], key: str, path: str, query: dict, low: int, high: int,
-              default: int) -> Answer:
-        """One page of `items` (sorted by `key`, the token) with its Link header, as Meraki pages."""
+    def _page(self, items: list[dict], key: str, path: str, query: dict, name: str) -> Answer:
+        """One page of `items` (sorted by `key`, the token) with its Link header, as operation `name` pages."""
+        low, high, default = documented(name)[1]
         try:
             per_page = int(query.get("perPage", [str(default)])[0])
         except ValueError:
@@ -427,18 +456,29 @@ def _error(status: int, message: str) -> Answer:
     return Answer(status, json.dumps({"errors": [message]}).encode())
 
 
+@functools.cache
+def documented(name: str) -> tuple[frozenset[str], tuple[int, int, int]]:
+    """Operation `name`'s documented query parameters and perPage range (min, max, default)."""
+    described = operation(name)
+    per_page = described.get("perPage", {"min": 0, "max": 0, "default": 0})
+    return frozenset(described["parameters"]), (per_page["min"], per_page["max"], per_page["default"])
+
+
 Route = Callable[[MerakiFake, Any, str, dict], Answer]
-ROUTES: dict[str, Route] = {
-    "/organizations": MerakiFake.organizations,
-    "/organizations/{org}/networks": MerakiFake.networks,
-    "/organizations/{org}/devices/statuses": MerakiFake.device_statuses,
-    "/organizations/{org}/devices/statuses/overview": MerakiFake.statuses_overview,
-    "/organizations/{org}/uplinks/statuses": MerakiFake.uplink_statuses,
-    "/organizations/{org}/devices/uplinksLossAndLatency": MerakiFake.loss_and_latency,
-    "/organizations/{org}/licenses/overview": MerakiFake.licenses_overview,
-    "/organizations/{org}/wireless/devices/channelUtilization/byDevice": MerakiFake.channel_utilization,
-    "/organizations/{org}/switch/ports/statuses/bySwitch": MerakiFake.switch_ports,
-    "/organizations/{org}/assurance/alerts": MerakiFake.assurance_alerts,
+ROUTES: dict[str, tuple[Route, str]] = {  # path -> its handler and the fixture documenting it
+    "/organizations": (MerakiFake.organizations, "organizations"),
+    "/organizations/{org}/networks": (MerakiFake.networks, "networks"),
+    "/organizations/{org}/devices": (MerakiFake.devices, "devices"),
+    "/organizations/{org}/devices/availabilities": (MerakiFake.availabilities, "devices_availabilities"),
+    "/organizations/{org}/uplinks/statuses": (MerakiFake.uplink_statuses, "uplinks_statuses"),
+    "/organizations/{org}/devices/uplinksLossAndLatency": (MerakiFake.loss_and_latency,
+                                                           "devices_uplinks_loss_and_latency"),
+    "/organizations/{org}/licenses/overview": (MerakiFake.licenses_overview, "licenses_overview"),
+    "/organizations/{org}/wireless/devices/channelUtilization/byDevice": (MerakiFake.channel_utilization,
+                                                                          "wireless_channel_utilization_by_device"),
+    "/organizations/{org}/switch/ports/statuses/bySwitch": (MerakiFake.switch_ports,
+                                                            "switch_ports_statuses_by_switch"),
+    "/organizations/{org}/assurance/alerts": (MerakiFake.assurance_alerts, "assurance_alerts"),
 }
 
 
