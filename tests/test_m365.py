@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import subprocess
 import sys
 from dataclasses import replace
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -18,6 +20,7 @@ from collectors.m365.collector import M365Collector
 from tests import collector_kit as kit
 from tests.clocks import FakeClock
 from tests.conftest import ROOT
+from tests.fakes.graph import ENTITIES, LISTS
 from tests.fixtures_m365 import CLIENT_ID, SECRET
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z, the fake clock's start
@@ -88,19 +91,65 @@ def test_the_conformance_target_shows_every_family_with_the_tenants_figures(m365
     assert len(samples(out, "vigil_m365_permission_missing")) == 7
 
 
-def test_graph_is_read_with_select_top_and_every_page(m365_conformance, context, graph_fake):
-    kit.collect(m365_conformance, context)
+def test_graph_is_read_with_the_documented_options_and_every_page(m365_conformance, context, graph_fake):
+    graph_fake.issues = [*graph_fake.issues, *(issue for issue in graph_fake.issues if not issue["isResolved"])] * 2
+    out = kit.collect(m365_conformance, context)
+    assert not out.errors
     health = graph_fake.graph_requests("/v1.0/admin/serviceAnnouncement/healthOverviews")
     assert len(health) == 2, "4 services at 2 a page"
     assert health[0][2] == {"$select": "service,status"} and "$skiptoken" in health[1][2]
     (apps,) = graph_fake.graph_requests("/v1.0/applications")
     assert apps[2]["$top"] == "999" and "passwordCredentials" in apps[2]["$select"]
+    (scores,) = graph_fake.graph_requests("/v1.0/security/secureScores")
+    assert scores[2] == {"$top": "1"}, "secureScores documents $count $filter $skip $top: no $select"
+    (issues,) = graph_fake.graph_requests("/v1.0/admin/serviceAnnouncement/issues")
+    assert "$top" not in issues[2], "issues set their page size with Prefer: odata.maxpagesize"
+    assert sum(not issue["isResolved"] for issue in graph_fake.issues) > graph_fake.page_size, \
+        "one page only because the Prefer header asked for up to 1000"
     for _, path, query, _ in graph_fake.graph_requests():
-        if not path.startswith("/v1.0/reports/") and "Summary" not in path:
-            assert "$select" in query, path
+        endpoint = LISTS.get(path) or ENTITIES.get(path)
+        documented = endpoint.params if endpoint else frozenset()  # reports take none
+        assert set(query) - {"$skiptoken"} <= documented, (path, query)
     downloads = [r for r in graph_fake.requests if r[1].startswith("/download/")]
     assert len(downloads) == 2 and not any(had_auth for *_, had_auth in downloads), \
         "report downloads go without the Authorization header"
+
+
+def graph_token(graph_fake, tls: ssl.SSLContext) -> str:
+    """An access token from the fake, asked for as any client would."""
+    form = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET,
+            "scope": "https://graph.microsoft.com/.default"}
+    return httpx.post(graph_fake.token_endpoint, data=form, verify=tls).json()["access_token"]
+
+
+@pytest.mark.parametrize("path, query, code", [
+    ("/v1.0/security/secureScores", {"$top": "1", "$select": "currentScore"}, "BadRequest"),
+    ("/v1.0/admin/serviceAnnouncement/issues", {"$top": "1000"}, "BadRequest"),
+    ("/v1.0/organization", {"$top": "1"}, "Request_UnsupportedQuery"),
+    ("/v1.0/subscribedSkus", {"$filter": "isResolved eq false"}, "Request_UnsupportedQuery"),
+    ("/v1.0/reports/getMailboxUsageDetail(period='D7')", {"$format": "text/csv"}, "BadRequest"),
+])
+def test_the_fake_refuses_a_query_option_the_v1_page_does_not_document(graph_fake, graph_pki, path, query, code):
+    tls = ssl.create_default_context(cafile=graph_pki.ca)
+    token = graph_token(graph_fake, tls)
+    response = httpx.get(graph_fake.url + path, params=query, headers={"Authorization": f"Bearer {token}"},
+                         verify=tls, follow_redirects=False)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
+
+
+def test_the_issues_page_size_is_the_prefer_header(graph_fake, graph_pki):
+    tls = ssl.create_default_context(cafile=graph_pki.ca)
+    token = graph_token(graph_fake, tls)
+
+    def page(prefer: str) -> dict:
+        return httpx.get(graph_fake.url + "/v1.0/admin/serviceAnnouncement/issues", verify=tls,
+                         headers={"Authorization": f"Bearer {token}", "Prefer": prefer}).json()
+
+    graph_fake.issues = graph_fake.issues * 3
+    assert len(page("")["value"]) == graph_fake.page_size and "@odata.nextLink" in page("")
+    whole = page("odata.maxpagesize=1000")
+    assert len(whole["value"]) == len(graph_fake.issues) > graph_fake.page_size and "@odata.nextLink" not in whole
 
 
 def test_the_client_secret_works_and_the_token_is_reused_until_graph_says_it_expired(m365_target, context,

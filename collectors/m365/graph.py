@@ -33,9 +33,10 @@ class Graph:
         self._api, self._tokens, self._bucket = api, tokens, bucket
         self._base = graph_url.rstrip("/") + "/"
 
-    async def get(self, path: str, api: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+    async def get(self, path: str, api: str, params: dict[str, str] | None = None,
+                  headers: dict[str, str] | None = None) -> dict[str, Any]:
         """One entity or page; `api` names the endpoint in the request counters."""
-        response = await self._authorized(path, api, params)
+        response = await self._authorized(path, api, params, headers)
         if response.status_code == 403:
             raise PermissionMissing(f"Graph refused {api} (403 {_code(response)})")
         _check(response, api)
@@ -47,11 +48,12 @@ class Graph:
             raise GraphError(f"Graph answered {type(body).__name__} for {api}, not an object")
         return body
 
-    async def items(self, path: str, api: str, params: dict[str, str] | None = None) -> AsyncIterator[dict]:
-        """Every item of a collection, page after page."""
+    async def items(self, path: str, api: str, params: dict[str, str] | None = None,
+                    headers: dict[str, str] | None = None) -> AsyncIterator[dict]:
+        """Every item of a collection, page after page (`headers`, e.g. a Prefer, go with every page)."""
         url: str | None = path
         while url:
-            body = await self.get(url, api, params)
+            body = await self.get(url, api, params, headers)
             value = body.get("value")
             if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
                 raise GraphError(f"Graph answered a {api} page without a list of objects in `value`")
@@ -64,7 +66,7 @@ class Graph:
 
     async def report(self, path: str, api: str) -> str:
         """A usage report's CSV: Graph answers 302 to a pre-authenticated URL fetched without the token."""
-        response = await self._authorized(path, api, None)
+        response = await self._authorized(path, api, None, None)
         if response.status_code == 403:
             raise PermissionMissing(f"Graph refused {api} (403 {_code(response)})")
         if response.status_code != 302 or "location" not in response.headers:
@@ -75,17 +77,19 @@ class Graph:
         _check(download, "report_download")
         return download.content.decode("utf-8-sig", errors="replace")
 
-    async def _authorized(self, path: str, api: str, params: dict[str, str] | None) -> httpx.Response:
-        token, response = await self._send(path, api, params)
+    async def _authorized(self, path: str, api: str, params: dict[str, str] | None,
+                          headers: dict[str, str] | None) -> httpx.Response:
+        token, response = await self._send(path, api, params, headers)
         if response.status_code == 401:  # expired or revoked before msal's cache thought so
             self._tokens.reject(token)
-            token, response = await self._send(path, api, params)
+            token, response = await self._send(path, api, params, headers)
         return response
 
-    async def _send(self, path: str, api: str, params: dict[str, str] | None) -> tuple[str, httpx.Response]:
+    async def _send(self, path: str, api: str, params: dict[str, str] | None,
+                    headers: dict[str, str] | None) -> tuple[str, httpx.Response]:
         token = await self._tokens.token()
         return token, await self._api.request("GET", path, api=api, bucket=self._bucket, params=params,
-                                              headers={"Authorization": f"Bearer {token}"})
+                                              headers={**(headers or {}), "Authorization": f"Bearer {token}"})
 
 
 def _check(response: httpx.Response, api: str) -> None:

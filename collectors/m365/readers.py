@@ -1,11 +1,13 @@
 """One reader per signal: the Graph endpoint it reads, the permission it needs, its samples.
 
-Each reads the fewest pages it can: `$select` of the fields used, `$top` at the
-endpoint's maximum, and Graph's own aggregates where there is one (Intune's compliance
-summary instead of listing every device; service health overviews instead of one call
-per service), so calls per cycle grow with pages, never with objects. Enum values are
-compared case-insensitively: Graph's metadata spells them camelCase, its examples
-PascalCase.
+Each sends only the query options its endpoint's v1.0 page documents (Graph answers 400 to
+others, e.g. `$select` on secureScores), and reads the fewest pages it can: `$select` of
+the fields used where documented, the largest page the endpoint documents (`$top`, or the
+`Prefer: odata.maxpagesize` header where the page sizes pages that way), and Graph's own
+aggregates where there is one (Intune's compliance summary instead of listing every
+device; service health overviews instead of one call per service), so calls per cycle
+grow with pages, never with objects. Enum values are compared case-insensitively:
+Graph's metadata spells them camelCase, its examples PascalCase.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ async def service_health(graph: Graph, out: Emitter, config: M365Config, now: fl
         services[_text(item, "service")] = _member(item.get("status"), m.SERVICE_STATUSES, "other")
     issues: Counter[tuple[str, str]] = Counter()
     async for item in graph.items("/v1.0/admin/serviceAnnouncement/issues", "issues",
-                                  {"$filter": "isResolved eq false", "$select": "service,classification",
-                                   "$top": "1000"}):
+                                  {"$filter": "isResolved eq false", "$select": "service,classification"},
+                                  {"Prefer": "odata.maxpagesize=1000"}):
         classification = _member(item.get("classification"), m.CLASSIFICATIONS, None)
         if classification:  # unknownFutureValue: a kind of issue this version does not know
             issues[_text(item, "service"), classification] += 1
@@ -105,8 +107,7 @@ async def app_credentials(graph: Graph, out: Emitter, config: M365Config, now: f
 
 
 async def secure_score(graph: Graph, out: Emitter, config: M365Config, now: float) -> None:
-    body = await graph.get("/v1.0/security/secureScores", "secureScores",
-                           {"$top": "1", "$select": "currentScore,maxScore,createdDateTime"})
+    body = await graph.get("/v1.0/security/secureScores", "secureScores", {"$top": "1"})  # no $select: not documented
     scores = _objects(body.get("value"))
     if scores:  # a new tenant has none until Graph's first daily computation
         out.gauge(m.SECURE_SCORE, _number(scores[0].get("currentScore")))

@@ -12,9 +12,11 @@ report downloads), so that a national-cloud-like custom authority is what every 
   are aud = the token endpoint, iss = sub = the client id, exp in the future, and a jti;
 - Graph under `/v1.0/` needs `Authorization: Bearer <token>` (401
   InvalidAuthenticationToken when unknown or expired), pages with `@odata.nextLink`
-  (`page_size` items, or `$top` up to the endpoint's maximum), honours `$select`, and
-  answers 400 to a query parameter the endpoint does not support here, so a misspelt
-  option cannot pass unnoticed;
+  (`page_size` items, or `$top` up to the endpoint's maximum, or the
+  `Prefer: odata.maxpagesize` header where the endpoint documents that instead), honours
+  `$select`, and answers 400 with Graph's `error` object to a query parameter the
+  endpoint's v1.0 page does not document (each fixture's `_source.query_parameters`):
+  `Request_UnsupportedQuery` for directory objects, `BadRequest` for the others;
 - report functions answer 302 to a pre-authenticated download URL, which refuses a
   request that carries an Authorization header, and serves CSV with a UTF-8 BOM.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import base64
 import copy
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -58,28 +61,43 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
+@functools.cache
+def documented(name: str) -> frozenset[str]:
+    """The query options the v1.0 page of fixture `name`'s endpoint documents."""
+    return frozenset(fixture(name)["_source"]["query_parameters"])
+
+
 @dataclass(frozen=True)
 class Endpoint:
     attribute: str  # the fake's attribute holding the items (a list) or the entity (a dict)
     permission: str  # the application permission Graph requires
-    params: frozenset[str]  # the query options this endpoint takes here
-    max_top: int | None = None  # the largest $top; None: $top is not supported
+    documented_by: str  # the fixture whose `_source.query_parameters` are the options its v1.0 page documents
+    unsupported: str = "BadRequest"  # the error code Graph gives an undocumented query option
+    max_top: int | None = None  # the largest $top, when the page documents $top
+    max_page_size: int | None = None  # the largest `Prefer: odata.maxpagesize`, when the page documents it
+
+    @property
+    def params(self) -> frozenset[str]:
+        return documented(self.documented_by)
 
 
+DIRECTORY = "Request_UnsupportedQuery"  # what Graph's directory objects answer an unsupported query with
 LISTS = {
     "/v1.0/admin/serviceAnnouncement/healthOverviews": Endpoint("health", "ServiceHealth.Read.All",
-                                                                frozenset({"$select"})),
-    "/v1.0/admin/serviceAnnouncement/issues": Endpoint("issues", "ServiceHealth.Read.All",
-                                                       frozenset({"$select", "$filter", "$top"}), 1000),
-    "/v1.0/organization": Endpoint("organization", "Organization.Read.All", frozenset({"$select"})),
-    "/v1.0/subscribedSkus": Endpoint("skus", "Organization.Read.All", frozenset({"$select"})),
-    "/v1.0/applications": Endpoint("applications", "Application.Read.All", frozenset({"$select", "$top"}), 999),
-    "/v1.0/security/secureScores": Endpoint("secure_scores", "SecurityEvents.Read.All",
-                                            frozenset({"$select", "$top"}), 1000),
+                                                                "healthOverviews.list"),
+    "/v1.0/admin/serviceAnnouncement/issues": Endpoint("issues", "ServiceHealth.Read.All", "issues.list",
+                                                       max_page_size=1000),
+    "/v1.0/organization": Endpoint("organization", "Organization.Read.All", "organization.get", DIRECTORY),
+    "/v1.0/subscribedSkus": Endpoint("skus", "Organization.Read.All", "subscribedSkus.list", DIRECTORY),
+    "/v1.0/applications": Endpoint("applications", "Application.Read.All", "applications.list", DIRECTORY,
+                                   max_top=999),
+    "/v1.0/security/secureScores": Endpoint("secure_scores", "SecurityEvents.Read.All", "secureScores.list",
+                                            max_top=1000),
 }
 ENTITIES = {
     "/v1.0/deviceManagement/deviceCompliancePolicyDeviceStateSummary":
-        Endpoint("compliance_summary", "DeviceManagementConfiguration.Read.All", frozenset({"$select"})),
+        Endpoint("compliance_summary", "DeviceManagementConfiguration.Read.All",
+                 "deviceCompliancePolicyDeviceStateSummary.get"),
 }
 REPORTS = {
     "/v1.0/reports/getMailboxUsageDetail": ("mailboxes", "reports.getMailboxUsageDetail"),
@@ -217,7 +235,7 @@ class GraphFake(Served):
             if method != "GET":
                 return _error(405, "Request_BadRequest", f"{method} is not supported here.")
             if path in LISTS:
-                return self._list(path, LISTS[path], query)
+                return self._list(path, LISTS[path], query, headers.get("prefer", ""))
             if path in ENTITIES:
                 return self._entity(ENTITIES[path], query)
             if match := REPORT_PATH.match(path):
@@ -284,22 +302,29 @@ class GraphFake(Served):
         return scheme.lower() == "bearer" and self._tokens.get(token, 0.0) > time.time()
 
     def _unsupported(self, endpoint: Endpoint, query: dict[str, str]) -> Answer | None:
-        unknown = sorted(set(query) - endpoint.params - {"$skiptoken"})
+        unknown = sorted(set(query) - endpoint.params - {"$skiptoken"})  # $skiptoken: the fake's own next links
         if unknown:
-            return _error(400, "BadRequest", f"Query option(s) {unknown} are not supported here.")
+            option = unknown[0].removeprefix("$")
+            return _error(400, endpoint.unsupported, f"Query option '{option[:1].upper() + option[1:]}' is not "
+                          "allowed. To allow it, set the 'AllowedQueryOptions' property on EnableQueryAttribute "
+                          "or QueryValidationSettings." if endpoint.unsupported == "BadRequest" else
+                          f"Unsupported query option '{unknown[0]}'.")
         if "$filter" in query and query["$filter"] not in FILTERS:
             return _error(400, "BadRequest", f"Invalid filter clause: {query['$filter']}")
         if endpoint.attribute in self.denied or endpoint.permission in self.denied:
             return _error(403, **DENIED)
         return None
 
-    def _list(self, path: str, endpoint: Endpoint, query: dict[str, str]) -> Answer:
+    def _list(self, path: str, endpoint: Endpoint, query: dict[str, str], prefer: str) -> Answer:
         if problem := self._unsupported(endpoint, query):
             return problem
         items = getattr(self, endpoint.attribute)
         if "$filter" in query:
             items = [item for item in items if FILTERS[query["$filter"]](item)]
         size = self.page_size
+        wanted = re.search(r"odata\.maxpagesize=(\d+)", prefer)
+        if wanted and endpoint.max_page_size:  # a preference Graph does not document here is ignored
+            size = min(int(wanted.group(1)), endpoint.max_page_size) or size
         if "$top" in query:
             top = int(query["$top"]) if query["$top"].isdigit() else 0
             if not 1 <= top <= (endpoint.max_top or 0):
