@@ -315,6 +315,32 @@ def test_the_fake_holds_clients_to_the_contract(fake, pki):
         assert misspelt.status_code == 400
 
 
+@pytest.mark.parametrize("path, query, code", [
+    ("/api/v1/sessions", {"jobIDFilter": "x"}, "InvalidURI"),  # misspelt: not in the spec
+    ("/api/v1/objectRestorePoints", {"jobIdFilter": "x"}, "InvalidURI"),  # sessions and backups take it; this not
+    ("/api/v1/jobs/states", {"$top": "1"}, "InvalidURI"),
+    ("/api/v1/sessions", {"orderColumn": "CreationTime"}, "NotImplemented"),  # documented, not filtered by here
+])
+def test_the_fake_refuses_query_parameters_the_swagger_does_not_document(fake, pki, path, query, code):
+    tls = ssl.create_default_context(cafile=str(pki.ca))
+    version = {"x-api-version": "1.1-rev0"}
+    with httpx.Client(base_url=fake.url, verify=tls, headers=version) as client:
+        login = {"grant_type": "password", "username": "vigil", "password": PASSWORD}
+        token = client.post("/api/oauth2/token", data=login).json()["access_token"]
+        answer = client.get(path, params=query, headers={"authorization": f"Bearer {token}"})
+    assert answer.status_code == 400
+    assert answer.json()["errorCode"] == code and next(iter(query)) in answer.json()["message"]
+
+
+def test_the_locations_calls_send_only_documented_parameters(fake, make_location):
+    job = one_success(fake)
+    fake.add_restore_point(job, "files01", NOW - DAY + 5)
+    assert make_location().backups()
+    assert fake.errors == []
+    assert {path for _, path, _ in fake.requests} == {"/api/oauth2/token", "/api/v1/jobs/states", "/api/v1/sessions",
+                                                      "/api/v1/backups", "/api/v1/objectRestorePoints"}
+
+
 def test_a_session_that_ends_before_it_began_has_no_duration(fake, make_location, fault_report):
     """A server whose clock jumped back: the backup stands, its duration is unknown (never negative)."""
     job = fake.add_job("Fileserver Backup")

@@ -8,9 +8,10 @@ the backupObjects/{id}/restorePoints example, which has the objectRestorePoints 
 - `POST /api/oauth2/token`, form-encoded: grant_type password or refresh_token; access
   tokens expire after `token_lifetime` seconds on `clock`; refresh tokens work once;
 - lists need `Authorization: Bearer <token>` (401 AccessDenied, InvalidToken or
-  ExpiredToken), are paged by skip/limit with at most `page_size` items a page, and take
-  only the filters implemented here (another query parameter is a 400, so a misspelt
-  filter cannot pass unnoticed);
+  ExpiredToken) and are paged by skip/limit with at most `page_size` items a page; a query
+  parameter the swagger does not document for the operation (tests/fixtures/veeam/
+  operations.json) is a 400 InvalidURI, one it documents but the fake does not filter by a
+  400 NotImplemented, so neither a misspelt filter nor a filter silently ignored passes;
 - errors are the documented `{errorCode, message}`.
 
 Test hooks add jobs, sessions and restore points, expire or forget the tokens, and make
@@ -45,6 +46,10 @@ ERROR_CODES = {400: "UnexpectedContent", 401: "AccessDenied", 404: "NotFound", 4
 
 def _fixture(name: str) -> Any:
     return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+DOCUMENTED = {path: frozenset(operation["query_parameters"])  # as the VBR swagger documents them
+              for path, operation in _fixture("operations")["operations"].items()}
 
 
 def _iso(epoch: float) -> str:
@@ -228,9 +233,14 @@ class VeeamFake(Served):
 
     def _page(self, path: str, query: dict[str, str]) -> Answer:
         attribute, filters = LISTS[path]
-        unknown = sorted(set(query) - set(filters) - {"skip", "limit"})
-        if unknown:
-            return self._error(400, f"The fake does not implement the query parameters {unknown} of {path}.")
+        undocumented = sorted(set(query) - DOCUMENTED[path])
+        if undocumented:
+            return self._error(400, f"Unknown query parameter(s) {', '.join(undocumented)} for GET {path}.",
+                               "InvalidURI")
+        unimplemented = sorted(set(query) - set(filters) - {"skip", "limit"})
+        if unimplemented:
+            return self._error(400, f"The fake does not filter by {', '.join(unimplemented)} of GET {path}.",
+                               "NotImplemented")
         try:
             skip = int(query.get("skip", 0))
             limit = min(int(query.get("limit", self.page_size)), self.page_size)
