@@ -1,0 +1,182 @@
+"""Sessions kept open between polls, against real peers that drop them: a poll after the drop succeeds.
+
+Every kind that keeps a session (NUT, SSH, vCenter, SNMP, HTTP pools) is polled twice
+through the agent's own run path (`Job.run`), with the peer dropping the session in
+between: upsd at its real 60 s idle limit, sshd restarted or closing unused connections,
+vcsim restarted or ending the session, snmpsim restarted, an HTTP server closing idle
+keep-alive connections. A device that is really down still fails, once, with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.collector import Context
+from agent.config import AgentConfig
+from agent.jobs import target_jobs
+from agent.model import Result
+from agent.scheduler import Job, Runtime, Slots, pool_sizes
+from tests.fixtures_ssh import ssh_target
+from tests.lab.harness import wait_until
+from tests.lab.nut import ON_MAINS, nut
+from tests.lab.sshd import sshd
+
+
+def agent_job(target: dict, context: Context) -> Job:
+    """The job the agent makes for this target mapping (validated, defaults applied)."""
+    spec = target_jobs(AgentConfig.model_validate({"targets": [target]}))[0]
+    return Job(spec, replace(context, kind=spec.kind, target=spec.name, interval=spec.interval,
+                             timeout=spec.timeout))
+
+
+class Polls:
+    """One job polled as the agent polls it, in one event loop: `poll()` runs it once."""
+
+    def __init__(self, target: dict, context: Context):
+        self.job = agent_job(target, context)
+        self.loop = asyncio.new_event_loop()
+        self.runtime = self.loop.run_until_complete(self._runtime(context))
+
+    @staticmethod
+    async def _runtime(context: Context) -> Runtime:
+        return Runtime(context.clock, Slots(pool_sizes(4)))
+
+    def poll(self) -> Result:
+        return self.loop.run_until_complete(self.job.run(self.runtime))
+
+    def idle(self, check, timeout: float, what: str) -> None:
+        """Wait between polls with the event loop running, as the agent's does (it sees the peer close)."""
+        async def waiting() -> None:
+            await asyncio.to_thread(wait_until, check, timeout, what)
+
+        self.loop.run_until_complete(waiting())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.job.discard(self.runtime))
+        self.loop.close()
+
+
+@contextmanager
+def polls(target: dict, context: Context) -> Iterator[Polls]:
+    runner = Polls(target, context)
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
+def assert_up(result: Result) -> None:
+    assert result.ok, result.error
+    assert result.samples
+
+
+@pytest.fixture
+def rack() -> Iterator:
+    """A upsd of its own with one unit on mains (these tests kill and restart it)."""
+    directory = Path(tempfile.mkdtemp(prefix="vigil-nut-sessions-"))
+    try:
+        with nut(directory, {"rack1": ON_MAINS}) as lab:
+            yield lab
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- NUT ------------------------------------------------------------------------------------------------------------
+
+def test_nut_session_that_upsd_dropped_at_its_60s_idle_limit_is_reopened_within_the_poll(nut_lab, context):
+    """upsd sheds a client silent for more than 60 s (server/upsd.c, hard-coded); the default
+    interval is 60 s with jitter, so half the polls of a real agent meet a dropped session."""
+    with polls(nut_lab.target("online"), context) as runner:
+        assert_up(runner.poll())
+        session = runner.job.instance.session
+        runner.idle(lambda: session.closed_by_peer, 75, "upsd to drop the idle client")
+        result = runner.poll()
+    assert_up(result)
+    assert runner.job.instance is None or runner.job.instance.session is not session
+
+
+def test_nut_upsd_restarted_between_polls_costs_no_poll(rack, context):
+    with polls(rack.target("rack1"), context) as runner:
+        assert_up(runner.poll())
+        rack.kill()
+        again = rack.start_again()
+        try:
+            result = runner.poll()
+        finally:
+            again.stop()
+    assert_up(result)
+
+
+def test_nut_upsd_that_is_down_still_fails_once_with_its_reason(rack, context):
+    with polls(rack.target("rack1"), context) as runner:
+        assert_up(runner.poll())
+        rack.kill()
+        result = runner.poll()
+    assert not result.ok
+    assert "cannot connect (ConnectionRefusedError" in result.error, result.error
+    assert context.api.requests().get(("nut", "error"), 0) <= 1
+
+
+def test_nut_retry_on_a_new_session_ends_at_the_job_s_timeout(rack, context):
+    """upsd closed the session, and a new one is accepted and never answered: the retry runs
+    inside the run's own timeout, so the poll fails at that timeout, not later."""
+    with polls(rack.target("rack1", timeout="2s", nut_timeout="10s"), context) as runner:
+        assert_up(runner.poll())
+        rack.kill()
+        silent = socket.create_server(("127.0.0.1", rack.port))  # accepts (the backlog), never answers
+        try:
+            result = runner.poll()
+        finally:
+            silent.close()
+    assert not result.ok
+    assert result.error == "timed out after 2s", result.error
+
+
+# -- SSH ------------------------------------------------------------------------------------------------------------
+
+def _transport_closed(runner: Polls) -> bool:
+    transport = runner.job.instance.client.get_transport()
+    return transport is None or not transport.is_active()
+
+
+def test_ssh_sshd_restarted_between_polls_costs_no_poll(tmp_path, context):
+    with sshd(tmp_path / "sshd") as server, polls(ssh_target(server, timeout="10s"), context) as runner:
+        assert_up(runner.poll())
+        server.kill()
+        again = server.start_again(tmp_path / "sshd-again.log")
+        try:
+            runner.idle(lambda: _transport_closed(runner), 10, "the client to see the connection closed")
+            result = runner.poll()
+        finally:
+            again.stop()
+    assert_up(result)
+
+
+def test_ssh_connection_sshd_closed_as_unused_is_reopened_within_the_poll(tmp_path, context):
+    """OpenSSH 9.2's UnusedConnectionTimeout closes a connection with no open channel: vigil's,
+    between two polls."""
+    with sshd(tmp_path / "sshd", options="UnusedConnectionTimeout 2s\n") as server, \
+            polls(ssh_target(server, timeout="10s"), context) as runner:
+        assert_up(runner.poll())
+        runner.idle(lambda: _transport_closed(runner), 20, "sshd to close the unused connection")
+        result = runner.poll()
+    assert_up(result)
+
+
+def test_ssh_sshd_that_is_down_still_fails_once_with_its_reason(tmp_path, context):
+    with sshd(tmp_path / "sshd") as server, polls(ssh_target(server, timeout="10s"), context) as runner:
+        assert_up(runner.poll())
+        server.kill()
+        runner.idle(lambda: _transport_closed(runner), 10, "the client to see the connection closed")
+        result = runner.poll()
+    assert not result.ok
+    assert "connection refused; check the host and port, and that sshd runs" in result.error, result.error
