@@ -28,7 +28,9 @@ from agent.scheduler import Job, Runtime, Slots, pool_sizes
 from tests.fixtures_ssh import ssh_target
 from tests.lab.harness import wait_until
 from tests.lab.nut import ON_MAINS, nut
+from tests.lab.snmpsim import snmpsim
 from tests.lab.sshd import sshd
+from tests.lab.vcsim import start_vcsim
 
 
 def agent_job(target: dict, context: Context) -> Job:
@@ -180,3 +182,81 @@ def test_ssh_sshd_that_is_down_still_fails_once_with_its_reason(tmp_path, contex
         result = runner.poll()
     assert not result.ok
     assert "connection refused; check the host and port, and that sshd runs" in result.error, result.error
+
+
+# -- vCenter --------------------------------------------------------------------------------------------------------
+
+def test_vcenter_restarted_between_polls_costs_no_poll(tmp_path, vcsim_env, context):
+    with start_vcsim(tmp_path / "vcsim") as sim, polls(sim.target(timeout="20s"), context) as runner:
+        assert_up(runner.poll())
+        sim.kill()
+        again = sim.start_again()
+        try:
+            result = runner.poll()
+        finally:
+            again.stop()
+    assert_up(result)
+
+
+def test_vcenter_session_ended_by_the_server_is_made_again_poll_after_poll(vcsim, context):
+    """vCenter ends a session (its idle timeout, an administrator): the next call is refused
+    (vcsim: ManagedObjectNotFound for the session's view; vCenter: NotAuthenticated). Three
+    such ends in a row, each poll still good."""
+    with polls(vcsim.target(timeout="20s"), context) as runner:
+        admin = vcsim.connect()
+        for _ in range(3):
+            assert_up(runner.poll())
+            ours = [session.key for session in admin.content.sessionManager.sessionList
+                    if session.key != admin.content.sessionManager.currentSession.key]
+            admin.content.sessionManager.TerminateSession(ours)
+        assert_up(runner.poll())
+        assert runner.job.instance.session.generation == 4  # logged in again after each end
+
+
+def test_vcenter_that_is_down_still_fails_once_with_its_reason(tmp_path, vcsim_env, context):
+    with start_vcsim(tmp_path / "vcsim") as sim, polls(sim.target(timeout="20s"), context) as runner:
+        assert_up(runner.poll())
+        sim.kill()
+        result = runner.poll()
+    assert not result.ok
+    assert f"cannot reach vCenter 127.0.0.1:{sim.port}" in result.error, result.error
+
+
+# -- SNMP -----------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def snmp_peer() -> Iterator:
+    """An snmpsim of its own (these tests kill and restart it)."""
+    directory = Path(tempfile.mkdtemp(prefix="vigil-snmpsim-sessions-"))
+    try:
+        with snmpsim(directory) as lab:
+            yield lab
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("version", ["2c", "3"])
+def test_snmp_agent_restarted_between_polls_costs_no_poll(snmp_peer, context, version):
+    """For v3 the restarted agent's engine boots and time start again (and its engine ID is
+    new when generated), which pysnmp's cached view of the agent must follow."""
+    target = snmp_peer.v2c("ups", community="ups-mib") if version == "2c" else snmp_peer.v3("ups", "ups-mib")
+    with polls({**target, "timeout": "10s"}, context) as runner:
+        assert_up(runner.poll())
+        snmp_peer.kill()
+        again = snmp_peer.start_again()
+        try:
+            result = runner.poll()
+        finally:
+            again.stop()
+    assert_up(result)
+
+
+def test_snmp_v3_agent_that_is_down_still_fails_once_with_its_reason_within_the_timeout(snmp_peer, context):
+    """Its first request is tried on a new session too; both fit in the job's timeout."""
+    with polls({**snmp_peer.v3("ups", "ups-mib"), "timeout": "4s"}, context) as runner:
+        assert_up(runner.poll())
+        snmp_peer.kill()
+        result = runner.poll()
+    assert not result.ok
+    assert "no SNMP answer within" in result.error, result.error
+    assert context.api.requests()[("snmp", "timeout")] == 2  # the kept session's request and the new one's
