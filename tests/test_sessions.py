@@ -10,13 +10,10 @@ keep-alive connections. A device that is really down still fails, once, with its
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -55,6 +52,17 @@ class Polls:
     def poll(self) -> Result:
         return self.loop.run_until_complete(self.job.run(self.runtime))
 
+    def poll_after_restart(self, peer, *again_args, settled=lambda: True) -> Result:
+        """A good poll, the peer killed and started again on its port (once `settled()` holds), a poll."""
+        assert_up(self.poll())
+        peer.kill()
+        again = peer.start_again(*again_args)
+        try:
+            self.idle(settled, 10, "the client to see the connection closed")
+            return self.poll()
+        finally:
+            again.stop()
+
     def idle(self, check, timeout: float, what: str) -> None:
         """Wait between polls with the event loop running, as the agent's does (it sees the peer close)."""
         async def waiting() -> None:
@@ -82,14 +90,10 @@ def assert_up(result: Result) -> None:
 
 
 @pytest.fixture
-def rack() -> Iterator:
+def rack(tmp_path) -> Iterator:
     """A upsd of its own with one unit on mains (these tests kill and restart it)."""
-    directory = Path(tempfile.mkdtemp(prefix="vigil-nut-sessions-"))
-    try:
-        with nut(directory, {"rack1": ON_MAINS}) as lab:
-            yield lab
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with nut(tmp_path / "nut", {"rack1": ON_MAINS}) as lab:
+        yield lab
 
 
 # -- NUT ------------------------------------------------------------------------------------------------------------
@@ -108,14 +112,7 @@ def test_nut_session_that_upsd_dropped_at_its_60s_idle_limit_is_reopened_within_
 
 def test_nut_upsd_restarted_between_polls_costs_no_poll(rack, context):
     with polls(rack.target("rack1"), context) as runner:
-        assert_up(runner.poll())
-        rack.kill()
-        again = rack.start_again()
-        try:
-            result = runner.poll()
-        finally:
-            again.stop()
-    assert_up(result)
+        assert_up(runner.poll_after_restart(rack))
 
 
 def test_nut_upsd_that_is_down_still_fails_once_with_its_reason(rack, context):
@@ -152,15 +149,8 @@ def _transport_closed(runner: Polls) -> bool:
 
 def test_ssh_sshd_restarted_between_polls_costs_no_poll(tmp_path, context):
     with sshd(tmp_path / "sshd") as server, polls(ssh_target(server, timeout="10s"), context) as runner:
-        assert_up(runner.poll())
-        server.kill()
-        again = server.start_again(tmp_path / "sshd-again.log")
-        try:
-            runner.idle(lambda: _transport_closed(runner), 10, "the client to see the connection closed")
-            result = runner.poll()
-        finally:
-            again.stop()
-    assert_up(result)
+        assert_up(runner.poll_after_restart(server, tmp_path / "sshd-again.log",
+                                            settled=lambda: _transport_closed(runner)))
 
 
 def test_ssh_connection_sshd_closed_as_unused_is_reopened_within_the_poll(tmp_path, context):
@@ -188,14 +178,7 @@ def test_ssh_sshd_that_is_down_still_fails_once_with_its_reason(tmp_path, contex
 
 def test_vcenter_restarted_between_polls_costs_no_poll(tmp_path, vcsim_env, context):
     with start_vcsim(tmp_path / "vcsim") as sim, polls(sim.target(timeout="20s"), context) as runner:
-        assert_up(runner.poll())
-        sim.kill()
-        again = sim.start_again()
-        try:
-            result = runner.poll()
-        finally:
-            again.stop()
-    assert_up(result)
+        assert_up(runner.poll_after_restart(sim))
 
 
 def test_vcenter_session_ended_by_the_server_is_made_again_poll_after_poll(vcsim, context):
@@ -225,14 +208,10 @@ def test_vcenter_that_is_down_still_fails_once_with_its_reason(tmp_path, vcsim_e
 # -- SNMP -----------------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def snmp_peer() -> Iterator:
+def snmp_peer(tmp_path) -> Iterator:
     """An snmpsim of its own (these tests kill and restart it)."""
-    directory = Path(tempfile.mkdtemp(prefix="vigil-snmpsim-sessions-"))
-    try:
-        with snmpsim(directory) as lab:
-            yield lab
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with snmpsim(tmp_path / "snmpsim") as lab:
+        yield lab
 
 
 @pytest.mark.parametrize("version", ["2c", "3"])
@@ -241,14 +220,7 @@ def test_snmp_agent_restarted_between_polls_costs_no_poll(snmp_peer, context, ve
     new when generated), which pysnmp's cached view of the agent must follow."""
     target = snmp_peer.v2c("ups", community="ups-mib") if version == "2c" else snmp_peer.v3("ups", "ups-mib")
     with polls({**target, "timeout": "10s"}, context) as runner:
-        assert_up(runner.poll())
-        snmp_peer.kill()
-        again = snmp_peer.start_again()
-        try:
-            result = runner.poll()
-        finally:
-            again.stop()
-    assert_up(result)
+        assert_up(runner.poll_after_restart(snmp_peer))
 
 
 def test_snmp_v3_agent_that_is_down_still_fails_once_with_its_reason_within_the_timeout(snmp_peer, context):
