@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from agent.collector import Context
@@ -22,9 +25,13 @@ from agent.config import AgentConfig
 from agent.jobs import target_jobs
 from agent.model import Result
 from agent.scheduler import Job, Runtime, Slots, pool_sizes
+from checks.sources.veeam import VeeamLocation
+from tests.fakes.meraki import make_org
+from tests.fakes.veeam import VeeamFake
 from tests.fixtures_ssh import ssh_target
 from tests.lab.harness import wait_until
 from tests.lab.nut import ON_MAINS, nut
+from tests.lab.pki import make_pki
 from tests.lab.snmpsim import snmpsim
 from tests.lab.sshd import sshd
 from tests.lab.vcsim import start_vcsim
@@ -232,3 +239,60 @@ def test_snmp_v3_agent_that_is_down_still_fails_once_with_its_reason_within_the_
     assert not result.ok
     assert "no SNMP answer within" in result.error, result.error
     assert context.api.requests()[("snmp", "timeout")] == 2  # the kept session's request and the new one's
+
+
+# -- tokens that expire between polls --------------------------------------------------------------------------------
+
+def test_graph_tokens_expired_early_poll_after_poll_each_earn_a_new_one(m365_target, graph_fake, context):
+    """msal reuses a token until 5 minutes before its stated expiry; Graph may refuse it sooner
+    (a revoked token, a tenant policy): three such refusals in a row, each poll still good."""
+    with polls({**m365_target("secret"), "name": "m365"}, context) as runner:
+        for _ in range(3):
+            assert_up(runner.poll())
+            graph_fake.expire_tokens()
+        result = runner.poll()
+    assert_up(result)
+    assert not [signal for signal in result.signals if not signal.ok]
+    assert graph_fake.token_requests == ["secret"] * 4
+    assert context.api.requests()[("healthOverviews", "401")] == 3
+
+
+def test_veeam_tokens_of_one_second_expire_between_polls_and_a_used_refresh_token_falls_back(tmp_path, context,
+                                                                                               monkeypatch):
+    """VBR's tokens live 15 minutes and each refresh token works once; here 1 s, on the real clock."""
+    pki = make_pki(tmp_path / "pki")
+    with VeeamFake(pki, token_lifetime=1.0) as fake:
+        job = fake.add_job("Nightly")
+        fake.add_session(job, "Success", time.time() - 7200, time.time() - 6000)
+        monkeypatch.setenv("VIGIL_TEST_VEEAM_PASSWORD", fake.password)
+        location = VeeamLocation(VeeamLocation.Config.model_validate({
+            "kind": "veeam", "url": fake.url, "user": fake.user, "password": "${env:VIGIL_TEST_VEEAM_PASSWORD}",
+            "job": "Nightly", "ca_file": str(pki.ca)}), context)
+        polled = []
+        for poll in range(4):
+            if poll == 3:  # someone used the refresh token vigil holds (a replay, a copied state)
+                used = httpx.post(f"{fake.url}/api/oauth2/token", verify=ssl.create_default_context(cafile=pki.ca),
+                                  data={"grant_type": "refresh_token", "refresh_token": fake.issued[-1]},
+                                  headers={"x-api-version": "1.1-rev0"})
+                assert used.status_code == 200
+            polled.append(len(location.backups()))
+            time.sleep(1.2)  # past the token's lifetime
+    assert polled == [1, 1, 1, 1]
+    assert fake.token_requests == ["password", "refresh_token", "refresh_token", "refresh_token",
+                                   "refresh_token", "password"]
+    assert fake.errors == ["InvalidToken"]
+
+
+# -- HTTP keep-alive ------------------------------------------------------------------------------------------------
+
+def test_http_keep_alive_connection_the_server_closed_while_idle_costs_no_poll(meraki_fakes, meraki_target, context):
+    fake = meraki_fakes([make_org("549236", "Sessions", networks=1, devices=3)])
+    fake.close_idle_after(1)
+    with polls({**meraki_target(fake), "name": "meraki"}, context) as runner:
+        assert_up(runner.poll())
+        assert fake.open_connections
+        runner.idle(lambda: fake.open_connections == 0, 10, "the server to close the idle connections")
+        result = runner.poll()
+    assert_up(result)
+    assert not [signal for signal in result.signals if not signal.ok]
+    assert not [code for (_, code) in context.api.requests() if code in ("error", "timeout")]
