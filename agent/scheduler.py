@@ -209,7 +209,8 @@ class Job:
         try:
             await self._open_and_collect(runtime, out, due)
         except SessionLost as lost:
-            log.info("session closed by the peer, opening a new one job=%s reason=%r", self.spec.key, describe(lost))
+            # routine (upsd drops idle clients every minute): not worth a line in the journal
+            log.debug("session closed by the peer, opening a new one job=%s reason=%r", self.spec.key, describe(lost))
             await self.discard(runtime)
             out.restart()
             self.instance = self.spec.factory(self.ctx)

@@ -82,7 +82,8 @@ def main() -> int:
         path = directory / "vigil.yaml"
         path.write_text(config(listen, directory / "state", targets))
         log = directory / "agent.log"
-        agent = Peer([sys.executable, "-m", "agent.cli", "run", "-c", str(path)], log, cwd=ROOT)
+        agent = Peer([sys.executable, "-m", "agent.cli", "--log-level", "debug", "run", "-c", str(path)], log,
+                     cwd=ROOT)  # debug: the reopened sessions are logged at that level
         stack.callback(agent.stop)
         wait_until(lambda: http_get(f"http://{listen}/-/ready")[0] == 200, 30, "the agent to be ready")
         runs = watch(f"http://{listen}", args.minutes * 60)
