@@ -285,13 +285,21 @@ def test_veeam_tokens_of_one_second_expire_between_polls_and_a_used_refresh_toke
 
 # -- HTTP keep-alive ------------------------------------------------------------------------------------------------
 
-def test_http_keep_alive_connection_the_server_closed_while_idle_costs_no_poll(meraki_fakes, meraki_target, context):
-    fake = meraki_fakes([make_org("549236", "Sessions", networks=1, devices=3)])
+@pytest.mark.parametrize("kind", ["meraki", "m365"])
+def test_http_keep_alive_connections_the_server_closed_while_idle_cost_no_poll(kind, request, context):
+    """httpx's pool (Meraki, Graph) and msal's requests session (the token) reuse connections."""
+    if kind == "meraki":
+        fake = request.getfixturevalue("meraki_fakes")([make_org("549236", "Sessions", networks=1, devices=3)])
+        target = request.getfixturevalue("meraki_target")(fake)
+    else:
+        fake, target = request.getfixturevalue("graph_fake"), request.getfixturevalue("m365_target")("secret")
     fake.close_idle_after(1)
-    with polls({**meraki_target(fake), "name": "meraki"}, context) as runner:
+    with polls({**target, "name": kind}, context) as runner:
         assert_up(runner.poll())
         assert fake.open_connections
         runner.idle(lambda: fake.open_connections == 0, 10, "the server to close the idle connections")
+        if kind == "m365":
+            fake.expire_tokens()  # the next poll asks the authority again, on msal's kept session
         result = runner.poll()
     assert_up(result)
     assert not [signal for signal in result.signals if not signal.ok]
