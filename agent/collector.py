@@ -18,6 +18,9 @@ Telegraf's AddError:
   agent re-emits the last good samples of the others, and their age is exported.
 - `out.request(api, code)` and `out.waited(api, seconds)` count API calls and throttling
   waits in counters the agent keeps for the job, so they survive failed runs.
+- A session kept from an earlier poll that the peer closed meanwhile (an idle limit, a
+  restart) is no failure of the device: the collector raises `SessionLost`, and the agent
+  opens a new instance and collects once more, within the same run and timeout.
 """
 
 from __future__ import annotations
@@ -58,6 +61,18 @@ class Signal:
 
 
 DEFAULT_SIGNALS: Mapping[str, Signal] = {MAIN: Signal()}
+
+
+class SessionLost(Exception):
+    """A session kept from an earlier poll was found closed by the peer before it answered anything.
+
+    The peer dropped it while idle (upsd after 60 s, sshd's UnusedConnectionTimeout, a
+    keep-alive limit) or restarted. Raise it (or a subclass that is also the collector's own
+    error) only then: the agent closes the instance, opens a new one and collects once more
+    within the same run and timeout, so that a failed poll means the device failed. Never for
+    a session made in this poll, a timeout, or a request that may have reached the peer: those
+    are real failures, and a retry would double the time to fail or repeat a side effect.
+    """
 
 
 class MetricError(Exception):
@@ -211,6 +226,15 @@ class Emitter:
             log.debug("signal failed job=%s signal=%s", self._where, name, exc_info=True)
         finally:
             _CURRENT_SIGNAL.reset(token)
+
+    def restart(self) -> None:
+        """Forget this run's samples and signal outcomes (not the rejected count): the agent
+        collects again on a new session after SessionLost."""
+        with self._lock:
+            self._samples = {MAIN: {}}
+            self.errors.clear()
+            self.ran = {MAIN}
+            self.verdict = None
 
     def fail(self, name: str, reason: str) -> None:
         """Mark a signal failed without an exception (a 403 the collector handled itself)."""

@@ -4,8 +4,11 @@ Each job is one asyncio task that owns one collector instance: it builds it from
 job's factory, opens it, collects on a schedule (a first run at a random offset, then
 every interval with a little jitter), and closes it when the job is removed or changed,
 on stop, and after a failed run (the next run opens a new instance: a session is
-re-made after a failure). Exponential backoff follows consecutive failures (capped at 8
-intervals), and a catch-all turns any exception into `vigil_up 0` with a reason.
+re-made after a failure). A session the peer closed while idle (`SessionLost`) is no
+failure: the run closes the instance, opens a new one and collects once more, within the
+same timeout, so only the device's own failure fails a run. Exponential backoff follows
+consecutive failures (capped at 8 intervals), and a catch-all turns any exception into
+`vigil_up 0` with a reason.
 
 Isolation: plain (blocking) lifecycle methods run in a thread of their own. A run first
 waits for a slot of its kind (`Collector.CONCURRENCY`), then of its pool (collectors,
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.clock import Clock
-from agent.collector import MAIN, ApiCounters, Collector, Context, Emitter, describe, is_blocking
+from agent.collector import MAIN, ApiCounters, Collector, Context, Emitter, SessionLost, describe, is_blocking
 from agent.model import JobState, Result, Sample, SignalState, job_key
 from agent.store import Store
 from agent.units import format_duration
@@ -202,6 +205,18 @@ class Job:
                           signals=states, verdict=out.verdict, rejected=out.rejected)
 
     async def _work(self, runtime: Runtime, out: Emitter, due: frozenset[str]) -> None:
+        """Open if needed and collect; once more on a new instance if a kept session was found closed."""
+        try:
+            await self._open_and_collect(runtime, out, due)
+        except SessionLost as lost:
+            # routine (upsd drops idle clients every minute): not worth a line in the journal
+            log.debug("session closed by the peer, opening a new one job=%s reason=%r", self.spec.key, describe(lost))
+            await self.discard(runtime)
+            out.restart()
+            self.instance = self.spec.factory(self.ctx)
+            await self._open_and_collect(runtime, out, due)
+
+    async def _open_and_collect(self, runtime: Runtime, out: Emitter, due: frozenset[str]) -> None:
         assert self.instance is not None  # noqa: S101 — narrows a type; an internal invariant, not input checking
         if not self.opened:
             await runtime.call(self.instance.open, name=self.spec.key, owner=self)

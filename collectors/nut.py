@@ -2,7 +2,8 @@
 
 One persistent connection per upsd (collectors/nut_session.py, asyncio streams):
 `STARTTLS` when upsd offers it, `USERNAME`/`PASSWORD` when configured, then one
-`LIST VAR <ups>` per target and poll. The
+`LIST VAR <ups>` per target and poll; upsd drops it after 60 s of silence, and the
+agent polls once more on a new one (SessionLost). The
 variables map onto the same `vigil_ups_*` families as SNMP. NUT has no time-on-battery
 variable: it is counted from the first poll that saw `OB`.
 """
@@ -19,7 +20,7 @@ from agent.collector import Collector, Emitter
 from agent.schema import Duration, TargetConfig
 from agent.secrets import Secret
 from collectors import ups_metrics
-from collectors.nut_session import NutError, Session, acquire, release
+from collectors.nut_session import NutError, Session, SessionClosed, acquire, release
 from collectors.ups_metrics import Reading, number, ratio, text
 
 # ups.status flags -> (output source, alarm); the first source found in SOURCE_ORDER wins
@@ -81,6 +82,8 @@ class NutCollector(Collector):
             await release(session)
 
     async def collect(self, out: Emitter, due: frozenset[str]) -> None:
+        if self.session is not None and self.session.broken:  # another target's request broke it
+            await self.close()
         if self.session is None:
             await self.open()
         variables = await self._list_vars(out)
@@ -110,12 +113,15 @@ class NutCollector(Collector):
                     if line.startswith("END LIST VAR"):
                         counted = True
                         out.request("nut", "ok")
+                        self.session.done()
                         return variables
                     words = split(line)
                     if len(words) == 4 and words[0] == "VAR":
                         variables[words[2]] = words[3]
                 self.session.broken = True  # the rest of this reply is still on the wire
                 raise NutError(f"{self._where}: LIST VAR did not end after {MAX_REPLY_LINES} lines")
+        except SessionClosed:
+            raise  # nothing was asked of this upsd yet: the agent asks again on a new session
         except NutError:
             if not counted:  # the transport failed: no answer to count by its code
                 out.request("nut", "error")

@@ -4,7 +4,12 @@ A site's upsd often serves several UPSes; each `kind: nut` target polls one, and
 them with the same login share one TCP (or STARTTLS) session: one handshake, one login,
 requests taken in turn under a lock. A session whose stream broke (a timeout or a
 cancel mid-reply leaves it out of step) is never reused: the next `acquire` makes a
-new one, while the targets still holding the old one fail once and re-open.
+new one, and the targets still holding the old one take the new one at their next poll.
+
+upsd drops a client that sent nothing for more than 60 s (server/upsd.c, not
+configurable), and the default interval is 60 s plus jitter: a session that served
+earlier polls and is found closed before upsd answered raises SessionClosed, a
+SessionLost, and the agent polls once more on a new session.
 """
 
 from __future__ import annotations
@@ -20,11 +25,21 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from agent.collector import SessionLost
+
 _SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Session]] = weakref.WeakKeyDictionary()
 
 
 class NutError(Exception):
     """upsd said no, or said nothing usable; the message names the server and the fix."""
+
+
+class _Closed(NutError):
+    """upsd closed the connection (or reset it)."""
+
+
+class SessionClosed(NutError, SessionLost):
+    """upsd closed a session that had served earlier requests, before answering this one."""
 
 
 class Session:
@@ -37,6 +52,12 @@ class Session:
         self.broken = False
         self.opened = asyncio.Event()  # set once connect() ended, well or not: others wait for it
         self.encrypted = False
+        self.served = False  # a whole reply was read: from then on, a close before a reply is a drop
+
+    @property
+    def closed_by_peer(self) -> bool:
+        """upsd closed the connection (it drops clients silent for 60 s), seen before sending anything."""
+        return self._reader is not None and self._reader.at_eof()
 
     async def connect(self, tls: str, ca_file: Path | None, username: str | None, password: SecretStr | None) -> None:
         try:
@@ -79,9 +100,9 @@ class Session:
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
         """One request at a time; anything but a clean reply (a timeout, a cancel) breaks the session."""
-        if self.broken or self._writer is None:
-            raise NutError(f"upsd {self.where}: the connection was lost; it is made again on the next poll")
         async with self._lock:
+            if self.broken or self._writer is None:  # broken by another target's request meanwhile
+                raise SessionClosed(f"upsd {self.where}: the connection was lost before the request was sent")
             try:
                 yield
             except NutError:
@@ -91,8 +112,22 @@ class Session:
                 raise
 
     async def command(self, line: str) -> str:
-        self._writer.write(line.encode() + b"\n")
-        return await self.line()
+        """Send one line and read the first line of the reply; SessionClosed if upsd had closed a
+        session that served earlier requests (nothing of this request was answered)."""
+        try:
+            if self.closed_by_peer:
+                raise _Closed(f"upsd {self.where}: upsd closed the connection")
+            self._writer.write(line.encode() + b"\n")
+            return await self.line()
+        except _Closed as closed:
+            self.broken = True
+            if self.served:
+                raise SessionClosed(f"{closed} while it was idle") from None
+            raise
+
+    def done(self) -> None:
+        """A whole reply was read: the session serves requests."""
+        self.served = True
 
     async def expect(self, line: str, shown: str) -> None:
         """A login step that must answer OK; the message never shows the line (it may hold a password)."""
@@ -107,12 +142,15 @@ class Session:
         except TimeoutError:
             self.broken = True
             raise NutError(f"upsd {self.where}: no reply within {self._timeout:g}s") from None
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            self.broken = True
+            raise _Closed(f"upsd {self.where}: upsd closed the connection ({exc})") from None
         except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: a line over the stream's limit
             self.broken = True
             raise NutError(f"upsd {self.where}: connection lost ({exc})") from None
         if not raw:
             self.broken = True
-            raise NutError(f"upsd {self.where}: upsd closed the connection")
+            raise _Closed(f"upsd {self.where}: upsd closed the connection")
         return raw.decode("utf-8", "replace").rstrip("\r\n")
 
     async def close(self) -> None:
@@ -137,6 +175,7 @@ async def acquire(host: str, port: int, timeout: float, tls: str, ca_file: Path 
     session = sessions.get(key)
     if session is not None:
         await session.opened.wait()  # another target of this upsd is connecting it
+        session.broken = session.broken or session.closed_by_peer
     if session is None or session.broken:
         session = sessions[key] = Session(key, host, port, timeout)
         try:

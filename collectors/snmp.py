@@ -6,6 +6,15 @@ lazily per event loop, since pysnmp binds its transport to the loop that first u
 `lookupMib=False` keeps MIB modules out: the collectors speak numeric OIDs. Values come
 back as plain Python (int, str) or None for noSuchInstance/noSuchObject/endOfMibView, so
 callers parse by value, not by type.
+
+pysnmp keeps what it discovered of a v3 device (its engine ID, boots and time) for 300 s.
+A device restarted with a new engine ID meanwhile answers requests for the old one with
+reports pysnmp cannot read, and every poll times out until that entry expires: a v3
+device that answered earlier polls and answers nothing at the first request of a poll
+is forgotten (`forget_peer`) and EngineForgotten, a SessionLost, makes the agent poll it
+once more, discovering it afresh. A device that is really down fails that second poll
+with its reason, within the job's timeout (a poll's requests share 0.9 of it, and only
+its first request is tried twice).
 """
 
 from __future__ import annotations
@@ -22,8 +31,9 @@ from pydantic import Field
 from pysnmp.hlapi.v3arch import asyncio as hl
 from pysnmp.hlapi.varbinds import CommandGeneratorVarBinds
 from pysnmp.proto import errind, rfc1905
+from pysnmp.proto.mpmod.rfc3412 import SnmpV3MessageProcessingModel
 
-from agent.collector import Emitter
+from agent.collector import Emitter, SessionLost
 from agent.schema import StrictModel
 from agent.secrets import Secret
 
@@ -65,6 +75,11 @@ class NoUpsObjects(SnmpError):
     """The device answers SNMP but not with the UPS objects of the MIB asked for."""
 
 
+class EngineForgotten(SnmpError, SessionLost):
+    """A v3 device that answered earlier polls answered nothing now: it may have restarted with
+    a new engine ID. What pysnmp knew of it is forgotten; the agent polls it once more."""
+
+
 def engine(auth: SnmpAuth) -> hl.SnmpEngine:
     """The shared engine of the running event loop, for every v2c device and every v3 user name.
 
@@ -89,6 +104,24 @@ def engine(auth: SnmpAuth) -> hl.SnmpEngine:
     return found
 
 
+def forget_peer(snmp_engine: hl.SnmpEngine, address: tuple[str, int]) -> None:
+    """Drop the engine ID pysnmp cached for the device at `address`, so the next request discovers it.
+
+    pysnmp has no public call for this: it reaches into the v3 message processing model's
+    cache and expiry queue (pysnmp is pinned in constraints.txt; tests/test_sessions.py
+    restarts a v3 agent to prove it), removing the key from the queue too, whose timer
+    would otherwise fail to delete it.
+    """
+    model = snmp_engine.message_processing_subsystems[SnmpV3MessageProcessingModel.MESSAGE_PROCESSING_MODEL_ID]
+    cache = model._SnmpV3MessageProcessingModel__engineIdCache
+    expiring = model._SnmpV3MessageProcessingModel__engineIdCacheExpQueue
+    for key in [key for key in cache if tuple(key[1]) == tuple(address)]:
+        del cache[key]
+        for keys in expiring.values():
+            while key in keys:
+                keys.remove(key)
+
+
 def plain(value: object) -> object:
     """A pysnmp value as int, str or None (missing), so parsers never see pysnmp types."""
     if value is None or isinstance(value, (*_MISSING, univ.Null)):
@@ -110,6 +143,7 @@ class Session:
         self.name, self.where = name, f"{host}:{port}"
         self._address, self._auth, self._timeout, self._retries = (host, port), auth, timeout, retries
         self._target: hl.UdpTransportTarget | None = None
+        self._answered: Emitter | None = None  # the poll (its Emitter) that last got an answer
         if isinstance(auth, SnmpV3):
             self._credentials = hl.UsmUserData(
                 auth.user, auth.auth_key.get_secret_value(), auth.priv_key.get_secret_value(),
@@ -147,14 +181,24 @@ class Session:
     async def _call(self, out: Emitter, command, binds, *bulk: int):
         if self._target is None:
             await self.open()
-        indication, status, index, result = await command(engine(self._auth), self._credentials, self._target,
+        snmp_engine = engine(self._auth)
+        indication, status, index, result = await command(snmp_engine, self._credentials, self._target,
                                                           self._context, *bulk, *binds, lookupMib=False)
         if indication:
             out.request("snmp", _code(indication))
-            why = _explain(indication, self._auth, self._timeout, self._retries)
-            raise SnmpError(f"UPS {self.name} ({self.where}): {why}")
+            why = f"UPS {self.name} ({self.where}): {_explain(indication, self._auth, self._timeout, self._retries)}"
+            if self._rediscover(indication, out):
+                forget_peer(snmp_engine, self._target.transport_address)
+                raise EngineForgotten(why)
+            raise SnmpError(why)
         out.request("snmp", "ok" if not int(status) else _status_name(int(status)))
+        self._answered = out
         return int(status), int(index), result
+
+    def _rediscover(self, indication: object, out: Emitter) -> bool:
+        """A v3 device silent at a poll's first request, which answered an earlier poll."""
+        return (isinstance(self._auth, SnmpV3) and isinstance(indication, errind.RequestTimedOut)
+                and self._answered is not None and self._answered is not out)
 
     def _check(self, status: int, index: int, oids: Sequence[str]) -> None:
         if status:

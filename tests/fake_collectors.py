@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agent.collector import Collector, Emitter, Signal
+from agent.collector import Collector, Emitter, SessionLost, Signal
 from agent.model import MetricSpec
 from agent.schema import TargetConfig
 from agent.secrets import Secret
@@ -97,6 +97,29 @@ class Flaky(Counting):
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         if self.config.fail_when.exists():
             raise TimeoutError("device did not answer")
+        super().collect(out, due)
+
+
+class Dropping(Counting):
+    """A peer that closes the kept session while `drop_when` exists (found at the next run), and
+    refuses new sessions while `down_when` exists; `fresh_too` is a collector bug that calls
+    even a new session lost."""
+
+    class Config(CountingConfig):
+        kind: Literal["dropping"]
+        drop_when: Path
+        down_when: Path | None = None
+        fresh_too: bool = False
+
+    def open(self) -> None:
+        super().open()
+        if self.config.down_when is not None and self.config.down_when.exists():
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    def collect(self, out: Emitter, due: frozenset[str]) -> None:
+        kept = self.runs > self.config.start
+        if self.config.drop_when.exists() and (kept or self.config.fresh_too):
+            raise SessionLost("the peer closed the session")
         super().collect(out, due)
 
 

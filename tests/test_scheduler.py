@@ -13,7 +13,7 @@ import pytest
 from agent.clock import Clock
 from agent.collector import Context
 from agent.ratelimit import RateLimits
-from agent.scheduler import JobSpec, Scheduler, backoff_delay
+from agent.scheduler import Job, JobSpec, Runtime, Scheduler, Slots, backoff_delay, pool_sizes
 from agent.statedb import StateDB
 from agent.store import Store
 from tests import fake_collectors as fakes
@@ -145,6 +145,53 @@ def test_a_session_is_reused_across_runs_and_made_anew_after_a_failure(store, tm
     assert first.closes == 1, "a failed run closes its session"
     assert later and all(i.opens == 1 and i.closes == 1 for i in later), "and the next run opens a new one"
     assert store.snapshot()["test:nas"].result.ok
+
+
+def runs(job_spec: JobSpec, store, count: int, between=lambda run: None) -> list:
+    """`count` runs of one job through the agent's run path, `between(n)` after run n."""
+    clock = Clock()
+    context = Context(clock, RateLimits(clock), Path("/nonexistent"), store.db)
+
+    async def scenario():
+        runtime = Runtime(clock, Slots(pool_sizes(2)))
+        job = Job(job_spec, context)
+        results = []
+        for run in range(count):
+            results.append(await job.run(runtime))
+            between(run)
+        await job.discard(runtime)
+        return results
+
+    return asyncio.run(scenario())
+
+
+def test_a_kept_session_the_peer_closed_is_reopened_and_the_run_collects_once_more(store, tmp_path):
+    dropped = tmp_path / "dropped"
+    results = runs(spec("ups", fakes.Dropping, drop_when=dropped), store, 3,
+                   lambda run: dropped.touch() if run == 0 else dropped.unlink(missing_ok=True))
+    assert [result.ok for result in results] == [True, True, True], [result.error for result in results]
+    first, second = instances("ups")
+    assert (first.opens, first.runs, first.closes) == (1, 1, 1), "the closed session is closed on our side too"
+    assert (second.opens, second.runs) == (1, 2), "the run collects once on a new one, which stays"
+    assert [sample.value for sample in results[1].samples] == [1]  # the new session's samples alone
+
+
+def test_a_peer_that_is_really_down_fails_the_run_once_with_its_own_reason(store, tmp_path):
+    dropped, down = tmp_path / "dropped", tmp_path / "down"
+    results = runs(spec("ups", fakes.Dropping, drop_when=dropped, down_when=down), store, 2,
+                   lambda run: (dropped.touch(), down.touch()))
+    assert results[0].ok and not results[1].ok
+    assert results[1].error == "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert [instance.opens for instance in instances("ups")] == [1, 1], "one new session tried, not more"
+
+
+def test_a_session_lost_again_on_the_new_session_fails_the_run_without_a_second_retry(store, tmp_path):
+    dropped = tmp_path / "dropped"
+    results = runs(spec("ups", fakes.Dropping, drop_when=dropped, fresh_too=True), store, 2,
+                   lambda run: dropped.touch())
+    assert results[0].ok and not results[1].ok
+    assert results[1].error == "SessionLost: the peer closed the session"
+    assert len(instances("ups")) == 2
 
 
 def test_reload_keeps_unchanged_instances_closes_changed_and_removed_ones(store):

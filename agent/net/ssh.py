@@ -10,6 +10,10 @@
 - **Bounds.** Connect, banner, auth and channel opening each have the endpoint's timeout; a
   command run by `run()` is bounded as a whole (not per read), its output capped, and its
   channel closed when either is exceeded. Keepalives find a dead peer of a long session.
+- **Closed connections.** A connection found closed before a command started (sshd
+  restarted, or closed it as unused: OpenSSH 9.2's UnusedConnectionTimeout) is
+  ConnectionClosed; a caller whose connection ran earlier commands raises
+  KeptConnectionClosed, a SessionLost, and the agent connects again within the poll.
 - **Jump hosts.** `connect(endpoint, via=jump.get_transport())` tunnels through another
   connection (a direct-tcpip channel); the target's key is checked as for a direct one.
 
@@ -27,6 +31,7 @@ from typing import Annotated, Self
 import paramiko
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
+from agent.collector import SessionLost
 from agent.secrets import Secret
 
 READ = 32768
@@ -35,6 +40,16 @@ POLL = 1.0  # seconds between checks of a silent command's deadline (select wake
 
 class SshError(Exception):
     """An SSH step that failed; one line, never a passphrase or a password."""
+
+
+class ConnectionClosed(SshError):
+    """The connection was closed before a command started: sshd restarted, or closed it as unused
+    (UnusedConnectionTimeout), or the network dropped it."""
+
+
+class KeptConnectionClosed(ConnectionClosed, SessionLost):
+    """The same, of a connection that ran earlier polls' commands: the agent connects again and
+    polls once more (a caller that knows the connection served before raises it)."""
 
 
 class HostKeyUnknown(SshError):
@@ -257,6 +272,8 @@ def run(client: paramiko.SSHClient, command: str, *, timeout: float, max_bytes: 
     try:
         channel = transport.open_session(timeout=timeout)
     except (paramiko.SSHException, OSError, EOFError, AttributeError) as exc:
+        if not transport.is_active():  # it ended as the session was asked for: nothing ran
+            raise ConnectionClosed(f"ssh {where}: the server closed the connection") from None
         raise SshError(f"ssh {where}: cannot open a session: {_reason(exc)}") from None
     try:
         channel.exec_command(command)
@@ -302,11 +319,11 @@ def _drain(channel: paramiko.Channel, deadline: float, max_bytes: int, where: st
 
 def _peer(transport: paramiko.Transport | None) -> str:
     if transport is None or not transport.is_active():
-        raise SshError("ssh: the connection is closed; connect again")
+        raise ConnectionClosed("ssh: the server closed the connection")
     try:
         host, port = transport.getpeername()[:2]
     except OSError:  # the jump host's connection under it is gone
-        raise SshError("ssh: the connection is closed; connect again") from None
+        raise ConnectionClosed("ssh: the server closed the connection") from None
     return f"{transport.get_username()}@{host}:{port}"
 
 

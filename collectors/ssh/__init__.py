@@ -1,7 +1,8 @@
 """`kind: ssh`: remote Linux and Windows servers over SSH, with nothing installed on them.
 
 One persistent SSH connection per server, opened in `open()` and reused by every poll;
-the agent makes a new instance (a new connection) after a failed run. A poll is one
+the agent makes a new instance (a new connection) after a failed run, and within the
+poll when the server closed a connection that served earlier polls (KeptConnectionClosed). A poll is one
 exec: a shell script on Linux (collectors/ssh/linux_poll.sh), one PowerShell invocation
 on Windows (windows_poll.ps1), parsed here. The slow `inventory` signal (pending updates,
 OS, kernel, hardware; every 6h by default) is a second exec on Linux only when due, and
@@ -19,7 +20,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr
 
 from agent.collector import MAIN, Collector, Emitter, Signal
-from agent.net.ssh import SshError, SshFields, connect, run
+from agent.net.ssh import ConnectionClosed, KeptConnectionClosed, SshError, SshFields, connect, run
 from agent.schema import Duration, Name, TargetConfig
 from collectors import server_metrics as m
 from collectors.ssh import linux, windows
@@ -87,6 +88,7 @@ class SshCollector(Collector[SshConfig]):
 
     client = None
     jump_client = None
+    served = False  # the connection ran a command: closed later, it was closed while kept
 
     def signals(self) -> Mapping[str, Signal]:
         return {MAIN: Signal(), INVENTORY: Signal(every=self.config.updates_every, help=INVENTORY_HELP)}
@@ -139,12 +141,15 @@ class SshCollector(Collector[SshConfig]):
         try:
             status, stdout, stderr = run(self.client, command, timeout=timeout, max_bytes=MAX_REPLY)
         except SshError as exc:
+            if isinstance(exc, ConnectionClosed) and self.served:  # nothing ran: the agent polls once more
+                raise KeptConnectionClosed(f"ssh {self._where}: the server closed the connection") from None
             out.request("exec", "error")
             text = str(exc)
             if text.startswith("ssh: "):  # a lost connection does not know whose it was
                 raise SshError(f"ssh {self._where}: {text[5:]}") from None
             raise
         out.request("exec", status)
+        self.served = True
         if status != 0:
             said = stderr.decode("utf-8", "replace").strip().splitlines()
             raise SshError(f"ssh {self._where}: the poll command exited with status {status}"

@@ -3,7 +3,9 @@
 pyvmomi blocks, so everything here runs in the job's thread. The session and its
 ContainerView live as long as the collector instance; a call that meets
 NotAuthenticated (the session expired, or vCenter restarted) logs in again once and
-retries, so a vCenter restart costs one run at most.
+retries. A kept connection that vCenter closed (a restart, its proxy's keep-alive limit)
+raises SessionClosed, a SessionLost: the agent logs in anew and polls once more, so a
+vCenter restart costs no run.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, TypeVar
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from agent.collector import ApiCounters
+from agent.collector import ApiCounters, SessionLost
 from collectors.vmware import fastread
 
 log = logging.getLogger(__name__)
@@ -27,10 +29,17 @@ PC = vmodl.query.PropertyCollector
 PROBE_SHARE = 0.8  # of the job's timeout, for the first request of a login
 PROBE_BYTES = 1 << 20  # vimServiceVersions.xml is a few hundred bytes
 T = TypeVar("T")
+# a kept connection the server had closed, found so before any reply (not a timeout)
+CLOSED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.client.RemoteDisconnected,
+          ssl.SSLEOFError)
 
 
 class VMwareError(Exception):
     """A failure to report as one line naming the vCenter and the likely fix."""
+
+
+class SessionClosed(VMwareError, SessionLost):
+    """vCenter closed the connection of a session that served earlier calls, before answering."""
 
 
 class Session:
@@ -47,6 +56,7 @@ class Session:
         self.content: Any = None
         self.view: Any = None
         self.generation = 0  # bumped by every login: caches tied to a session compare it
+        self.served = False  # a call was answered: a connection closed later was closed while kept
 
     def login(self) -> None:
         if not self._verify:
@@ -95,7 +105,7 @@ class Session:
         if self.si is None:
             self.login()
         try:
-            return work()
+            answer = work()
         except fastread.MalformedReply as exc:
             raise VMwareError(f"{self.where}: {exc}; is this a vCenter or ESXi SDK endpoint?") from None
         except (vim.fault.NotAuthenticated, vmodl.fault.ManagedObjectNotFound) as fault:
@@ -106,7 +116,11 @@ class Session:
             self.login()
             return work()
         except (OSError, http.client.HTTPException) as exc:
+            if self.served and isinstance(exc, CLOSED):  # nothing was answered: the agent polls once more
+                raise SessionClosed(f"{self.where} closed the kept connection ({exc})") from None
             raise VMwareError(f"lost {self.where}: {exc}; check that vCenter runs") from None
+        self.served = True
+        return answer
 
     def retrieve(self, prop_specs: list[Any], page: int) -> Iterator[tuple[Any, dict[str, Any]]]:
         """(object, {property path: value}) for every object of the view, `page` per round trip.

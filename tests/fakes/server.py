@@ -55,6 +55,16 @@ class Served:
         self._thread.start()
         return self
 
+    def close_idle_after(self, seconds: float) -> None:
+        """Close a keep-alive connection that sent no request for `seconds`, from its next
+        connection on: a server's keep-alive limit (nginx's keepalive_timeout, a proxy's idle timeout)."""
+        self._handler.timeout = seconds
+
+    @property
+    def open_connections(self) -> int:
+        with self._server.lock:
+            return len(self._server.connections)
+
     def __exit__(self, *exc_info: object) -> None:
         self._server.shutdown()
         self._server.server_close()

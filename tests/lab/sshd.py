@@ -80,11 +80,13 @@ def _parent(pid: int) -> int | None:
 
 
 @contextmanager
-def sshd(directory: Path, path: str | None = None, private_run: tuple[str, ...] = ()) -> Iterator[Sshd]:
+def sshd(directory: Path, path: str | None = None, private_run: tuple[str, ...] = (),
+         options: str = "") -> Iterator[Sshd]:
     """sshd on a free port. `path` becomes the sessions' PATH (fake tools first); `private_run`
     runs sshd in a mount namespace of its own with an empty /run holding these files and
     directories (a name ending in / is a directory), so a "server" can have systemd's
-    runtime directory or a pending reboot without touching this machine's /run."""
+    runtime directory or a pending reboot without touching this machine's /run. `options`
+    are more sshd_config lines (`UnusedConnectionTimeout 2s`)."""
     binary = need(SSHD, "apt-get install openssh-server")
     directory.mkdir(parents=True, exist_ok=True)
     host_key = make_key(directory / "host_ed25519")
@@ -105,7 +107,7 @@ UsePAM no
 StrictModes no
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
-""" + (f"SetEnv PATH={path}\n" if path else ""))
+""" + (f"SetEnv PATH={path}\n" if path else "") + options)
     known_hosts = directory / "known_hosts"
     known_hosts.write_text(known_hosts_line(port, host_key))
     if os.geteuid() == 0:
