@@ -11,14 +11,16 @@ from __future__ import annotations
 import difflib
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, Field, PlainValidator, ValidationError, model_validator
 
-from agent import registry, yamlfile
+from agent import redact, registry, yamlfile
 from agent.schema import Dispatched, Duration, Lazy, StrictModel, TargetConfig, dispatched, lazy
+from agent.secrets import secret_fields
 
 DEFAULT_PATH = Path("/etc/vigil/vigil.yaml")
 EMBEDDED = "(embedded default)"
@@ -137,6 +139,7 @@ def load_config(path: Path | None = None) -> LoadedConfig:
         path = DEFAULT_PATH
     warnings: list[ConfigIssue] = []
     config = load_model(AgentConfig, path, _semantic_issues, _raw_issues, _warnings, warnings)
+    redact.keep(name for _, _, name in _names(config))
     return LoadedConfig(config, str(path), tuple(warnings))
 
 
@@ -234,7 +237,24 @@ def _warnings(config: AgentConfig, data: dict) -> list[tuple[tuple, str]]:
     backup_warnings = registry.load(registry.BACKUP_WARNINGS)
     for index, job in enumerate(config.backups):
         warnings += [(("backups", index, *loc), message) for loc, message in backup_warnings(job)]
-    return warnings
+    return warnings + _names_holding_secrets(config)
+
+
+def _names(config: AgentConfig) -> Iterator[tuple[tuple, str, str]]:
+    """(field path, what, name) of every configured name: the label values vigil never rewrites."""
+    for section, what, items in (("targets", "target", config.targets), ("backups", "backup job", config.backups)):
+        for index, item in enumerate(items):
+            yield (section, index, "name"), what, item.name
+
+
+def _names_holding_secrets(config: AgentConfig) -> list[tuple[tuple, str]]:
+    """A name is shown as written, so a secret inside one is readable wherever the name is (never the
+    secret itself in the message: its field path)."""
+    secrets = list(secret_fields(config))
+    return [(loc, f"the name holds the value of the secret in {_format_path(where)}: names are never masked "
+                  f"(metrics, the status page, logs), so that part of the secret shows wherever the name does; "
+                  f"rename the {what} or change the secret")
+            for loc, what, name in _names(config) for where, secret in secrets if secret in name]
 
 
 def _loopback(host: str) -> bool:

@@ -66,11 +66,11 @@ def own_log_handlers():
 
 @pytest.fixture(autouse=True)
 def own_secrets(monkeypatch):
-    """Each test masks only the secrets it resolves itself (the registry is process-wide)."""
+    """Each test masks only the secrets it resolves itself, and keeps only the names it configures
+    (the registry is process-wide)."""
     from agent import redact
 
-    monkeypatch.setattr(redact, "_secrets", set())
-    monkeypatch.setattr(redact, "_known", None)
+    monkeypatch.setattr(redact, "_masks", redact._Masks())
 
 
 @pytest.fixture
