@@ -344,7 +344,7 @@ def test_no_ssh_banner_is_one_reason_and_one_log_line(tmp_path, write_config, ca
     assert "paramiko" not in logged and "Traceback" not in logged, logged  # nor its ERROR line and traceback
     # (threads left running by earlier tests may log beside this one: only this peer's lines count)
     (line,) = [line for line in logged.splitlines() if str(silent_port) in line]
-    assert line.endswith(f"WARNING checks.job: backup unreachable job=dumps detail='primary: LocationError: {reason}'")
+    assert line.endswith(f'WARNING checks.job: backup unreachable job=dumps detail="primary: LocationError: {reason}"')
 
 
 def test_an_encrypted_key_without_its_passphrase_says_how_to_give_it(tmp_path, write_config, capsys, silent_port,
