@@ -18,7 +18,7 @@ from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, Field, PlainValidator, ValidationError, model_validator
 
-from agent import redact, registry, yamlfile
+from agent import ondisk, redact, registry, yamlfile
 from agent.schema import Dispatched, Duration, Lazy, StrictModel, TargetConfig, dispatched, lazy
 from agent.secrets import secret_fields
 
@@ -197,7 +197,8 @@ def _raw_issues(data: dict) -> list[tuple[tuple, str]]:
 
 
 def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
-    """What one field cannot say alone: a timeout below its interval, a reference to another target."""
+    """What one field cannot say alone: a timeout below its interval, a reference to another target, a file
+    that is not there (agent.ondisk)."""
     problems = []
     by_name = {target.name: target for target in config.targets}
     for index, target in enumerate(config.targets):
@@ -208,7 +209,7 @@ def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
             problems.append((("targets", index, "timeout"), "the timeout must be shorter than the interval"))
     if config.defaults.timeout >= config.defaults.interval and "timeout" in config.defaults.model_fields_set:
         problems.append((("defaults", "timeout"), "the timeout must be shorter than the interval"))
-    return problems
+    return problems + [(loc, message) for loc, message, error in ondisk.problems(config) if error]
 
 
 def _duplicate_names(items: list, section: str, what: str) -> list[tuple[tuple, str]]:
@@ -237,6 +238,7 @@ def _warnings(config: AgentConfig, data: dict) -> list[tuple[tuple, str]]:
     backup_warnings = registry.load(registry.BACKUP_WARNINGS)
     for index, job in enumerate(config.backups):
         warnings += [(("backups", index, *loc), message) for loc, message in backup_warnings(job)]
+    warnings += [(loc, message) for loc, message, error in ondisk.problems(config) if not error]
     return warnings + _names_holding_secrets(config)
 
 

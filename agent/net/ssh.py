@@ -27,6 +27,7 @@ from typing import Annotated, Self
 import paramiko
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
+from agent.ondisk import KeyFile, KnownHosts
 from agent.secrets import Secret
 
 READ = 32768
@@ -76,13 +77,13 @@ class SshFields(BaseModel):
     host: str = Field(description="the server's name or address")
     port: int = Field(22, ge=1, le=65535, description="the SSH port")
     user: str = Field(description="the user to log in as")
-    key_file: Path | None = Field(None, description="the private key (ed25519, RSA or ECDSA; OpenSSH or PEM "
-                                                    "format); no agent and no ~/.ssh key is ever used")
+    key_file: KeyFile | None = Field(None, description="the private key (ed25519, RSA or ECDSA; OpenSSH or PEM "
+                                                       "format); no agent and no ~/.ssh key is ever used")
     key_passphrase: Secret | None = Field(None, description="the key_file's passphrase, as a secret reference")
     password: Secret | None = Field(None, description="a password, as a secret reference; tried when there "
                                                       "is no key_file or the server refuses the key")
-    known_hosts: Path | None = Field(None, description="a known_hosts file with the server's key (one of "
-                                                       "known_hosts or host_key_fingerprint)")
+    known_hosts: KnownHosts | None = Field(None, description="a known_hosts file with the server's key (one of "
+                                                             "known_hosts or host_key_fingerprint)")
     host_key_fingerprint: Fingerprint | None = Field(None, description="the server's key pinned as SHA256:... "
                                                                        "(ssh-keyscan HOST, piped to ssh-keygen -lf -)")
 
