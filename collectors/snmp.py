@@ -15,7 +15,7 @@ import functools
 import hashlib
 import weakref
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 from pyasn1.type import univ
 from pydantic import Field
@@ -54,7 +54,8 @@ class SnmpV3(StrictModel):
     context: str = Field("", description="The SNMPv3 context name, when the agent needs one.")
 
 
-SnmpAuth = SnmpV2c | SnmpV3
+# told apart by `version:`, so a mistake is reported against the version it names, not every version's keys
+SnmpAuth = Annotated[SnmpV2c | SnmpV3, Field(discriminator="version")]
 
 
 class SnmpError(Exception):
