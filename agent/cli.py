@@ -21,6 +21,7 @@ from agent import __version__, children, logs
 from agent.clock import Clock
 from agent.config import ConfigError, ConfigIssue, LoadedConfig, load_config
 from agent.model import JobState, Result
+from agent.reasons import describe
 from agent.redact import redact
 
 log = logging.getLogger("vigil")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a clear line for the admin; the traceback only on request
         if args.debug:
             raise
-        print(f"vigil: {exc}", file=sys.stderr)
+        print(f"vigil: {describe(exc)}", file=sys.stderr)
         code = EXIT_FAILED
     return _exit(code)
 

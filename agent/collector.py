@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from agent.model import MetricSpec, Sample, Verdict
+from agent.reasons import describe
 from agent.redact import redact
 
 if TYPE_CHECKING:
@@ -63,12 +64,6 @@ DEFAULT_SIGNALS: Mapping[str, Signal] = {MAIN: Signal()}
 
 class MetricError(Exception):
     """A sample that does not match its catalogue entry: a bug in the collector."""
-
-
-def describe(exc: BaseException) -> str:
-    """One line for the status page and the log: the exception type and its first line."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return redact((f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:300])
 
 
 class ApiCounters:

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 
+from agent import PACKAGES
 from agent.redact import RedactingFilter
 
 # syslog priorities, which journald reads from a `<N>` prefix
@@ -30,7 +31,7 @@ LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 RESERVED = ("time", "level", "logger", "message", "exception")
 # the agent's own loggers (its packages, and "vigil"); every other logger is a library's
-OWN_LOGGERS = ("vigil", "agent", "collectors", "checks", "exporters")
+OWN_LOGGERS = ("vigil", *PACKAGES)
 # key=value, the value bare or double-quoted (with \" and \\ inside)
 _KEY = r'(?<![^\s(,;])([A-Za-z_][A-Za-z0-9_.]*)='
 _FIELD = re.compile(_KEY + r'("(?:[^"\\]|\\.)*"|[^\s,;)]*)')

@@ -35,6 +35,7 @@ from pydantic import Field, field_validator, model_validator
 from agent.collector import MAIN, Collector, Emitter, Signal, describe
 from agent.model import MetricSpec
 from agent.ondisk import CaFile
+from agent.reasons import shorten
 from agent.schema import CredentialFreeUrl, Duration, TargetConfig
 from agent.secrets import Secret
 from collectors import meraki_api as shape
@@ -334,7 +335,7 @@ class MerakiCollector(Collector):
         good = [run for run in runs if group in run.data]
         if not good:
             reasons = {run.errors.get(group) or run.errors.get(MAIN, "") for run in runs}
-            raise MerakiError("; ".join(sorted(reasons))[:600])
+            raise MerakiError(shorten("; ".join(sorted(reasons)), 600))
         for run in runs:
             ok = group in run.data
             if not ok:

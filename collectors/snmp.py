@@ -195,7 +195,7 @@ def _code(indication: object) -> str:
 
 def _explain(indication: object, auth: SnmpAuth, timeout: float, retries: int) -> str:
     if isinstance(indication, errind.RequestTimedOut):
-        tries = f"{timeout:g}s x {retries + 1} tries"
+        tries = f"{timeout:g}s" + (f" ({retries + 1} tries)" if retries else "")
         if isinstance(auth, SnmpV2c):
             return f"no SNMP answer within {tries}: the device is down, or the community is wrong"
         return f"no SNMP answer within {tries}: the device is down, or the v3 user, keys or context are wrong"

@@ -301,13 +301,16 @@ def _drain(channel: paramiko.Channel, deadline: float, max_bytes: int, where: st
         select.select([channel], [], [], min(left, POLL))
 
 
+_CLOSED = "ssh: the connection was closed (the server restarted or dropped it); the next poll connects anew"
+
+
 def _peer(transport: paramiko.Transport | None) -> str:
     if transport is None or not transport.is_active():
-        raise SshError("ssh: the connection is closed; connect again")
+        raise SshError(_CLOSED)
     try:
         host, port = transport.getpeername()[:2]
     except OSError:  # the jump host's connection under it is gone
-        raise SshError("ssh: the connection is closed; connect again") from None
+        raise SshError(_CLOSED) from None
     return f"{transport.get_username()}@{host}:{port}"
 
 

@@ -18,6 +18,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from agent.collector import ApiCounters
+from agent.reasons import describe
 from collectors.vmware import fastread
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class Session:
                               "set ca_file to the CA that signed it") from None
         except (OSError, http.client.HTTPException) as exc:
             self._api.request(API, "unreachable")
-            raise VMwareError(f"cannot reach {self.where}: {exc}; check host, port and that vCenter runs") from None
+            raise VMwareError(f"cannot reach {self.where}: {describe(exc)}; check host, port and that vCenter "
+                              "runs") from None
         self._api.request(API, "ok")
         _count_calls(self.si._stub, self._api)
         self.content = self.si.RetrieveContent()
@@ -106,7 +108,7 @@ class Session:
             self.login()
             return work()
         except (OSError, http.client.HTTPException) as exc:
-            raise VMwareError(f"lost {self.where}: {exc}; check that vCenter runs") from None
+            raise VMwareError(f"lost {self.where}: {describe(exc)}; check that vCenter runs") from None
 
     def retrieve(self, prop_specs: list[Any], page: int) -> Iterator[tuple[Any, dict[str, Any]]]:
         """(object, {property path: value}) for every object of the view, `page` per round trip.
