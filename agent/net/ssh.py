@@ -28,6 +28,7 @@ import paramiko
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from agent.ondisk import KeyFile, KnownHosts
+from agent.reasons import shorten
 from agent.secrets import Secret
 
 READ = 32768
@@ -267,7 +268,7 @@ def run(client: paramiko.SSHClient, command: str, *, timeout: float, max_bytes: 
         out, err = _drain(channel, deadline, max_bytes, where, command, timeout)
         return channel.recv_exit_status(), out, err
     except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise SshError(f"ssh {where}: `{_short(command)}` failed: {_reason(exc)}") from None
+        raise SshError(f"ssh {where}: `{shorten(command, 60)}` failed: {_reason(exc)}") from None
     finally:
         channel.close()
 
@@ -289,7 +290,7 @@ def _drain(channel: paramiko.Channel, deadline: float, max_bytes: int, where: st
                 err.append(chunk)
                 size += len(chunk)
             if size > max_bytes:
-                raise SshError(f"ssh {where}: `{_short(command)}` wrote more than {max_bytes} bytes; "
+                raise SshError(f"ssh {where}: `{shorten(command, 60)}` wrote more than {max_bytes} bytes; "
                                "stopped it")
         if channel.eof_received and (channel.exit_status_ready() or channel.closed):
             if not (channel.recv_ready() or channel.recv_stderr_ready()):
@@ -297,7 +298,7 @@ def _drain(channel: paramiko.Channel, deadline: float, max_bytes: int, where: st
             continue
         left = deadline - time.monotonic()
         if left <= 0:
-            raise SshError(f"ssh {where}: `{_short(command)}` did not finish within {timeout:g}s; stopped it")
+            raise SshError(f"ssh {where}: `{shorten(command, 60)}` did not finish within {timeout:g}s; stopped it")
         select.select([channel], [], [], min(left, POLL))
 
 
@@ -312,10 +313,6 @@ def _peer(transport: paramiko.Transport | None) -> str:
     except OSError:  # the jump host's connection under it is gone
         raise SshError(_CLOSED) from None
     return f"{transport.get_username()}@{host}:{port}"
-
-
-def _short(command: str) -> str:
-    return command if len(command) <= 60 else command[:57] + "..."
 
 
 def _reason(exc: BaseException) -> str:
