@@ -253,7 +253,7 @@ def test_the_session_is_reused_and_a_new_instance_reconnects_after_sshd_restarts
                 assert values(out, "vigil_server_cpus")
             assert collector.client.get_transport() is transport and sshd_log_accepts(server) == 1
             server.kill()
-            lost = r"ssh .*@127\.0\.0\.1:\d+: (the connection is closed|cannot open a session)"
+            lost = r"ssh .*@127\.0\.0\.1:\d+: (the connection was closed \(the server restarted|cannot open a session)"
             with pytest.raises(SshError, match=lost):
                 collector.collect(Emitter(SshCollector.METRICS, strict=True), MAIN_ONLY)
         finally:
