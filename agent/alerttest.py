@@ -13,7 +13,13 @@ from pathlib import Path
 
 import httpx
 
+from agent.reasons import shorten
+
 ALERTNAME = "VigilTestAlert"
+
+
+class AlertTestError(Exception):
+    """The test alert did not reach Alertmanager, or it refused it."""
 
 
 def send_test_alert(alertmanager: str, severity: str, duration: timedelta, ca_file: Path | None = None) -> str:
@@ -34,10 +40,10 @@ def send_test_alert(alertmanager: str, severity: str, duration: timedelta, ca_fi
     try:
         response = httpx.post(url, json=[alert], timeout=10, verify=ssl_context(ca_file))
     except httpx.HTTPError as exc:
-        raise RuntimeError(f"cannot reach Alertmanager at {alertmanager}: {exc}") from None
+        raise AlertTestError(f"cannot reach Alertmanager at {alertmanager}: {exc}") from None
     if response.status_code != 200:
-        raise RuntimeError(f"Alertmanager at {alertmanager} refused the alert: HTTP {response.status_code} "
-                           f"{response.text.strip()[:200]}")
+        raise AlertTestError(f"Alertmanager at {alertmanager} refused the alert: HTTP {response.status_code} "
+                             f"{shorten(response.text.strip(), 200)}")
     return (f"sent {ALERTNAME} (severity {severity}) to {alertmanager}; it should reach "
             f"{'on-call' if severity == 'critical' else 'the daytime receiver'} within Alertmanager's group_wait, "
             f"and resolve after {int(duration.total_seconds() // 60)} min")

@@ -21,6 +21,7 @@ from agent import __version__, children, logs
 from agent.clock import Clock
 from agent.config import ConfigError, ConfigIssue, LoadedConfig, load_config
 from agent.model import JobState, Result
+from agent.reasons import describe
 from agent.redact import redact
 
 log = logging.getLogger("vigil")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a clear line for the admin; the traceback only on request
         if args.debug:
             raise
-        print(f"vigil: {exc}", file=sys.stderr)
+        print(f"vigil: {describe(exc)}", file=sys.stderr)
         code = EXIT_FAILED
     return _exit(code)
 
@@ -210,7 +211,7 @@ def _once(args: argparse.Namespace) -> int:
     states = {job.key: JobState(job.name, job.kind, job.interval, job.collector.METRICS, job.label, result=result,
                                 last_success=result.started_at + result.duration if result.ok else None)
               for job, result in zip(jobs, results, strict=True)}
-    print(redact(_FORMATS[args.format](states)), end="")  # error texts quote tools and URLs verbatim
+    print(_FORMATS[args.format](states), end="")  # its texts were redacted where they were made (agent.redact)
     return EXIT_OK if all(_status(result)[0] == "ok" for result in results) else EXIT_FAILED
 
 
@@ -239,7 +240,7 @@ def _verify(args: argparse.Namespace) -> int:
         children.stop_all()
     for where, outcome in outcomes.items():
         word = {True: "ok", False: "DAMAGED", None: "COULD NOT CHECK"}[outcome.ok]
-        print(redact(f"{word:<16} {args.job} {where}: {outcome.detail}"))
+        print(f"{word:<16} {args.job} {where}: {redact(outcome.detail)}")
     return EXIT_OK if all(outcome.ok for outcome in outcomes.values()) else EXIT_FAILED
 
 

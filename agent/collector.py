@@ -34,11 +34,13 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from agent.model import MetricSpec, Sample, Verdict
+from agent.reasons import describe
+from agent.redact import redact
 
 if TYPE_CHECKING:
     from agent.clock import Clock
@@ -77,12 +79,6 @@ class SessionLost(Exception):
 
 class MetricError(Exception):
     """A sample that does not match its catalogue entry: a bug in the collector."""
-
-
-def describe(exc: BaseException) -> str:
-    """One line for the status page and the log: the exception type and its first line."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:300]
 
 
 class ApiCounters:
@@ -200,8 +196,9 @@ class Emitter:
         self._api.waited(api, seconds)
 
     def judge(self, verdict: Verdict) -> None:
-        """Set the job's verdict for the status page."""
-        self.verdict = verdict
+        """Set the job's verdict for the status page (its texts redacted: they quote tools)."""
+        self.verdict = replace(verdict, detail=redact(verdict.detail),
+                               notes={label: redact(text) for label, text in verdict.notes.items()})
 
     @contextmanager
     def signal(self, name: str) -> Iterator[None]:
@@ -240,7 +237,7 @@ class Emitter:
         """Mark a signal failed without an exception (a 403 the collector handled itself)."""
         with self._lock:
             self.ran.add(name)
-            self.errors[name] = reason
+            self.errors[name] = redact(reason)
             self._samples[name] = {}
 
     def samples(self, name: str = MAIN) -> tuple[Sample, ...]:

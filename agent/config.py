@@ -11,14 +11,16 @@ from __future__ import annotations
 import difflib
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, Field, PlainValidator, ValidationError, model_validator
 
-from agent import registry, yamlfile
+from agent import ondisk, redact, registry, yamlfile
 from agent.schema import Dispatched, Duration, Lazy, StrictModel, TargetConfig, dispatched, lazy
+from agent.secrets import secret_fields
 
 DEFAULT_PATH = Path("/etc/vigil/vigil.yaml")
 EMBEDDED = "(embedded default)"
@@ -137,6 +139,7 @@ def load_config(path: Path | None = None) -> LoadedConfig:
         path = DEFAULT_PATH
     warnings: list[ConfigIssue] = []
     config = load_model(AgentConfig, path, _semantic_issues, _raw_issues, _warnings, warnings)
+    redact.keep(name for _, _, name in _names(config))
     return LoadedConfig(config, str(path), tuple(warnings))
 
 
@@ -194,7 +197,8 @@ def _raw_issues(data: dict) -> list[tuple[tuple, str]]:
 
 
 def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
-    """What one field cannot say alone: a timeout below its interval, a reference to another target."""
+    """What one field cannot say alone: a timeout below its interval, a reference to another target, a file
+    that is not there (agent.ondisk)."""
     problems = []
     by_name = {target.name: target for target in config.targets}
     for index, target in enumerate(config.targets):
@@ -205,7 +209,7 @@ def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
             problems.append((("targets", index, "timeout"), "the timeout must be shorter than the interval"))
     if config.defaults.timeout >= config.defaults.interval and "timeout" in config.defaults.model_fields_set:
         problems.append((("defaults", "timeout"), "the timeout must be shorter than the interval"))
-    return problems
+    return problems + [(loc, message) for loc, message, error in ondisk.problems(config) if error]
 
 
 def _duplicate_names(items: list, section: str, what: str) -> list[tuple[tuple, str]]:
@@ -234,7 +238,25 @@ def _warnings(config: AgentConfig, data: dict) -> list[tuple[tuple, str]]:
     backup_warnings = registry.load(registry.BACKUP_WARNINGS)
     for index, job in enumerate(config.backups):
         warnings += [(("backups", index, *loc), message) for loc, message in backup_warnings(job)]
-    return warnings
+    warnings += [(loc, message) for loc, message, error in ondisk.problems(config) if not error]
+    return warnings + _names_holding_secrets(config)
+
+
+def _names(config: AgentConfig) -> Iterator[tuple[tuple, str, str]]:
+    """(field path, what, name) of every configured name: the label values vigil never rewrites."""
+    for section, what, items in (("targets", "target", config.targets), ("backups", "backup job", config.backups)):
+        for index, item in enumerate(items):
+            yield (section, index, "name"), what, item.name
+
+
+def _names_holding_secrets(config: AgentConfig) -> list[tuple[tuple, str]]:
+    """A name is shown as written, so a secret inside one is readable wherever the name is (never the
+    secret itself in the message: its field path)."""
+    secrets = list(secret_fields(config))
+    return [(loc, f"the name holds the value of the secret in {_format_path(where)}: names are never masked "
+                  f"(metrics, the status page, logs), so that part of the secret shows wherever the name does; "
+                  f"rename the {what} or change the secret")
+            for loc, what, name in _names(config) for where, secret in secrets if secret in name]
 
 
 def _loopback(host: str) -> bool:
@@ -250,12 +272,14 @@ def _loopback(host: str) -> bool:
 
 def _issues(model, exc: ValidationError, data, lines, file) -> list[ConfigIssue]:
     issues = []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+    for error in exc.errors(include_url=False, include_input=False):
         loc, kind = error["loc"], error["type"]
         if kind == "extra_forbidden":
             message = _unknown_key_message(model, loc, data)
         elif kind == "missing":
             loc, message = loc[:-1], f"missing required key `{loc[-1]}`"
+        elif kind in ("union_tag_not_found", "union_tag_invalid"):
+            loc, message = _union_tag_message(model, loc, data, error["ctx"])
         elif kind in _PLAIN_MESSAGES:
             message = _PLAIN_MESSAGES[kind]
         else:
@@ -280,6 +304,19 @@ _PLAIN_MESSAGES = {
     "string_type": "expected text (quote it if it looks like a number or a date)",
     "path_type": "expected a path",
 }
+
+
+def _union_tag_message(model, loc: tuple, data, context: dict) -> tuple[tuple, str]:
+    """A section of several shapes told apart by one key (snmp's `version:`): that key missing or unknown."""
+    key = context["discriminator"].strip("'")
+    owner = _model_at(model, loc[:-1], data)
+    union = owner.model_fields[loc[-1]].annotation if owner is not None else None
+    tags = [f"`{tag}`" for member in get_args(union) if (field := member.model_fields.get(key))
+            for tag in get_args(field.annotation)]
+    valid = list(dict.fromkeys(tags))  # `3` once, whether written 3 or "3"
+    if "tag" not in context:
+        return loc, f"missing required key `{key}` ({' or '.join(valid)})"
+    return (*loc, key), f"unknown {key} `{context['tag']}`; valid: {', '.join(valid)}"
 
 
 def _plain(message: str) -> str:
@@ -322,23 +359,22 @@ def _unknown_key_message(model, loc: tuple, data) -> str:
 
 
 def _model_at(model, loc: tuple, data):
-    """The model that validated the mapping at `loc`, following `kind:` dispatch."""
-    node = data
+    """The model that validated the mapping at `loc`, following `kind:` dispatch and union tags."""
+    node, key = data, "kind"
     for part in loc:
+        if isinstance(node, dict) and part == node.get(key) and part not in getattr(model, "model_fields", {}):
+            continue  # a discriminated union's tag
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 return None
             node = node[part]
             model = _concrete(model, node)
             continue
-        if model is None or not isinstance(node, dict):
+        if model is None or not isinstance(node, dict) or part not in model.model_fields:
             return None
-        if part not in model.model_fields:
-            if node.get("kind") == part:  # a discriminated union's tag
-                continue
-            return None
-        node = node.get(part)
-        model = _concrete(_model_in(model.model_fields[part].annotation, node), node)
+        field = model.model_fields[part]
+        node, key = node.get(part), field.discriminator or "kind"
+        model = _concrete(_model_in(field.annotation, node, key), node)
     return model
 
 
@@ -349,16 +385,16 @@ def _concrete(model, node):
     return model
 
 
-def _model_in(annotation, node):
-    """The pydantic model inside an annotation, picking a union member by `kind`."""
+def _model_in(annotation, node, key: str = "kind"):
+    """The pydantic model inside an annotation, picking a union member by its `key` (`kind`, snmp's `version`)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     if isinstance(annotation, Lazy):
         return annotation.model
-    members = [m for arg in get_args(annotation) if (m := _model_in(arg, node)) is not None]
+    members = [m for arg in get_args(annotation) if (m := _model_in(arg, node, key)) is not None]
     if isinstance(node, dict):
         for member in members:
-            kind = member.model_fields.get("kind")
-            if kind is not None and node.get("kind") in get_args(kind.annotation):
+            tag = member.model_fields.get(key)
+            if tag is not None and node.get(key) in get_args(tag.annotation):
                 return member
     return members[0] if len(members) == 1 else None

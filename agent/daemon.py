@@ -23,6 +23,7 @@ from agent.collector import Context
 from agent.config import ConfigError, LoadedConfig, load_config
 from agent.jobs import all_jobs
 from agent.ratelimit import RateLimits
+from agent.reasons import describe
 from agent.scheduler import Scheduler
 from agent.statedb import StateDB
 from agent.store import Store
@@ -98,7 +99,7 @@ class Agent:
             self._reload_failed("; ".join(map(str, exc.issues)))
             log.error("reload rejected, keeping the running config: %s", self.site.info["reload_error"])
         except Exception as exc:  # a bug must not leave systemd's unit "reloading" nor kill the agent
-            self._reload_failed(f"{type(exc).__name__}: {exc}")
+            self._reload_failed(describe(exc))
             log.exception("reload failed part-way; the jobs or web config may be the old ones")
         finally:
             systemd.notify("READY=1")

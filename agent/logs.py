@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 
+from agent import PACKAGES
 from agent.redact import RedactingFilter
 
 # syslog priorities, which journald reads from a `<N>` prefix
@@ -29,13 +30,28 @@ PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERR
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 RESERVED = ("time", "level", "logger", "message", "exception")
-# key=value, the value bare or double-quoted (with \" inside)
-_FIELD = re.compile(r'(?<![^\s(,;])([A-Za-z_][A-Za-z0-9_.]*)=("(?:[^"\\]|\\.)*"|[^\s,;)]*)')
+# the agent's own loggers (its packages, and "vigil"); every other logger is a library's
+OWN_LOGGERS = ("vigil", *PACKAGES)
+# key=value, the value bare or double-quoted (with \" and \\ inside)
+_KEY = r'(?<![^\s(,;])([A-Za-z_][A-Za-z0-9_.]*)='
+_FIELD = re.compile(_KEY + r'("(?:[^"\\]|\\.)*"|[^\s,;)]*)')
+_ENDS_BARE = frozenset(" \t\n,;)")  # what may follow a bare value
+_BARE = re.compile(r'[^\s,;)"\'\\]+')  # a value that reads back without quotes
+_AFTER_KEY = re.compile(_KEY + r"$")
+_PLACEHOLDER = re.compile(r"%[#0 +-]*\d*(?:\.\d+)?[hlL]?([diouxXeEfFgGcrsa%])")
 
 
 def one_line(text: str) -> str:
     """The text with its line breaks written as \\n (and a backslash as \\\\, so it reads back)."""
     return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+
+
+def quoted(value: str, glued: bool = False) -> str:
+    """A value as `fields()` reads it back: bare when it can be, else double-quoted with `\\` and `\"`
+    escaped; `glued` when text follows it directly (`endpoint=%s: grant...`)."""
+    if _BARE.fullmatch(value) and not glued:
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def fields(message: str) -> dict[str, str]:
@@ -46,6 +62,41 @@ def fields(message: str) -> dict[str, str]:
             value = re.sub(r'\\(.)', r"\1", value[1:-1])
         found.setdefault(key, value)
     return found
+
+
+def render(record: logging.LogRecord) -> str:
+    """The record's message, each `key=%s` / `key=%r` value in the quoting `fields()` reads: call sites
+    and the parser agree by construction, whatever a call site wrote (`%r` quotes Python's way)."""
+    args = record.args
+    if not isinstance(args, tuple) or not args:
+        return record.getMessage()
+    template, pieces, values, done = str(record.msg), [], [], 0
+    for match in _PLACEHOLDER.finditer(template):
+        pieces.append(template[done:match.start()])
+        done = match.end()
+        if match.group(1) == "%":
+            pieces.append("%%")
+            continue
+        if len(values) == len(args):
+            return record.getMessage()  # more placeholders than arguments: logging's own error
+        value = args[len(values)]
+        if match.group(1) in "rsa" and _AFTER_KEY.search(template, 0, match.start()):
+            text = value if isinstance(value, str) else (repr(value) if match.group(1) == "r" else str(value))
+            following = template[done:done + 1]
+            pieces.append("%s")
+            value = quoted(text, glued=bool(following) and following not in _ENDS_BARE)
+        else:
+            pieces.append(match.group(0))
+        values.append(value)
+    if len(values) != len(args):
+        return record.getMessage()
+    return ("".join(pieces) + template[done:]) % tuple(values)
+
+
+def _rendered(record: logging.LogRecord) -> bool:
+    """A handler filter, before redaction: the message rendered once, its values quoted (render)."""
+    record.msg, record.args = render(record), None
+    return True
 
 
 class _Base(logging.Formatter):
@@ -113,17 +164,19 @@ def setup(debug: bool = False, level: str | None = None, form: str = "text") -> 
     handler = logging.StreamHandler(sys.stderr)
     formatter = JsonFormatter if form == "json" else TextFormatter
     handler.setFormatter(formatter(tracebacks=debug, journal=under_journal()))
+    handler.addFilter(_rendered)
     handler.addFilter(RedactingFilter())
     if level != "debug":
         handler.addFilter(_paramiko_errors)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # httpx logs every request at INFO: a Meraki cycle alone would be a dozen lines a minute.
-    # vigil_api_requests_total counts them; debug shows them.
-    logging.getLogger("httpx").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
-    # paramiko logs every connection and authentication at INFO: one ssh target, two lines a minute.
-    logging.getLogger("paramiko").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+    # Libraries log at INFO what the agent says better once: httpx and the Azure SDK every request
+    # (azure-core's over many lines), paramiko every login. Every logger but the agent's own keeps
+    # the root's level, WARNING at least, unless --log-level debug; the agent's own take `level`.
+    chosen = logging.getLevelName(level.upper())
+    root.setLevel(chosen if level == "debug" else max(chosen, logging.WARNING))
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(chosen)
 
 
 def _paramiko_errors(record: logging.LogRecord) -> bool:

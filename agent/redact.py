@@ -1,10 +1,18 @@
-"""One redaction for every text that leaves the agent: log lines, error texts, status pages.
+"""One redaction for every free text: error texts, details, log lines.
 
 Credentials reach error texts by routes no single call site controls: a tool echoes its
 repository URL, urllib3 logs a pre-signed query string under --debug, an SDK puts the
-endpoint in an exception. So the text is cleaned where it leaves, by patterns
-(passwords in URL userinfo, signature and token query values, Authorization headers)
-and by value: every secret the config resolves is registered here (agent.secrets).
+endpoint in an exception. So a free text is cleaned where it becomes a record (an
+exception described, a reason or verdict handed to the Emitter, a detail written to the
+history) and where a log line is written, by patterns (passwords in URL userinfo,
+signature and token query values, Authorization headers) and by value: every secret the
+config resolves is registered here (agent.secrets).
+
+Names and label values are never redacted: they are not free text. Inside a free text a
+configured name is kept whole too (`office-monitor: connection refused` stays so when the
+restic password is `office`), while the secret is masked wherever else it shows: an
+occurrence of a secret is kept only when it lies wholly inside an occurrence of a name.
+`vigil check-config` warns of a name that holds a secret.
 """
 
 from __future__ import annotations
@@ -12,7 +20,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import quote
 
 MASK = "***"
@@ -32,35 +41,86 @@ _AUTHORIZATION = re.compile(r"(?P<head>authorization['\"]?\s*[:=]\s*(?:b?['\"])?
                             r"(?:(?:basic|bearer|digest|negotiate|aws4-hmac-sha256)\s+)?)[^\s'\",\\]+", re.I)
 _BEARER = re.compile(r"(?P<head>\bbearer\s+)[a-z0-9._~+/-]{16,}=*", re.I)
 
+
+@dataclass(frozen=True)
+class _Masks:
+    """The registered secrets (with their URL-encoded forms) and the configured names, with the
+    patterns that find them at every position: one value swapped whole, read without a lock."""
+
+    secrets: frozenset[str] = frozenset()
+    names: frozenset[str] = frozenset()
+    known: re.Pattern[str] | None = None  # the longest secret starting at each position
+    shelters: re.Pattern[str] | None = None  # the longest name holding a secret, at each position
+
+    def adding(self, secrets: Iterable[str] = (), names: Iterable[str] = ()) -> _Masks:
+        secrets, names = self.secrets | set(secrets), self.names | set(names)
+        holding = [name for name in names if any(secret in name for secret in secrets)]
+        return _Masks(frozenset(secrets), frozenset(names), _anywhere(secrets), _anywhere(holding))
+
+
+def _anywhere(texts: Iterable[str]) -> re.Pattern[str] | None:
+    """A pattern matching, at every position, the longest of the texts that starts there."""
+    alternatives = sorted(texts, key=len, reverse=True)
+    return re.compile(f"(?=({'|'.join(map(re.escape, alternatives))}))") if alternatives else None
+
+
 _lock = threading.Lock()
-_secrets: set[str] = set()
-_known: re.Pattern[str] | None = None
+_masks = _Masks()
 
 
 def register(secret: str) -> None:
     """Mask this value (and its URL-encoded form) wherever it appears from now on."""
-    global _known
+    global _masks
     if len(secret) < MIN_SECRET:
         return
     with _lock:
-        forms = {secret, quote(secret, safe="")} - _secrets
-        if not forms:
-            return
-        _secrets.update(forms)
-        alternatives = sorted(_secrets, key=len, reverse=True)  # a longer secret before its prefix
-        _known = re.compile("|".join(map(re.escape, alternatives)))
+        _masks = _masks.adding(secrets={secret, quote(secret, safe="")})
+
+
+def keep(names: Iterable[str]) -> None:
+    """Never mask these configured names (targets, backup jobs) in a free text, even where a secret
+    is part of one. Names accumulate: a line about a job of the previous config keeps its name too."""
+    global _masks
+    with _lock:
+        _masks = _masks.adding(names=names)
+
+
+def registered(value: str) -> bool:
+    """True when this value is masked as a secret."""
+    return value in _masks.secrets
 
 
 def redact(text: str) -> str:
-    """The text with every credential it holds replaced by ***."""
-    known = _known
-    if known is not None:
-        text = known.sub(MASK, text)
+    """The free text with every credential it holds replaced by ***, configured names left whole."""
+    text = _mask_secrets(text, _masks)
     text = _USERINFO.sub(rf"\g<head>:{MASK}@", text)
     text = _QUERY_VALUE.sub(rf"\g<head>{MASK}", text)
     text = _SIGNATURE_LINE.sub(rf"\g<head>{MASK}", text)
     text = _AUTHORIZATION.sub(rf"\g<head>{MASK}", text)
     return _BEARER.sub(rf"\g<head>{MASK}", text)
+
+
+def _mask_secrets(text: str, masks: _Masks) -> str:
+    if masks.known is None:
+        return text
+    spans = _spans(masks.known, text)
+    if spans and masks.shelters is not None:
+        names = _spans(masks.shelters, text)
+        spans = [(start, end) for start, end in spans
+                 if not any(first <= start and end <= last for first, last in names)]
+    pieces, done = [], 0
+    for start, end in spans:  # by start; overlapping occurrences become one mask
+        if start < done:
+            if end > done:
+                done = end
+            continue
+        pieces += [text[done:start], MASK]
+        done = end
+    return "".join(pieces) + text[done:]
+
+
+def _spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
+    return [(match.start(), match.start() + len(match.group(1))) for match in pattern.finditer(text)]
 
 
 def password_in_url(text: str) -> bool:
@@ -71,17 +131,6 @@ def password_in_url(text: str) -> bool:
 def userinfo_in_url(text: str) -> bool:
     """True when a URL in the text carries any userinfo (`scheme://user@`, `scheme://id:key@`)."""
     return bool(_ANY_USERINFO.search(text))
-
-
-def redact_data(value: Any) -> Any:
-    """Every string inside JSON-like data (the status document), redacted."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {redact_data(key): redact_data(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact_data(item) for item in value]
-    return value
 
 
 class RedactingFilter(logging.Filter):

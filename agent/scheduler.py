@@ -33,8 +33,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.clock import Clock
-from agent.collector import MAIN, ApiCounters, Collector, Context, Emitter, SessionLost, describe, is_blocking
+from agent.collector import MAIN, ApiCounters, Collector, Context, Emitter, SessionLost, is_blocking
 from agent.model import JobState, Result, Sample, SignalState, job_key
+from agent.reasons import describe
 from agent.store import Store
 from agent.units import format_duration
 

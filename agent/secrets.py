@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BaseModel, BeforeValidator, SecretStr
 
 from agent import redact
 
@@ -77,3 +78,19 @@ def resolve_if_reference(value: object) -> SecretStr:
 
 
 SecretOrValue = Annotated[SecretStr, BeforeValidator(resolve_if_reference)]
+
+
+def secret_fields(value: object, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """(field path, value) of every secret in a loaded config that redaction masks."""
+    if isinstance(value, SecretStr):
+        if redact.registered(secret := value.get_secret_value()):
+            yield path, secret
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from secret_fields(getattr(value, name), (*path, name))
+    elif isinstance(value, (tuple, list)):
+        for index, item in enumerate(value):
+            yield from secret_fields(item, (*path, index))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from secret_fields(item, (*path, key))

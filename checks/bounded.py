@@ -58,7 +58,7 @@ class BoundedCalls:
         if call.is_alive():
             raise Overdue(f"{what}: no answer after {format_duration(time.monotonic() - call.started_at)}, "
                           "before this evaluation's timeout; check that the host is up and its port reachable "
-                          "(a location `timeout:` shorter than the job's shows the location's own error)")
+                          "(with the location's `timeout:` below the job's, its own error shows here)")
         del self._calls[key]
         if call.error is not None:
             raise call.error

@@ -3,6 +3,7 @@
 Every observed backup, every verification and the outcome of every scheduled window
 are stored, so a restart loses nothing, "last success" survives an unreachable
 location, shrinkage is judged against real history and the monthly report has data.
+A detail (a tool's own words) is redacted before it is written.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, replace
 
+from agent.redact import redact
 from agent.statedb import StateDB
 from checks.model import BackupSnapshot, VerifyOutcome
 
@@ -30,7 +32,7 @@ class BackupHistory:
     def record(self, location: str, snapshots: list[BackupSnapshot], verdicts: dict[str, str], now: float) -> None:
         """Store every listed backup; what was measured once (size, end, duration) is kept."""
         rows = [(self.job, location, s.id, s.completed_at, s.size_bytes, s.file_count, s.duration,
-                 verdicts.get(s.id, "seen"), s.detail, now) for s in snapshots]
+                 verdicts.get(s.id, "seen"), redact(s.detail), now) for s in snapshots]
         self.db.write(
             "INSERT INTO backup_observations (job, location, backup_id, completed_at, size_bytes, file_count,"
             " duration, verdict, detail, observed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -72,7 +74,7 @@ class BackupHistory:
     def record_verification(self, location: str, at: float, outcome: VerifyOutcome) -> None:
         ok = None if outcome.ok is None else int(outcome.ok)
         self.db.write("INSERT OR REPLACE INTO backup_verifications (job, location, verified_at, ok, detail)"
-                      " VALUES (?, ?, ?, ?, ?)", (self.job, location, at, ok, outcome.detail))
+                      " VALUES (?, ?, ?, ?, ?)", (self.job, location, at, ok, redact(outcome.detail)))
 
     def last_verification(self, location: str, conclusive: bool = False) -> Verification | None:
         """The latest verification attempt there; with `conclusive`, the latest that ran to a result."""
@@ -97,4 +99,4 @@ class BackupHistory:
                       " status = excluded.status, updated_at = excluded.updated_at, detail = excluded.detail,"
                       " offsite_lag = CASE WHEN excluded.offsite_lag IS NULL THEN offsite_lag"
                       " ELSE max(coalesce(offsite_lag, 0), excluded.offsite_lag) END",
-                      (self.job, window_start, status, offsite_lag, now, detail))
+                      (self.job, window_start, status, offsite_lag, now, redact(detail)))

@@ -19,8 +19,9 @@ from contextlib import contextmanager
 from functools import partial
 
 from agent import registry
-from agent.collector import Collector, Context, Emitter, describe
+from agent.collector import Collector, Context, Emitter
 from agent.model import MetricSpec, Verdict
+from agent.reasons import describe
 from agent.scheduler import JobSpec
 from agent.units import format_duration
 from checks.bounded import BoundedCalls
@@ -222,6 +223,10 @@ class BackupEvaluation(_BackupJob):
         return min(r.at for r in results)
 
 
+class CheckNotRun(Exception):
+    """An integrity check that could not run (a lock, an unreachable repository): retried at the next poll."""
+
+
 class BackupVerification(_BackupJob):
     """Runs the integrity checks that are due, one repository at a time whatever the number of jobs."""
 
@@ -234,7 +239,7 @@ class BackupVerification(_BackupJob):
         done = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items()]
         problems = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items() if outcome.ok is None]
         if problems:
-            raise RuntimeError("; ".join(problems))
+            raise CheckNotRun("; ".join(problems))
         last = [v.at for where in self.verifiable if (v := self.history.last_verification(where)) is not None]
         out.judge(Verdict("ok", "; ".join(done) or "not due", {"last check": min(last)} if last else {},
                           timezone=self.config.timezone))

@@ -31,13 +31,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from agent.collector import MAIN, Collector, Emitter, Signal, describe
 from agent.model import MetricSpec
+from agent.ondisk import CaFile
+from agent.reasons import shorten
 from agent.schema import CredentialFreeUrl, Duration, TargetConfig
 from agent.secrets import Secret
 from collectors import meraki_api as shape
@@ -135,7 +136,7 @@ class MerakiCollector(Collector):
         requests_per_second: float = Field(5.0, gt=0, le=10, description=(
             "This target's share of the organization's 10 requests/s, which every application of the "
             "organization spends."))
-        ca_file: Path | None = Field(None, description=(
+        ca_file: CaFile | None = Field(None, description=(
             "A CA bundle for a private TLS proxy; wins over REQUESTS_CA_BUNDLE and SSL_CERT_FILE."))
         deadline: Duration | None = Field(None, description=(
             "How long a cycle may take before it reports what it has; default 80% of the target's timeout "
@@ -340,7 +341,7 @@ class MerakiCollector(Collector):
         good = [run for run in runs if group in run.data]
         if not good:
             reasons = {run.errors.get(group) or run.errors.get(MAIN, "") for run in runs}
-            raise MerakiError("; ".join(sorted(reasons))[:600])
+            raise MerakiError(shorten("; ".join(sorted(reasons)), 600))
         for run in runs:
             ok = group in run.data
             if not ok:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent.net.http import AsyncApi, HttpError
 from agent.ratelimit import TokenBucket
+from agent.reasons import shorten
 from agent.units import MAX_SIZE
 
 MAX_PAGES = 500  # 500,000 devices at 1,000 a page: beyond it, a server looping on its own links
@@ -129,7 +130,7 @@ def _explain(response: httpx.Response) -> str:
     code = response.status_code
     try:
         errors = json.loads(response.content).get("errors") or []
-        said = "; ".join(str(error) for error in errors)[:200]
+        said = shorten("; ".join(str(error) for error in errors), 200)
     except (ValueError, AttributeError):
         said = ""
     said = f" ({said})" if said else ""

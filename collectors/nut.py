@@ -11,12 +11,12 @@ variable: it is counted from the first poll that saw `OB`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from agent.collector import Collector, Emitter
+from agent.ondisk import CaFile
 from agent.schema import Duration, TargetConfig
 from agent.secrets import Secret
 from collectors import ups_metrics
@@ -57,7 +57,7 @@ class NutCollector(Collector):
         tls: Literal["if_offered", "required", "off"] = Field(
             "if_offered", description="STARTTLS: if_offered (use it when upsd has a certificate, verified), "
                                       "required, or off.")
-        ca_file: Path | None = Field(None, description="A CA file for upsd's certificate; wins over SSL_CERT_FILE.")
+        ca_file: CaFile | None = Field(None, description="A CA file for upsd's certificate; wins over SSL_CERT_FILE.")
         nut_timeout: Duration = Field(5.0, description="How long to wait for each upsd reply.")
 
     METRICS = tuple(spec for spec in ups_metrics.METRICS if spec is not ups_metrics.LINE_FAILURES)

@@ -26,6 +26,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from agent.collector import SessionLost
+from agent.reasons import describe
 
 _SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Session]] = weakref.WeakKeyDictionary()
 
@@ -72,7 +73,7 @@ class Session:
                            f"host is up and no firewall drops port {self._port}") from None
         except OSError as exc:
             self.broken = True
-            raise NutError(f"upsd {self.where}: cannot connect ({type(exc).__name__}: {exc}); is upsd listening "
+            raise NutError(f"upsd {self.where}: cannot connect ({describe(exc)}); is upsd listening "
                            "there (LISTEN in upsd.conf)?") from None
         async with self.turn():
             if tls != "off":

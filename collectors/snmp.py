@@ -24,7 +24,7 @@ import functools
 import hashlib
 import weakref
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 from pyasn1.type import univ
 from pydantic import Field
@@ -64,7 +64,8 @@ class SnmpV3(StrictModel):
     context: str = Field("", description="The SNMPv3 context name, when the agent needs one.")
 
 
-SnmpAuth = SnmpV2c | SnmpV3
+# told apart by `version:`, so a mistake is reported against the version it names, not every version's keys
+SnmpAuth = Annotated[SnmpV2c | SnmpV3, Field(discriminator="version")]
 
 
 class SnmpError(Exception):
@@ -238,7 +239,7 @@ def _code(indication: object) -> str:
 
 def _explain(indication: object, auth: SnmpAuth, timeout: float, retries: int) -> str:
     if isinstance(indication, errind.RequestTimedOut):
-        tries = f"{timeout:g}s x {retries + 1} tries"
+        tries = f"{timeout:g}s" + (f" ({retries + 1} tries)" if retries else "")
         if isinstance(auth, SnmpV2c):
             return f"no SNMP answer within {tries}: the device is down, or the community is wrong"
         return f"no SNMP answer within {tries}: the device is down, or the v3 user, keys or context are wrong"

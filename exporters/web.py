@@ -42,7 +42,6 @@ from agent import __version__
 from agent.config import split_listen
 from agent.logs import Throttled
 from agent.model import MetricSpec
-from agent.redact import redact_data
 from agent.store import Store
 from exporters.prometheus import CONTENT_TYPE, Exposition
 from exporters.status import landing_html, status_document
@@ -87,9 +86,9 @@ class Site:
         return None
 
     def status(self) -> dict[str, Any]:
-        """The status document, redacted: error texts quote tools and URLs verbatim."""
+        """The status document; its error texts were redacted where they were made (agent.redact)."""
         db = self.store.db
-        return redact_data(status_document(self.store.snapshot(), self.info, db.problem, db.notice, time.time()))
+        return status_document(self.store.snapshot(), self.info, db.problem, db.notice, time.time())
 
 
 @dataclass(frozen=True)

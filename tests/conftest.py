@@ -54,23 +54,29 @@ def children_allowed(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def own_log_handlers():
-    """`main()` run in-process installs handlers on pytest's captured streams: put the old ones back."""
+    """`main()` run in-process installs handlers on pytest's captured streams and sets levels: put the
+    old ones back."""
     import logging
+
+    from agent.logs import OWN_LOGGERS
 
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    own = {name: logging.getLogger(name).level for name in OWN_LOGGERS}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, before in own.items():
+        logging.getLogger(name).setLevel(before)
 
 
 @pytest.fixture(autouse=True)
 def own_secrets(monkeypatch):
-    """Each test masks only the secrets it resolves itself (the registry is process-wide)."""
+    """Each test masks only the secrets it resolves itself, and keeps only the names it configures
+    (the registry is process-wide)."""
     from agent import redact
 
-    monkeypatch.setattr(redact, "_secrets", set())
-    monkeypatch.setattr(redact, "_known", None)
+    monkeypatch.setattr(redact, "_masks", redact._Masks())
 
 
 @pytest.fixture

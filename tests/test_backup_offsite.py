@@ -70,9 +70,9 @@ def test_restic_copy_over_sftp_is_in_step_then_stale(tmp_path, job_context, cloc
         status, detail = evaluate(locations, job_context)
         # what ssh said, when restic passed it on before exiting (it does not always)
         assert status == "unreachable" and detail in (
-            f"offsite: ToolError: restic snapshots on {remote}: ssh: Host key verification failed; the server's key "
+            f"offsite: restic snapshots on {remote}: ssh: Host key verification failed; the server's key "
             "is not the one in known_hosts: check it, then update known_hosts (ssh-keyscan)",
-            f"offsite: ToolError: restic snapshots on {remote}: ssh: {SSH_ENDED}")
+            f"offsite: restic snapshots on {remote}: ssh: {SSH_ENDED}")
 
 
 def test_restic_on_s3_through_moto(tmp_path, job_context, clock):

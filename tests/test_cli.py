@@ -35,7 +35,7 @@ def test_once_exits_1_when_a_target_fails_and_names_it(write_config, capsys, tes
     config = str(write_config("targets:\n  - {name: ok, kind: counting}\n  - {name: ups, kind: failing}\n"))
     assert main(["once", "-c", config]) == 1
     out = capsys.readouterr().out
-    assert "FAILED       ups (failing)" in out and "ConnectionRefusedError: [Errno 111] Connection refused" in out
+    assert "FAILED       ups (failing)" in out and "Connection refused" in out and "Error" not in out
     assert main(["once", "-c", config, "--target", "ok"]) == 0
 
 

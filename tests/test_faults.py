@@ -32,7 +32,7 @@ from tests.fault_watch import Schedule, series
 from tests.fixtures_ssh import ssh_target
 from tests.lab.azurite import ACCOUNT_KEY
 from tests.lab.blackhole import UNRESOLVABLE, tcp_blackhole, udp_blackhole
-from tests.lab.harness import wait_until
+from tests.lab.harness import free_port, wait_until
 from tests.lab.nut import STATES, nut
 from tests.lab.pki import make_pki
 from tests.lab.snmpsim import snmpsim
@@ -177,6 +177,43 @@ def test_vigil_once_ends_when_every_peer_accepts_and_never_answers(credentials, 
     for target in targets:
         line = next(line for line in done.stdout.splitlines() if f" {target['name']} " in line)
         assert line.startswith("FAILED") and re.search(FAULTS["silent"][0], line), line
+
+
+def _own_error_classes() -> set[str]:
+    """The names of vigil's own exception classes, with every kind's module imported."""
+    from agent import PACKAGES, registry
+
+    for path in {**registry.COLLECTORS, **registry.LOCATIONS}.values():
+        registry.load(path)
+    found, todo = set(), [Exception]
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.partition(".")[0] in PACKAGES:
+            found.add(cls.__name__)
+    return found
+
+
+@pytest.mark.parametrize("fault", ["refused", "unresolvable", "silent"])
+def test_every_reason_a_bad_peer_gives_is_words_for_people(fault, credentials, write_config):
+    """No class name of vigil's own (`SshError:`), no `[Errno 111]` or reprs of addresses, no instruction
+    meant for the code (`connect again`), cut after a word: what the status page and `once` show."""
+    with tcp_blackhole() as tcp, udp_blackhole() as udp:
+        host = UNRESOLVABLE if fault == "unresolvable" else "127.0.0.1"
+        targets, backups = bad_jobs(host, free_port() if fault == "refused" else tcp.port, udp.port, *credentials)
+        done = subprocess.run(vigil_argv("once", "-c", str(write_config(agent_config(targets, backups))), "--format",
+                                         "json"), capture_output=True, text=True, cwd=ROOT, timeout=120,
+                              env={**os.environ, "VIGIL_TEST_FAULT_SECRET": SECRET,
+                                   "VIGIL_TEST_FAULT_AZURE_KEY": ACCOUNT_KEY})
+    reasons = {job["name"]: job["detail"] for job in json.loads(done.stdout)}
+    assert set(reasons) == {job["name"] for job in (*targets, *backups)}, done.stderr[-2000:]
+    own = re.compile(r"\b(" + "|".join(sorted(_own_error_classes())) + r")\b")
+    for name, reason in reasons.items():
+        assert reason, name
+        assert not own.search(reason), f"{name}: {reason}"
+        assert not re.search(r"\[Errno|\('\d+\.\d+\.\d+\.\d+', \d+\)|connect again| x \d+ tries", reason), \
+            f"{name}: {reason}"
+        assert len(reason) <= 320 and not reason.endswith((" ", ",")), f"{name}: {reason}"
 
 
 def _all_judged(agent, targets: list[dict], backups: list[dict]) -> bool:

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
 import time
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from agent import logs
-from tests.conftest import ROOT
+from tests.bad_input import JSON_VALUES  # and its derandomized hypothesis profile
+from tests.conftest import ROOT, vigil_argv
 
 EMIT = ("import logging; from agent import logs; logs.setup(); "
         "logging.getLogger('vigil.x').warning('disk full mount=/srv')")
@@ -121,3 +126,76 @@ def test_under_journald_json_keeps_the_priority_prefix(tmp_path):
                        cwd=ROOT, env={**os.environ, "JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}"}, check=True)
     line = log.read_text()
     assert line.startswith("<4>{") and json.loads(line[3:])["mount"] == "/srv"
+
+
+def test_every_value_reaches_the_json_whole_however_the_call_site_formats_it(tmp_path):
+    """`%r` (a Python repr, single-quoted), `%s` of a text with spaces, quotes, a backslash or a newline:
+    the value after `key=` is written in the one quoting the parser reads."""
+    code = ("log.warning('backup missed job=%s detail=%r error=%s path=%s', 'nas', \"no 'snapshot' since 01:00\", "
+            "'LocationError: cannot list /srv/a b: \"gone\"', 'C:\\\\dumps\\nnext')")
+    [line] = emit(tmp_path, code, "--log-format", "json", "version")
+    document = json.loads(line)
+    assert document["job"] == "nas"
+    assert document["detail"] == "no 'snapshot' since 01:00"
+    assert document["error"] == 'LocationError: cannot list /srv/a b: "gone"'
+    assert document["path"] == "C:\\dumps\nnext"
+    [text] = emit(tmp_path, code, "version")
+    assert 'detail="no \'snapshot\' since 01:00"' in text and "job=nas " in text
+
+
+def test_libraries_log_only_warnings_unless_debug(tmp_path):
+    """Whichever library: a level on every logger that is not vigil's, not a list of names."""
+    code = ("for name in ('azure.core.pipeline.policies.http_logging_policy', 'botocore.endpoint', 'urllib3', "
+            "'msal.application', 'pysnmp', 'pyVmomi', 'some.future.library'):\n"
+            "    logging.getLogger(name).info('Request URL: x'); logging.getLogger(name).warning('%s says so', name)\n"
+            "log.info('vigil itself'); logging.getLogger('checks.job').info('backup ok again job=nas')\n")
+    lines = [line.split(" ", 1)[1] for line in emit(tmp_path, code, "version")]  # without the time
+    assert [line for line in lines if line.startswith("INFO ")] == ["INFO vigil.x: vigil itself",
+                                                                    "INFO checks.job: backup ok again job=nas"]
+    assert sum(line.startswith("WARNING ") for line in lines) == 7
+    debug = emit(tmp_path, code, "--log-level", "debug", "version")
+    assert sum("Request URL: x" in line for line in debug) == 7
+
+
+AZURE = """
+state_dir: {state}
+backups:
+  - name: azure-nightly
+    schedule: "0 1 * * *"
+    deadline: 4h
+    primary: {{kind: azure_blob, account_url: "{azure}", container: backups, ca_file: {ca},
+              credential: "${{env:T_AZURE_SAS}}"}}
+"""
+
+
+def test_an_agent_reading_azure_blob_logs_only_its_own_lines_with_whole_values(tmp_path):
+    """The Azure SDK's http_logging_policy logs every request and response at INFO, over several lines:
+    through a real Azurite, the agent's log holds its own lines only, each value whole."""
+    from tests.lab.azurite import azurite
+    from tests.lab.pki import make_pki
+    from tests.test_source_azure_blob import sas
+
+    pki = make_pki(tmp_path / "pki")
+    with azurite(tmp_path / "azurite", pki) as blob:
+        container = blob.service().create_container("backups")
+        config = tmp_path / "vigil.yaml"
+        config.write_text(AZURE.format(state=tmp_path / "state", azure=blob.account_url, ca=blob.ca_file))
+        done = subprocess.run(vigil_argv("--log-format", "json", "once", "-c", str(config), "--format", "json"),
+                              capture_output=True, text=True, cwd=ROOT, timeout=120,
+                              env={**os.environ, "T_AZURE_SAS": sas(blob, container)})
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    assert records and {record["logger"].split(".")[0] for record in records} <= {"agent", "checks", "vigil"}, \
+        done.stderr
+    [job] = json.loads(done.stdout)
+    assert job["status"] == "missed" and " " in job["detail"], job
+    [change] = [record for record in records if record["message"].startswith("backup missed")]
+    assert change["job"] == "azure-nightly" and change["detail"] == job["detail"], change
+
+
+@given(value=st.one_of(st.text(), JSON_VALUES), conversion=st.sampled_from("sr"),
+       after=st.sampled_from(["", " next", ": glued", ", more", ")"]))
+def test_any_value_a_call_site_logs_reads_back_whole(value, conversion, after):
+    record = logging.LogRecord("vigil.x", logging.WARNING, __file__, 1, f"event key=%{conversion}{after} n=%d",
+                               (value, 3), None)
+    expected = value if isinstance(value, str) else (repr(value) if conversion == "r" else str(value))
+    assert logs.fields(logs.render(record)) == {"key": expected, "n": "3"}

@@ -9,7 +9,9 @@ import sys
 import pytest
 
 from agent import redact
+from agent.collector import Emitter, Signal
 from agent.config import ConfigError, load_config
+from agent.model import Verdict
 from agent.secrets import resolve_reference
 from tests.conftest import ROOT, vigil_argv
 
@@ -51,10 +53,17 @@ def test_every_resolved_secret_is_masked_wherever_it_appears(monkeypatch):
     assert redact.redact(text) == "restic said: wrong password ***; url-encoded: ***"
 
 
-def test_a_status_document_is_redacted_all_through():
-    document = {"jobs": [{"last_error": "ssh://u:pw@h/x", "signals": [{"error": "?sig=abc"}]}], "n": 3}
-    assert redact.redact_data(document) == {"jobs": [{"last_error": "ssh://u:***@h/x",
-                                                      "signals": [{"error": "?sig=***"}]}], "n": 3}
+def test_free_texts_are_redacted_where_they_become_records():
+    """An exception described, a reason or a verdict handed to the Emitter: what the status page, `once`
+    and the log show of a run (names and labels never pass through redaction)."""
+    out = Emitter((), signals={"main": Signal(), "uplinks": Signal(), "licenses": Signal()})
+    with out.signal("uplinks"):
+        raise ConnectionError("ssh://u:pw@h/x refused")
+    out.fail("licenses", "GET /x?sig=abc refused (403)")
+    out.judge(Verdict("failed", "restic: s3:http://id:key@h/b", notes={"off-site lag": "?token=t0k3n"}))
+    assert out.errors == {"uplinks": "ConnectionError: ssh://u:***@h/x refused",
+                          "licenses": "GET /x?sig=*** refused (403)"}
+    assert out.verdict.detail == "restic: s3:http://id:***@h/b" and out.verdict.notes == {"off-site lag": "?token=***"}
 
 
 LOGS = r"""
@@ -139,3 +148,20 @@ def test_check_config_never_echoes_the_refused_url(write_config):
     path = write_config(BACKUP.replace("{location}", '{kind: borg, repository: "ssh://u:Sup3rSecret@nas/./r"}'))
     done = subprocess.run(vigil_argv("check-config", "-c", str(path)), capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2 and "Sup3rSecret" not in done.stdout + done.stderr
+
+
+def test_a_secret_inside_a_configured_name_is_kept_there_and_masked_everywhere_else(monkeypatch):
+    monkeypatch.setenv("TEST_REDACT_SECRET", "office")
+    resolve_reference("${env:TEST_REDACT_SECRET}")
+    redact.keep(["office-monitor", "office-dumps"])
+    assert redact.redact("office-monitor: wrong password office; /srv/office/x, office-dumps") == \
+        "office-monitor: wrong password ***; /srv/***/x, office-dumps"
+
+
+def test_a_name_shelters_only_a_secret_wholly_inside_it(monkeypatch):
+    monkeypatch.setenv("TEST_REDACT_SECRET", "monitor-pw")
+    resolve_reference("${env:TEST_REDACT_SECRET}")
+    redact.keep(["office-monitor"])
+    # the secret starts inside the name and runs past it: the secret wins, the name loses its tail
+    assert redact.redact("office-monitor-pw and office-monitor") == "office-*** and office-monitor"
+    assert redact.redact("xmonitor-pw") == "x***"

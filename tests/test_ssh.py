@@ -356,7 +356,7 @@ def test_windows_localized_numbers_single_items_and_missing_sections():
     assert values(out, "vigil_server_reboot_required") == {(): 0}
     assert not values(out, "vigil_server_swap_total_bytes") and not values(out, "vigil_server_swap_free_bytes")
     assert not values(out, "vigil_server_windows_backup_last_ok")
-    assert out.errors == {INVENTORY: "OutputError: the os section failed: Zugriff verweigert"}
+    assert out.errors == {INVENTORY: "the os section failed: Zugriff verweigert"}
 
 
 def test_windows_volumes_are_left_out_by_pattern_whatever_their_case():

@@ -171,7 +171,7 @@ def test_device_without_ups_objects_is_down_with_that_reason(snmp_lab, context, 
 
 def test_wrong_community_is_a_timeout_with_a_clear_reason(snmp_lab, context):
     target = snmp_lab.v2c("wrong", community="no-such-community", snmp_timeout="0.3s", retries=0)
-    with pytest.raises(Exception, match="no SNMP answer within 0.3s x 1 tries: .*community is wrong"):
+    with pytest.raises(Exception, match="no SNMP answer within 0.3s: .*community is wrong"):
         kit.collect(target, context)
     assert context.api.requests() == {("snmp", "timeout"): 1}
 
@@ -257,9 +257,9 @@ def test_two_cards_with_one_v3_user_name_and_different_keys_both_work(snmp_lab, 
 
 
 def test_a_silent_device_says_so_inside_a_short_job_timeout(snmp_lab, context):
-    """3 s per try x 3 tries would outlive a 3 s job: each try is cut so the reason is the device's."""
+    """3 s per try, 3 tries, would outlive a 3 s job: each try is cut so the reason is the device's."""
     from dataclasses import replace
 
     target = snmp_lab.v2c("silent", community="no-such-community")
-    with pytest.raises(Exception, match=r"no SNMP answer within 0.45s x 3 tries"):
+    with pytest.raises(Exception, match=r"no SNMP answer within 0.45s \(3 tries\)"):
         kit.collect(target, replace(context, timeout=3.0))

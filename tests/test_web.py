@@ -18,7 +18,7 @@ import bcrypt
 import pytest
 
 from agent import __version__
-from agent.collector import ApiCounters
+from agent.collector import ApiCounters, describe
 from agent.config import ConfigError
 from agent.model import JobState, Result, Sample, Verdict
 from agent.statedb import StateDB
@@ -153,9 +153,10 @@ def test_the_landing_page_has_a_backup_board(site, serve):
 
 
 def test_the_status_page_and_json_never_show_credentials(site, serve):
+    """The error as the agent makes it of an exception (agent.collector.describe, which redacts)."""
+    failure = RuntimeError("Remote: ssh://backup:hunter2@nas/./repo: refused; GET /c?comp=list&sig=S1GNATURE failed")
     site.store.publish(JobState("borg", "counting", 60, (TICKS,), result=Result(
-        "borg", "counting", False, 1.0, 0.5, error="Remote: ssh://backup:hunter2@nas/./repo: refused; "
-                                                   "GET /c?comp=list&sig=S1GNATURE failed")))
+        "borg", "counting", False, 1.0, 0.5, error=describe(failure))))
     url = serve()
     for page in (get(url)[1], get(url + "status.json")[1]):
         assert "hunter2" not in page and "S1GNATURE" not in page

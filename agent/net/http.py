@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 
 from agent import __version__
+from agent.reasons import shorten
 
 if TYPE_CHECKING:
     from agent.collector import Context
@@ -109,7 +110,7 @@ def api_message(response: httpx.Response) -> str:
         else:  # Veeam: {"errorCode", "message"}
             parts = (body.get("errorCode"), body.get("message"))
     lines = [str(part).strip().splitlines()[0] for part in parts if part and str(part).strip()]
-    return ": ".join(lines)[:300]
+    return shorten(": ".join(lines))
 
 
 def raise_for_status(response: httpx.Response) -> httpx.Response:

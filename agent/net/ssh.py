@@ -32,6 +32,8 @@ import paramiko
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from agent.collector import SessionLost
+from agent.ondisk import KeyFile, KnownHosts
+from agent.reasons import shorten
 from agent.secrets import Secret
 
 READ = 32768
@@ -91,13 +93,13 @@ class SshFields(BaseModel):
     host: str = Field(description="the server's name or address")
     port: int = Field(22, ge=1, le=65535, description="the SSH port")
     user: str = Field(description="the user to log in as")
-    key_file: Path | None = Field(None, description="the private key (ed25519, RSA or ECDSA; OpenSSH or PEM "
-                                                    "format); no agent and no ~/.ssh key is ever used")
+    key_file: KeyFile | None = Field(None, description="the private key (ed25519, RSA or ECDSA; OpenSSH or PEM "
+                                                       "format); no agent and no ~/.ssh key is ever used")
     key_passphrase: Secret | None = Field(None, description="the key_file's passphrase, as a secret reference")
     password: Secret | None = Field(None, description="a password, as a secret reference; tried when there "
                                                       "is no key_file or the server refuses the key")
-    known_hosts: Path | None = Field(None, description="a known_hosts file with the server's key (one of "
-                                                       "known_hosts or host_key_fingerprint)")
+    known_hosts: KnownHosts | None = Field(None, description="a known_hosts file with the server's key (one of "
+                                                             "known_hosts or host_key_fingerprint)")
     host_key_fingerprint: Fingerprint | None = Field(None, description="the server's key pinned as SHA256:... "
                                                                        "(ssh-keyscan HOST, piped to ssh-keygen -lf -)")
 
@@ -283,7 +285,7 @@ def run(client: paramiko.SSHClient, command: str, *, timeout: float, max_bytes: 
         out, err = _drain(channel, deadline, max_bytes, where, command, timeout)
         return channel.recv_exit_status(), out, err
     except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise SshError(f"ssh {where}: `{_short(command)}` failed: {_reason(exc)}") from None
+        raise SshError(f"ssh {where}: `{shorten(command, 60)}` failed: {_reason(exc)}") from None
     finally:
         channel.close()
 
@@ -305,7 +307,7 @@ def _drain(channel: paramiko.Channel, deadline: float, max_bytes: int, where: st
                 err.append(chunk)
                 size += len(chunk)
             if size > max_bytes:
-                raise SshError(f"ssh {where}: `{_short(command)}` wrote more than {max_bytes} bytes; "
+                raise SshError(f"ssh {where}: `{shorten(command, 60)}` wrote more than {max_bytes} bytes; "
                                "stopped it")
         if channel.eof_received and (channel.exit_status_ready() or channel.closed):
             if not (channel.recv_ready() or channel.recv_stderr_ready()):
@@ -313,7 +315,7 @@ def _drain(channel: paramiko.Channel, deadline: float, max_bytes: int, where: st
             continue
         left = deadline - time.monotonic()
         if left <= 0:
-            raise SshError(f"ssh {where}: `{_short(command)}` did not finish within {timeout:g}s; stopped it")
+            raise SshError(f"ssh {where}: `{shorten(command, 60)}` did not finish within {timeout:g}s; stopped it")
         select.select([channel], [], [], min(left, POLL))
 
 
@@ -325,10 +327,6 @@ def _peer(transport: paramiko.Transport | None) -> str:
     except OSError:  # the jump host's connection under it is gone
         raise ConnectionClosed("ssh: the server closed the connection") from None
     return f"{transport.get_username()}@{host}:{port}"
-
-
-def _short(command: str) -> str:
-    return command if len(command) <= 60 else command[:57] + "..."
 
 
 def _reason(exc: BaseException) -> str:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from agent.ondisk import CaFile
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
 from checks.sources import store_entries
@@ -39,7 +39,7 @@ class AzureBlobLocation:
                                             "ends in")
         pattern: str = Field("*", description="which names are backups (fnmatch; `*` spans `/`)")
         credential: Secret = Field(description="the account key or a SAS token")
-        ca_file: Path | None = Field(None, description="a private CA; wins over REQUESTS_CA_BUNDLE")
+        ca_file: CaFile | None = Field(None, description="a private CA; wins over REQUESTS_CA_BUNDLE")
 
         @field_validator("account_url")
         @classmethod

@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from agent.ondisk import KeyFile, KnownHosts, Program, Repository
 from agent.redact import password_in_url
 from agent.secrets import Secret
 from checks.config import VerifyConfig
@@ -38,12 +39,12 @@ class BorgLocation:
 
     class Config(LocationConfig):
         kind: Literal["borg"]
-        repository: str = Field(description="`/srv/borg/repo` or `ssh://user@host:22/./repo`")
+        repository: Repository = Field(description="`/srv/borg/repo` or `ssh://user@host:22/./repo`")
         passphrase: Secret | None = Field(None, description="the passphrase (none for unencrypted repositories)")
         glob: str | None = Field(None, description="only archives whose names match, such as `fileserver-*`")
-        key_file: Path | None = Field(None, description="ssh repositories: the SSH key")
-        known_hosts: Path | None = Field(None, description="ssh repositories: the pinned host keys")
-        binary: str = Field("borg", description="the borg command")
+        key_file: KeyFile | None = Field(None, description="ssh repositories: the SSH key")
+        known_hosts: KnownHosts | None = Field(None, description="ssh repositories: the pinned host keys")
+        binary: Program = Field("borg", description="the borg command")
 
         @field_validator("repository")
         @classmethod

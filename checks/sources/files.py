@@ -13,6 +13,7 @@ from typing import BinaryIO, Literal
 
 from pydantic import Field, field_validator
 
+from agent.ondisk import BackupFolder
 from checks.config import VerifyConfig
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
 from checks.sources import filelike
@@ -24,7 +25,7 @@ class FilesLocation:
 
     class Config(LocationConfig):
         kind: Literal["files"]
-        path: Path = Field(description="the directory the backups are written to (absolute)")
+        path: BackupFolder = Field(description="the directory the backups are written to (absolute)")
         pattern: NamePattern = Field("*", description="which names are backups (fnmatch, such as `db-*.sql.gz`)")
 
         @field_validator("path")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.collector import describe
+from agent.reasons import describe
 
 log = logging.getLogger(__name__)
 

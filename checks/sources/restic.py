@@ -29,6 +29,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from agent.ondisk import CaFile, KeyFile, KnownHosts, Program, Repository
 from agent.redact import password_in_url
 from agent.secrets import Secret, SecretOrValue
 from checks.config import VerifyConfig
@@ -46,8 +47,8 @@ class ResticLocation:
 
     class Config(LocationConfig):
         kind: Literal["restic"]
-        repository: str = Field(description="any repository restic reads: a path, `sftp:`, `s3:`, `rest:` "
-                                            "(credentials go in `env`, never in the URL)")
+        repository: Repository = Field(description="any repository restic reads: a path, `sftp:`, `s3:`, `rest:` "
+                                                   "(credentials go in `env`, never in the URL)")
         password: Secret = Field(description="the repository password")
         host: str | None = Field(None, description="only snapshots of this host")
         tags: tuple[str, ...] = Field((), description="only snapshots with these tags; each entry a restic "
@@ -55,10 +56,10 @@ class ResticLocation:
         paths: tuple[str, ...] = Field((), description="only snapshots of these paths")
         env: dict[str, SecretOrValue] = Field({}, description="environment for restic, such as "
                                                               "AWS_ACCESS_KEY_ID: ${cred:s3_id}")
-        ca_file: Path | None = Field(None, description="the CA of an https repository (s3, rest) with a private CA")
-        key_file: Path | None = Field(None, description="sftp repositories: the SSH key")
-        known_hosts: Path | None = Field(None, description="sftp repositories: the pinned host keys")
-        binary: str = Field("restic", description="the restic command")
+        ca_file: CaFile | None = Field(None, description="the CA of an https repository (s3, rest) with a private CA")
+        key_file: KeyFile | None = Field(None, description="sftp repositories: the SSH key")
+        known_hosts: KnownHosts | None = Field(None, description="sftp repositories: the pinned host keys")
+        binary: Program = Field("restic", description="the restic command")
 
         @field_validator("repository")
         @classmethod

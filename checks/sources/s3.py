@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from agent.ondisk import CaFile
 from agent.redact import userinfo_in_url
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
@@ -43,7 +44,7 @@ class S3Location:
         access_key_id: Secret | None = Field(None, description="default: the AWS environment (variables, profile, "
                                                                "instance role)")
         secret_access_key: Secret | None = Field(None, description="with access_key_id")
-        ca_file: Path | None = Field(None, description="a private CA; wins over AWS_CA_BUNDLE")
+        ca_file: CaFile | None = Field(None, description="a private CA; wins over AWS_CA_BUNDLE")
         etag_is_md5: bool = Field(True, description="single-part uploads' ETag is their MD5, compared with the "
                                                     "primary's checksum")
 

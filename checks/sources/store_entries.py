@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TypeVar
 
+from agent.reasons import describe, shorten
 from checks.model import BackupSnapshot
 from checks.sources.cli import size_or_none
 from checks.sources.filelike import LocationError
@@ -31,8 +32,8 @@ def parsed(where: str, pages: Iterable[T]) -> Iterator[T]:
         except StopIteration:
             return
         except PARSE_ERRORS as exc:
-            text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-            raise LocationError(f"{where}: the listing is not what the service sends ({text})") from None
+            raise LocationError(f"{where}: the listing is not what the service sends ({shorten(describe(exc), 120)})"
+                                ) from None
         yield page
 
 

@@ -31,13 +31,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.net.http import CaFileError, HttpError, SyncApi, api_message, json_of, raise_for_status, safe_url
+from agent.ondisk import CaFile
 from agent.redact import userinfo_in_url
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
@@ -140,8 +140,8 @@ class VeeamLocation:
         user: str = Field(description="a Veeam user with the Backup Viewer role")
         password: Secret = Field(description="its password")
         job: str = Field(description="the job's name: a backup job, or for an off-site location a backup copy job")
-        ca_file: Path | None = Field(None, description="a private CA; wins over SSL_CERT_FILE and "
-                                                       "REQUESTS_CA_BUNDLE")
+        ca_file: CaFile | None = Field(None, description="a private CA; wins over SSL_CERT_FILE and "
+                                                         "REQUESTS_CA_BUNDLE")
         api_version: str = Field("1.1-rev0", description="the x-api-version header")
 
         @field_validator("url")

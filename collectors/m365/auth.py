@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 
 from agent.collector import ApiCounters
 from agent.net.http import transport_reason
+from agent.reasons import shorten
 from collectors.m365.config import M365Config
 
 T = TypeVar("T")
@@ -148,4 +149,4 @@ class TokenSource:
 
 def _first_line(value: object) -> str:
     text = str(value).strip()
-    return text.splitlines()[0][:200] if text else ""
+    return shorten(text.splitlines()[0], 200) if text else ""

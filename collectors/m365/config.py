@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, HttpUrl, model_validator
 
+from agent.ondisk import PEM_OR_PATH, CaFile, CertFile
 from agent.schema import CredentialFreeHttpUrl, Duration, StrictModel, TargetConfig
 from agent.secrets import Secret
 
@@ -15,9 +15,10 @@ SignalName = Literal["service_health", "directory_sync", "licenses", "app_creden
 
 
 class ClientCertificate(StrictModel):
-    cert_file: Path = Field(description="the app registration's certificate (PEM), as uploaded to Entra ID")
-    key_file: Secret = Field(description="its private key: a reference whose value is the PEM key, or the path "
-                                         "of the PEM key file (`${cred:m365_key}` loads it with LoadCredential=)")
+    cert_file: CertFile = Field(description="the app registration's certificate (PEM), as uploaded to Entra ID")
+    key_file: Annotated[Secret, PEM_OR_PATH] = Field(
+        description="its private key: a reference whose value is the PEM key, or the path of the PEM key file "
+                    "(`${cred:m365_key}` loads it with LoadCredential=)")
 
 
 class SignalIntervals(StrictModel):
@@ -47,8 +48,8 @@ class M365Config(TargetConfig):
     graph_url: CredentialFreeHttpUrl = Field(HttpUrl("https://graph.microsoft.com"),
                                description="the Graph host; national clouds differ (graph.microsoft.us, "
                                            "microsoftgraph.chinacloudapi.cn)")
-    ca_file: Path | None = Field(None, description="a CA bundle for the authority and Graph; wins over "
-                                                   "REQUESTS_CA_BUNDLE and SSL_CERT_FILE")
+    ca_file: CaFile | None = Field(None, description="a CA bundle for the authority and Graph; wins over "
+                                                     "REQUESTS_CA_BUNDLE and SSL_CERT_FILE")
     requests_per_second: float = Field(5.0, gt=0, le=100,
                                        description="this tenant's Graph request budget, shared by its targets")
     applications: tuple[str, ...] = Field((), description="app registrations whose credential expiry is "

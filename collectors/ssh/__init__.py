@@ -21,6 +21,7 @@ from pydantic import Field, PrivateAttr
 
 from agent.collector import MAIN, Collector, Emitter, Signal
 from agent.net.ssh import ConnectionClosed, KeptConnectionClosed, SshError, SshFields, connect, run
+from agent.reasons import shorten
 from agent.schema import Duration, Name, TargetConfig
 from collectors import server_metrics as m
 from collectors.ssh import linux, windows
@@ -153,7 +154,7 @@ class SshCollector(Collector[SshConfig]):
         if status != 0:
             said = stderr.decode("utf-8", "replace").strip().splitlines()
             raise SshError(f"ssh {self._where}: the poll command exited with status {status}"
-                           + (f": {said[-1][:200]}" if said else ""))
+                           + (f": {shorten(said[-1], 200)}" if said else ""))
         return self._checked(parse, stdout.decode("utf-8", "replace"))
 
     def _checked(self, function, *args):

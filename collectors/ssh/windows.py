@@ -14,6 +14,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from agent.collector import Emitter
+from agent.reasons import shorten
 from collectors import server_metrics as m
 from collectors.ssh.output import OutputError, number
 
@@ -46,7 +47,7 @@ def parse(text: str) -> dict:
     for name in REQUIRED:
         if not isinstance(document.get(name), dict):
             why = errors.get(name, "missing from the reply") if isinstance(errors, dict) else "missing"
-            raise OutputError(f"the {name} section failed: {str(why)[:200]}")
+            raise OutputError(f"the {name} section failed: {shorten(str(why), 200)}")
     return document
 
 
@@ -93,7 +94,7 @@ def emit_inventory(out: Emitter, document: dict) -> None:
     if not isinstance(system, dict):
         errors = document.get("errors")
         why = errors.get("os", "missing") if isinstance(errors, dict) else "missing"
-        raise OutputError(f"the os section failed: {str(why)[:200]}")
+        raise OutputError(f"the os section failed: {shorten(str(why), 200)}")
     version = " ".join(str(system.get(key) or "") for key in ("caption", "version")).strip()
     out.gauge(m.INFO, 1, os="windows", version=version, vendor=str(system.get("vendor") or "").strip(),
               model=str(system.get("model") or "").strip(), serial=str(system.get("serial") or "").strip())

@@ -10,12 +10,12 @@ methods in a thread.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from agent.collector import MAIN, Collector, Context, Emitter, Signal
+from agent.ondisk import CaFile
 from agent.schema import Duration, TargetConfig
 from agent.secrets import Secret
 from collectors.vmware import inventory, perf
@@ -37,8 +37,8 @@ class VMwareConfig(TargetConfig):
     port: int = Field(443, ge=1, le=65535, description="its HTTPS port")
     user: str = Field(description="a read-only user, e.g. monitor@vsphere.local")
     password: Secret = Field(description="its password, by reference: ${cred:vcenter}")
-    ca_file: Path | None = Field(None, description="the CA that signed vCenter's certificate; trusted alone, "
-                                                   "whatever SSL_CERT_FILE or REQUESTS_CA_BUNDLE say")
+    ca_file: CaFile | None = Field(None, description="the CA that signed vCenter's certificate; trusted alone, "
+                                                     "whatever SSL_CERT_FILE or REQUESTS_CA_BUNDLE say")
     insecure_skip_verify: bool = Field(False, description="accept any certificate (a lab's vcsim); logged as a "
                                                           "warning at every login")
     datacenters: tuple[str, ...] = Field((), description="datacenter names to include (fnmatch patterns; "

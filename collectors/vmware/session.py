@@ -20,6 +20,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from agent.collector import ApiCounters, SessionLost
+from agent.reasons import describe
 from collectors.vmware import fastread
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ class Session:
                               "set ca_file to the CA that signed it") from None
         except (OSError, http.client.HTTPException) as exc:
             self._api.request(API, "unreachable")
-            raise VMwareError(f"cannot reach {self.where}: {exc}; check host, port and that vCenter runs") from None
+            raise VMwareError(f"cannot reach {self.where}: {describe(exc)}; check host, port and that vCenter "
+                              "runs") from None
         self._api.request(API, "ok")
         _count_calls(self.si._stub, self._api)
         self.content = self.si.RetrieveContent()
@@ -118,7 +120,7 @@ class Session:
         except (OSError, http.client.HTTPException) as exc:
             if self.served and isinstance(exc, CLOSED):  # nothing was answered: the agent polls once more
                 raise SessionClosed(f"{self.where} closed the kept connection ({exc})") from None
-            raise VMwareError(f"lost {self.where}: {exc}; check that vCenter runs") from None
+            raise VMwareError(f"lost {self.where}: {describe(exc)}; check that vCenter runs") from None
         self.served = True
         return answer
 

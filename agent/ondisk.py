@@ -1,0 +1,125 @@
+"""The files and folders a config names, looked at when it loads, as `${file:}` secrets are.
+
+A field that names something on this host's disk is typed with one of the types below; the
+check walks the loaded config and looks at each. What decides error or warning:
+
+- a key, known_hosts, CA or certificate file, or a tool given by its path, that is not there
+  (or is a folder) is an error: nothing creates it, and the first poll would fail;
+- a backup folder or local repository that is not there is a warning: a mount may be down
+  while the config is checked, or the first backup may create it; until then the job says
+  `unreachable`;
+- something this user cannot see or read is a warning: check-config is often run by an
+  administrator who cannot read the agent's keys, which the agent's own user can;
+- a tool by name that is not on this PATH is a warning: the service's PATH may differ.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, SecretStr
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """Marks a config field naming a file, a folder or a program that the agent reads or runs."""
+
+    what: Literal["file", "directory", "program"]
+    fix: str  # what to do when it is missing; `{path}` is filled in
+    later: bool = False  # may appear after the config is written: missing is a warning
+    local: Callable[[str], str | None] | None = None  # a value that may be remote: its local path, or None
+
+
+def local_repository(value: str) -> str | None:
+    """The path of a local restic or borg repository; None for a remote one (`sftp:`, `s3:`, `ssh://`...)."""
+    value = value.removeprefix("local:")
+    return None if ":" in value else value
+
+
+_OR_CORRECT = ", or correct the path"
+KeyFile = Annotated[Path, OnDisk("file", "make one with `ssh-keygen -t ed25519 -N '' -f {path}` and add its .pub to "
+                                         "the server's authorized_keys" + _OR_CORRECT)]
+KnownHosts = Annotated[Path, OnDisk("file", "write it with `ssh-keyscan HOST > {path}` and check the keys it "
+                                            "shows" + _OR_CORRECT)]
+CaFile = Annotated[Path, OnDisk("file", "copy the CA's certificate (PEM) there" + _OR_CORRECT)]
+CertFile = Annotated[Path, OnDisk("file", "copy there the certificate (PEM) uploaded to the app "
+                                          "registration" + _OR_CORRECT)]
+BackupFolder = Annotated[Path, OnDisk("directory", "correct the path if it is wrong", later=True)]
+Repository = Annotated[str, OnDisk("directory", "correct the path if it is wrong", later=True,
+                                   local=local_repository)]
+Program = Annotated[str, OnDisk("program", "install it, or set `binary:` to where it is")]
+PEM_OR_PATH = OnDisk("file", "the secret must hold the PEM key itself or the path of a PEM key file",
+                     local=lambda value: None if value.lstrip().startswith("-----BEGIN") else value)
+
+
+def problems(value: object, path: tuple = ()) -> Iterator[tuple[tuple, str, bool]]:
+    """(field path, message, is an error) for each named file that is missing or unusable."""
+    if not isinstance(value, BaseModel):
+        return
+    for name, info in type(value).model_fields.items():
+        item, where = getattr(value, name), (*path, name)
+        marker = _marker(info.metadata, info.annotation)
+        if marker is not None and item is not None:
+            found = _look(marker, item)
+            if found is not None:
+                yield where, *found
+        elif isinstance(item, (tuple, list)):
+            for index, member in enumerate(item):
+                yield from problems(member, (*where, index))
+        else:
+            yield from problems(item, where)
+
+
+def _marker(metadata: list, annotation: object) -> OnDisk | None:
+    """The OnDisk of a field, also inside `KeyFile | None` (where pydantic keeps the Annotated whole)."""
+    found = [item for item in metadata if isinstance(item, OnDisk)]
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is Annotated:
+            found += [item for item in typing.get_args(arg)[1:] if isinstance(item, OnDisk)]
+    return found[0] if found else None
+
+
+def _look(marker: OnDisk, value: object) -> tuple[str, bool] | None:
+    secret = isinstance(value, SecretStr)
+    text = value.get_secret_value() if secret else str(value)
+    if marker.local is not None and (text := marker.local(text)) is None:
+        return None
+    shown = "the file this secret names" if secret else text  # a secret's value is never printed
+    if marker.what == "program" and "/" not in text:
+        if shutil.which(text) is None:
+            return (f"{text} is not on this PATH; install it, or set `binary:` to its full path (the service's "
+                    "PATH may differ from this shell's)"), False
+        return None
+    try:
+        mode = os.stat(text).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        if marker.later:
+            return (f"{shown} does not exist (yet): the job is unreachable until it does, which is expected "
+                    f"while its mount is down or before its first backup; {marker.fix}"), False
+        return f"{shown} does not exist; {marker.fix.format(path=shown)}", True
+    except PermissionError:
+        return _unusable(shown, "read"), False
+    except OSError as exc:
+        return f"{shown} cannot be checked ({exc.strerror})", False
+    if stat.S_ISDIR(mode) != (marker.what == "directory"):
+        return (f"{shown} is a directory, not a file" if stat.S_ISDIR(mode) else
+                f"{shown} is a file, not a directory"), True
+    if marker.what == "program":
+        return None if os.access(text, os.X_OK) else (_unusable(shown, "run"), False)
+    need = os.R_OK | (os.X_OK if marker.what == "directory" else 0)
+    return None if os.access(text, need) else (_unusable(shown, "read"), False)
+
+
+def _unusable(shown: str, verb: str) -> str:
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    test = {"read": "-r", "run": "-x"}[verb]
+    return (f"{shown} cannot be {verb} by this user ({user}): fine if the agent's user can (`sudo -u vigil test "
+            f"{test} {shown}`); otherwise correct its owner or mode")
