@@ -181,7 +181,7 @@ def test_a_peer_that_is_really_down_fails_the_run_once_with_its_own_reason(store
     results = runs(spec("ups", fakes.Dropping, drop_when=dropped, down_when=down), store, 2,
                    lambda run: (dropped.touch(), down.touch()))
     assert results[0].ok and not results[1].ok
-    assert results[1].error == "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert results[1].error == "Connection refused"
     assert [instance.opens for instance in instances("ups")] == [1, 1], "one new session tried, not more"
 
 
@@ -190,7 +190,7 @@ def test_a_session_lost_again_on_the_new_session_fails_the_run_without_a_second_
     results = runs(spec("ups", fakes.Dropping, drop_when=dropped, fresh_too=True), store, 2,
                    lambda run: dropped.touch())
     assert results[0].ok and not results[1].ok
-    assert results[1].error == "SessionLost: the peer closed the session"
+    assert results[1].error == "the peer closed the session"
     assert len(instances("ups")) == 2
 
 
