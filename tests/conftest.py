@@ -11,7 +11,9 @@ import pytest
 
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # deploy/, docs/, tests/: under `make test`, a copy without PACKAGES
+SOURCE = Path(os.environ.get("VIGIL_SUITE_SOURCE", ROOT))  # the checkout the wheel and install.sh build from
+PACKAGES = ("agent", "collectors", "checks", "exporters")  # what the wheel installs
 os.environ.setdefault("VIGIL_STRICT_METRICS", "1")  # a sample that does not match its catalogue fails the test
 
 # Each kind's fixtures, including its `<kind>_conformance` target for tests/test_conformance.py.
