@@ -1,4 +1,6 @@
 # vigil: `make run` to try it, `make test` to test it (installs the test peers itself).
+# .venv is the developers' editable install (make run, make docs, one test file with .venv/bin/pytest);
+# `make test` tests the wheel instead, installed in a clean .suite/venv (tests/wheel_suite.sh).
 VENV ?= .venv
 PYTHON ?= python3
 VIGIL := $(VENV)/bin/vigil
@@ -18,8 +20,8 @@ run: $(VENV)/.installed
 lab:
 	tests/lab/setup.sh
 
-test: lab $(VENV)/.installed
-	$(VENV)/bin/pytest
+test: lab  # TESTS="tests/test_x.py ..." (any pytest arguments) runs only those
+	tests/wheel_suite.sh $(TESTS)
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/footprint.py

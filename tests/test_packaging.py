@@ -12,10 +12,13 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
-from tests.conftest import PACKAGES, SOURCE
+import pytest
+
+from tests.conftest import INSTALLED, PACKAGES, PACKAGES_DIR, ROOT, SOURCE
 
 
 def built_wheel(tmp_path: Path) -> Path:
@@ -44,3 +47,13 @@ def test_the_wheel_holds_every_tracked_file_of_the_packages(tmp_path):
     with zipfile.ZipFile(built_wheel(tmp_path)) as wheel:
         missing = sorted(set(files) - set(wheel.namelist()))
     assert not missing, f"not in the wheel (add them to [tool.setuptools.package-data]): {missing}"
+
+
+@pytest.mark.skipif(not INSTALLED, reason="the installed suite's own guard: run it with `make test`")
+def test_the_suite_reaches_the_installed_packages_only():
+    assert PACKAGES_DIR == Path(sysconfig.get_path("purelib")).resolve()
+    assert not [package for package in PACKAGES if (ROOT / package).exists()], "the tests' tree has no packages"
+    # an agent started from the checkout, where `python -m` would find the checkout's packages
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "version"], cwd=SOURCE, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and "not from the installed wheel" in done.stderr, done.stderr
