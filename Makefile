@@ -13,9 +13,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet -c constraints.txt --editable '.[test]'
 	touch $@
 
+# CONFIG=FILE runs another config; the state goes to .state/ here, never to the service's
+# /var/lib/vigil, unless the config sets state_dir
+run: export STATE_DIRECTORY := $(CURDIR)/.state
 run: $(VENV)/.installed
-	@echo "Starting vigil with $$( [ -e /etc/vigil/vigil.yaml ] && echo /etc/vigil/vigil.yaml || echo 'its embedded default config') (Ctrl-C stops it)"
-	$(VIGIL) run
+	@echo "Starting vigil with $(or $(CONFIG),$$( [ -e /etc/vigil/vigil.yaml ] && echo /etc/vigil/vigil.yaml || echo 'its embedded default config')) (Ctrl-C stops it)"
+	$(VIGIL) run $(if $(CONFIG),-c $(CONFIG))
 
 lab:
 	tests/lab/setup.sh
@@ -35,4 +38,4 @@ docs: $(VENV)/.installed
 	$(VIGIL) docs config --output docs/config.md
 
 clean:
-	rm -rf $(VENV) .lab .pytest_cache
+	rm -rf $(VENV) .suite .lab .pytest_cache
