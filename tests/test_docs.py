@@ -18,11 +18,17 @@ def code(markdown: str) -> str:
     return "\n".join(re.findall(r"^```\w*\n(.*?)^```", markdown, re.M | re.S) + re.findall(r"`([^`\n]+)`", markdown))
 
 
-def test_the_readme_names_every_dashboard():
-    bullet = re.search(r"^- `deploy/grafana/`:.*?(?=^\S)", README, re.M | re.S).group(0)
-    named = set(re.findall(r"`(vigil / [^`]+)`", bullet))
+def deploying(part: str) -> str:
+    """The README's bullet on one part of deploy/, under "Deploying it"."""
+    return re.search(rf"^- `deploy/{part}`:.*?(?=^\S)", README, re.M | re.S).group(0)
+
+
+def test_the_readme_names_every_dashboard_and_rules_file():
+    named = set(re.findall(r"`(vigil / [^`]+)`", deploying("grafana/")))
     shipped = {json.loads(path.read_text())["title"] for path in (ROOT / "deploy" / "grafana" / "dashboards").iterdir()}
     assert named == shipped
+    named = set(re.findall(r"`(\w+\.yml)`", deploying("prometheus/vigil.yml")))
+    assert named == {path.name for path in (ROOT / "deploy" / "prometheus" / "rules").iterdir()}
 
 
 def test_every_path_the_docs_name_exists():
