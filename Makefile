@@ -1,4 +1,6 @@
 # vigil: `make run` to try it, `make test` to test it (installs the test peers itself).
+# .venv is the developers' editable install (make run, make docs, one test file with .venv/bin/pytest);
+# `make test` tests the wheel instead, installed in a clean .suite/venv (tests/wheel_suite.sh).
 VENV ?= .venv
 PYTHON ?= python3
 VIGIL := $(VENV)/bin/vigil
@@ -11,15 +13,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet -c constraints.txt --editable '.[test]'
 	touch $@
 
+# CONFIG=FILE runs another config; the state goes to .state/ here, never to the service's
+# /var/lib/vigil, unless the config sets state_dir
+run: export STATE_DIRECTORY := $(CURDIR)/.state
 run: $(VENV)/.installed
-	@echo "Starting vigil with $$( [ -e /etc/vigil/vigil.yaml ] && echo /etc/vigil/vigil.yaml || echo 'its embedded default config') (Ctrl-C stops it)"
-	$(VIGIL) run
+	@echo "Starting vigil with $(or $(CONFIG),$$( [ -e /etc/vigil/vigil.yaml ] && echo /etc/vigil/vigil.yaml || echo 'its embedded default config')) (Ctrl-C stops it)"
+	$(VIGIL) run $(if $(CONFIG),-c $(CONFIG))
 
 lab:
 	tests/lab/setup.sh
 
-test: lab $(VENV)/.installed
-	$(VENV)/bin/pytest
+test: lab  # TESTS="tests/test_x.py ..." (any pytest arguments) runs only those
+	tests/wheel_suite.sh $(TESTS)
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/footprint.py
@@ -33,4 +38,4 @@ docs: $(VENV)/.installed
 	$(VIGIL) docs config --output docs/config.md
 
 clean:
-	rm -rf $(VENV) .lab .pytest_cache
+	rm -rf $(VENV) .suite .lab .pytest_cache

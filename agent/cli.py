@@ -1,4 +1,4 @@
-"""The `vigil` command: run, check-config, once, report, version, docs metrics.
+"""The `vigil` command: run, check-config, once, report, web hash-password, version, docs metrics.
 
 Errors are one clear line (or one per config problem); tracebacks only with --debug.
 Exit codes: 0 fine, 1 a job failed or the agent could not start, 2 invalid config.
@@ -128,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("text", "markdown", "csv", "json", "html"), default="text",
                         help="text (default), markdown, csv, json, or html (a page to attach to an e-mail)")
     report.set_defaults(command=_report)
+    web = _command(commands, "web", "print a bcrypt hash for web_config's basic_auth_users (the password from a "
+                   "prompt, or from stdin)", "vigil web hash-password", no_config)
+    web.add_argument("what", choices=("hash-password",))
+    web.set_defaults(command=_web)
     version = _command(commands, "version", "print the version", "vigil version", no_config)
     version.set_defaults(command=_version)
     docs = _command(commands, "docs", "print the metrics catalogue or the config reference (markdown)",
@@ -339,6 +343,13 @@ def _report(args: argparse.Namespace) -> int:
     since = time.strftime("%Y-%m-%d", time.gmtime(now - args.days * 86400))
     title = f"Backups, last {args.days} days ({since} to {time.strftime('%Y-%m-%d', time.gmtime(now))})"
     print(render(rows, args.format, title), end="")
+    return EXIT_OK
+
+
+def _web(args: argparse.Namespace) -> int:
+    from exporters.webpassword import hash_password, read_password
+
+    print(hash_password(read_password(sys.stdin)))
     return EXIT_OK
 
 

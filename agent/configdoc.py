@@ -6,6 +6,7 @@ cannot drift from what `vigil check-config` accepts.
 
 from __future__ import annotations
 
+import copy
 import types
 import typing
 from pathlib import Path
@@ -51,18 +52,23 @@ def config_markdown() -> str:
 def fields(model: type[BaseModel], inherited: type[BaseModel] | None = None, prefix: str = ""
            ) -> list[tuple[str, FieldInfo]]:
     """Every documented key of a model, nested models flattened (`verify.every`)."""
-    rows = []
+    rows: dict[str, FieldInfo] = {}
     for name, info in model.model_fields.items():
         if name == "kind" or (inherited is not None and name in inherited.model_fields):
             continue
-        rows.append((prefix + name, info))
-        seen = {key for key, _ in rows}
+        rows[prefix + name] = info
         for nested in _nested_models(info.annotation):  # each member of a union (snmp: v2c or v3)
             for key, nested_info in fields(nested, prefix=f"{prefix}{name}."):
-                if key not in seen:
-                    seen.add(key)
-                    rows.append((key, nested_info))
-    return rows
+                rows[key] = _either(rows[key], nested_info) if key in rows else nested_info
+    return list(rows.items())
+
+
+def _either(first: FieldInfo, second: FieldInfo) -> FieldInfo:
+    """A key that two members of a union both have (snmp.version): either's values and meaning."""
+    merged = copy.copy(first)
+    merged.annotation = first.annotation | second.annotation
+    merged.description = " ".join(dict.fromkeys(filter(None, (first.description, second.description))))
+    return merged
 
 
 def _section(title: str, model: type[BaseModel], inherited: type[BaseModel] | None = None,
@@ -101,10 +107,12 @@ def _annotation(annotation: Any) -> str:
     if origin is typing.Annotated:
         return _annotation(args[0])
     if origin in (typing.Union, types.UnionType):
-        members = [_annotation(arg) for arg in args if arg is not type(None)]
-        return " or ".join(dict.fromkeys(members))
+        members = [arg for arg in args if arg is not type(None)]
+        if all(get_origin(arg) is typing.Literal for arg in members):  # one list: one of `2c`, `3`
+            return _annotation(typing.Literal[tuple(value for arg in members for value in get_args(arg))])
+        return " or ".join(dict.fromkeys(_annotation(arg) for arg in members))
     if origin is typing.Literal:
-        return "one of " + ", ".join(f"`{arg}`" for arg in args)
+        return "one of " + ", ".join(dict.fromkeys(f"`{arg}`" for arg in args))  # 3 and "3" read alike
     if origin in (tuple, list, set, frozenset):
         return f"list of {_annotation(args[0])}" if args else "list"
     if origin is dict:

@@ -88,8 +88,8 @@ install_venv() {
   # in the admin's checkout. Non-editable, so the service never reads the checkout.
   temp_dir
   local build=${TEMPS[-1]}
-  tar -C "$SOURCE" --exclude=.git --exclude=.venv --exclude=.lab --exclude=build --exclude=dist \
-    --exclude='*.egg-info' --exclude=__pycache__ --exclude=.pytest_cache -cf - . | tar -C "$build" -xf -
+  tar -C "$SOURCE" --exclude=.git --exclude=.venv --exclude=.lab --exclude=.suite --exclude=.state --exclude=build \
+    --exclude=dist --exclude='*.egg-info' --exclude=__pycache__ --exclude=.pytest_cache -cf - . | tar -C "$build" -xf -
   say "installing vigil into $PREFIX (this takes a minute the first time)"
   "$venv/bin/pip" install --quiet --upgrade "$build"
   # alert rules, scrape config and dashboards, kept beside the agent they belong to

@@ -55,7 +55,7 @@ class HTTPServerConfig(StrictModel):
 def _bcrypt_only(hashed: str) -> str:
     if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
         raise ValueError("must be a bcrypt hash, never a password "
-                         "(make one with: htpasswd -nBC 10 \"\" | tr -d ':')")
+                         "(make one with: vigil web hash-password)")
     return hashed
 
 

@@ -9,9 +9,16 @@ from pathlib import Path
 
 import pytest
 
+import agent
 from tests.lab.harness import Peer, free_port, http_get, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # deploy/, docs/, tests/: under `make test`, a copy without PACKAGES
+SOURCE = Path(os.environ.get("VIGIL_SUITE_SOURCE", ROOT))  # the checkout the wheel and install.sh build from
+PACKAGES = ("agent", "collectors", "checks", "exporters")  # what the wheel installs
+PACKAGES_DIR = Path(agent.__file__).resolve().parent.parent  # where they are imported from: read their files here
+INSTALLED = "VIGIL_SUITE_WHEEL" in os.environ  # tests/wheel_suite.sh: the suite tests the installed wheel
+if INSTALLED and "vigil_installed_only" not in sys.modules:
+    raise RuntimeError("tests/wheel_suite.sh's guard is not loaded: run the suite with `make test`")
 os.environ.setdefault("VIGIL_STRICT_METRICS", "1")  # a sample that does not match its catalogue fails the test
 
 # Each kind's fixtures, including its `<kind>_conformance` target for tests/test_conformance.py.

@@ -44,3 +44,26 @@ def test_every_key_of_every_kind_and_location_has_a_description():
                 for name, info in fields(registry.location_class(kind).Config, LocationConfig)
                 if not info.description]
     assert not missing, missing
+
+
+def test_a_key_in_every_member_of_a_union_lists_every_member_s_values():
+    from typing import Literal
+
+    from pydantic import Field
+
+    from agent.configdoc import _type
+    from agent.schema import StrictModel
+
+    class Community(StrictModel):
+        version: Literal["2c"] = Field(description="Community based.")
+
+    class Users(StrictModel):
+        version: Literal[3, "3"] = Field(description="With users.")
+
+    class Target(StrictModel):
+        snmp: Community | Users
+
+    version = dict(fields(Target))["snmp.version"]
+    assert (_type(version), version.description) == ("one of `2c`, `3`", "Community based. With users.")
+    committed = (ROOT / "docs" / "config.md").read_text()
+    assert "| `snmp.version` | one of `2c`, `3` | required |" in committed

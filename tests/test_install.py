@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -25,15 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.conftest import ROOT, vigil_argv
+from agent import registry
+from tests.conftest import ROOT, SOURCE, vigil_argv
+from tests.every_kind import lab  # noqa: F401 (a fixture)
 from tests.lab.backup_tools import PASSWORD, ResticRepo
 from tests.lab.harness import REQUIRED, Peer, free_port, http_get, need, wait_until
 from tests.lab.moto import moto
 from tests.lab.pki import make_pki
 from tests.lab.sshd import sshd
 
-INSTALLER = ROOT / "deploy" / "install.sh"
+INSTALLER = SOURCE / "deploy" / "install.sh"  # it builds the agent from the checkout beside it
 EXAMPLE = ROOT / "deploy" / "vigil.example.yaml"
 UNIT = ROOT / "deploy" / "systemd" / "vigil.service"
 SYSTEMD = "/lib/systemd/systemd"
@@ -134,6 +138,31 @@ def test_the_installed_agent_runs_from_its_own_environment(installed):
     assert where.startswith(f"{venv}/lib/"), "installed, not an editable link to the checkout"
     # Debian's Python: a venv on /root/.pyenv would vanish behind the unit's ProtectHome=
     assert (venv / "bin" / "python").resolve() == Path("/usr/bin/python3").resolve()
+
+
+def test_the_installed_agent_runs_a_job_of_every_kind(installed, lab, tmp_path):  # noqa: F811 (a fixture)
+    """`vigil once` from /opt/vigil, outside the checkout: every target kind and backup location
+    kind against its peer, so that no file a kind needs at run time is left out of the wheel."""
+    assert {t["kind"] for t in lab.targets} == set(registry.COLLECTORS)
+    locations = {b[side]["kind"] for b in lab.backups for side in ("primary", "offsite") if side in b}
+    assert locations == set(registry.LOCATIONS)
+    config = tmp_path / "vigil.yaml"
+    config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "targets": at_defaults(lab.targets),
+                                      "backups": at_defaults(lab.backups)}))
+    done = subprocess.run([installed.path("/opt/vigil/bin/vigil"), "once", "-c", config, "--format", "json"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, **lab.env})
+    jobs = {job["name"]: job for job in json.loads(done.stdout or "[]")}
+    assert sorted(jobs) == sorted(lab.jobs), done.stderr
+    failed = {name: (job["status"], job["detail"], job["error"]) for name, job in jobs.items() if job["status"] != "ok"}
+    assert not failed and done.returncode == 0, (failed, done.stderr[-3000:])
+    ssh = next(job for job in jobs.values() if job["kind"] == "ssh")
+    polled = {sample["name"] for sample in ssh["samples"]}
+    assert {"vigil_server_load1", "vigil_server_filesystem_size_bytes"} <= polled, "linux_poll.sh ran"
+
+
+def at_defaults(jobs: list[dict]) -> list[dict]:
+    """The jobs at the default interval and timeout: this run checks the install, not the pace."""
+    return [{key: value for key, value in job.items() if key not in ("interval", "timeout")} for job in jobs]
 
 
 def test_the_user_the_directories_and_the_unit(installed):

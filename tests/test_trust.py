@@ -2,8 +2,8 @@
 certificate verified except where a target says `insecure_skip_verify` (and that is logged).
 
 The behaviour is tested against real peers per kind (tests/test_net_ssh.py, test_ssh.py,
-test_source_sftp.py, test_backup_offsite.py, test_vmware.py); this reads the whole source so
-that a new module cannot slip a trusting default past them.
+test_source_sftp.py, test_backup_offsite.py, test_vmware.py); this reads the whole source (as
+installed) so that a new module cannot slip a trusting default past them.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import PACKAGES, PACKAGES_DIR
 
-PACKAGES = ("agent", "collectors", "checks", "exporters")
 # what would trust an unknown peer: (pattern, why it is refused)
 TRUSTING = {
     r"AutoAddPolicy|WarningPolicy": "accepts an unknown SSH host key",
@@ -33,13 +32,13 @@ ALLOWED = {
 
 
 def sources() -> list[Path]:
-    return sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.py"))
+    return sorted(path for package in PACKAGES for path in (PACKAGES_DIR / package).rglob("*.py"))
 
 
 def test_no_module_trusts_an_unknown_host_key_or_certificate():
     found = []
     for path in sources():
-        relative = path.relative_to(ROOT).as_posix()
+        relative = path.relative_to(PACKAGES_DIR).as_posix()
         for number, line in enumerate(path.read_text().splitlines(), 1):
             for pattern, why in TRUSTING.items():
                 match = re.search(pattern, line)
@@ -49,14 +48,14 @@ def test_no_module_trusts_an_unknown_host_key_or_certificate():
 
 
 def test_the_one_switch_that_skips_verification_is_explicit_and_logged():
-    session = (ROOT / "collectors/vmware/session.py").read_text()
-    config = (ROOT / "collectors/vmware/__init__.py").read_text()
+    session = (PACKAGES_DIR / "collectors/vmware/session.py").read_text()
+    config = (PACKAGES_DIR / "collectors/vmware/__init__.py").read_text()
     assert "insecure_skip_verify: bool = Field(False" in config
     assert re.search(r"if not self\._verify:\s+log\.warning\(\"TLS verification is off", session)
 
 
 def test_every_paramiko_client_uses_the_pinned_policy():
-    calls = [(path.relative_to(ROOT).as_posix(), line.strip()) for path in sources()
+    calls = [(path.relative_to(PACKAGES_DIR).as_posix(), line.strip()) for path in sources()
              for line in path.read_text().splitlines() if "set_missing_host_key_policy" in line]
     assert calls, "the ssh transport sets a policy"
     assert all("_PinnedOnly" in line for _, line in calls), calls

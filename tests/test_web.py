@@ -23,8 +23,10 @@ from agent.config import ConfigError
 from agent.model import JobState, Result, Sample, Verdict
 from agent.statedb import StateDB
 from agent.store import Store
+from exporters import web
 from exporters.web import Site, WebServer, certificate_expiry
 from exporters.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
+from tests.conftest import ROOT
 from tests.fake_collectors import TICKS
 from tests.lab.harness import free_port
 from tests.lab.pki import make_pki
@@ -392,7 +394,9 @@ def test_request_counters_are_compressed_again_only_when_they_move(site, serve, 
     assert steady(body) != steady(one_gzip_member(first[0])) and steady(body) == steady(scrape(url, None)[0])
 
 
-def test_runbooks_are_served_by_alert_name(serve):
+def test_runbooks_are_served_by_alert_name(serve, monkeypatch):
+    # where install.sh puts them (tests/test_install.py); an installed wheel has no docs/ beside it
+    monkeypatch.setattr(web, "RUNBOOK_DIRS", (ROOT / "docs" / "runbooks",))
     url = serve()
     status, body, headers = get(url + "runbooks/VigilDown")
     assert status == 200 and body.startswith("# VigilDown\n") and headers["Content-Type"] == "text/plain; charset=utf-8"
