@@ -20,7 +20,7 @@ from functools import partial
 
 from agent import registry
 from agent.collector import Collector, Context, Emitter, describe
-from agent.model import MetricSpec, Verdict
+from agent.model import Condition, MetricSpec, Verdict
 from agent.scheduler import JobSpec
 from agent.units import format_duration
 from checks.bounded import BoundedCalls
@@ -69,6 +69,28 @@ VERIFY_TIME = MetricSpec("vigil_backup_verify_timestamp_seconds", "gauge",
 METRICS = (STATUS, LAST_SUCCESS, SIZE, FILES, DURATION, OFFSITE_LAG, NEXT_DEADLINE, VERIFY_OK, VERIFY_TIME)
 
 
+def _status_is(statuses: str) -> str:
+    matcher = f'status=~"{statuses}"' if "|" in statuses else f'status="{statuses}"'
+    return f"vigil_backup_status{{{matcher}}} == 1"
+
+
+# deploy/prometheus/rules/backups.yml
+CONDITIONS = (
+    Condition("BackupMissed", "critical", _status_is("missed"), "missed its deadline"),
+    Condition("BackupFailed", "critical", _status_is("failed"), "failed"),
+    Condition("BackupTooSmall", "critical", _status_is("too_small|shrunk"), "smaller than expected"),
+    Condition("BackupOffsiteStale", "warning", _status_is("offsite_stale"), "off-site copy behind"),
+    Condition("BackupOffsiteMismatch", "critical", _status_is("offsite_mismatch"), "off-site copy differs"),
+    Condition("BackupUnverified", "warning", _status_is("unverified"), "integrity not verified"),
+    Condition("BackupUnreachable", "critical", _status_is("unreachable"), "a location cannot be read"),
+    Condition("BackupStateUnknown", "critical",
+              '(vigil_up{kind="backup"} == 0) and on (job, instance, backup) '
+              "(time() > max_over_time(vigil_backup_next_deadline_timestamp_seconds[3d]))",
+              "state unknown past its deadline",
+              not_judged="needs the deadline from the last 3 days of samples (the board shows the job unknown)"),
+)
+
+
 def backup_jobs(config: BackupJobConfig) -> list[JobSpec]:
     """The evaluation (every few minutes) and, where verify: is set, the verification job."""
     jobs = [JobSpec(config.name, "backup", config.interval, config.timeout, partial(BackupEvaluation, config),
@@ -106,6 +128,7 @@ class BackupEvaluation(_BackupJob):
 
     Config = BackupJobConfig
     METRICS = METRICS
+    CONDITIONS = CONDITIONS
     BOARD = "Backups"
 
     def __init__(self, config: BackupJobConfig, ctx: Context):
