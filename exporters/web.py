@@ -89,7 +89,8 @@ class Site:
     def status(self) -> dict[str, Any]:
         """The status document, redacted: error texts quote tools and URLs verbatim."""
         db = self.store.db
-        return redact_data(status_document(self.store.snapshot(), self.info, db.problem, db.notice, time.time()))
+        return redact_data(status_document(self.store.snapshot(), self.info, db.problem, db.notice, time.time(),
+                                           dict(self.facts)))
 
 
 @dataclass(frozen=True)
