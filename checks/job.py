@@ -22,7 +22,7 @@ from agent import registry
 from agent.collector import Collector, Context, Emitter, describe
 from agent.model import Condition, MetricSpec, Verdict
 from agent.scheduler import JobSpec
-from agent.units import format_duration
+from agent.units import format_duration, readable_time
 from checks.bounded import BoundedCalls
 from checks.config import BackupJobConfig
 from checks.history import BackupHistory
@@ -254,13 +254,34 @@ class BackupVerification(_BackupJob):
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         """A check that could not run fails this job, so it is retried at the next poll."""
         outcomes = self.check(only_due=True)
-        done = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items()]
         problems = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items() if outcome.ok is None]
         if problems:
             raise RuntimeError("; ".join(problems))
-        last = [v.at for where in self.verifiable if (v := self.history.last_verification(where)) is not None]
-        out.judge(Verdict("ok", "; ".join(done) or "not due", {"last check": min(last)} if last else {},
-                          timezone=self.config.timezone))
+        out.judge(self.verdict(self.clock.time()))
+
+    def verdict(self, now: float) -> Verdict:
+        """Each location's last check and when the next is due: `failed` when one found damage,
+        `not_checked` while one was never checked (never `ok` for a check that never ran)."""
+        zone = self.config.timezone
+        lasts = {where: self.history.last_verification(where, conclusive=True) for where in self.verifiable}
+        dues = {where: self.next_due(where, now) for where in self.verifiable}
+        details = [f"{where}: never checked, first due {readable_time(dues[where], zone)}" if last is None
+                   else f"{where}: {last.detail}; next due {readable_time(dues[where], zone)}"
+                   for where, last in lasts.items()]
+        checked = [last for last in lasts.values() if last is not None]
+        status = ("failed" if any(not last.ok for last in checked) else
+                  "not_checked" if len(checked) < len(lasts) else "ok")
+        times = {"next due": min(dues.values())} | ({"last check": min(last.at for last in checked)} if checked else {})
+        return Verdict(status, "; ".join(details), times, timezone=zone)
+
+    def next_due(self, where: str, now: float) -> float:
+        """The window open now if the location is due in it, else the first window that opens once its period passed."""
+        opened = self.window_opened(now)
+        if opened is not None and self._due(where, opened):
+            return opened
+        last = self.history.last_verification(where, conclusive=True)
+        after = now if last is None else max(now, last.at + self.config.verify.every - VERIFY_WINDOW)
+        return self._openings().next_deadline(after)
 
 
     def check(self, only_due: bool) -> dict[str, VerifyOutcome]:
@@ -278,7 +299,13 @@ class BackupVerification(_BackupJob):
 
 
     def window_opened(self, now: float) -> float | None:
-        """When the current check window opened, or None outside a window.
+        """When the current check window opened, or None outside a window."""
+        window = self._openings().last_closed(now)
+        opened = window.deadline if window else None
+        return opened if opened is not None and now - opened < VERIFY_WINDOW else None
+
+    def _openings(self) -> Schedule:
+        """The check windows' openings, as the deadlines of a schedule.
 
         restic and borg checks lock the repository, so by default a window opens an hour
         after each backup's deadline, clear of the backup itself; `verify.at`/`schedule`
@@ -286,13 +313,8 @@ class BackupVerification(_BackupJob):
         """
         verify = self.config.verify
         if verify.window is not None:
-            opening = Schedule(verify.window, self.config.timezone, 0).last_closed(now)
-            opened = opening.start if opening else None
-        else:
-            backup = Schedule(self.config.schedule, self.config.timezone, self.config.deadline + VERIFY_AFTER_DEADLINE)
-            window = backup.last_closed(now)
-            opened = window.deadline if window else None
-        return opened if opened is not None and now - opened < VERIFY_WINDOW else None
+            return Schedule(verify.window, self.config.timezone, 0)
+        return Schedule(self.config.schedule, self.config.timezone, self.config.deadline + VERIFY_AFTER_DEADLINE)
 
     def _due(self, where: str, opened: float | None) -> bool:
         """Due at the first window that opens once `every` has passed since the last attempt."""
