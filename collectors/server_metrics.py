@@ -89,7 +89,7 @@ CONDITIONS = (
               "{mountpoint} fills within 24 h", not_judged="a trend over the last 6 h of samples"),
     Condition("HostDiskAlmostFull", "critical",
               "vigil_server_filesystem_avail_bytes / vigil_server_filesystem_size_bytes < 0.05",
-              "{mountpoint} {value:percent} free"),
+              "{value:percent} free on {mountpoint}"),
     Condition("HostMemoryLow", "warning",
               "vigil_server_memory_available_bytes / vigil_server_memory_total_bytes < 0.05",
               "{value:percent} of memory available"),
@@ -98,7 +98,7 @@ CONDITIONS = (
     Condition("HostFilesystemReadOnly", "critical", "vigil_server_filesystem_readonly == 1", "{mountpoint} read-only"),
     Condition("HostInodesAlmostExhausted", "warning",
               "vigil_server_filesystem_files_free / vigil_server_filesystem_files < 0.05 "
-              "and vigil_server_filesystem_files > 0", "{mountpoint} {value:percent} of inodes free"),
+              "and vigil_server_filesystem_files > 0", "{value:percent} of inodes free on {mountpoint}"),
     Condition("HostRebootRequired", "warning", "vigil_server_reboot_required == 1", "reboot required"),
     Condition("HostSecurityUpdatesPending", "warning", 'vigil_server_updates_pending{type="security"} > 0',
               "{value:count security update} pending"),

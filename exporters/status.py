@@ -53,7 +53,7 @@ th { font-weight: 600; white-space: nowrap; }
                     font-size: .9em; }
 .signal { border: 1px solid var(--good); }
 .signal.failed { border-color: var(--bad); color: var(--bad); }
-.concern { font-weight: 600; border: 1px solid var(--warn); color: var(--warn); }
+.concern { font-weight: 600; border: 1px solid var(--warn); color: var(--warn); white-space: nowrap; }
 .concern.critical { border-color: var(--bad); background: var(--bad); color: #fff; }
 .error { color: var(--bad); } .muted { color: var(--muted); }
 time { white-space: nowrap; } td time small { display: block; } time small { color: var(--muted); }
@@ -66,7 +66,7 @@ time { white-space: nowrap; } td time small { display: block; } time small { col
   td:empty { display: none; }
   td::before { content: attr(data-label) ": "; color: var(--muted); }
   td:first-child { font-weight: 600; } td:first-child::before { content: none; }
-  td time small { display: inline; }
+  td time small { display: inline; } .concern { white-space: normal; }
 }
 """
 

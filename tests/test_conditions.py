@@ -75,7 +75,7 @@ def test_a_rule_is_left_to_prometheus_only_with_a_reason_and_only_when_needed(co
 
 def test_words_name_the_value_and_the_labels():
     assert words("{value:duration} left", {}, 480) == "8 min left"
-    assert words("{mountpoint} {value:percent} free", {"mountpoint": "/srv"}, 0.034) == "/srv 3.4% free"
+    assert words("{value:percent} free on {mountpoint}", {"mountpoint": "/srv"}, 0.034) == "3.4% free on /srv"
     assert words("{value:count failed unit}", {}, 1) == "1 failed unit"
     assert words("{value:count failed unit}", {}, 2) == "2 failed units"
     assert words("licence {value:expires}", {}, 5 * 86400) == "licence expires in 5 d"

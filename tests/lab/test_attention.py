@@ -171,7 +171,7 @@ def test_the_page_once_and_prometheus_with_the_shipped_rules_agree(serverroom, a
     with snmpsim(Path(tempfile.mkdtemp(prefix="vigil-snmpsim-attention-")), seed) as snmp:
         targets = [serverroom.target("serverroom", name="ups-serverroom", interval="1s"),
                    snmp.v2c("ups-rack", "rack-recording", interval="1s"),
-                   ssh_target(alerting_server, name="fileserver-01", interval="2s"),
+                   ssh_target(alerting_server, name="fileserver-01", interval="5s", timeout="4s"),
                    {"name": "nas-01", "kind": "failing", "interval": "1s"}]
         config = write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\n" + yaml.safe_dump({
             "targets": targets,
@@ -195,7 +195,7 @@ def test_the_page_once_and_prometheus_with_the_shipped_rules_agree(serverroom, a
         summary = re.search(r"<p class='summary bad' id='summary'>(.*?)</p>", agent.get("/")[1].decode()).group(1)
         assert summary.startswith("1 of 4 targets down (nas-01), 3 need attention: ")
         assert "ups-serverroom on battery, 8 min left" in summary and "ups-rack on battery" in summary
-        assert "fileserver-01 / 1.0% free, 2 failed units" in summary
+        assert "fileserver-01 1.0% free on /, 2 failed units" in summary
         keep_screenshots(agent, tmp_path)
 
         printed = json.loads(once(config, "--format", "json", code=1))  # a target down, a backup not ok
