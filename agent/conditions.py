@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from agent.model import Condition
-from agent.promql import Series, evaluate
+from agent.promql import Series, evaluate, index
 from agent.units import spoken_duration
 
 SEVERITIES = ("critical", "warning")  # the order concerns are shown in
@@ -33,11 +33,11 @@ class Concern:
 
 def judge(conditions: Iterable[Condition], series: Series, now: float) -> list[Concern]:
     """The concerns of the conditions that hold now, the critical ones first."""
-    series = list(series)
+    indexed = index(series)
     concerns = [Concern(condition.alert, condition.severity, words(condition.says, point.labels, point.value),
                         {k: v for k, v in point.labels.items() if k != "__name__"})
                 for condition in conditions if not condition.not_judged
-                for point in evaluate(condition.expr, series, now)]
+                for point in evaluate(condition.expr, indexed, now)]
     return sorted(concerns, key=lambda concern: SEVERITIES.index(concern.severity))
 
 

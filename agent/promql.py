@@ -44,15 +44,22 @@ class Point:
 
 
 Series = Iterable[tuple[str, Mapping[str, str], float]]  # (metric name, labels, value)
+Index = Mapping[str, list[tuple[Mapping[str, str], float]]]  # series by metric name: a selector reads its own
 Value = float | list[Point]
-Node = Callable[[list[Point], float], Value]  # (every series, time()) -> a scalar or a vector
+Node = Callable[[Index, float], Value]  # (every series, time()) -> a scalar or a vector
 
 
-def evaluate(expr: str, series: Series, now: float) -> list[Point]:
+def index(series: Series) -> Index:
+    """Series by metric name (labels and value)."""
+    found: dict[str, list[tuple[Mapping[str, str], float]]] = {}
+    for name, labels, value in series:
+        found.setdefault(name, []).append((labels, value))
+    return found
+
+
+def evaluate(expr: str, series: Index, now: float) -> list[Point]:
     """The instant vector `expr` gives over `series` at time `now` (seconds since the epoch)."""
-    points = [Point({NAME: name, **{k: v for k, v in labels.items() if v != ""}}, value)
-              for name, labels, value in series]
-    result = parse(expr)(points, now)
+    result = parse(expr)(series, now)
     if isinstance(result, float):
         raise Unsupported(f"{expr!r} is a number, not a condition on series")
     return result
@@ -139,7 +146,7 @@ class _Parser:
             return _constant(float(word))
         if kind == "string":
             text = _unquote(word)
-            return lambda points, now: text  # type: ignore[return-value] # only an argument of a function
+            return lambda series, now: text  # type: ignore[return-value] # only an argument of a function
         if kind != "name":
             raise ValueError(f"unexpected {word!r} in {self.expr!r}")
         if word in _AGGREGATIONS:
@@ -184,30 +191,32 @@ def _matcher(label: str, op: str, value: str) -> Callable[[Mapping[str, str]], b
 
 
 def _selector(name: str, matchers: list[Callable[[Mapping[str, str]], bool]]) -> Node:
-    return lambda points, now: [p for p in points if p.labels[NAME] == name and all(m(p.labels) for m in matchers)]
+    """The series of that name the matchers accept, as a query sees them: a label with an empty value is none."""
+    return lambda series, now: [Point({NAME: name, **{k: v for k, v in labels.items() if v != ""}}, value)
+                                for labels, value in series.get(name, ()) if all(m(labels) for m in matchers)]
 
 
 def _constant(value: float) -> Node:
-    return lambda points, now: value
+    return lambda series, now: value
 
 
 def _function(name: str, args: list[Node]) -> Node:
     if name == "time" and not args:
-        return lambda points, now: now
+        return lambda series, now: now
     if name == "clamp_min" and len(args) == 2:
         vector, least = args
-        return lambda points, now: [Point(_without_name(p.labels), max(p.value, least(points, now)))
-                                    for p in vector(points, now)]
+        return lambda series, now: [Point(_without_name(p.labels), max(p.value, least(series, now)))
+                                    for p in vector(series, now)]
     if name == "label_replace" and len(args) == 5:
         return _label_replace(*args)
     raise Unsupported(f"{name}() is for Prometheus to evaluate")
 
 
 def _label_replace(vector: Node, *texts: Node) -> Node:
-    def run(points: list[Point], now: float) -> list[Point]:
-        target, replacement, source, pattern = (str(text(points, now)) for text in texts)
+    def run(series: Index, now: float) -> list[Point]:
+        target, replacement, source, pattern = (str(text(series, now)) for text in texts)
         out = []
-        for point in vector(points, now):
+        for point in vector(series, now):
             match = re.fullmatch(pattern, point.labels.get(source, ""))
             labels = dict(point.labels)
             if match is not None:
@@ -223,9 +232,9 @@ def _label_replace(vector: Node, *texts: Node) -> Node:
 
 
 def _aggregate(how: Callable[[Iterable[float]], float], by: tuple[str, ...], inner: Node) -> Node:
-    def run(points: list[Point], now: float) -> list[Point]:
+    def run(series: Index, now: float) -> list[Point]:
         groups: dict[tuple[str, ...], list[float]] = {}
-        for point in _vector(inner(points, now)):
+        for point in _vector(inner(series, now)):
             groups.setdefault(tuple(point.labels.get(label, "") for label in by), []).append(point.value)
         return [Point({label: value for label, value in zip(by, key, strict=True) if value}, how(values))
                 for key, values in groups.items()]
@@ -239,8 +248,8 @@ def _binary(op: str, on: tuple[str, ...] | None, lhs: Node, rhs: Node) -> Node:
             return tuple(point.labels.get(label, "") for label in on)
         return tuple(sorted(_without_name(point.labels).items()))
 
-    def run(points: list[Point], now: float) -> Value:
-        left, right = lhs(points, now), rhs(points, now)
+    def run(series: Index, now: float) -> Value:
+        left, right = lhs(series, now), rhs(series, now)
         if op in ("and", "or"):
             present = {key(point) for point in _vector(left if op == "or" else right)}
             if op == "and":

@@ -19,7 +19,7 @@ import yaml
 from agent import registry
 from agent.conditions import fields, judge, words
 from agent.model import Condition
-from agent.promql import Unsupported, evaluate, parse
+from agent.promql import Unsupported, evaluate, index, parse
 from exporters.prometheus import AGENT_CONDITIONS, JOB_CONDITIONS
 from tests.conftest import ROOT
 from tests.lab.harness import need
@@ -115,9 +115,9 @@ def series_values(notation: str, interval: float) -> list[tuple[float, float]]:
 
 
 def _start_and_step(head: str) -> tuple[float, float]:
-    for index in range(1, len(head)):
-        if head[index] in "+-" and head[index - 1] not in "eE":
-            return float(head[:index]), float(head[index:])
+    for at in range(1, len(head)):
+        if head[at] in "+-" and head[at - 1] not in "eE":
+            return float(head[:at]), float(head[at:])
     return float(head), 0.0
 
 
@@ -171,7 +171,7 @@ def test_the_agent_judges_every_rule_as_prometheus_does_on_the_rules_fixtures(tm
                 at = duration(at_text)
                 seen = instant(case, at)
                 for condition in judged:
-                    points = evaluate(condition.expr, seen, at)
+                    points = evaluate(condition.expr, index(seen), at)
                     for point in points:
                         assert fields(condition.says) <= {*point.labels, "value"}, (condition.alert, point.labels)
                         words(condition.says, point.labels, point.value)
