@@ -198,9 +198,13 @@ def test_the_page_once_and_prometheus_with_the_shipped_rules_agree(serverroom, a
         assert "fileserver-01 1.0% free on /, 2 failed units" in summary
         keep_screenshots(agent, tmp_path)
 
+        # the same from `once`, but pending updates: they come from the SSH inventory, which one run
+        # may finish within its timeout and another not
         printed = json.loads(once(config, "--format", "json", code=1))  # a target down, a backup not ok
         by_once = {(job["name"], c["alert"]) for job in printed for c in job["concerns"]}
-        assert by_once == {(job["name"], c["alert"]) for job in status(agent)["jobs"] for c in job["concerns"]}
+        on_page = {(job["name"], c["alert"]) for job in status(agent)["jobs"] for c in job["concerns"]}
+        assert {c for c in by_once if c[1] != "HostSecurityUpdatesPending"} == \
+            {c for c in on_page if c[1] != "HostSecurityUpdatesPending"}
 
 
 def keep_screenshots(agent, tmp_path) -> None:
