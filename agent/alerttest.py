@@ -44,6 +44,7 @@ def send_test_alert(alertmanager: str, severity: str, duration: timedelta, ca_fi
     if response.status_code != 200:
         raise AlertTestError(f"Alertmanager at {alertmanager} refused the alert: HTTP {response.status_code} "
                              f"{shorten(response.text.strip(), 200)}")
-    return (f"sent {ALERTNAME} (severity {severity}) to {alertmanager}; it should reach "
-            f"{'on-call' if severity == 'critical' else 'the daytime receiver'} within Alertmanager's group_wait, "
-            f"and resolve after {int(duration.total_seconds() // 60)} min")
+    reaches = "on-call" if severity == "critical" else "the daytime receiver (during office hours, with the " \
+                                                        "shipped routing: outside them it is never sent)"
+    return (f"sent {ALERTNAME} (severity {severity}) to {alertmanager}; it should reach {reaches} within "
+            f"Alertmanager's group_wait, and resolve after {int(duration.total_seconds() // 60)} min")

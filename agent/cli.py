@@ -103,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     check = _command(commands, "check-config", "validate the config (and the web config): exit 2 with one line "
                      "per problem", "vigil check-config -c /etc/vigil/vigil.yaml", common)
     check.set_defaults(command=_check_config)
-    once = _command(commands, "once", "run each job once and print what it found: exit 1 if a target is down "
-                    "or a backup is not ok", "vigil once --target fileserver-nightly --format json", common)
+    once = _command(commands, "once", "run each job once and print what it found, with the conditions the shipped "
+                    "alert rules alert on: exit 1 if a target is down or a backup is not ok",
+                    "vigil once --target fileserver-nightly --format json", common)
     once.add_argument("--target", help="only this target or backup job")
     once.add_argument("--format", choices=("text", "json", "prometheus"), default="text",
                       help="text (default: verdicts, then every sample), json, or the /metrics exposition")
@@ -213,6 +214,7 @@ def _once(args: argparse.Namespace) -> int:
     db.close()  # first, so runs that outlived their timeout write nothing after ...
     children.stop_all()  # ... their tools are killed here
     states = {job.key: JobState(job.name, job.kind, job.interval, job.collector.METRICS, job.label, result=result,
+                                conditions=job.collector.CONDITIONS,
                                 last_success=result.started_at + result.duration if result.ok else None)
               for job, result in zip(jobs, results, strict=True)}
     print(_FORMATS[args.format](states), end="")  # its texts were redacted where they were made (agent.redact)
@@ -275,6 +277,7 @@ def _status(result: Result) -> tuple[str, str]:
 
 def _as_text(states: dict[str, JobState]) -> str:
     from agent.units import readable_time
+    from exporters.status import concerns
 
     lines = []
     for state in states.values():
@@ -283,6 +286,7 @@ def _as_text(states: dict[str, JobState]) -> str:
         subject = f"{state.job} ({state.kind})"
         lines.append(f"{status.upper() if status not in ('ok', 'partial') else status:<12} {subject} "
                      f"{result.duration:.2f}s" + (f": {detail}" if detail else f", {len(result.samples)} samples"))
+        lines += [f"  {c.severity:<8}   {c.says} ({c.alert})" for c in concerns(state, time.time())]
     for state in states.values():
         if state.result.samples:
             lines += ["", f"# {state.job} ({state.kind})"]
@@ -297,11 +301,16 @@ def _as_text(states: dict[str, JobState]) -> str:
 
 
 def _as_json(states: dict[str, JobState]) -> str:
+    from dataclasses import asdict
+
+    from exporters.status import concerns
+
     jobs = []
     for s in states.values():
         status, detail = _status(s.result)
         jobs.append({"name": s.job, "kind": s.kind, "ok": s.result.ok, "status": status, "detail": detail,
                      "error": s.result.error, "duration_seconds": round(s.result.duration, 3),
+                     "concerns": [asdict(c) for c in concerns(s, time.time())],
                      "signals": [{"name": x.name, "ok": x.ok, "error": x.error} for x in s.result.signals],
                      "samples": [{"name": x.name, "labels": dict(x.labels), "value": x.value}
                                  for x in s.result.samples]})

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from agent.model import MetricSpec, Sample, Verdict
+from agent.model import Condition, MetricSpec, Sample, Verdict
 from agent.reasons import describe
 from agent.redact import redact
 
@@ -131,10 +131,11 @@ C = TypeVar("C", bound="TargetConfig")
 
 
 class Collector(Generic[C]):
-    """The base of every kind. Subclasses set Config, METRICS and, if they have several, SIGNALS."""
+    """The base of every kind. Subclasses set Config, METRICS, CONDITIONS and, if they have several, SIGNALS."""
 
     Config: ClassVar[type]
     METRICS: ClassVar[tuple[MetricSpec, ...]] = ()
+    CONDITIONS: ClassVar[tuple[Condition, ...]] = ()  # its shipped alert rules, for the status page
     SIGNALS: ClassVar[Mapping[str, Signal]] = DEFAULT_SIGNALS
     CONCURRENCY: ClassVar[int | None] = None  # at most this many jobs of the kind run at once
     BOARD: ClassVar[str] = ""  # a title for the status page's board of this kind's verdicts

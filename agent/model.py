@@ -38,6 +38,24 @@ class MetricSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """A shipped alert rule (deploy/prometheus/rules) as the status page and `vigil once` judge it.
+
+    `expr` is the rule's own expression, word for word (tests/test_conditions.py compares
+    them and checks the agent's evaluation against Prometheus'), so the page and the
+    pager cannot disagree on a threshold. `says` puts it in a few words for people:
+    `{label}` fields and `{value}` with a format (agent.conditions). `not_judged` says why
+    the page leaves a rule to Prometheus (it needs past samples, or concerns the scrape).
+    """
+
+    alert: str
+    severity: Literal["critical", "warning"]  # critical pages on-call, warning waits for office hours
+    expr: str
+    says: str
+    not_judged: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """A job's own judgement for the status page (a backup job's status), with the times behind it."""
 
@@ -90,6 +108,7 @@ class JobState:
     metrics: tuple[MetricSpec, ...] = ()  # the collector's catalogue, for the exporter
     label: str = "target"  # the label naming the job's subject on its series
     board: str = ""  # the status page's board for this kind's verdicts ("Backups")
+    conditions: tuple[Condition, ...] = ()  # the collector's alert conditions, for the status page
     api: ApiCounters | None = None  # the job's live request counters (owned by the scheduler)
     result: Result | None = None  # None until the first run finishes
     last_success: float | None = None

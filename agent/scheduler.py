@@ -319,6 +319,7 @@ class Scheduler:
         previous = self._store.snapshot().get(spec.key)
         return JobState(
             job=spec.name, kind=spec.kind, interval=spec.interval, metrics=spec.collector.METRICS,
+            conditions=spec.collector.CONDITIONS,
             label=spec.label, board=spec.collector.BOARD, api=job.ctx.api,
             last_success=previous.last_success if previous else self._store.restored_last_success(spec.key),
             errors_total=previous.errors_total if previous else 0,

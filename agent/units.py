@@ -6,6 +6,7 @@ import math
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -47,6 +48,18 @@ def format_duration(seconds: float) -> str:
     return "".join(out)
 
 
+def spoken_duration(seconds: float) -> str:
+    """A duration as a person says it, in one unit: `40 s`, `8 min`, `5 h`, `3 d`."""
+    seconds = abs(seconds)
+    if seconds < 45:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
 def parse_size(value: object) -> int:
     """Bytes from `512MiB`, `10GiB`, `1.5TB` or a plain number of bytes."""
     if isinstance(value, bool):
@@ -80,6 +93,6 @@ def iso_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
-def readable_time(timestamp: float) -> str:
-    """A point in time in a sentence: `2026-11-21 01:00 UTC`."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+def readable_time(timestamp: float, zone: str = "UTC") -> str:
+    """A point in time in a sentence: `2026-11-21 01:00 UTC`, or in a named zone: `2026-11-21 02:00 CET`."""
+    return datetime.fromtimestamp(timestamp, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")

@@ -20,10 +20,10 @@ from functools import partial
 
 from agent import registry
 from agent.collector import Collector, Context, Emitter
-from agent.model import MetricSpec, Verdict
+from agent.model import Condition, MetricSpec, Verdict
 from agent.reasons import describe
 from agent.scheduler import JobSpec
-from agent.units import format_duration
+from agent.units import format_duration, readable_time
 from checks.bounded import BoundedCalls
 from checks.config import BackupJobConfig
 from checks.history import BackupHistory
@@ -70,6 +70,28 @@ VERIFY_TIME = MetricSpec("vigil_backup_verify_timestamp_seconds", "gauge",
 METRICS = (STATUS, LAST_SUCCESS, SIZE, FILES, DURATION, OFFSITE_LAG, NEXT_DEADLINE, VERIFY_OK, VERIFY_TIME)
 
 
+def _status_is(statuses: str) -> str:
+    matcher = f'status=~"{statuses}"' if "|" in statuses else f'status="{statuses}"'
+    return f"vigil_backup_status{{{matcher}}} == 1"
+
+
+# deploy/prometheus/rules/backups.yml
+CONDITIONS = (
+    Condition("BackupMissed", "critical", _status_is("missed"), "missed its deadline"),
+    Condition("BackupFailed", "critical", _status_is("failed"), "failed"),
+    Condition("BackupTooSmall", "critical", _status_is("too_small|shrunk"), "smaller than expected"),
+    Condition("BackupOffsiteStale", "warning", _status_is("offsite_stale"), "off-site copy behind"),
+    Condition("BackupOffsiteMismatch", "critical", _status_is("offsite_mismatch"), "off-site copy differs"),
+    Condition("BackupUnverified", "warning", _status_is("unverified"), "integrity not verified"),
+    Condition("BackupUnreachable", "critical", _status_is("unreachable"), "a location cannot be read"),
+    Condition("BackupStateUnknown", "critical",
+              '(vigil_up{kind="backup"} == 0) and on (job, instance, backup) '
+              "(time() > max_over_time(vigil_backup_next_deadline_timestamp_seconds[3d]))",
+              "state unknown past its deadline",
+              not_judged="needs the deadline from the last 3 days of samples (the board shows the job unknown)"),
+)
+
+
 def backup_jobs(config: BackupJobConfig) -> list[JobSpec]:
     """The evaluation (every few minutes) and, where verify: is set, the verification job."""
     jobs = [JobSpec(config.name, "backup", config.interval, config.timeout, partial(BackupEvaluation, config),
@@ -107,6 +129,7 @@ class BackupEvaluation(_BackupJob):
 
     Config = BackupJobConfig
     METRICS = METRICS
+    CONDITIONS = CONDITIONS
     BOARD = "Backups"
 
     def __init__(self, config: BackupJobConfig, ctx: Context):
@@ -236,13 +259,34 @@ class BackupVerification(_BackupJob):
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         """A check that could not run fails this job, so it is retried at the next poll."""
         outcomes = self.check(only_due=True)
-        done = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items()]
         problems = [f"{where}: {outcome.detail}" for where, outcome in outcomes.items() if outcome.ok is None]
         if problems:
             raise CheckNotRun("; ".join(problems))
-        last = [v.at for where in self.verifiable if (v := self.history.last_verification(where)) is not None]
-        out.judge(Verdict("ok", "; ".join(done) or "not due", {"last check": min(last)} if last else {},
-                          timezone=self.config.timezone))
+        out.judge(self.verdict(self.clock.time()))
+
+    def verdict(self, now: float) -> Verdict:
+        """Each location's last check and when the next is due: `failed` when one found damage,
+        `not_checked` while one was never checked (never `ok` for a check that never ran)."""
+        zone = self.config.timezone
+        lasts = {where: self.history.last_verification(where, conclusive=True) for where in self.verifiable}
+        dues = {where: self.next_due(where, now) for where in self.verifiable}
+        details = [f"{where}: never checked, first due {readable_time(dues[where], zone)}" if last is None
+                   else f"{where}: {last.detail}; next due {readable_time(dues[where], zone)}"
+                   for where, last in lasts.items()]
+        checked = [last for last in lasts.values() if last is not None]
+        status = ("failed" if any(not last.ok for last in checked) else
+                  "not_checked" if len(checked) < len(lasts) else "ok")
+        times = {"next due": min(dues.values())} | ({"last check": min(last.at for last in checked)} if checked else {})
+        return Verdict(status, "; ".join(details), times, timezone=zone)
+
+    def next_due(self, where: str, now: float) -> float:
+        """The window open now if the location is due in it, else the first window that opens once its period passed."""
+        opened = self.window_opened(now)
+        if opened is not None and self._due(where, opened):
+            return opened
+        last = self.history.last_verification(where, conclusive=True)
+        after = now if last is None else max(now, last.at + self.config.verify.every - VERIFY_WINDOW)
+        return self._openings().next_deadline(after)
 
 
     def check(self, only_due: bool) -> dict[str, VerifyOutcome]:
@@ -260,7 +304,13 @@ class BackupVerification(_BackupJob):
 
 
     def window_opened(self, now: float) -> float | None:
-        """When the current check window opened, or None outside a window.
+        """When the current check window opened, or None outside a window."""
+        window = self._openings().last_closed(now)
+        opened = window.deadline if window else None
+        return opened if opened is not None and now - opened < VERIFY_WINDOW else None
+
+    def _openings(self) -> Schedule:
+        """The check windows' openings, as the deadlines of a schedule.
 
         restic and borg checks lock the repository, so by default a window opens an hour
         after each backup's deadline, clear of the backup itself; `verify.at`/`schedule`
@@ -268,13 +318,8 @@ class BackupVerification(_BackupJob):
         """
         verify = self.config.verify
         if verify.window is not None:
-            opening = Schedule(verify.window, self.config.timezone, 0).last_closed(now)
-            opened = opening.start if opening else None
-        else:
-            backup = Schedule(self.config.schedule, self.config.timezone, self.config.deadline + VERIFY_AFTER_DEADLINE)
-            window = backup.last_closed(now)
-            opened = window.deadline if window else None
-        return opened if opened is not None and now - opened < VERIFY_WINDOW else None
+            return Schedule(verify.window, self.config.timezone, 0)
+        return Schedule(self.config.schedule, self.config.timezone, self.config.deadline + VERIFY_AFTER_DEADLINE)
 
     def _due(self, where: str, opened: float | None) -> bool:
         """Due at the first window that opens once `every` has passed since the last attempt."""

@@ -54,6 +54,7 @@ class HostCollector(Collector[HostConfig]):
         m.BOOT_TIME, m.SYSTEMD_FAILED_UNITS, m.REBOOT_REQUIRED, m.INFO,
         m.FILESYSTEM_FILES, m.FILESYSTEM_FILES_FREE, m.FILESYSTEM_READONLY, m.TIME_SYNCHRONIZED,
     )
+    CONDITIONS = m.CONDITIONS
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         _cpu(out)

@@ -36,7 +36,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from agent.collector import MAIN, Collector, Emitter, Signal, describe
-from agent.model import MetricSpec
+from agent.model import Condition, MetricSpec
 from agent.ondisk import CaFile
 from agent.reasons import shorten
 from agent.schema import CredentialFreeUrl, Duration, TargetConfig
@@ -98,6 +98,33 @@ CHANNEL_UTILIZATION = _spec("vigil_meraki_wireless_channel_utilization_ratio",
 SWITCH_PORTS = _spec("vigil_meraki_switch_ports", "Switch ports by status (connected, disconnected, disabled).",
                      ("network", "device", "serial", "status"))
 ASSURANCE_ALERTS = _spec("vigil_meraki_assurance_alerts", "Active assurance alerts by severity.", ("severity",))
+
+# deploy/prometheus/rules/meraki.yml
+CONDITIONS = (
+    Condition("MerakiApplianceOffline", "critical",
+              'vigil_meraki_device_status{product_type="appliance", status="offline"} == 1',
+              "appliance {device} offline"),
+    Condition("MerakiDeviceOffline", "warning",
+              'vigil_meraki_device_status{product_type!="appliance", status="offline"} == 1', "{device} offline"),
+    Condition("MerakiDeviceAlerting", "warning", 'vigil_meraki_device_status{status="alerting"} == 1',
+              "{device} alerting"),
+    Condition("MerakiUplinkFailed", "warning", 'vigil_meraki_uplink_status{status="failed"} == 1',
+              "uplink {uplink} of {device} failed"),
+    Condition("MerakiUplinkLossHigh", "warning", "vigil_meraki_uplink_loss_ratio > 0.05",
+              "uplink {uplink} of {device} losing {value:percent}"),
+    Condition("MerakiUplinkLatencyHigh", "warning", "vigil_meraki_uplink_latency_seconds > 0.2",
+              "uplink {uplink} of {device} at {value:ms}"),
+    Condition("MerakiLicenseExpiringSoon", "warning",
+              "vigil_meraki_license_expiration_timestamp_seconds - time() < 30 * 86400",
+              "licence of {org} {value:expires}"),
+    Condition("MerakiLicenseNotOk", "warning", "vigil_meraki_license_ok == 0", "licence of {org} not ok"),
+    Condition("MerakiApiFailing", "warning",
+              'vigil_meraki_collect_success == 0 or label_replace(vigil_collect_signal_success{kind="meraki", '
+              'signal!="main"} == 0, "org", "all", "", "")', "API failing for {org} ({signal})"),
+    Condition("MerakiApiThrottled", "warning",
+              'sum by (job, instance, target) (rate(vigil_api_requests_total{kind="meraki", code="429"}[15m])) > 0.05',
+              "API throttled", not_judged="a rate over 15 min of samples"),
+)
 
 
 # --- one organization's cycle -------------------------------------------------------------------
@@ -165,6 +192,7 @@ class MerakiCollector(Collector):
     METRICS = (ORG_INFO, NETWORKS, COLLECT_SUCCESS, DEVICE_STATUS, DEVICES, UPLINK_STATUS, UPLINK_LOSS,
                UPLINK_LATENCY, LICENSE_OK, LICENSE_EXPIRATION, LICENSED_DEVICES, OVER_LICENSE,
                CHANNEL_UTILIZATION, SWITCH_PORTS, ASSURANCE_ALERTS)
+    CONDITIONS = CONDITIONS
     SIGNALS = {
         MAIN: Signal(help="organizations and networks"),
         "devices": Signal(help="devices/availabilities and the device inventory (devices)"),

@@ -61,6 +61,7 @@ class NutCollector(Collector):
         nut_timeout: Duration = Field(5.0, description="How long to wait for each upsd reply.")
 
     METRICS = tuple(spec for spec in ups_metrics.METRICS if spec is not ups_metrics.LINE_FAILURES)
+    CONDITIONS = ups_metrics.CONDITIONS
     CONCURRENCY: ClassVar[int | None] = 500
 
     def __init__(self, config: Config, ctx):

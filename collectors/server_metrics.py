@@ -4,7 +4,7 @@ The local host collector and the SSH collector both emit these, so alert rules a
 dashboards treat the monitoring host and remote servers alike.
 """
 
-from agent.model import MetricSpec
+from agent.model import Condition, MetricSpec
 
 CPU_SECONDS = MetricSpec("vigil_server_cpu_seconds_total", "counter",
                          "CPU time spent in each mode, summed over all CPUs.", ("mode",), "seconds")
@@ -80,3 +80,34 @@ WINDOWS_BACKUP_LAST_SUCCESS = MetricSpec("vigil_server_windows_backup_last_succe
                                          unit="seconds")
 WINDOWS_BACKUP_LAST_OK = MetricSpec("vigil_server_windows_backup_last_ok", "gauge",
                                     "1 when Windows Server Backup's last backup succeeded, 0 when it failed.")
+
+# deploy/prometheus/rules/host.yml and servers.yml, for kind: host and kind: ssh alike (ServerDown is ssh's)
+CONDITIONS = (
+    Condition("HostDiskWillFillIn24Hours", "warning",
+              "predict_linear(vigil_server_filesystem_avail_bytes[6h], 24 * 3600) < 0 and "
+              "vigil_server_filesystem_avail_bytes / vigil_server_filesystem_size_bytes < 0.25",
+              "{mountpoint} fills within 24 h", not_judged="a trend over the last 6 h of samples"),
+    Condition("HostDiskAlmostFull", "critical",
+              "vigil_server_filesystem_avail_bytes / vigil_server_filesystem_size_bytes < 0.05",
+              "{value:percent} free on {mountpoint}"),
+    Condition("HostMemoryLow", "warning",
+              "vigil_server_memory_available_bytes / vigil_server_memory_total_bytes < 0.05",
+              "{value:percent} of memory available"),
+    Condition("HostSystemdUnitsFailed", "warning", "vigil_server_systemd_failed_units > 0",
+              "{value:count failed unit}"),
+    Condition("HostFilesystemReadOnly", "critical", "vigil_server_filesystem_readonly == 1", "{mountpoint} read-only"),
+    Condition("HostInodesAlmostExhausted", "warning",
+              "vigil_server_filesystem_files_free / vigil_server_filesystem_files < 0.05 "
+              "and vigil_server_filesystem_files > 0", "{value:percent} of inodes free on {mountpoint}"),
+    Condition("HostRebootRequired", "warning", "vigil_server_reboot_required == 1", "reboot required"),
+    Condition("HostSecurityUpdatesPending", "warning", 'vigil_server_updates_pending{type="security"} > 0',
+              "{value:count security update} pending"),
+    Condition("HostClockNotSynchronised", "warning", "vigil_server_time_synchronized == 0", "clock not synchronised"),
+    Condition("HostWindowsAutoServiceStopped", "warning", "vigil_server_windows_stopped_auto_service_info == 1",
+              "service {service} stopped"),
+    Condition("HostWindowsBackupFailed", "warning", "vigil_server_windows_backup_last_ok == 0",
+              "last Windows Server Backup failed"),
+    Condition("HostWindowsBackupStale", "warning",
+              "time() - vigil_server_windows_backup_last_success_timestamp_seconds > 36 * 3600",
+              "no Windows Server Backup for {value:duration}"),
+)

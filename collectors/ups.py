@@ -35,6 +35,7 @@ class UpsCollector(Collector):
         retries: int = Field(2, description="Resends of an unanswered request before it fails.", ge=0, le=5)
 
     METRICS = ups_metrics.METRICS
+    CONDITIONS = ups_metrics.CONDITIONS
     CONCURRENCY: ClassVar[int | None] = 500  # asyncio, no threads: a few KB per device in flight
 
     def __init__(self, config: Config, ctx):

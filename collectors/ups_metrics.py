@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from agent.collector import Emitter
-from agent.model import MetricSpec
+from agent.model import Condition, MetricSpec
 
 BATTERY_STATUSES = ("normal", "low", "depleted", "unknown")
 OUTPUT_SOURCES = ("normal", "battery", "bypass", "boost", "reducer", "off", "unknown")
@@ -63,6 +63,22 @@ INFO = MetricSpec("vigil_ups_info", "gauge", "The UPS identity; value 1.",
 METRICS = (ON_BATTERY, BATTERY_STATUS, CHARGE, RUNTIME, TIME_ON_BATTERY, LOAD, INPUT_VOLTAGE,
            OUTPUT_VOLTAGE, INPUT_FREQUENCY, OUTPUT_FREQUENCY, TEMPERATURE, BATTERY_VOLTAGE, REPLACE,
            ALARM_COUNT, ALARM, SELFTEST_PASSED, SELFTEST_TIME, OUTPUT_SOURCE, LINE_FAILURES, INFO)
+
+# deploy/prometheus/rules/ups.yml, for kind: ups and kind: nut alike
+CONDITIONS = (
+    Condition("UpsOnBattery", "critical", "vigil_ups_on_battery == 1", "on battery"),
+    Condition("UpsRuntimeLow", "critical", "vigil_ups_battery_runtime_seconds < 10 * 60", "{value:duration} left"),
+    Condition("UpsBatteryLow", "critical",
+              'max by (job, instance, target) (vigil_ups_battery_status{status=~"low|depleted"}) == 1 '
+              "or vigil_ups_battery_charge_ratio < 0.25", "battery low"),
+    Condition("UpsBatteryReplace", "warning", "vigil_ups_battery_replace_needed == 1", "battery needs replacing"),
+    Condition("UpsOverload", "warning", "vigil_ups_load_ratio > 0.9", "phase {phase} loaded at {value:percent}"),
+    Condition("UpsSelftestFailed", "warning", "vigil_ups_selftest_passed == 0", "last self-test failed"),
+    Condition("UpsSelftestOverdue", "warning", "time() - vigil_ups_selftest_timestamp_seconds > 35 * 86400",
+              "no self-test for {value:duration}"),
+    Condition("UpsUnreachable", "warning", 'vigil_up{kind=~"ups|nut"} == 0', "cannot be read"),
+    Condition("UpsOnBypass", "warning", 'vigil_ups_output_source{source="bypass"} == 1', "on bypass, load unprotected"),
+)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from agent import __version__
 from agent.collector import MAIN
-from agent.model import JobState, MetricSpec, Result, Sample
+from agent.model import Condition, JobState, MetricSpec, Result, Sample
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,32 @@ CERT_EXPIRY = MetricSpec("vigil_tls_certificate_expiry_timestamp_seconds", "gaug
                          "read at start and on every reload. Absent without TLS.", (), "seconds")
 AGENT_METRICS = (UP, DURATION, LAST_SUCCESS, ERRORS, SKIPPED, INTERVAL, SIGNAL_SUCCESS, SIGNAL_TIME, REJECTED,
                  API_REQUESTS, API_WAIT, BUILD_INFO, STATE_OK, RELOAD_OK, RELOAD_TIME, CERT_EXPIRY)
+
+# deploy/prometheus/rules/agent.yml: the rules about every job (judged over each job's series, job_series) ...
+JOB_CONDITIONS = (
+    Condition("VigilJobFailing", "warning", "vigil_up == 0", "collection failing"),
+    Condition("VigilJobStale", "warning",
+              "time() - vigil_last_success_timestamp_seconds > clamp_min(5 * vigil_collect_interval_seconds, 900)",
+              "no good collection for {value:duration}"),
+    Condition("VigilSchedulerOverrun", "warning", "increase(vigil_collect_skipped_total[15m]) > 0", "runs skipped",
+              not_judged="an increase over 15 min of samples"),
+)
+_CERT_LEFT = "vigil_tls_certificate_expiry_timestamp_seconds - time()"
+_SCRAPE = "about Prometheus' scrape of the agent, which only Prometheus sees"
+_SUMMARY = "the status page's summary line says it, with the reason"
+# ... and about the agent itself (judged over its own series, agent_series)
+AGENT_CONDITIONS = (
+    Condition("VigilDown", "critical", 'up{job="vigil"} == 0', "not scraped", not_judged=_SCRAPE),
+    Condition("VigilMissing", "critical", 'absent(up{job="vigil"})', "no scrape target", not_judged=_SCRAPE),
+    Condition("VigilStateDatabaseUnavailable", "warning", "vigil_state_database_ok == 0",
+              "state database unavailable", not_judged=_SUMMARY),
+    Condition("VigilReloadFailed", "warning", "vigil_config_reload_success == 0", "last reload rejected",
+              not_judged=_SUMMARY),
+    Condition("VigilCertificateExpiring", "warning", f"{_CERT_LEFT} < 30 * 86400 and {_CERT_LEFT} >= 7 * 86400",
+              "the agent's TLS certificate {value:expires}"),
+    Condition("VigilCertificateExpiring", "critical", f"{_CERT_LEFT} < 7 * 86400",
+              "the agent's TLS certificate {value:expires}"),
+)
 GZIP_LEVEL = 6  # each piece of the text is compressed once, when its job publishes
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no time, unknown OS
 _LAST_BLOCK = b"\x03\x00"  # an empty final block (fixed Huffman) ends the deflate stream
@@ -191,24 +217,41 @@ class _Families:
         return self._families
 
 
+def job_series(state: JobState) -> list[tuple[str, dict[str, str], float]]:
+    """A job's series as a scrape shows them (the agent's about it, then its data), to judge conditions on."""
+    health = {"kind": state.kind, state.label: state.job}
+    series = [(s.name, {**health, **s.labels}, s.value) for _, samples in _health_samples(state) for s in samples]
+    if state.result is not None and state.result.ok:
+        series += [(s.name, {state.label: state.job, **s.labels}, s.value) for s in state.result.samples]
+    return series
+
+
+def agent_series(state_ok: bool, facts: Mapping[MetricSpec, float]) -> list[tuple[str, dict[str, str], float]]:
+    """The agent's series about itself (state database, reload, certificate)."""
+    return [(STATE_OK.name, {}, int(state_ok)), *((spec.name, {}, value) for spec, value in facts.items())]
+
+
 def _health_families(state: JobState) -> list[Metric]:
     """The agent's series about a job, with the job's own subject label (`target` or `backup`)."""
     subject = ("kind", state.kind), (state.label, state.job)
+    return [_family(spec, samples, subject) for spec, samples in _health_samples(state)]
+
+
+def _health_samples(state: JobState) -> list[tuple[MetricSpec, list[Sample]]]:
     values: list[tuple[MetricSpec, float]] = [(INTERVAL, state.interval), (ERRORS, state.errors_total),
                                               (SKIPPED, state.skipped_total), (REJECTED, state.rejected_total)]
     if state.result is not None:
         values += [(UP, int(state.result.ok)), (DURATION, state.result.duration)]
     if state.last_success is not None:
         values.append((LAST_SUCCESS, state.last_success))
-    families = [_family(spec, [Sample(spec.name, value)], subject) for spec, value in values]
+    samples = [(spec, [Sample(spec.name, value)]) for spec, value in values]
     signals = state.result.signals if state.result is not None and state.result.ok else ()
     if [s.name for s in signals] == [MAIN]:
         signals = ()  # a job of one signal: vigil_up says it all
-    families.append(_family(SIGNAL_SUCCESS, [Sample(SIGNAL_SUCCESS.name, int(s.ok), {"signal": s.name})
-                                             for s in signals], subject))
-    families.append(_family(SIGNAL_TIME, [Sample(SIGNAL_TIME.name, s.last_success, {"signal": s.name})
-                                          for s in signals if s.last_success is not None], subject))
-    return families
+    samples.append((SIGNAL_SUCCESS, [Sample(SIGNAL_SUCCESS.name, int(s.ok), {"signal": s.name}) for s in signals]))
+    samples.append((SIGNAL_TIME, [Sample(SIGNAL_TIME.name, s.last_success, {"signal": s.name})
+                                  for s in signals if s.last_success is not None]))
+    return samples
 
 
 def _api_families(state: JobState, counts: Counts) -> list[Metric]:

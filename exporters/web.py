@@ -88,7 +88,8 @@ class Site:
     def status(self) -> dict[str, Any]:
         """The status document; its error texts were redacted where they were made (agent.redact)."""
         db = self.store.db
-        return status_document(self.store.snapshot(), self.info, db.problem, db.notice, time.time())
+        return status_document(self.store.snapshot(), self.info, db.problem, db.notice, time.time(),
+                               dict(self.facts))
 
 
 @dataclass(frozen=True)

@@ -151,17 +151,19 @@ def test_verification_runs_on_its_own_schedule_and_finds_damage(repos, job_conte
 
     clock.set("2026-11-20 06:00")
     assert run(evaluation).verdict.status == "ok"
-    assert run(verification).verdict.detail == "primary: restic check: no errors (read 100%)"
+    verdict = run(verification).verdict
+    assert (verdict.status, verdict.detail) == ("ok", "primary: restic check: no errors (read 100%); next due "
+                                                      "2026-11-27 06:00 UTC")
     values = metrics(run(evaluation))
     assert values[("vigil_backup_verify_ok", ())] == 1
     assert values[("vigil_backup_verify_timestamp_seconds", ())] == clock.time()
 
     clock.advance(3600)
-    assert run(verification).verdict.detail == "not due"
+    assert run(verification).verdict == verdict, "not due: the same last check, the same next one"
 
     primary.corrupt_a_pack()
     clock.advance(7 * 86400)
-    run(verification)
+    assert run(verification).verdict.status == "failed"
     result = run(evaluation)
     assert status(result) == "failed" and "integrity check found errors" in result.verdict.detail
     assert metrics(result)[("vigil_backup_verify_ok", ())] == 0
@@ -172,17 +174,30 @@ def test_checks_wait_for_their_window_clear_of_the_backup(repos, job_context, cl
     primary, _ = repos
     primary.backup("2026-11-20 01:10:00")
     verification = BackupVerification(job(primary, verify={"every": "7d"}), job_context)
-    for when in ("2026-11-20 01:30", "2026-11-20 04:00", "2026-11-20 08:30"):  # during the backup, after the window
+    for when, first in (("2026-11-20 01:30", "2026-11-20 06:00"), ("2026-11-20 04:00", "2026-11-20 06:00"),
+                        ("2026-11-20 08:30", "2026-11-21 06:00")):  # during the backup, after the window
         clock.set(when)
-        assert run(verification).verdict.detail == "not due", when
+        assert run(verification).verdict.detail == f"primary: never checked, first due {first} UTC", when
     clock.set("2026-11-20 06:20")
     assert run(verification).verdict.detail.startswith("primary: restic check: no errors")
 
     weekly = BackupVerification(job(primary, verify={"every": "1d", "at": "Sun 10:00"}), job_context)
-    clock.set("2026-11-21 10:30")  # a Saturday: not its day
-    assert run(weekly).verdict.detail == "not due"
+    clock.set("2026-11-21 10:30")  # a Saturday: not its day (the check above was a day ago)
+    assert run(weekly).verdict.detail == "primary: restic check: no errors; next due 2026-11-22 10:00 UTC"
     clock.set("2026-11-22 10:05")  # Sunday
-    assert run(weekly).verdict.detail.startswith("primary: restic check")
+    assert run(weekly).verdict.times["last check"] == clock.time()
+
+
+def test_a_check_that_never_ran_is_not_ok_but_says_when_it_is_first_due(repos, job_context, clock):
+    primary, _ = repos
+    primary.backup("2026-11-20 01:10:00")
+    verification = BackupVerification(job(primary, verify={"every": "7d"}, timezone="Europe/Brussels"),
+                                      job_context)
+    clock.set("2026-11-20 03:00")  # the window opens at 06:00 Brussels time (01:00 + the 4h deadline + 1h)
+    verdict = run(verification).verdict
+    assert (verdict.status, verdict.detail) == ("not_checked", "primary: never checked, first due 2026-11-20 "
+                                                               "06:00 CET")
+    assert verdict.times == {"next due": datetime(2026, 11, 20, 5, tzinfo=UTC).timestamp()}
 
 
 def test_a_verification_overdue_for_two_periods_is_unverified(repos, job_context, clock):

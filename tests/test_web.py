@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -421,3 +422,25 @@ def test_a_rejected_reload_turns_the_summary_red_until_a_good_one(site, serve):
     assert "summary bad" in page and "the last reload was rejected" in page and "intervl" in page
     del site.info["reload_error"]
     assert "the last reload was rejected" not in get(url)[1]
+
+
+def test_the_summary_counts_in_words_and_names_what_was_never_checked(tmp_path):
+    from exporters.prometheus import CERT_EXPIRY
+    from exporters.status import landing_html
+
+    store = Store(StateDB(tmp_path / "state"))
+    store.publish(JobState("nas", "counting", 60, (TICKS,), result=Result("nas", "counting", True, 1.0, 0.2)))
+    first_due = datetime(2026, 11, 20, 5, tzinfo=UTC).timestamp()
+    store.publish(JobState("nightly", "backup_verify", 300, label="backup", board="Integrity checks", result=Result(
+        "nightly", "backup_verify", True, 1.0, 0.5, verdict=Verdict(
+            "not_checked", "primary: never checked, first due 2026-11-20 06:00 CET", {"next due": first_due},
+            timezone="Europe/Brussels"))))
+    site = Site(store, {"config": "test.yaml"})
+    site.facts[CERT_EXPIRY] = time.time() + 20 * 86400
+    page = landing_html(site.status())
+    store.close()
+    assert ("<p class='summary warn' id='summary'>1 target up · 0 of 1 integrity check ok, 1 not checked yet "
+            "(nightly) · the agent&#x27;s TLS certificate expires in 20 d</p>") in page
+    assert "<span class='badge waiting'>not checked</span>" in page
+    assert "primary: never checked, first due 2026-11-20 06:00 CET" in page
+    assert ">2026-11-20 06:00 CET</small>" in page, "the time beside its age"

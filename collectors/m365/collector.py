@@ -27,6 +27,7 @@ CALL_SHARE = 0.8  # of the job's timeout, for each call to the authority or Grap
 class M365Collector(Collector[M365Config]):
     Config = M365Config
     METRICS = m.METRICS
+    CONDITIONS = m.CONDITIONS
     SIGNALS: Mapping[str, Signal] = {
         MAIN: Signal(help="an access token from the authority"),
         **{name: Signal(source.every, f"{source.endpoint} ({source.permission})") for name, source in SOURCES.items()},

@@ -1,6 +1,6 @@
 """The `vigil_m365_*` catalogue."""
 
-from agent.model import MetricSpec
+from agent.model import Condition, MetricSpec
 
 # serviceHealthStatus members of Graph v1.0 (CSDL), in its camelCase; "other" for a member added later
 SERVICE_STATUSES = (
@@ -64,3 +64,34 @@ PERMISSION_MISSING = MetricSpec("vigil_m365_permission_missing", "gauge",
 METRICS = (SERVICE_STATUS, SERVICE_ISSUES, SYNC_ENABLED, LAST_SYNC, LICENSE_UNITS, LICENSE_CONSUMED,
            APP_CREDENTIAL_EXPIRY, SECURE_SCORE, SECURE_SCORE_MAX, DEVICES, MAILBOXES, MAILBOXES_OVER_QUOTA,
            MAILBOX_STORAGE, SITES, SITES_NEAR_QUOTA, SITE_STORAGE, PERMISSION_MISSING)
+
+_SKU = "on (job, instance, target, sku)"
+_CREDENTIAL_LEFT = "vigil_m365_app_credential_expiry_timestamp_seconds - time()"
+# deploy/prometheus/rules/m365.yml
+CONDITIONS = (
+    Condition("M365ServiceInterrupted", "critical", 'vigil_m365_service_status{status="serviceInterruption"} == 1',
+              "{service} interrupted"),
+    Condition("M365ServiceDegraded", "warning",
+              'vigil_m365_service_status{status=~"serviceDegradation|extendedRecovery"} == 1', "{service} degraded"),
+    Condition("M365DirectorySyncStale", "warning",
+              "time() - vigil_m365_directory_last_sync_timestamp_seconds > 3 * 3600 "
+              "and on (job, instance, target) vigil_m365_directory_sync_enabled == 1",
+              "directory not synchronised for {value:duration}"),
+    Condition("M365LicensesExhausted", "warning",
+              f'vigil_m365_license_consumed_units >= {_SKU} vigil_m365_license_units{{state="enabled"}} '
+              f'and {_SKU} vigil_m365_license_units{{state="enabled"}} > 0', "no {sku} licences left"),
+    Condition("M365LicensesNearlyExhausted", "warning",
+              f'vigil_m365_license_consumed_units / {_SKU} vigil_m365_license_units{{state="enabled"}} >= 0.95 '
+              f'and {_SKU} vigil_m365_license_consumed_units < {_SKU} vigil_m365_license_units{{state="enabled"}}',
+              "{sku} licences {value:percent} used"),
+    Condition("M365AppCredentialExpiresIn30Days", "warning",
+              f"{_CREDENTIAL_LEFT} < 30 * 86400 and {_CREDENTIAL_LEFT} >= 7 * 86400",
+              "{type} of {app} {value:expires}"),
+    Condition("M365AppCredentialExpiresIn7Days", "warning", f"{_CREDENTIAL_LEFT} < 7 * 86400",
+              "{type} of {app} {value:expires}"),
+    Condition("M365NoncompliantDevicesRising", "warning",
+              'vigil_m365_devices{compliance="noncompliant"} - vigil_m365_devices{compliance="noncompliant"} '
+              "offset 1d >= 10", "non-compliant devices rising", not_judged="a change over a day of samples"),
+    Condition("M365PermissionMissing", "warning", "vigil_m365_permission_missing == 1",
+              "permission {permission} missing"),
+)

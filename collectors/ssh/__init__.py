@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr
 
 from agent.collector import MAIN, Collector, Emitter, Signal
+from agent.model import Condition
 from agent.net.ssh import ConnectionClosed, KeptConnectionClosed, SshError, SshFields, connect, run
 from agent.reasons import shorten
 from agent.schema import Duration, Name, TargetConfig
@@ -84,6 +85,7 @@ class SshCollector(Collector[SshConfig]):
         m.WINDOWS_STOPPED_AUTO_SERVICES, m.WINDOWS_STOPPED_AUTO_SERVICE, m.WINDOWS_LAST_HOTFIX,
         m.WINDOWS_BACKUP_LAST_SUCCESS, m.WINDOWS_BACKUP_LAST_OK,
     )
+    CONDITIONS = (*m.CONDITIONS, Condition("ServerDown", "critical", 'vigil_up{kind="ssh"} == 0', "cannot be reached"))
     SIGNALS = {MAIN: Signal(), INVENTORY: Signal(every=6 * 3600.0, help=INVENTORY_HELP)}
     CONCURRENCY = 16  # polls at once: each holds a thread while its command runs
 

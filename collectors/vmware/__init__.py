@@ -20,7 +20,7 @@ from agent.schema import Duration, TargetConfig
 from agent.secrets import Secret
 from collectors.vmware import inventory, perf
 from collectors.vmware.events import EventCounts
-from collectors.vmware.metrics import ALL, EVENTS, HOST_PERF, VM_PERF
+from collectors.vmware.metrics import ALL, CONDITIONS, EVENTS, HOST_PERF, VM_PERF
 from collectors.vmware.session import Session
 
 DEFAULT_COUNTERS = ("cpu.ready.summation", "mem.vmmemctl.average", "mem.swapped.average",
@@ -73,6 +73,7 @@ class VMwareCollector(Collector[VMwareConfig]):
     }
 
     METRICS = ALL
+    CONDITIONS = CONDITIONS
 
     def __init__(self, config: VMwareConfig, ctx: Context):
         super().__init__(config, ctx)

@@ -4,7 +4,7 @@ Object labels are the inventory names (host, vm, datastore, cluster), bounded by
 include/exclude filters; VM families can be turned off per target (`vm_metrics: false`).
 """
 
-from agent.model import MetricSpec
+from agent.model import Condition, MetricSpec
 
 CACHED = " Refreshed on the agent's schedule, never by a scrape."
 
@@ -103,3 +103,20 @@ INVENTORY = (HOST_CONNECTED, HOST_CONNECTION, HOST_POWER, HOST_MAINTENANCE, HOST
              VMS, VM_POWERED_ON, VM_TOOLS, VM_CPU_USAGE, VM_MEMORY_USAGE, VM_STORAGE_COMMITTED,
              VM_STORAGE_UNCOMMITTED, VM_SNAPSHOTS, VM_SNAPSHOT_AGE, VM_INFO, ALARMS)
 ALL = (*INVENTORY, HOST_SENSORS, HOST_PERF, VM_PERF, EVENTS)
+
+# deploy/prometheus/rules/vmware.yml
+CONDITIONS = (
+    Condition("VMwareHostDisconnected", "critical", "vigil_vmware_host_connected == 0", "host {host} disconnected"),
+    Condition("VMwareHostInMaintenance", "warning", "vigil_vmware_host_maintenance == 1",
+              "host {host} in maintenance mode"),
+    Condition("VMwareDatastoreFilling", "warning",
+              "vigil_vmware_datastore_free_bytes / vigil_vmware_datastore_capacity_bytes < 0.1",
+              "datastore {datastore} {value:percent} free"),
+    Condition("VMwareSnapshotTooOld", "warning", "vigil_vmware_vm_snapshot_oldest_age_seconds > 3 * 86400",
+              "{vm} has a snapshot {value:duration} old"),
+    Condition("VMwareTooManySnapshots", "warning", "vigil_vmware_vm_snapshots > 3", "{vm} has {value:count snapshot}"),
+    Condition("VMwareRedAlarm", "critical", 'vigil_vmware_alarms{severity="red"} > 0',
+              "{value:count red alarm} on {entity}"),
+    Condition("VMwareToolsNotRunning", "warning", "vigil_vmware_vm_tools_running == 0",
+              "VMware Tools not running in {vm}"),
+)
