@@ -17,11 +17,14 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
 
 from bench.procfs import Measured, run_measured
+from checks.sources.fingerprints import LayoutUnreadable, restic_snapshots
+from checks.sources.restic import ResticLocation
 from checks.sources.veeam import VeeamLocation
 from collectors.meraki_api import MerakiError
 from tests import collector_kit as kit
@@ -32,6 +35,7 @@ from tests.fakes.meraki import make_org
 from tests.fakes.veeam import VeeamFake
 from tests.fault_watch import Schedule, series
 from tests.fixtures_m365 import CLIENT_ID, SECRET, TENANT
+from tests.lab.canned_xml import canned_xml
 from tests.lab.harness import wait_until
 from tests.lab.pki import make_pki
 
@@ -205,3 +209,27 @@ def test_a_veeam_listing_whose_total_is_never_reached_stops_at_the_listings_boun
     fault_report(fault="Veeam: jobs/states pages of 8 MiB that ignore skip, total a billion",
                  expected="the poll fails: the listing passed 500,000 items", observed=str(failure.value)[-90:])
     assert "passed 500,000 items" in str(failure.value), failure.value
+
+
+def test_an_s3_listing_of_restic_snapshots_that_never_ends_stops_at_the_listings_bound(context, monkeypatch,
+                                                                                      fault_report):
+    keys = "".join(f"<Contents><Key>repo/snapshots/{n:04d}{'k' * FAT * 10}</Key><Size>1</Size></Contents>"
+                   for n in range(100))  # 10 MB a page: long keys, so that the bytes pass their bound quickly
+
+    def page(path: str) -> str:  # every page cut short, its next token one more than the one asked for
+        after = int(parse_qs(urlsplit(path).query).get("continuation-token", ["0"])[0]) + 1
+        return (f"<ListBucketResult><Name>backups</Name><Prefix>repo/snapshots/</Prefix><KeyCount>100</KeyCount>"
+                f"<IsTruncated>{'true' if after < 40 else 'false'}</IsTruncated>"
+                f"<NextContinuationToken>{after}</NextContinuationToken>{keys}</ListBucketResult>")
+
+    monkeypatch.setenv("VIGIL_TEST_RESTIC", "restic-password")
+    with canned_xml(page) as url:
+        location = ResticLocation(ResticLocation.Config(
+            kind="restic", repository=f"s3:{url}/backups/repo", password="${env:VIGIL_TEST_RESTIC}",
+            env={"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"}), context)
+        with pytest.raises(LayoutUnreadable) as failure:
+            restic_snapshots(location)
+    fault_report(fault="S3: restic's snapshots/ listed in pages of 10 MB whose next token never ends",
+                 expected="the fingerprint fails: the listing passed 256 MiB (restic lists instead)",
+                 observed=str(failure.value)[-90:])
+    assert "passed 256 MiB" in str(failure.value), failure.value
