@@ -10,6 +10,7 @@ next call empty the cache and ask anew. Calls are serialised: signals run concur
 and msal's cache is not safe to search while it changes (nor is one new token per signal
 wanted).
 """
+
 from __future__ import annotations
 
 import asyncio

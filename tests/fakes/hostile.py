@@ -10,6 +10,8 @@ counts the answers still being written, which for a drip is the clients still re
 
 from __future__ import annotations
 
+import select
+import socket
 import ssl
 import threading
 import zlib
@@ -43,13 +45,19 @@ class Streamed:
                 handler.wfile.write(chunk)
                 if self.every:
                     handler.wfile.flush()
-                    if self._stopping.wait(self.every):
+                    if self._hung_up(handler.connection) or self._stopping.is_set():
                         return
         except (OSError, ssl.SSLError):
             pass  # the client hung up: what a bounded client does
         finally:
             with self._lock:
                 self.active -= 1
+
+    def _hung_up(self, connection: socket.socket) -> bool:
+        """Wait `every` seconds; True as soon as the client closes (a client waiting for its answer sends nothing
+        more, so the socket turns readable only at its end): `active` then drops at once, not at a later write."""
+        readable, _, _ = select.select([connection], [], [], self.every)
+        return bool(readable)
 
     def stop(self) -> None:
         """End every drip still being written (the test is over)."""
