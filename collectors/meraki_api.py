@@ -3,7 +3,9 @@
 Every list is read by following the `Link: <...>; rel=next` header, with `perPage` at the
 maximum the endpoint allows, so calls grow with pages (1,000 devices a page), not with
 devices. A next link is followed only on the configured API host (or a host of the same
-Meraki domain): the API key travels with it. Answers are checked against the few fields
+Meraki domain), as the API key travels with it, and within the bounds of one listing
+(agent/net/paging.py: a link that comes round again, more items or bytes than an
+organization has). Answers are checked against the few fields
 read here; anything else in them is ignored, and a malformed answer is an error that
 names the endpoint.
 """
@@ -19,11 +21,11 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent.net.http import AsyncApi, HttpError
+from agent.net.paging import Listing, ListingError
 from agent.ratelimit import TokenBucket
 from agent.reasons import shorten
 from agent.units import MAX_SIZE
 
-MAX_PAGES = 500  # 500,000 devices at 1,000 a page: beyond it, a server looping on its own links
 T = TypeVar("T")
 # Figures out of range are a malformed answer, named by its field (a sample would be nonsense).
 Count = Annotated[int, Field(ge=0, le=MAX_SIZE)]
@@ -64,16 +66,22 @@ class Client:
         url: str | None = path
         query: dict | None = {**(params or {}), "perPage": per_page}
         found: list[T] = []
-        for _ in range(MAX_PAGES):
+        listing = Listing()
+        while url is not None:
             response = await self._request(url, api=api, what=what, bucket=bucket, params=query)
-            body = _decode(response, what)
-            if items is not None:
-                body = body.get(items) if isinstance(body, dict) else None
-            found += _validate(list[shape], body, what)
             url, query = self._next(response, what), None
-            if url is None:
-                return found
-        raise MerakiError(f"{what}: more than {MAX_PAGES} pages; the server's next links do not end")
+            try:
+                if url is not None:  # before the page is decoded: a page that names itself is decoded once
+                    url = listing.follow(url)
+                body = _decode(response, what)
+                if items is not None:
+                    body = body.get(items) if isinstance(body, dict) else None
+                page = _validate(list[shape], body, what)
+                listing.add(len(page), len(response.content))
+            except ListingError as exc:
+                raise MerakiError(f"{what}: {exc}") from None
+            found += page
+        return found
 
     async def _request(self, url: str, *, api: str, what: str, bucket: TokenBucket | None,
                        params: dict | None) -> httpx.Response:

@@ -60,7 +60,7 @@ class HttpError(Exception):
 
     def __init__(self, method: str, url: httpx.URL | str, reason: str, *, status: int | None = None,
                  hint: str = ""):
-        self.method, self.url, self.status = method, safe_url(url), status
+        self.method, self.url, self.status, self.reason = method, safe_url(url), status, reason
         self.detail = f"{reason}; {hint}" if hint else reason  # without the method and URL, for callers' own words
         super().__init__(f"{method} {self.url}: {self.detail}")
 

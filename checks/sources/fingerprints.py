@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agent.net.paging import ListingError
 from agent.net.ssh import SshEndpoint, connect
 
 _SFTP_URL = re.compile(r"sftp://(?:(?P<user>[^@/]+)@)?(?P<host>[^/:]+)(?::(?P<port>\d+))?/(?P<path>.+)")
@@ -112,7 +113,10 @@ def _s3_names(location, address: str) -> list[str]:
         location.s3 = make_client(endpoint, env.get("AWS_DEFAULT_REGION"), config.timeout, config.ca_file,
                                   credentials if all(credentials) else None, path_style=endpoint is not None)
     snapshots = f"{prefix.strip('/')}/snapshots/".lstrip("/")
-    return [key.rsplit("/", 1)[-1] for key in key_names(location.s3, bucket, snapshots)]
+    try:
+        return [key.rsplit("/", 1)[-1] for key in key_names(location.s3, bucket, snapshots)]
+    except ListingError as exc:
+        raise LayoutUnreadable(f"the listing of {bucket}/{snapshots}: {exc}") from None
 
 
 def _rest_names(location, address: str) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from agent.net.paging import Listing
 from agent.ondisk import CaFile
 from agent.redact import userinfo_in_url
 from agent.secrets import Secret
@@ -133,7 +134,14 @@ def make_client(endpoint_url: str | None, region: str | None, timeout: float, ca
 
 
 def key_names(client, bucket: str, prefix: str) -> list[str]:
-    """Every key under the prefix (restic's fingerprint of its `snapshots/` folder)."""
+    """Every key under the prefix (restic's fingerprint of its `snapshots/` folder), within the bounds of one
+    listing (agent/net/paging.py; the keys' length stands for a page's size, which boto3 does not give)."""
     pages = client.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": PAGE_SIZE})
-    return [item["Key"] for page in pages for item in page.get("Contents", ())]
+    names: list[str] = []
+    listing = Listing()
+    for page in pages:
+        keys = [item["Key"] for item in page.get("Contents", ())]
+        listing.add(len(keys), sum(len(key) for key in keys))
+        names += keys
+    return names

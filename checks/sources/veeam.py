@@ -18,7 +18,9 @@ sessions, so a copy whose newest point is older than that has no name; it is sta
 
 Each poll reads the job states (to find the job's id by its name), the job's sessions
 created in the last `HISTORY` seconds, then the job's backups and their restore points
-from the same window: a handful of requests, whatever the server's size. The requests go
+from the same window: a handful of requests, whatever the server's size. Each list is
+read until its `total`, within the bounds of one listing (agent/net/paging.py), so a
+server whose total is never reached stops with that reason. The requests go
 through the shared transport (agent.net.http.SyncApi: the CA file over the environment's
 bundles, retries of 429 and gateway errors as Retry-After asks, a size cap, counting);
 the token logic is Veeam's own and stays here.
@@ -37,6 +39,7 @@ import httpx
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.net.http import CaFileError, HttpError, SyncApi, api_message, json_of, raise_for_status, safe_url
+from agent.net.paging import Listing, ListingError
 from agent.ondisk import CaFile
 from agent.redact import userinfo_in_url
 from agent.secrets import Secret
@@ -200,23 +203,28 @@ class VeeamLocation:
         raise VeeamError(f"Veeam job `{self.config.job}` not found on {self.config.url}; {hint}")
 
     def _list(self, client: SyncApi, path: str, shape: type[Shape], **filters: str) -> list[Shape]:
-        """Every item of a paged list; the server may send fewer than the limit asked."""
+        """Every item of a paged list, within the bounds of one listing; the server may send fewer than asked."""
         items: list[Shape] = []
+        listing = Listing()
+        what = f"GET {safe_url(self.config.url.rstrip('/') + path)}"
         while True:
-            answer = self._get(client, path, {**filters, "skip": len(items), "limit": PAGE_SIZE})
-            what = f"GET {safe_url(self.config.url.rstrip('/') + path)}"
-            page = _parse(_Page, answer, what)
+            response = self._get(client, path, {**filters, "skip": len(items), "limit": PAGE_SIZE})
+            page = _parse(_Page, json_of(response), what)
+            try:
+                listing.add(len(page.data), len(response.content))
+            except ListingError as exc:
+                raise VeeamError(f"Veeam {what}: {exc}") from None
             items += [_parse(shape, item, what) for item in page.data]
             if not page.data or len(items) >= page.pagination.total:
                 return items
 
-    def _get(self, client: SyncApi, path: str, params: dict[str, Any]) -> Any:
-        """GET with the bearer token; a token the server no longer takes earns one new login."""
+    def _get(self, client: SyncApi, path: str, params: dict[str, Any]) -> httpx.Response:
+        """GET with the bearer token, a 2xx answer; a token the server no longer takes earns one new login."""
         response = client.request("GET", path, api=API, params=params, headers=self._bearer(client))
         if response.status_code == 401 and _error_code(response) in ("ExpiredToken", "InvalidToken"):
             self._token = None  # the server restarted or forgot it: its refresh token is gone too
             response = client.request("GET", path, api=API, params=params, headers=self._bearer(client))
-        return json_of(raise_for_status(response))
+        return raise_for_status(response)
 
     def _bearer(self, client: SyncApi) -> dict[str, str]:
         """The Authorization header: log in on first use, refresh before the token expires."""

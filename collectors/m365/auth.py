@@ -1,13 +1,13 @@
 """The app-only token from the Microsoft identity platform, with msal.
 
-msal blocks (requests), so each call runs in a thread with a deadline. It gets an
-`http_client` of our own: a requests.Session that passes the target's `ca_file` as
-`verify=` on every request, because requests lets REQUESTS_CA_BUNDLE override a
-session's own `verify` otherwise, and that counts each call in the job's API counters.
-msal keeps the token in its in-memory cache and asks for a new one 5 minutes before
-expiry; when Graph refuses a token before that, `reject(token)` makes the next call
-empty the cache and ask anew. Calls are serialised: signals run concurrently, and
-msal's cache is not safe to search while it changes (nor is one new token per signal
+msal blocks, so each call runs in a thread of its own with a deadline, and every request
+it makes goes through the collector's own client (collectors/m365/msal_http.py): the
+transport's size limit, one deadline per exchange, the target's `ca_file` over the
+environment's bundles, counting as `authority` and `token`; an abandoned call leaves no
+thread reading. msal keeps the token in its in-memory cache and asks for a new one 5
+minutes before expiry; when Graph refuses a token before that, `reject(token)` makes the
+next call empty the cache and ask anew. Calls are serialised: signals run concurrently,
+and msal's cache is not safe to search while it changes (nor is one new token per signal
 wanted).
 """
 
@@ -17,17 +17,16 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msal
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agent.collector import ApiCounters
-from agent.net.http import transport_reason
+from agent.net.http import AsyncApi
 from agent.reasons import shorten
 from collectors.m365.config import M365Config
+from collectors.m365.msal_http import AuthorityUnreachable, MsalHttp
 
 T = TypeVar("T")
 
@@ -36,33 +35,12 @@ class AuthError(Exception):
     """No token: one line naming the tenant, the app and the fix, never the secret."""
 
 
-class _Session(requests.Session):
-    def __init__(self, ca_file: Path | None, counters: ApiCounters, timeout: float):
-        super().__init__()
-        self._verify = str(ca_file) if ca_file else None
-        self._counters = counters
-        self._timeout = timeout  # msal passes its own `timeout` only to a client it makes itself
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        if self._verify:
-            kwargs["verify"] = self._verify
-        kwargs.setdefault("timeout", self._timeout)  # else a silent authority holds the thread for ever
-        api = "token" if method.upper() == "POST" else "authority"
-        try:
-            response = super().request(method, url, *args, **kwargs)
-        except requests.RequestException:
-            self._counters.request(api, "error")
-            raise
-        self._counters.request(api, response.status_code)
-        return response
-
-
 class TokenSource:
     """Tokens for one app registration in one tenant; `open()` reads the authority's discovery document."""
 
-    def __init__(self, config: M365Config, counters: ApiCounters, timeout: float):
+    def __init__(self, config: M365Config, api: AsyncApi, timeout: float):
         self.config, self._timeout = config, timeout
-        self._session = _Session(config.ca_file, counters, timeout)
+        self._http = MsalHttp(api)
         self._scopes = [str(config.graph_url).rstrip("/") + "/.default"]
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = asyncio.Lock()
@@ -75,9 +53,8 @@ class TokenSource:
         try:
             self._app = await self._thread(lambda: msal.ConfidentialClientApplication(
                 self.config.client_id, client_credential=credential, authority=authority,
-                instance_discovery=False, http_client=self._session, timeout=self._timeout,
-                token_cache=msal.TokenCache()))
-        except (requests.RequestException, ValueError) as exc:
+                instance_discovery=False, http_client=self._http, token_cache=msal.TokenCache()))
+        except (AuthorityUnreachable, ValueError) as exc:
             raise AuthError(f"{self.where}: cannot read the authority {authority} ({self._why(exc)}); "
                             "check `authority`, `tenant_id`, the network and `ca_file`") from None
 
@@ -86,7 +63,7 @@ class TokenSource:
         try:
             async with self._lock:
                 result = await self._thread(self._acquire)
-        except requests.RequestException as exc:
+        except AuthorityUnreachable as exc:
             raise AuthError(f"{self.where}: the token request failed ({self._why(exc)})") from None
         except (msal.exceptions.MsalServiceError, ValueError, TypeError, AttributeError, KeyError,
                 OverflowError) as exc:  # what msal raises reading a token answer that is not one
@@ -113,20 +90,17 @@ class TokenSource:
             result = self._app.acquire_token_for_client(self._scopes)
         return result
 
-    def close(self) -> None:
-        self._session.close()
-
-    async def _thread(self, call: Callable[..., T], *args: Any) -> T:
+    async def _thread(self, call: Callable[[], T]) -> T:
         try:
-            return await asyncio.wait_for(asyncio.to_thread(call, *args), self._timeout)
+            return await self._http.call(call, self._timeout)
         except TimeoutError:
             raise AuthError(f"{self.where}: the authority {self.config.authority} did not answer within "
                             f"{self._timeout:g}s; check that it is up and `authority`") from None
 
     def _why(self, exc: Exception) -> str:
-        """A network failure in a few words (requests' own text is a page of urllib3 reprs)."""
-        if isinstance(exc, requests.RequestException):
-            return transport_reason(exc, self._timeout)[0]
+        """A network failure in a few words."""
+        if isinstance(exc, AuthorityUnreachable):
+            return exc.reason
         return _first_line(exc)
 
     def _credential(self) -> str | dict[str, str]:

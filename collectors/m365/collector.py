@@ -55,8 +55,8 @@ class M365Collector(Collector[M365Config]):
         # its own reason ("did not answer within"), not the run's bare "timed out"
         timeout = CALL_SHARE * self.ctx.timeout
         graph_url = str(self.config.graph_url)
-        self._tokens = TokenSource(self.config, self.ctx.api, timeout)
         self._api = AsyncApi(graph_url, self.ctx, ca_file=self.config.ca_file, timeout=timeout)
+        self._tokens = TokenSource(self.config, self._api, timeout)  # the authority is asked through it too
         bucket = self.ctx.rate_limits.bucket(f"graph:{self.config.tenant_id}:{self.config.client_id}",
                                              self.config.requests_per_second)
         self._graph = Graph(self._api, self._tokens, bucket, graph_url)
@@ -96,5 +96,3 @@ class M365Collector(Collector[M365Config]):
     async def close(self) -> None:
         if self._api is not None:
             await self._api.aclose()
-        if self._tokens is not None:
-            self._tokens.close()

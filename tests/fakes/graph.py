@@ -22,7 +22,8 @@ report downloads), so that a national-cloud-like custom authority is what every 
 
 Test hooks deny a permission (403 Authorization_RequestDenied on its endpoints), throttle
 (429 with or without Retry-After), answer malformed JSON, expire the tokens issued, and
-fill a large tenant for the benchmark.
+fill a large tenant for the benchmark. Hostile ones (tests/fakes/hostile.py) answer a path
+with a gzip bomb, a body too large or a drip, and page a list for ever.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tests.fakes.hostile import Streamed
 from tests.fakes.server import Served
 from tests.lab.pki import PKI
 
@@ -156,6 +158,8 @@ class GraphFake(Served):
         self._downloads: dict[str, str] = {}  # download id -> report path
         self._canned: list[tuple[str | None, Answer]] = []
         self._token_canned: list[Answer] = []
+        self._hostile: dict[str, Streamed] = {}  # path -> what every request to it gets
+        self._endless: dict[str, Endless] = {}  # list path -> its pages that do not end
         self._lock = threading.Lock()
         port = self._serve(_handler_for(self), pki, "graph-fake", port)
         self.url = f"https://127.0.0.1:{port}"
@@ -187,6 +191,21 @@ class GraphFake(Served):
         with self._lock:
             self._token_canned.append(Answer(status, body))
 
+    def hostile(self, path: str, answer: Streamed) -> None:
+        """Every request to `path` (the discovery document, the token endpoint, a list) gets `answer`."""
+        with self._lock:
+            self._hostile[path] = answer
+
+    def endless(self, path: str, page_bytes: int, *, repeat: bool, pages: int = 2000) -> None:
+        """The list at `path` pages for ever: about `page_bytes` a page, its items over and over, each page's
+        next link naming that page again (`repeat`) or one more; after `pages` pages it ends, so that a
+        client without bounds ends too (with everything it kept)."""
+        items = getattr(self, LISTS[path].attribute)
+        one = sum(len(json.dumps(item)) + 2 for item in items) / len(items)
+        value = json.dumps([items[n % len(items)] for n in range(max(1, int(page_bytes / one)))])
+        with self._lock:
+            self._endless[path] = Endless(value, repeat, pages)
+
     def expire_tokens(self) -> None:
         """Every access token issued so far has expired (Graph says so; msal's cache does not know)."""
         with self._lock:
@@ -211,13 +230,15 @@ class GraphFake(Served):
 
     # --- the API ----------------------------------------------------------------------------------
 
-    def answer(self, method: str, target: str, headers: Any, body: bytes) -> Answer:
+    def answer(self, method: str, target: str, headers: Any, body: bytes) -> Answer | Streamed:
         url = urlsplit(target)
         path, query = unquote(url.path), dict(parse_qsl(url.query, keep_blank_values=True))
         authorization = headers.get("authorization", "")
         with self._lock:
             self.requests.append((method, path, query, bool(authorization)))
             self.request_times.append(time.monotonic())
+            if path in self._hostile:
+                return self._hostile[path]
             if path == f"/{self.tenant}/v2.0/.well-known/openid-configuration":
                 return self._discovery()
             if (method, path) == ("POST", f"/{self.tenant}/oauth2/v2.0/token"):
@@ -318,6 +339,8 @@ class GraphFake(Served):
     def _list(self, path: str, endpoint: Endpoint, query: dict[str, str], prefer: str) -> Answer:
         if problem := self._unsupported(endpoint, query):
             return problem
+        if path in self._endless:
+            return self._endless[path].page(f"{self.url}{path}", query)
         items = getattr(self, endpoint.attribute)
         if "$filter" in query:
             items = [item for item in items if FILTERS[query["$filter"]](item)]
@@ -370,6 +393,24 @@ class GraphFake(Served):
         return Answer(200, ("\ufeff" + text.getvalue()).encode(), (("content-type", "application/octet-stream"),))
 
 
+@dataclass
+class Endless:
+    """A list's pages that do not end: the same items each page, the next link the same page or one more."""
+
+    value: str  # the JSON of one page's items
+    repeat: bool
+    pages: int
+    served: int = 0
+
+    def page(self, url: str, query: dict[str, str]) -> Answer:
+        self.served += 1
+        body = '{"value": ' + self.value
+        if self.served < self.pages:
+            token = query.get("$skiptoken", "0") if self.repeat else str(int(query.get("$skiptoken", "0")) + 1)
+            body += ', "@odata.nextLink": ' + json.dumps(f"{url}?" + urlencode({**query, "$skiptoken": token}))
+        return Answer(200, (body + "}").encode())
+
+
 def _select(item: dict, select: str | None) -> dict:
     if not select:
         return copy.deepcopy(item)
@@ -384,6 +425,9 @@ def _handler_for(fake: GraphFake) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             answer = fake.answer(self.command, self.path, self.headers, self.rfile.read(length))
+            if isinstance(answer, Streamed):
+                answer.write(self)
+                return
             self.send_response(answer.status)
             for name, value in answer.headers:
                 self.send_header(name, value)

@@ -23,6 +23,8 @@ query parameters and perPage range), scaled to a generated organization of any s
 Test hooks make the next answers fail (any status, with Retry-After), hang past the
 client's timeout, or come back as malformed JSON; `requests` records every request with
 the time it arrived, so tests and the bench can count calls and measure the peak rate.
+Hostile ones (tests/fakes/hostile.py) answer a path with a gzip bomb, a body too large or
+a drip, and page a list for ever.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from tests.fakes.hostile import Streamed
 from tests.fakes.server import Served
 from tests.lab.pki import PKI
 
@@ -169,6 +172,32 @@ class Answer:
     delay: float = 0.0  # seconds to wait before answering (a hung server)
 
 
+@dataclass
+class Endless:
+    """A list's pages that do not end: its first page's items over and over, the next link the same page or
+    one more, until `pages` pages (then it ends, so that a client without bounds ends too)."""
+
+    page_bytes: int
+    repeat: bool
+    pages: int
+    served: int = 0
+    value: bytes = b""  # one page's items, made from the first page the fake would have answered
+
+    def page(self, answer: Answer, url: str, query: dict[str, list[str]]) -> Answer:
+        if not self.value:
+            items = json.loads(answer.body)
+            one = sum(len(json.dumps(item)) + 2 for item in items) / len(items)
+            self.value = json.dumps([items[n % len(items)] for n in range(max(1, int(self.page_bytes / one)))]).encode()
+        self.served += 1
+        if self.served >= self.pages:
+            return Answer(200, self.value)
+        token = query.get("startingAfter", ["page-0"])[0]
+        if not self.repeat:
+            token = f"page-{int(token.removeprefix('page-')) + 1}"
+        link = f"<{url}?{urlencode({**query, 'startingAfter': [token]}, doseq=True)}>; rel=next"
+        return Answer(200, self.value, (("Link", link),))
+
+
 @dataclass(frozen=True)
 class Seen:
     at: float  # time.monotonic() when it arrived
@@ -196,6 +225,8 @@ class MerakiFake(Served):
         self._buckets = {org.id: Bucket(rate, burst) for org in orgs}
         self._canned: list[_Canned] = []
         self._switches: dict[str, list[dict]] = {}  # org id -> its switches' port statuses
+        self._hostile: dict[str, Streamed] = {}  # templated path -> what every request to it gets
+        self._endless: dict[str, Endless] = {}  # templated path -> its pages that do not end
         self._lock = threading.Lock()
         port = self._serve(_handler_for(self), pki, "meraki-fake", port)
         self.origin = f"https://127.0.0.1:{port}"
@@ -221,6 +252,16 @@ class MerakiFake(Served):
         """The next `count` requests get 200 with this body, labelled JSON."""
         self._can(Answer(200, body), count, path)
 
+    def hostile(self, path: str, answer: Streamed) -> None:
+        """Every request to `path` (templated, e.g. "/organizations") gets `answer`."""
+        with self._lock:
+            self._hostile[path] = answer
+
+    def endless(self, path: str, page_bytes: int, *, repeat: bool, pages: int = 2000) -> None:
+        """The list at `path` (templated) pages for ever, about `page_bytes` a page (see `Endless`)."""
+        with self._lock:
+            self._endless[path] = Endless(page_bytes, repeat, pages)
+
     def calls(self, status: int | None = None) -> list[Seen]:
         with self._lock:
             return [seen for seen in self.requests if status is None or seen.status == status]
@@ -241,7 +282,7 @@ class MerakiFake(Served):
 
     # --- the API ----------------------------------------------------------------------------------
 
-    def answer(self, method: str, target: str, headers: Any) -> Answer:
+    def answer(self, method: str, target: str, headers: Any) -> Answer | Streamed:
         url = urlsplit(target)
         query = parse_qs(url.query, keep_blank_values=True)
         path = url.path.removeprefix(BASE)
@@ -254,7 +295,7 @@ class MerakiFake(Served):
         return answer
 
     def _answer(self, method: str, raw_path: str, template: str, org_id: str | None,
-                query: dict[str, list[str]], headers: Any) -> Answer:
+                query: dict[str, list[str]], headers: Any) -> Answer | Streamed:
         if not raw_path.startswith(BASE + "/"):
             return _error(404, "Not found")
         scheme, _, token = headers.get("authorization", "").partition(" ")
@@ -275,6 +316,9 @@ class MerakiFake(Served):
             if canned is not None:
                 self._canned.remove(canned)
                 return canned.answer
+            if template in self._hostile:
+                return self._hostile[template]
+            endless = self._endless.get(template)
         if method != "GET" or template not in ROUTES:
             return _error(404, "Not found")
         handler, name = ROUTES[template]
@@ -283,8 +327,12 @@ class MerakiFake(Served):
             return _error(400, f"Unrecognized query parameter(s) {', '.join(undocumented)} for this operation")
         if org_id is None:
             orgs = [self.orgs[id] for id in self.keys[key] if id in self.orgs]
-            return handler(self, orgs, raw_path, query)
-        return handler(self, self.orgs[org_id], raw_path, query)
+            answer = handler(self, orgs, raw_path, query)
+        else:
+            answer = handler(self, self.orgs[org_id], raw_path, query)
+        if endless is not None and answer.status == 200:
+            return endless.page(answer, self.origin + raw_path, query)
+        return answer
 
     # --- endpoints ----------------------------------------------------------------------------------
 
@@ -489,6 +537,9 @@ def _handler_for(fake: MerakiFake) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             answer = fake.answer("GET", self.path, self.headers)
+            if isinstance(answer, Streamed):
+                answer.write(self)
+                return
             if answer.delay:
                 time.sleep(answer.delay)
             self.send_response(answer.status)

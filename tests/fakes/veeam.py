@@ -15,7 +15,8 @@ the backupObjects/{id}/restorePoints example, which has the objectRestorePoints 
 - errors are the documented `{errorCode, message}`.
 
 Test hooks add jobs, sessions and restore points, expire or forget the tokens, and make
-the next answers fail or come back malformed.
+the next answers fail or come back malformed. Hostile ones (tests/fakes/hostile.py)
+answer a path with a gzip bomb, a body too large or a drip, and page a list for ever.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from secrets import token_urlsafe
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.fakes.hostile import Streamed
 from tests.fakes.server import Served
 from tests.lab.pki import PKI
 
@@ -105,6 +107,8 @@ class VeeamFake(Served):
         self._access: dict[str, float] = {}  # access token -> when it expires, on `clock`
         self._refresh: set[str] = set()  # refresh tokens not used yet
         self._canned: list[_Canned] = []
+        self._hostile: dict[str, Streamed] = {}  # path -> what every request to it gets
+        self._endless: dict[str, list] = {}  # list path -> [the page it answers whatever the skip, pages left]
         self._lock = threading.Lock()
         port = self._serve(_handler_for(self), pki, "veeam-fake", port)
         self.url = f"https://127.0.0.1:{port}"
@@ -179,9 +183,27 @@ class VeeamFake(Served):
         with self._lock:
             self._canned.append(_Canned(Answer(200, body), path))
 
+    def hostile(self, path: str, answer: Streamed) -> None:
+        """Every request to `path` (the token endpoint too) gets `answer`."""
+        with self._lock:
+            self._hostile[path] = answer
+
+    def endless(self, path: str, page_bytes: int, pages: int = 2000) -> None:
+        """The list at `path` does not end: every page, whatever its skip, is about `page_bytes` of its items
+        and a total of a billion, so a client that reads until the total does not stop; after `pages` pages
+        come empty ones, so that a client without bounds ends too (with everything it kept)."""
+        attribute, _ = LISTS[path]
+        items = [{key: value for key, value in item.items() if not key.startswith("_")}
+                 for item in getattr(self, attribute)]
+        one = sum(len(json.dumps(item)) + 2 for item in items) / len(items)
+        data = [items[n % len(items)] for n in range(max(1, int(page_bytes / one)))]
+        pagination = {"total": 10**9, "count": len(data), "skip": 0, "limit": len(data)}
+        with self._lock:
+            self._endless[path] = [json.dumps({"data": data, "pagination": pagination}).encode(), pages]
+
     # --- the API ----------------------------------------------------------------------------------
 
-    def answer(self, method: str, target: str, headers: Any, body: bytes) -> Answer:
+    def answer(self, method: str, target: str, headers: Any, body: bytes) -> Answer | Streamed:
         url = urlsplit(target)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         with self._lock:
@@ -192,13 +214,20 @@ class VeeamFake(Served):
             if canned is not None:
                 self._canned.remove(canned)
                 return canned.answer
+            if url.path in self._hostile:
+                return self._hostile[url.path]
             if (method, url.path) == ("POST", "/api/oauth2/token"):
                 if headers.get("content-type", "").split(";")[0] != "application/x-www-form-urlencoded":
                     return self._error(400, "The token request must be form-encoded.")
                 return self._token(dict(parse_qsl(body.decode())))
             if method != "GET" or url.path not in LISTS:
                 return self._error(404, f"No such resource: {method} {url.path}")
-            return self._unauthorized(headers.get("authorization", "")) or self._page(url.path, query)
+            unauthorized = self._unauthorized(headers.get("authorization", ""))
+            endless = self._endless.get(url.path)
+            if unauthorized is None and endless is not None:
+                endless[1] -= 1
+                return Answer(200, endless[0] if endless[1] >= 0 else b'{"data": [], "pagination": {"total": 0}}')
+            return unauthorized or self._page(url.path, query)
 
     def _token(self, form: dict[str, str]) -> Answer:
         grant = form.get("grant_type", "")
@@ -279,6 +308,9 @@ def _handler_for(fake: VeeamFake) -> type[BaseHTTPRequestHandler]:
         def _reply(self, method: str) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             answer = fake.answer(method, self.path, self.headers, body)
+            if isinstance(answer, Streamed):
+                answer.write(self)
+                return
             self.send_response(answer.status)
             for name, value in answer.headers:
                 self.send_header(name, value)

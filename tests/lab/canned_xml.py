@@ -1,13 +1,14 @@
 """A plain-HTTP peer that answers every GET with one XML body: an object store's listing, hand-written.
 
 moto and Azurite store what a client uploads, so they cannot list the values a broken or
-hostile endpoint can send (a negative size, 2^63 and more); the real SDKs parse this one.
+hostile endpoint can send (a negative size, 2^63 and more, pages that never end); the real
+SDKs parse this one. The body may be made per request from its path and query.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,11 +18,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        body = f'<?xml version="1.0" encoding="utf-8"?>{self.server.body(self.path)}'.encode()
         self.send_response(200)
         self.send_header("content-type", "application/xml")
-        self.send_header("content-length", str(len(self.server.body)))
+        self.send_header("content-length", str(len(body)))
         self.end_headers()
-        self.wfile.write(self.server.body)
+        self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
@@ -29,14 +31,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    body = b""
+    body: Callable[[str], str]
 
 
 @contextmanager
-def canned_xml(body: str) -> Iterator[str]:
-    """The peer's base URL while it runs."""
+def canned_xml(body: str | Callable[[str], str]) -> Iterator[str]:
+    """The peer's base URL while it runs; `body` is the XML, or makes it from each request's path and query."""
     server = _Server(("127.0.0.1", 0), _Handler)
-    server.body = f'<?xml version="1.0" encoding="utf-8"?>{body}'.encode()
+    server.body = body if callable(body) else lambda path: body
     thread = threading.Thread(target=server.serve_forever, name="canned-xml", daemon=True)
     thread.start()
     try:
