@@ -114,6 +114,24 @@ def test_a_step_forward_that_holds_an_hour_is_believed(dumps, context):
     assert windows(context) == [("2026-11-20 01:00", "ok"), ("2026-11-21 01:00", "missed")]
 
 
+def test_a_clock_stepped_back_rewrites_no_night_already_judged(dumps, context, fault_report):
+    """Stepped back a day, the night before is the last closed one again, and the backup made since
+    would make it look ok: its verdict was final once the next night had one."""
+    clock = FakeClock()
+    evaluation = BackupEvaluation(nightly(dumps), replace(context, clock=clock))
+    clock.set("2026-11-21 06:00")
+    assert status(evaluation) == "missed"
+    dump(dumps, "2026-11-22 01:10")
+    clock.set("2026-11-22 06:00")
+    assert status(evaluation) == "ok"
+
+    clock.step(-DAY)
+    status(evaluation)
+    fault_report(fault="wall clock -1 day after a missed night", expected="the missed night stays missed",
+                 observed=f"windows {windows(context)}")
+    assert windows(context) == [("2026-11-21 01:00", "missed"), ("2026-11-22 01:00", "ok")]
+
+
 def scraped(agent, name: str, **labels: str) -> float | None:
     for family in text_string_to_metric_families(agent.metrics()):
         for sample in family.samples:
@@ -173,4 +191,4 @@ def test_the_agent_process_survives_steps_of_its_wall_clock(ssh_server, tmp_path
         fault_report(fault="vigil run, wall clock -1 day: ssh inventory every 3s",
                      expected="the inventory runs on", observed=locals().get("observed", "never ran again"))
     assert ran_before and ran_before > time.time() - 60
-    assert "wall clock stepped back by=1d" in agent.peer.output()
+    wait_until(lambda: "wall clock stepped back by=1d" in agent.peer.output(), 10, "the step back logged")
