@@ -16,6 +16,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from agent.units import format_duration
 
@@ -65,7 +66,7 @@ class StepWatch:
         self._base: tuple[float, float] | None = None  # (wall, monotonic) of the last reading in step
         self._ahead_since: float | None = None  # monotonic time the wall clock was first found ahead
 
-    def trusted(self, wall_clock, monotonic_clock) -> float:
+    def trusted(self, wall_clock: Callable[[], float], monotonic_clock: Callable[[], float]) -> float:
         with self._lock:
             wall, now = wall_clock(), monotonic_clock()
             if self._base is None:

@@ -232,8 +232,8 @@ class Job:
         """A blocking call of an earlier run is still going (it outlived its timeout)."""
         return self.pending is not None and not self.pending.done()
 
-    def _merge(self, out: Emitter, signals, now: float, monotonic: float,
-               ) -> tuple[tuple[Sample, ...], tuple[SignalState, ...]]:
+    def _merge(self, out: Emitter, signals, now: float,
+               monotonic: float) -> tuple[tuple[Sample, ...], tuple[SignalState, ...]]:
         samples: list[Sample] = []
         states = []
         for name in signals:
