@@ -164,16 +164,20 @@ class Job:
     instance: Collector | None = None
     opened: bool = False
     pending: asyncio.Future | None = None  # its latest blocking call, which may outlive a timeout
-    cache: dict[str, tuple[tuple[Sample, ...], float]] = field(default_factory=dict)  # signal -> samples, when
+    # signal -> its last good samples, when (wall time, shown) and when (monotonic time, for "due")
+    cache: dict[str, tuple[tuple[Sample, ...], float, float]] = field(default_factory=dict)
     failed_signals: dict[str, str] = field(default_factory=dict)
 
     def due(self, now: float) -> frozenset[str]:
-        """The signals to collect: every fast one, and each slow one whose `every` has passed."""
+        """The signals to collect: every fast one, and each slow one whose `every` has passed.
+
+        `now` is monotonic: a step of the wall clock (back a day) must not stop a slow signal.
+        """
         assert self.instance is not None  # noqa: S101 — narrows a type; an internal invariant, not input checking
         due = set()
         for name, signal in self.instance.signals().items():
             cached = self.cache.get(name)
-            if signal.every is None or cached is None or now - cached[1] >= signal.every - self.spec.interval / 2:
+            if signal.every is None or cached is None or now - cached[2] >= signal.every - self.spec.interval / 2:
                 due.add(name)
         return frozenset(due)
 
@@ -189,7 +193,7 @@ class Job:
             out = Emitter(spec.collector.METRICS, self.ctx.api, signals, where=spec.key)
             try:
                 async with deadline:  # cancels async work; a blocking call's thread is left to end
-                    await self._work(runtime, out, self.due(started))
+                    await self._work(runtime, out, self.due(start))
                 if MAIN in out.errors:
                     raise _SignalFailed(out.errors[MAIN])
             except Exception as exc:  # any collector bug or device reply must not stop the job
@@ -201,7 +205,7 @@ class Job:
                 await self.discard(runtime)
                 return Result(spec.name, spec.kind, False, started, clock.monotonic() - start, error=error,
                               rejected=out.rejected)
-            samples, states = self._merge(out, signals, started)
+            samples, states = self._merge(out, signals, started, start)
             return Result(spec.name, spec.kind, True, started, clock.monotonic() - start, samples,
                           signals=states, verdict=out.verdict, rejected=out.rejected)
 
@@ -229,7 +233,8 @@ class Job:
         """A blocking call of an earlier run is still going (it outlived its timeout)."""
         return self.pending is not None and not self.pending.done()
 
-    def _merge(self, out: Emitter, signals, now: float) -> tuple[tuple[Sample, ...], tuple[SignalState, ...]]:
+    def _merge(self, out: Emitter, signals, now: float,
+               monotonic: float) -> tuple[tuple[Sample, ...], tuple[SignalState, ...]]:
         samples: list[Sample] = []
         states = []
         for name in signals:
@@ -239,14 +244,14 @@ class Job:
                     states.append(SignalState(name, False, out.errors[name]))
                     self._log_signal(name, out.errors[name])
                     continue
-                self.cache[name] = (out.samples(name), now)
+                self.cache[name] = (out.samples(name), now, monotonic)
                 self._log_signal(name, "")
                 fresh = True
             elif name not in self.cache:
                 continue
             else:
                 fresh = False
-            cached, at = self.cache[name]
+            cached, at, _ = self.cache[name]
             samples += cached
             states.append(SignalState(name, True, last_success=at, fresh=fresh))
         return tuple(samples), tuple(states)

@@ -93,10 +93,15 @@ class BackupHistory:
 
     def record_window(self, window_start: float, status: str, offsite_lag: float | None, now: float,
                       detail: str = "") -> None:
-        """The outcome of a closed window and why; the worst off-site lag seen during it is kept."""
+        """The outcome of a closed window and why; the worst off-site lag seen during it is kept.
+
+        Final once a later window has one: a wall clock stepped back makes an earlier window the
+        last closed one again, and the backups made since would rewrite its verdict.
+        """
         self.db.write("INSERT INTO backup_windows (job, window_start, status, offsite_lag, updated_at, detail)"
-                      " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job, window_start) DO UPDATE SET"
+                      " SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM backup_windows"
+                      " WHERE job = ? AND window_start > ?) ON CONFLICT (job, window_start) DO UPDATE SET"
                       " status = excluded.status, updated_at = excluded.updated_at, detail = excluded.detail,"
                       " offsite_lag = CASE WHEN excluded.offsite_lag IS NULL THEN offsite_lag"
                       " ELSE max(coalesce(offsite_lag, 0), excluded.offsite_lag) END",
-                      (self.job, window_start, status, offsite_lag, now, redact(detail)))
+                      (self.job, window_start, status, offsite_lag, now, redact(detail), self.job, window_start))

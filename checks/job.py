@@ -139,7 +139,7 @@ class BackupEvaluation(_BackupJob):
         self._calls = BoundedCalls()
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
-        now = self.clock.time()
+        now = self.clock.trusted_time()  # a window the wall clock just jumped over is not judged yet
         deadline = time.monotonic() + self.config.timeout * (1 - SPARE)  # a real wait on real threads
         window = self.schedule.last_closed(now)
         findings: list[Finding | None] = []
@@ -292,13 +292,13 @@ class BackupVerification(_BackupJob):
     def check(self, only_due: bool) -> dict[str, VerifyOutcome]:
         """Run the integrity checks (those due in an open window, or all of them now) and record each outcome."""
         outcomes = {}
-        opened = self.window_opened(self.clock.time())
+        opened = self.window_opened(self.clock.trusted_time())
         for where, location in self.verifiable.items():
             if only_due and not self._due(where, opened):
                 continue
             with _exclusive(location.config):
                 outcome = location.verify(self.config.verify)
-            self.history.record_verification(where, self.clock.time(), outcome)
+            self.history.record_verification(where, self.clock.trusted_time(), outcome)
             outcomes[where] = outcome
         return outcomes
 

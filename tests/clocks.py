@@ -12,6 +12,7 @@ class FakeClock(Clock):
     """Time that moves only when told to, or when someone sleeps on it."""
 
     def __init__(self, start: float = 1_800_000_000.0) -> None:
+        super().__init__()
         self.epoch = start
         self.elapsed = 0.0  # kept apart from the epoch so that tiny sleeps still move it
         self.waits: list[float] = []  # what was slept (async) or waited (threads), in order
@@ -32,11 +33,20 @@ class FakeClock(Clock):
         self.waits.append(seconds)
 
     def set(self, when: str) -> None:
-        """Jump to a UTC time written `YYYY-MM-DD HH:MM`."""
-        self.epoch = datetime.fromisoformat(when).replace(tzinfo=UTC).timestamp() - self.elapsed
+        """Move to a UTC time written `YYYY-MM-DD HH:MM`: a later one as time passing (the monotonic
+        clock moves as much), an earlier one as the wall clock stepping back."""
+        ahead = datetime.fromisoformat(when).replace(tzinfo=UTC).timestamp() - self.time()
+        if ahead >= 0:
+            self.advance(ahead)
+        else:
+            self.step(ahead)
 
     def advance(self, seconds: float) -> None:
         self.elapsed += seconds
+
+    def step(self, seconds: float) -> None:
+        """The wall clock alone jumps (`date -s`, an NTP step) while monotonic time runs on."""
+        self.epoch += seconds
 
 
 class RunawayClock(Clock):

@@ -252,6 +252,34 @@ def test_a_slow_signal_runs_on_its_own_interval_and_is_re_emitted_between(store,
     assert {s.name: (s.ok, s.error) for s in failed.signals}["updates"] == (False, "PermissionError: 403 Forbidden")
 
 
+def test_a_slow_signal_keeps_its_interval_when_the_wall_clock_steps_back(store, fault_report):
+    """"Due" is measured on the monotonic clock: a wall clock set back a day delays nothing."""
+    clock = FakeClock()
+
+    async def run_for(seconds: float) -> None:
+        end = clock.monotonic() + seconds
+        while clock.monotonic() < end:
+            await asyncio.sleep(0.001)
+
+    async def scenario():
+        agent = scheduler(store, clock, rng=random.Random(1))
+        agent.apply([spec("srv", fakes.Slow, interval=60, timeout=10)])
+        await run_for(600)
+        stepped_at = clock.time()
+        clock.step(-86400)
+        await run_for(7200)  # two more hours: two more runs of the hourly signal
+        result = store.snapshot()["test:srv"].result
+        await agent.stop()
+        return instances("srv")[0].slow_runs, result, stepped_at
+
+    slow_runs, result, stepped_at = asyncio.run(scenario())
+    fault_report(fault="wall clock stepped back 1 day", expected="an hourly signal runs twice in 2 h",
+                 observed=f"{slow_runs - 1} runs in 2 h after the step")
+    assert slow_runs == 3, f"the hourly signal ran {slow_runs - 1} times in the two hours after the step"
+    updates = {s.name: s for s in result.signals}["updates"]
+    assert updates.last_success < stepped_at - 86400 + 7200, "its timestamp is still wall time"
+
+
 def test_busy_backup_checks_never_keep_a_collector_waiting(store):
     async def scenario():
         agent = scheduler(store, workers=4)

@@ -11,6 +11,7 @@ import base64
 import os
 import re
 import shlex
+import time
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -202,6 +203,23 @@ def test_a_hung_command_is_stopped_at_the_command_timeout(broken_server, context
         collect(server, context, MAIN_ONLY, command_timeout="1s")
 
 
+def test_hung_commands_are_ended_on_the_server_too(broken_server, context, fault_report):
+    """sshd does not stop a command without a terminal when its channel closes: each command is bounded
+    on the server as well, so three polls that timed out leave nothing running there."""
+    server, mode = broken_server
+    mode.write_text("hang")
+    for _ in range(3):
+        with pytest.raises(SshError, match=r"did not finish within 2s; stopped it"):
+            collect(server, context, MAIN_ONLY, command_timeout="2s")
+    stopped = time.monotonic()
+    while (left := server.commands()) and time.monotonic() < stopped + 15:
+        time.sleep(0.1)
+    fault_report(fault="ssh: the server's command hangs, 3 polls, command_timeout 2s",
+                 expected="stopped; nothing left on the server", observed=f"{len(left)} processes left",
+                 recovered_in=None if left else time.monotonic() - stopped)
+    assert not left, f"still running on the server: {left}"
+
+
 def test_garbage_output_fails_the_run_with_the_reason(broken_server, context):
     server, mode = broken_server
     mode.write_text("garbage")
@@ -329,6 +347,22 @@ def test_a_fast_windows_poll_asks_for_no_inventory(ssh_server, context):
     assert script.startswith("$Inventory = $false\n") and not values(out, "vigil_server_info")
 
 
+def test_a_windows_poll_ends_itself_on_the_server_after_the_command_timeout(ssh_server, context):
+    """Windows has no `timeout`: the script's watchdog ends its own process a second after vigil stops
+    waiting, an uncaught error ends it at once, and so does the reply. (What is checked here is the
+    script sent; no PowerShell runs in the lab.)"""
+    tools = ssh_server.key_file.parent / "bin"
+    windows_reply(tools, "windows-2022")
+    collect(ssh_server, context, MAIN_ONLY, os="windows", command_timeout="6s")
+    lines = base64.b64decode(shlex.split((tools / "powershell.args").read_text())[3]).decode("utf-16-le").splitlines()
+    assert lines[:2] == ["$Inventory = $false", "$Limit = 7"]
+    first_section = next(n for n, line in enumerate(lines) if line.startswith("Section "))
+    assert [line for line in lines[:first_section] if "Exit(" in line] == [
+        "trap { [Console]::Error.WriteLine($_); [Environment]::Exit(1) }",
+        '[void][PowerShell]::Create().AddScript("Start-Sleep -Seconds $Limit; [Environment]::Exit(124)").BeginInvoke()']
+    assert lines[-1] == "[Environment]::Exit(0)"
+
+
 def windows(fixture: str, due=frozenset({"main", INVENTORY}), exclude: tuple[str, ...] = ()) -> Emitter:
     """A recorded reply through the production parsing and mapping."""
     from collectors.ssh import windows as mapping
@@ -393,7 +427,7 @@ def test_a_malformed_windows_reply_is_a_clear_error(reply, reason):
 def test_the_windows_command_stays_under_cmd_exes_limit():
     from collectors.ssh import windows as mapping
 
-    assert len(mapping.command(True)) < 8191
+    assert len(mapping.command(True, 3600)) < 8191
 
 
 # -- the agent itself: `vigil run` with ssh targets --------------------------------------------

@@ -10,11 +10,15 @@ part of the same PowerShell invocation on Windows.
 
 paramiko blocks, so the lifecycle methods are plain: the agent runs them in threads,
 and every command is bounded by `command_timeout` and by what is left of the run's timeout.
+The server bounds it too, a second later: sshd does not stop a command started without a
+terminal when its channel is closed, so a hung one would otherwise stay there for good.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Literal
 
 from pydantic import Field, PrivateAttr
@@ -33,6 +37,7 @@ INVENTORY_HELP = "pending updates, OS, kernel and hardware"
 MAX_REPLY = 4 << 20
 MARGIN = 0.25  # seconds of the run's timeout kept for parsing and handing the result over
 LEAST = 0.5  # an inventory with less time left than this fails at once, saying why
+SERVER_GRACE = 1  # seconds a command may run on the server after vigil stopped waiting, before it is ended there
 # Automatic services that Windows itself leaves stopped until a trigger starts them.
 WINDOWS_IDLE_SERVICES = ("sppsvc", "RemoteRegistry", "MapsBroker", "gupdate", "edgeupdate", "CDPSvc",
                          "TrustedInstaller", "WbioSrvc", "tiledatamodelsvc")
@@ -111,13 +116,13 @@ class SshCollector(Collector[SshConfig]):
         config = self.config
         ends = self.ctx.clock.monotonic() + self.ctx.timeout - MARGIN
         if config.os == "windows":
-            document = self._parsed(out, windows.command(INVENTORY in due), windows.parse, ends)
+            document = self._parsed(out, partial(windows.command, INVENTORY in due), windows.parse, ends)
             self._checked(windows.emit_poll, out, document, config.ignore_services, config.exclude_mountpoints)
             if INVENTORY in due:
                 with out.signal(INVENTORY):
                     self._checked(windows.emit_inventory, out, document)
             return
-        text = self._parsed(out, linux.command(linux.POLL_SCRIPT), str, ends)
+        text = self._parsed(out, partial(linux.command, linux.POLL_SCRIPT), str, ends)
         self._checked(linux.emit_poll, out, text, config.exclude_mountpoints, config.exclude_interfaces)
         if INVENTORY in due:
             with out.signal(INVENTORY):
@@ -126,7 +131,7 @@ class SshCollector(Collector[SshConfig]):
                     raise SshError(f"ssh {self._where}: {max(left, 0):.1f}s left of the run's "
                                    f"{self.ctx.timeout:g}s timeout for the inventory; give the target a "
                                    "longer timeout")
-                inventory = self._parsed(out, linux.command(linux.INVENTORY_SCRIPT), str, ends)
+                inventory = self._parsed(out, partial(linux.command, linux.INVENTORY_SCRIPT), str, ends)
                 self._checked(linux.emit_inventory, out, inventory)
 
     def close(self) -> None:
@@ -135,14 +140,15 @@ class SshCollector(Collector[SshConfig]):
                 client.close()
         self.client = self.jump_client = None
 
-    def _parsed(self, out: Emitter, command: str, parse, ends: float):
-        """Run one command (ending by `ends` at the latest) and parse its reply; a failure names the
-        server and what came back."""
+    def _parsed(self, out: Emitter, command: Callable[[int], str], parse, ends: float):
+        """Run one command (ending by `ends` at the latest, on the server a little later: `command(seconds)`
+        is its line) and parse its reply; a failure names the server and what came back."""
         if self.client is None:
             raise SshError(f"ssh {self._where}: not connected")
         timeout = max(0.1, min(self.config.command_timeout, ends - self.ctx.clock.monotonic()))
         try:
-            status, stdout, stderr = run(self.client, command, timeout=timeout, max_bytes=MAX_REPLY)
+            status, stdout, stderr = run(self.client, command(math.ceil(timeout) + SERVER_GRACE), timeout=timeout,
+                                         max_bytes=MAX_REPLY)
         except SshError as exc:
             if isinstance(exc, ConnectionClosed) and self.served:  # nothing ran: the agent polls once more
                 raise KeptConnectionClosed(f"ssh {self._where}: the server closed the connection") from None

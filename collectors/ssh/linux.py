@@ -27,9 +27,11 @@ SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's ow
 MAX_NAMES = 10  # failed unit names exported, so that a bad day cannot explode the series count
 
 
-def command(script: str) -> str:
-    """The one exec line: the script as an argument of /bin/sh, whatever the user's login shell."""
-    return f"exec /bin/sh -c {shlex.quote(script)} </dev/null"
+def command(script: str, seconds: int) -> str:
+    """The one exec line: the script as an argument of /bin/sh, whatever the user's login shell, in
+    `timeout` (coreutils, as the poll script's stat already needs), which ends the script and every
+    process it started after `seconds` (and kills them 2 s later if they are still there)."""
+    return f"exec timeout -k 2 {seconds} /bin/sh -c {shlex.quote(script)} </dev/null"
 
 
 def emit_poll(out: Emitter, text: str, exclude_mountpoints: tuple[str, ...] = (),

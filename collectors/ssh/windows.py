@@ -24,10 +24,11 @@ MAX_NAMES = 10  # stopped service names exported, so that a bad day cannot explo
 REQUIRED = ("cpu", "memory")
 
 
-def command(inventory: bool) -> str:
-    """The one command line; comments and indentation are dropped to stay far below cmd.exe's 8191 characters."""
+def command(inventory: bool, seconds: int) -> str:
+    """The one command line, which ends itself on the server after `seconds`; comments and indentation
+    are dropped to stay far below cmd.exe's 8191 characters."""
     lines = [line.strip() for line in SCRIPT.splitlines()]
-    script = "\n".join([f"$Inventory = ${str(inventory).lower()}",
+    script = "\n".join([f"$Inventory = ${str(inventory).lower()}", f"$Limit = {seconds}",
                         *(line for line in lines if line and not line.startswith("#"))])
     encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
     return f"powershell -NoProfile -NonInteractive -EncodedCommand {encoded}"

@@ -6,6 +6,11 @@
 # string ever has to be parsed.
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
+# Closing the SSH channel does not end this process, so it ends itself: $Limit seconds in (set by
+# vigil, just after it stopped waiting) whatever hangs, on an error no section caught, and once
+# the reply is out (the watchdog's runspace would keep it alive otherwise).
+trap { [Console]::Error.WriteLine($_); [Environment]::Exit(1) }
+[void][PowerShell]::Create().AddScript("Start-Sleep -Seconds $Limit; [Environment]::Exit(124)").BeginInvoke()
 $result = [ordered]@{ vigil = 1; errors = [ordered]@{} }
 function Unix($when) { if ($when) { ([DateTimeOffset]$when).ToUnixTimeSeconds() } }
 function Section($name, [scriptblock]$read) {
@@ -65,3 +70,5 @@ if ($Inventory) {
     }
 }
 $result | ConvertTo-Json -Depth 4 -Compress
+[Console]::Out.Flush()
+[Environment]::Exit(0)

@@ -19,6 +19,7 @@ from pathlib import Path
 from tests.lab.harness import Peer, free_port, need, running, wait_until
 
 SSHD = "/usr/sbin/sshd"  # sshd refuses to run unless started by its absolute path
+SESSION_MARK = "VIGIL_LAB_SSHD"  # set (to the port) in every session, so what a session started can be found
 PRIVSEP_DIR = Path("/run/sshd")
 
 
@@ -43,6 +44,19 @@ class Sshd:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+    def commands(self) -> list[str]:
+        """What the sessions of this server started and is still running (a zombie has no environment):
+        the start of each command line."""
+        mark = f"{SESSION_MARK}={self.port}".encode()
+        running = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    running.append(Path(f"/proc/{pid}/cmdline").read_bytes()[:40].replace(b"\0", b" ").decode())
+            except OSError:  # it ended meanwhile
+                continue
+        return running
 
     def start_again(self, log: Path) -> Peer:
         """The same sshd (port, keys) started once more; the caller stops the Peer returned."""
@@ -107,7 +121,7 @@ UsePAM no
 StrictModes no
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
-""" + (f"SetEnv PATH={path}\n" if path else "") + options)
+SetEnv {SESSION_MARK}={port}""" + (f" PATH={path}" if path else "") + "\n" + options)
     known_hosts = directory / "known_hosts"
     known_hosts.write_text(known_hosts_line(port, host_key))
     if os.geteuid() == 0:
