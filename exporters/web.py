@@ -12,7 +12,8 @@ blocks the event loop that runs the jobs. What a client can hold is bounded:
   instead of spinning on a listening socket that stays readable.
 Each connection is wrapped for TLS as it is accepted, with the settings current at
 that moment, so a reload swaps certificate, users and headers in one assignment.
-Basic auth covers every path, as the official exporters do.
+Basic auth covers every path, as the official exporters do; a flood of guesses gets 429
+(exporters.webauth: lockout, a bounded queue for bcrypt, remembered good credentials).
 
 Also served: /runbooks/<Alert>, the runbook every shipped alert links to (from the
 installed copy, or the checkout's docs/runbooks), so a link in a page or an e-mail
@@ -45,7 +46,8 @@ from agent.model import MetricSpec
 from agent.store import Store
 from exporters.prometheus import CONTENT_TYPE, Exposition
 from exporters.status import landing_html, status_document
-from exporters.webconfig import BasicAuth, WebConfig, ssl_context
+from exporters.webauth import BasicAuth, Login
+from exporters.webconfig import WebConfig, ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,7 @@ class _Server(ThreadingHTTPServer):
         self._refused = Throttled(log)
         self._out_of_fds = Throttled(log)
         self.failed_logins = Throttled(log)
+        self.refused_logins = Throttled(log)
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -298,7 +301,12 @@ class _Handler(BaseHTTPRequestHandler):
         return parsed
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's naming)
-        if not self._authorized():
+        login = self._login()
+        if login.retry_after:
+            self._send(429, f"Too many logins: try again in {login.retry_after} s\n".encode(),
+                       "text/plain; charset=utf-8", {"Retry-After": str(login.retry_after), "Connection": "close"})
+            return
+        if not login.granted:
             self._send(401, b"Unauthorized\n", "text/plain; charset=utf-8",
                        {"WWW-Authenticate": 'Basic realm="vigil"'})
             return
@@ -325,24 +333,32 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"Not found: try /metrics or /\n", "text/plain; charset=utf-8")
 
-    def _authorized(self) -> bool:
+    def _login(self) -> Login:
         auth = self.conn.settings.auth
         if not auth.enabled:
-            return True
+            return Login(True)
         header = self.headers.get("Authorization")
         if header is None:
-            return False  # a browser's first try: not a failed login
+            return Login(False)  # a browser's first try: not a failed login
         scheme, _, encoded = header.partition(" ")
         try:
             user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             user, password = "", None
-        if scheme.lower() == "basic" and password is not None and auth.check(user, password):
-            return True
+        client = self.client_address[0]
+        if scheme.lower() == "basic" and password is not None:
+            login = auth.check(user, password, client, self.conn.deadline)
+        else:
+            login = Login(False)
         # the user name only when it is one: a password typed into the user field stays out of the log
-        self.server.failed_logins.warning("basic auth failed client=%s user=%s path=%s", self.client_address[0],
-                                          user if auth.known(user) else "(unknown)", self.path.split("?", 1)[0])
-        return False
+        shown = user if auth.known(user) else "(unknown)"
+        if login.retry_after:
+            self.server.refused_logins.warning("basic auth refused without a check: %s client=%s user=%s "
+                                               "retry_after=%ds", login.why, client, shown, login.retry_after)
+        elif not login.granted:
+            self.server.failed_logins.warning("basic auth failed client=%s user=%s path=%s", client, shown,
+                                              self.path.split("?", 1)[0])
+        return login
 
     def _send(self, code: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(code)
