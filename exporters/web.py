@@ -58,7 +58,7 @@ ACCEPT_PAUSE = 0.1  # seconds the accept loop waits when the process is out of f
 _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # where install.sh puts the runbooks; a development checkout serves its own docs/runbooks
 RUNBOOK_DIRS = (Path("/usr/share/doc/vigil/runbooks"), Path(__file__).resolve().parent.parent / "docs" / "runbooks")
-_ALERT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_ALERT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,127}")  # bounded: a longer name is no file (ENAMETOOLONG)
 _TLS_HANDSHAKE = 0x16  # the first byte of every TLS record that opens a connection
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
          b"Retry-After: 1\r\nConnection: close\r\n\r\nToo many connections")
@@ -255,6 +255,11 @@ class _Handler(BaseHTTPRequestHandler):
     # TCP_NODELAY: on a kept-alive connection the body, written after the headers, would wait for
     # the scraper's delayed ACK of them (Nagle): 40 ms added to every scrape after the first
     disable_nagle_algorithm = True
+    # a request line without a version, or one the stdlib refuses (HTTP/2.0: 505), is answered with a
+    # status line: the stdlib's default, HTTP/0.9, would send the error's body alone
+    default_request_version = "HTTP/1.0"
+    error_content_type = "text/plain; charset=utf-8"
+    error_message_format = "%(code)d %(message)s\n"
 
     def setup(self) -> None:
         self.conn = self.server.connection(self.request)
@@ -370,7 +375,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
-        log.debug("http client=%s %s", self.client_address[0], format % args)
+        # the request line is the client's: a quoted value, never text in which it could write fields
+        log.debug("http client=%s message=%s", self.client_address[0], format % args)
 
 
 def _accepts_gzip(header: str) -> bool:

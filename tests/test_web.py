@@ -31,10 +31,10 @@ from exporters.webauth import BUSY_RETRY, LOCKOUT_WINDOW, MAX_FAILURES, MAX_WAIT
 from exporters.webconfig import WebConfig, WebConfigError, load_web_config
 from exporters.webpassword import hash_password
 from tests.clocks import FakeClock
-from tests.conftest import ROOT
+from tests.conftest import ROOT, vigil_argv
 from tests.fake_collectors import TICKS
 from tests.lab.flood import USER, Scraper, flood, guess
-from tests.lab.harness import free_port, wait_until
+from tests.lab.harness import Peer, free_port, wait_until
 from tests.lab.pki import make_pki
 
 PASSWORD = "correct horse battery staple"
@@ -462,6 +462,60 @@ def test_plain_http_to_the_tls_port_gets_a_400_that_says_https(serve, tmp_path):
     assert get(url + "metrics", context=client)[0] == 200, "TLS clients are served as before"
 
 
+def test_a_request_line_it_cannot_serve_gets_a_status_line(serve, fault_report):
+    """HTTP/2.0 in a request line: a 505, not a bare body as HTTP/0.9 would get; garbage: a 400."""
+    port = int(serve().rsplit(":", 1)[1].strip("/"))
+    seen = []
+    for line, status in ((b"GET /-/healthy HTTP/2.0", b"505"), (b"GET /-/healthy HTTP/1.x", b"400"),
+                         (b"\x16\x03\x01 hello", b"400")):
+        answer = raw_exchange(port, line + b"\r\nHost: 127.0.0.1\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        seen.append(head.partition(b"\r\n")[0].decode())
+        assert head.startswith(b"HTTP/1.1 " + status + b" ") and b"Connection: close" in head, answer
+        assert head.count(b"Content-Type: text/plain") == 1 and body.startswith(status), answer
+    fault_report("`GET /-/healthy HTTP/2.0`, `HTTP/1.x` and a TLS hello as request lines",
+                 "505 / 400 with a status line", "; ".join(seen))
+
+
+HOSTILE_PATHS = ("/metrics,target=x,kind=ssh", "/metrics\x1b[2J\x1b[31m job=forged", "/runbooks/a\x9b31m")
+
+
+def test_request_data_forges_no_log_field_and_sends_no_terminal_escape(write_config, tmp_path, fault_report):
+    """What a client sends (path, request line) reaches the log only as a quoted value: no field of
+    its own in the JSON log, no raw control character in the text log, at any level."""
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    (tmp_path / "web.yml").write_text(f"basic_auth_users:\n  {USER}: '{hashed}'\n")
+    port = free_port()
+    config = write_config(f"listen: 127.0.0.1:{port}\nstate_dir: {{state}}\nweb_config: {tmp_path / 'web.yml'}\n"
+                          "targets: []\n", port=port)
+    wrong = base64.b64encode(f"{USER}:wrong".encode())
+    logs = {}
+    for form in ("json", "text"):
+        agent = Peer(vigil_argv("--log-level", "debug", "--log-format", form, "run", "-c", str(config)),
+                     tmp_path / f"agent-{form}.log", cwd=ROOT)
+        try:
+            wait_until(lambda: raw_exchange(port, b"GET /-/ready HTTP/1.1\r\nConnection: close\r\n\r\n"), 20,
+                       "the agent to answer")
+            for path in HOSTILE_PATHS:
+                raw_exchange(port, b"GET %s HTTP/1.1\r\nAuthorization: Basic %s\r\nConnection: close\r\n\r\n"
+                             % (path.encode("latin-1"), wrong))
+            raw_exchange(port, b"GET /\x1b[31m HTTP/2.0\r\n\r\n")
+        finally:
+            agent.stop()
+        logs[form] = agent.log.read_bytes()
+    records = [json.loads(line) for line in logs["json"].splitlines() if line.startswith(b"{")]
+    web_records = [record for record in records if record["logger"] == "exporters.web"]
+    assert any(record["level"] == "warning" and record.get("path") == HOSTILE_PATHS[0] for record in web_records)
+    for record in web_records:
+        assert not {"target", "kind", "job"} & set(record), record
+    assert not any(byte in logs["text"] for byte in (b"\x1b", b"\xc2\x9b")), "a raw control character"
+    assert b"\\x1b[2J" in logs["text"] and b"\\x9b31m" in logs["text"]
+    fault_report("paths such as /metrics,target=x,kind=ssh and ESC / C1 bytes in a request, logged at debug",
+                 "quoted values: no field of the client's in the JSON log, control characters escaped in the text",
+                 f"exporters.web JSON fields {sorted(set().union(*web_records) - {'time', 'level', 'logger'})}; "
+                 "no raw control character in the text log")
+
+
 def test_the_server_header_names_vigil_but_not_python(serve):
     _, _, headers = get(serve() + "-/healthy")
     assert headers["Server"] == f"vigil/{__version__}"
@@ -539,14 +593,17 @@ def test_request_counters_are_compressed_again_only_when_they_move(site, serve, 
     assert steady(body) != steady(one_gzip_member(first[0])) and steady(body) == steady(scrape(url, None)[0])
 
 
-def test_runbooks_are_served_by_alert_name(serve, monkeypatch):
+def test_runbooks_are_served_by_alert_name(serve, monkeypatch, fault_report):
     # where install.sh puts them (tests/test_install.py); an installed wheel has no docs/ beside it
     monkeypatch.setattr(web, "RUNBOOK_DIRS", (ROOT / "docs" / "runbooks",))
     url = serve()
     status, body, headers = get(url + "runbooks/VigilDown")
     assert status == 200 and body.startswith("# VigilDown\n") and headers["Content-Type"] == "text/plain; charset=utf-8"
-    for wrong in ("runbooks/NoSuchAlert", "runbooks/..%2F..%2Fpyproject", "runbooks/../README", "runbooks/"):
+    for wrong in ("runbooks/NoSuchAlert", "runbooks/..%2F..%2Fpyproject", "runbooks/../README", "runbooks/",
+                  "runbooks/" + "A" * 256):  # longer than a file name may be (ENAMETOOLONG)
         assert get(url + wrong)[0] == 404, wrong
+    fault_report("GET /runbooks/ and 256 letters (a name longer than a file name may be)", "404",
+                 f"{get(url + 'runbooks/' + 'A' * 256)[0]}")
 
 
 def test_the_certificate_expiry_is_read_from_cert_file(tmp_path):
