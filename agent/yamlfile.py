@@ -21,7 +21,7 @@ Location = tuple[str | int, ...]
 MAX_BYTES = 1024 * 1024  # a config with thousands of targets is well under this
 MAX_NODES = 200_000  # values after alias expansion; 1 MiB of plain YAML has fewer
 MAX_DEPTH = 32  # levels of nesting, in the text or through aliases; a config needs a few (parsing recurses)
-TOO_DEEP = f"values nested more than {MAX_DEPTH} levels deep (a config needs a few); is this the config?"
+TOO_DEEP = f"more than {MAX_DEPTH} levels deep (a config needs a few)"
 
 
 class YamlError(Exception):
@@ -39,7 +39,8 @@ class _Loader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         if self._depth > MAX_DEPTH:  # before Python's recursion limit: an error with a line
-            raise yaml.composer.ComposerError(None, None, TOO_DEEP, self.peek_event().start_mark)
+            raise yaml.composer.ComposerError(None, None, f"values nested {TOO_DEEP}; is this the config?",
+                                              self.peek_event().start_mark)
         self._depth += 1
         try:
             return super().compose_node(parent, index)
@@ -122,8 +123,9 @@ class _Index:
         if self.count > MAX_NODES:
             raise YamlError(self.file, node.start_mark.line + 1,
                             f"aliases expand to more than {MAX_NODES} values; write the values out")
-        if len(path) > MAX_DEPTH:  # an alias's values count where it expands
-            raise YamlError(self.file, node.start_mark.line + 1, TOO_DEEP)
+        if len(path) > MAX_DEPTH:  # deeper in the text is the composer's error: here aliases nest
+            raise YamlError(self.file, node.start_mark.line + 1,
+                            f"aliases nest these values {TOO_DEEP}; write them out")
         if id(node) in self.open:
             raise YamlError(self.file, node.start_mark.line + 1,
                             "a recursive alias: this anchor's value contains an alias to itself")

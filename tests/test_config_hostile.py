@@ -31,7 +31,7 @@ BROKEN = {  # name: (text, the line the error names, what it says)
                      "nested more than"),
     "deep nesting in a block": ("targets:\n" + "".join("  " * n + "- a:\n" for n in range(1, 600)), 17,
                                 "nested more than"),
-    "deep nesting through aliases": (DEEP_ALIASES + "targets: *d40\n", None, "nested more than"),
+    "deep nesting through aliases": (DEEP_ALIASES + "targets: *d40\n", 2, "aliases nest these values more than"),
     "an endless duration": ("targets:\n  - name: a\n    kind: host\n    interval: " + "9" * 400 + "d\n", 4,
                             "too long"),
 }

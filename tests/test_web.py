@@ -407,7 +407,7 @@ def test_a_password_flood_is_locked_out_while_a_scraper_with_good_credentials_is
     fault_report("1,200 basic-auth requests with random passwords in about 1 s, then 40 a second for 3 s",
                  f"locked out after {MAX_FAILURES} wrong passwords (429, no bcrypt); a scraper with good "
                  "credentials served throughout",
-                 f"flood answers {dict(burst + steady)}; the scraper {Counter(answers)}; bcrypt ran "
+                 f"flood answers {dict(burst + steady)}; the scraper {dict(Counter(answers))}; bcrypt ran "
                  f"{len(bcrypt_calls.calls)} times")
     assert set(answers) == {200}, answers
     assert set(burst + steady) <= {"401", "429"} and burst["429"] > 1100 and steady["429"] == 120, (burst, steady)
@@ -432,7 +432,7 @@ def test_a_flood_from_many_addresses_runs_bcrypt_only_for_answers_it_gives(guard
     fault_report("1,200 basic-auth requests in about 1 s from 200 addresses, each with another user name",
                  "bcrypt only for checks that can answer in time, the rest refused at once (429); a scraper "
                  "with good credentials served throughout",
-                 f"flood answers {dict(answers)}; the scraper {Counter(scraped)}; bcrypt ran {checked} times")
+                 f"flood answers {dict(answers)}; the scraper {dict(Counter(scraped))}; bcrypt ran {checked} times")
     assert set(scraped) == {200}, scraped
     assert set(answers) <= {"401", "429"} and answers["429"] > 0, answers
     assert checked == answers["401"], "every bcrypt run answered a client that was still there"
