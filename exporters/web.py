@@ -103,10 +103,12 @@ class _Settings:
     headers: dict[str, str]
 
     @classmethod
-    def of(cls, web: WebConfig) -> _Settings:
-        """Everything built before anything is applied; raises WebConfigError."""
+    def of(cls, web: WebConfig, current: _Settings | None = None) -> _Settings:
+        """Everything built before anything is applied; raises WebConfigError. On a reload the
+        current settings' logins carry over: a reload neither forgets a good scraper nor lifts a lockout."""
         tls = ssl_context(web.tls_server_config) if web.tls_server_config is not None else None
-        return cls(tls, BasicAuth(web.basic_auth_users), dict(web.http_server_config.headers))
+        auth = BasicAuth(web.basic_auth_users, learnt_by=current.auth if current is not None else None)
+        return cls(tls, auth, dict(web.http_server_config.headers))
 
 
 class WebServer:
@@ -134,7 +136,7 @@ class WebServer:
     def reconfigure(self, web: WebConfig) -> None:
         """Apply a reloaded web config (certificate, users, headers) all at once, or
         raise WebConfigError and keep serving with the current one."""
-        settings = _Settings.of(web)
+        settings = _Settings.of(web, self._httpd.settings)
         was_tls = self._httpd.settings.tls is not None
         self._httpd.settings = settings  # new connections only; open ones finish as they began
         if (settings.tls is not None) != was_tls:

@@ -66,6 +66,11 @@ class _Failures:
             return 0.0
         return max(0.0, times[0] + LOCKOUT_WINDOW - self._clock.monotonic())
 
+    def copy(self) -> _Failures:
+        twin = _Failures(self._clock)
+        twin._times = self._times.copy()
+        return twin
+
     def add(self, key: tuple[str, str]) -> None:
         self._times[key] = (*self._times.get(key, ()), self._clock.monotonic())[-MAX_FAILURES:]
         self._times.move_to_end(key)
@@ -78,12 +83,18 @@ class BasicAuth:
 
     CACHE = 1024  # (user, password) pairs remembered, successes and failures alike
 
-    def __init__(self, users: dict[str, str], clock: Clock | None = None):
+    def __init__(self, users: dict[str, str], clock: Clock | None = None, learnt_by: BasicAuth | None = None):
+        """`learnt_by`: the instance a reload replaces, whose outcomes and failures this one keeps. An
+        outcome is keyed by the hash it was checked against: a replaced hash is checked anew."""
         self._users = {user: hashed.encode() for user, hashed in users.items()}
         cost = max((_cost(hashed) for hashed in self._users.values()), default=None)
         self._dummy = _dummy_hash(cost) if cost is not None else b""
         self._outcomes: OrderedDict[bytes, bool] = OrderedDict()
         self._failures = _Failures(clock or Clock())
+        if learnt_by is not None:
+            with learnt_by._lock:
+                self._outcomes.update(learnt_by._outcomes)
+                self._failures = learnt_by._failures.copy()
         self._waiting = 0
         self._lock = threading.Lock()  # the memory above; never held across a bcrypt
         self._bcrypt = threading.Lock()

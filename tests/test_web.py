@@ -334,6 +334,25 @@ def test_wrong_passwords_lock_out_the_user_and_the_address_for_a_window_without_
     assert auth.check(USER, "guess w", "10.0.0.3").retry_after == 10, "the next one holds it for 10 s more"
 
 
+def test_a_reload_keeps_good_scrapers_and_lockouts_but_checks_a_replaced_hash_anew(site, bcrypt_calls):
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    server = WebServer(f"127.0.0.1:{free_port()}", site, WebConfig(basic_auth_users={USER: hashed}))
+    server.start()
+    url, tries = server.url, [f"guess {n}" for n in range(MAX_FAILURES + 1)]
+    try:
+        assert get(url + "metrics", user=USER, password=PASSWORD)[0] == 200
+        assert [get(url + "metrics", user=USER, password=wrong)[0] for wrong in tries] == [401] * MAX_FAILURES + [429]
+        calls = len(bcrypt_calls.calls)
+        server.reconfigure(WebConfig(basic_auth_users={USER: hashed}))
+        assert get(url + "metrics", user=USER, password=PASSWORD)[0] == 200, "the scraper is still known good"
+        assert get(url + "metrics", user=USER, password="guess x")[0] == 429, "the lockout holds"
+        assert len(bcrypt_calls.calls) == calls
+        server.reconfigure(WebConfig(basic_auth_users={USER: bcrypt.hashpw(b"new", bcrypt.gensalt(rounds=4)).decode()}))
+        assert get(url + "metrics", user=USER, password=PASSWORD)[0] != 200, "a replaced hash revokes the old password"
+    finally:
+        server.stop()
+
+
 def test_a_check_that_cannot_start_before_its_deadline_never_runs_bcrypt(bcrypt_calls):
     auth = BasicAuth({USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()})
     bcrypt_calls.hold()  # the first check's bcrypt takes long
