@@ -154,7 +154,8 @@ def floods(flood_seconds: float) -> None:
                 scraped = scraper.stop()
             took, cpu = time.monotonic() - wall, cpu_seconds(pid) - cpu
             print(f"{name}: flood answers {dict(answers)} in {took:.1f} s; agent CPU {cpu:.2f} s; "
-                  f"good scraper {scraped.count(200)} of {len(scraped)} answered 200 {dict(Counter(scraped))}")
+                  f"good scraper {scraped.count(200)} of {len(scraped)} answered 200 {dict(Counter(scraped))}, "
+                  f"slowest {max(scraper.took) * 1000:.0f} ms")
 
 
 def main() -> None:

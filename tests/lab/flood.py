@@ -97,13 +97,14 @@ def _done(selector: selectors.BaseSelector, sock: socket.socket, pending: dict, 
 
 class Scraper(threading.Thread):
     """GET /metrics with good credentials every `every` seconds, each on a new connection, until stopped;
-    `answers` holds each status code (or the error) in order."""
+    `answers` holds each status code (or the error) in order, `took` each one's seconds."""
 
     def __init__(self, port: int, password: str, every: float = 0.25, timeout: float = 10.0):
         super().__init__(daemon=True)
         self.port, self.every, self.timeout = port, every, timeout
         self.authorization = basic(USER, password)
         self.answers: list[int | str] = []
+        self.took: list[float] = []
         self.stopping = threading.Event()
 
     def scrape(self) -> int | str:
@@ -120,7 +121,9 @@ class Scraper(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            started = time.monotonic()
             self.answers.append(self.scrape())
+            self.took.append(time.monotonic() - started)
             self.stopping.wait(self.every)
 
     def stop(self) -> list[int | str]:
