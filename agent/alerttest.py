@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from agent.net.tls import certificate_refusal
 from agent.reasons import shorten
 
 ALERTNAME = "VigilTestAlert"
@@ -40,7 +41,8 @@ def send_test_alert(alertmanager: str, severity: str, duration: timedelta, ca_fi
     try:
         response = httpx.post(url, json=[alert], timeout=10, verify=ssl_context(ca_file))
     except httpx.HTTPError as exc:
-        raise AlertTestError(f"cannot reach Alertmanager at {alertmanager}: {exc}") from None
+        raise AlertTestError(f"cannot reach Alertmanager at {alertmanager}: {certificate_refusal(exc) or exc}") \
+            from None
     if response.status_code != 200:
         raise AlertTestError(f"Alertmanager at {alertmanager} refused the alert: HTTP {response.status_code} "
                              f"{shorten(response.text.strip(), 200)}")

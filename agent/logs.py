@@ -38,12 +38,15 @@ _FIELD = re.compile(_KEY + r'("(?:[^"\\]|\\.)*"|[^\s,;)]*)')
 _ENDS_BARE = frozenset(" \t\n,;)")  # what may follow a bare value
 _BARE = re.compile(r'[^\s,;)"\'\\]+')  # a value that reads back without quotes
 _AFTER_KEY = re.compile(_KEY + r"$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and line breaks, DEL, C1
 _PLACEHOLDER = re.compile(r"%[#0 +-]*\d*(?:\.\d+)?[hlL]?([diouxXeEfFgGcrsa%])")
 
 
 def one_line(text: str) -> str:
-    """The text with its line breaks written as \\n (and a backslash as \\\\, so it reads back)."""
-    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    """The text with its line breaks written as \\n, every other control character but a tab as \\xNN
+    (a client's escape sequence never reaches a terminal), and a backslash as \\\\, so it reads back."""
+    text = text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def quoted(value: str, glued: bool = False) -> str:

@@ -3,7 +3,8 @@
 A config is small and written by hand, so whatever is not is refused with a line
 rather than allowed to hang or exhaust the agent (a reload runs on its event loop):
 the file size is bounded, aliases may be expanded only so far (a "billion laughs"
-file is a few hundred bytes) and never into themselves, control characters are
+file is a few hundred bytes) and never into themselves, values nest only so deep
+(before Python's recursion limit, in the text or through aliases), control characters are
 refused, and a value that merely looks like a date (`2024-13-01`) is an error at
 its line, not a crash.
 """
@@ -19,6 +20,8 @@ Location = tuple[str | int, ...]
 
 MAX_BYTES = 1024 * 1024  # a config with thousands of targets is well under this
 MAX_NODES = 200_000  # values after alias expansion; 1 MiB of plain YAML has fewer
+MAX_DEPTH = 32  # levels of nesting, in the text or through aliases; a config needs a few (parsing recurses)
+TOO_DEEP = f"more than {MAX_DEPTH} levels deep (a config needs a few)"
 
 
 class YamlError(Exception):
@@ -30,6 +33,20 @@ class YamlError(Exception):
 
 
 class _Loader(yaml.SafeLoader):
+    def __init__(self, stream: str):
+        self._depth = 0  # the collections around the node being composed
+        super().__init__(stream)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self._depth > MAX_DEPTH:  # before Python's recursion limit: an error with a line
+            raise yaml.composer.ComposerError(None, None, f"values nested {TOO_DEEP}; is this the config?",
+                                              self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
     def construct_yaml_timestamp(self, node: yaml.Node) -> Any:
         try:
             return super().construct_yaml_timestamp(node)
@@ -106,6 +123,9 @@ class _Index:
         if self.count > MAX_NODES:
             raise YamlError(self.file, node.start_mark.line + 1,
                             f"aliases expand to more than {MAX_NODES} values; write the values out")
+        if len(path) > MAX_DEPTH:  # deeper in the text is the composer's error: here aliases nest
+            raise YamlError(self.file, node.start_mark.line + 1,
+                            f"aliases nest these values {TOO_DEEP}; write them out")
         if id(node) in self.open:
             raise YamlError(self.file, node.start_mark.line + 1,
                             "a recursive alias: this anchor's value contains an alias to itself")

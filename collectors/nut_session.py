@@ -26,6 +26,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from agent.collector import SessionLost
+from agent.net.tls import certificate_refusal
 from agent.reasons import describe
 
 _SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Session]] = weakref.WeakKeyDictionary()
@@ -91,8 +92,9 @@ class Session:
                 await self._writer.start_tls(context, server_hostname=self._host)
             except (ssl.SSLError, OSError) as exc:
                 self.broken = True
-                raise NutError(f"upsd {self.where}: TLS failed ({exc}); set `ca_file` to the CA of upsd's "
-                               "certificate") from None
+                raise NutError(f"upsd {self.where}: TLS failed: "
+                               + (certificate_refusal(exc) or f"{exc}; check upsd's certificate (CERTPATH/CERTFILE "
+                                                                  "in upsd.conf)")) from None
             self.encrypted = True
         elif tls == "required":
             raise NutError(f"upsd {self.where}: upsd does not offer STARTTLS ({reply}); give upsd a certificate "

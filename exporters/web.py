@@ -12,7 +12,8 @@ blocks the event loop that runs the jobs. What a client can hold is bounded:
   instead of spinning on a listening socket that stays readable.
 Each connection is wrapped for TLS as it is accepted, with the settings current at
 that moment, so a reload swaps certificate, users and headers in one assignment.
-Basic auth covers every path, as the official exporters do.
+Basic auth covers every path, as the official exporters do; a flood of guesses gets 429
+(exporters.webauth: lockout, a bounded queue for bcrypt, remembered good credentials).
 
 Also served: /runbooks/<Alert>, the runbook every shipped alert links to (from the
 installed copy, or the checkout's docs/runbooks), so a link in a page or an e-mail
@@ -45,7 +46,8 @@ from agent.model import MetricSpec
 from agent.store import Store
 from exporters.prometheus import CONTENT_TYPE, Exposition
 from exporters.status import landing_html, status_document
-from exporters.webconfig import BasicAuth, WebConfig, ssl_context
+from exporters.webauth import BasicAuth, Login
+from exporters.webconfig import WebConfig, ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ ACCEPT_PAUSE = 0.1  # seconds the accept loop waits when the process is out of f
 _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # where install.sh puts the runbooks; a development checkout serves its own docs/runbooks
 RUNBOOK_DIRS = (Path("/usr/share/doc/vigil/runbooks"), Path(__file__).resolve().parent.parent / "docs" / "runbooks")
-_ALERT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_ALERT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,127}")  # bounded: a longer name is no file (ENAMETOOLONG)
 _TLS_HANDSHAKE = 0x16  # the first byte of every TLS record that opens a connection
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
          b"Retry-After: 1\r\nConnection: close\r\n\r\nToo many connections")
@@ -101,10 +103,12 @@ class _Settings:
     headers: dict[str, str]
 
     @classmethod
-    def of(cls, web: WebConfig) -> _Settings:
-        """Everything built before anything is applied; raises WebConfigError."""
+    def of(cls, web: WebConfig, current: _Settings | None = None) -> _Settings:
+        """Everything built before anything is applied; raises WebConfigError. On a reload the
+        current settings' logins carry over: a reload neither forgets a good scraper nor lifts a lockout."""
         tls = ssl_context(web.tls_server_config) if web.tls_server_config is not None else None
-        return cls(tls, BasicAuth(web.basic_auth_users), dict(web.http_server_config.headers))
+        auth = BasicAuth(web.basic_auth_users, learnt_by=current.auth if current is not None else None)
+        return cls(tls, auth, dict(web.http_server_config.headers))
 
 
 class WebServer:
@@ -132,7 +136,7 @@ class WebServer:
     def reconfigure(self, web: WebConfig) -> None:
         """Apply a reloaded web config (certificate, users, headers) all at once, or
         raise WebConfigError and keep serving with the current one."""
-        settings = _Settings.of(web)
+        settings = _Settings.of(web, self._httpd.settings)
         was_tls = self._httpd.settings.tls is not None
         self._httpd.settings = settings  # new connections only; open ones finish as they began
         if (settings.tls is not None) != was_tls:
@@ -176,6 +180,7 @@ class _Server(ThreadingHTTPServer):
         self._refused = Throttled(log)
         self._out_of_fds = Throttled(log)
         self.failed_logins = Throttled(log)
+        self.refused_logins = Throttled(log)
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -252,6 +257,11 @@ class _Handler(BaseHTTPRequestHandler):
     # TCP_NODELAY: on a kept-alive connection the body, written after the headers, would wait for
     # the scraper's delayed ACK of them (Nagle): 40 ms added to every scrape after the first
     disable_nagle_algorithm = True
+    # a request line without a version, or one the stdlib refuses (HTTP/2.0: 505), is answered with a
+    # status line: the stdlib's default, HTTP/0.9, would send the error's body alone
+    default_request_version = "HTTP/1.0"
+    error_content_type = "text/plain; charset=utf-8"
+    error_message_format = "%(code)d %(message)s\n"
 
     def setup(self) -> None:
         self.conn = self.server.connection(self.request)
@@ -298,7 +308,12 @@ class _Handler(BaseHTTPRequestHandler):
         return parsed
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's naming)
-        if not self._authorized():
+        login = self._login()
+        if login.retry_after:
+            self._send(429, f"Too many logins: try again in {login.retry_after} s\n".encode(),
+                       "text/plain; charset=utf-8", {"Retry-After": str(login.retry_after), "Connection": "close"})
+            return
+        if not login.granted:
             self._send(401, b"Unauthorized\n", "text/plain; charset=utf-8",
                        {"WWW-Authenticate": 'Basic realm="vigil"'})
             return
@@ -325,24 +340,32 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"Not found: try /metrics or /\n", "text/plain; charset=utf-8")
 
-    def _authorized(self) -> bool:
+    def _login(self) -> Login:
         auth = self.conn.settings.auth
         if not auth.enabled:
-            return True
+            return Login(True)
         header = self.headers.get("Authorization")
         if header is None:
-            return False  # a browser's first try: not a failed login
+            return Login(False)  # a browser's first try: not a failed login
         scheme, _, encoded = header.partition(" ")
         try:
             user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             user, password = "", None
-        if scheme.lower() == "basic" and password is not None and auth.check(user, password):
-            return True
+        client = self.client_address[0]
+        if scheme.lower() == "basic" and password is not None:
+            login = auth.check(user, password, client, self.conn.deadline)
+        else:
+            login = Login(False)
         # the user name only when it is one: a password typed into the user field stays out of the log
-        self.server.failed_logins.warning("basic auth failed client=%s user=%s path=%s", self.client_address[0],
-                                          user if auth.known(user) else "(unknown)", self.path.split("?", 1)[0])
-        return False
+        shown = user if auth.known(user) else "(unknown)"
+        if login.retry_after:
+            self.server.refused_logins.warning("basic auth refused without a check: %s client=%s user=%s "
+                                               "retry_after=%ds", login.why, client, shown, login.retry_after)
+        elif not login.granted:
+            self.server.failed_logins.warning("basic auth failed client=%s user=%s path=%s", client, shown,
+                                              self.path.split("?", 1)[0])
+        return login
 
     def _send(self, code: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(code)
@@ -354,7 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
-        log.debug("http client=%s %s", self.client_address[0], format % args)
+        # the request line is the client's: a quoted value, never text in which it could write fields
+        log.debug("http client=%s message=%s", self.client_address[0], format % args)
 
 
 def _accepts_gzip(header: str) -> bool:

@@ -9,16 +9,10 @@ as a whole and the running one kept.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import ssl
-import threading
-from collections import OrderedDict
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-import bcrypt
 from pydantic import AfterValidator, model_validator
 
 from agent import yamlfile
@@ -117,62 +111,3 @@ def ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
             raise WebConfigError("client_ca_file", f"{tls.client_ca_file} holds no PEM CA certificate "
                                                    f"({exc.reason or exc})") from None
     return context
-
-
-class BasicAuth:
-    """Checks credentials against bcrypt hashes, at most one bcrypt at a time.
-
-    bcrypt is slow on purpose (about 60 ms at cost 10), so both outcomes are cached,
-    bounded: a scraper that retries a wrong password, or a client repeating one, costs
-    one bcrypt, not one per request. An unknown user is checked against a dummy hash of
-    the same cost, so the time taken does not tell which users exist. One bcrypt at a
-    time keeps a storm of distinct wrong passwords to one core.
-    """
-
-    CACHE = 1024  # (user, password) pairs remembered, successes and failures alike
-
-    def __init__(self, users: dict[str, str]):
-        self._users = {user: hashed.encode() for user, hashed in users.items()}
-        cost = max((_cost(hashed) for hashed in self._users.values()), default=None)
-        self._dummy = _dummy_hash(cost) if cost is not None else b""
-        self._outcomes: OrderedDict[bytes, bool] = OrderedDict()
-        self._lock = threading.Lock()
-        self._bcrypt = threading.Lock()
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._users)
-
-    def known(self, user: str) -> bool:
-        return user in self._users
-
-    def check(self, user: str, password: str) -> bool:
-        hashed = self._users.get(user)
-        against = self._dummy if hashed is None else hashed
-        key = hashlib.sha256(b"\0".join((against, user.encode(), password.encode()))).digest()
-        with self._lock:
-            if (outcome := self._outcomes.get(key)) is not None:
-                self._outcomes.move_to_end(key)
-                return outcome
-        with self._bcrypt:
-            try:
-                outcome = bcrypt.checkpw(password.encode(), against) and hashed is not None
-            except ValueError:  # a malformed hash: refuse, never crash the request thread
-                outcome = False
-        with self._lock:
-            self._outcomes[key] = outcome
-            if len(self._outcomes) > self.CACHE:
-                self._outcomes.popitem(last=False)
-        return outcome
-
-
-def _cost(hashed: bytes) -> int:
-    """The work factor of a `$2b$NN$...` hash (10 when it cannot be read)."""
-    digits = hashed[4:6]
-    return int(digits) if digits.isdigit() and 4 <= int(digits) <= 31 else 10
-
-
-@cache
-def _dummy_hash(cost: int) -> bytes:
-    """A hash of a random password, for users that do not exist: made once per cost."""
-    return bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds=cost))

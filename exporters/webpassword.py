@@ -11,7 +11,7 @@ from typing import TextIO
 
 import bcrypt
 
-COST = 10  # bcrypt's work factor: about 60 ms a check (exporters.webconfig.BasicAuth caches outcomes)
+COST = 10  # bcrypt's work factor: about 60 ms a check (exporters.webauth.BasicAuth remembers outcomes)
 MAX_BYTES = 72  # bcrypt ignores what follows; a longer password is refused, not silently cut
 
 

@@ -16,6 +16,8 @@ BACKUP = """backups:
     primary: {kind: files, path: /srv/backups}
 """
 LAUGHS = "".join([f"l{n}: &l{n} [" + ", ".join([f"*l{n - 1}"] * 9) + "]\n" for n in range(1, 10)])
+# each anchor nests the one before 30 deep: no line is deeper than 31, the values are 1,200 deep
+DEEP_ALIASES = "d0: &d0 x\n" + "".join(f"d{n}: &d{n} {'[' * 30}*d{n - 1}{']' * 30}\n" for n in range(1, 41))
 
 BROKEN = {  # name: (text, the line the error names, what it says)
     "a NUL byte": ("targets:\n  - name: a\x00\n    kind: host\n", 2, "U+0000 is not allowed"),
@@ -25,18 +27,26 @@ BROKEN = {  # name: (text, the line the error names, what it says)
                            "`2024-13-01` reads as a date but is not one"),
     "a billion laughs": ("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + LAUGHS + "targets: *l9\n", None,
                          "aliases expand to more than"),
+    "deep nesting": ("targets:\n  - name: a\n    kind: host\n    labels: " + "[" * 5000 + "]" * 5000 + "\n", 4,
+                     "nested more than"),
+    "deep nesting in a block": ("targets:\n" + "".join("  " * n + "- a:\n" for n in range(1, 600)), 17,
+                                "nested more than"),
+    "deep nesting through aliases": (DEEP_ALIASES + "targets: *d40\n", 2, "aliases nest these values more than"),
     "an endless duration": ("targets:\n  - name: a\n    kind: host\n    interval: " + "9" * 400 + "d\n", 4,
                             "too long"),
 }
 
 
 @pytest.mark.parametrize("case", BROKEN)
-def test_check_config_names_the_line(tmp_path, capsys, case):
+def test_check_config_names_the_line(tmp_path, capsys, case, fault_report):
     text, line, message = BROKEN[case]
     config = tmp_path / "vigil.yaml"
     config.write_text(text)
-    assert main(["check-config", "-c", str(config)]) == 2
+    status = main(["check-config", "-c", str(config)])
     first = capsys.readouterr().err.splitlines()[0]
+    fault_report(f"a config with {case}", "check-config exits 2 with one line naming the file and line",
+                 f"exit {status}: {first.removeprefix(str(tmp_path) + '/')}")
+    assert status == 2
     assert first.startswith(f"{config}:{line or ''}"), first
     assert message in first
 

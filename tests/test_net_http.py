@@ -17,7 +17,7 @@ from agent.net.http import AsyncApi, CaFileError, HttpError, SyncApi, safe_url, 
 from agent.ratelimit import RateLimits
 from tests.clocks import FakeClock
 from tests.lab.http_peer import http_peer
-from tests.lab.pki import make_pki
+from tests.lab.pki import faulty_server, make_pki
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,28 @@ def test_without_ca_file_the_private_ca_is_not_trusted(client, server, ctx):
 def test_a_wrong_ca_file_is_refused_too(client, other_ca):
     with pytest.raises(HttpError, match="its TLS certificate is not trusted"):
         client(ca_file=other_ca, retries=0).get_json("/x")
+
+
+CERTIFICATE_FAULTS = {  # what the server's certificate has wrong, with the right CA in ca_file: the words
+    "expired": "its TLS certificate has expired; renew the certificate on the server",
+    "not yet valid": "its TLS certificate is not valid yet; check the clocks of this host and of the server",
+    "wrong host": "its TLS certificate is not for 127.0.0.1; connect by a name the certificate lists, or give "
+                  "the server a certificate for this name",
+    "self-signed": "its TLS certificate is self-signed, and not trusted; set ca_file: to that certificate, or "
+                   "give the server one from your CA",
+}
+
+
+@pytest.mark.parametrize("fault", CERTIFICATE_FAULTS)
+def test_a_refused_certificate_names_what_is_wrong_with_it(style, pki, ctx, tmp_path, fault, fault_report):
+    """"Set ca_file" only where a CA is what is missing: not for an expired certificate, one not
+    valid yet or one for another host, which the right CA does not mend."""
+    with http_peer(faulty_server(pki, tmp_path, fault)) as server:
+        with pytest.raises(HttpError) as failure:
+            Client(style, server.url, ctx, ca_file=pki.ca, timeout=5.0, retries=0).get_json("/x")
+    assert str(failure.value) == f"GET {server.url}/x: {CERTIFICATE_FAULTS[fault]}"
+    fault_report(f"a server certificate {fault} ({style} HTTP client, its CA in ca_file)",
+                 "the reason names the fault and its fix", str(failure.value).partition(": ")[2])
 
 
 def test_an_unreadable_ca_file_is_a_clear_error(tmp_path):

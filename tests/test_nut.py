@@ -209,7 +209,7 @@ def test_starttls_with_an_unknown_ca_fails_clearly(tls_nut, context, monkeypatch
     from tests.lab.pki import make_pki
 
     monkeypatch.setenv("SSL_CERT_FILE", str(make_pki(tmp_path / "other").ca))
-    with pytest.raises(Exception, match="TLS failed .*set `ca_file`"):
+    with pytest.raises(Exception, match=r"TLS failed: its TLS certificate is not trusted \(.+\); set ca_file: to"):
         kit.collect(lab.target("online"), context)
 
 

@@ -162,7 +162,7 @@ def test_ca_file_wins_over_requests_ca_bundle(location, monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")  # the public CAs only
     assert location().backups() == []
     monkeypatch.setattr(azure_blob, "RETRIES", 0)
-    with pytest.raises(LocationError, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(LocationError, match=r"its TLS certificate is not trusted \(.+\); set ca_file: to the CA"):
         location(ca_file=None).backups()
 
 

@@ -144,7 +144,7 @@ def test_without_credentials_the_error_says_what_to_set(location, monkeypatch, t
 def test_ca_file_wins_over_aws_ca_bundle(location, monkeypatch):
     monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")  # the public CAs only
     assert location().backups() == []
-    with pytest.raises(LocationError, match=r"certificate verify failed.*\(set ca_file for a private CA\)"):
+    with pytest.raises(LocationError, match=r"its TLS certificate is not trusted \(.+\); set ca_file: to the CA"):
         location(ca_file=None).backups()
 
 

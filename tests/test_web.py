@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections import Counter
 from datetime import UTC, datetime
 
 import bcrypt
@@ -24,12 +25,16 @@ from agent.config import ConfigError
 from agent.model import JobState, Result, Sample, Verdict
 from agent.statedb import StateDB
 from agent.store import Store
-from exporters import web
+from exporters import web, webauth
 from exporters.web import Site, WebServer, certificate_expiry
-from exporters.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
-from tests.conftest import ROOT
+from exporters.webauth import BUSY_RETRY, LOCKOUT_WINDOW, MAX_FAILURES, MAX_WAITING, BasicAuth, Login
+from exporters.webconfig import WebConfig, WebConfigError, load_web_config
+from exporters.webpassword import hash_password
+from tests.clocks import FakeClock
+from tests.conftest import ROOT, vigil_argv
 from tests.fake_collectors import TICKS
-from tests.lab.harness import free_port
+from tests.lab.flood import USER, Scraper, flood, guess
+from tests.lab.harness import Peer, free_port, wait_until
 from tests.lab.pki import make_pki
 
 PASSWORD = "correct horse battery staple"
@@ -230,55 +235,154 @@ def test_a_web_config_with_unusable_tls_files_names_the_key_line_and_file(tmp_pa
         load_web_config(web)
 
 
+class CountedBcrypt:
+    """bcrypt.checkpw, counted: each call's hash and the most that ran at once. After `hold()` each
+    call waits before the real bcrypt until `release()`, as behind a long one on a slow machine."""
+
+    def __init__(self):
+        self.calls: list[bytes] = []
+        self.most = 0
+        self._running = 0
+        self._lock = threading.Lock()
+        self._go = threading.Event()
+        self._go.set()
+        self._real = bcrypt.checkpw
+
+    def checkpw(self, password: bytes, hashed: bytes) -> bool:
+        with self._lock:
+            self.calls.append(hashed)
+            self._running += 1
+            self.most = max(self.most, self._running)
+        try:
+            self._go.wait(30)
+            return self._real(password, hashed)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def hold(self) -> None:
+        self._go.clear()
+
+    def release(self) -> None:
+        self._go.set()
+
+
 @pytest.fixture
 def bcrypt_calls(monkeypatch):
-    """Every bcrypt.checkpw call's hash, and the most that ran at once."""
-    calls: list[bytes] = []
-    running, lock, most = [0], threading.Lock(), [0]
-    real = bcrypt.checkpw
-
-    def counting(password: bytes, hashed: bytes) -> bool:
-        with lock:
-            calls.append(hashed)
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            return real(password, hashed)
-        finally:
-            with lock:
-                running[0] -= 1
-
-    monkeypatch.setattr(bcrypt, "checkpw", counting)
-    return calls, most
+    counted = CountedBcrypt()
+    monkeypatch.setattr(bcrypt, "checkpw", counted.checkpw)
+    yield counted
+    counted.release()
 
 
 def test_failures_are_cached_like_successes_and_unknown_users_cost_the_same(bcrypt_calls):
-    calls, _ = bcrypt_calls
+    calls = bcrypt_calls.calls
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
     auth = BasicAuth({"prometheus": hashed})
-    assert [auth.check("prometheus", "wrong") for _ in range(20)] == [False] * 20
+    assert [auth.check("prometheus", "wrong") for _ in range(20)] == [Login(False)] * 20
     assert len(calls) == 1, "a repeated wrong password costs one bcrypt"
-    assert not auth.check("nobody", PASSWORD) and not auth.check("nobody", PASSWORD)
+    assert auth.check("nobody", PASSWORD) == auth.check("nobody", PASSWORD) == Login(False)
     assert len(calls) == 2 and calls[1] != hashed.encode() and calls[1][:7] == b"$2b$05$", \
         "an unknown user costs one bcrypt of the same cost, against another hash"
-    assert auth.check("prometheus", PASSWORD) and auth.check("prometheus", PASSWORD) and len(calls) == 3
+    assert auth.check("prometheus", PASSWORD) == auth.check("prometheus", PASSWORD) == Login(True)
+    assert len(calls) == 3
 
 
 def test_the_cache_is_bounded_and_bcrypt_runs_one_at_a_time(bcrypt_calls, monkeypatch):
-    calls, most = bcrypt_calls
+    calls = bcrypt_calls.calls
     monkeypatch.setattr(BasicAuth, "CACHE", 4)
+    monkeypatch.setattr(webauth, "MAX_FAILURES", 100)  # the lockout apart
     auth = BasicAuth({"p": bcrypt.hashpw(b"x", bcrypt.gensalt(rounds=6)).decode()})
     threads = [threading.Thread(target=auth.check, args=("p", f"guess {n}")) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(calls) == 8 and most[0] == 1, "a storm of wrong passwords keeps to one core"
-    for guess in ("a", "b", "c", "d", "e", "e", "b"):
-        auth.check("p", guess)
+    assert len(calls) == 8 and bcrypt_calls.most == 1, "a storm of wrong passwords keeps to one core"
+    for password in ("a", "b", "c", "d", "e", "e", "b"):
+        auth.check("p", password)
     assert len(calls) == 13, "the four most recent are remembered"
     auth.check("p", "a")
     assert len(calls) == 14, "the oldest was forgotten"
+
+
+def test_wrong_passwords_lock_out_the_user_and_the_address_for_a_window_without_bcrypt(bcrypt_calls):
+    """Grafana's brute-force protection: MAX_FAILURES checked wrong passwords lock the user name out
+    from every address and the address out for every user, until the first leaves the window.
+    Remembered answers are given all the same: a good scraper keeps its access."""
+    clock = FakeClock()
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    auth = BasicAuth({USER: hashed, "grafana": hashed}, clock)
+    assert auth.check(USER, PASSWORD, "10.0.0.9") == Login(True)
+    for n in range(MAX_FAILURES):
+        clock.advance(10)
+        assert auth.check(USER, f"guess {n}", "10.0.0.1") == Login(False)
+    calls = len(bcrypt_calls.calls)
+    locked = auth.check(USER, "guess x", "10.0.0.1")
+    assert not locked.granted and locked.retry_after == LOCKOUT_WINDOW - 40
+    assert auth.check(USER, "guess y", "10.0.0.2").retry_after, "the user, from any address"
+    assert auth.check("grafana", PASSWORD, "10.0.0.1").retry_after, "the address, for any user"
+    assert auth.check("nobody", "guess", "10.0.0.1").retry_after
+    assert auth.check(USER, "guess 0", "10.0.0.1") == Login(False), "a remembered wrong password: a 401"
+    assert auth.check(USER, PASSWORD, "10.0.0.1") == Login(True), "remembered good credentials pass"
+    assert len(bcrypt_calls.calls) == calls, "no bcrypt while locked out"
+    assert auth.check("grafana", PASSWORD, "10.0.0.2") == Login(True)
+    clock.advance(LOCKOUT_WINDOW - 40 - 1)
+    assert auth.check(USER, "guess z", "10.0.0.3").retry_after == 1
+    clock.advance(1)
+    assert auth.check(USER, "guess z", "10.0.0.3") == Login(False), "the first failure left the window"
+    assert auth.check(USER, "guess w", "10.0.0.3").retry_after == 10, "the next one holds it for 10 s more"
+
+
+def test_a_reload_keeps_good_scrapers_and_lockouts_but_checks_a_replaced_hash_anew(site, bcrypt_calls):
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    server = WebServer(f"127.0.0.1:{free_port()}", site, WebConfig(basic_auth_users={USER: hashed}))
+    server.start()
+    url, tries = server.url, [f"guess {n}" for n in range(MAX_FAILURES + 1)]
+    try:
+        assert get(url + "metrics", user=USER, password=PASSWORD)[0] == 200
+        assert [get(url + "metrics", user=USER, password=wrong)[0] for wrong in tries] == [401] * MAX_FAILURES + [429]
+        calls = len(bcrypt_calls.calls)
+        server.reconfigure(WebConfig(basic_auth_users={USER: hashed}))
+        assert get(url + "metrics", user=USER, password=PASSWORD)[0] == 200, "the scraper is still known good"
+        assert get(url + "metrics", user=USER, password="guess x")[0] == 429, "the lockout holds"
+        assert len(bcrypt_calls.calls) == calls
+        server.reconfigure(WebConfig(basic_auth_users={USER: bcrypt.hashpw(b"new", bcrypt.gensalt(rounds=4)).decode()}))
+        assert get(url + "metrics", user=USER, password=PASSWORD)[0] != 200, "a replaced hash revokes the old password"
+    finally:
+        server.stop()
+
+
+def test_a_check_that_cannot_start_before_its_deadline_never_runs_bcrypt(bcrypt_calls):
+    auth = BasicAuth({USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()})
+    bcrypt_calls.hold()  # the first check's bcrypt takes long
+    first = threading.Thread(target=auth.check, args=(USER, "guess", "10.0.0.1"))
+    first.start()
+    wait_until(lambda: len(bcrypt_calls.calls) == 1, 5, "the first check's bcrypt")
+    late = auth.check("grafana", "guess", "10.0.0.2", deadline=time.monotonic() + 0.2)
+    bcrypt_calls.release()
+    first.join()
+    assert late == Login(False, BUSY_RETRY, "too many logins waiting for a check")
+    assert len(bcrypt_calls.calls) == 1, "no bcrypt for a client whose request is past its deadline"
+    assert auth.check("grafana", "guess", "10.0.0.2", deadline=time.monotonic() - 1) == late
+
+
+def test_the_queue_for_bcrypt_is_bounded_and_the_rest_refused_at_once(bcrypt_calls):
+    auth = BasicAuth({USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()})
+    assert auth.check(USER, PASSWORD) == Login(True)
+    bcrypt_calls.hold()
+    answers: dict[int, Login] = {}
+    threads = [threading.Thread(target=lambda n=n: answers.update({n: auth.check(f"user{n}", "x", f"10.0.1.{n}")}))
+               for n in range(1 + MAX_WAITING + 5)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(answers) == 5, 10, "five checks refused while one runs and MAX_WAITING wait")
+    assert auth.check(USER, PASSWORD) == Login(True), "remembered credentials wait for nothing"
+    bcrypt_calls.release()
+    for thread in threads:
+        thread.join()
+    refused = [login for login in answers.values() if login.retry_after]
+    assert len(refused) == 5 and len(bcrypt_calls.calls) == 2 + MAX_WAITING
 
 
 def test_failed_logins_are_logged_rate_limited_without_the_password(serve, caplog):
@@ -292,6 +396,65 @@ def test_failed_logins_are_logged_rate_limited_without_the_password(serve, caplo
     lines = [r.getMessage() for r in caplog.records if "basic auth failed" in r.getMessage()]
     assert lines == ["basic auth failed client=127.0.0.1 user=prometheus path=/metrics"]
     assert "Wr0ngPassw0rd" not in caplog.text
+
+
+@pytest.fixture
+def guarded(site):
+    """An endpoint whose one user has a hash of `vigil web hash-password`'s cost, and its port."""
+    server = WebServer(f"127.0.0.1:{free_port()}", site, WebConfig(basic_auth_users={USER: hash_password(PASSWORD)}))
+    server.start()
+    site.ready.set()
+    yield server._httpd.server_address[1]
+    server.stop()
+
+
+def test_a_password_flood_is_locked_out_while_a_scraper_with_good_credentials_is_served(guarded, bcrypt_calls,
+                                                                                     fault_report):
+    """1,200 requests with random passwords in about a second, then 40 a second, from the scraper's own
+    address: after MAX_FAILURES wrong passwords the user and the address are locked out (429, no
+    bcrypt), while the scraper, whose credentials were checked before, gets every scrape."""
+    scraper = Scraper(guarded, PASSWORD)
+    assert scraper.scrape() == 200  # its credentials are known good from now on: one bcrypt
+    scraper.start()
+    try:
+        burst = flood(guarded, 1200)
+        steady = flood(guarded, 120, per_second=40)
+    finally:
+        answers = scraper.stop()
+    print(f"\nburst {dict(burst)}, then 40/s {dict(steady)}; the scraper meanwhile {Counter(answers)}; "
+          f"bcrypt ran {len(bcrypt_calls.calls)} times")
+    fault_report("1,200 basic-auth requests with random passwords in about 1 s, then 40 a second for 3 s",
+                 f"locked out after {MAX_FAILURES} wrong passwords (429, no bcrypt); a scraper with good "
+                 "credentials served throughout",
+                 f"flood answers {dict(burst + steady)}; the scraper {dict(Counter(answers))}; bcrypt ran "
+                 f"{len(bcrypt_calls.calls)} times")
+    assert set(answers) == {200}, answers
+    assert set(burst + steady) <= {"401", "429"} and burst["429"] > 1100 and steady["429"] == 120, (burst, steady)
+    assert len(bcrypt_calls.calls) <= 1 + MAX_FAILURES, "no bcrypt once the user and the address are locked out"
+
+
+def test_a_flood_from_many_addresses_runs_bcrypt_only_for_answers_it_gives(guarded, bcrypt_calls, fault_report):
+    """Random user names from 200 addresses defeat the lockout: the bounded queue is what holds. A
+    check that cannot start in time is refused at once (429), every bcrypt run ends in an answer
+    the client gets, and the scraper is served throughout."""
+    scraper = Scraper(guarded, PASSWORD)
+    assert scraper.scrape() == 200
+    first = len(bcrypt_calls.calls)
+    scraper.start()
+    try:
+        answers = flood(guarded, 1200, sources=[f"127.0.1.{n}" for n in range(1, 201)],
+                        request=lambda n: guess(n, user=f"nobody{n}"))
+    finally:
+        scraped = scraper.stop()
+    checked = len(bcrypt_calls.calls) - first
+    print(f"\nflood from 200 addresses {dict(answers)}; the scraper {Counter(scraped)}; bcrypt ran {checked} times")
+    fault_report("1,200 basic-auth requests in about 1 s from 200 addresses, each with another user name",
+                 "bcrypt only for checks that can answer in time, the rest refused at once (429); a scraper "
+                 "with good credentials served throughout",
+                 f"flood answers {dict(answers)}; the scraper {dict(Counter(scraped))}; bcrypt ran {checked} times")
+    assert set(scraped) == {200}, scraped
+    assert set(answers) <= {"401", "429"} and answers["429"] > 0, answers
+    assert checked == answers["401"], "every bcrypt run answered a client that was still there"
 
 
 def raw_exchange(port: int, request: bytes) -> bytes:
@@ -316,6 +479,60 @@ def test_plain_http_to_the_tls_port_gets_a_400_that_says_https(serve, tmp_path):
     assert int(dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])[b"Content-Length"]) == len(body)
     client = ssl.create_default_context(cafile=pki.ca)
     assert get(url + "metrics", context=client)[0] == 200, "TLS clients are served as before"
+
+
+def test_a_request_line_it_cannot_serve_gets_a_status_line(serve, fault_report):
+    """HTTP/2.0 in a request line: a 505, not a bare body as HTTP/0.9 would get; garbage: a 400."""
+    port = int(serve().rsplit(":", 1)[1].strip("/"))
+    seen = []
+    for line, status in ((b"GET /-/healthy HTTP/2.0", b"505"), (b"GET /-/healthy HTTP/1.x", b"400"),
+                         (b"\x16\x03\x01 hello", b"400")):
+        answer = raw_exchange(port, line + b"\r\nHost: 127.0.0.1\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        seen.append(head.partition(b"\r\n")[0].decode())
+        assert head.startswith(b"HTTP/1.1 " + status + b" ") and b"Connection: close" in head, answer
+        assert head.count(b"Content-Type: text/plain") == 1 and body.startswith(status), answer
+    fault_report("`GET /-/healthy HTTP/2.0`, `HTTP/1.x` and a TLS hello as request lines",
+                 "505 / 400 with a status line", "; ".join(seen))
+
+
+HOSTILE_PATHS = ("/metrics,target=x,kind=ssh", "/metrics\x1b[2J\x1b[31m job=forged", "/runbooks/a\x9b31m")
+
+
+def test_request_data_forges_no_log_field_and_sends_no_terminal_escape(write_config, tmp_path, fault_report):
+    """What a client sends (path, request line) reaches the log only as a quoted value: no field of
+    its own in the JSON log, no raw control character in the text log, at any level."""
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    (tmp_path / "web.yml").write_text(f"basic_auth_users:\n  {USER}: '{hashed}'\n")
+    port = free_port()
+    config = write_config(f"listen: 127.0.0.1:{port}\nstate_dir: {{state}}\nweb_config: {tmp_path / 'web.yml'}\n"
+                          "targets: []\n", port=port)
+    wrong = base64.b64encode(f"{USER}:wrong".encode())
+    logs = {}
+    for form in ("json", "text"):
+        agent = Peer(vigil_argv("--log-level", "debug", "--log-format", form, "run", "-c", str(config)),
+                     tmp_path / f"agent-{form}.log", cwd=ROOT)
+        try:
+            wait_until(lambda: raw_exchange(port, b"GET /-/ready HTTP/1.1\r\nConnection: close\r\n\r\n"), 20,
+                       "the agent to answer")
+            for path in HOSTILE_PATHS:
+                raw_exchange(port, b"GET %s HTTP/1.1\r\nAuthorization: Basic %s\r\nConnection: close\r\n\r\n"
+                             % (path.encode("latin-1"), wrong))
+            raw_exchange(port, b"GET /\x1b[31m HTTP/2.0\r\n\r\n")
+        finally:
+            agent.stop()
+        logs[form] = agent.log.read_bytes()
+    records = [json.loads(line) for line in logs["json"].splitlines() if line.startswith(b"{")]
+    web_records = [record for record in records if record["logger"] == "exporters.web"]
+    assert any(record["level"] == "warning" and record.get("path") == HOSTILE_PATHS[0] for record in web_records)
+    for record in web_records:
+        assert not {"target", "kind", "job"} & set(record), record
+    assert not any(byte in logs["text"] for byte in (b"\x1b", b"\xc2\x9b")), "a raw control character"
+    assert b"\\x1b[2J" in logs["text"] and b"\\x9b31m" in logs["text"]
+    fault_report("paths such as /metrics,target=x,kind=ssh and ESC / C1 bytes in a request, logged at debug",
+                 "quoted values: no field of the client's in the JSON log, control characters escaped in the text",
+                 f"exporters.web JSON fields {sorted(set().union(*web_records) - {'time', 'level', 'logger'})}; "
+                 "no raw control character in the text log")
 
 
 def test_the_server_header_names_vigil_but_not_python(serve):
@@ -395,14 +612,17 @@ def test_request_counters_are_compressed_again_only_when_they_move(site, serve, 
     assert steady(body) != steady(one_gzip_member(first[0])) and steady(body) == steady(scrape(url, None)[0])
 
 
-def test_runbooks_are_served_by_alert_name(serve, monkeypatch):
+def test_runbooks_are_served_by_alert_name(serve, monkeypatch, fault_report):
     # where install.sh puts them (tests/test_install.py); an installed wheel has no docs/ beside it
     monkeypatch.setattr(web, "RUNBOOK_DIRS", (ROOT / "docs" / "runbooks",))
     url = serve()
     status, body, headers = get(url + "runbooks/VigilDown")
     assert status == 200 and body.startswith("# VigilDown\n") and headers["Content-Type"] == "text/plain; charset=utf-8"
-    for wrong in ("runbooks/NoSuchAlert", "runbooks/..%2F..%2Fpyproject", "runbooks/../README", "runbooks/"):
+    for wrong in ("runbooks/NoSuchAlert", "runbooks/..%2F..%2Fpyproject", "runbooks/../README", "runbooks/",
+                  "runbooks/" + "A" * 256):  # longer than a file name may be (ENAMETOOLONG)
         assert get(url + wrong)[0] == 404, wrong
+    fault_report("GET /runbooks/ and 256 letters (a name longer than a file name may be)", "404",
+                 f"{get(url + 'runbooks/' + 'A' * 256)[0]}")
 
 
 def test_the_certificate_expiry_is_read_from_cert_file(tmp_path):

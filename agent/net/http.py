@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 
 from agent import __version__
+from agent.net.tls import certificate_problem
 from agent.reasons import shorten
 
 if TYPE_CHECKING:
@@ -381,8 +382,7 @@ def transport_reason(failure: BaseException | None, timeout: float) -> tuple[str
         if isinstance(cause, socket.gaierror):
             return "the host name does not resolve", "check the host name in the URL, and DNS"
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return (f"its TLS certificate is not trusted ({cause.verify_message})",
-                    "set ca_file: to the CA that signed it")
+            return certificate_problem(cause)
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused", "check the host and port, and that the service runs"
         if isinstance(cause, ssl.SSLError):

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from agent.net.tls import certificate_refusal
 from agent.ondisk import CaFile
 from agent.secrets import Secret
 from checks.model import BackupSnapshot, LocationConfig
@@ -74,7 +75,7 @@ class AzureBlobLocation:
                                     "(account key or SAS, its permissions and expiry)") from None
             raise LocationError(f"{self.where}: {code or exc.status_code}: {self._scrub(exc)}") from None
         except (AzureError, ValueError) as exc:  # ValueError: the SDK cannot read the URL or the credential
-            raise LocationError(f"{self.where}: {self._scrub(exc)}") from None
+            raise LocationError(f"{self.where}: {certificate_refusal(exc) or self._scrub(exc)}") from None
 
     def _snapshots(self) -> Iterator[BackupSnapshot]:
         config = self.config

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from agent.net.paging import Listing
+from agent.net.tls import certificate_refusal
 from agent.ondisk import CaFile
 from agent.redact import userinfo_in_url
 from agent.secrets import Secret
@@ -78,8 +79,7 @@ class S3Location:
             raise LocationError(f"{self.where}: no credentials: set access_key_id and secret_access_key, "
                                 "or the AWS environment") from None
         except botocore.exceptions.BotoCoreError as exc:
-            hint = " (set ca_file for a private CA)" if isinstance(exc, botocore.exceptions.SSLError) else ""
-            raise LocationError(f"{self.where}: {exc}{hint}") from None
+            raise LocationError(f"{self.where}: {certificate_refusal(exc) or exc}") from None
 
     def _snapshots(self) -> Iterator[BackupSnapshot]:
         config = self.config

@@ -20,6 +20,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from agent.collector import ApiCounters, SessionLost
+from agent.net.tls import certificate_refusal
 from agent.reasons import describe
 from collectors.vmware import fastread
 
@@ -72,8 +73,7 @@ class Session:
                               "check user and password") from None
         except ssl.SSLCertVerificationError as exc:
             self._api.request(API, "tls")
-            raise VMwareError(f"{self.where}: its TLS certificate is not trusted ({exc.verify_message}): "
-                              "set ca_file to the CA that signed it") from None
+            raise VMwareError(f"{self.where}: {certificate_refusal(exc)}") from None
         except (OSError, http.client.HTTPException) as exc:
             self._api.request(API, "unreachable")
             raise VMwareError(f"cannot reach {self.where}: {describe(exc)}; check host, port and that vCenter "
