@@ -5,7 +5,9 @@ malicious server (or whatever answers in its place) can send: a gzip bomb, a bod
 large to hold, a body dripped a byte at a time (tests/fakes/hostile.py), and list pages
 whose next link names the page itself or never stops naming new ones. The sign-in to
 Microsoft 365 (msal) gets the transport's limits too: size, decompressed size, one
-deadline for the whole exchange, and no thread left reading after its job.
+deadline for the whole exchange, and no thread left reading after its job. So does the
+blocking client (Veeam, a restic REST repository's fingerprint) against a peer that drips
+its status line and headers (tests/fakes/hostile.py's HostilePeer).
 
 Memory is measured, not asserted, apart from bounds far below what a run without them
 took (`bench/hostile.py` prints the figures).
@@ -14,15 +16,20 @@ took (`bench/hostile.py` prints the figures).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
 
+from agent.collector import Emitter
 from bench.procfs import Measured, run_measured
+from checks.config import BackupJobConfig
+from checks.job import BackupEvaluation
 from checks.sources.fingerprints import LayoutUnreadable, restic_snapshots
 from checks.sources.restic import ResticLocation
 from checks.sources.veeam import VeeamError, VeeamLocation
@@ -30,7 +37,7 @@ from collectors.meraki_api import MerakiError
 from tests import collector_kit as kit
 from tests.conftest import ROOT, vigil_argv
 from tests.fakes.graph import GraphFake
-from tests.fakes.hostile import Streamed, drip, gzip_bomb, huge
+from tests.fakes.hostile import HostilePeer, Streamed, drip, gzip_bomb, huge
 from tests.fakes.meraki import make_org
 from tests.fakes.veeam import VeeamFake
 from tests.fault_watch import Schedule, series
@@ -287,3 +294,55 @@ def test_an_s3_listing_of_restic_snapshots_that_never_ends_stops_at_the_listings
                  expected="the fingerprint fails: the listing passed 256 MiB (restic lists instead)",
                  observed=said(str(failure.value)))
     assert "passed 256 MiB" in str(failure.value), failure.value
+
+
+# --- a peer that drips its status line and headers, under a backup job (the blocking client, SyncApi) -----
+
+DRIPPED_JOB_TIMEOUT = 10.0  # the job's: room for the location's attempts (1 s each) and its retries' waits
+
+
+def _dripped_location(kind: str, url: str, ca_file: Path, monkeypatch) -> dict:
+    monkeypatch.setenv("VIGIL_TEST_SECRET", "a-password")
+    common = {"password": "${env:VIGIL_TEST_SECRET}", "ca_file": str(ca_file), "timeout": "1s"}
+    if kind == "veeam":
+        return {"kind": "veeam", "url": url, "user": "vigil", "job": "Nightly", **common}
+    return {"kind": "restic", "repository": f"rest:{url}/repo", **common}
+
+
+@pytest.mark.parametrize("kind, via", [("veeam", "the location"), ("restic", "the fingerprint (GET snapshots/)")],
+                         ids=["veeam", "restic-rest"])
+def test_a_peer_that_drips_its_headers_ends_the_job_at_its_timeout_and_leaves_no_reader(
+        kind, via, tmp_path, context, monkeypatch, caplog, fault_report):
+    """httpx's blocking client bounds each read of the headers, not their whole: a 1 s request waited for them
+    as long as they came (35 s here, then the body), in a thread the job abandoned at its own timeout."""
+    pki = make_pki(tmp_path / "pki")
+    with HostilePeer(pki, drip(b"{}", head=True)) as peer:
+        config = BackupJobConfig.model_validate({
+            "name": "dripped", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h",
+            "timeout": f"{DRIPPED_JOB_TIMEOUT:g}s", "primary": _dripped_location(kind, peer.url, pki.ca, monkeypatch)})
+        evaluation = BackupEvaluation(config, replace(context, timeout=DRIPPED_JOB_TIMEOUT))
+        out = Emitter(BackupEvaluation.METRICS, strict=True)
+        started = time.monotonic()
+        try:
+            with caplog.at_level("INFO", logger="checks.sources.listing"):
+                evaluation.collect(out, frozenset({"main"}))
+            seconds = time.monotonic() - started
+            reading = [thread for thread in threading.enumerate() if thread.name == "location primary listing"]
+            detail = out.verdict.detail
+            assert out.verdict.status == "unreachable", detail
+            if kind == "veeam":
+                assert f"primary: cannot reach Veeam at {peer.url}: no answer within 1s" in detail, detail
+            else:  # the fingerprint fails (logged), then restic lists instead and its own timeout ends it
+                assert f"GET {peer.url}/repo/snapshots/: no answer within 1s" in caplog.text, caplog.text
+                assert f"restic snapshots timed out after 1s on rest:{peer.url}/repo" in detail, detail
+            assert not reading, "the location's call still runs after the evaluation"
+            wait_until(lambda: peer.answer.active == 0, 10, "the client to hang up")
+        finally:
+            evaluation.close()
+    fingerprint = next((record.getMessage() for record in caplog.records if "layout not readable" in
+                        record.getMessage()), "")
+    fault_report(fault=f"{kind} location: a peer that drips its status line and headers (2 bytes/s), "
+                       "location timeout 1s",
+                 expected=f"{via} fails at its timeout; no thread or connection left reading",
+                 observed=f"{said(fingerprint or detail)} | {seconds:.1f}s, {peer.answer.served} requests, "
+                          f"none still read, no thread left")

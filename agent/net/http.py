@@ -19,6 +19,9 @@ What each of them would otherwise get wrong on its own:
   time waited for the bucket and before retries goes to `ctx.api.waited(api, seconds)`.
 - **Bounds.** `timeout` bounds each whole attempt (connect, headers and the body), not each
   read, so a server dribbling bytes cannot hold a job; a body over `max_bytes` is refused.
+  Both clients send on httpx's async client, because only a cancelled coroutine stops a
+  read: httpx's blocking client bounds each read alone, and waits for headers dripped a
+  byte at a time for as long as they come (SyncApi runs its attempts on a loop of its own).
 - **Errors.** HttpError is one line: the method, the URL without its query or userinfo
   (where tokens and passwords travel), the status or the cause, and a hint. Non-retryable
   4xx/5xx are returned, not raised, so a caller can map 401/403/404 itself;
@@ -33,9 +36,10 @@ import logging
 import random
 import socket
 import ssl
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -54,6 +58,7 @@ JITTER = 0.1  # a retry waits up to this share longer (at least up to 0.1 s), so
 USER_AGENT = f"vigil/{__version__}"
 
 log = logging.getLogger(__name__)  # one DEBUG line per attempt, with its api and code, without the query
+T = TypeVar("T")
 
 
 class HttpError(Exception):
@@ -139,9 +144,7 @@ class _TooLarge(Exception):
 
 
 class _Api:
-    """What the async and the blocking client share: building requests, retry decisions, bounds."""
-
-    _CLIENT: ClassVar[type[httpx.Client] | type[httpx.AsyncClient]]
+    """What the async and the blocking client share: building requests, sending one attempt, retry decisions."""
 
     def __init__(self, base_url: str, ctx: Context, *, ca_file: Path | None = None, timeout: float = 20.0,
                  headers: Mapping[str, str] | None = None, retries: int = 3, max_retry_wait: float = 60.0,
@@ -149,16 +152,39 @@ class _Api:
         self.base_url, self.ctx = base_url, ctx
         self.timeout, self.retries, self.max_retry_wait, self.max_bytes = timeout, retries, max_retry_wait, max_bytes
         self._random = random.Random()  # noqa: S311 — retry jitter, not a secret
-        self._client = self._CLIENT(base_url=base_url, verify=ssl_context(ca_file), timeout=timeout,
-                                    follow_redirects=follow_redirects,
-                                    headers={"user-agent": USER_AGENT, **(headers or {})})
+        self._client = httpx.AsyncClient(base_url=base_url, verify=ssl_context(ca_file), timeout=timeout,
+                                         follow_redirects=follow_redirects,
+                                         headers={"user-agent": USER_AGENT, **(headers or {})})
 
-    def _build(self, client: httpx.Client | httpx.AsyncClient, method: str, url: str, *, params: Any,
-               headers: Mapping[str, str] | None, json: Any, data: Any, auth_header: bool) -> httpx.Request:
-        request = client.build_request(method, url, params=params, headers=headers, json=json, data=data)
+    def _build(self, method: str, url: str, *, params: Any, headers: Mapping[str, str] | None, json: Any,
+               data: Any, auth_header: bool) -> httpx.Request:
+        request = self._client.build_request(method, url, params=params, headers=headers, json=json, data=data)
         if not auth_header:  # a redirect to another host (a report download) must not carry the token
             request.headers.pop("authorization", None)
         return request
+
+    async def _attempt(self, request: httpx.Request) -> tuple[httpx.Response | None, BaseException | None]:
+        """One exchange within `timeout`: the answer read whole, or why there is none."""
+        response = None
+        scope = asyncio.timeout(self.timeout)
+        try:
+            async with scope:
+                response = await self._client.send(request, stream=True)
+                try:
+                    self._check_length(response)
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size = self._add_chunk(chunks, chunk, size)
+                    self._keep(response, chunks)
+                finally:
+                    await response.aclose()
+        except _TooLarge as exc:
+            return response, exc
+        except (httpx.TransportError, TimeoutError) as exc:
+            # A cancelled TLS read surfaces as a read error: the deadline is what happened.
+            return None, TimeoutError() if scope.expired() else exc
+        return response, None
 
     def _check_length(self, response: httpx.Response) -> None:
         length = response.headers.get("content-length", "")
@@ -229,13 +255,10 @@ class _Api:
 class AsyncApi(_Api):
     """One API's client on the event loop; make it in `open()`, `aclose()` it in `close()`."""
 
-    _CLIENT = httpx.AsyncClient
-    _client: httpx.AsyncClient
-
     async def request(self, method: str, url: str, *, api: str, bucket: TokenBucket | None = None,
                       params: Any = None, headers: Mapping[str, str] | None = None, json: Any = None,
                       data: Any = None, auth_header: bool = True) -> httpx.Response:
-        request = self._build(self._client, method, url, params=params, headers=headers, json=json, data=data,
+        request = self._build(method, url, params=params, headers=headers, json=json, data=data,
                               auth_header=auth_header)
         attempt, started = 0, self.ctx.clock.monotonic()
         while True:
@@ -250,28 +273,6 @@ class AsyncApi(_Api):
             await self.ctx.clock.sleep(wait)
             attempt += 1
 
-    async def _attempt(self, request: httpx.Request) -> tuple[httpx.Response | None, BaseException | None]:
-        response = None
-        scope = asyncio.timeout(self.timeout)
-        try:
-            async with scope:
-                response = await self._client.send(request, stream=True)
-                try:
-                    self._check_length(response)
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in response.aiter_bytes():
-                        size = self._add_chunk(chunks, chunk, size)
-                    self._keep(response, chunks)
-                finally:
-                    await response.aclose()
-        except _TooLarge as exc:
-            return response, exc
-        except (httpx.TransportError, TimeoutError) as exc:
-            # A cancelled TLS read surfaces as a read error: the deadline is what happened.
-            return None, TimeoutError() if scope.expired() else exc
-        return response, None
-
     async def get_json(self, url: str, *, api: str, bucket: TokenBucket | None = None, params: Any = None,
                        headers: Mapping[str, str] | None = None) -> Any:
         """GET, then the parsed JSON of a 2xx answer; HttpError for anything else."""
@@ -283,21 +284,31 @@ class AsyncApi(_Api):
 
 
 class SyncApi(_Api):
-    """The same for code that runs in a worker thread; waits block on `ctx.clock.wait`."""
+    """The same for code that runs in a worker thread; waits block on `ctx.clock.wait`.
 
-    _CLIENT = httpx.Client
-    _client: httpx.Client
+    Each attempt runs on an event loop of this client's own, in the calling thread, so that
+    the deadline cancels it wherever it waits (a watchdog closing the blocking client's socket
+    would need httpcore's insides and a thread per request). One thread at a time sends (a
+    location's calls are one at a time: checks.bounded); `close()` from another thread while
+    an attempt runs (a job closed on reload) takes effect when the attempt ends.
+    """
+
+    def __init__(self, base_url: str, ctx: Context, **options: Any):
+        super().__init__(base_url, ctx, **options)
+        self._loop = asyncio.new_event_loop()
+        self._lock = threading.Lock()
+        self._running = self._closing = False
 
     def request(self, method: str, url: str, *, api: str, bucket: TokenBucket | None = None,
                 params: Any = None, headers: Mapping[str, str] | None = None, json: Any = None,
                 data: Any = None, auth_header: bool = True) -> httpx.Response:
-        request = self._build(self._client, method, url, params=params, headers=headers, json=json, data=data,
+        request = self._build(method, url, params=params, headers=headers, json=json, data=data,
                               auth_header=auth_header)
         attempt, started = 0, self.ctx.clock.monotonic()
         while True:
             if bucket is not None:
                 self.ctx.api.waited(api, bucket.acquire_blocking())
-            response, failure = self._attempt(request)
+            response, failure = self._run(self._attempt(request))
             self._count(api, request, response, failure)
             wait = self._retry_wait(attempt, request, response, failure, started)
             if wait is None:
@@ -306,35 +317,38 @@ class SyncApi(_Api):
             self.ctx.clock.wait(wait)
             attempt += 1
 
-    def _attempt(self, request: httpx.Request) -> tuple[httpx.Response | None, BaseException | None]:
-        deadline = self.ctx.clock.monotonic() + self.timeout  # each read has the timeout too: a silent server
-        response = None
-        try:
-            response = self._client.send(request, stream=True)
-            try:
-                self._check_length(response)
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size = self._add_chunk(chunks, chunk, size)
-                    if self.ctx.clock.monotonic() > deadline:
-                        raise TimeoutError
-                self._keep(response, chunks)
-            finally:
-                response.close()
-        except _TooLarge as exc:
-            return response, exc
-        except (httpx.TransportError, TimeoutError) as exc:
-            return None, exc
-        return response, None
-
     def get_json(self, url: str, *, api: str, bucket: TokenBucket | None = None, params: Any = None,
                  headers: Mapping[str, str] | None = None) -> Any:
         response = self.request("GET", url, api=api, bucket=bucket, params=params, headers=headers)
         return json_of(raise_for_status(response))
 
+    def _run(self, work: Coroutine[Any, Any, T]) -> T:
+        """`work` on this client's loop, in the calling thread; a close() meanwhile is done after it."""
+        with self._lock:
+            if self._closing:
+                work.close()
+                raise RuntimeError("the client is closed")
+            self._running = True
+        try:
+            return self._loop.run_until_complete(work)
+        finally:
+            with self._lock:
+                self._running = False
+                closing = self._closing
+            if closing:
+                self._shut()
+
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            self._closing = True
+            if self._running:
+                return
+        self._shut()
+
+    def _shut(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._client.aclose())
+            self._loop.close()  # and its name lookups' thread, if it made one
 
     def __enter__(self) -> SyncApi:
         return self

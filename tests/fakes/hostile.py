@@ -3,9 +3,11 @@
 Each is what a broken or malicious server (or whatever answers in its place: a captive
 portal, a proxy, a spoofed name) can send a client that trusts it to be an API. A fake
 serves one in place of its documented answer when a test asks (`GraphFake.hostile`,
-`MerakiFake.hostile`, `VeeamFake.hostile`). Bodies are generated while they are written,
-so the fake never holds one in memory, and writing ends when the client hangs up: `active`
-counts the answers still being written, which for a drip is the clients still reading it.
+`MerakiFake.hostile`, `VeeamFake.hostile`); `HostilePeer` serves one to every request, in
+place of any HTTPS server (a restic REST server). Bodies are generated while they are
+written, so the fake never holds one in memory, and writing ends when the client hangs up:
+`active` counts the answers still being written, which for a drip is the clients still
+reading it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ import ssl
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
+from itertools import chain
+
+from tests.fakes.server import Served
+from tests.lab.pki import PKI
 
 BLOCK = 1 << 20  # the bomb's and the large body's unit
 
@@ -25,23 +32,22 @@ class Streamed:
     """One hostile answer, served to every request the fake routes to it, each written as generated."""
 
     def __init__(self, headers: dict[str, str], chunks: Callable[[], Iterator[bytes]], *, every: float = 0.0,
-                 status: int = 200):
+                 status: int = 200, drip_head: bool = False):
         self.headers, self.chunks, self.every, self.status = headers, chunks, every, status
+        self.drip_head = drip_head  # the status line and headers come a byte at a time too
         self.served = self.active = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
     def write(self, handler: BaseHTTPRequestHandler) -> None:
         handler.close_connection = True  # a body cut short leaves nothing to keep alive
-        handler.send_response(self.status)
-        for name, value in self.headers.items():
-            handler.send_header(name, value)
-        handler.end_headers()
+        head = (f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}\r\n"
+                + "".join(f"{name}: {value}\r\n" for name, value in self.headers.items()) + "\r\n").encode()
         with self._lock:
             self.served += 1
             self.active += 1
         try:
-            for chunk in self.chunks():
+            for chunk in chain(_bytes(head) if self.drip_head else (head,), self.chunks()):
                 handler.wfile.write(chunk)
                 if self.every:
                     handler.wfile.flush()
@@ -105,10 +111,45 @@ def huge(size: int, tail: bytes = b"{}", content_type: str = "application/json")
     return Streamed({"content-type": content_type, "content-length": str(size)}, chunks)
 
 
-def drip(body: bytes, every: float = 0.5, content_type: str = "application/json") -> Streamed:
-    """`body` one byte every `every` seconds (2 bytes/s by default): each read gets something, none gets all."""
-    def chunks() -> Iterator[bytes]:
-        for index in range(len(body)):
-            yield body[index:index + 1]
+def drip(body: bytes, every: float = 0.5, content_type: str = "application/json", *, head: bool = False) -> Streamed:
+    """`body` one byte every `every` seconds (2 bytes/s by default): each read gets something, none gets all.
 
-    return Streamed({"content-type": content_type, "content-length": str(len(body))}, chunks, every=every)
+    With `head`, the status line and headers come so too: a client whose deadline starts with the body, or
+    that bounds each read only, waits for them for minutes.
+    """
+    return Streamed({"content-type": content_type, "content-length": str(len(body))}, lambda: _bytes(body),
+                    every=every, drip_head=head)
+
+
+def _bytes(data: bytes) -> Iterator[bytes]:
+    for index in range(len(data)):
+        yield data[index:index + 1]
+
+
+class HostilePeer(Served):
+    """An HTTPS server on loopback that gives every request, whatever its method and path, one hostile answer."""
+
+    def __init__(self, pki: PKI, answer: Streamed):
+        self.answer = answer
+        self.url = f"https://127.0.0.1:{self._serve(_handler_for(answer), pki, 'hostile-peer')}"
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.answer.stop()  # a drip still written would hold the server's shutdown
+        super().__exit__(*exc_info)
+
+
+def _handler_for(answer: Streamed) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # each dripped byte goes out on its own
+
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.rfile.read(int(self.headers.get("content-length") or 0))  # else the socket reads as hung up
+            answer.write(self)
+
+        do_HEAD = do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+    return Handler

@@ -1,9 +1,10 @@
 """A small HTTPS server of the tests' own, for the HTTP transport: it misbehaves on request.
 
 Each path is one behaviour a real API shows sometimes: 429 with Retry-After (seconds or an
-HTTP date), 503 without, a body larger than allowed (declared or chunked), a body that
-dribbles in slowly, an error body, HTML where JSON was expected, a redirect. It runs in a
-thread of the test process with a certificate from its own CA (tests/lab/pki.py).
+HTTP date), 503 without, a body larger than allowed (declared or chunked), a body (or the
+status line and headers too) that dribbles in slowly, an error body, HTML where JSON was
+expected, a redirect. It runs in a thread of the test process with a certificate from its
+own CA (tests/lab/pki.py).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/chunked":
             return self._chunked(int(query["chunks"]), int(query.get("chunk", "65536")))
         if url.path == "/slow":
-            return self._slow(int(query["size"]), float(query["every"]))
+            return self._slow(int(query["size"]), float(query["every"]), "head" in query)
         if url.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", f"https://127.0.0.1:{self.server.server_port}/echo")
@@ -100,15 +101,18 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client hung up once it had enough
 
-    def _slow(self, size: int, every: float) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(size))
-        self.end_headers()
+    def _slow(self, size: int, every: float, head: bool) -> None:
+        """`size` spaces of JSON, one every `every` seconds; with `head`, the status line and headers before."""
+        start = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode()
+        slow = start * head + b" " * size
         try:
-            for _ in range(size):
-                self.wfile.write(b" ")
+            if not head:
+                self.wfile.write(start)
+            for index in range(len(slow)):
+                self.wfile.write(slow[index:index + 1])
                 self.wfile.flush()
+                with self.server.lock:
+                    self.server.dripped += 1
                 if self.server.stopping.wait(every):
                     return
         except OSError:
@@ -126,6 +130,7 @@ class _Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.hits: Counter[str] = Counter()
         self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self.dripped = 0  # bytes of slow answers sent, a byte at a time
         self.stopping = threading.Event()
 
     def handle_error(self, request: object, client_address: object) -> None:
