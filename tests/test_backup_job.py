@@ -17,6 +17,7 @@ from checks.config import BackupJobConfig
 from checks.job import BackupEvaluation, BackupVerification, backup_jobs
 from tests.clocks import FakeClock
 from tests.lab.backup_tools import PASSWORD, ResticRepo
+from tests.lab.blackhole import syn_dropped
 from tests.lab.sshd import make_key
 
 KB = 1000
@@ -301,23 +302,8 @@ def once(write_config, capsys, text: str) -> tuple[list[str], str]:
 
 @pytest.fixture
 def black_hole():
-    """A port whose SYNs are dropped: its listener's queue is full and never accepted from."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        queued = []
-        while True:
-            client = socket.socket()
-            client.settimeout(0.5)
-            try:
-                client.connect(listener.getsockname())
-            except OSError:  # the queue is full: from now on a connect hangs, as to a dropped host
-                client.close()
-                break
-            queued.append(client)
-        yield listener.getsockname()[1]
-        for client in queued:
-            client.close()
+    with syn_dropped() as port:
+        yield port
 
 
 def restic_s3_job(port: int) -> str:

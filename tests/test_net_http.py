@@ -16,6 +16,7 @@ from agent.clock import Clock
 from agent.net.http import AsyncApi, CaFileError, HttpError, SyncApi, safe_url, ssl_context
 from agent.ratelimit import RateLimits
 from tests.clocks import FakeClock
+from tests.lab.blackhole import syn_dropped
 from tests.lab.harness import wait_until
 from tests.lab.http_peer import http_peer
 from tests.lab.pki import faulty_server, make_pki
@@ -219,13 +220,21 @@ def test_a_body_within_max_bytes_is_read(client):
     assert len(response.content) == 655360
 
 
+def test_a_host_that_never_accepts_is_told_from_a_service_that_never_answers(style, ctx):
+    """A dropped SYN is a host or firewall problem; silence after the connection is the service's."""
+    with syn_dropped() as port:
+        api = Client(style, f"http://127.0.0.1:{port}", ctx, timeout=0.5, retries=0)
+        with pytest.raises(HttpError, match=r"no connection within 0.5s; check that the host is up and no firewall"):
+            api.get_json("/anything")
+
+
 @pytest.mark.parametrize("slow", ["", "&head=1"], ids=["body", "headers-too"])
 def test_a_slow_answer_is_bounded_as_a_whole_not_per_read(slow, style, server, pki, context):
     """One byte every 0.2 s never trips a per-read timeout; the whole request has 1 s: the client hangs up
     after a few bytes, not after the 70 of the status line and headers (httpx's blocking client waited for
     those as long as they came, then counted 1 s from the body) nor the 100 of the body."""
     api = Client(style, server.url, replace(context, clock=Clock()), ca_file=pki.ca, timeout=1.0, retries=0)
-    with pytest.raises(HttpError, match=r"/slow: no answer within 1s; check that the host is up"):
+    with pytest.raises(HttpError, match=r"/slow: no answer within 1s; the service accepted the connection but did not"):
         api.get_json(f"/slow?size=100&every=0.2{slow}")
     assert server.dripped < 20, f"{server.dripped} bytes dripped before the client gave up"
 

@@ -167,6 +167,13 @@ class _Api:
         """One exchange within `timeout`: the answer read whole, or why there is none."""
         response = None
         scope = asyncio.timeout(self.timeout)
+        connected = False
+
+        async def trace(event: str, info: dict[str, Any]) -> None:  # httpx's trace extension
+            nonlocal connected
+            connected = connected or event == "connection.connect_tcp.complete" or event.startswith("http")
+
+        request.extensions["trace"] = trace
         try:
             async with scope:
                 response = await self._client.send(request, stream=True)
@@ -182,8 +189,11 @@ class _Api:
         except _TooLarge as exc:
             return response, exc
         except (httpx.TransportError, TimeoutError) as exc:
-            # A cancelled TLS read surfaces as a read error: the deadline is what happened.
-            return None, TimeoutError() if scope.expired() else exc
+            # A cancelled TLS read surfaces as a read error: the deadline is what happened, while
+            # connecting (a host down, a firewall) or after (a service too slow).
+            if scope.expired():
+                return None, TimeoutError() if connected else httpx.ConnectTimeout("no connection", request=request)
+            return None, exc
         return response, None
 
     def _check_length(self, response: httpx.Response) -> None:
@@ -401,6 +411,9 @@ def transport_reason(failure: BaseException | None, timeout: float) -> tuple[str
             return "connection refused", "check the host and port, and that the service runs"
         if isinstance(cause, ssl.SSLError):
             return f"the TLS handshake failed ({cause.reason or cause})", "check that the port speaks HTTPS"
-    if any(_is_timeout(cause) for cause in _causes(failure)):
-        return f"no answer within {timeout:g}s", "check that the host is up, or raise timeout:"
+    if any(isinstance(cause, httpx.ConnectTimeout) for cause in _causes(failure)):
+        return f"no connection within {timeout:g}s", "check that the host is up and no firewall drops the port"
+    if any(_is_timeout(cause) for cause in _causes(failure)):  # connected, then too slow or silent
+        return f"no answer within {timeout:g}s", "the service accepted the connection but did not answer in time: " \
+                                                "check that it is healthy, or raise timeout:"
     return str(failure) or type(failure).__name__, ""

@@ -1,4 +1,5 @@
-"""Peers that say nothing: a TCP port that accepts and holds every connection, a UDP port that drops.
+"""Peers that say nothing: a TCP port that accepts and holds every connection, one that drops SYNs,
+a UDP port that drops.
 
 They stand for a host whose service hangs (a wedged sshd, a firewall that eats replies):
 the client's connect succeeds, or its datagram is sent, and then nothing comes back. The
@@ -65,6 +66,30 @@ def tcp_blackhole() -> Iterator[Blackhole]:
     finally:
         hole.stop()
         thread.join(5)
+
+
+@contextmanager
+def syn_dropped() -> Iterator[int]:
+    """A port whose SYNs are dropped, as a host behind a firewall: its listener's queue is full
+    and never accepted from, so a connect hangs. Yields the port."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        queued = []
+        while True:
+            client = socket.socket()
+            client.settimeout(0.5)
+            try:
+                client.connect(listener.getsockname())
+            except OSError:  # the queue is full: from now on a connect hangs
+                client.close()
+                break
+            queued.append(client)
+        try:
+            yield listener.getsockname()[1]
+        finally:
+            for client in queued:
+                client.close()
 
 
 @contextmanager
