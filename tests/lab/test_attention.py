@@ -139,6 +139,25 @@ def agree(agent, prom, expected: set[tuple[str, str]]) -> set[tuple]:
     return last["page"]
 
 
+def test_a_ups_on_battery_that_cannot_be_read_stays_on_battery_on_the_page_as_in_prometheus(
+        serverroom, start_agent, write_config, tmp_path):
+    """The UPS pages read last_over_time(...[3m]): a failed poll neither resolves a power cut in
+    Prometheus nor on the page, which judges the last good series the failed polls took off /metrics."""
+    from tests.lab.prometheus import prometheus
+
+    config = write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\n" + yaml.safe_dump(
+        {"targets": [serverroom.target("serverroom", name="ups-serverroom", interval="1s")]}))
+    agent = start_agent(config)
+    scrape = [{"job_name": "vigil", "static_configs": [{"targets": [agent.url.removeprefix("http://")]}]}]
+    with prometheus(tmp_path / "prom", scrape, without_delays(tmp_path / "rules")) as prom:
+        on_battery = {("UpsOnBattery", "ups-serverroom"), ("UpsRuntimeLow", "ups-serverroom")}
+        assert not {alert for alert, _, _ in agree(agent, prom, on_battery)} & {"UpsUnreachable", "VigilJobFailing"}
+        serverroom.kill()  # upsd crashes: every poll fails from now on
+        agree(agent, prom, on_battery | {("UpsUnreachable", "ups-serverroom"), ("VigilJobFailing", "ups-serverroom")})
+    (job,) = status(agent)["jobs"]
+    assert job["state"] == "failed"
+
+
 @pytest.fixture
 def alerting_server(tmp_path):
     """An sshd "server" whose "/" is 99% full and with two failed systemd units."""
