@@ -17,8 +17,8 @@ from collectors import server_metrics as m
 from collectors.ssh.output import OutputError, Sections, number
 
 HERE = Path(__file__).parent
-POLL_SCRIPT = (HERE / "linux_poll.sh").read_text()
-INVENTORY_SCRIPT = (HERE / "linux_inventory.sh").read_text()
+POLL_SCRIPT, INVENTORY_SCRIPT = "linux_poll.sh", "linux_inventory.sh"
+SCRIPTS = {name: (HERE / name).read_text() for name in (POLL_SCRIPT, INVENTORY_SCRIPT)}
 
 # Read-only images and overlays that always look full, as for the host collector.
 IGNORED_FSTYPES = frozenset({"squashfs", "iso9660", "udf", "erofs", "overlay", "tmpfs", "devtmpfs"})
@@ -28,8 +28,8 @@ MAX_NAMES = 10  # failed unit names exported, so that a bad day cannot explode t
 
 
 def command(script: str) -> str:
-    """The one exec line: the script as an argument of /bin/sh, whatever the user's login shell."""
-    return f"exec /bin/sh -c {shlex.quote(script)} </dev/null"
+    """The one exec line: the script (one of SCRIPTS) as an argument of /bin/sh, whatever the user's login shell."""
+    return f"exec /bin/sh -c {shlex.quote(SCRIPTS[script])} </dev/null"
 
 
 def emit_poll(out: Emitter, text: str, exclude_mountpoints: tuple[str, ...] = (),
