@@ -211,10 +211,18 @@ def test_the_page_once_and_prometheus_with_the_shipped_rules_agree(serverroom, a
                                                  ("UpsRuntimeLow", "ups-serverroom")})
             assert ("UpsRuntimeLow", "critical", (("target", "ups-rack"),)) not in after
 
-        summary = re.search(r"<p class='summary bad' id='summary'>(.*?)</p>", agent.get("/")[1].decode()).group(1)
+        page = agent.get("/")[1].decode()
+        summary = re.search(r"<p class='summary bad' id='summary'>(.*?)</p>", page).group(1)
         assert summary.startswith("1 of 4 targets down (nas-01), 3 need attention: ")
         assert "ups-serverroom on battery, 8 min left" in summary and "ups-rack on battery" in summary
         assert "fileserver-01 1.0% free on /, 2 failed units" in summary
+        # reasons in words: no class name (LocationError:, SshError:), no script in its shell quoting
+        document = status(agent)
+        (board,) = document["boards"]["Backups"]
+        assert board["detail"] == f"primary: cannot list {tmp_path / 'gone'}: No such file or directory"
+        reasons = [board["detail"], *(job["last_error"] for job in document["jobs"]),
+                   *(signal["error"] for job in document["jobs"] for signal in job["signals"])]
+        assert not [reason for reason in reasons if re.search(r"\b[A-Z]\w*(Error|Exception)\b|/bin/sh|'\"'", reason)]
         keep_screenshots(agent, tmp_path)
 
         # the same from `once`, but pending updates: they come from the SSH inventory, which one run
