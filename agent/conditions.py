@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from agent.model import Condition
-from agent.promql import Series, evaluate, index
+from agent.promql import Gone, Series, evaluate, index
 from agent.units import spoken_duration
 
 SEVERITIES = ("critical", "warning")  # the order concerns are shown in
@@ -31,9 +31,13 @@ class Concern:
     labels: Mapping[str, str]  # the result's labels, as the alert carries them
 
 
-def judge(conditions: Iterable[Condition], series: Series, now: float) -> list[Concern]:
-    """The concerns of the conditions that hold now, the critical ones first."""
-    indexed = index(series)
+def judge(conditions: Iterable[Condition], series: Series, now: float, gone: Gone = ()) -> list[Concern]:
+    """The concerns of the conditions that hold now, the critical ones first.
+
+    `series` are exported now; `gone` are no longer exported, with when they left, for a
+    rule that reads a range (`last_over_time(x[3m])` still holds a value a failed poll lost).
+    """
+    indexed = index(series, now, gone)
     concerns = [Concern(condition.alert, condition.severity, words(condition.says, point.labels, point.value),
                         {k: v for k, v in point.labels.items() if k != "__name__"})
                 for condition in conditions if not condition.not_judged

@@ -139,7 +139,6 @@ def load_config(path: Path | None = None) -> LoadedConfig:
         path = DEFAULT_PATH
     warnings: list[ConfigIssue] = []
     config = load_model(AgentConfig, path, _semantic_issues, _raw_issues, _warnings, warnings)
-    redact.keep(name for _, _, name in _names(config))
     return LoadedConfig(config, str(path), tuple(warnings))
 
 
@@ -198,7 +197,9 @@ def _raw_issues(data: dict) -> list[tuple[tuple, str]]:
 
 def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
     """What one field cannot say alone: a timeout below its interval, a reference to another target, a file
-    that is not there (agent.ondisk)."""
+    that is not there (agent.ondisk). First, the names are kept whole in every free text (agent.redact),
+    this config's messages included."""
+    redact.keep(name for _, _, name in _names(config))
     problems = []
     by_name = {target.name: target for target in config.targets}
     for index, target in enumerate(config.targets):

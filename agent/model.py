@@ -99,6 +99,20 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class LastGood:
+    """A job's last good series while its runs fail: gone from /metrics since `gone_at`.
+
+    Prometheus keeps their samples, so a rule reading a range (`last_over_time(x[3m])`,
+    which bridges one failed poll) still sees them; the status page judges them the same
+    way. `gone_at` is when the failed run replaced them, at most one scrape interval after
+    Prometheus' last sample of them: the page holds them that much longer, never shorter.
+    """
+
+    samples: tuple[Sample, ...]
+    gone_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class JobState:
     """What the scheduler knows about a job; the store keeps the latest per job."""
 
@@ -111,6 +125,7 @@ class JobState:
     conditions: tuple[Condition, ...] = ()  # the collector's alert conditions, for the status page
     api: ApiCounters | None = None  # the job's live request counters (owned by the scheduler)
     result: Result | None = None  # None until the first run finishes
+    last_good: LastGood | None = None  # while runs fail after a good one
     last_success: float | None = None
     next_run: float | None = None
     consecutive_failures: int = 0

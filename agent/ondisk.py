@@ -27,6 +27,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, SecretStr
 
+from agent.redact import redact
+
 
 @dataclass(frozen=True)
 class OnDisk:
@@ -92,10 +94,11 @@ def _look(marker: OnDisk, value: object) -> tuple[str, bool] | None:
     text = value.get_secret_value() if secret else str(value)
     if marker.local is not None and (text := marker.local(text)) is None:
         return None
-    shown = "the file this secret names" if secret else text  # a secret's value is never printed
+    # a secret's value is never printed, nor a secret inside a path (a folder named like the restic password)
+    shown = "the file this secret names" if secret else redact(text)
     if marker.what == "program" and "/" not in text:
         if shutil.which(text) is None:
-            return (f"{text} is not on this PATH; install it, or set `binary:` to its full path (the service's "
+            return (f"{shown} is not on this PATH; install it, or set `binary:` to its full path (the service's "
                     "PATH may differ from this shell's)"), False
         return None
     try:

@@ -5,10 +5,14 @@ evaluate each with the rule's own expression (agent.model.Condition), so that th
 and Prometheus cannot disagree on a threshold. Only instant arithmetic is here:
 selectors with matchers, numbers, `+ - * /`, comparisons, `and`, `or`, `on (...)`
 matching, `time()`, `clamp_min`, `label_replace` and `max/min/sum by (...)`, with
-Prometheus' rules for which labels a result keeps. A rule that needs past samples
-(a range `[6h]`, `offset`, `rate`, `predict_linear`...) raises Unsupported: only
-Prometheus can judge it. tests/test_conditions.py checks every result against
-Prometheus' own on the rules' promtool fixtures.
+Prometheus' rules for which labels a result keeps; and `last_over_time(x[d])`, the one
+range a series' newest sample answers: it is that sample while it is at most d old, even
+after the series is gone (an instant selector no longer sees a gone series: Prometheus
+marks it stale at the next scrape). A rule that needs more of the past (`rate`,
+`predict_linear`, `offset`...) raises Unsupported: only Prometheus can judge it.
+Both ends of a range and of the lookback are included, as in Prometheus 2.
+tests/test_conditions.py checks every result against Prometheus' own on the rules'
+promtool fixtures.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+
+from agent.units import parse_duration
 
 NAME = "__name__"
 _TOKEN = re.compile(r"""\s*(?:(?P<number>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)
@@ -43,17 +49,30 @@ class Point:
     value: float
 
 
-Series = Iterable[tuple[str, Mapping[str, str], float]]  # (metric name, labels, value)
-Index = Mapping[str, list[tuple[Mapping[str, str], float]]]  # series by metric name: a selector reads its own
+@dataclass(frozen=True, slots=True)
+class Newest:
+    """A series' newest sample: its value, when it was taken, and whether an instant selector still finds it."""
+
+    labels: Mapping[str, str]
+    value: float
+    at: float
+    current: bool  # exported now; false once the series is gone
+
+
+Series = Iterable[tuple[str, Mapping[str, str], float]]  # (metric name, labels, value) exported now
+Gone = Iterable[tuple[str, Mapping[str, str], float, float]]  # (name, labels, value, when it left the export)
+Index = Mapping[str, list[Newest]]  # series by metric name: a selector reads its own
 Value = float | list[Point]
 Node = Callable[[Index, float], Value]  # (every series, time()) -> a scalar or a vector
 
 
-def index(series: Series) -> Index:
-    """Series by metric name (labels and value)."""
-    found: dict[str, list[tuple[Mapping[str, str], float]]] = {}
+def index(series: Series, now: float, gone: Gone = ()) -> Index:
+    """The series exported at `now` and those gone from the export (a range still reads them), by metric name."""
+    found: dict[str, list[Newest]] = {}
     for name, labels, value in series:
-        found.setdefault(name, []).append((labels, value))
+        found.setdefault(name, []).append(Newest(labels, value, now, True))
+    for name, labels, value, at in gone:
+        found.setdefault(name, []).append(Newest(labels, value, at, False))
     return found
 
 
@@ -149,6 +168,8 @@ class _Parser:
             return lambda series, now: text  # type: ignore[return-value] # only an argument of a function
         if kind != "name":
             raise ValueError(f"unexpected {word!r} in {self.expr!r}")
+        if word == "last_over_time":
+            return self.last_over_time()
         if word in _AGGREGATIONS:
             by = self.labels() if self.peek() == "by" else None
             (inner,) = self.arguments()
@@ -160,6 +181,21 @@ class _Parser:
         if self.peek() == "[" or self.peek() == "offset":
             raise Unsupported(f"{word} needs past samples (a range or an offset)")
         return _selector(word, matchers)
+
+    def last_over_time(self) -> Node:
+        """`last_over_time(name{...}[d])`: the one range function a series' newest sample answers."""
+        self.take("(")
+        name = self.take()
+        matchers = self.matchers() if self.peek() == "{" else []
+        self.take("[")
+        span = ""
+        while self.peek() not in ("]", None):
+            span += self.take()
+        self.take("]")
+        if self.peek() != ")":
+            raise Unsupported(f"last_over_time of {name} with {self.peek()!r} (an offset or a subquery)")
+        self.take(")")
+        return _selector(name, matchers, parse_duration(span))
 
     def matchers(self) -> list[Callable[[Mapping[str, str]], bool]]:
         self.take("{")
@@ -190,10 +226,20 @@ def _matcher(label: str, op: str, value: str) -> Callable[[Mapping[str, str]], b
     return lambda labels: (labels.get(label, "") == value) == (op == "=")
 
 
-def _selector(name: str, matchers: list[Callable[[Mapping[str, str]], bool]]) -> Node:
-    """The series of that name the matchers accept, as a query sees them: a label with an empty value is none."""
-    return lambda series, now: [Point({NAME: name, **{k: v for k, v in labels.items() if v != ""}}, value)
-                                for labels, value in series.get(name, ()) if all(m(labels) for m in matchers)]
+def _selector(name: str, matchers: list[Callable[[Mapping[str, str]], bool]], span: float | None = None) -> Node:
+    """The series of that name the matchers accept, as a query sees them: a label with an empty value is none.
+
+    Without a `span`, an instant selector: the series exported now. With one, `last_over_time`:
+    every series whose newest sample is at most `span` seconds old, gone or not (it keeps the
+    name, as in Prometheus, where the other `_over_time` functions drop it).
+    """
+    def run(series: Index, now: float) -> list[Point]:
+        return [Point({NAME: name, **{k: v for k, v in seen.labels.items() if v != ""}}, seen.value)
+                for seen in series.get(name, ())
+                if (seen.current if span is None else now - span <= seen.at <= now)
+                and all(m(seen.labels) for m in matchers)]
+
+    return run
 
 
 def _constant(value: float) -> Node:

@@ -34,7 +34,7 @@ from typing import Any
 
 from agent.clock import Clock
 from agent.collector import MAIN, ApiCounters, Collector, Context, Emitter, SessionLost, is_blocking
-from agent.model import JobState, Result, Sample, SignalState, job_key
+from agent.model import JobState, LastGood, Result, Sample, SignalState, job_key
 from agent.reasons import describe
 from agent.store import Store
 from agent.units import format_duration
@@ -377,10 +377,12 @@ class Scheduler:
         if result.ok:
             if before is not None and not before.ok:
                 log.info("recovered job=%s kind=%s", state.job, state.kind)
-            return replace(state, result=result, consecutive_failures=0,
+            return replace(state, result=result, consecutive_failures=0, last_good=None,
                            last_success=result.started_at + result.duration)
         level = logging.DEBUG if before is not None and before.error == result.error else logging.WARNING
         log.log(level, "collection failed job=%s kind=%s error=%r", state.job, state.kind, result.error)
+        if before is not None and before.ok:  # its series leave /metrics now; a range still reads them
+            state = replace(state, last_good=LastGood(before.samples, result.started_at + result.duration))
         return replace(state, result=result, consecutive_failures=state.consecutive_failures + 1,
                        errors_total=state.errors_total + 1)
 

@@ -66,11 +66,12 @@ METRICS = (ON_BATTERY, BATTERY_STATUS, CHARGE, RUNTIME, TIME_ON_BATTERY, LOAD, I
 
 # deploy/prometheus/rules/ups.yml, for kind: ups and kind: nut alike
 CONDITIONS = (
-    Condition("UpsOnBattery", "critical", "vigil_ups_on_battery == 1", "on battery"),
-    Condition("UpsRuntimeLow", "critical", "vigil_ups_battery_runtime_seconds < 10 * 60", "{value:duration} left"),
+    Condition("UpsOnBattery", "critical", "last_over_time(vigil_ups_on_battery[3m]) == 1", "on battery"),
+    Condition("UpsRuntimeLow", "critical", "last_over_time(vigil_ups_battery_runtime_seconds[3m]) < 10 * 60",
+              "{value:duration} left"),
     Condition("UpsBatteryLow", "critical",
-              'max by (job, instance, target) (vigil_ups_battery_status{status=~"low|depleted"}) == 1 '
-              "or vigil_ups_battery_charge_ratio < 0.25", "battery low"),
+              'max by (job, instance, target) (last_over_time(vigil_ups_battery_status{status=~"low|depleted"}[3m])) '
+              "== 1 or last_over_time(vigil_ups_battery_charge_ratio[3m]) < 0.25", "battery low"),
     Condition("UpsBatteryReplace", "warning", "vigil_ups_battery_replace_needed == 1", "battery needs replacing"),
     Condition("UpsOverload", "warning", "vigil_ups_load_ratio > 0.9", "phase {phase} loaded at {value:percent}"),
     Condition("UpsSelftestFailed", "warning", "vigil_ups_selftest_passed == 0", "last self-test failed"),

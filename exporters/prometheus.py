@@ -226,6 +226,14 @@ def job_series(state: JobState) -> list[tuple[str, dict[str, str], float]]:
     return series
 
 
+def gone_series(state: JobState) -> list[tuple[str, dict[str, str], float, float]]:
+    """A failing job's last good series, with when they left /metrics: a rule's range still reads them."""
+    last = state.last_good
+    if last is None:
+        return []
+    return [(s.name, {state.label: state.job, **s.labels}, s.value, last.gone_at) for s in last.samples]
+
+
 def agent_series(state_ok: bool, facts: Mapping[MetricSpec, float]) -> list[tuple[str, dict[str, str], float]]:
     """The agent's series about itself (state database, reload, certificate)."""
     return [(STATE_OK.name, {}, int(state_ok)), *((spec.name, {}, value) for spec, value in facts.items())]

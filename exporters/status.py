@@ -25,7 +25,7 @@ from agent import __version__
 from agent.conditions import Concern, judge
 from agent.model import JobState, MetricSpec
 from agent.units import spoken_duration
-from exporters.prometheus import AGENT_CONDITIONS, JOB_CONDITIONS, agent_series, job_series
+from exporters.prometheus import AGENT_CONDITIONS, JOB_CONDITIONS, agent_series, gone_series, job_series
 
 REFRESH_SECONDS = 30
 WAITING = ("pending", "running", "not_checked")  # not judged yet: neither ok nor a problem
@@ -106,7 +106,7 @@ def status_document(snapshot: Mapping[str, JobState], info: Mapping[str, Any], s
 
 def concerns(state: JobState, now: float) -> list[Concern]:
     """What the shipped rules alert on for this job now: the agent's rules about every job, then its kind's."""
-    return judge((*JOB_CONDITIONS, *state.conditions), job_series(state), now)
+    return judge((*JOB_CONDITIONS, *state.conditions), job_series(state), now, gone_series(state))
 
 
 def _not_judged(states: list[JobState]) -> list[dict[str, str]]:

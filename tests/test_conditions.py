@@ -18,8 +18,8 @@ import yaml
 
 from agent import registry
 from agent.conditions import fields, judge, words
-from agent.model import Condition
-from agent.promql import Unsupported, evaluate, index, parse
+from agent.model import Condition, JobState, LastGood, Result, Sample
+from agent.promql import Newest, Unsupported, evaluate, parse
 from exporters.prometheus import AGENT_CONDITIONS, JOB_CONDITIONS
 from tests.conftest import ROOT
 from tests.lab.harness import need
@@ -92,16 +92,38 @@ def test_concerns_come_critical_first_with_the_alerts_labels():
     assert concerns[0].labels == {"room": "a"}
 
 
+def test_a_failed_poll_keeps_a_power_cut_on_the_page_while_the_rules_range_holds_it():
+    """UpsOnBattery reads last_over_time(...[3m]): a failed poll's lost series hold for 3 min after they left."""
+    from collectors import ups_metrics
+    from exporters.status import concerns
+
+    good = (Sample("vigil_ups_on_battery", 1), Sample("vigil_ups_battery_runtime_seconds", 480))
+    failed = Result("ups1", "nut", False, 60, 1, error="upsd did not answer")
+    state = JobState("ups1", "nut", 60, conditions=ups_metrics.CONDITIONS, result=failed,
+                     last_good=LastGood(good, gone_at=61))
+
+    def shown(now: float) -> list[tuple[str, str]]:
+        return [(concern.alert, concern.says) for concern in concerns(state, now)]
+
+    unreachable = [("VigilJobFailing", "collection failing"), ("UpsUnreachable", "cannot be read")]
+    assert shown(61 + 3 * MINUTE) == [("UpsOnBattery", "on battery"), ("UpsRuntimeLow", "8 min left"), *unreachable]
+    assert shown(62 + 3 * MINUTE) == unreachable
+    assert concerns(state, 61 + 3 * MINUTE)[0].labels == {"target": "ups1"}  # as the alert has it
+
+
 # --- the agent's evaluation against Prometheus' own, on the rules' promtool fixtures ----------------
 
-def series_values(notation: str, interval: float) -> list[tuple[float, float]]:
-    """promtool's expanding notation (`1 2 _ 0+60x30 5x10`) as (time, value), as promtool builds it:
-    `a+bxn` is a and n sums after it, `axn` n + 1 times a, `_xn` n gaps."""
-    values: list[float | None] = []
+STALE = "stale"  # promtool's staleness marker: the series left the scrape
+
+
+def series_values(notation: str, interval: float) -> list[tuple[float, float | str]]:
+    """promtool's expanding notation (`1 2 _ stale 0+60x30 5x10`) as (time, value or STALE), as promtool
+    builds it: `a+bxn` is a and n sums after it, `axn` n + 1 times a, `_xn` n gaps."""
+    values: list[float | str | None] = []
     for item in notation.split():
         head, times = (item.split("x") + [""])[:2] if "x" in item else (item, "")
-        if head == "_":
-            values += [None] * (int(times) if times else 1)
+        if head in ("_", STALE):
+            values += [None if head == "_" else STALE] * (int(times) if times else 1)
             continue
         start, step = _start_and_step(head)
         if not times:
@@ -127,15 +149,19 @@ def duration(text: str) -> float:
     return parse_duration(text)
 
 
-def instant(case: dict, at: float) -> list[tuple[str, dict, float]]:
-    """The input series as an instant query at `at` sees them: the newest sample within the lookback."""
+def newest(case: dict, at: float) -> dict[str, list[Newest]]:
+    """The input series as a query at `at` finds them: each one's newest sample (a range skips stale
+    markers) and whether an instant selector still sees it (within the lookback, no stale marker since)."""
     interval = duration(case.get("interval", "1m"))
-    seen = []
+    seen: dict[str, list[Newest]] = {}
     for item in case["input_series"]:
         name, labels = series_labels(item["series"])
-        samples = [value for time, value in series_values(str(item["values"]), interval) if at - LOOKBACK <= time <= at]
-        if samples:
-            seen.append((name, labels, samples[-1]))
+        samples = [(time, value) for time, value in series_values(str(item["values"]), interval) if time <= at]
+        good = [(time, value) for time, value in samples if value != STALE]
+        if good:
+            time, value = good[-1]
+            current = samples[-1][1] != STALE and at - time <= LOOKBACK
+            seen.setdefault(name, []).append(Newest(labels, float(value), time, current))
     return seen
 
 
@@ -169,9 +195,9 @@ def test_the_agent_judges_every_rule_as_prometheus_does_on_the_rules_fixtures(tm
             checks = []
             for at_text in sorted({check["eval_time"] for check in case.get("alert_rule_test", [])}, key=duration):
                 at = duration(at_text)
-                seen = instant(case, at)
+                seen = newest(case, at)
                 for condition in judged:
-                    points = evaluate(condition.expr, index(seen), at)
+                    points = evaluate(condition.expr, seen, at)
                     for point in points:
                         assert fields(condition.says) <= {*point.labels, "value"}, (condition.alert, point.labels)
                         words(condition.says, point.labels, point.value)

@@ -18,6 +18,7 @@ from tests.lab.backup_tools import ResticRepo
 from tests.lab.harness import wait_until
 
 NAMES = ("office-monitor", "office-dumps", "ups-mib")
+OWN_WORDS = ("office hours",)  # the status page's own footer (warnings wait for office hours): not the secret
 
 
 def config_with_names_holding_secrets(tmp_path, snmp_lab) -> tuple[dict, dict[str, str]]:
@@ -40,7 +41,7 @@ def assert_names_whole_and_secret_masked(text: str, where: str) -> None:
     for name in NAMES:
         assert name in text, f"{where}: {name} is missing"
     assert not re.search(r"\*\*\*-(monitor|dumps)", text), f"{where}: a name was rewritten"
-    outside_names = re.sub("|".join(NAMES), "", text)
+    outside_names = re.sub("|".join(NAMES + OWN_WORDS), "", text)
     assert "office" not in outside_names, f"{where}: the secret shows outside a name"
 
 

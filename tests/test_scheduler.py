@@ -147,6 +147,37 @@ def test_a_session_is_reused_across_runs_and_made_anew_after_a_failure(store, tm
     assert store.snapshot()["test:nas"].result.ok
 
 
+def test_a_failing_job_keeps_its_last_good_series_and_when_they_left_metrics(store, tmp_path):
+    """Prometheus keeps a failed poll's lost series and a rule's range (last_over_time) still reads
+    them: the status page judges them too, from when the first failed run took them off /metrics."""
+    broken = tmp_path / "broken"
+    seen = {}
+
+    async def until(check):
+        while (state := store.snapshot().get("test:nas")) is None or state.result is None or not check(state):
+            await asyncio.sleep(0.01)
+        return state
+
+    async def scenario():
+        agent = scheduler(store)
+        agent.apply([spec("nas", fakes.Flaky, fail_when=broken)])
+        seen["good"] = await until(lambda state: state.result.ok)
+        broken.touch()
+        seen["first"] = await until(lambda state: state.consecutive_failures == 1)
+        seen["second"] = await until(lambda state: state.consecutive_failures == 2)
+        broken.unlink()
+        seen["again"] = await until(lambda state: state.result.ok)
+        await agent.stop()
+
+    asyncio.run(scenario())
+    assert seen["good"].last_good is None
+    first, second = seen["first"], seen["second"]
+    assert [sample.value for sample in first.last_good.samples] == [instances("nas")[0].runs]  # the last good run's
+    assert first.last_good.gone_at == first.result.started_at + first.result.duration
+    assert second.last_good == first.last_good, "gone since the first failed run, not the latest"
+    assert seen["again"].last_good is None, "a good run exports its own series again"
+
+
 def runs(job_spec: JobSpec, store, count: int, between=lambda run: None) -> list:
     """`count` runs of one job through the agent's run path, `between(n)` after run n."""
     clock = Clock()

@@ -199,7 +199,8 @@ def broken_server(make_server):
 def test_a_hung_command_is_stopped_at_the_command_timeout(broken_server, context):
     server, mode = broken_server
     mode.write_text("hang")
-    with pytest.raises(SshError, match=r"did not finish within 1s; stopped it"):
+    with pytest.raises(SshError, match=r"^ssh .*@127\.0\.0\.1:\d+: the poll script linux_poll\.sh did not "
+                                       r"finish within 1s; stopped it$"):  # the script by name, not its quoting
         collect(server, context, MAIN_ONLY, command_timeout="1s")
 
 
@@ -232,7 +233,8 @@ def test_a_slow_inventory_fails_its_signal_within_the_runs_timeout_not_the_run(b
     mode.write_text("slow")
     out = collector_kit.collect(ssh_target(server), replace(context, timeout=3.0))
     assert values(out, "vigil_server_cpus") and not values(out, "vigil_server_updates_pending")
-    assert "did not finish within" in out.errors[INVENTORY]
+    assert re.fullmatch(r"ssh .*: the inventory script linux_inventory\.sh did not finish within [\d.]+s; stopped it",
+                        out.errors[INVENTORY]), out.errors[INVENTORY]
     # a run whose time is spent by the main poll (each reading of this clock is 5 s after the last)
     out = collector_kit.collect(ssh_target(server), replace(context, timeout=8.0, clock=StepClock()))
     assert values(out, "vigil_server_cpus")

@@ -263,11 +263,14 @@ class _PinnedOnly(paramiko.MissingHostKeyPolicy):
 
 
 def run(client: paramiko.SSHClient, command: str, *, timeout: float, max_bytes: int = 4 << 20,
-        stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        stdin: bytes | None = None, what: str = "") -> tuple[int, bytes, bytes]:
     """Run one command: (exit status, stdout, stderr). The whole command has `timeout` seconds.
 
+    A failure names the command as `what` says (`the poll script linux_poll.sh`: a script sent
+    inline is unreadable in its shell quoting), or shows the command itself when `what` is empty.
     An exit status of -1 means the server gave none (the command was killed by a signal).
     """
+    named = what or f"`{shorten(command, 60)}`"
     transport = client.get_transport()
     where = _peer(transport)
     deadline = time.monotonic() + timeout
@@ -282,15 +285,15 @@ def run(client: paramiko.SSHClient, command: str, *, timeout: float, max_bytes: 
         if stdin is not None:
             channel.sendall(stdin)
         channel.shutdown_write()
-        out, err = _drain(channel, deadline, max_bytes, where, command, timeout)
+        out, err = _drain(channel, deadline, max_bytes, where, named, timeout)
         return channel.recv_exit_status(), out, err
     except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise SshError(f"ssh {where}: `{shorten(command, 60)}` failed: {_reason(exc)}") from None
+        raise SshError(f"ssh {where}: {named} failed: {_reason(exc)}") from None
     finally:
         channel.close()
 
 
-def _drain(channel: paramiko.Channel, deadline: float, max_bytes: int, where: str, command: str,
+def _drain(channel: paramiko.Channel, deadline: float, max_bytes: int, where: str, named: str,
            timeout: float) -> tuple[bytes, bytes]:
     """Read stdout and stderr until the command exits, within the deadline and the cap."""
     out: list[bytes] = []
@@ -307,7 +310,7 @@ def _drain(channel: paramiko.Channel, deadline: float, max_bytes: int, where: st
                 err.append(chunk)
                 size += len(chunk)
             if size > max_bytes:
-                raise SshError(f"ssh {where}: `{shorten(command, 60)}` wrote more than {max_bytes} bytes; "
+                raise SshError(f"ssh {where}: {named} wrote more than {max_bytes} bytes; "
                                "stopped it")
         if channel.eof_received and (channel.exit_status_ready() or channel.closed):
             if not (channel.recv_ready() or channel.recv_stderr_ready()):
@@ -315,7 +318,7 @@ def _drain(channel: paramiko.Channel, deadline: float, max_bytes: int, where: st
             continue
         left = deadline - time.monotonic()
         if left <= 0:
-            raise SshError(f"ssh {where}: `{shorten(command, 60)}` did not finish within {timeout:g}s; stopped it")
+            raise SshError(f"ssh {where}: {named} did not finish within {round(timeout, 1):g}s; stopped it")
         select.select([channel], [], [], min(left, POLL))
 
 

@@ -116,13 +116,15 @@ class SshCollector(Collector[SshConfig]):
         config = self.config
         ends = self.ctx.clock.monotonic() + self.ctx.timeout - MARGIN
         if config.os == "windows":
-            document = self._parsed(out, partial(windows.command, INVENTORY in due), windows.parse, ends)
+            document = self._parsed(out, partial(windows.command, INVENTORY in due),
+                                    f"the poll script {windows.SCRIPT_NAME}", windows.parse, ends)
             self._checked(windows.emit_poll, out, document, config.ignore_services, config.exclude_mountpoints)
             if INVENTORY in due:
                 with out.signal(INVENTORY):
                     self._checked(windows.emit_inventory, out, document)
             return
-        text = self._parsed(out, partial(linux.command, linux.POLL_SCRIPT), str, ends)
+        text = self._parsed(out, partial(linux.command, linux.POLL_SCRIPT), f"the poll script {linux.POLL_SCRIPT}",
+                            str, ends)
         self._checked(linux.emit_poll, out, text, config.exclude_mountpoints, config.exclude_interfaces)
         if INVENTORY in due:
             with out.signal(INVENTORY):
@@ -131,7 +133,8 @@ class SshCollector(Collector[SshConfig]):
                     raise SshError(f"ssh {self._where}: {max(left, 0):.1f}s left of the run's "
                                    f"{self.ctx.timeout:g}s timeout for the inventory; give the target a "
                                    "longer timeout")
-                inventory = self._parsed(out, partial(linux.command, linux.INVENTORY_SCRIPT), str, ends)
+                inventory = self._parsed(out, partial(linux.command, linux.INVENTORY_SCRIPT),
+                                         f"the inventory script {linux.INVENTORY_SCRIPT}", str, ends)
                 self._checked(linux.emit_inventory, out, inventory)
 
     def close(self) -> None:
@@ -140,15 +143,16 @@ class SshCollector(Collector[SshConfig]):
                 client.close()
         self.client = self.jump_client = None
 
-    def _parsed(self, out: Emitter, command: Callable[[int], str], parse, ends: float):
+    def _parsed(self, out: Emitter, command: Callable[[int], str], what: str, parse, ends: float):
         """Run one command (ending by `ends` at the latest, on the server a little later: `command(seconds)`
-        is its line) and parse its reply; a failure names the server and what came back."""
+        is its line) and parse its reply; a failure names the server, the script (`what`, never its shell
+        quoting) and what came back."""
         if self.client is None:
             raise SshError(f"ssh {self._where}: not connected")
         timeout = max(0.1, min(self.config.command_timeout, ends - self.ctx.clock.monotonic()))
         try:
             status, stdout, stderr = run(self.client, command(math.ceil(timeout) + SERVER_GRACE), timeout=timeout,
-                                         max_bytes=MAX_REPLY)
+                                         max_bytes=MAX_REPLY, what=what)
         except SshError as exc:
             if isinstance(exc, ConnectionClosed) and self.served:  # nothing ran: the agent polls once more
                 raise KeptConnectionClosed(f"ssh {self._where}: the server closed the connection") from None
@@ -161,7 +165,7 @@ class SshCollector(Collector[SshConfig]):
         self.served = True
         if status != 0:
             said = stderr.decode("utf-8", "replace").strip().splitlines()
-            raise SshError(f"ssh {self._where}: the poll command exited with status {status}"
+            raise SshError(f"ssh {self._where}: {what} exited with status {status}"
                            + (f": {shorten(said[-1], 200)}" if said else ""))
         return self._checked(parse, stdout.decode("utf-8", "replace"))
 

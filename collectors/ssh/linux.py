@@ -17,8 +17,8 @@ from collectors import server_metrics as m
 from collectors.ssh.output import OutputError, Sections, number
 
 HERE = Path(__file__).parent
-POLL_SCRIPT = (HERE / "linux_poll.sh").read_text()
-INVENTORY_SCRIPT = (HERE / "linux_inventory.sh").read_text()
+POLL_SCRIPT, INVENTORY_SCRIPT = "linux_poll.sh", "linux_inventory.sh"
+SCRIPTS = {name: (HERE / name).read_text() for name in (POLL_SCRIPT, INVENTORY_SCRIPT)}
 
 # Read-only images and overlays that always look full, as for the host collector.
 IGNORED_FSTYPES = frozenset({"squashfs", "iso9660", "udf", "erofs", "overlay", "tmpfs", "devtmpfs"})
@@ -28,10 +28,10 @@ MAX_NAMES = 10  # failed unit names exported, so that a bad day cannot explode t
 
 
 def command(script: str, seconds: int) -> str:
-    """The one exec line: the script as an argument of /bin/sh, whatever the user's login shell, in
-    `timeout` (coreutils, as the poll script's stat already needs), which ends the script and every
+    """The one exec line: the script (one of SCRIPTS) as an argument of /bin/sh, whatever the user's login
+    shell, in `timeout` (coreutils, as the poll script's stat already needs), which ends the script and every
     process it started after `seconds` (and kills them 2 s later if they are still there)."""
-    return f"exec timeout -k 2 {seconds} /bin/sh -c {shlex.quote(script)} </dev/null"
+    return f"exec timeout -k 2 {seconds} /bin/sh -c {shlex.quote(SCRIPTS[script])} </dev/null"
 
 
 def emit_poll(out: Emitter, text: str, exclude_mountpoints: tuple[str, ...] = (),

@@ -18,7 +18,8 @@ from agent.reasons import shorten
 from collectors import server_metrics as m
 from collectors.ssh.output import OutputError, number
 
-SCRIPT = (Path(__file__).parent / "windows_poll.ps1").read_text()
+SCRIPT_NAME = "windows_poll.ps1"
+SCRIPT = (Path(__file__).parent / SCRIPT_NAME).read_text()
 TICKS = 1e7  # the CPU counters count 100 ns units
 MAX_NAMES = 10  # stopped service names exported, so that a bad day cannot explode the series count
 REQUIRED = ("cpu", "memory")

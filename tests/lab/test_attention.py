@@ -139,6 +139,25 @@ def agree(agent, prom, expected: set[tuple[str, str]]) -> set[tuple]:
     return last["page"]
 
 
+def test_a_ups_on_battery_that_cannot_be_read_stays_on_battery_on_the_page_as_in_prometheus(
+        serverroom, start_agent, write_config, tmp_path):
+    """The UPS pages read last_over_time(...[3m]): a failed poll neither resolves a power cut in
+    Prometheus nor on the page, which judges the last good series the failed polls took off /metrics."""
+    from tests.lab.prometheus import prometheus
+
+    config = write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\n" + yaml.safe_dump(
+        {"targets": [serverroom.target("serverroom", name="ups-serverroom", interval="1s")]}))
+    agent = start_agent(config)
+    scrape = [{"job_name": "vigil", "static_configs": [{"targets": [agent.url.removeprefix("http://")]}]}]
+    with prometheus(tmp_path / "prom", scrape, without_delays(tmp_path / "rules")) as prom:
+        on_battery = {("UpsOnBattery", "ups-serverroom"), ("UpsRuntimeLow", "ups-serverroom")}
+        assert not {alert for alert, _, _ in agree(agent, prom, on_battery)} & {"UpsUnreachable", "VigilJobFailing"}
+        serverroom.kill()  # upsd crashes: every poll fails from now on
+        agree(agent, prom, on_battery | {("UpsUnreachable", "ups-serverroom"), ("VigilJobFailing", "ups-serverroom")})
+    (job,) = status(agent)["jobs"]
+    assert job["state"] == "failed"
+
+
 @pytest.fixture
 def alerting_server(tmp_path):
     """An sshd "server" whose "/" is 99% full and with two failed systemd units."""
@@ -192,10 +211,18 @@ def test_the_page_once_and_prometheus_with_the_shipped_rules_agree(serverroom, a
                                                  ("UpsRuntimeLow", "ups-serverroom")})
             assert ("UpsRuntimeLow", "critical", (("target", "ups-rack"),)) not in after
 
-        summary = re.search(r"<p class='summary bad' id='summary'>(.*?)</p>", agent.get("/")[1].decode()).group(1)
+        page = agent.get("/")[1].decode()
+        summary = re.search(r"<p class='summary bad' id='summary'>(.*?)</p>", page).group(1)
         assert summary.startswith("1 of 4 targets down (nas-01), 3 need attention: ")
         assert "ups-serverroom on battery, 8 min left" in summary and "ups-rack on battery" in summary
         assert "fileserver-01 1.0% free on /, 2 failed units" in summary
+        # reasons in words: no class name (LocationError:, SshError:), no script in its shell quoting
+        document = status(agent)
+        (board,) = document["boards"]["Backups"]
+        assert board["detail"] == f"primary: cannot list {tmp_path / 'gone'}: No such file or directory"
+        reasons = [board["detail"], *(job["last_error"] for job in document["jobs"]),
+                   *(signal["error"] for job in document["jobs"] for signal in job["signals"])]
+        assert not [reason for reason in reasons if re.search(r"\b[A-Z]\w*(Error|Exception)\b|/bin/sh|'\"'", reason)]
         keep_screenshots(agent, tmp_path)
 
         # the same from `once`, but pending updates: they come from the SSH inventory, which one run
