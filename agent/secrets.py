@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, SecretStr
 
 from agent import redact
 
+MAX_SECRET_BYTES = 64 << 10  # a PEM key with its chain is a few KiB
 _REFERENCE = re.compile(r"\$\{(env|file|cred):([^}]+)\}")
 
 
@@ -54,14 +56,38 @@ def resolve_reference(value: object) -> SecretStr:
 
 
 def _read_secret_file(path: Path, what: str) -> str:
+    """The file's text without its last line break: a small regular file only, whatever the path names. A FIFO
+    would wait for a writer and a device never end, so neither is opened as a secret (O_NONBLOCK keeps a
+    FIFO swapped in meanwhile from waiting too)."""
     try:
-        return path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+        _must_be_regular(os.stat(path).st_mode, what)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with os.fdopen(descriptor, "rb") as file:
+            _must_be_regular(os.fstat(descriptor).st_mode, what)
+            raw = file.read(MAX_SECRET_BYTES + 1)
     except FileNotFoundError:
         raise ValueError(f"{what} does not exist") from None
     except PermissionError:
         raise ValueError(f"{what} is not readable by this user") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{what} cannot be read ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise ValueError(f"{what} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if len(raw) > MAX_SECRET_BYTES:
+        raise ValueError(f"{what} is larger than {MAX_SECRET_BYTES >> 10} KiB: is it the secret?")
+    try:
+        return raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} is not UTF-8 text") from None
+
+
+def _must_be_regular(mode: int, what: str) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _NOT_FILES if test(mode)), "not a file")
+        raise ValueError(f"{what} is not a regular file ({kind}); point the reference at the file that holds "
+                         "the secret")
+
+
+_NOT_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_reference)]
