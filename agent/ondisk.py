@@ -4,7 +4,8 @@ A field that names something on this host's disk is typed with one of the types 
 check walks the loaded config and looks at each. What decides error or warning:
 
 - a key, known_hosts, CA or certificate file, or a tool given by its path, that is not there
-  (or is a folder) is an error: nothing creates it, and the first poll would fail;
+  (or is a folder, or for a file a FIFO or a device) is an error: nothing creates it, and the
+  first poll would fail or wait;
 - a backup folder or local repository that is not there is a warning: a mount may be down
   while the config is checked, or the first backup may create it; until then the job says
   `unreachable`;
@@ -112,10 +113,24 @@ def _look(marker: OnDisk, value: object) -> tuple[str, bool] | None:
     if stat.S_ISDIR(mode) != (marker.what == "directory"):
         return (f"{shown} is a directory, not a file" if stat.S_ISDIR(mode) else
                 f"{shown} is a file, not a directory"), True
+    if marker.what == "file" and (kind := not_regular(mode)):
+        return f"{shown} is not a regular file ({kind})", True
     if marker.what == "program":
         return None if os.access(text, os.X_OK) else (_unusable(shown, "run"), False)
     need = os.R_OK | (os.X_OK if marker.what == "directory" else 0)
     return None if os.access(text, need) else (_unusable(shown, "read"), False)
+
+
+def not_regular(mode: int) -> str | None:
+    """What a file that is not a regular file is (`a FIFO`, `a character device`); None for a regular one. Read,
+    a FIFO waits for a writer and a device may never end."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _NOT_REGULAR if test(mode)), "not a file")
+
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 def _unusable(shown: str, verb: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +18,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, SecretStr
 
 from agent import redact
+from agent.ondisk import not_regular
 
 MAX_SECRET_BYTES = 64 << 10  # a PEM key with its chain is a few KiB
 _REFERENCE = re.compile(r"\$\{(env|file|cred):([^}]+)\}")
@@ -80,14 +80,9 @@ def _read_secret_file(path: Path, what: str) -> str:
 
 
 def _must_be_regular(mode: int, what: str) -> None:
-    if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _NOT_FILES if test(mode)), "not a file")
+    if kind := not_regular(mode):
         raise ValueError(f"{what} is not a regular file ({kind}); point the reference at the file that holds "
                          "the secret")
-
-
-_NOT_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_reference)]

@@ -128,12 +128,14 @@ def test_a_folder_or_local_repository_not_there_yet_is_a_warning(tmp_path, write
 
 
 def test_a_path_that_is_not_what_the_field_needs_is_an_error(tmp_path, write_config):
-    config = {"targets": [{"name": "s", "kind": "ssh", **SSH, "key_file": str(tmp_path), "known_hosts": __file__}],
+    """A folder for a file, a file for a folder, and a device for a file (read, it never ends)."""
+    config = {"targets": [{"name": "s", "kind": "ssh", **SSH, "key_file": str(tmp_path), "known_hosts": "/dev/zero"}],
               "backups": [job("dumps", {"kind": "files", "path": __file__})]}
     with pytest.raises(ConfigError) as caught:
         load_config(write_config(yaml.safe_dump(config, sort_keys=False)))
     messages = {issue.path: issue.message for issue in caught.value.issues}
     assert messages["targets[0].key_file"].startswith(f"{tmp_path} is a directory, not a file"), messages
+    assert messages["targets[0].known_hosts"] == "/dev/zero is not a regular file (a character device)", messages
     assert messages["backups[0].primary.path"].startswith(f"{__file__} is a file, not a directory"), messages
 
 
