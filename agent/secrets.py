@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, SecretStr
 
 from agent import redact
 from agent.ondisk import not_regular
@@ -86,6 +86,27 @@ def _must_be_regular(mode: int, what: str) -> None:
 
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_reference)]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(use: str, ascii_only: bool = False) -> AfterValidator:
+    """For a secret sent in `use` (an HTTP header, a line of a protocol), which cannot carry a line break: refused
+    when the config loads, never handed to a library that would refuse it in a message showing it, or to a
+    protocol where its second line would be a second command."""
+
+    def check(secret: SecretStr) -> SecretStr:
+        value = secret.get_secret_value()
+        if _CONTROL.search(value):
+            raise ValueError(f"the secret holds a line break or another control character, which {use} cannot "
+                             "carry; remove it from the secret")
+        if ascii_only and not value.isascii():
+            raise ValueError(f"the secret holds a character outside ASCII, which {use} cannot carry")
+        return secret
+
+    return AfterValidator(check)
+
+
+HeaderSecret = Annotated[Secret, one_line("an HTTP header", ascii_only=True)]
 
 
 def resolve_if_reference(value: object) -> SecretStr:

@@ -7,7 +7,6 @@ import json
 import os
 import resource
 import signal
-import stat
 import subprocess
 
 import pytest
@@ -16,7 +15,8 @@ from tests.conftest import ROOT, vigil_argv
 from tests.lab.harness import wait_until
 from tests.test_lifecycle import metric
 
-COUNTING = "listen: 127.0.0.1:{port}\nstate_dir: {state}\ntargets:\n  - {name: ticking, kind: counting, interval: 300ms}\n"
+COUNTING = ("listen: 127.0.0.1:{port}\nstate_dir: {state}\ntargets:\n"
+            "  - {name: ticking, kind: counting, interval: 300ms}\n")
 MERAKI = "  - name: meraki\n    kind: meraki\n    api_key: ${{file:{path}}}\n"
 
 
