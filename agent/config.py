@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, PlainValidator, ValidationError, model_va
 
 from agent import ondisk, redact, registry, yamlfile
 from agent.schema import Dispatched, Duration, Lazy, StrictModel, TargetConfig, dispatched, lazy
-from agent.secrets import secret_fields
+from agent.secrets import file_warnings, secret_fields
 
 DEFAULT_PATH = Path("/etc/vigil/vigil.yaml")
 EMBEDDED = "(embedded default)"
@@ -239,7 +239,7 @@ def _warnings(config: AgentConfig, data: dict) -> list[tuple[tuple, str]]:
     for index, job in enumerate(config.backups):
         warnings += [(("backups", index, *loc), message) for loc, message in backup_warnings(job)]
     warnings += [(loc, message) for loc, message, error in ondisk.problems(config) if not error]
-    return warnings + _names_holding_secrets(config)
+    return warnings + list(file_warnings(data)) + _names_holding_secrets(config)
 
 
 def _names(config: AgentConfig) -> Iterator[tuple[tuple, str, str]]:

@@ -18,7 +18,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, BeforeValidator, SecretStr
 
 from agent import redact
-from agent.ondisk import not_regular
+from agent.ondisk import exposed, not_regular
 
 MAX_SECRET_BYTES = 64 << 10  # a PEM key with its chain is a few KiB
 _REFERENCE = re.compile(r"\$\{(env|file|cred):([^}]+)\}")
@@ -120,6 +120,20 @@ def resolve_if_reference(value: object) -> SecretStr:
 
 
 SecretOrValue = Annotated[SecretStr, BeforeValidator(resolve_if_reference)]
+
+
+def file_warnings(data: object, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """(field path, message) for each `${file:}` secret in a config as written whose file is open to others or
+    behind a link (agent.ondisk.exposed). `${cred:}` files are systemd's to keep."""
+    if isinstance(data, str) and (match := _REFERENCE.fullmatch(data.strip())) and match[1] == "file":
+        if exposure := exposed(match[2]):
+            yield path, f"secret file {match[2]} {exposure}"
+    elif isinstance(data, dict):
+        for key, item in data.items():
+            yield from file_warnings(item, (*path, key))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            yield from file_warnings(item, (*path, index))
 
 
 def secret_fields(value: object, path: tuple = ()) -> Iterator[tuple[tuple, str]]:

@@ -108,14 +108,16 @@ def test_every_file_the_config_names_that_does_not_exist_is_an_error_with_its_li
 
 def test_a_folder_or_local_repository_not_there_yet_is_a_warning(tmp_path, write_config, monkeypatch):
     monkeypatch.setenv("T_PW", "a-password")
-    gone = tmp_path / "gone"
+    gone, key = tmp_path / "gone", tmp_path / "key"
+    key.write_text("key")
+    key.chmod(0o600)
     config = {"backups": [job("dumps", {"kind": "files", "path": str(gone / "dumps")}),
                           job("restic", {"kind": "restic", "repository": str(gone / "restic"),
                                          "password": "${env:T_PW}"}),
                           job("restic-local", {"kind": "restic", "repository": f"local:{gone}/restic2",
                                                "password": "${env:T_PW}"}),
                           job("borg", {"kind": "borg", "repository": str(gone / "borg")}),
-                          job("no-tool", {"kind": "borg", "repository": "ssh://vigil@nas/./r", "key_file": __file__,
+                          job("no-tool", {"kind": "borg", "repository": "ssh://vigil@nas/./r", "key_file": str(key),
                                           "known_hosts": __file__, "binary": "borg-not-installed"})]}
     loaded = load_config(write_config(yaml.safe_dump(config, sort_keys=False)))
     warnings = {warning.path: warning.message for warning in loaded.warnings}
