@@ -1,5 +1,6 @@
 """Files that hold what vigil knows or reads stay private: the state it creates is its user's alone whatever
-the umask, and a secret or key file others can read, or reached through a link, is warned of as ssh would."""
+the umask, a secret or key file others can read, or reached through a link, is warned of as ssh would, and
+a file given as the config that is not one is never shown."""
 
 from __future__ import annotations
 
@@ -72,3 +73,29 @@ def test_a_secret_or_key_file_open_to_others_or_behind_a_link_is_warned_of_by_ch
     assert sorted(line[line.index(str(config)):] for line in logged) == expected, logged
     fault_report(fault="secret and key files mode 0644/0640, a secret behind a symlink",
                  expected="a warning each, by check-config and at start", observed=f"{len(logged)} warnings")
+
+
+SHADOW = "root:$y$j9T$abcdefgh$ijklmnop:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"  # each line a YAML key
+
+
+def test_check_config_pointed_at_a_file_that_is_not_a_config_never_shows_its_content(tmp_path, write_config,
+                                                                                      fault_report):
+    """`check-config -c` at a link to /etc/shadow printed every line as "unknown key `root:$y$...`"; so did a
+    web_config naming it."""
+    shadow = tmp_path / "shadow"
+    shadow.write_text(SHADOW)
+    link = tmp_path / "vigil.yaml"
+    link.symlink_to(shadow)
+    web = write_config("web_config: " + str(link) + "\n", name="web.yaml")
+    said = {}
+    for config, keys in ((link, "listen, state_dir, web_config, workers, backup_workers, defaults, targets, backups"),
+                         (web, "tls_server_config, http_server_config, basic_auth_users")):
+        done = subprocess.run(vigil_argv("check-config", "-c", str(config)), cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert "$y$" not in done.stdout + done.stderr and "daemon" not in done.stdout + done.stderr, done.stderr
+        said[config] = done.stderr.splitlines()[0]
+        assert said[config] == (f"{link}: none of its 2 top-level keys is one this file takes ({keys}), so its "
+                                f"content is not shown; it is a symbolic link to {shadow}: is it the file meant?")
+    fault_report(fault="check-config -c a link to a shadow-like file", expected="the file described, no line shown",
+                 observed=said[link].split(": ", 1)[1])
