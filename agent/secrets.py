@@ -5,6 +5,11 @@ config loads, so a missing secret is a config error with a line number, and the 
 is wrapped in SecretStr so it never reaches a log, a status page or an exception. Each
 resolved value is also registered with agent.redact, which masks it in any text that
 leaves the agent, should a tool or library echo it.
+
+A `${file:}` secret is read only from a small regular file, never waiting: a FIFO would
+wait for a writer and a device never end. One open to others or reached through a link
+is warned of (`file_warnings`). A secret sent in a header or a protocol line (`one_line`)
+must not hold a line break, which a library would refuse in a message showing it.
 """
 
 from __future__ import annotations

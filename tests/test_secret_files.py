@@ -57,27 +57,42 @@ def test_a_reload_whose_secret_is_a_fifo_fails_and_the_agent_keeps_collecting_an
 def test_a_reload_that_cannot_read_its_config_gives_up_at_the_deadline(start_agent, write_config, tmp_path,
                                                                         fault_report):
     """A file that never answers (a hung mount; here a FIFO in place of the config, whose open waits for a
-    writer): the reload gives up after its deadline, and a later one, with the file back, applies."""
+    writer): each reload gives up after its deadline, leaving its thread waiting; past three such threads a
+    reload is refused at once; once the file answers they end, and a reload applies."""
     config = write_config(COUNTING)
     agent = start_agent(config, test_kinds=True)
     good = config.read_text()
     config.unlink()
     os.mkfifo(config)
-    agent.peer.signal(signal.SIGHUP)
-    wait_until(lambda: "reload rejected" in agent.peer.output(), 30, "the reload to give up")
+    for count in (1, 2, 3):
+        agent.peer.signal(signal.SIGHUP)
+        wait_until(lambda count=count: agent.peer.output().count("reload rejected") == count, 30,
+                   "the reload to give up")
     reason = json.loads(agent.get("/status.json")[1])["reload_error"]
     assert reason.startswith(f"{config}: not read within 10s"), reason
     ticks = metric(agent.metrics(), "vigil_test_ticks", "ticking")
     wait_until(lambda: metric(agent.metrics(), "vigil_test_ticks", "ticking") >= ticks + 3, 10,
                "the running target to keep its schedule")
+    agent.peer.signal(signal.SIGHUP)
+    wait_until(lambda: agent.peer.output().count("reload rejected") == 4, 10, "the fourth reload refused")
+    refused = json.loads(agent.get("/status.json")[1])["reload_error"]
+    assert refused == f"{config}: 3 earlier reloads still wait for a file that does not answer; restart vigil " \
+                      "once it answers", refused
+    writer = os.open(config, os.O_WRONLY | os.O_NONBLOCK)  # the waiting reloads have it open: they read and end
+    os.write(writer, good.encode())
+    os.close(writer)
     config.unlink()
     config.write_text(good + "  - {name: added, kind: counting, interval: 300ms}\n")
-    agent.peer.signal(signal.SIGHUP)
-    wait_until(lambda: metric(agent.metrics(), "vigil_test_ticks", "added"), 20, "the next reload to apply")
+
+    def reloaded() -> float | None:
+        agent.peer.signal(signal.SIGHUP)
+        return metric(agent.metrics(), "vigil_test_ticks", "added")
+
+    wait_until(reloaded, 20, "a reload to apply", interval=1.0)
     agent.peer.signal(signal.SIGTERM)
     assert agent.peer.process.wait(10) == 0
-    fault_report(fault="SIGHUP while the config's file never answers", expected="reload given up at its deadline; "
-                 "a later reload applies", observed=reason)
+    fault_report(fault="SIGHUP x4 while the config's file never answers", expected="each reload given up at its "
+                 "deadline, the 4th refused at once; a reload applies once it answers", observed=f"{reason}; {refused}")
 
 
 @pytest.mark.parametrize("what, make, expected", [

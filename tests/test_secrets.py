@@ -86,6 +86,19 @@ def test_a_secret_with_a_line_break_is_refused_where_it_travels_in_one_line(tmp_
     assert "SECRET-" not in out.err + out.out
 
 
+def test_a_header_secret_outside_ascii_is_refused_without_showing_it(tmp_path, capsys):
+    """httpx refused it with "'ascii' codec can't encode character '\\xe9' in position 5": a character of it."""
+    secret = tmp_path / "secret"
+    secret.write_text("clé-de-l-api-0123\n")
+    config = tmp_path / "vigil.yaml"
+    config.write_text(SENT_ONE_LINE["meraki api_key"][0].replace("SECRET", str(secret)))
+    assert main(["check-config", "-c", str(config)]) == 2
+    out = capsys.readouterr()
+    assert out.err.splitlines()[0] == f"{config}:4: targets[0].api_key: the secret holds a character outside " \
+                                      "ASCII, which an HTTP header cannot carry", out.err
+    assert "é" not in out.err and "xe9" not in out.err
+
+
 def test_once_with_a_multi_line_api_key_refuses_it_and_shows_no_line_of_it(meraki_fakes, meraki_target, tmp_path,
                                                                           write_config, fault_report):
     """The issue's repro, `once --format json` against a Meraki peer: it printed
