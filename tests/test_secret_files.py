@@ -39,6 +39,7 @@ def test_a_reload_whose_secret_is_a_fifo_fails_and_the_agent_keeps_collecting_an
     os.mkfifo(fifo)
     config = write_config(COUNTING)
     agent = start_agent(config, test_kinds=True)
+    wait_until(lambda: metric(agent.metrics(), "vigil_test_ticks", "ticking"), 10, "the first collection")
     config.write_text(config.read_text() + MERAKI.format(path=fifo))
     agent.peer.signal(signal.SIGHUP)
     wait_until(lambda: "reload rejected" in agent.peer.output(), 20, "the reload to be rejected")
