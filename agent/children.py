@@ -1,5 +1,8 @@
 """Child processes (restic, borg and the ssh behind them), each in its own process group.
 
+A child gets the tool's own variables and only the basics of the agent's environment
+(`environment`): the agent's environment holds every `${env:}` secret of every job.
+
 A thread cannot be killed, but its child can: a timeout kills the child's whole group,
 and so does the agent's stop (`stop_all`), so no tool outlives the run that started it
 or the agent (under systemd a survivor would be reparented and keep reading a
@@ -17,12 +20,19 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 REAP_TIMEOUT = 5.0  # seconds to collect a killed group's last output
 MAX_OUTPUT = 256 << 20  # bytes a tool may write on each stream (restic's JSON of 100,000 snapshots is ~60 MiB)
+
+# what a tool, and the ssh it starts, needs of the agent's environment (and every LC_*): where programs are,
+# the home, language and time zone, temporary files, the way out (proxies), the CAs the system trusts, an ssh agent
+PASSED_ON = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSL_CERT_FILE",
+                       "SSL_CERT_DIR", "SSH_AUTH_SOCK", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+                       "http_proxy", "https_proxy", "no_proxy", "all_proxy"})
 
 _live: set[subprocess.Popen] = set()
 _lock = threading.Lock()
@@ -37,14 +47,21 @@ class OutputTooLarge(Exception):
     """The child wrote more than it may on one stream; its group was killed."""
 
 
-def run(argv: list[str], env: dict[str, str], timeout: float, max_bytes: int | None = None
+def environment(own: Mapping[str, str]) -> dict[str, str]:
+    """A child's environment: the basics of the agent's (PASSED_ON, LC_*) and the child's own variables."""
+    basics = {name: value for name, value in os.environ.items() if name in PASSED_ON or name.startswith("LC_")}
+    return {**basics, **own}
+
+
+def run(argv: list[str], env: Mapping[str, str], timeout: float, max_bytes: int | None = None
         ) -> subprocess.CompletedProcess:
-    """Like subprocess.run capturing text (undecodable bytes replaced), the child leading its own group;
-    a child that outlives `timeout` or writes more than `max_bytes` (default MAX_OUTPUT) on a stream is killed."""
+    """Like subprocess.run capturing text (undecodable bytes replaced), the child leading its own group and
+    given `environment(env)`; a child that outlives `timeout` or writes more than `max_bytes` (default
+    MAX_OUTPUT) on a stream is killed."""
     with _lock:
         if _stopping:
             raise Stopping(f"{argv[0]} not started: the agent is stopping")
-        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # noqa: S603 — an argv list, never a shell
+        process = subprocess.Popen(argv, env=environment(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # noqa: S603 — an argv list, never a shell
                                    stderr=subprocess.PIPE, start_new_session=True)
         _live.add(process)
     try:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, PlainValidator, ValidationError, model_va
 
 from agent import ondisk, redact, registry, yamlfile
 from agent.schema import Dispatched, Duration, Lazy, StrictModel, TargetConfig, dispatched, lazy
-from agent.secrets import secret_fields
+from agent.secrets import file_warnings, secret_fields
 
 DEFAULT_PATH = Path("/etc/vigil/vigil.yaml")
 EMBEDDED = "(embedded default)"
@@ -164,7 +164,9 @@ def load_model(model: type[StrictModel], path: Path, checks=None, raw_checks=Non
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue(file, 1, "", "the file must be a mapping of keys")])
+        raise ConfigError([ConfigIssue(file, 1, "", "the file must be a mapping of keys" + _what_file(path, ": "))])
+    if data and not any(_known_or_close(key, model) for key in data):
+        raise ConfigError([ConfigIssue(file, None, "", _not_this_kind_of_file(model, path, len(data)))])
     early = [_issue(loc, message, lines, file) for loc, message in (raw_checks(data) if raw_checks else [])]
     try:
         loaded = model.model_validate(data)
@@ -178,6 +180,27 @@ def load_model(model: type[StrictModel], path: Path, checks=None, raw_checks=Non
     if warn is not None and warnings is not None:
         warnings += [_issue(loc, message, lines, file) for loc, message in warn(loaded, data)]
     return loaded
+
+
+def _known_or_close(key: object, model: type[StrictModel]) -> bool:
+    """A key the model takes, or one a typo away from it."""
+    return bool(difflib.get_close_matches(str(key), list(model.model_fields), n=1, cutoff=0.6))
+
+
+def _not_this_kind_of_file(model: type[StrictModel], path: Path, count: int) -> str:
+    """For a file none of whose keys the model takes (`-c` at /etc/shadow, whose lines read as keys): what
+    the file is, never what it holds."""
+    return (f"none of its {count} top-level key{'s' * (count != 1)} is one this file takes "
+            f"({', '.join(model.model_fields)}), so its content is not shown{_what_file(path, '; ')}: is it the "
+            "file meant?")
+
+
+def _what_file(path: Path, glue: str) -> str:
+    """`glue` and what a file given by a link is, or "" for a file named as itself."""
+    try:
+        return f"{glue}it is a symbolic link to {os.readlink(path)}" if path.is_symlink() else ""
+    except OSError:
+        return ""
 
 
 def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
@@ -240,7 +263,7 @@ def _warnings(config: AgentConfig, data: dict) -> list[tuple[tuple, str]]:
     for index, job in enumerate(config.backups):
         warnings += [(("backups", index, *loc), message) for loc, message in backup_warnings(job)]
     warnings += [(loc, message) for loc, message, error in ondisk.problems(config) if not error]
-    return warnings + _names_holding_secrets(config)
+    return warnings + list(file_warnings(data)) + _names_holding_secrets(config)
 
 
 def _names(config: AgentConfig) -> Iterator[tuple[tuple, str, str]]:

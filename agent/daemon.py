@@ -2,7 +2,9 @@
 
 READY=1 once the first config is loaded and the endpoint listens; SIGHUP reloads
 (an invalid new config is logged and the running one kept, and READY=1 follows
-RELOADING=1 whatever happens); the watchdog is pinged from the event loop.
+RELOADING=1 whatever happens); the watchdog is pinged from the event loop. A reload
+reads the config and every file it names in a thread of its own, with a deadline, so
+a file that never answers holds that thread, never collection or SIGTERM.
 
 SIGTERM stops in an order that protects the history: the jobs stop first, then the
 store drains its writes and closes the database, and only then are child tools still
@@ -12,15 +14,17 @@ running killed, so a run they end early can no longer write anything.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 
 from agent import children, systemd
 from agent.clock import Clock
 from agent.collector import Context
-from agent.config import ConfigError, LoadedConfig, load_config
+from agent.config import DEFAULT_PATH, ConfigError, ConfigIssue, LoadedConfig, load_config
 from agent.jobs import all_jobs
 from agent.ratelimit import RateLimits
 from agent.reasons import describe
@@ -35,6 +39,8 @@ from exporters.webconfig import WebConfig, load_web_config
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 5.0  # seconds for jobs to wind down, well inside the unit's TimeoutStopSec
+RELOAD_TIMEOUT = 10.0  # seconds to read the config and the files it names
+MAX_STUCK_READS = 3  # reloads left waiting for a file that never answered; beyond, a reload is refused
 
 
 class Agent:
@@ -52,6 +58,9 @@ class Agent:
         self.clock = Clock()
         self.context = Context(self.clock, RateLimits(self.clock), config.state_dir, self.store.db)
         self._stop = asyncio.Event()
+        self._reloading: asyncio.Task | None = None
+        self._reload_again = False
+        self._stuck: set[threading.Thread] = set()  # reload threads still waiting for a file
 
     async def run(self) -> None:
         config = self._loaded.config
@@ -79,6 +88,8 @@ class Agent:
         systemd.notify("STOPPING=1")
         if watchdog is not None:
             watchdog.cancel()
+        if self._reloading is not None:
+            self._reloading.cancel()
         try:
             await asyncio.wait_for(scheduler.stop(STOP_TIMEOUT), STOP_TIMEOUT + 1)
         except TimeoutError:
@@ -92,21 +103,58 @@ class Agent:
             log.info("stopped after %s", format_duration(time.monotonic() - stopping_since))
 
     def _reload(self, scheduler: Scheduler) -> None:
-        systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
-        try:
-            self._apply_new_config(scheduler)
-        except ConfigError as exc:
-            self._reload_failed("; ".join(map(str, exc.issues)))
-            log.error("reload rejected, keeping the running config: %s", self.site.info["reload_error"])
-        except Exception as exc:  # a bug must not leave systemd's unit "reloading" nor kill the agent
-            self._reload_failed(describe(exc))
-            log.exception("reload failed part-way; the jobs or web config may be the old ones")
-        finally:
-            systemd.notify("READY=1")
+        """SIGHUP: one reload at a time; a SIGHUP during one asks for another after it (the file may have
+        changed since it was read)."""
+        if self._reloading is not None and not self._reloading.done():
+            self._reload_again = True
+            return
+        self._reloading = asyncio.create_task(self._reload_now(scheduler))
 
-    def _apply_new_config(self, scheduler: Scheduler) -> None:
-        loaded = load_config(self._config_path)
-        web = load_web_config(loaded.config.web_config)
+    async def _reload_now(self, scheduler: Scheduler) -> None:
+        while True:
+            self._reload_again = False
+            systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+            try:
+                self._apply_new_config(scheduler, *await self._read_config())
+            except ConfigError as exc:
+                self._reload_failed("; ".join(map(str, exc.issues)))
+                log.error("reload rejected, keeping the running config: %s", self.site.info["reload_error"])
+            except Exception as exc:  # a bug must not leave systemd's unit "reloading" nor kill the agent
+                self._reload_failed(describe(exc))
+                log.exception("reload failed part-way; the jobs or web config may be the old ones")
+            systemd.notify("READY=1")  # not when cancelled: the agent is stopping
+            if not self._reload_again:
+                return
+
+    async def _read_config(self) -> tuple[LoadedConfig, WebConfig]:
+        """The config and its web config, read in a thread of their own: a file that never answers (a hung
+        mount) holds that thread, never the event loop, and the reload gives up after RELOAD_TIMEOUT."""
+        where = str(self._config_path or DEFAULT_PATH)
+        self._stuck = {thread for thread in self._stuck if thread.is_alive()}
+        if len(self._stuck) >= MAX_STUCK_READS:
+            raise ConfigError([ConfigIssue(where, None, "", f"{len(self._stuck)} earlier reloads still wait for a "
+                                           "file that does not answer; restart vigil once it answers")])
+        read: concurrent.futures.Future = concurrent.futures.Future()
+
+        def work() -> None:
+            if read.set_running_or_notify_cancel():
+                try:
+                    loaded = load_config(self._config_path)
+                    read.set_result((loaded, load_web_config(loaded.config.web_config)))
+                except BaseException as exc:  # handed to the reload, which decides
+                    read.set_exception(exc)
+
+        thread = threading.Thread(target=work, name="vigil-reload", daemon=True)
+        thread.start()
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(read), RELOAD_TIMEOUT)
+        except TimeoutError:
+            self._stuck.add(thread)
+            raise ConfigError([ConfigIssue(where, None, "", f"not read within {RELOAD_TIMEOUT:g}s: it or a file it "
+                                           "names (a secret, the web config) does not answer (a hung mount, a FIFO?)"
+                                           )]) from None
+
+    def _apply_new_config(self, scheduler: Scheduler, loaded: LoadedConfig, web: WebConfig) -> None:
         old, new = self._loaded.config, loaded.config
         for key in ("listen", "state_dir", "workers", "backup_workers"):
             if getattr(old, key) != getattr(new, key):

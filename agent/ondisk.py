@@ -4,7 +4,8 @@ A field that names something on this host's disk is typed with one of the types 
 check walks the loaded config and looks at each. What decides error or warning:
 
 - a key, known_hosts, CA or certificate file, or a tool given by its path, that is not there
-  (or is a folder) is an error: nothing creates it, and the first poll would fail;
+  (or is a folder, or for a file a FIFO or a device) is an error: nothing creates it, and the
+  first poll would fail or wait;
 - a backup folder or local repository that is not there is a warning: a mount may be down
   while the config is checked, or the first backup may create it; until then the job says
   `unreachable`;
@@ -37,6 +38,7 @@ class OnDisk:
     what: Literal["file", "directory", "program"]
     fix: str  # what to do when it is missing; `{path}` is filled in
     later: bool = False  # may appear after the config is written: missing is a warning
+    private: bool = False  # holds a secret: open to others, or behind a link, is a warning (`exposed`)
     local: Callable[[str], str | None] | None = None  # a value that may be remote: its local path, or None
 
 
@@ -48,7 +50,7 @@ def local_repository(value: str) -> str | None:
 
 _OR_CORRECT = ", or correct the path"
 KeyFile = Annotated[Path, OnDisk("file", "make one with `ssh-keygen -t ed25519 -N '' -f {path}` and add its .pub to "
-                                         "the server's authorized_keys" + _OR_CORRECT)]
+                                         "the server's authorized_keys" + _OR_CORRECT, private=True)]
 KnownHosts = Annotated[Path, OnDisk("file", "write it with `ssh-keyscan HOST > {path}` and check the keys it "
                                             "shows" + _OR_CORRECT)]
 CaFile = Annotated[Path, OnDisk("file", "copy the CA's certificate (PEM) there" + _OR_CORRECT)]
@@ -59,7 +61,7 @@ Repository = Annotated[str, OnDisk("directory", "correct the path if it is wrong
                                    local=local_repository)]
 Program = Annotated[str, OnDisk("program", "install it, or set `binary:` to where it is")]
 PEM_OR_PATH = OnDisk("file", "the secret must hold the PEM key itself or the path of a PEM key file",
-                     local=lambda value: None if value.lstrip().startswith("-----BEGIN") else value)
+                     local=lambda value: None if value.lstrip().startswith("-----BEGIN") else value, private=True)
 
 
 def problems(value: object, path: tuple = ()) -> Iterator[tuple[tuple, str, bool]]:
@@ -115,10 +117,47 @@ def _look(marker: OnDisk, value: object) -> tuple[str, bool] | None:
     if stat.S_ISDIR(mode) != (marker.what == "directory"):
         return (f"{shown} is a directory, not a file" if stat.S_ISDIR(mode) else
                 f"{shown} is a file, not a directory"), True
+    if marker.what == "file" and (kind := not_regular(mode)):
+        return f"{shown} is not a regular file ({kind})", True
     if marker.what == "program":
         return None if os.access(text, os.X_OK) else (_unusable(shown, "run"), False)
     need = os.R_OK | (os.X_OK if marker.what == "directory" else 0)
-    return None if os.access(text, need) else (_unusable(shown, "read"), False)
+    if not os.access(text, need):
+        return _unusable(shown, "read"), False
+    if marker.private and (exposure := exposed(text)):
+        return f"{shown} {exposure}", False
+    return None
+
+
+def exposed(path: str) -> str | None:
+    """How a file holding a secret is open to others, as the rest of a sentence naming it; None when it is not.
+
+    ssh refuses a private key that its group or others can open; a link can be pointed by whoever controls it
+    at another file, which vigil would then send to a peer as the secret."""
+    try:
+        if os.path.islink(path):
+            return (f"is a symbolic link to {os.readlink(path)}: whoever can change the link chooses the file sent "
+                    "as the secret; name the file itself")
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:  # missing or unreadable: said elsewhere
+        return None
+    whom = [who for who, bits in (("its group", 0o070), ("everyone on this host", 0o007)) if mode & bits]
+    if not whom:
+        return None
+    return (f"is open to {' and '.join(whom)} (mode {mode:04o}): make it the agent's user's alone (chmod 600), as "
+            "ssh asks of a private key")
+
+
+def not_regular(mode: int) -> str | None:
+    """What a file that is not a regular file is (`a FIFO`, `a character device`); None for a regular one. Read,
+    a FIFO waits for a writer and a device may never end."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _NOT_REGULAR if test(mode)), "not a file")
+
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 def _unusable(shown: str, verb: str) -> str:

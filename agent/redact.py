@@ -6,7 +6,8 @@ endpoint in an exception. So a free text is cleaned where it becomes a record (a
 exception described, a reason or verdict handed to the Emitter, a detail written to the
 history) and where a log line is written, by patterns (passwords in URL userinfo,
 signature and token query values, Authorization headers) and by value: every secret the
-config resolves is registered here (agent.secrets).
+config resolves is registered here (agent.secrets), in every form a text gives it (URL-encoded,
+escaped by repr or JSON, and a multi-line secret line by line).
 
 Names and label values are never redacted: they are not free text. Inside a free text a
 configured name is kept whole too (`office-monitor: connection refused` stays so when the
@@ -17,6 +18,7 @@ occurrence of a secret is kept only when it lies wholly inside an occurrence of 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -69,12 +71,26 @@ _masks = _Masks()
 
 
 def register(secret: str) -> None:
-    """Mask this value (and its URL-encoded form) wherever it appears from now on."""
+    """Mask this value wherever it appears from now on, in every form a text gives it (`forms`)."""
     global _masks
     if len(secret) < MIN_SECRET:
         return
     with _lock:
-        _masks = _masks.adding(secrets={secret, quote(secret, safe="")})
+        _masks = _masks.adding(secrets=forms(secret))
+
+
+def forms(secret: str) -> set[str]:
+    """Every form the secret takes in a text: as it is; URL-encoded; inside Python's repr of it as text or as
+    UTF-8 bytes (a ' in it escaped or not, as the quotes around it decide); inside JSON (\\u-escaped or not).
+    And each line of a multi-line secret in all these forms, for a tool that prints one line at a time.
+    Forms too short to be secret are left out."""
+    lines = secret.splitlines()
+    found: set[str] = set()
+    for text in [secret, *(lines if len(lines) > 1 else ())]:
+        data = text.encode()
+        found |= {text, quote(text, safe=""), repr(text)[1:-1], repr(text + '"')[1:-2], repr(data)[2:-1],
+                  repr(data + b'"')[2:-2], json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]}
+    return {form for form in found if len(form) >= MIN_SECRET}
 
 
 def keep(names: Iterable[str]) -> None:

@@ -174,7 +174,7 @@ class StateDB:
                 return
             self._retry_at = time.monotonic() + RETRY_EVERY
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _private_dir(self.path.parent)
                 try:
                     disk = self._connect(self.path)
                 except sqlite3.DatabaseError as exc:
@@ -259,7 +259,7 @@ class StateDB:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_dir(self.path.parent)
             return self._connect(self.path)
         except sqlite3.DatabaseError as exc:
             if is_damage(exc):
@@ -281,7 +281,8 @@ class StateDB:
             return f"{exc} (no space left on {self.path.parent})"
         return str(exc)
 
-    def _connect(self, path: Path | str) -> sqlite3.Connection:
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        _private_file(path)
         conn = sqlite3.connect(path, timeout=5, check_same_thread=False)  # guarded by _lock
         try:
             (check,) = conn.execute("PRAGMA quick_check").fetchone()
@@ -339,6 +340,25 @@ class StateDB:
             source = sqlite3.connect(":memory:", check_same_thread=False)
         _create_schema(source)
         return source
+
+
+def _private_dir(directory: Path) -> None:
+    """The state dir, made the agent's user's alone (0700) whatever the umask; one that exists is left as it is
+    (under systemd, StateDirectoryMode= decides)."""
+    if not directory.is_dir():
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
+
+
+def _private_file(path: Path) -> None:
+    """The database file, made 0600 whatever the umask, before SQLite opens it: SQLite gives its -wal and -shm
+    files the database's mode. One that exists is left as it is; one that cannot be made, to SQLite's words."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    os.fchmod(descriptor, 0o600)
+    os.close(descriptor)
 
 
 def _read_only_copy(path: Path) -> sqlite3.Connection | None:

@@ -19,6 +19,7 @@ from typing import Literal
 import psutil
 from pydantic import Field
 
+from agent.children import environment
 from agent.collector import Collector, Emitter
 from agent.schema import TargetConfig
 from collectors import server_metrics as m
@@ -166,7 +167,7 @@ def _systemd_failed_units() -> int | None:
     try:
         listing = subprocess.run(  # noqa: S603 — fixed argv, systemctl from PATH lookup
             [systemctl, "list-units", "--state=failed", "--no-legend", "--plain", "--no-pager"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True, text=True, timeout=5, check=True, env=environment({}),
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("systemd failed units unknown error=%s", exc)
@@ -181,7 +182,8 @@ def _time_synchronized() -> int | None:
         return None
     try:
         answer = subprocess.run([timedatectl, "show", "-p", "NTPSynchronized", "--value"],  # noqa: S603 — fixed argv, no shell
-                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+                                capture_output=True, text=True, timeout=5, check=True,
+                                env=environment({})).stdout.strip()
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("time sync unknown error=%s", exc)
         return None

@@ -40,7 +40,7 @@ from agent.model import Condition, MetricSpec
 from agent.ondisk import CaFile
 from agent.reasons import shorten
 from agent.schema import CredentialFreeUrl, Duration, TargetConfig
-from agent.secrets import Secret
+from agent.secrets import HeaderSecret
 from collectors import meraki_api as shape
 from collectors.meraki_api import Client, MerakiError
 
@@ -153,7 +153,7 @@ class MerakiCollector(Collector):
 
     class Config(TargetConfig):
         kind: Literal["meraki"]
-        api_key: Secret = Field(description="The Dashboard API key, as a secret reference (${cred:meraki}).")
+        api_key: HeaderSecret = Field(description="The Dashboard API key, as a secret reference (${cred:meraki}).")
         organizations: list[str] = Field(
             default_factory=list, description="Organization ids to read; empty reads every organization the key "
                                               "sees whose API access is enabled.")

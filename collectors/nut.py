@@ -11,14 +11,14 @@ variable: it is counted from the first poll that saw `OB`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from agent.collector import Collector, Emitter
 from agent.ondisk import CaFile
 from agent.schema import Duration, TargetConfig
-from agent.secrets import Secret
+from agent.secrets import Secret, one_line
 from collectors import ups_metrics
 from collectors.nut_session import NutError, Session, SessionClosed, acquire, release
 from collectors.ups_metrics import Reading, number, ratio, text
@@ -43,6 +43,7 @@ ERRORS = {
     "INVALID-PASSWORD": "upsd refused the password (ERR INVALID-PASSWORD): check `password`",
     "INVALID-USERNAME": "upsd refused the user name (ERR INVALID-USERNAME): check `username`",
 }
+Password = Annotated[Secret, one_line("one line of upsd's protocol")]  # a line break would start a command
 MAX_REPLY_LINES = 2000  # a LIST VAR of a real UPS is 30-150 lines
 
 
@@ -53,7 +54,7 @@ class NutCollector(Collector):
         port: int = Field(3493, description="upsd's TCP port.", ge=1, le=65535)
         ups: str = Field(description="The UPS name on that upsd (as in `upsc -l`).", min_length=1)
         username: str | None = Field(None, description="An upsd.users user, when upsd asks for one.")
-        password: Secret | None = Field(None, description="Its password, by reference.")
+        password: Password | None = Field(None, description="Its password, by reference.")
         tls: Literal["if_offered", "required", "off"] = Field(
             "if_offered", description="STARTTLS: if_offered (use it when upsd has a certificate, verified), "
                                       "required, or off.")

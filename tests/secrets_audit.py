@@ -26,9 +26,15 @@ def lab_secrets() -> tuple[str, ...]:
     from tests.lab import azurite, backup_tools, nut, snmpsim, vcsim
 
     keys = {key for _, auth, _, priv in snmpsim.USERS.values() for key in (auth, priv)}
-    plain = {backup_tools.PASSWORD, nut.PASSWORD, vcsim.PASSWORD, azurite.ACCOUNT_KEY, GRAPH_SECRET, *keys}
-    # inside a URL a secret is percent-encoded: user:p%40ss@host
-    return tuple(sorted(plain | {urllib.parse.quote(secret, safe="") for secret in plain}))
+    plain = {backup_tools.PASSWORD, backup_tools.MULTI_LINE_PASSWORD, nut.PASSWORD, vcsim.PASSWORD,
+             azurite.ACCOUNT_KEY, GRAPH_SECRET, *keys}
+    return tuple(sorted({form for secret in plain for form in forms(secret)}))
+
+
+def forms(secret: str) -> set[str]:
+    """A secret as text shows it: inside a URL percent-encoded (user:p%40ss@host); a multi-line one escaped on
+    one line (repr, JSON, a log line), or line by line."""
+    return {secret, urllib.parse.quote(secret, safe=""), secret.replace("\n", "\\n"), *secret.splitlines()}
 
 
 def found_in(text: str | bytes) -> list[str]:

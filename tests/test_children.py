@@ -90,3 +90,49 @@ def test_a_tool_s_endless_output_is_one_clear_reason(tmp_path, monkeypatch):
     with pytest.raises(ToolError, match=rf"^restic snapshots wrote more than 1 MiB and was stopped on /srv/r; "
                                          rf"is {tool} the real restic"):
         run([str(tool), "snapshots"], {}, timeout=30, what="restic snapshots", where="/srv/r")
+
+
+def test_a_tool_gets_only_what_it_needs_of_the_agent_s_environment(tmp_path, fault_report):
+    """Every child (restic, borg, and the ssh they start) inherited every `${env:}` secret of the agent: here
+    the vCenter password and the agent's own copy of the restic password went to both tools."""
+    import shutil
+
+    import yaml
+
+    from tests.conftest import ROOT, vigil_argv
+    from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
+
+    restic, borg = ResticRepo(tmp_path), BorgRepo(tmp_path)
+    restic.backup()
+    borg.create("nightly")
+    wrappers = {}
+    for tool, binary in (("restic", restic.binary), ("borg", shutil.which(borg.binary))):
+        wrappers[tool] = tmp_path / f"{tool}-wrapper"
+        wrappers[tool].write_text(f'#!/bin/sh\nenv > "{tmp_path}/{tool}.env"\nexec {binary} "$@"\n')
+        wrappers[tool].chmod(0o755)
+    due = {"schedule": "0 1 * * *", "deadline": "4h"}
+    config = tmp_path / "vigil.yaml"
+    config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "targets": [
+        {"name": "vcenter", "kind": "vmware", "host": "127.0.0.1", "port": 1, "user": "u",
+         "password": "${env:VIGIL_TEST_VCENTER_PW}"}], "backups": [
+        {"name": "restic", **due, "primary": {"kind": "restic", "repository": restic.repository,
+                                              "password": "${env:VIGIL_TEST_RESTIC_PW}",
+                                              "env": {"RESTIC_COMPRESSION": "auto"},
+                                              "binary": str(wrappers["restic"])}},
+        {"name": "borg", **due, "primary": {"kind": "borg", "repository": borg.repository,
+                                            "passphrase": "${env:VIGIL_TEST_BORG_PW}",
+                                            "binary": str(wrappers["borg"])}}]}))
+    env = {"VIGIL_TEST_VCENTER_PW": "vcenter-password-of-the-agent", "VIGIL_TEST_RESTIC_PW": PASSWORD,
+           "VIGIL_TEST_BORG_PW": PASSWORD}
+    subprocess.run(vigil_argv("once", "-c", str(config)), cwd=ROOT, capture_output=True, text=True, timeout=120,
+                   env={**os.environ, **env})
+    seen = {tool: dict(line.split("=", 1) for line in (tmp_path / f"{tool}.env").read_text().splitlines()
+                       if "=" in line) for tool in wrappers}
+    leaked = {tool: sorted(set(variables) & set(env)) for tool, variables in seen.items()}
+    assert leaked == {"restic": [], "borg": []}, leaked
+    assert seen["restic"]["RESTIC_PASSWORD"] == PASSWORD and seen["restic"]["RESTIC_COMPRESSION"] == "auto"
+    assert seen["borg"]["BORG_PASSPHRASE"] == PASSWORD
+    assert all(seen[tool]["PATH"] == os.environ["PATH"] for tool in seen)
+    fault_report(fault="child tools and the agent's ${env:} secrets", expected="restic and borg get their own "
+                 "variables and the basics only", observed=", ".join(f"{tool}: {len(seen[tool])} variables"
+                                                                     for tool in seen))

@@ -108,14 +108,16 @@ def test_every_file_the_config_names_that_does_not_exist_is_an_error_with_its_li
 
 def test_a_folder_or_local_repository_not_there_yet_is_a_warning(tmp_path, write_config, monkeypatch):
     monkeypatch.setenv("T_PW", "a-password")
-    gone = tmp_path / "gone"
+    gone, key = tmp_path / "gone", tmp_path / "key"
+    key.write_text("key")
+    key.chmod(0o600)
     config = {"backups": [job("dumps", {"kind": "files", "path": str(gone / "dumps")}),
                           job("restic", {"kind": "restic", "repository": str(gone / "restic"),
                                          "password": "${env:T_PW}"}),
                           job("restic-local", {"kind": "restic", "repository": f"local:{gone}/restic2",
                                                "password": "${env:T_PW}"}),
                           job("borg", {"kind": "borg", "repository": str(gone / "borg")}),
-                          job("no-tool", {"kind": "borg", "repository": "ssh://vigil@nas/./r", "key_file": __file__,
+                          job("no-tool", {"kind": "borg", "repository": "ssh://vigil@nas/./r", "key_file": str(key),
                                           "known_hosts": __file__, "binary": "borg-not-installed"})]}
     loaded = load_config(write_config(yaml.safe_dump(config, sort_keys=False)))
     warnings = {warning.path: warning.message for warning in loaded.warnings}
@@ -128,12 +130,14 @@ def test_a_folder_or_local_repository_not_there_yet_is_a_warning(tmp_path, write
 
 
 def test_a_path_that_is_not_what_the_field_needs_is_an_error(tmp_path, write_config):
-    config = {"targets": [{"name": "s", "kind": "ssh", **SSH, "key_file": str(tmp_path), "known_hosts": __file__}],
+    """A folder for a file, a file for a folder, and a device for a file (read, it never ends)."""
+    config = {"targets": [{"name": "s", "kind": "ssh", **SSH, "key_file": str(tmp_path), "known_hosts": "/dev/zero"}],
               "backups": [job("dumps", {"kind": "files", "path": __file__})]}
     with pytest.raises(ConfigError) as caught:
         load_config(write_config(yaml.safe_dump(config, sort_keys=False)))
     messages = {issue.path: issue.message for issue in caught.value.issues}
     assert messages["targets[0].key_file"].startswith(f"{tmp_path} is a directory, not a file"), messages
+    assert messages["targets[0].known_hosts"] == "/dev/zero is not a regular file (a character device)", messages
     assert messages["backups[0].primary.path"].startswith(f"{__file__} is a file, not a directory"), messages
 
 

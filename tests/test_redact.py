@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.parse
 
 import pytest
 
@@ -165,3 +167,37 @@ def test_a_name_shelters_only_a_secret_wholly_inside_it(monkeypatch):
     # the secret starts inside the name and runs past it: the secret wins, the name loses its tail
     assert redact.redact("office-monitor-pw and office-monitor") == "office-*** and office-monitor"
     assert redact.redact("xmonitor-pw") == "x***"
+
+
+MULTI_LINE = "line1-SECRET-aaaa\nline2-SECRET-bbbb"  # the issue's
+
+
+@pytest.mark.parametrize("text, expected", [
+    # h11's refusal of the header (the issue's leak: the Bearer pattern masked the first line only)
+    (f"Illegal header value {('Bearer ' + MULTI_LINE).encode()!r}", "Illegal header value b'Bearer ***'"),
+    (repr({"detail": MULTI_LINE}), "{'detail': '***'}"),
+    (json.dumps({"detail": MULTI_LINE}), '{"detail": "***"}'),
+    ("restic: line2-SECRET-bbbb was refused", "restic: *** was refused"),  # a tool that prints one line
+    (f"a %-encoded one: {urllib.parse.quote(MULTI_LINE, safe='')}", "a %-encoded one: ***"),
+])
+def test_a_multi_line_secret_is_masked_in_every_form_a_text_gives_it(monkeypatch, text, expected):
+    monkeypatch.setenv("TEST_REDACT_SECRET", MULTI_LINE)
+    resolve_reference("${env:TEST_REDACT_SECRET}")
+    assert redact.redact(text) == expected
+
+
+ODD = "it's-pässwörd\twith\\escapes"  # a quote, non-ASCII, a tab and a backslash
+
+
+@pytest.mark.parametrize("shown", [
+    repr(ODD), repr(ODD + '"'), repr(ODD.encode()), repr(ODD.encode() + b'"'), json.dumps(ODD),
+    json.dumps(ODD, ensure_ascii=False)], ids=["repr", "repr, ' escaped", "bytes", "bytes, ' escaped", "json",
+                                              "json, UTF-8"])
+def test_a_secret_is_masked_however_python_or_json_escapes_it(monkeypatch, shown):
+    """repr quotes with " when the text holds ' (else with ', escaped inside); bytes escape the UTF-8; JSON
+    \\u-escapes or not."""
+    monkeypatch.setenv("TEST_REDACT_SECRET", ODD)
+    resolve_reference("${env:TEST_REDACT_SECRET}")
+    masked = redact.redact(f"failed: {shown}")
+    assert "pässwörd" not in masked and "p\\xc3\\xa4" not in masked and "p\\u00e4" not in masked, masked
+    assert "***" in masked

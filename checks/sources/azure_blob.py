@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
 from agent.net.tls import certificate_refusal
 from agent.ondisk import CaFile
-from agent.secrets import Secret
+from agent.secrets import Secret, one_line
 from checks.model import BackupSnapshot, LocationConfig
 from checks.sources import store_entries
 from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
@@ -27,6 +27,7 @@ from checks.sources.filelike import Deadline, LocationError, is_backup_name, new
 PAGE_SIZE = 5000  # the service's maximum per List Blobs call
 RETRIES = 2  # after the first attempt, with short backoffs: a poll must not hang on a dead endpoint
 _QUERY_STRING = re.compile(r"\?\S*")  # a request URL's query string may carry a SAS signature
+Credential = Annotated[Secret, one_line("an HTTP header or URL", ascii_only=True)]  # a SAS token travels in the URL
 
 
 class AzureBlobLocation:
@@ -39,7 +40,7 @@ class AzureBlobLocation:
         prefix: str = Field("", description="`nightly/` for a folder: names are relative to the folder the prefix "
                                             "ends in")
         pattern: str = Field("*", description="which names are backups (fnmatch; `*` spans `/`)")
-        credential: Secret = Field(description="the account key or a SAS token")
+        credential: Credential = Field(description="the account key or a SAS token")
         ca_file: CaFile | None = Field(None, description="a private CA; wins over REQUESTS_CA_BUNDLE")
 
         @field_validator("account_url")

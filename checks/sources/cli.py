@@ -7,7 +7,6 @@ stop ends it together with the ssh it may have started.
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -38,13 +37,14 @@ class ToolError(Exception):
 
 def run(argv: list[str], env: dict[str, str], timeout: float, ok_codes: tuple[int, ...] = (0,), *,
         what: str, where: str) -> subprocess.CompletedProcess:
-    """Run a tool with the agent's environment plus `env`; raise ToolError when it fails.
+    """Run a tool with `env` and the basics of the agent's environment (agent.children); raise ToolError when
+    it fails.
 
     `what` names the command (`restic check`) and `where` the repository, for the messages.
     """
     tool = Path(argv[0]).name
     try:
-        done = children.run(argv, {**os.environ, **env}, timeout)
+        done = children.run(argv, env, timeout)
     except children.Stopping as exc:
         raise ToolError(str(exc)) from None
     except FileNotFoundError:

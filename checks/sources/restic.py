@@ -55,7 +55,9 @@ class ResticLocation:
                                                       "taglist, `a,b` meaning both")
         paths: tuple[str, ...] = Field((), description="only snapshots of these paths")
         env: dict[str, SecretOrValue] = Field({}, description="environment for restic, such as "
-                                                              "AWS_ACCESS_KEY_ID: ${cred:s3_id}")
+                                                              "AWS_ACCESS_KEY_ID: ${cred:s3_id}; restic gets these and "
+                                                              "only the basics of the agent's environment (PATH, HOME, "
+                                                              "locale, TZ, proxies)")
         ca_file: CaFile | None = Field(None, description="the CA of an https repository (s3, rest) with a private CA")
         key_file: KeyFile | None = Field(None, description="sftp repositories: the SSH key")
         known_hosts: KnownHosts | None = Field(None, description="sftp repositories: the pinned host keys")

@@ -21,7 +21,7 @@ from agent.net.paging import Listing
 from agent.net.tls import certificate_refusal
 from agent.ondisk import CaFile
 from agent.redact import userinfo_in_url
-from agent.secrets import Secret
+from agent.secrets import HeaderSecret, Secret
 from checks.model import BackupSnapshot, LocationConfig
 from checks.sources import store_entries
 from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
@@ -43,8 +43,8 @@ class S3Location:
         pattern: str = Field("*", description="which names are backups (fnmatch; `*` spans `/`)")
         endpoint_url: str | None = Field(None, description="an S3-compatible store's URL (default: AWS)")
         region: str | None = Field(None, description="the region")
-        access_key_id: Secret | None = Field(None, description="default: the AWS environment (variables, profile, "
-                                                               "instance role)")
+        access_key_id: HeaderSecret | None = Field(None, description="default: the AWS environment (variables, "
+                                                                     "profile, instance role)")
         secret_access_key: Secret | None = Field(None, description="with access_key_id")
         ca_file: CaFile | None = Field(None, description="a private CA; wins over AWS_CA_BUNDLE")
         etag_is_md5: bool = Field(True, description="single-part uploads' ETag is their MD5, compared with the "

@@ -10,6 +10,7 @@ from pathlib import Path
 from tests.lab.harness import need
 
 PASSWORD = "correct-horse-battery"
+MULTI_LINE_PASSWORD = "first-line-of-a-password\nsecond-line-of-it"  # noqa: S105 — restic takes it whole
 # Debian's borg 1.2 and borg 1.4 from PyPI (tests/lab/setup.sh): borg tests run against both
 BORGS = {"borg1.2": "borg", "borg1.4": str(Path(__file__).resolve().parents[2] / ".lab" / "borg14" / "bin" / "borg")}
 
