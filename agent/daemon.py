@@ -33,7 +33,7 @@ from agent.statedb import StateDB
 from agent.store import Store
 from agent.units import format_duration, iso_time
 from exporters.prometheus import CERT_EXPIRY, RELOAD_OK, RELOAD_TIME
-from exporters.web import Site, WebServer, certificate_expiry
+from exporters.web import HEARTBEAT, Site, WebServer, certificate_expiry
 from exporters.webconfig import WebConfig, load_web_config
 
 log = logging.getLogger(__name__)
@@ -78,16 +78,16 @@ class Agent:
                  len(config.targets), len(config.backups))
         systemd.notify(f"READY=1\nSTATUS=serving {self.server.url} with {len(config.targets)} targets "
                        f"and {len(config.backups)} backup jobs")
-        watchdog = None
+        pulses = [asyncio.create_task(self._heartbeat())]
         if (interval := systemd.watchdog_interval()) is not None:
-            watchdog = asyncio.create_task(systemd.watchdog(interval))
+            pulses.append(asyncio.create_task(systemd.watchdog(interval)))
         await self._stop.wait()
 
         log.info("stopping")
         stopping_since = time.monotonic()
         systemd.notify("STOPPING=1")
-        if watchdog is not None:
-            watchdog.cancel()
+        for pulse in pulses:
+            pulse.cancel()
         if self._reloading is not None:
             self._reloading.cancel()
         try:
@@ -101,6 +101,12 @@ class Agent:
             self.store.close()
             children.stop_all()
             log.info("stopped after %s", format_duration(time.monotonic() - stopping_since))
+
+    async def _heartbeat(self) -> None:
+        """The event loop's pulse for /-/healthy, which the web thread answers even when the loop is stuck."""
+        while True:
+            self.site.beat()
+            await asyncio.sleep(HEARTBEAT)
 
     def _reload(self, scheduler: Scheduler) -> None:
         """SIGHUP: one reload at a time; a SIGHUP during one asks for another after it (the file may have

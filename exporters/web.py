@@ -59,6 +59,8 @@ _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # where install.sh puts the runbooks; a development checkout serves its own docs/runbooks
 RUNBOOK_DIRS = (Path("/usr/share/doc/vigil/runbooks"), Path(__file__).resolve().parent.parent / "docs" / "runbooks")
 _ALERT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,127}")  # bounded: a longer name is no file (ENAMETOOLONG)
+HEARTBEAT = 1.0  # seconds between the event loop's beats
+STALLED_AFTER = 10.0  # seconds a beat may be late before /-/healthy says the agent is stuck
 _TLS_HANDSHAKE = 0x16  # the first byte of every TLS record that opens a connection
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
          b"Retry-After: 1\r\nConnection: close\r\n\r\nToo many connections")
@@ -72,7 +74,19 @@ class Site:
         self.info = info
         self.exposition = Exposition()
         self.ready = threading.Event()
+        self._beat: float | None = None  # when the agent's event loop last turned (monotonic)
         self.facts: dict[MetricSpec, float] = {}  # the agent's own gauges (reload outcome, certificate expiry)
+
+    def beat(self) -> None:
+        """The event loop turned: called by the agent every HEARTBEAT seconds."""
+        self._beat = time.monotonic()
+
+    def stalled_for(self) -> float:
+        """Seconds since the event loop last turned, past what a beat may take; 0 while it turns."""
+        if self._beat is None:
+            return 0.0
+        late = time.monotonic() - self._beat - HEARTBEAT
+        return late if late > STALLED_AFTER else 0.0
 
     def metrics(self, gzip: bool = False) -> bytes:
         return self.exposition.render(self.store.snapshot(), self.store.db.ok, dict(self.facts), gzip)
@@ -329,8 +343,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, landing_html(site.status()).encode(), "text/html; charset=utf-8")
         elif path == "/status.json":
             self._send(200, json.dumps(site.status(), indent=1).encode(), "application/json")
-        elif path == "/-/healthy":
-            self._send(200, b"OK\n", "text/plain; charset=utf-8")
+        elif path == "/-/healthy":  # answered from this thread: a stuck event loop must not look healthy
+            stalled = site.stalled_for()
+            self._send(503 if stalled else 200, f"Event loop stalled for {stalled:.0f}s\n".encode() if stalled
+                       else b"OK\n", "text/plain; charset=utf-8")
         elif path == "/-/ready":
             ready = site.ready.is_set()
             self._send(200 if ready else 503, b"Ready\n" if ready else b"Not ready\n", "text/plain; charset=utf-8")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -147,6 +148,19 @@ class Slow(Counting):
                 out.gauge(SLOW_TICKS, self.slow_runs)
 
 
+class Freezing(Counting):
+    """A bug that blocks the event loop (a blocking call in an async collect) while `freeze_when` exists."""
+
+    class Config(CountingConfig):
+        kind: Literal["freezing"]
+        freeze_when: Path
+
+    async def collect(self, out: Emitter, due: frozenset[str]) -> None:
+        while self.config.freeze_when.exists():
+            time.sleep(0.1)  # noqa: ASYNC251 — the bug this kind stands for
+        super().collect(out, due)
+
+
 class Secretive(Counting):
     class Config(CountingConfig):
         kind: Literal["secretive"]
@@ -154,4 +168,4 @@ class Secretive(Counting):
 
 
 KINDS = {cls.Config.model_fields["kind"].annotation.__args__[0]: f"{__name__}:{cls.__name__}"
-         for cls in (Counting, Hanging, Silent, Failing, Flaky, Slow, Secretive)}
+         for cls in (Counting, Hanging, Silent, Failing, Flaky, Slow, Freezing, Secretive)}

@@ -85,6 +85,26 @@ def test_a_hanging_target_leaves_the_others_on_schedule_and_stop_still_works(sta
     assert agent.peer.process.wait(10) == 0, "a hung collector thread must not keep the agent alive"
 
 
+def test_healthy_says_so_when_the_event_loop_is_stuck_and_again_when_it_turns(start_agent, write_config, tmp_path):
+    """The endpoint answers from its own thread: without the loop's heartbeat it would say OK while
+    nothing is collected (a blocking call on the loop, a file read that never ends)."""
+    frozen = tmp_path / "frozen"
+    agent = start_agent(write_config(f"""
+listen: 127.0.0.1:{{port}}
+state_dir: {{state}}
+targets:
+  - {{name: buggy, kind: freezing, freeze_when: "{frozen}", interval: 300ms}}
+"""), test_kinds=True)
+    assert agent.get("/-/healthy") == (200, b"OK\n")
+    frozen.touch()
+    wait_until(lambda: agent.get("/-/healthy")[0] == 503, 30, "/-/healthy to see the stuck loop")
+    status, body = agent.get("/-/healthy")
+    assert status == 503 and body.startswith(b"Event loop stalled for "), body
+    assert agent.get("/-/ready")[0] == 200  # ready: it serves; healthy: it works
+    frozen.unlink()
+    wait_until(lambda: agent.get("/-/healthy") == (200, b"OK\n"), 10, "/-/healthy to recover")
+
+
 def test_kill_9_then_restart_brings_back_last_success(start_agent, write_config):
     config = write_config(TWO_TARGETS)
     first = start_agent(config, test_kinds=True)
