@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from agent.model import Condition, MetricSpec, Sample, Verdict
+from agent.model import ApiCounters, Condition, MetricSpec, Sample, Verdict
 from agent.reasons import describe
 from agent.redact import redact
 
@@ -79,37 +79,6 @@ class SessionLost(Exception):
 
 class MetricError(Exception):
     """A sample that does not match its catalogue entry: a bug in the collector."""
-
-
-class ApiCounters:
-    """Requests by (api, code) and seconds spent waiting for budget by api, for one job.
-
-    Owned by the agent, not the run: a 429 storm is visible while it happens and survives
-    the failed run it causes. Safe to call from collector threads.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str], int] = {}
-        self._waits: dict[str, float] = {}
-
-    def request(self, api: str, code: int | str) -> None:
-        key = (api, str(code))
-        with self._lock:
-            self._requests[key] = self._requests.get(key, 0) + 1
-
-    def waited(self, api: str, seconds: float) -> None:
-        if seconds > 0:
-            with self._lock:
-                self._waits[api] = self._waits.get(api, 0.0) + seconds
-
-    def requests(self) -> dict[tuple[str, str], int]:
-        with self._lock:
-            return dict(self._requests)
-
-    def waits(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._waits)
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.clock import Clock
-from agent.collector import MAIN, ApiCounters, Collector, Context, Emitter, SessionLost, is_blocking
-from agent.model import JobState, LastGood, Result, Sample, SignalState, job_key
+from agent.collector import MAIN, Collector, Context, Emitter, SessionLost, is_blocking
+from agent.model import ApiCounters, JobState, LastGood, Result, Sample, SignalState, job_key
 from agent.reasons import describe
 from agent.store import Store
 from agent.units import format_duration

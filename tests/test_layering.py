@@ -1,25 +1,48 @@
-"""The data flows one way: `agent` imports no concrete kind, `exporters` no collector or check.
+"""The data flows one way: `agent` imports no concrete kind, `exporters` no collector or check,
+and no module imports another that imports it back.
 
-Read from the installed packages (the wheel under `make test`)."""
+Read from the installed packages (the wheel under `make test`); every import counts, also one
+inside a function (a lazy import is still a dependency).
+"""
 
 from __future__ import annotations
 
 import ast
+from functools import cache
 
-from tests.conftest import PACKAGES_DIR
+from tests.conftest import PACKAGES, PACKAGES_DIR
+
+COMPOSITION_ROOT = ("agent/daemon.py", "agent/cli.py")  # where the agent is wired together
+
+
+@cache
+def modules() -> dict[str, str]:
+    """Every module of the packages: its dotted name -> its path under PACKAGES_DIR."""
+    found = {}
+    for package in PACKAGES:
+        for path in (PACKAGES_DIR / package).rglob("*.py"):
+            relative = path.relative_to(PACKAGES_DIR)
+            name = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+            found[name] = relative.as_posix()
+    return found
+
+
+def imports(path: str) -> set[str]:
+    """The modules a file imports, as dotted names (`from a import b` is `a.b` when b is a module)."""
+    names = set()
+    for node in ast.walk(ast.parse((PACKAGES_DIR / path).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names |= {f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules() else node.module
+                      for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+    return names
 
 
 def imported_packages(package: str) -> dict[str, set[str]]:
-    found = {}
-    for path in (PACKAGES_DIR / package).rglob("*.py"):
-        names = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module.split(".")[0])
-            elif isinstance(node, ast.Import):
-                names |= {alias.name.split(".")[0] for alias in node.names}
-        found[str(path.relative_to(PACKAGES_DIR))] = names
-    return found
+    """Each file of a package -> the top-level packages it imports."""
+    return {path: {name.split(".")[0] for name in imports(path)}
+            for path in modules().values() if path.startswith(f"{package}/")}
 
 
 def test_the_core_reaches_kinds_only_through_the_registry():
@@ -32,3 +55,25 @@ def test_collectors_and_checks_know_nothing_of_the_exporters():
     for package in ("collectors", "checks"):
         for path, names in imported_packages(package).items():
             assert "exporters" not in names, path
+
+
+def test_only_the_composition_root_imports_the_exporters():
+    """The agent's core hands snapshots to the exporters, never the other way; only daemon.py and cli.py
+    (which wire the web endpoint, the status page and `vigil once`'s output) know them."""
+    for path, names in imported_packages("agent").items():
+        assert "exporters" not in names or path in COMPOSITION_ROOT, f"{path} imports the exporters"
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = {name: {other for other in imports(path) if other in modules() and other != name}
+             for name, path in modules().items()}
+    for start in graph:
+        seen, path = set(), [start]
+        while path:  # depth first, remembering the way back to `start`
+            for following in sorted(graph[path[-1]] - seen):
+                seen.add(following)
+                assert following != start, f"import cycle: {' -> '.join([*path, start])}"
+                path.append(following)
+                break
+            else:
+                path.pop()

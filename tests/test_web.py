@@ -20,9 +20,9 @@ import bcrypt
 import pytest
 
 from agent import __version__
-from agent.collector import ApiCounters, describe
+from agent.collector import describe
 from agent.config import ConfigError
-from agent.model import JobState, Result, Sample, Verdict
+from agent.model import ApiCounters, JobState, Result, Sample, Verdict
 from agent.statedb import StateDB
 from agent.store import Store
 from exporters import web, webauth
