@@ -364,7 +364,7 @@ def _web(args: argparse.Namespace) -> int:
 
 def _docs(args: argparse.Namespace) -> int:
     if args.what == "metrics":
-        from exporters.catalogue import metrics_markdown as generate
+        from agent.catalogue import metrics_markdown as generate
     else:
         from agent.configdoc import config_markdown as generate
     text = generate()

@@ -26,14 +26,15 @@ from agent.clock import Clock
 from agent.collector import Context
 from agent.config import DEFAULT_PATH, ConfigError, ConfigIssue, LoadedConfig, load_config
 from agent.jobs import all_jobs
+from agent.metrics import CERT_EXPIRY, RELOAD_OK, RELOAD_TIME
+from agent.net.certificate import certificate_expiry
 from agent.ratelimit import RateLimits
 from agent.reasons import describe
 from agent.scheduler import Scheduler
 from agent.statedb import StateDB
 from agent.store import Store
 from agent.units import format_duration, iso_time
-from exporters.prometheus import CERT_EXPIRY, RELOAD_OK, RELOAD_TIME
-from exporters.web import HEARTBEAT, Site, WebServer, certificate_expiry
+from exporters.web import HEARTBEAT, Site, WebServer
 from exporters.webconfig import WebConfig, load_web_config
 
 log = logging.getLogger(__name__)
@@ -188,8 +189,9 @@ class Agent:
         facts = self.site.facts
         facts[RELOAD_OK], facts[RELOAD_TIME] = 1, time.time()
         self.site.info.pop("reload_error", None)
+        tls = web.tls_server_config
         try:
-            expiry = certificate_expiry(web)
+            expiry = certificate_expiry(tls.cert_file) if tls is not None else None
         except ValueError as exc:  # ssl took it, so this is rare: the metric is left out, not the agent
             log.warning("cannot read the expiry of cert_file: %s", exc)
             expiry = None

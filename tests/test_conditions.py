@@ -18,9 +18,9 @@ import yaml
 
 from agent import registry
 from agent.conditions import fields, judge, words
+from agent.metrics import AGENT_CONDITIONS, JOB_CONDITIONS
 from agent.model import Condition, JobState, LastGood, Result, Sample
 from agent.promql import Newest, Unsupported, evaluate, parse
-from exporters.prometheus import AGENT_CONDITIONS, JOB_CONDITIONS
 from tests.conftest import ROOT
 from tests.lab.harness import need
 

@@ -12,9 +12,9 @@ import re
 import pytest
 
 from agent import registry
+from agent.catalogue import metrics_markdown
+from agent.metrics import AGENT_METRICS
 from agent.model import MetricSpec
-from exporters.catalogue import metrics_markdown
-from exporters.prometheus import AGENT_METRICS
 from tests import collector_kit
 from tests.conftest import ROOT
 

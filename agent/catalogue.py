@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from agent import registry
+from agent.metrics import AGENT_METRICS
 from agent.model import MetricSpec
-from exporters.prometheus import AGENT_METRICS
 
 HEADER = """# Metrics
 
