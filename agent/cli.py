@@ -191,15 +191,15 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _once(args: argparse.Namespace) -> int:
-    from agent.collector import Context
+    from agent.collector import LONG, Context
     from agent.jobs import all_jobs
     from agent.ratelimit import RateLimits
     from agent.statedb import StateDB
 
     loaded: LoadedConfig = load_config(args.config)
     config = loaded.config
-    # integrity checks read data for hours: they keep to their own schedule
-    jobs = [job for job in all_jobs(config) if job.kind != "backup_verify"]
+    # runs that read data for hours (integrity checks) keep to their own schedule
+    jobs = [job for job in all_jobs(config) if job.collector.POOL != LONG]
     if args.target is not None:
         names = sorted({job.name for job in jobs})
         jobs = [job for job in jobs if job.name == args.target]

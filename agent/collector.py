@@ -32,13 +32,13 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from agent.model import ApiCounters, Condition, MetricSpec, Sample, Verdict
+from agent.model import ApiCounters, Condition, MetricSpec, Sample, Verdict, job_key
 from agent.reasons import describe
 from agent.redact import redact
 
@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 
 MAIN = "main"
 STRICT = os.environ.get("VIGIL_STRICT_METRICS") == "1"
+# The pools of slots a run takes (agent.scheduler.pool_sizes sizes them); a kind picks one with POOL.
+COLLECT = "collect"  # polls of devices and APIs: `workers` at once
+TOOLS = "tools"  # runs that wait on a local tool, mostly CPU-bound (restic, borg): two per core
+LONG = "long"  # runs that read data for hours (integrity checks): a few; `vigil once` leaves them out
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class Collector(Generic[C]):
     CONDITIONS: ClassVar[tuple[Condition, ...]] = ()  # its shipped alert rules, for the status page
     SIGNALS: ClassVar[Mapping[str, Signal]] = DEFAULT_SIGNALS
     CONCURRENCY: ClassVar[int | None] = None  # at most this many jobs of the kind run at once
+    POOL: ClassVar[str] = COLLECT  # the slots its runs take
     BOARD: ClassVar[str] = ""  # a title for the status page's board of this kind's verdicts
 
     def __init__(self, config: C, ctx: Context):
@@ -125,6 +130,28 @@ class Collector(Generic[C]):
 
     def close(self) -> None:
         """End the session; may be async. Must not raise for a session that never opened."""
+
+
+@dataclass(frozen=True, eq=False)
+class JobSpec:
+    """What to run and how often; `config` decides whether a reload restarts the job."""
+
+    name: str
+    kind: str
+    interval: float
+    timeout: float
+    factory: Callable[[Context], Collector]  # builds the collector; no I/O
+    collector: type[Collector]  # its catalogue, signals, concurrency, pool
+    config: object = None
+    label: str = "target"  # the label naming the job's subject on its series
+
+    @property
+    def key(self) -> str:
+        return job_key(self.kind, self.name)
+
+    def same_as(self, other: JobSpec | None) -> bool:
+        return other is not None and (self.kind, self.interval, self.timeout, self.config) == (
+            other.kind, other.interval, other.timeout, other.config)
 
 
 _CURRENT_SIGNAL: contextvars.ContextVar[str] = contextvars.ContextVar("vigil_signal", default=MAIN)

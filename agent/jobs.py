@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import partial
 
 from agent import registry
+from agent.collector import JobSpec
 from agent.config import AgentConfig
-from agent.scheduler import JobSpec
 
 
 def all_jobs(config: AgentConfig) -> list[JobSpec]:

@@ -19,10 +19,9 @@ from contextlib import contextmanager
 from functools import partial
 
 from agent import registry
-from agent.collector import Collector, Context, Emitter
+from agent.collector import LONG, TOOLS, Collector, Context, Emitter, JobSpec
 from agent.model import Condition, MetricSpec, Verdict
 from agent.reasons import describe
-from agent.scheduler import JobSpec
 from agent.units import format_duration, readable_time
 from checks.bounded import BoundedCalls
 from checks.config import BackupJobConfig
@@ -95,12 +94,12 @@ CONDITIONS = (
 def backup_jobs(config: BackupJobConfig) -> list[JobSpec]:
     """The evaluation (every few minutes) and, where verify: is set, the verification job."""
     jobs = [JobSpec(config.name, "backup", config.interval, config.timeout, partial(BackupEvaluation, config),
-                    BackupEvaluation, config=config, label=LABEL, pool="backup")]
+                    BackupEvaluation, config=config, label=LABEL)]
     if config.verify is not None:
         timeout = config.verify.timeout * 2 + 60  # at most both locations, one after the other
         jobs.append(JobSpec(config.name, "backup_verify", min(config.verify.every, VERIFY_POLL), timeout,
                             partial(BackupVerification, config), BackupVerification, config=config,
-                            label=LABEL, pool="verify"))
+                            label=LABEL))
     return jobs
 
 
@@ -131,6 +130,7 @@ class BackupEvaluation(_BackupJob):
     METRICS = METRICS
     CONDITIONS = CONDITIONS
     BOARD = "Backups"
+    POOL = TOOLS  # a changed repository is listed by restic or borg, mostly CPU-bound
 
     def __init__(self, config: BackupJobConfig, ctx: Context):
         super().__init__(config, ctx)
@@ -255,6 +255,7 @@ class BackupVerification(_BackupJob):
 
     Config = BackupJobConfig
     BOARD = "Integrity checks"
+    POOL = LONG
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         """A check that could not run fails this job, so it is retried at the next poll."""

@@ -194,12 +194,13 @@ def test_a_restic_017_listing_skips_stats(tmp_path, clocked, monkeypatch):
 def test_the_backup_pool_follows_the_cores_unless_configured():
     from agent.config import AgentConfig
     from agent.scheduler import pool_sizes
+    from checks.job import BackupEvaluation
 
-    cores = len(os.sched_getaffinity(0))
-    assert pool_sizes(8)["backup"] == max(2, min(8, 2 * cores))
-    assert pool_sizes(1)["backup"] == 2 and pool_sizes(256)["backup"] == 2 * cores
+    cores, pool = len(os.sched_getaffinity(0)), BackupEvaluation.POOL
+    assert pool_sizes(8)[pool] == max(2, min(8, 2 * cores))
+    assert pool_sizes(1)[pool] == 2 and pool_sizes(256)[pool] == 2 * cores
     config = AgentConfig.model_validate({"backup_workers": 12})
-    assert pool_sizes(config.workers, config.backup_workers)["backup"] == 12
+    assert pool_sizes(config.workers, config.backup_workers)[pool] == 12
     with pytest.raises(ValueError, match="backup_workers"):
         AgentConfig.model_validate({"backup_workers": 0})
 
