@@ -22,11 +22,12 @@ def metrics_markdown() -> str:
     for kind in sorted(registry.COLLECTORS):
         collector = registry.collector_class(kind)
         sections.append(_table(f"`kind: {kind}` ({collector.__module__})", collector.METRICS))
-    for kind in sorted(registry.JOB_KINDS):
-        job = registry.job_class(kind)
-        if job.METRICS:
-            sections.append(_table(f"Backup jobs (`backups:`, {job.__module__}); every series also carries "
-                                   "`backup`", job.METRICS))
+    for section in registry.sections():
+        for kind in sorted(section.job_kinds):
+            job = registry.job_class(kind)
+            if job.METRICS:
+                sections.append(_table(f"{section.what.capitalize()}s (`{section.key}:`, {job.__module__}); every "
+                                       f"series also carries `{job.LABEL}`", job.METRICS))
     return "\n".join(sections)
 
 

@@ -112,6 +112,7 @@ class Collector(Generic[C]):
     SIGNALS: ClassVar[Mapping[str, Signal]] = DEFAULT_SIGNALS
     CONCURRENCY: ClassVar[int | None] = None  # at most this many jobs of the kind run at once
     POOL: ClassVar[str] = COLLECT  # the slots its runs take
+    LABEL: ClassVar[str] = "target"  # the label naming a job's subject on its series
     BOARD: ClassVar[str] = ""  # a title for the status page's board of this kind's verdicts
 
     def __init__(self, config: C, ctx: Context):
@@ -141,9 +142,8 @@ class JobSpec:
     interval: float
     timeout: float
     factory: Callable[[Context], Collector]  # builds the collector; no I/O
-    collector: type[Collector]  # its catalogue, signals, concurrency, pool
+    collector: type[Collector]  # its catalogue, signals, concurrency, pool, label
     config: object = None
-    label: str = "target"  # the label naming the job's subject on its series
 
     @property
     def key(self) -> str:

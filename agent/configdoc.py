@@ -32,20 +32,16 @@ sizes `512MiB`, `10GiB`. A *secret* is only ever a reference: `${env:NAME}`,
 def config_markdown() -> str:
     from agent.config import AgentConfig, Defaults
     from agent.schema import TargetConfig
-    BackupJobConfig = registry.load(registry.BACKUP_CONFIG)  # noqa: N806 (a class)
-    LocationConfig = registry.load(registry.LOCATION_CONFIG)  # noqa: N806
 
-    sections = [HEADER, _section("Top level", AgentConfig, skip={"defaults", "targets", "backups"}),
+    sections = [HEADER, _section("Top level", AgentConfig, skip={"defaults", "targets", *registry.SECTIONS}),
                 _section("`defaults:`", Defaults),
                 _section("`targets:` (every kind)", TargetConfig)]
     for kind in sorted(registry.COLLECTORS):
         config = registry.collector_class(kind).Config
         sections.append(_section(f"`targets:` `kind: {kind}`", config, inherited=TargetConfig))
-    sections.append(_section("`backups:`", BackupJobConfig))
-    sections.append(_section("Backup locations (`primary:`, `offsite:`), every kind", LocationConfig))
-    for kind in sorted(registry.LOCATIONS):
-        config = registry.location_class(kind).Config
-        sections.append(_section(f"Location `kind: {kind}`", config, inherited=LocationConfig))
+    for declared in registry.sections():
+        for title, model, inherited in registry.load(declared.reference)():
+            sections.append(_section(title, model, inherited=inherited))
     return "\n".join(sections)
 
 

@@ -75,10 +75,10 @@ class Agent:
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload, scheduler)
         _log_warnings(self._loaded)
-        log.info("serving url=%s config=%s targets=%d backups=%d", self.server.url, self._loaded.source,
-                 len(config.targets), len(config.backups))
-        systemd.notify(f"READY=1\nSTATUS=serving {self.server.url} with {len(config.targets)} targets "
-                       f"and {len(config.backups)} backup jobs")
+        log.info("serving url=%s config=%s %s", self.server.url, self._loaded.source,
+                 " ".join(f"{key}={len(entries)}" for key, _, entries in config.lists()))
+        held = " and ".join(f"{len(entries)} {what}s" for _, what, entries in config.lists())
+        systemd.notify(f"READY=1\nSTATUS=serving {self.server.url} with {held}")
         pulses = [asyncio.create_task(self._heartbeat())]
         if (interval := systemd.watchdog_interval()) is not None:
             pulses.append(asyncio.create_task(systemd.watchdog(interval)))

@@ -303,7 +303,7 @@ class Scheduler:
         return JobState(
             job=spec.name, kind=spec.kind, interval=spec.interval, metrics=spec.collector.METRICS,
             conditions=spec.collector.CONDITIONS,
-            label=spec.label, board=spec.collector.BOARD, api=job.ctx.api,
+            label=spec.collector.LABEL, board=spec.collector.BOARD, api=job.ctx.api,
             last_success=previous.last_success if previous else self._store.restored_last_success(spec.key),
             errors_total=previous.errors_total if previous else 0,
             skipped_total=previous.skipped_total if previous else 0,

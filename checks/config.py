@@ -15,6 +15,7 @@ from pydantic import Field, PlainValidator, model_validator
 from agent.schema import Duration, Name, Size, StrictModel, dispatched
 from agent.units import format_duration, parse_duration
 from checks.model import LocationConfig
+from checks.sources import LOCATIONS, location_class
 
 Location = dispatched(LocationConfig, "location")
 
@@ -148,11 +149,9 @@ class BackupJobConfig(StrictModel):
     @model_validator(mode="after")
     def _verify_supported(self) -> BackupJobConfig:
         if self.verify is not None:
-            from agent import registry
-
             for where in ("primary", "offsite"):
                 location = getattr(self, where)
-                if location is not None and not hasattr(registry.location_class(location.kind), "verify"):
+                if location is not None and not hasattr(location_class(location.kind), "verify"):
                     raise ValueError(f"verify: is not available for {location.kind} locations ({where})")
         if self.timeout >= self.interval:
             raise ValueError("the timeout must be shorter than the interval")
@@ -196,3 +195,11 @@ def _shortest_period(cron: str, timezone: str) -> float | None:
     times = [t for t in times if t is not None]
     gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
     return min(gaps) if gaps else None
+
+
+def reference() -> list[tuple[str, type, type | None]]:
+    """What docs/config.md says of the backup jobs: a job's keys, the keys every location has, each location
+    kind's own (title, model, the model whose keys are documented already)."""
+    return [("`backups:`", BackupJobConfig, None),
+            ("Backup locations (`primary:`, `offsite:`), every kind", LocationConfig, None),
+            *((f"Location `kind: {kind}`", location_class(kind).Config, LocationConfig) for kind in sorted(LOCATIONS))]

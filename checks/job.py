@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 
-from agent import registry
 from agent.collector import LONG, TOOLS, Collector, Context, Emitter, JobSpec
 from agent.model import Condition, MetricSpec, Verdict
 from agent.reasons import describe
@@ -28,6 +27,7 @@ from checks.config import BackupJobConfig
 from checks.history import BackupHistory
 from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
 from checks.schedule import Schedule
+from checks.sources import location_class
 from checks.verdict import (
     STATUSES,
     Finding,
@@ -40,7 +40,6 @@ from checks.verdict import (
 
 log = logging.getLogger(__name__)
 
-LABEL = "backup"  # not `job`: Prometheus gives every scraped series its own job label
 VERIFY_POLL = 300.0  # how often the verification job looks whether a check is due and its window open
 VERIFY_WINDOW = 2 * 3600.0  # a due check starts only within this long after its window opens
 VERIFY_AFTER_DEADLINE = 3600.0  # the default window opens an hour after each backup's deadline
@@ -94,23 +93,25 @@ CONDITIONS = (
 def backup_jobs(config: BackupJobConfig) -> list[JobSpec]:
     """The evaluation (every few minutes) and, where verify: is set, the verification job."""
     jobs = [JobSpec(config.name, "backup", config.interval, config.timeout, partial(BackupEvaluation, config),
-                    BackupEvaluation, config=config, label=LABEL)]
+                    BackupEvaluation, config=config)]
     if config.verify is not None:
         timeout = config.verify.timeout * 2 + 60  # at most both locations, one after the other
         jobs.append(JobSpec(config.name, "backup_verify", min(config.verify.every, VERIFY_POLL), timeout,
-                            partial(BackupVerification, config), BackupVerification, config=config,
-                            label=LABEL))
+                            partial(BackupVerification, config), BackupVerification, config=config))
     return jobs
 
 
 class _BackupJob(Collector[BackupJobConfig]):
     """What both jobs of a backup job share: its locations and its history (all blocking)."""
 
+    Config = BackupJobConfig
+    LABEL = "backup"  # not `job`: Prometheus gives every scraped series its own job label
+
     def __init__(self, config: BackupJobConfig, ctx: Context):
         super().__init__(config, ctx)
         self.clock = ctx.clock
         self.history = BackupHistory(ctx.db, config.name)
-        self.locations = {where: registry.location_class(location.kind)(location, ctx)
+        self.locations = {where: location_class(location.kind)(location, ctx)
                           for where, location in (("primary", config.primary), ("offsite", config.offsite))
                           if location is not None}
         self.verifiable = {where: location for where, location in self.locations.items()
@@ -126,7 +127,6 @@ class _BackupJob(Collector[BackupJobConfig]):
 class BackupEvaluation(_BackupJob):
     """Lists the locations, judges the newest backups against the schedule, records it all."""
 
-    Config = BackupJobConfig
     METRICS = METRICS
     CONDITIONS = CONDITIONS
     BOARD = "Backups"
@@ -253,7 +253,6 @@ class CheckNotRun(Exception):
 class BackupVerification(_BackupJob):
     """Runs the integrity checks that are due, one repository at a time whatever the number of jobs."""
 
-    Config = BackupJobConfig
     BOARD = "Integrity checks"
     POOL = LONG
 

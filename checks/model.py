@@ -12,8 +12,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from agent import registry
 from agent.schema import Dispatched, Duration
+from checks.sources import LOCATIONS
 
 
 @dataclass(frozen=True)
@@ -53,5 +53,5 @@ class VerifyOutcome:
 class LocationConfig(Dispatched):
     """The keys every location has; each location class's `Config` subclasses this."""
 
-    KINDS: ClassVar[Mapping[str, str]] = registry.LOCATIONS
+    KINDS: ClassVar[Mapping[str, str]] = LOCATIONS
     timeout: Duration = Field(120.0, description="how long each operation (a tool's command, a listing) may take")

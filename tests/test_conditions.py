@@ -33,7 +33,7 @@ LOOKBACK = 5 * MINUTE  # Prometheus' default lookback delta
 def declared() -> list[Condition]:
     """Every condition the code declares: the agent's own, then each kind's (kinds may share a tuple)."""
     found = [*AGENT_CONDITIONS, *JOB_CONDITIONS]
-    for kind in sorted(registry.COLLECTORS) + sorted(registry.JOB_KINDS):
+    for kind in sorted(registry.COLLECTORS) + sorted(registry.job_kinds()):
         found += [c for c in registry.job_class(kind).CONDITIONS if c not in found]
     return found
 

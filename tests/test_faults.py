@@ -182,8 +182,9 @@ def test_vigil_once_ends_when_every_peer_accepts_and_never_answers(credentials, 
 def _own_error_classes() -> set[str]:
     """The names of vigil's own exception classes, with every kind's module imported."""
     from agent import PACKAGES, registry
+    from checks.sources import LOCATIONS
 
-    for path in {**registry.COLLECTORS, **registry.LOCATIONS}.values():
+    for path in {**registry.COLLECTORS, **LOCATIONS}.values():
         registry.load(path)
     found, todo = set(), [Exception]
     while todo:

@@ -8,6 +8,7 @@ inside a function (a lazy import is still a dependency).
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 
 from tests.conftest import PACKAGES, PACKAGES_DIR
@@ -62,6 +63,26 @@ def test_only_the_composition_root_imports_the_exporters():
     (which wire the web endpoint, the status page and `vigil once`'s output) know them."""
     for path, names in imported_packages("agent").items():
         assert "exporters" not in names or path in COMPOSITION_ROOT, f"{path} imports the exporters"
+
+
+def strings(path: str) -> set[str]:
+    return {node.value for node in ast.walk(ast.parse((PACKAGES_DIR / path).read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def test_the_agent_names_no_backup_kind_and_no_backup_constant():
+    """The core reaches the backup jobs through their declaration alone (agent.registry.SECTIONS points to
+    it): no kind their entries bring, no location kind, no other path into `checks`, no constant of theirs."""
+    from agent import registry
+    from checks.sources import LOCATIONS
+
+    kinds = {*registry.job_kinds(), *LOCATIONS}
+    core = [path for path in modules().values() if path.startswith("agent/")]
+    for path in core:
+        assert not strings(path) & kinds, f"{path} names {strings(path) & kinds}"
+        assert not re.findall(r"^[A-Z_]*(?:BACKUP|LOCATION)[A-Z_]* *[:=]", (PACKAGES_DIR / path).read_text(), re.M), path
+    pointers = {text for path in core for text in strings(path) if re.fullmatch(r"checks\.[\w.]+:\w+", text)}
+    assert pointers == set(registry.SECTIONS.values())
 
 
 def test_no_module_imports_one_that_imports_it_back():
