@@ -222,8 +222,9 @@ def test_restic_over_sftp_fingerprints_through_paramiko(tmp_path, clocked, monke
         repo.forget(first)
         assert [b.id for b in source.backups()] == [second]
         assert listed(calls, "snapshots") == 3
+        kept = source.layout.ssh
         source.close()
-        assert source.ssh is None
+        assert source.layout.ssh is None and kept.get_transport() is None, "close() ends the kept connection"
 
 
 def test_restic_on_s3_fingerprints_through_boto3(tmp_path, clocked, monkeypatch):
@@ -261,8 +262,9 @@ def test_borg_over_ssh_fingerprints_through_paramiko(tmp_path, clocked, monkeypa
         local.create("nightly-21", "2026-11-21T01:00:00")
         assert [b.name for b in source.backups()] == ["nightly-21", "nightly-20"]
         assert listed(calls, "list") == 2
+        kept = source.layout.ssh
         source.close()
-        assert source.ssh is None
+        assert source.layout.ssh is None and kept.get_transport() is None, "close() ends the kept connection"
 
 
 def test_restic_on_a_rest_server_fingerprints_through_httpx(tmp_path, clocked, monkeypatch):
@@ -280,4 +282,4 @@ def test_restic_on_a_rest_server_fingerprints_through_httpx(tmp_path, clocked, m
         assert [b.id for b in source.backups()] == [second]
         assert listed(calls, "snapshots") == 3
         source.close()
-        assert source.rest is None
+        assert source.layout.rest is None

@@ -101,3 +101,17 @@ def test_the_skeleton_in_contributing_md_is_the_one_the_tests_run():
     skeleton = source.split("# --- the skeleton of docs/contributing.md, from here")[1].split("\n# --- to here")[0]
     skeleton = skeleton.split("\n", 1)[1]
     assert skeleton.strip() in (ROOT / "docs" / "contributing.md").read_text()
+
+
+def test_every_location_kind_declares_what_it_can_do():
+    """A location says what it can do by subclassing the protocols of checks.model; the backup jobs never guess
+    from a method's name, so a method without its protocol (or a protocol without its method) is a mistake."""
+    from checks.model import Fingerprinted, Location, Measured, Verified, declares
+    from checks.sources import LOCATIONS, location_class
+
+    for kind in LOCATIONS:
+        cls = location_class(kind)
+        assert declares(cls, Location) and cls.kind == kind, kind
+        for protocol, method in ((Measured, "measure"), (Verified, "verify"), (Fingerprinted, "fingerprint")):
+            written = any(method in vars(base) for base in cls.__mro__ if not getattr(base, "_is_protocol", False))
+            assert declares(cls, protocol) == written, f"{kind}: {method}() and {protocol.__name__} go together"

@@ -30,7 +30,7 @@ from agent.collector import Emitter
 from bench.procfs import Measured, run_measured
 from checks.config import BackupJobConfig
 from checks.job import BackupEvaluation
-from checks.sources.fingerprints import LayoutUnreadable, restic_snapshots
+from checks.sources.fingerprints import LayoutUnreadable
 from checks.sources.restic import ResticLocation
 from checks.sources.veeam import VeeamError, VeeamLocation
 from collectors.meraki_api import MerakiError
@@ -289,7 +289,7 @@ def test_an_s3_listing_of_restic_snapshots_that_never_ends_stops_at_the_listings
             kind="restic", repository=f"s3:{url}/backups/repo", password="${env:VIGIL_TEST_RESTIC}",
             env={"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"}), context)
         with pytest.raises(LayoutUnreadable) as failure:
-            restic_snapshots(location)
+            location.fingerprint()
     fault_report(fault="S3: restic's snapshots/ listed in pages of 10 MB whose next token never ends",
                  expected="the fingerprint fails: the listing passed 256 MiB (restic lists instead)",
                  observed=said(str(failure.value)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from checks.config import VerifyConfig
+from checks.model import VerifyConfig
 from checks.sources.borg import BorgLocation
 from checks.sources.cli import ToolError
 from tests.lab.backup_tools import BORGS, PASSWORD, BorgRepo

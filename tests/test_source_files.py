@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from agent.clock import Clock
 from agent.statedb import StateDB
-from checks.config import VerifyConfig
+from checks.model import VerifyConfig
 from checks.sources.filelike import LocationError, parse_manifest
 from checks.sources.files import FilesLocation
 from tests.clocks import RunawayClock

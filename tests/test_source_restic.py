@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from checks.config import VerifyConfig
+from checks.model import VerifyConfig
 from checks.sources.cli import ToolError
 from checks.sources.restic import ResticLocation
 from tests.lab.backup_tools import PASSWORD, ResticRepo

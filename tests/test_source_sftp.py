@@ -15,7 +15,7 @@ import paramiko
 import pytest
 from pydantic import ValidationError
 
-from checks.config import VerifyConfig
+from checks.model import VerifyConfig
 from checks.sources import filelike
 from checks.sources.filelike import LocationError
 from checks.sources.sftp import WINDOW, SftpLocation
