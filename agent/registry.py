@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from agent.section import Section
 
 COLLECTORS: dict[str, str] = {
-    "host": "collectors.host:HostCollector",
+    "host": "collectors.server.collector:HostCollector",
     "m365": "collectors.m365.collector:M365Collector",
     "vmware": "collectors.vmware:VMwareCollector",
     "meraki": "collectors.meraki:MerakiCollector",

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from collectors import host
+from collectors.server import collector as host
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from collectors import host
+from collectors.server import collector as host
 from tests import collector_kit
 
 
@@ -78,7 +78,7 @@ def test_a_bind_mount_is_not_a_second_filesystem(tmp_path):
         pytest.skip("needs root to bind-mount in a private mount namespace")
     (tmp_path / "source").mkdir()
     (tmp_path / "bound").mkdir()
-    script = ("from agent.collector import Emitter; from collectors.host import HostCollector as H;"
+    script = ("from agent.collector import Emitter; from collectors.server.collector import HostCollector as H;"
               "out = Emitter(H.METRICS); H(H.Config(name='m', kind='host'), None).collect(out, frozenset());"
               "print(sorted(x.labels['mountpoint'] for x in out.samples()"
               " if x.name == 'vigil_server_filesystem_size_bytes'))")

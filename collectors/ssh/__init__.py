@@ -28,7 +28,7 @@ from agent.model import Condition
 from agent.net.ssh import ConnectionClosed, KeptConnectionClosed, SshError, SshFields, connect, run
 from agent.reasons import shorten
 from agent.schema import Duration, Name, TargetConfig
-from collectors import server_metrics as m
+from collectors.server import metrics as m
 from collectors.ssh import linux, windows
 from collectors.ssh.output import OutputError
 

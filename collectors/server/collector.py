@@ -14,15 +14,13 @@ import shutil
 import subprocess
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Literal
 
 import psutil
-from pydantic import Field
 
 from agent.children import environment
 from agent.collector import Collector, Emitter
-from agent.schema import TargetConfig
-from collectors import server_metrics as m
+from collectors.server import metrics as m
+from collectors.server.config import HostConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +32,12 @@ DEBIAN_VERSION_FILE = Path("/etc/debian_version")
 DMI = Path("/sys/class/dmi/id")
 
 
-class HostConfig(TargetConfig):
-    kind: Literal["host"]
-    exclude_mountpoints: tuple[str, ...] = Field((), description="mountpoints to leave out (fnmatch patterns)")
-    exclude_interfaces: tuple[str, ...] = Field(("lo", "veth*", "docker*", "br-*"),
-                                                description="network interfaces to leave out (fnmatch patterns)")
-
-
 class HostCollector(Collector[HostConfig]):
     """Blocking (psutil reads /proc): the agent runs `collect` in a thread."""
 
     Config = HostConfig
 
-    METRICS = (
-        m.CPU_SECONDS, m.CPUS, m.LOAD1, m.LOAD5, m.LOAD15,
-        m.MEMORY_TOTAL, m.MEMORY_AVAILABLE, m.SWAP_TOTAL, m.SWAP_FREE,
-        m.FILESYSTEM_SIZE, m.FILESYSTEM_FREE, m.FILESYSTEM_AVAIL,
-        m.DISK_READ, m.DISK_WRITTEN, m.DISK_IO_TIME,
-        m.NET_RECEIVE, m.NET_TRANSMIT, m.NET_RECEIVE_ERRORS, m.NET_TRANSMIT_ERRORS,
-        m.BOOT_TIME, m.SYSTEMD_FAILED_UNITS, m.REBOOT_REQUIRED, m.INFO,
-        m.FILESYSTEM_FILES, m.FILESYSTEM_FILES_FREE, m.FILESYSTEM_READONLY, m.TIME_SYNCHRONIZED,
-    )
+    METRICS = m.METRICS
     CONDITIONS = m.CONDITIONS
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:

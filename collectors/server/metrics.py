@@ -1,4 +1,4 @@
-"""The `vigil_server_*` families, shared by every way of polling a server.
+"""The `vigil_server_*` families, shared by every way of polling a server; the host kind's selection.
 
 The local host collector and the SSH collector both emit these, so alert rules and
 dashboards treat the monitoring host and remote servers alike.
@@ -80,6 +80,17 @@ WINDOWS_BACKUP_LAST_SUCCESS = MetricSpec("vigil_server_windows_backup_last_succe
                                          unit="seconds")
 WINDOWS_BACKUP_LAST_OK = MetricSpec("vigil_server_windows_backup_last_ok", "gauge",
                                     "1 when Windows Server Backup's last backup succeeded, 0 when it failed.")
+
+# What kind: host emits (kind: ssh has its own selection, collectors.ssh.metrics)
+METRICS = (
+    CPU_SECONDS, CPUS, LOAD1, LOAD5, LOAD15,
+    MEMORY_TOTAL, MEMORY_AVAILABLE, SWAP_TOTAL, SWAP_FREE,
+    FILESYSTEM_SIZE, FILESYSTEM_FREE, FILESYSTEM_AVAIL,
+    DISK_READ, DISK_WRITTEN, DISK_IO_TIME,
+    NET_RECEIVE, NET_TRANSMIT, NET_RECEIVE_ERRORS, NET_TRANSMIT_ERRORS,
+    BOOT_TIME, SYSTEMD_FAILED_UNITS, REBOOT_REQUIRED, INFO,
+    FILESYSTEM_FILES, FILESYSTEM_FILES_FREE, FILESYSTEM_READONLY, TIME_SYNCHRONIZED,
+)
 
 # deploy/prometheus/rules/host.yml and servers.yml, for kind: host and kind: ssh alike (ServerDown is ssh's)
 CONDITIONS = (
