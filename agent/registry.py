@@ -19,7 +19,7 @@ COLLECTORS: dict[str, str] = {
     "meraki": "collectors.meraki:MerakiCollector",
     "ups": "collectors.ups:UpsCollector",
     "nut": "collectors.nut:NutCollector",
-    "ssh": "collectors.ssh:SshCollector",
+    "ssh": "collectors.ssh.collector:SshCollector",
 }
 
 # The lists beside `targets:` whose entries bring jobs of their own: config key -> its declaration

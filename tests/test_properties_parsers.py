@@ -17,7 +17,8 @@ from checks.model import BackupSnapshot
 from checks.sources import borg, restic
 from checks.sources.cli import ToolError
 from collectors import nut, ups_metrics
-from collectors.ssh import SshCollector, linux, windows
+from collectors.ssh import linux, windows
+from collectors.ssh.collector import SshCollector
 from collectors.ssh.output import OutputError
 from tests.bad_input import JSON_VALUES, ODD_NUMBERS, leaves
 from tests.collector_kit import values

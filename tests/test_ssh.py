@@ -22,7 +22,7 @@ from agent.clock import Clock
 from agent.collector import Emitter, run_once
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.net.ssh import AuthRefused, HostKeyChanged, HostKeyUnknown, SshError
-from collectors.ssh import INVENTORY, SshCollector
+from collectors.ssh.collector import INVENTORY, SshCollector
 from collectors.ssh.output import OutputError
 from tests import collector_kit
 from tests.fixtures_ssh import ssh_target, windows_reply
