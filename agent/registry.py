@@ -17,7 +17,7 @@ COLLECTORS: dict[str, str] = {
     "m365": "collectors.m365.collector:M365Collector",
     "vmware": "collectors.vmware:VMwareCollector",
     "meraki": "collectors.meraki:MerakiCollector",
-    "ups": "collectors.ups:UpsCollector",
+    "ups": "collectors.ups.collector:UpsCollector",
     "nut": "collectors.nut:NutCollector",
     "ssh": "collectors.ssh.collector:SshCollector",
 }

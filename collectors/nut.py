@@ -19,9 +19,9 @@ from agent.collector import Collector, Emitter
 from agent.ondisk import CaFile
 from agent.schema import Duration, TargetConfig
 from agent.secrets import Secret, one_line
-from collectors import ups_metrics
 from collectors.nut_session import NutError, Session, SessionClosed, acquire, release
-from collectors.ups_metrics import Reading, number, ratio, text
+from collectors.ups import metrics as ups_metrics
+from collectors.ups.metrics import Reading, number, ratio, text
 
 # ups.status flags -> (output source, alarm); the first source found in SOURCE_ORDER wins
 FLAG_ALARMS = {"OB": "on_battery", "LB": "low_battery", "RB": "battery_bad", "OVER": "overload",

@@ -94,7 +94,7 @@ def test_concerns_come_critical_first_with_the_alerts_labels():
 
 def test_a_failed_poll_keeps_a_power_cut_on_the_page_while_the_rules_range_holds_it():
     """UpsOnBattery reads last_over_time(...[3m]): a failed poll's lost series hold for 3 min after they left."""
-    from collectors import ups_metrics
+    from collectors.ups import metrics as ups_metrics
     from exporters.status import concerns
 
     good = (Sample("vigil_ups_on_battery", 1), Sample("vigil_ups_battery_runtime_seconds", 480))

@@ -16,10 +16,11 @@ from agent.collector import Emitter, MetricError
 from checks.model import BackupSnapshot
 from checks.sources import borg, restic
 from checks.sources.cli import ToolError
-from collectors import nut, ups_metrics
+from collectors import nut
 from collectors.ssh import linux, windows
 from collectors.ssh.collector import SshCollector
 from collectors.ssh.output import OutputError
+from collectors.ups import metrics as ups_metrics
 from tests.bad_input import JSON_VALUES, ODD_NUMBERS, leaves
 from tests.collector_kit import values
 

@@ -9,7 +9,7 @@ import pytest
 from agent import registry
 from agent.collector import Emitter
 from agent.config import AgentConfig
-from collectors.ups import UpsCollector
+from collectors.ups.collector import UpsCollector
 from tests import collector_kit as kit
 
 
@@ -191,7 +191,7 @@ def test_config_requires_secret_references_and_known_protocols():
         AgentConfig.model_validate({"targets": [{**base, "snmp": {
             "version": 3, "user": "u", "auth_protocol": "md5", "auth_key": "${env:HOME}",
             "priv_key": "${env:HOME}"}}]})
-    assert registry.COLLECTORS["ups"] == "collectors.ups:UpsCollector"
+    assert registry.COLLECTORS["ups"] == "collectors.ups.collector:UpsCollector"
 
 
 def test_the_example_config_ups_units_are_valid_once_enabled(tmp_path, monkeypatch):

@@ -8,8 +8,9 @@ output voltage and load, alarm descriptions): two PDUs per poll, three phases in
 from __future__ import annotations
 
 from agent.collector import Emitter
-from collectors.snmp import NoUpsObjects, Session
-from collectors.ups_metrics import Reading, integer, number, ratio, text
+from collectors.ups.metrics import Reading, integer, number, ratio, text
+from collectors.ups.mib import NoUpsObjects
+from collectors.ups.snmp import Session
 
 B = "1.3.6.1.2.1.33.1."
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"

@@ -72,10 +72,6 @@ class SnmpError(Exception):
     """A request that got no usable answer; the message names the device and the likely fix."""
 
 
-class NoUpsObjects(SnmpError):
-    """The device answers SNMP but not with the UPS objects of the MIB asked for."""
-
-
 class EngineForgotten(SnmpError, SessionLost):
     """A v3 device that answered earlier polls answered nothing now: it may have restarted with
     a new engine ID. What pysnmp knew of it is forgotten; the agent polls it once more."""

@@ -8,37 +8,26 @@ one asyncio engine without threads. Defaults suit slow management cards (3 s x 3
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
-
-from pydantic import Field
+from typing import ClassVar
 
 from agent.collector import Collector, Emitter
-from agent.schema import Duration, TargetConfig
-from collectors import ups_apc, ups_metrics, ups_rfc1628
-from collectors.snmp import NoUpsObjects, Session, SnmpAuth
+from collectors.ups import apc, metrics, rfc1628
+from collectors.ups.config import UpsConfig
+from collectors.ups.mib import NoUpsObjects
+from collectors.ups.snmp import Session
 
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
 APC_ENTERPRISE = "1.3.6.1.4.1.318"
-READERS = {"rfc1628": ups_rfc1628.read, "apc": ups_apc.read}
+READERS = {"rfc1628": rfc1628.read, "apc": apc.read}
 
 
-class UpsCollector(Collector):
-    class Config(TargetConfig):
-        kind: Literal["ups"]
-        host: str = Field(description="The management card's address or name.", min_length=1)
-        port: int = Field(161, description="The SNMP UDP port.", ge=1, le=65535)
-        mib: Literal["auto", "rfc1628", "apc"] = Field(
-            "auto", description="auto (from sysObjectID: APC enterprise 318, else RFC 1628), rfc1628 or apc.")
-        snmp: SnmpAuth = Field(description="{version: 2c, community: ...} or {version: 3, user, auth_protocol, "
-                                           "auth_key, priv_protocol, priv_key, context}.")
-        snmp_timeout: Duration = Field(3.0, description="How long to wait for each SNMP reply (slow cards: 3s).")
-        retries: int = Field(2, description="Resends of an unanswered request before it fails.", ge=0, le=5)
-
-    METRICS = ups_metrics.METRICS
-    CONDITIONS = ups_metrics.CONDITIONS
+class UpsCollector(Collector[UpsConfig]):
+    Config = UpsConfig
+    METRICS = metrics.METRICS
+    CONDITIONS = metrics.CONDITIONS
     CONCURRENCY: ClassVar[int | None] = 500  # asyncio, no threads: a few KB per device in flight
 
-    def __init__(self, config: Config, ctx):
+    def __init__(self, config: UpsConfig, ctx):
         super().__init__(config, ctx)
         self.mib: str | None = None if config.mib == "auto" else config.mib
         self.session: Session | None = None
@@ -62,9 +51,9 @@ class UpsCollector(Collector):
             reading = await READERS[self.mib](self.session, out, now)
         else:
             reading = await self._detect(out, now)
-        ups_metrics.emit(out, reading)
+        metrics.emit(out, reading)
 
-    async def _detect(self, out: Emitter, now: float) -> ups_metrics.Reading:
+    async def _detect(self, out: Emitter, now: float) -> metrics.Reading:
         """Try the MIB sysObjectID suggests, then the other: an APC card may speak only RFC 1628
         (or a third-party card enterprise 318); the MIB that answers is kept for the session."""
         found = (await self.session.get(out, [SYS_OBJECT_ID])).get(SYS_OBJECT_ID)

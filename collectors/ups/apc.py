@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from agent.collector import Emitter
-from collectors.snmp import NoUpsObjects, Session
-from collectors.ups_metrics import Reading, integer, number, ratio, text
+from collectors.ups.metrics import Reading, integer, number, ratio, text
+from collectors.ups.mib import NoUpsObjects
+from collectors.ups.snmp import Session
 
 A = "1.3.6.1.4.1.318.1.1.1."
 MODEL, FIRMWARE, SERIAL = A + "1.1.1.0", A + "1.2.1.0", A + "1.2.3.0"
