@@ -18,7 +18,7 @@ COLLECTORS: dict[str, str] = {
     "vmware": "collectors.vmware:VMwareCollector",
     "meraki": "collectors.meraki:MerakiCollector",
     "ups": "collectors.ups.collector:UpsCollector",
-    "nut": "collectors.nut:NutCollector",
+    "nut": "collectors.nut.collector:NutCollector",
     "ssh": "collectors.ssh.collector:SshCollector",
 }
 

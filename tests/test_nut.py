@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from agent.collector import Emitter
-from collectors.nut import NutCollector, alarm_names, split
+from collectors.nut.collector import NutCollector
+from collectors.nut.variables import alarm_names, split
 from tests import collector_kit as kit
 from tests.lab.harness import wait_until
 from tests.lab.nut import ON_MAINS
@@ -227,7 +228,7 @@ def test_starttls_with_an_unknown_ca_fails_clearly(tls_nut, context, monkeypatch
     ("WAIT", "unknown", set()),  # a flag NUT may add later: the source is unknown, nothing crashes
 ])
 def test_every_status_flag_maps(status, source, alarms):
-    from collectors.nut import parse
+    from collectors.nut.variables import parse
 
     reading = parse({"ups.status": status})
     assert reading.output_source == source
@@ -239,7 +240,7 @@ def test_every_status_flag_maps(status, source, alarms):
 
 
 def test_malformed_values_are_left_out():
-    from collectors.nut import parse
+    from collectors.nut.variables import parse
 
     reading = parse({"ups.status": "OL", "battery.charge": "n/a", "battery.runtime": "-1", "ups.load": "",
                      "input.voltage": "230,5", "ups.test.result": "No test initiated", "ups.test.date": "garbage"})

@@ -16,7 +16,7 @@ from agent.collector import Emitter, MetricError
 from checks.model import BackupSnapshot
 from checks.sources import borg, restic
 from checks.sources.cli import ToolError
-from collectors import nut
+from collectors.nut import variables as nut
 from collectors.ssh import linux, windows
 from collectors.ssh.collector import SshCollector
 from collectors.ssh.output import OutputError
@@ -144,7 +144,7 @@ def test_nut_variables_normalise_or_leave_the_sample_out(variables):
 
 
 def _ups_metrics():
-    from collectors.nut import NutCollector
+    from collectors.nut.collector import NutCollector
     return NutCollector.METRICS
 
 
