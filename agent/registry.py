@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 COLLECTORS: dict[str, str] = {
     "host": "collectors.server.collector:HostCollector",
     "m365": "collectors.m365.collector:M365Collector",
-    "vmware": "collectors.vmware:VMwareCollector",
+    "vmware": "collectors.vmware.collector:VMwareCollector",
     "meraki": "collectors.meraki:MerakiCollector",
     "ups": "collectors.ups.collector:UpsCollector",
     "nut": "collectors.nut.collector:NutCollector",

@@ -47,7 +47,7 @@ from collectors.m365.readers import SOURCES
 from collectors.meraki_api import MerakiError
 from collectors.vmware import inventory, perf
 from collectors.vmware.fastread import Data
-from collectors.vmware.metrics import ALL as VMWARE_METRICS
+from collectors.vmware.metrics import METRICS as VMWARE_METRICS
 from tests.bad_input import BAD_VALUES, garbled, mutated
 from tests.fakes.graph import GraphFake
 from tests.fakes.veeam import VeeamFake

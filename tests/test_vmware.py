@@ -10,7 +10,7 @@ from pyVim.task import WaitForTask
 from pyVmomi import vim
 
 from agent.collector import Emitter
-from collectors.vmware import VMwareCollector
+from collectors.vmware.collector import VMwareCollector
 from collectors.vmware.session import VMwareError
 from tests import collector_kit as kit
 from tests.lab.vcsim import PASSWORD, SMALL, find, snapshot, start_vcsim
