@@ -42,9 +42,8 @@ def datagram_ping_allowed() -> bool:
 def need_datagram_ping() -> None:
     """Skip (fail under VIGIL_LAB=require) unless unprivileged ping works for this process."""
     if not datagram_ping_allowed():
-        allowed = " to ".join(RANGE.read_text().split())
         message = (f"unprivileged ping is not allowed for group {os.getgid()}: net.ipv4.ping_group_range is "
-                   f"{allowed} (run tests/lab/setup.sh as root)")
+                   f"\"{' '.join(RANGE.read_text().split())}\" (run tests/lab/setup.sh as root)")
         if REQUIRED:
             pytest.fail(f"VIGIL_LAB=require: {message}")
         pytest.skip(message)

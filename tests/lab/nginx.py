@@ -63,7 +63,6 @@ class Nginx:
     ports: dict[str, int]
     ca: Path  # the root CA: verifies every case but the broken ones
     served: dict[str, tuple[Path, ...]]  # the certificates each case sends, leaf first
-    directory: Path
     peer: Peer
 
     def url(self, case: str | None = None, path: str = "/health") -> str:
@@ -127,4 +126,4 @@ http {{
         return http_get(f"http://127.0.0.1:{http_port}/health")[0] == 200
 
     with running(argv, directory / "nginx.log", ready, "nginx") as peer:
-        yield Nginx(http_port, ports, ca, served, directory, peer)
+        yield Nginx(http_port, ports, ca, served, peer)
