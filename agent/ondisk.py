@@ -142,9 +142,9 @@ def exposed(path: str) -> str | None:
     except OSError:  # missing or unreadable: said elsewhere
         return None
     mode = stat.S_IMODE(info.st_mode)
-    # As ssh judges a key: group access matters on a file of one's own; a file that another user (root) owns
-    # and shares with the agent's group (root:vigil 0640) is how a service account is given a secret.
-    whom = [who for who, open_ in (("its group", mode & 0o070 and info.st_uid == os.geteuid()),
+    # Root owning a file and sharing it with the agent's group (root:vigil 0640) is how a service account is
+    # given a secret; any other owner's file is judged as ssh judges a key: its group may hold anyone.
+    whom = [who for who, open_ in (("its group", mode & 0o070 and info.st_uid != 0),
                                    ("everyone on this host", mode & 0o007)) if open_]
     if not whom:
         return None
