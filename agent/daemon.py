@@ -177,7 +177,7 @@ class Agent:
             self.site.info["reloaded"] = iso_time(time.time())
         self._loaded = loaded
         _log_warnings(loaded)
-        log.info("reloaded config=%s targets=%d", loaded.source, len(new.targets))
+        log.info("reloaded config=%s targets=%d backups=%d", loaded.source, len(new.targets), len(new.backups))
 
     def _reload_failed(self, why: str) -> None:
         """vigil_config_reload_success 0, and the reason in /status.json, until a good reload."""

@@ -138,14 +138,18 @@ def exposed(path: str) -> str | None:
         if os.path.islink(path):
             return (f"is a symbolic link to {os.readlink(path)}: whoever can change the link chooses the file sent "
                     "as the secret; name the file itself")
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        info = os.stat(path)
     except OSError:  # missing or unreadable: said elsewhere
         return None
-    whom = [who for who, bits in (("its group", 0o070), ("everyone on this host", 0o007)) if mode & bits]
+    mode = stat.S_IMODE(info.st_mode)
+    # Root owning a file and sharing it with the agent's group (root:vigil 0640) is how a service account is
+    # given a secret; any other owner's file is judged as ssh judges a key: its group may hold anyone.
+    whom = [who for who, open_ in (("its group", mode & 0o070 and info.st_uid != 0),
+                                   ("everyone on this host", mode & 0o007)) if open_]
     if not whom:
         return None
-    return (f"is open to {' and '.join(whom)} (mode {mode:04o}): make it the agent's user's alone (chmod 600), as "
-            "ssh asks of a private key")
+    return (f"is open to {' and '.join(whom)} (mode {mode:04o}): make it the agent's alone (chmod 600, or "
+            "owned by root with the agent's group and mode 0640), as ssh asks of a private key")
 
 
 def not_regular(mode: int) -> str | None:

@@ -4,7 +4,8 @@ One line, redacted, at most LIMIT characters and cut on a word with an ellipsis 
 secret is masked before the cut, so a cut never shows half of one). vigil's own errors
 are written for people already: their text is the reason, without the class name. A
 library's error keeps its short type where its text alone says too little
-(`KeyError: 'serial'`); a system error is its plain words (`Connection refused`, not
+(`KeyError: 'serial'`), a builtin ValueError or TypeError is its words (a parser's
+`invalid literal for int() ...`); a system error is its plain words (`Connection refused`, not
 `ConnectionRefusedError: [Errno 111] ...`).
 """
 
@@ -28,6 +29,8 @@ def describe(exc: BaseException) -> str:
         text = _system_words(exc) + (f": {exc.filename}" if exc.filename else "")
     elif isinstance(exc, TimeoutError) and not text:
         text = "timed out"
+    elif type(exc).__module__ == "builtins" and isinstance(exc, (ValueError, TypeError)) and text:
+        pass  # a parser's own words say what was wrong ("invalid literal for int() ..."); the type adds nothing
     else:
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return shorten(redact(text))

@@ -134,6 +134,7 @@ def test_sighup_reloads_and_an_invalid_config_keeps_the_old_one(start_agent, wri
     agent.peer.signal(signal.SIGHUP)
     wait_until(lambda: metric(agent.metrics(), "vigil_up", "b") == 1, 10, "the new target b")
     assert [m.split("\n")[0] for m in received(sock, 0.5)] == ["RELOADING=1", "READY=1"]
+    assert f"reloaded config={config} targets=2 backups=0" in agent.peer.output()
 
     config.write_text(config.read_text() + "  - {name: c, kind: host, intervl: 1s}\n")
     agent.peer.signal(signal.SIGHUP)

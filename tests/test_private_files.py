@@ -41,28 +41,35 @@ def test_the_state_dir_and_database_are_private_whatever_the_umask(start_agent, 
 def test_a_secret_or_key_file_open_to_others_or_behind_a_link_is_warned_of_by_check_config_and_at_start(
         start_agent, write_config, tmp_path, fault_report):
     """ssh refuses a private key that others can read; vigil read such secret files without a word, and
-    followed a link whoever controls it could point at another file (sent as the secret)."""
+    followed a link whoever controls it could point at another file (sent as the secret). A file that root
+    owns and shares with a group (root:vigil 0640, how the service account is given it) is no exposure."""
     files = {}
-    for name, permissions in (("open", 0o644), ("group", 0o640), ("private", 0o600), ("key", 0o644)):
+    for name, permissions in (("open", 0o644), ("group", 0o640), ("private", 0o600), ("key", 0o644),
+                              ("shared", 0o640)):
         files[name] = tmp_path / name
         files[name].write_text(f"{name}-secret-value\n")
         files[name].chmod(permissions)
+    os.chown(files["group"], 65534, 65534)  # a user's own file, open to its group: whoever else is in it
+    os.chown(files["shared"], 0, 65534)  # root's, shared with the agent's group: how a service is given a secret
     files["link"] = tmp_path / "link"
     files["link"].symlink_to(files["private"])
     meraki = "  - {{name: {0}, kind: meraki, api_key: '${{file:{1}}}', base_url: 'https://127.0.0.1:1/api/v1'}}\n"
+    names = ("open", "group", "private", "link", "shared")
     config = write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\ntargets:\n"
-                          + "".join(meraki.format(name, files[name]) for name in ("open", "group", "private", "link"))
+                          + "".join(meraki.format(name, files[name]) for name in names)
                           + f"  - {{name: ssh, kind: ssh, host: 127.0.0.1, port: 1, user: u, key_file: {files['key']}, "
                             f"known_hosts: {files['open']}}}\n")
+    fix = "make it the agent's alone (chmod 600, or owned by root with the agent's group and mode 0640), as ssh " \
+          "asks of a private key"
     expected = [
-        f"{config}:4: warning: targets[0].api_key: secret file {files['open']} is open to its group and everyone "
-        "on this host (mode 0644): make it the agent's user's alone (chmod 600), as ssh asks of a private key",
-        f"{config}:5: warning: targets[1].api_key: secret file {files['group']} is open to its group (mode 0640): "
-        "make it the agent's user's alone (chmod 600), as ssh asks of a private key",
+        f"{config}:4: warning: targets[0].api_key: secret file {files['open']} is open to everyone on this host "
+        f"(mode 0644): {fix}",
+        f"{config}:5: warning: targets[1].api_key: secret file {files['group']} is open to its group "
+        f"(mode 0640): {fix}",
         f"{config}:7: warning: targets[3].api_key: secret file {files['link']} is a symbolic link to "
         f"{files['private']}: whoever can change the link chooses the file sent as the secret; name the file itself",
-        f"{config}:8: warning: targets[4].key_file: {files['key']} is open to its group and everyone on this host "
-        "(mode 0644): make it the agent's user's alone (chmod 600), as ssh asks of a private key",
+        f"{config}:9: warning: targets[5].key_file: {files['key']} is open to everyone on this host (mode 0644): "
+        f"{fix}",
     ]
     done = subprocess.run(vigil_argv("check-config", "-c", str(config)), cwd=ROOT, capture_output=True, text=True,
                           timeout=60)

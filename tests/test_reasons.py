@@ -19,6 +19,9 @@ from checks.sources.filelike import LocationError
     (ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 4)"), "Connection refused"),
     (FileNotFoundError(2, "No such file or directory", "/srv/dumps"), "No such file or directory: /srv/dumps"),
     (KeyError("serial"), "KeyError: 'serial'"),
+    (ValueError("invalid literal for int() with base 10: '1.5'"), "invalid literal for int() with base 10: '1.5'"),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+     "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
     (TimeoutError(), "timed out"),
     (EOFError(), "EOFError"),
 ])

@@ -11,6 +11,7 @@ import base64
 import os
 import re
 import shlex
+import signal
 import time
 from contextlib import ExitStack
 from dataclasses import replace
@@ -259,6 +260,28 @@ def test_a_reply_without_sections_is_named(broken_server, context):
         emit_poll(Emitter(SshCollector.METRICS, strict=True), "Welcome to the server!\n")
     with pytest.raises(OutputError, match="cut short"):
         emit_poll(Emitter(SshCollector.METRICS, strict=True), "@@vigil stat\ncpu 1 2 3\n")
+
+
+def test_a_kept_connection_whose_server_went_silent_is_named_so(tmp_path, context):
+    """The connection's own sshd process hangs (a stuck host): paramiko says only "Timeout opening channel."."""
+    with sshd(tmp_path / "sshd") as server:
+        collector = instance(ssh_target(server, command_timeout="2s"), replace(context, timeout=4.0))
+        collector.open()
+        try:
+            collector.collect(Emitter(SshCollector.METRICS, context.api, collector.signals(), strict=True), MAIN_ONLY)
+            hung = server.connections()
+            assert hung
+            for pid in hung:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(SshError, match=r"cannot open a session: no answer from the server within [\d.]+s "
+                                                   r"\(sshd or the host hangs"):
+                    collector.collect(Emitter(SshCollector.METRICS, strict=True), MAIN_ONLY)
+            finally:
+                for pid in hung:
+                    os.kill(pid, signal.SIGCONT)
+        finally:
+            collector.close()
 
 
 def test_the_session_is_reused_and_a_new_instance_reconnects_after_sshd_restarts(tmp_path, context):

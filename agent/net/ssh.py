@@ -279,6 +279,9 @@ def run(client: paramiko.SSHClient, command: str, *, timeout: float, max_bytes: 
     except (paramiko.SSHException, OSError, EOFError, AttributeError) as exc:
         if not transport.is_active():  # it ended as the session was asked for: nothing ran
             raise ConnectionClosed(f"ssh {where}: the server closed the connection") from None
+        if "timeout opening channel" in str(exc).lower():  # paramiko's words for a server that went silent
+            raise SshError(f"ssh {where}: cannot open a session: no answer from the server within {timeout:g}s "
+                           "(sshd or the host hangs, or is overloaded)") from None
         raise SshError(f"ssh {where}: cannot open a session: {_reason(exc)}") from None
     try:
         channel.exec_command(command)

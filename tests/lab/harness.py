@@ -63,6 +63,14 @@ def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def client_output(argv: list[str], what: str, timeout: float = 30, env: dict[str, str] | None = None) -> str:
+    """The output of a peer's own client (psql, mariadb...); its error fails the test, naming `what`."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    if done.returncode:
+        raise AssertionError(f"{what} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
 class Peer:
     """A started process with its log file; `stop()` ends it by PID."""
 

@@ -16,6 +16,10 @@ PACKAGES=(prometheus prometheus-alertmanager openssl openssh-server openssh-clie
 if ! command -v npm >/dev/null; then
   PACKAGES+=(nodejs npm)
 fi
+# issue 22's service probes: web server, databases, resolver, IMAP/POP3, blackbox_exporter to compare
+# with, and nftables for an address that never answers a ping
+PACKAGES+=(nginx libnginx-mod-http-echo postgresql-15 mariadb-server dnsmasq-base dovecot-imapd dovecot-pop3d
+           prometheus-blackbox-exporter nftables)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -53,6 +57,16 @@ python_peer() {
 python_peer moto 'moto[s3,server]' flask flask-cors
 python_peer snmpsim snmpsim pysmi cryptography
 python_peer borg14 'borgbackup>=1.4,<1.5'  # borg 1.4 beside Debian's 1.2: the borg tests run against both
+python_peer aiosmtpd aiosmtpd  # SMTP with STARTTLS: Debian's MTAs replace each other (mail-transport-agent)
+
+# unprivileged ping (datagram ICMP sockets) for the icmp probes: Debian's kernel default "1 0" admits no
+# group, and systemd's sysctl.d default is not in Debian's package; not kept across reboots
+read -r low high < /proc/sys/net/ipv4/ping_group_range
+if (( $(id -g) < low || $(id -g) > high )); then
+  echo "lab: allowing unprivileged ping (net.ipv4.ping_group_range = 0 2147483647)"
+  $([ "$(id -u)" = 0 ] || echo sudo) sysctl -q -w net.ipv4.ping_group_range="0 2147483647" ||
+    echo "lab: could not set net.ipv4.ping_group_range: the ping tests cannot run" >&2
+fi
 
 if [ ! -x "$LAB/node_modules/.bin/azurite-blob" ]; then
   echo "lab: installing azurite"

@@ -37,13 +37,17 @@ class Sshd:
 
     def kill(self) -> None:
         """Stop sshd and every connection it serves (its per-connection children), as a crash would."""
-        children = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(int(pid)) == self.peer.pid]
+        children = self.connections()
         self.peer.stop()
         for pid in children:
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+    def connections(self) -> list[int]:
+        """The PIDs of the per-connection sshd processes, each serving one client's connection."""
+        return [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(int(pid)) == self.peer.pid]
 
     def commands(self) -> list[str]:
         """What the sessions of this server started and is still running (a zombie has no environment):
