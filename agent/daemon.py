@@ -24,7 +24,7 @@ from pathlib import Path
 from agent import children, systemd
 from agent.clock import Clock
 from agent.collector import Context
-from agent.config import DEFAULT_PATH, ConfigError, ConfigIssue, LoadedConfig, load_config
+from agent.config import DEFAULT_PATH, AgentConfig, ConfigError, ConfigIssue, LoadedConfig, load_config
 from agent.jobs import all_jobs
 from agent.metrics import CERT_EXPIRY, RELOAD_OK, RELOAD_TIME
 from agent.net.certificate import certificate_expiry
@@ -75,8 +75,7 @@ class Agent:
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload, scheduler)
         _log_warnings(self._loaded)
-        log.info("serving url=%s config=%s %s", self.server.url, self._loaded.source,
-                 " ".join(f"{key}={len(entries)}" for key, _, entries in config.lists()))
+        log.info("serving url=%s config=%s %s", self.server.url, self._loaded.source, _counts(config))
         held = " and ".join(f"{len(entries)} {what}s" for _, what, entries in config.lists())
         systemd.notify(f"READY=1\nSTATUS=serving {self.server.url} with {held}")
         pulses = [asyncio.create_task(self._heartbeat())]
@@ -177,7 +176,7 @@ class Agent:
             self.site.info["reloaded"] = iso_time(time.time())
         self._loaded = loaded
         _log_warnings(loaded)
-        log.info("reloaded config=%s targets=%d backups=%d", loaded.source, len(new.targets), len(new.backups))
+        log.info("reloaded config=%s %s", loaded.source, _counts(new))
 
     def _reload_failed(self, why: str) -> None:
         """vigil_config_reload_success 0, and the reason in /status.json, until a good reload."""
@@ -199,6 +198,11 @@ class Agent:
             facts.pop(CERT_EXPIRY, None)
         else:
             facts[CERT_EXPIRY] = expiry
+
+
+def _counts(config: AgentConfig) -> str:
+    """`targets=3 backups=1`: what the config holds, for the log."""
+    return " ".join(f"{key}={len(entries)}" for key, _, entries in config.lists())
 
 
 def _log_warnings(loaded: LoadedConfig) -> None:
