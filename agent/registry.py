@@ -16,7 +16,7 @@ COLLECTORS: dict[str, str] = {
     "host": "collectors.server.collector:HostCollector",
     "m365": "collectors.m365.collector:M365Collector",
     "vmware": "collectors.vmware.collector:VMwareCollector",
-    "meraki": "collectors.meraki:MerakiCollector",
+    "meraki": "collectors.meraki.collector:MerakiCollector",
     "ups": "collectors.ups.collector:UpsCollector",
     "nut": "collectors.nut.collector:NutCollector",
     "ssh": "collectors.ssh.collector:SshCollector",

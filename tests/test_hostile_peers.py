@@ -33,7 +33,7 @@ from checks.job import BackupEvaluation
 from checks.sources.fingerprints import LayoutUnreadable
 from checks.sources.restic import ResticLocation
 from checks.sources.veeam import VeeamError, VeeamLocation
-from collectors.meraki_api import MerakiError
+from collectors.meraki.api import MerakiError
 from tests import collector_kit as kit
 from tests.conftest import ROOT, vigil_argv
 from tests.fakes.graph import GraphFake

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from agent.collector import run_once
-from collectors.meraki import MerakiCollector
-from collectors.meraki_api import Client, MerakiError
+from collectors.meraki.api import Client, MerakiError
+from collectors.meraki.collector import MerakiCollector
 from tests.collector_kit import assert_conforms, build, collect, values
 from tests.fakes.meraki import MODELS, ROUTES, make_org
 

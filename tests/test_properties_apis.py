@@ -37,14 +37,16 @@ from checks.sources.azure_blob import AzureBlobLocation
 from checks.sources.filelike import LocationError
 from checks.sources.s3 import S3Location
 from checks.sources.veeam import VeeamError, VeeamLocation
-from collectors import meraki, meraki_api
-from collectors import meraki_api as shape
 from collectors.m365 import metrics as m365_metrics
 from collectors.m365.auth import AuthError, TokenSource
 from collectors.m365.config import M365Config
 from collectors.m365.graph import Graph, GraphError
 from collectors.m365.readers import SOURCES
-from collectors.meraki_api import MerakiError
+from collectors.meraki import api as meraki_api
+from collectors.meraki import api as shape
+from collectors.meraki import collector as meraki
+from collectors.meraki import metrics as meraki_metrics
+from collectors.meraki.api import MerakiError
 from collectors.vmware import inventory, perf
 from collectors.vmware.fastread import Data
 from collectors.vmware.metrics import METRICS as VMWARE_METRICS
@@ -300,7 +302,7 @@ def test_a_meraki_loss_percentage_out_of_range_is_a_meraki_error(bad):
 
 def test_an_integer_beyond_a_float_is_left_out_by_the_emitter():
     out = Emitter(meraki.MerakiCollector.METRICS, strict=True)
-    out.gauge(meraki.NETWORKS, 10**400, org="1")  # float() of it raises OverflowError
+    out.gauge(meraki_metrics.NETWORKS, 10**400, org="1")  # float() of it raises OverflowError
     assert out.samples() == ()
 
 

@@ -31,100 +31,43 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-from pydantic import Field, field_validator, model_validator
+from typing import Any
 
 from agent.collector import MAIN, Collector, Emitter, Signal, describe
-from agent.model import Condition, MetricSpec
-from agent.ondisk import CaFile
 from agent.reasons import shorten
-from agent.schema import CredentialFreeUrl, Duration, TargetConfig
-from agent.secrets import HeaderSecret
-from collectors import meraki_api as shape
-from collectors.meraki_api import Client, MerakiError
+from collectors.meraki import api as shape
+from collectors.meraki.api import Client, MerakiError
+from collectors.meraki.config import MerakiConfig
+from collectors.meraki.metrics import (
+    ALERT_SEVERITIES,
+    ASSURANCE_ALERTS,
+    CHANNEL_UTILIZATION,
+    COLLECT_SUCCESS,
+    CONDITIONS,
+    DEVICE_STATUS,
+    DEVICE_STATUSES,
+    DEVICES,
+    LICENSE_EXPIRATION,
+    LICENSE_OK,
+    LICENSED_DEVICES,
+    METRICS,
+    NETWORKS,
+    ORG_INFO,
+    OVER_LICENSE,
+    PORT_STATUSES,
+    PRODUCT_TYPES,
+    SWITCH_PORTS,
+    UPLINK_LATENCY,
+    UPLINK_LOSS,
+    UPLINK_STATUS,
+    UPLINK_STATUSES,
+    UTILIZATION,
+)
 
 log = logging.getLogger(__name__)
 
-DEVICE_STATUSES = ("online", "alerting", "offline", "dormant")
-UPLINK_STATUSES = ("active", "ready", "connecting", "not connected", "failed")
-# The product types devices/availabilities reports (spec v1.72.0); every device is counted under its own
-# type, one not listed here too: these only give a network's product types their zero counts.
-PRODUCT_TYPES = ("appliance", "camera", "campusGateway", "cellularGateway", "secureConnect", "sensor", "switch",
-                 "wireless", "wirelessController")
-PORT_STATUSES = ("connected", "disconnected", "disabled")
-ALERT_SEVERITIES = ("critical", "warning", "informational")
-UTILIZATION = (("wifi", "wifi"), ("nonWifi", "non_wifi"), ("total", "total"))
 LOSS_TIMESPAN = 300  # seconds: the most uplinksLossAndLatency allows
 CHANNEL_TIMESPAN = 1800  # seconds: channel utilisation is averaged over the last half hour
-
-
-def _spec(name: str, help: str, labels: tuple[str, ...], unit: str = "") -> MetricSpec:
-    return MetricSpec(name, "gauge", help, ("org", *labels), unit)
-
-
-ORG_INFO = _spec("vigil_meraki_organization_info", "A Meraki organization the API key reads (value 1).",
-                 ("name", "licensing"))
-NETWORKS = _spec("vigil_meraki_networks", "Networks in the organization.", ())
-COLLECT_SUCCESS = _spec("vigil_meraki_collect_success",
-                        "1 when the organization's endpoint group was read this cycle, 0 when it failed.",
-                        ("signal",))
-DEVICE_STATUS = _spec("vigil_meraki_device_status",
-                      "Device status, one-hot (online, alerting, offline, dormant), from devices/availabilities; "
-                      "the model from the device inventory (devices).",
-                      ("network", "device", "serial", "model", "product_type", "status"))
-DEVICES = _spec("vigil_meraki_devices",
-                "Devices by status and product type, counted from devices/availabilities; a product type or status "
-                "vigil does not know is counted under its own name.", ("status", "product_type"))
-UPLINK_STATUS = _spec("vigil_meraki_uplink_status",
-                      "Appliance and gateway uplink status, one-hot (active, ready, connecting, not connected, "
-                      "failed).", ("network", "device", "serial", "uplink", "status"))
-UPLINK_LOSS = _spec("vigil_meraki_uplink_loss_ratio",
-                    "Packet loss to the uplink's probe destination, mean over the last 5 minutes.",
-                    ("network", "device", "serial", "uplink", "ip"), "ratio")
-UPLINK_LATENCY = _spec("vigil_meraki_uplink_latency_seconds",
-                       "Latency to the uplink's probe destination, mean over the last 5 minutes.",
-                       ("network", "device", "serial", "uplink", "ip"), "seconds")
-LICENSE_OK = _spec("vigil_meraki_license_ok", "1 when the co-term licence status is OK.", ())
-LICENSE_EXPIRATION = _spec("vigil_meraki_license_expiration_timestamp_seconds",
-                           "When the organization's co-term licence expires.", (), "seconds")
-LICENSED_DEVICES = _spec("vigil_meraki_licensed_devices", "Devices the co-term licence covers, by licence type.",
-                         ("license",))
-OVER_LICENSE = _spec("vigil_meraki_devices_over_license",
-                     "Devices of a licence type beyond the number the licence covers.", ("license",))
-CHANNEL_UTILIZATION = _spec("vigil_meraki_wireless_channel_utilization_ratio",
-                            "Access point channel utilisation by band and source, mean over the last 30 minutes.",
-                            ("network", "device", "serial", "band", "type"), "ratio")
-SWITCH_PORTS = _spec("vigil_meraki_switch_ports", "Switch ports by status (connected, disconnected, disabled).",
-                     ("network", "device", "serial", "status"))
-ASSURANCE_ALERTS = _spec("vigil_meraki_assurance_alerts", "Active assurance alerts by severity.", ("severity",))
-
-# deploy/prometheus/rules/meraki.yml
-CONDITIONS = (
-    Condition("MerakiApplianceOffline", "critical",
-              'vigil_meraki_device_status{product_type="appliance", status="offline"} == 1',
-              "appliance {device} offline"),
-    Condition("MerakiDeviceOffline", "warning",
-              'vigil_meraki_device_status{product_type!="appliance", status="offline"} == 1', "{device} offline"),
-    Condition("MerakiDeviceAlerting", "warning", 'vigil_meraki_device_status{status="alerting"} == 1',
-              "{device} alerting"),
-    Condition("MerakiUplinkFailed", "warning", 'vigil_meraki_uplink_status{status="failed"} == 1',
-              "uplink {uplink} of {device} failed"),
-    Condition("MerakiUplinkLossHigh", "warning", "vigil_meraki_uplink_loss_ratio > 0.05",
-              "uplink {uplink} of {device} losing {value:percent}"),
-    Condition("MerakiUplinkLatencyHigh", "warning", "vigil_meraki_uplink_latency_seconds > 0.2",
-              "uplink {uplink} of {device} at {value:ms}"),
-    Condition("MerakiLicenseExpiringSoon", "warning",
-              "vigil_meraki_license_expiration_timestamp_seconds - time() < 30 * 86400",
-              "licence of {org} {value:expires}"),
-    Condition("MerakiLicenseNotOk", "warning", "vigil_meraki_license_ok == 0", "licence of {org} not ok"),
-    Condition("MerakiApiFailing", "warning",
-              'vigil_meraki_collect_success == 0 or label_replace(vigil_collect_signal_success{kind="meraki", '
-              'signal!="main"} == 0, "org", "all", "", "")', "API failing for {org} ({signal})"),
-    Condition("MerakiApiThrottled", "warning",
-              'sum by (job, instance, target) (rate(vigil_api_requests_total{kind="meraki", code="429"}[15m])) > 0.05',
-              "API throttled", not_judged="a rate over 15 min of samples"),
-)
 
 
 # --- one organization's cycle -------------------------------------------------------------------
@@ -148,50 +91,11 @@ class _OrgRun:
         return (known.name if known and known.name else "") or serial
 
 
-class MerakiCollector(Collector):
+class MerakiCollector(Collector[MerakiConfig]):
     """Reads every configured organization's devices, uplinks and licences each cycle."""
 
-    class Config(TargetConfig):
-        kind: Literal["meraki"]
-        api_key: HeaderSecret = Field(description="The Dashboard API key, as a secret reference (${cred:meraki}).")
-        organizations: list[str] = Field(
-            default_factory=list, description="Organization ids to read; empty reads every organization the key "
-                                              "sees whose API access is enabled.")
-        base_url: CredentialFreeUrl = Field("https://api.meraki.com/api/v1", description=(
-            "The API's base URL: api.meraki.ca, api.meraki.cn, api.meraki.in or the US government host for "
-            "organizations hosted there."))
-        requests_per_second: float = Field(5.0, gt=0, le=10, description=(
-            "This target's share of the organization's 10 requests/s, which every application of the "
-            "organization spends."))
-        ca_file: CaFile | None = Field(None, description=(
-            "A CA bundle for a private TLS proxy; wins over REQUESTS_CA_BUNDLE and SSL_CERT_FILE."))
-        deadline: Duration | None = Field(None, description=(
-            "How long a cycle may take before it reports what it has; default 80% of the target's timeout "
-            "(16s for the default 20s). Must be shorter than the timeout."))
-        licenses_every: Duration = Field(3600.0, description="How often the licence overview is read.")
-        wireless_channel_utilization: bool = Field(False, description=(
-            "Also read channel utilisation per access point and band (paged, 1,000 APs a call)."))
-        switch_port_statuses: bool = Field(False, description=(
-            "Also read port statuses per switch (bySwitch pages hold only 20 switches: 50 calls for 1,000 "
-            "switches)."))
-        assurance_alerts: bool = Field(False, description="Also count active assurance alerts by severity.")
-
-        @model_validator(mode="after")
-        def _deadline_within_timeout(self) -> MerakiCollector.Config:
-            if self.deadline and self.timeout and self.deadline >= self.timeout:
-                raise ValueError("deadline must be shorter than the timeout, or the timeout drops the whole cycle")
-            return self
-
-        @field_validator("base_url")
-        @classmethod
-        def _https(cls, value: str) -> str:
-            if not value.startswith("https://"):
-                raise ValueError("must be an https:// URL: the API key travels with every request")
-            return value.rstrip("/")
-
-    METRICS = (ORG_INFO, NETWORKS, COLLECT_SUCCESS, DEVICE_STATUS, DEVICES, UPLINK_STATUS, UPLINK_LOSS,
-               UPLINK_LATENCY, LICENSE_OK, LICENSE_EXPIRATION, LICENSED_DEVICES, OVER_LICENSE,
-               CHANNEL_UTILIZATION, SWITCH_PORTS, ASSURANCE_ALERTS)
+    Config = MerakiConfig
+    METRICS = METRICS
     CONDITIONS = CONDITIONS
     SIGNALS = {
         MAIN: Signal(help="organizations and networks"),
@@ -205,8 +109,6 @@ class MerakiCollector(Collector):
     }
     OPTIONAL = {"wireless": "wireless_channel_utilization", "switch_ports": "switch_port_statuses",
                 "alerts": "assurance_alerts"}
-
-    config: Config
 
     def signals(self) -> Mapping[str, Signal]:
         chosen = {name: signal for name, signal in self.SIGNALS.items()
