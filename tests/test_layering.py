@@ -99,3 +99,48 @@ def test_no_module_imports_one_that_imports_it_back():
                 break
             else:
                 path.pop()
+
+
+FAMILY_FILES = ("__init__.py", "config.py", "metrics.py", "collector.py")
+
+
+def families() -> list[str]:
+    return sorted(path.name for path in (PACKAGES_DIR / "collectors").iterdir() if (path / "__init__.py").is_file())
+
+
+def test_every_collector_family_is_one_folder_of_the_same_shape():
+    """config.py (a module-level `<Kind>Config`), metrics.py (METRICS and CONDITIONS), collector.py (the
+    Collector): a new kind copies one folder, and finds every other kind laid out alike."""
+    import importlib
+
+    from agent import registry
+
+    loose = [path.name for path in (PACKAGES_DIR / "collectors").glob("*.py") if path.name != "__init__.py"]
+    assert not loose, f"modules outside a family's folder: {loose}"
+    for family in families():
+        missing = [name for name in FAMILY_FILES if not (PACKAGES_DIR / "collectors" / family / name).is_file()]
+        assert not missing, f"collectors/{family} lacks {missing}"
+    for kind, path in registry.COLLECTORS.items():
+        module, _, _ = path.partition(":")
+        family = module.split(".")[1]
+        assert module == f"collectors.{family}.collector", f"{kind}: {path}"
+        collector = registry.collector_class(kind)
+        config = importlib.import_module(f"collectors.{family}.config")
+        metrics = importlib.import_module(f"collectors.{family}.metrics")
+        assert getattr(config, collector.Config.__name__, None) is collector.Config, \
+            f"{kind}: its Config is not a module-level class of collectors/{family}/config.py"
+        assert collector.Config.__name__.endswith("Config"), kind
+        assert (collector.METRICS, collector.CONDITIONS) == (metrics.METRICS, metrics.CONDITIONS), \
+            f"{kind}: its catalogue and rules are not collectors/{family}/metrics.py's"
+
+
+def test_a_family_reaches_another_only_for_the_catalogue_they_share():
+    """kind: ssh emits the server families and kind: nut the UPS ones: they import that family's metrics
+    module, never its collector, protocol or parsing."""
+    for path in modules().values():
+        if not path.startswith("collectors/") or path.count("/") < 2:
+            continue
+        family = path.split("/")[1]
+        others = {name for name in imports(path)
+                  if name.startswith("collectors.") and name.split(".")[1] != family}
+        assert all(name.endswith(".metrics") for name in others), f"{path} imports {others}"
