@@ -32,7 +32,12 @@ def metrics_markdown() -> str:
 
 
 def _table(title: str, metrics: tuple[MetricSpec, ...]) -> str:
-    rows = [f"## {title}\n", "| metric | type | labels | help |", "|---|---|---|---|"]
+    return f"## {title}\n\n{table(metrics)}"
+
+
+def table(metrics: tuple[MetricSpec, ...]) -> str:
+    """The catalogue as a markdown table (here, and on each kind's page)."""
+    rows = ["| metric | type | labels | help |", "|---|---|---|---|"]
     for spec in metrics:
         labels = ", ".join(f"`{label}`" for label in spec.labels)
         rows.append(f"| `{spec.name}` | {spec.type} | {labels} | {spec.help} |")

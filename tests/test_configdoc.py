@@ -52,7 +52,7 @@ def test_a_key_in_every_member_of_a_union_lists_every_member_s_values():
 
     from pydantic import Field
 
-    from agent.configdoc import _type
+    from agent.configdoc import type_of
     from agent.schema import StrictModel
 
     class Community(StrictModel):
@@ -65,6 +65,6 @@ def test_a_key_in_every_member_of_a_union_lists_every_member_s_values():
         snmp: Community | Users
 
     version = dict(fields(Target))["snmp.version"]
-    assert (_type(version), version.description) == ("one of `2c`, `3`", "Community based. With users.")
+    assert (type_of(version), version.description) == ("one of `2c`, `3`", "Community based. With users.")
     committed = (ROOT / "docs" / "config.md").read_text()
     assert "| `snmp.version` | one of `2c`, `3` | required |" in committed

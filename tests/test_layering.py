@@ -101,7 +101,7 @@ def test_no_module_imports_one_that_imports_it_back():
                 path.pop()
 
 
-FAMILY_FILES = ("__init__.py", "config.py", "metrics.py", "collector.py")
+FAMILY_FILES = ("__init__.py", "config.py", "metrics.py", "collector.py", "README.md")
 
 
 def families() -> list[str]:
@@ -110,7 +110,8 @@ def families() -> list[str]:
 
 def test_every_collector_family_is_one_folder_of_the_same_shape():
     """config.py (a module-level `<Kind>Config`), metrics.py (METRICS and CONDITIONS), collector.py (the
-    Collector): a new kind copies one folder, and finds every other kind laid out alike."""
+    Collector), README.md (the kind's page): a new kind copies one folder, and finds every other kind laid
+    out alike."""
     import importlib
 
     from agent import registry
