@@ -36,7 +36,7 @@ soak: lab $(VENV)/.installed  # 500 mixed targets for 10 minutes (MINUTES=): fir
 docs: $(VENV)/.installed  # and the generated blocks of each kind's page, collectors/<family>/README.md
 	$(VIGIL) docs metrics --output docs/metrics.md
 	$(VIGIL) docs config --output docs/config.md
-	$(VENV)/bin/python -m agent.kindpage
+	$(VENV)/bin/python -m agent.kindpage tests.skeleton.collector:Counting
 
 clean:
 	rm -rf $(VENV) .suite .lab .pytest_cache

@@ -3,8 +3,8 @@
 People write a kind's page (what it collects, the least-privileged account to create on the
 device or tenant, how it reads them); the blocks that restate the code are made here, so they
 cannot drift from it: a sample config from the kind's Config model, its metric families, its
-alerts. `make docs` rewrites them in place (`python -m agent.kindpage`); tests/test_docs.py
-fails while one is stale.
+alerts. `make docs` rewrites them in place (`python -m agent.kindpage [module:Class ...]`);
+tests/test_docs.py fails while one is stale.
 """
 
 from __future__ import annotations
@@ -114,26 +114,29 @@ def alerts(conditions: tuple) -> str:
     return "\n".join(rows) + "\n"
 
 
-def stale() -> list[Path]:
-    """The kind pages whose blocks no longer say what the code does."""
-    found = []
-    for kind in sorted(registry.COLLECTORS):
-        collector = registry.collector_class(kind)
-        page = page_of(collector)
-        text = page.read_text(encoding="utf-8")
-        if rewrite(text, blocks(collector)) != text:
-            found.append(page)
-    return found
+def stale(collectors: list[type] | None = None) -> list[Path]:
+    """The pages (of every registered kind, or of `collectors`) whose blocks no longer say what the code does."""
+    if collectors is None:
+        collectors = [registry.collector_class(kind) for kind in sorted(registry.COLLECTORS)]
+    return [page_of(collector) for collector in collectors if _rewritten(collector) is not None]
 
 
-def main() -> None:
-    """Rewrite every kind page's blocks (`make docs`)."""
-    for page in stale():
-        collector = next(registry.collector_class(kind) for kind in registry.COLLECTORS
-                         if page_of(registry.collector_class(kind)) == page)
-        page.write_text(rewrite(page.read_text(encoding="utf-8"), blocks(collector)), encoding="utf-8")
-        print(f"wrote {page}", file=sys.stderr)
+def _rewritten(collector: type) -> str | None:
+    """The collector's page with its blocks made anew, or None when they are current."""
+    text = page_of(collector).read_text(encoding="utf-8")
+    made = rewrite(text, blocks(collector))
+    return made if made != text else None
+
+
+def main(paths: list[str]) -> None:
+    """Rewrite the blocks of every kind's page, and of the collectors at `paths` (`module:Class`: the tests'
+    skeleton kind)."""
+    for collector in [registry.collector_class(kind) for kind in sorted(registry.COLLECTORS)] + [
+            registry.load(path) for path in paths]:
+        if (made := _rewritten(collector)) is not None:
+            page_of(collector).write_text(made, encoding="utf-8")
+            print(f"wrote {page_of(collector)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -95,12 +95,22 @@ def test_docs_metrics_md_is_up_to_date():
     assert committed == metrics_markdown(), "docs/metrics.md is stale: run `make docs`"
 
 
-def test_the_skeleton_in_contributing_md_is_the_one_the_tests_run():
-    """docs/contributing.md shows tests/fake_collectors.py's Counting kind, so the skeleton stays true."""
-    source = (ROOT / "tests" / "fake_collectors.py").read_text()
-    skeleton = source.split("# --- the skeleton of docs/contributing.md, from here")[1].split("\n# --- to here")[0]
-    skeleton = skeleton.split("\n", 1)[1]
-    assert skeleton.strip() in (ROOT / "docs" / "contributing.md").read_text()
+def test_the_folder_in_contributing_md_is_the_one_the_tests_run():
+    """docs/contributing.md shows a kind's folder to copy; tests/skeleton/ is that folder under the tests'
+    package name, the `counting` kind the scheduler's tests and the test agents run: so the page stays true."""
+    from agent import kindpage
+    from tests.skeleton.collector import Counting
+    from tests.test_layering import FAMILY_FILES
+
+    page = (ROOT / "docs" / "contributing.md").read_text()
+    shown = {name: text for name, _, text in re.findall(
+        r"^#### `collectors/counting/([\w.]+)`\n\n(`{3,4})(?:python|markdown)\n(.*?)^\2$", page, re.M | re.S)}
+    folder = ROOT / "tests" / "skeleton"
+    assert set(shown) == set(FAMILY_FILES) == {path.name for path in folder.iterdir() if path.is_file()}
+    for name, text in shown.items():
+        assert text == (folder / name).read_text().replace("tests.skeleton", "collectors.counting"), \
+            f"docs/contributing.md's collectors/counting/{name} is not tests/skeleton/{name}"
+    assert not kindpage.stale([Counting]), "tests/skeleton/README.md is stale: run `make docs`"
 
 
 def test_every_location_kind_declares_what_it_can_do():

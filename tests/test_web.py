@@ -32,10 +32,10 @@ from exporters.webconfig import WebConfig, WebConfigError, load_web_config
 from exporters.webpassword import hash_password
 from tests.clocks import FakeClock
 from tests.conftest import ROOT, vigil_argv
-from tests.fake_collectors import TICKS
 from tests.lab.flood import USER, Scraper, flood, guess
 from tests.lab.harness import Peer, free_port, wait_until
 from tests.lab.pki import make_pki
+from tests.skeleton.metrics import TICKS
 
 PASSWORD = "correct horse battery staple"
 
