@@ -29,7 +29,7 @@ from tests.conftest import ROOT, vigil_argv
 from tests.fakes.meraki import make_org
 from tests.fakes.veeam import VeeamFake
 from tests.fault_watch import Schedule, series
-from tests.fixtures_ssh import ssh_target
+from tests.kinds.ssh.fixtures import ssh_target
 from tests.lab.azurite import ACCOUNT_KEY
 from tests.lab.blackhole import UNRESOLVABLE, tcp_blackhole, udp_blackhole
 from tests.lab.harness import free_port, wait_until

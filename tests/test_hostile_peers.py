@@ -41,7 +41,7 @@ from tests.fakes.hostile import HostilePeer, Streamed, drip, gzip_bomb, huge
 from tests.fakes.meraki import make_org
 from tests.fakes.veeam import VeeamFake
 from tests.fault_watch import Schedule, series
-from tests.fixtures_m365 import CLIENT_ID, SECRET, TENANT
+from tests.kinds.m365.fixtures import CLIENT_ID, SECRET, TENANT
 from tests.lab.canned_xml import canned_xml
 from tests.lab.harness import wait_until
 from tests.lab.pki import make_pki

@@ -11,7 +11,7 @@ import ast
 import re
 from functools import cache
 
-from tests.conftest import PACKAGES, PACKAGES_DIR
+from tests.conftest import PACKAGES, PACKAGES_DIR, ROOT
 
 COMPOSITION_ROOT = ("agent/daemon.py", "agent/cli.py")  # where the agent is wired together
 
@@ -145,3 +145,15 @@ def test_a_family_reaches_another_only_for_the_catalogue_they_share():
         others = {name for name in imports(path)
                   if name.startswith("collectors.") and name.split(".")[1] != family}
         assert all(name.endswith(".metrics") for name in others), f"{path} imports {others}"
+
+
+def test_each_kind_s_tests_are_in_its_folder_and_the_lab_holds_no_test():
+    """tests/kinds/<family>/ for a collector family (or `backups`): its tests and fixtures.py; tests/lab/ and
+    tests/fakes/ hold the peers and contract fakes they run against, no test."""
+    tests = ROOT / "tests"
+    assert {path.name for path in (tests / "kinds").iterdir() if path.is_dir() and path.name != "__pycache__"} \
+        == {*families(), "backups"}
+    for folder in ("lab", "fakes"):
+        assert not list((tests / folder).rglob("test_*.py")), f"tests/{folder} holds tests"
+    for family in families():
+        assert (tests / "kinds" / family / "fixtures.py").is_file(), f"tests/kinds/{family} has no fixtures.py"

@@ -6,7 +6,6 @@ import gzip
 import io
 import os
 import re
-import socket
 import subprocess
 import zipfile
 from pathlib import Path
@@ -20,6 +19,7 @@ from checks.sources import filelike
 from checks.sources.filelike import LocationError
 from checks.sources.sftp import WINDOW, SftpLocation
 from tests.dumps import sha256, write
+from tests.lab.blackhole import unaccepted
 from tests.lab.harness import free_port
 from tests.lab.sshd import Sshd, fingerprint, known_hosts_line, make_key, sshd
 
@@ -197,10 +197,7 @@ def test_an_encrypted_key_is_opened_with_its_passphrase_by_reference(sftp, serve
 
 
 def test_a_server_that_accepts_and_never_answers_fails_within_the_timeout(sftp):
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        port = silent.getsockname()[1]
+    with unaccepted() as port:
         expected = f"@127.0.0.1:{port}: no SSH banner within 1s (is this an SSH server?)"
         with pytest.raises(LocationError, match=re.escape(expected)):
             sftp(port=port, timeout="1s").backups()

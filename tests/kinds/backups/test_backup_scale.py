@@ -109,7 +109,7 @@ def test_another_password_never_shares_a_listing(tmp_path, clocked, monkeypatch)
 
 def test_an_unreadable_layout_falls_back_to_the_tool_logged_once(tmp_path, clocked, monkeypatch, caplog):
     """A repository kind vigil cannot read itself: the tool lists it at every poll, said once."""
-    fake = Path(__file__).parent / "data" / "fake-restic"
+    fake = Path(__file__).parents[2] / "data" / "fake-restic"  # shared with tests/test_durability.py
     monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
     config = ResticLocation.Config(kind="restic", repository="b2:bucket:repo", binary=str(fake),
                                    password="${env:VIGIL_TEST_RESTIC}", env={"FAKE_RESTIC_DELAY": "0",

@@ -17,7 +17,7 @@ from checks.config import BackupJobConfig
 from checks.job import BackupEvaluation, BackupVerification, backup_jobs
 from tests.clocks import FakeClock
 from tests.lab.backup_tools import PASSWORD, ResticRepo
-from tests.lab.blackhole import syn_dropped
+from tests.lab.blackhole import syn_dropped, unaccepted
 from tests.lab.sshd import make_key
 
 KB = 1000
@@ -275,10 +275,8 @@ def test_a_change_of_status_is_logged_once(repos, job_context, clock, caplog):
 @pytest.fixture
 def silent_port():
     """A TCP peer that accepts (the kernel completes the handshake) and never says a word."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        yield silent.getsockname()[1]
+    with unaccepted() as port:
+        yield port
 
 
 def sftp_job(tmp_path, port: int, **location) -> str:
@@ -428,7 +426,7 @@ def test_a_borg_duration_out_of_range_leaves_the_size_unknown(tmp_path, job_cont
 
 def test_a_hung_location_is_not_called_again_while_its_call_runs(tmp_path, job_context, clock):
     """Two evaluations of a host that never answers: one connection, the second waits on the first."""
-    with socket.socket() as silent:
+    with socket.socket() as silent:  # the test counts the connections it receives
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         text = sftp_job(tmp_path, silent.getsockname()[1], timeout="20s")

@@ -17,7 +17,7 @@ import pytest
 
 from tests.lab.sshd import Sshd, sshd
 
-FIXTURES = Path(__file__).parent / "fixtures" / "ssh"
+FIXTURES = Path(__file__).parent / "data"  # recorded Windows replies
 FAKE_TOOLS = {
     "systemctl": "#!/bin/sh\n"
                  "case \"$*\" in *--state=failed*) ;; *) exit 1 ;; esac\n"

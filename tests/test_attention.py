@@ -161,7 +161,7 @@ def test_a_ups_on_battery_that_cannot_be_read_stays_on_battery_on_the_page_as_in
 @pytest.fixture
 def alerting_server(tmp_path):
     """An sshd "server" whose "/" is 99% full and with two failed systemd units."""
-    from tests.fixtures_ssh import FAKE_TOOLS
+    from tests.kinds.ssh.fixtures import FAKE_TOOLS
     from tests.lab.sshd import sshd
 
     if os.geteuid() != 0 or not shutil.which("unshare"):
@@ -179,7 +179,7 @@ def alerting_server(tmp_path):
 
 def test_the_page_once_and_prometheus_with_the_shipped_rules_agree(serverroom, alerting_server, start_agent,
                                                                     write_config, tmp_path):
-    from tests.fixtures_ssh import ssh_target
+    from tests.kinds.ssh.fixtures import ssh_target
     from tests.lab.prometheus import prometheus
     from tests.lab.snmpsim import DATA, snmpsim
 

@@ -8,10 +8,10 @@ import re
 import subprocess
 
 from tests.conftest import ROOT, vigil_argv
+from tests.kinds.backups.test_source_azure_blob import sas
 from tests.lab.azurite import azurite
 from tests.lab.moto import moto
 from tests.lab.pki import make_pki
-from tests.test_source_azure_blob import sas
 
 S3_ID, S3_KEY = "AKIAVIGILTEST0001", "vigil/secret+key/0123456789"
 

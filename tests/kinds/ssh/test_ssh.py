@@ -26,7 +26,7 @@ from agent.net.ssh import AuthRefused, HostKeyChanged, HostKeyUnknown, SshError
 from collectors.ssh.collector import INVENTORY, SshCollector
 from collectors.ssh.output import OutputError
 from tests import collector_kit
-from tests.fixtures_ssh import ssh_target, windows_reply
+from tests.kinds.ssh.fixtures import FIXTURES, ssh_target, windows_reply
 from tests.lab.sshd import Sshd, known_hosts_line, make_key, sshd
 
 MAIN_ONLY = frozenset({"main"})
@@ -393,7 +393,7 @@ def windows(fixture: str, due=frozenset({"main", INVENTORY}), exclude: tuple[str
     from collectors.ssh import windows as mapping
 
     out = Emitter(SshCollector.METRICS, strict=True, signals=SshCollector.SIGNALS)
-    document = mapping.parse((Path(__file__).parent / "fixtures" / "ssh" / f"{fixture}.json").read_text())
+    document = mapping.parse((FIXTURES / f"{fixture}.json").read_text())
     mapping.emit_poll(out, document, ("sppsvc",), exclude)
     if INVENTORY in due:
         with out.signal(INVENTORY):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +12,7 @@ from checks.model import VerifyConfig
 from checks.sources.cli import ToolError
 from checks.sources.restic import ResticLocation
 from tests.lab.backup_tools import PASSWORD, ResticRepo
+from tests.lab.blackhole import unaccepted
 from tests.lab.harness import free_port, wait_until
 from tests.lab.moto import moto
 from tests.lab.sshd import make_key
@@ -144,10 +144,7 @@ def test_restic_over_sftp_to_a_closed_port_says_what_ssh_said(tmp_path, context,
 
 
 def test_a_check_that_times_out_names_restic_check_and_the_repository(tmp_path, context, monkeypatch, fault_report):
-    with socket.socket() as silent:  # accepts, never answers: ssh waits for a banner until the timeout
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        port = silent.getsockname()[1]
+    with unaccepted() as port:  # accepts, never answers: ssh waits for a banner until the timeout
         outcome = sftp_location(tmp_path, context, monkeypatch, port).verify(VerifyConfig(timeout="2s"))
     fault_report(fault="restic check on a silent sftp host", expected="restic check timed out on <repository>",
                  observed=outcome.detail[:70])

@@ -21,7 +21,7 @@ from tests import collector_kit as kit
 from tests.clocks import FakeClock
 from tests.conftest import ROOT
 from tests.fakes.graph import ENTITIES, LISTS
-from tests.fixtures_m365 import CLIENT_ID, SECRET
+from tests.kinds.m365.fixtures import CLIENT_ID, SECRET
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z, the fake clock's start
 DAY = 86400
