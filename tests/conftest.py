@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.lab.meraki",
     "tests.lab.snmpsim",
     "tests.lab.nut",
+    "tests.lab.samba",
     "tests.fixtures_ssh",
     "tests.fixtures_m365",
     "tests.fault_report",
