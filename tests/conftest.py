@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.lab.vcsim",
     "tests.lab.snmpsim",
     "tests.lab.nut",
+    "tests.lab.samba",
     *(f"tests.kinds.{family}.fixtures" for family in ("server", "ssh", "ups", "nut", "vmware", "meraki", "m365")),
     "tests.fault_report",
     "tests.secrets_audit",

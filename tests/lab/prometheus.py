@@ -1,4 +1,6 @@
-"""A real Prometheus on loopback that scrapes given targets every second."""
+"""A real Prometheus on loopback that scrapes given targets every second; or one in agent mode
+(`agent=True`: no local queries or rules, it only scrapes and remote-writes, as a site's
+Prometheus in front of a central store)."""
 
 from __future__ import annotations
 
@@ -30,16 +32,21 @@ class Prometheus:
 
 @contextmanager
 def prometheus(tmp_path: Path, scrape_configs: list[dict], rule_files: list[str] = (),
-               extra: dict | None = None) -> Iterator[Prometheus]:
+               extra: dict | None = None, agent: bool = False,
+               external_labels: dict[str, str] | None = None) -> Iterator[Prometheus]:
+    """`extra`: more top-level config (remote_write: [{"url": ...}]); `external_labels` go on
+    everything it sends (`site`, `replica`)."""
     binary = need("prometheus")
     tmp_path.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s",
+                         "external_labels": external_labels or {}},
               "scrape_configs": scrape_configs, "rule_files": list(rule_files), **(extra or {})}
     config_file = tmp_path / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config))
-    argv = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}"]
+    storage = ["--enable-feature=agent", f"--storage.agent.path={tmp_path / 'wal'}"] if agent \
+        else [f"--storage.tsdb.path={tmp_path / 'tsdb'}"]
+    argv = [binary, f"--config.file={config_file}", *storage, f"--web.listen-address=127.0.0.1:{port}"]
     url = f"http://127.0.0.1:{port}"
     with running(argv, tmp_path / "prometheus.log", lambda: http_get(f"{url}/-/ready")[0] == 200,
                  "Prometheus"):

@@ -11,6 +11,9 @@ PACKAGES=(prometheus prometheus-alertmanager openssl openssh-server openssh-clie
           python3-venv chromium snmp nut-server nut-client libnss3-tools
           golang-go golang-github-vmware-govmomi-dev
           gcc pkg-config python3-dev libssl-dev liblz4-dev libzstd-dev libxxhash-dev libacl1-dev)  # to build borg 1.4
+# Active Directory (issue 24): Samba DCs, ldapsearch, kinit, libfaketime for a DC's clock; the central
+# store of many sites (issue 26): VictoriaMetrics
+PACKAGES+=(samba samba-ad-dc samba-ad-provision winbind ldap-utils krb5-user libfaketime victoria-metrics)
 # azurite comes from npm: Debian's (and its nodejs) unless an npm is on PATH already, such as
 # NodeSource's nodejs, which brings its own npm and conflicts with Debian's
 if ! command -v npm >/dev/null; then
