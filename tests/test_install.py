@@ -84,8 +84,9 @@ def installed(tmp_path_factory) -> Installed:
         missing("Debian's python3 cannot make virtual environments (apt-get install python3-venv)")
     root = tmp_path_factory.mktemp("root")
     (root / "etc").mkdir()
-    for name in ("passwd", "group"):  # the accounts useradd --prefix adds to
-        shutil.copy2(f"/etc/{name}", root / "etc" / name)
+    for name in ("passwd", "group"):  # the accounts useradd --prefix adds to, without a vigil of this machine's own
+        lines = Path(f"/etc/{name}").read_text().splitlines(keepends=True)
+        (root / "etc" / name).write_text("".join(line for line in lines if not line.startswith("vigil:")))
     fake_bin = tmp_path_factory.mktemp("bin")
     calls = fake_bin / "systemctl.calls"
     (fake_bin / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit 1\n')

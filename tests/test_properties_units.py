@@ -85,5 +85,5 @@ def test_a_value_or_reference_resolves_or_fails_with_a_value_error(value):
 def test_a_secret_file_in_another_encoding_is_a_clear_error(tmp_path):
     path = tmp_path / "secret"
     path.write_bytes("pässwort".encode("latin-1"))
-    with pytest.raises(ValueError, match="cannot be read"):
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
         secrets.resolve_reference(f"${{file:{path}}}")
