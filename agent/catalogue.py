@@ -21,7 +21,9 @@ def metrics_markdown() -> str:
                                AGENT_METRICS)]
     for kind in sorted(registry.COLLECTORS):
         collector = registry.collector_class(kind)
-        sections.append(_table(f"`kind: {kind}` ({collector.__module__})", collector.METRICS))
+        folder = collector.__module__.rpartition(".")[0].replace(".", "/")
+        sections.append(_table(f"`kind: {kind}` ([{folder}/](../{folder}/README.md), the kind's page)",
+                               collector.METRICS))
     for section in registry.sections():
         for kind in sorted(section.job_kinds):
             job = registry.job_class(kind)
