@@ -1,0 +1,27 @@
+"""What the probes emit: success, the duration of each phase, each served certificate; each kind's part.
+
+Every kind emits SUCCESS and DURATION; a kind that shakes hands in TLS emits the TLS families
+(the whole served chain, by position, so that an intermediate about to expire is seen, not only
+the earliest date of the chain).
+"""
+
+from agent.model import MetricSpec
+
+SUCCESS = MetricSpec("vigil_probe_success", "gauge",
+                     "1 when the service answered as expected, 0 when not (the reason is on the status page and "
+                     "in `vigil once`).")
+DURATION = MetricSpec("vigil_probe_duration_seconds", "gauge",
+                      "How long each phase of the last probe took (resolve, connect, tls, ..., total).",
+                      ("phase",), "seconds")
+NOT_AFTER = MetricSpec("vigil_tls_certificate_not_after_timestamp_seconds", "gauge",
+                       "When each certificate the server sent expires, by its place in the chain (leaf, "
+                       "intermediate, root).", ("position", "subject", "issuer"), "seconds")
+NOT_BEFORE = MetricSpec("vigil_tls_certificate_not_before_timestamp_seconds", "gauge",
+                        "When each certificate the server sent became valid.", ("position", "subject", "issuer"),
+                        "seconds")
+
+COMMON = (SUCCESS, DURATION)
+TLS = (NOT_AFTER, NOT_BEFORE)
+
+METRICS = (*COMMON, *TLS)  # every family of the probes; each kind's tuple is its part of it
+CONDITIONS = ()
