@@ -130,8 +130,9 @@ class StateDB:
         return {job: (status, detail) for job, status, detail in rows}
 
     def record_changes(self, changes: Iterable[tuple[str, float, str, str]]) -> None:
-        """(job, at, status, detail): when each job's status (or its reason) changed."""
-        self.write("INSERT OR REPLACE INTO job_changes (job, at, status, detail) VALUES (?, ?, ?, ?)", changes, many=True)
+        """(job, at, status, detail): when each job's status changed, and why."""
+        self.write("INSERT OR REPLACE INTO job_changes (job, at, status, detail) VALUES (?, ?, ?, ?)",
+                   changes, many=True)
 
     def changes(self, job: str, since: float = 0.0) -> list[tuple[float, str, str]]:
         """A job's recorded changes from `since`, oldest first: (at, status, detail)."""
