@@ -18,7 +18,8 @@ from typing import ClassVar, TypeVar
 from agent.collector import Collector, Emitter
 from agent.model import Verdict
 from agent.schema import TargetConfig
-from collectors.probes.metrics import DURATION, SUCCESS
+from collectors.probes.config import HttpConfig
+from collectors.probes.metrics import DURATION, HTTP_METRICS, SUCCESS
 
 UP, DOWN = "ok", "down"
 MARGIN = 0.1  # of the job's timeout, at most MAX_MARGIN seconds: left to report a probe that ran out of time
@@ -47,7 +48,7 @@ class Phases:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + self._monotonic() - started
-            self.current = ""
+        self.current = ""  # only when it ended: a phase cut short by the deadline stays named for the reason
 
     def total(self) -> float:
         return self._monotonic() - self._started
@@ -86,3 +87,23 @@ class Probe(Collector[C]):
             out.gauge(DURATION, seconds, phase=phase)
         out.gauge(SUCCESS, 0 if reason else 1)
         out.judge(Verdict(DOWN if reason else UP, reason, notes=self.notes()))
+
+
+# --- http ---
+
+class HttpProbe(Probe[HttpConfig]):
+    """`kind: http`: one request, its answer judged (collectors/probes/http.py)."""
+
+    Config = HttpConfig
+    METRICS = HTTP_METRICS
+
+    def open(self) -> None:
+        from collectors.probes.http import HttpCheck  # httpx only for the kinds that use it; it imports this module
+
+        self._check = HttpCheck(self.config, self.ctx.clock.monotonic)
+
+    async def probe(self, out: Emitter, phases: Phases) -> None:
+        await self._check.run(out, phases)
+
+    def notes(self) -> Mapping[str, str]:
+        return self._check.notes()

@@ -36,3 +36,9 @@ OLDEST_VERSION = MetricSpec("vigil_tls_oldest_version_accepted", "gauge",
                             "checked once an hour; 1.0 and 1.1 are broken and deprecated.")
 HANDSHAKE = (*TLS, NEGOTIATED_VERSION, OLDEST_VERSION)  # what a kind that shakes hands in TLS declares
 METRICS = (*METRICS, NEGOTIATED_VERSION, OLDEST_VERSION)
+
+# --- http ---
+HTTP_STATUS = MetricSpec("vigil_http_status_code", "gauge",
+                         "The status code of the last answer (after the redirects followed, if followed).")
+HTTP_METRICS = (*COMMON, *HANDSHAKE, HTTP_STATUS)
+METRICS = (*METRICS, HTTP_STATUS)
