@@ -11,15 +11,16 @@ finding ("no answer within 4.5s, during tls"), never a job that timed out.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import ClassVar, TypeVar
 
 from agent.collector import Collector, Emitter
 from agent.model import Verdict
 from agent.schema import TargetConfig
 from collectors.probes.config import HttpConfig
+from collectors.probes.http import HttpCheck
 from collectors.probes.metrics import DURATION, HTTP_METRICS, SUCCESS
+from collectors.probes.phases import Phases, ProbeFailed
 
 UP, DOWN = "ok", "down"
 MARGIN = 0.1  # of the job's timeout, at most MAX_MARGIN seconds: left to report a probe that ran out of time
@@ -28,36 +29,11 @@ MAX_MARGIN = 1.0
 C = TypeVar("C", bound=TargetConfig)
 
 
-class ProbeFailed(Exception):
-    """The service did not answer as expected; the text is the reason, for people."""
-
-
-class Phases:
-    """The duration of each phase of one probe, and the phase under way (for a reason)."""
-
-    def __init__(self, monotonic) -> None:
-        self._monotonic = monotonic
-        self._started = monotonic()
-        self.current = ""
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        started, self.current = self._monotonic(), name
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + self._monotonic() - started
-        self.current = ""  # only when it ended: a phase cut short by the deadline stays named for the reason
-
-    def total(self) -> float:
-        return self._monotonic() - self._started
-
-
 class Probe(Collector[C]):
     """A probe kind: subclasses write `probe()`, which times its phases and raises ProbeFailed."""
 
     BOARD: ClassVar[str] = "Services"
+    SHARED_PAGE: ClassVar[bool] = True  # README.md: a section per kind, with its own blocks, however many there are
 
     async def probe(self, out: Emitter, phases: Phases) -> None:
         raise NotImplementedError
@@ -98,8 +74,6 @@ class HttpProbe(Probe[HttpConfig]):
     METRICS = HTTP_METRICS
 
     def open(self) -> None:
-        from collectors.probes.http import HttpCheck  # httpx only for the kinds that use it; it imports this module
-
         self._check = HttpCheck(self.config, self.ctx.clock.monotonic)
 
     async def probe(self, out: Emitter, phases: Phases) -> None:

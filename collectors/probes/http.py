@@ -26,9 +26,9 @@ import httpx
 
 from agent.net.http import USER_AGENT, safe_url, transport_reason
 from collectors.probes import tls
-from collectors.probes.collector import Phases, ProbeFailed
 from collectors.probes.config import HttpConfig
 from collectors.probes.metrics import HTTP_STATUS
+from collectors.probes.phases import Phases, ProbeFailed
 
 if TYPE_CHECKING:
     from agent.collector import Emitter
@@ -41,7 +41,7 @@ _ENDS = {"connection.start_tls": "tls", "http11.receive_response_headers": "proc
 
 
 class HttpCheck:
-    """One target's probe; what it keeps between probes: its TLS context and the oldest version found."""
+    """One target's probe; what it keeps between probes: its TLS context and the oldest TLS version found."""
 
     def __init__(self, config: HttpConfig, monotonic: Callable[[], float]) -> None:
         self.config = config

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 from agent.net.http import ssl_context
 from agent.net.tls import certificate_problem, unknown_issuer
-from collectors.probes.collector import ProbeFailed
 from collectors.probes.metrics import NEGOTIATED_VERSION, NOT_AFTER, NOT_BEFORE, OLDEST_VERSION
+from collectors.probes.phases import ProbeFailed
 
 if TYPE_CHECKING:
     from agent.collector import Emitter

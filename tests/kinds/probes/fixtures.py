@@ -15,3 +15,9 @@ def nginx(tmp_path_factory):
     """The lab's nginx: plain HTTP and one HTTPS server per certificate case (tests/lab/nginx.py)."""
     with run_nginx(tmp_path_factory.mktemp("nginx")) as lab:
         yield lab
+
+
+@pytest.fixture
+def http_conformance(nginx) -> dict:
+    """HTTPS with a good chain: the status, every certificate, both versions."""
+    return {"name": "web", "kind": "http", "url": nginx.url("good"), "ca_file": str(nginx.ca)}

@@ -260,3 +260,20 @@ def test_ip_version_picks_the_family_or_fails_without_fallback(nginx, context):
     assert probe(context, url, ip_version="ipv6")[0] == ("ok", "")  # localhost has no IPv6 address here: falls back
     assert probe(context, url, ip_version="ipv6", ip_fallback=False)[0] == (
         "down", "the host name localhost has no ipv6 address; set ip_fallback: true to use the other family")
+
+
+def test_the_example_config_web_probe_is_valid_once_enabled():
+    """The commented http target of deploy/vigil.example.yaml, enabled as its comment says."""
+    import yaml
+
+    from agent.config import AgentConfig
+    from tests.conftest import ROOT
+
+    lines = (ROOT / "deploy" / "vigil.example.yaml").read_text().splitlines()
+    block = []
+    for line in lines[lines.index("  # - name: erp-web"):]:
+        if not line.startswith("  # "):
+            break
+        block.append(line.replace("  # ", "  ", 1))
+    targets = AgentConfig.model_validate({"targets": yaml.safe_load("\n".join(block))}).targets
+    assert [(t.kind, t.name, str(t.url)) for t in targets] == [("http", "erp-web", "https://erp.example.org/health")]
