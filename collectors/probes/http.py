@@ -112,8 +112,24 @@ class HttpCheck:
             raise refusal
 
     def _handshake(self, request: httpx.Request) -> tls.Handshake:
-        url = request.url
-        return tls.direct(url.host, url.port or 443, self.config.server_name)
+        """Another handshake with the server that answered `request` (through the proxy, if any)."""
+        url, name = request.url, self.config.server_name
+        if self.config.proxy is None:
+            return tls.connect(url.host, url.port or 443, name)
+        proxy = httpx.URL(str(self.config.proxy))
+        return tls.connect(proxy.host, proxy.port or 80, name or url.host, _tunnel(url.host, url.port or 443))
+
+
+def _tunnel(host: str, port: int) -> tls.Preamble:
+    """A proxy's CONNECT to host:port, before the TLS handshake through it."""
+
+    async def preamble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head.split(b" ", 2)[1:2] != [b"200"]:
+            raise ConnectionRefusedError(f"the proxy refused CONNECT {host}:{port}")
+
+    return preamble
 
 
 def judge(config: HttpConfig, response: httpx.Response, body: bytes) -> None:

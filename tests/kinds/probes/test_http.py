@@ -21,6 +21,7 @@ from collectors.probes.collector import HttpProbe
 from tests import collector_kit as kit
 from tests.lab import nginx as web
 from tests.lab.blackhole import UNRESOLVABLE, tcp_blackhole
+from tests.lab.forward_proxy import forward_proxy
 from tests.lab.harness import free_port
 from tests.lab.http_peer import http_peer
 from tests.lab.pki import faulty_server, make_pki
@@ -252,6 +253,22 @@ def test_the_method_and_headers_are_sent(context, tmp_path):
         method, path, headers = server.seen[-1]
     assert verdict == ("ok", "")
     assert (method, path, headers.get("X-Probe")) == ("POST", "/ok", "vigil")
+
+
+def test_a_proxy_carries_every_connection_of_a_probe(nginx, context):
+    """The request, and for https the handshakes of the TLS checks too: the chain read again when refused, and
+    the oldest version (TLS 1.0, 1.1 refused, 1.2 accepted)."""
+    with forward_proxy() as proxy:
+        assert probe(context, nginx.url(), proxy=proxy.url)[0] == ("ok", "")
+        verdict, out = probe(context, nginx.url("good"), ca_file=str(nginx.ca), proxy=proxy.url)
+        (status, reason), refused = probe(context, nginx.url("expired"), ca_file=str(nginx.ca), proxy=proxy.url)
+        seen = list(proxy.seen)
+    assert verdict == ("ok", "") and leaf_dates(out) == [leaf_date(nginx.served["good"][0])]
+    assert kit.values(out, "vigil_tls_oldest_version_accepted") == {(): 1.2}
+    assert status == "down" and reason.startswith("its TLS certificate has expired")
+    assert leaf_dates(refused) == [leaf_date(nginx.served["expired"][0])]
+    assert seen == [f"GET {nginx.url()} HTTP/1.1", *[f"CONNECT 127.0.0.1:{nginx.ports['good']} HTTP/1.1"] * 4,
+                    *[f"CONNECT 127.0.0.1:{nginx.ports['expired']} HTTP/1.1"] * 5]
 
 
 def test_ip_version_picks_the_family_or_fails_without_fallback(nginx, context):
