@@ -82,6 +82,7 @@ class HttpCheck:
                 response = await client.send(request, stream=True)
             except httpx.TransportError as failure:
                 await self._refused(out, request, failure)
+                # 0: httpx has no timeout here (the probe's deadline is the one), so no reason names one
                 reason = "; ".join(filter(None, transport_reason(failure, 0)))
                 raise ProbeFailed(reason) from None
             try:

@@ -20,7 +20,7 @@ from collectors.probes import tls
 from collectors.probes.collector import HttpProbe
 from tests import collector_kit as kit
 from tests.lab import nginx as web
-from tests.lab.blackhole import UNRESOLVABLE, tcp_blackhole
+from tests.lab.blackhole import UNRESOLVABLE, syn_dropped, tcp_blackhole
 from tests.lab.forward_proxy import forward_proxy
 from tests.lab.harness import free_port
 from tests.lab.http_peer import http_peer
@@ -185,6 +185,12 @@ def test_a_silent_tls_server_times_out_during_tls_and_holds_no_socket_after(cont
         assert len(os.listdir("/proc/self/fd")) == before + 1 + hole.accepted  # the hole's own sockets only
 
 
+def test_a_host_that_drops_the_connection_times_out_during_connect(context):
+    with syn_dropped() as port:
+        verdict, _ = probe(context, f"http://127.0.0.1:{port}/", timeout="1s")
+    assert verdict == ("down", "no answer within 0.9s, during connect")
+
+
 def test_plain_http_on_a_tls_port_is_named(nginx, context):
     verdict, _ = probe(context, f"https://127.0.0.1:{nginx.http_port}/health")
     assert verdict == ("down", "the TLS handshake failed (WRONG_VERSION_NUMBER); check that the port speaks HTTPS")
@@ -231,6 +237,11 @@ def test_redirects_followed_or_not(nginx, context):
     assert probe(context, nginx.url(path="/redirect"), follow_redirects=False)[0] == (
         "down", "HTTP 302 Moved Temporarily, expected 2xx")
     assert probe(context, nginx.url(path="/redirect"), follow_redirects=False, expect_status=[302])[0] == ("ok", "")
+
+
+def test_a_redirect_loop_ends_with_its_reason(nginx, context):
+    assert probe(context, nginx.url(path="/loop"))[0] == (
+        "down", f"more than 10 redirects; the last to {nginx.url(path='/loop')}")
 
 
 def test_basic_and_bearer_auth_by_secret_reference(nginx, context, monkeypatch):
