@@ -256,6 +256,19 @@ def test_basic_and_bearer_auth_by_secret_reference(nginx, context, monkeypatch):
                  headers={"Authorization": "${env:VIGIL_TEST_WEB_AUTHORIZATION}"})[0] == ("ok", "")
 
 
+def test_the_authorization_is_not_sent_on_after_a_redirect_to_another_host(context, tmp_path, monkeypatch):
+    """The peer's /redirect leads to 127.0.0.1: asked as localhost, that is another host."""
+    monkeypatch.setenv("VIGIL_TEST_WEB_TOKEN", web.TOKEN)
+    pki = make_pki(tmp_path / "pki")
+    with http_peer(pki) as server:
+        verdict, _ = probe(context, f"https://localhost:{server.server_port}/redirect", ca_file=str(pki.ca),
+                           bearer_token="${env:VIGIL_TEST_WEB_TOKEN}")
+        (_, first, asked), (_, second, then) = server.seen[-2:]
+    assert verdict == ("ok", "")
+    sent = [{name.lower(): value for name, value in headers.items()}.get("authorization") for headers in (asked, then)]
+    assert (first, second, sent) == ("/redirect", "/echo", [f"Bearer {web.TOKEN}", None])
+
+
 def test_the_method_and_headers_are_sent(context, tmp_path):
     pki = make_pki(tmp_path / "pki")
     with http_peer(pki) as server:
