@@ -20,6 +20,7 @@ COLLECTORS: dict[str, str] = {
     "ups": "collectors.ups.collector:UpsCollector",
     "nut": "collectors.nut.collector:NutCollector",
     "ssh": "collectors.ssh.collector:SshCollector",
+    "http": "collectors.probes.collector:HttpProbe",
 }
 
 # The lists beside `targets:` whose entries bring jobs of their own: config key -> its declaration
