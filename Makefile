@@ -33,9 +33,10 @@ bench: $(VENV)/.installed
 soak: lab $(VENV)/.installed  # 500 mixed targets for 10 minutes (MINUTES=): first cycle, RSS start/end and slope
 	$(VENV)/bin/python bench/soak.py --minutes $(or $(MINUTES),10)
 
-docs: $(VENV)/.installed
+docs: $(VENV)/.installed  # and the generated blocks of each kind's page, collectors/<family>/README.md
 	$(VIGIL) docs metrics --output docs/metrics.md
 	$(VIGIL) docs config --output docs/config.md
+	$(VENV)/bin/python -m agent.kindpage tests.skeleton.collector:Counting
 
 clean:
 	rm -rf $(VENV) .suite .lab .pytest_cache

@@ -15,18 +15,17 @@ import platform
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
-from agent import __version__, children, logs
+from agent import __version__, children, logs, registry
 from agent.clock import Clock
 from agent.config import ConfigError, ConfigIssue, LoadedConfig, load_config
 from agent.model import JobState, Result
 from agent.reasons import describe
-from agent.redact import redact
+from agent.section import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Command
 
 log = logging.getLogger("vigil")
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,10 +109,11 @@ def _parser() -> argparse.ArgumentParser:
     once.add_argument("--format", choices=("text", "json", "prometheus"), default="text",
                       help="text (default: verdicts, then every sample), json, or the /metrics exposition")
     once.set_defaults(command=_once)
-    verify = _command(commands, "verify", "run a backup job's integrity checks now (restic check, borg check, "
-                      "checksums) and record the outcome", "vigil verify fileserver-nightly", common)
-    verify.add_argument("job", help="the backup job's name")
-    verify.set_defaults(command=_verify)
+    for section in registry.sections():  # the backup jobs' own commands (`vigil verify JOB`)
+        for declared in section.commands:
+            command = _command(commands, declared.name, declared.summary, declared.example, common)
+            declared.arguments(command)
+            command.set_defaults(command=partial(_section_command, declared))
     alert = _command(commands, "alert", "send a test alert through Alertmanager, to prove the path to the phone",
                      "vigil alert test --alertmanager http://alertmanager.example.org:9093", no_config)
     alert.add_argument("what", choices=("test",))
@@ -122,11 +122,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="critical (default) pages on-call with the shipped routing; warning goes to the day")
     alert.add_argument("--ca-file", type=Path, help="the CA of an Alertmanager behind TLS")
     alert.set_defaults(command=_alert)
+    reports = {report.name: report for section in registry.sections() for report in section.reports}
+    formats = list(dict.fromkeys(name for report in reports.values() for name in report.formats))
     report = _command(commands, "report", "summaries from the history, such as the monthly backup report",
                       "vigil report backups --days 30 --format html > backups.html", common)
-    report.add_argument("what", choices=("backups",))
+    report.add_argument("what", choices=tuple(reports))
     report.add_argument("--days", type=int, default=30, help="how far back (default 30)")
-    report.add_argument("--format", choices=("text", "markdown", "csv", "json", "html"), default="text",
+    report.add_argument("--format", choices=formats, default=formats[0],
                         help="text (default), markdown, csv, json, or html (a page to attach to an e-mail)")
     report.set_defaults(command=_report)
     web = _command(commands, "web", "print a bcrypt hash for web_config's basic_auth_users (the password from a "
@@ -183,23 +185,23 @@ def _check_config(args: argparse.Namespace) -> int:
     load_web_config(loaded.config.web_config)
     for warning in loaded.warnings:
         print(warning.as_warning(), file=sys.stderr)
-    targets, backups = len(loaded.config.targets), len(loaded.config.backups)
     count = len(loaded.warnings)
-    print(f"{loaded.source}: OK, {targets} target{'s' * (targets != 1)}, "
-          f"{backups} backup job{'s' * (backups != 1)}" + (f", {count} warning{'s' * (count != 1)}" if count else ""))
+    held = ", ".join(f"{len(entries)} {what}{'s' * (len(entries) != 1)}" for _, what, entries in loaded.config.lists())
+    print(f"{loaded.source}: OK, {held}"
+          + (f", {count} warning{'s' * (count != 1)}" if count else ""))
     return EXIT_OK
 
 
 def _once(args: argparse.Namespace) -> int:
-    from agent.collector import Context
+    from agent.collector import LONG, Context
     from agent.jobs import all_jobs
     from agent.ratelimit import RateLimits
     from agent.statedb import StateDB
 
     loaded: LoadedConfig = load_config(args.config)
     config = loaded.config
-    # integrity checks read data for hours: they keep to their own schedule
-    jobs = [job for job in all_jobs(config) if job.kind != "backup_verify"]
+    # runs that read data for hours (integrity checks) keep to their own schedule
+    jobs = [job for job in all_jobs(config) if job.collector.POOL != LONG]
     if args.target is not None:
         names = sorted({job.name for job in jobs})
         jobs = [job for job in jobs if job.name == args.target]
@@ -213,7 +215,8 @@ def _once(args: argparse.Namespace) -> int:
     results = asyncio.run(_run_all(jobs, context, config.workers, config.backup_workers))
     db.close()  # first, so runs that outlived their timeout write nothing after ...
     children.stop_all()  # ... their tools are killed here
-    states = {job.key: JobState(job.name, job.kind, job.interval, job.collector.METRICS, job.label, result=result,
+    states = {job.key: JobState(job.name, job.kind, job.interval, job.collector.METRICS, job.collector.LABEL,
+                                result=result,
                                 conditions=job.collector.CONDITIONS,
                                 last_success=result.started_at + result.duration if result.ok else None)
               for job, result in zip(jobs, results, strict=True)}
@@ -221,33 +224,8 @@ def _once(args: argparse.Namespace) -> int:
     return EXIT_OK if all(_status(result)[0] == "ok" for result in results) else EXIT_FAILED
 
 
-def _verify(args: argparse.Namespace) -> int:
-    from agent import registry
-    from agent.collector import Context
-    from agent.ratelimit import RateLimits
-    from agent.statedb import StateDB
-
-    loaded = load_config(args.config)
-    config = loaded.config
-    jobs = {job.name: job for job in config.backups}
-    job = jobs.get(args.job)
-    if job is None or job.verify is None:
-        verifiable = ", ".join(name for name, j in jobs.items() if j.verify is not None) or "none"
-        why = "has no `verify:`" if job is not None else f"is not a backup job in {loaded.source}"
-        print(f"vigil: `{args.job}` {why} (jobs with integrity checks: {verifiable})", file=sys.stderr)
-        return EXIT_CONFIG
-    clock = Clock()
-    db = StateDB(config.state_dir)  # the outcome is recorded where the agent reads it
-    try:
-        checks = registry.job_class("backup_verify")(job, Context(clock, RateLimits(clock), config.state_dir, db))
-        outcomes = checks.check(only_due=False)
-    finally:
-        db.close()
-        children.stop_all()
-    for where, outcome in outcomes.items():
-        word = {True: "ok", False: "DAMAGED", None: "COULD NOT CHECK"}[outcome.ok]
-        print(f"{word:<16} {args.job} {where}: {redact(outcome.detail)}")
-    return EXIT_OK if all(outcome.ok for outcome in outcomes.values()) else EXIT_FAILED
+def _section_command(command: Command, args: argparse.Namespace) -> int:
+    return registry.load(command.run)(args, load_config(args.config))
 
 
 async def _run_all(specs, context, workers: int, backup_workers: int | None) -> list[Result]:
@@ -336,22 +314,21 @@ def _alert(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from agent import registry
     from agent.statedb import StateDB
 
-    backup_report, render = (registry.load(path) for path in registry.BACKUP_REPORT)
-
+    section, report = next((section, report) for section in registry.sections() for report in section.reports
+                           if report.name == args.what)
     config = load_config(args.config).config
     if args.days < 1:
         print("vigil: --days must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
     db = StateDB.private_copy(config.state_dir)  # a report only reads: the agent's file is never touched
     now = Clock().time()
-    rows = backup_report(db, config.backups, now, args.days)
+    rows = registry.load(report.build)(db, config.entries(section), now, args.days)
     db.close()
     since = time.strftime("%Y-%m-%d", time.gmtime(now - args.days * 86400))
-    title = f"Backups, last {args.days} days ({since} to {time.strftime('%Y-%m-%d', time.gmtime(now))})"
-    print(render(rows, args.format, title), end="")
+    title = f"{report.title}, last {args.days} days ({since} to {time.strftime('%Y-%m-%d', time.gmtime(now))})"
+    print(registry.load(report.render)(rows, args.format, title), end="")
     return EXIT_OK
 
 
@@ -364,7 +341,7 @@ def _web(args: argparse.Namespace) -> int:
 
 def _docs(args: argparse.Namespace) -> int:
     if args.what == "metrics":
-        from exporters.catalogue import metrics_markdown as generate
+        from agent.catalogue import metrics_markdown as generate
     else:
         from agent.configdoc import config_markdown as generate
     text = generate()

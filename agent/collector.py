@@ -32,13 +32,13 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from agent.model import Condition, MetricSpec, Sample, Verdict
+from agent.model import ApiCounters, Condition, MetricSpec, Sample, Verdict, job_key
 from agent.reasons import describe
 from agent.redact import redact
 
@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 
 MAIN = "main"
 STRICT = os.environ.get("VIGIL_STRICT_METRICS") == "1"
+# The pools of slots a run takes (agent.scheduler.pool_sizes sizes them); a kind picks one with POOL.
+COLLECT = "collect"  # polls of devices and APIs: `workers` at once
+TOOLS = "tools"  # runs that wait on a local tool, mostly CPU-bound (restic, borg): two per core
+LONG = "long"  # runs that read data for hours (integrity checks): a few; `vigil once` leaves them out
 
 
 @dataclass(frozen=True)
@@ -81,37 +85,6 @@ class MetricError(Exception):
     """A sample that does not match its catalogue entry: a bug in the collector."""
 
 
-class ApiCounters:
-    """Requests by (api, code) and seconds spent waiting for budget by api, for one job.
-
-    Owned by the agent, not the run: a 429 storm is visible while it happens and survives
-    the failed run it causes. Safe to call from collector threads.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str], int] = {}
-        self._waits: dict[str, float] = {}
-
-    def request(self, api: str, code: int | str) -> None:
-        key = (api, str(code))
-        with self._lock:
-            self._requests[key] = self._requests.get(key, 0) + 1
-
-    def waited(self, api: str, seconds: float) -> None:
-        if seconds > 0:
-            with self._lock:
-                self._waits[api] = self._waits.get(api, 0.0) + seconds
-
-    def requests(self) -> dict[tuple[str, str], int]:
-        with self._lock:
-            return dict(self._requests)
-
-    def waits(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._waits)
-
-
 @dataclass(frozen=True)
 class Context:
     """What the agent lends one job: the clock, shared API budgets, durable state, its counters."""
@@ -138,6 +111,8 @@ class Collector(Generic[C]):
     CONDITIONS: ClassVar[tuple[Condition, ...]] = ()  # its shipped alert rules, for the status page
     SIGNALS: ClassVar[Mapping[str, Signal]] = DEFAULT_SIGNALS
     CONCURRENCY: ClassVar[int | None] = None  # at most this many jobs of the kind run at once
+    POOL: ClassVar[str] = COLLECT  # the slots its runs take
+    LABEL: ClassVar[str] = "target"  # the label naming a job's subject on its series
     BOARD: ClassVar[str] = ""  # a title for the status page's board of this kind's verdicts
 
     def __init__(self, config: C, ctx: Context):
@@ -156,6 +131,27 @@ class Collector(Generic[C]):
 
     def close(self) -> None:
         """End the session; may be async. Must not raise for a session that never opened."""
+
+
+@dataclass(frozen=True, eq=False)
+class JobSpec:
+    """What to run and how often; `config` decides whether a reload restarts the job."""
+
+    name: str
+    kind: str
+    interval: float
+    timeout: float
+    factory: Callable[[Context], Collector]  # builds the collector; no I/O
+    collector: type[Collector]  # its catalogue, signals, concurrency, pool, label
+    config: object = None
+
+    @property
+    def key(self) -> str:
+        return job_key(self.kind, self.name)
+
+    def same_as(self, other: JobSpec | None) -> bool:
+        return other is not None and (self.kind, self.interval, self.timeout, self.config) == (
+            other.kind, other.interval, other.timeout, other.config)
 
 
 _CURRENT_SIGNAL: contextvars.ContextVar[str] = contextvars.ContextVar("vigil_signal", default=MAIN)

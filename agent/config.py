@@ -14,13 +14,16 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 from pydantic import BaseModel, Field, PlainValidator, ValidationError, model_validator
 
 from agent import ondisk, redact, registry, yamlfile
-from agent.schema import Dispatched, Duration, Lazy, StrictModel, TargetConfig, dispatched, lazy
+from agent.schema import Dispatched, Duration, Lazy, StrictModel, TargetConfig, dispatched, entry_of
 from agent.secrets import file_warnings, secret_fields
+
+if TYPE_CHECKING:
+    from agent.section import Section
 
 DEFAULT_PATH = Path("/etc/vigil/vigil.yaml")
 EMBEDDED = "(embedded default)"
@@ -80,7 +83,7 @@ class AgentConfig(StrictModel):
                                        "that changed is listed by a tool that is mostly CPU-bound")
     defaults: Defaults = Defaults()
     targets: tuple[Target, ...] = ()
-    backups: tuple[lazy(registry.BACKUP_CONFIG), ...] = ()
+    backups: tuple[entry_of("backups"), ...] = ()  # a section: its declaration names the rest (agent.section)
 
     @model_validator(mode="after")
     def _link_targets(self) -> AgentConfig:
@@ -89,6 +92,14 @@ class AgentConfig(StrictModel):
         for target in self.targets:
             target.link(by_name)
         return self
+
+    def entries(self, section: Section) -> tuple:
+        """The entries of a declared section (the backup jobs)."""
+        return getattr(self, section.key)
+
+    def lists(self) -> list[tuple[str, str, tuple]]:
+        """(key, what one entry is called, the entries) of `targets:` and of each declared section."""
+        return [(key, what, getattr(self, key)) for key, what in list_names()]
 
     def schedule(self, target: TargetConfig) -> tuple[float, float]:
         """(interval, timeout) of a target; an inherited timeout is cut below the interval."""
@@ -208,10 +219,15 @@ def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     return sorted(dict.fromkeys(issues), key=lambda issue: issue.line or 0)
 
 
+def list_names() -> list[tuple[str, str]]:
+    """(key, what one entry is called) of the lists of named entries: `targets:` and each declared section."""
+    return [("targets", "target"), *((section.key, section.what) for section in registry.sections())]
+
+
 def _raw_issues(data: dict) -> list[tuple[tuple, str]]:
     """Unique names, read from the mapping as written so that they show with every other problem."""
     problems = []
-    for section, what in (("targets", "target"), ("backups", "backup job")):
+    for section, what in list_names():
         items = data.get(section)
         if isinstance(items, list):
             problems += _duplicate_names(items, section, what)
@@ -253,22 +269,24 @@ def _warnings(config: AgentConfig, data: dict) -> list[tuple[tuple, str]]:
     """Legal, but surely not meant: said by check-config and logged at start and reload."""
     warnings = []
     if not data:
-        warnings.append(((), "the file is empty: vigil watches nothing (add targets: or backups:)"))
+        lists = " or ".join(f"{key}:" for key, _ in list_names())
+        warnings.append(((), f"the file is empty: vigil watches nothing (add {lists})"))
     host, _ = split_listen(config.listen)
     if config.web_config is None and not _loopback(host):
         warnings.append((("listen",), f"listening on {config.listen} without web_config: anyone who reaches "
                                       "this host can read /metrics and the status page (set web_config: for TLS "
                                       "and basic auth, or listen on 127.0.0.1)"))
-    backup_warnings = registry.load(registry.BACKUP_WARNINGS)
-    for index, job in enumerate(config.backups):
-        warnings += [(("backups", index, *loc), message) for loc, message in backup_warnings(job)]
+    for section in registry.sections():
+        for index, entry in enumerate(config.entries(section)):
+            warn = registry.load(section.warnings)
+            warnings += [((section.key, index, *loc), message) for loc, message in warn(entry)]
     warnings += [(loc, message) for loc, message, error in ondisk.problems(config) if not error]
     return warnings + list(file_warnings(data)) + _names_holding_secrets(config)
 
 
 def _names(config: AgentConfig) -> Iterator[tuple[tuple, str, str]]:
     """(field path, what, name) of every configured name: the label values vigil never rewrites."""
-    for section, what, items in (("targets", "target", config.targets), ("backups", "backup job", config.backups)):
+    for section, what, items in config.lists():
         for index, item in enumerate(items):
             yield (section, index, "name"), what, item.name
 

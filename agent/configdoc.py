@@ -32,20 +32,16 @@ sizes `512MiB`, `10GiB`. A *secret* is only ever a reference: `${env:NAME}`,
 def config_markdown() -> str:
     from agent.config import AgentConfig, Defaults
     from agent.schema import TargetConfig
-    BackupJobConfig = registry.load(registry.BACKUP_CONFIG)  # noqa: N806 (a class)
-    LocationConfig = registry.load(registry.LOCATION_CONFIG)  # noqa: N806
 
-    sections = [HEADER, _section("Top level", AgentConfig, skip={"defaults", "targets", "backups"}),
+    sections = [HEADER, _section("Top level", AgentConfig, skip={"defaults", "targets", *registry.SECTIONS}),
                 _section("`defaults:`", Defaults),
                 _section("`targets:` (every kind)", TargetConfig)]
     for kind in sorted(registry.COLLECTORS):
         config = registry.collector_class(kind).Config
         sections.append(_section(f"`targets:` `kind: {kind}`", config, inherited=TargetConfig))
-    sections.append(_section("`backups:`", BackupJobConfig))
-    sections.append(_section("Backup locations (`primary:`, `offsite:`), every kind", LocationConfig))
-    for kind in sorted(registry.LOCATIONS):
-        config = registry.location_class(kind).Config
-        sections.append(_section(f"Location `kind: {kind}`", config, inherited=LocationConfig))
+    for declared in registry.sections():
+        for title, model, inherited in registry.load(declared.reference)():
+            sections.append(_section(title, model, inherited=inherited))
     return "\n".join(sections)
 
 
@@ -57,7 +53,7 @@ def fields(model: type[BaseModel], inherited: type[BaseModel] | None = None, pre
         if name == "kind" or (inherited is not None and name in inherited.model_fields):
             continue
         rows[prefix + name] = info
-        for nested in _nested_models(info.annotation):  # each member of a union (snmp: v2c or v3)
+        for nested in nested_models(info.annotation):  # each member of a union (snmp: v2c or v3)
             for key, nested_info in fields(nested, prefix=f"{prefix}{name}."):
                 rows[key] = _either(rows[key], nested_info) if key in rows else nested_info
     return list(rows.items())
@@ -80,7 +76,7 @@ def _section(title: str, model: type[BaseModel], inherited: type[BaseModel] | No
     for name, info in fields(model, inherited):
         if name.split(".")[0] in skip:
             continue
-        lines.append(f"| `{name}` | {_type(info)} | {_default(info)} | {info.description or ''} |")
+        lines.append(f"| `{name}` | {type_of(info)} | {_default(info)} | {info.description or ''} |")
     return "\n".join(lines) + "\n"
 
 
@@ -93,7 +89,7 @@ def _validators(info: FieldInfo) -> set[Any]:
     return found
 
 
-def _type(info: FieldInfo) -> str:
+def type_of(info: FieldInfo) -> str:
     validators = _validators(info)
     if parse_duration in validators:
         return "duration"
@@ -137,11 +133,7 @@ def _default(info: FieldInfo) -> str:
     value = info.default
     if value is None or value is PydanticUndefined:
         return ""
-    validators = _validators(info)
-    if parse_duration in validators:
-        return f"`{format_duration(value)}`"
-    if parse_size in validators:
-        return f"`{format_size(value)}`"
+    value = as_written(info, value)
     if isinstance(value, BaseModel):
         return ""
     if isinstance(value, (tuple, list)):
@@ -151,7 +143,17 @@ def _default(info: FieldInfo) -> str:
     return f"`{value}`"
 
 
-def _nested_models(annotation: Any) -> list[type[BaseModel]]:
+def as_written(info: FieldInfo, value: Any) -> Any:
+    """A value of the field as the config writes it: a duration (`6h`) or size (`10GiB`) in its units."""
+    validators = _validators(info)
+    if parse_duration in validators:
+        return format_duration(value)
+    if parse_size in validators:
+        return format_size(value)
+    return value
+
+
+def nested_models(annotation: Any) -> list[type[BaseModel]]:
     """The models of a nested mapping key (`verify:`), not of dispatched kinds (`primary:`)."""
     from agent.schema import Dispatched
 

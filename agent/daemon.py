@@ -24,16 +24,17 @@ from pathlib import Path
 from agent import children, systemd
 from agent.clock import Clock
 from agent.collector import Context
-from agent.config import DEFAULT_PATH, ConfigError, ConfigIssue, LoadedConfig, load_config
+from agent.config import DEFAULT_PATH, AgentConfig, ConfigError, ConfigIssue, LoadedConfig, load_config
 from agent.jobs import all_jobs
+from agent.metrics import CERT_EXPIRY, RELOAD_OK, RELOAD_TIME
+from agent.net.certificate import certificate_expiry
 from agent.ratelimit import RateLimits
 from agent.reasons import describe
 from agent.scheduler import Scheduler
 from agent.statedb import StateDB
 from agent.store import Store
 from agent.units import format_duration, iso_time
-from exporters.prometheus import CERT_EXPIRY, RELOAD_OK, RELOAD_TIME
-from exporters.web import HEARTBEAT, Site, WebServer, certificate_expiry
+from exporters.web import HEARTBEAT, Site, WebServer
 from exporters.webconfig import WebConfig, load_web_config
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,9 @@ class Agent:
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload, scheduler)
         _log_warnings(self._loaded)
-        log.info("serving url=%s config=%s targets=%d backups=%d", self.server.url, self._loaded.source,
-                 len(config.targets), len(config.backups))
-        systemd.notify(f"READY=1\nSTATUS=serving {self.server.url} with {len(config.targets)} targets "
-                       f"and {len(config.backups)} backup jobs")
+        log.info("serving url=%s config=%s %s", self.server.url, self._loaded.source, _counts(config))
+        held = " and ".join(f"{len(entries)} {what}s" for _, what, entries in config.lists())
+        systemd.notify(f"READY=1\nSTATUS=serving {self.server.url} with {held}")
         pulses = [asyncio.create_task(self._heartbeat())]
         if (interval := systemd.watchdog_interval()) is not None:
             pulses.append(asyncio.create_task(systemd.watchdog(interval)))
@@ -176,7 +176,7 @@ class Agent:
             self.site.info["reloaded"] = iso_time(time.time())
         self._loaded = loaded
         _log_warnings(loaded)
-        log.info("reloaded config=%s targets=%d backups=%d", loaded.source, len(new.targets), len(new.backups))
+        log.info("reloaded config=%s %s", loaded.source, _counts(new))
 
     def _reload_failed(self, why: str) -> None:
         """vigil_config_reload_success 0, and the reason in /status.json, until a good reload."""
@@ -188,8 +188,9 @@ class Agent:
         facts = self.site.facts
         facts[RELOAD_OK], facts[RELOAD_TIME] = 1, time.time()
         self.site.info.pop("reload_error", None)
+        tls = web.tls_server_config
         try:
-            expiry = certificate_expiry(web)
+            expiry = certificate_expiry(tls.cert_file) if tls is not None else None
         except ValueError as exc:  # ssl took it, so this is rare: the metric is left out, not the agent
             log.warning("cannot read the expiry of cert_file: %s", exc)
             expiry = None
@@ -197,6 +198,11 @@ class Agent:
             facts.pop(CERT_EXPIRY, None)
         else:
             facts[CERT_EXPIRY] = expiry
+
+
+def _counts(config: AgentConfig) -> str:
+    """`targets=3 backups=1`: what the config holds, for the log."""
+    return " ".join(f"{key}={len(entries)}" for key, _, entries in config.lists())
 
 
 def _log_warnings(loaded: LoadedConfig) -> None:

@@ -1,18 +1,19 @@
-"""Turns a validated config into scheduler jobs: one per target, and the backup jobs' own."""
+"""Turns a validated config into scheduler jobs: one per target, and those each section's entries bring."""
 
 from __future__ import annotations
 
 from functools import partial
 
 from agent import registry
+from agent.collector import JobSpec
 from agent.config import AgentConfig
-from agent.scheduler import JobSpec
 
 
 def all_jobs(config: AgentConfig) -> list[JobSpec]:
-    """One job per target, and per backup job one evaluation (plus one verification)."""
-    backup_jobs = registry.load(registry.BACKUP_JOBS)
-    return target_jobs(config) + [job for backup in config.backups for job in backup_jobs(backup)]
+    """One job per target, and the jobs of every entry of a section (a backup job's evaluation and
+    verification)."""
+    return target_jobs(config) + [job for section in registry.sections() for entry in config.entries(section)
+                                  for job in registry.load(section.jobs)(entry)]
 
 
 def target_jobs(config: AgentConfig) -> list[JobSpec]:

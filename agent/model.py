@@ -7,12 +7,10 @@ and exporters read those. Nothing here knows about prometheus_client.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from agent.collector import ApiCounters
+from typing import Literal
 
 MetricType = Literal["gauge", "counter"]
 
@@ -75,6 +73,37 @@ class SignalState:
     error: str = ""
     last_success: float | None = None  # when the exported data was collected (wall clock)
     fresh: bool = True  # collected by this run, not re-emitted
+
+
+class ApiCounters:
+    """Requests by (api, code) and seconds spent waiting for budget by api, for one job.
+
+    Owned by the agent, not the run: a 429 storm is visible while it happens and survives
+    the failed run it causes. Safe to call from collector threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, str], int] = {}
+        self._waits: dict[str, float] = {}
+
+    def request(self, api: str, code: int | str) -> None:
+        key = (api, str(code))
+        with self._lock:
+            self._requests[key] = self._requests.get(key, 0) + 1
+
+    def waited(self, api: str, seconds: float) -> None:
+        if seconds > 0:
+            with self._lock:
+                self._waits[api] = self._waits.get(api, 0.0) + seconds
+
+    def requests(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._requests)
+
+    def waits(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._waits)
 
 
 def job_key(kind: str, name: str) -> str:

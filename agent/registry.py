@@ -1,4 +1,4 @@
-"""Which module implements each `kind:`; imported only when a config uses it.
+"""Which module implements each `kind:`, and each section beside `targets:`; imported only when used.
 
 A config without VMware never imports pyvmomi: the maps hold dotted paths, not classes.
 """
@@ -7,37 +7,25 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.section import Section
 
 COLLECTORS: dict[str, str] = {
-    "host": "collectors.host:HostCollector",
+    "host": "collectors.server.collector:HostCollector",
     "m365": "collectors.m365.collector:M365Collector",
-    "vmware": "collectors.vmware:VMwareCollector",
-    "meraki": "collectors.meraki:MerakiCollector",
-    "ups": "collectors.ups:UpsCollector",
-    "nut": "collectors.nut:NutCollector",
-    "ssh": "collectors.ssh:SshCollector",
+    "vmware": "collectors.vmware.collector:VMwareCollector",
+    "meraki": "collectors.meraki.collector:MerakiCollector",
+    "ups": "collectors.ups.collector:UpsCollector",
+    "nut": "collectors.nut.collector:NutCollector",
+    "ssh": "collectors.ssh.collector:SshCollector",
 }
 
-# Kinds that are not configured as targets: the jobs each backup job brings.
-JOB_KINDS: dict[str, str] = {
-    "backup": "checks.job:BackupEvaluation",
-    "backup_verify": "checks.job:BackupVerification",
-}
-BACKUP_JOBS = "checks.job:backup_jobs"  # BackupJobConfig -> its JobSpecs
-BACKUP_CONFIG = "checks.config:BackupJobConfig"  # a `backups:` entry
-BACKUP_REPORT = ("checks.report:backup_report", "checks.report:render")  # `vigil report backups`
-BACKUP_WARNINGS = "checks.config:warnings"  # BackupJobConfig -> [(key path, what is surely wrong)]
-LOCATION_CONFIG = "checks.model:LocationConfig"  # the keys every backup location has
-
-LOCATIONS: dict[str, str] = {
-    "files": "checks.sources.files:FilesLocation",
-    "sftp": "checks.sources.sftp:SftpLocation",
-    "restic": "checks.sources.restic:ResticLocation",
-    "borg": "checks.sources.borg:BorgLocation",
-    "s3": "checks.sources.s3:S3Location",
-    "azure_blob": "checks.sources.azure_blob:AzureBlobLocation",
-    "veeam": "checks.sources.veeam:VeeamLocation",
+# The lists beside `targets:` whose entries bring jobs of their own: config key -> its declaration
+# (agent.section.Section), which names the rest.
+SECTIONS: dict[str, str] = {
+    "backups": "checks.section:BACKUPS",
 }
 
 
@@ -52,10 +40,19 @@ def collector_class(kind: str) -> type:
     return load(COLLECTORS[kind])
 
 
+def section(key: str) -> Section:
+    return load(SECTIONS[key])
+
+
+def sections() -> list[Section]:
+    return [section(key) for key in SECTIONS]
+
+
+def job_kinds() -> dict[str, str]:
+    """The kinds of the jobs the sections' entries bring (a backup job's evaluation and verification)."""
+    return {kind: path for declared in sections() for kind, path in declared.job_kinds.items()}
+
+
 def job_class(kind: str) -> type:
-    """Any kind a job may have: a target's collector or one of the backup jobs' kinds."""
-    return load(COLLECTORS.get(kind) or JOB_KINDS[kind])
-
-
-def location_class(kind: str) -> type:
-    return load(LOCATIONS[kind])
+    """Any kind a job may have: a target's collector or one of the kinds a section's entries bring."""
+    return load(COLLECTORS.get(kind) or job_kinds()[kind])

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.clock import Clock
-from agent.collector import MAIN, ApiCounters, Collector, Context, Emitter, SessionLost, is_blocking
-from agent.model import JobState, LastGood, Result, Sample, SignalState, job_key
+from agent.collector import COLLECT, LONG, MAIN, TOOLS, Collector, Context, Emitter, JobSpec, SessionLost, is_blocking
+from agent.model import ApiCounters, JobState, LastGood, Result, Sample, SignalState
 from agent.reasons import describe
 from agent.store import Store
 from agent.units import format_duration
@@ -44,29 +44,6 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_FACTOR = 8
 JITTER = 0.05  # each delay varies by up to ±5%
 CLOSE_TIMEOUT = 10.0  # seconds a close() may take before its session is abandoned
-
-
-@dataclass(frozen=True, eq=False)
-class JobSpec:
-    """What to run and how often; `config` decides whether a reload restarts the job."""
-
-    name: str
-    kind: str
-    interval: float
-    timeout: float
-    factory: Callable[[Context], Collector]  # builds the collector; no I/O
-    collector: type[Collector]  # its catalogue, signals, concurrency
-    config: object = None
-    label: str = "target"  # the label naming the job's subject on its series
-    pool: str = "collect"  # the slots its runs take
-
-    @property
-    def key(self) -> str:
-        return job_key(self.kind, self.name)
-
-    def same_as(self, other: JobSpec | None) -> bool:
-        return other is not None and (self.kind, self.interval, self.timeout, self.config) == (
-            other.kind, other.interval, other.timeout, other.config)
 
 
 def backoff_delay(interval: float, consecutive_failures: int) -> float:
@@ -87,20 +64,21 @@ class Slots:
         worker that another kind's run could use."""
         limit = spec.collector.CONCURRENCY
         kind = self._kinds.setdefault(spec.kind, asyncio.Semaphore(limit)) if limit else None
-        async with kind or contextlib.nullcontext(), self._pools[spec.pool]:
+        async with kind or contextlib.nullcontext(), self._pools[spec.collector.POOL]:
             yield
 
 
 def pool_sizes(workers: int, backup_workers: int | None = None) -> dict[str, int]:
-    """Collector runs get `workers` slots, integrity checks a few, backup evaluations two per core.
+    """Polls get `workers` slots, runs that wait on a tool (backup evaluations) two per core, long runs
+    (integrity checks) a few.
 
     What a backup evaluation waits for, when its repository changed, is a tool starting,
     deriving a key and decrypting (restic, borg): mostly CPU, partly I/O. Two per core
     keep the cores busy through the I/O; many more only queue in the kernel and make
     every run slower (an unchanged repository costs no tool run at all).
     """
-    backup = backup_workers or max(2, min(workers, 2 * len(os.sched_getaffinity(0))))
-    return {"collect": workers, "backup": backup, "verify": max(2, workers // 4)}
+    tools = backup_workers or max(2, min(workers, 2 * len(os.sched_getaffinity(0))))
+    return {COLLECT: workers, TOOLS: tools, LONG: max(2, workers // 4)}
 
 
 class Runtime:
@@ -325,7 +303,7 @@ class Scheduler:
         return JobState(
             job=spec.name, kind=spec.kind, interval=spec.interval, metrics=spec.collector.METRICS,
             conditions=spec.collector.CONDITIONS,
-            label=spec.label, board=spec.collector.BOARD, api=job.ctx.api,
+            label=spec.collector.LABEL, board=spec.collector.BOARD, api=job.ctx.api,
             last_success=previous.last_success if previous else self._store.restored_last_success(spec.key),
             errors_total=previous.errors_total if previous else 0,
             skipped_total=previous.skipped_total if previous else 0,

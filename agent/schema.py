@@ -96,19 +96,19 @@ def dispatched(base: type[Dispatched], what: str) -> Any:
 
 @dataclass(frozen=True)
 class Lazy:
-    """Marks an annotation validated by the model at `module:Class`, imported on first use."""
+    """Marks an annotation validated by the entry model of a declared section, imported on first use."""
 
-    path: str
+    section: str  # its key in the config
 
     @property
     def model(self) -> type[BaseModel]:
-        return registry.load(self.path)
+        return registry.load(registry.section(self.section).entry)
 
 
-def lazy(path: str) -> Any:
-    """An annotation for a model the agent reaches through the registry (the backup jobs'),
-    so that `agent` imports no concrete kind."""
-    marker = Lazy(path)
+def entry_of(section: str) -> Any:
+    """An annotation for one entry of a section the registry declares (`backups:`), so that `agent`
+    imports no concrete kind."""
+    marker = Lazy(section)
 
     def validate(value: object) -> BaseModel:
         model = marker.model

@@ -24,57 +24,37 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from agent import registry
+from agent.section import Tables
+
 log = logging.getLogger(__name__)
 
 FILENAME = "vigil.db"
-SCHEMA = """
+CORE = Tables("""
 CREATE TABLE IF NOT EXISTS job_success (
     job TEXT PRIMARY KEY,
     last_success REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS backup_observations (
-    job TEXT NOT NULL,
-    location TEXT NOT NULL,
-    backup_id TEXT NOT NULL,
-    completed_at REAL NOT NULL,
-    size_bytes INTEGER,
-    file_count INTEGER,
-    duration REAL,
-    verdict TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    observed_at REAL NOT NULL,
-    PRIMARY KEY (job, location, backup_id)
-);
-CREATE TABLE IF NOT EXISTS backup_verifications (
-    job TEXT NOT NULL,
-    location TEXT NOT NULL,
-    verified_at REAL NOT NULL,
-    ok INTEGER,  -- NULL: the check could not run
-    detail TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (job, location, verified_at)
-);
-CREATE TABLE IF NOT EXISTS backup_windows (
-    job TEXT NOT NULL,
-    window_start REAL NOT NULL,
-    status TEXT NOT NULL,
-    offsite_lag REAL,
-    updated_at REAL NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (job, window_start)
-);
-"""
-TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+""")
 RETRY_EVERY = 5.0  # seconds between attempts to write the file again while state is in memory
-# Columns added since the first release: (table, column, definition), applied to older files.
-ADDED_COLUMNS = (("backup_windows", "detail", "TEXT NOT NULL DEFAULT ''"),)
+
+
+def schema() -> list[Tables]:
+    """The agent's own table and each section's (the backup history's DDL is beside its queries)."""
+    return [CORE, *(section.tables for section in registry.sections())]
+
+
+def table_names() -> list[str]:
+    return [name for tables in schema() for name in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", tables.ddl)]
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
     """The tables, and the columns an older file lacks."""
-    conn.executescript(SCHEMA)
-    for table, column, definition in ADDED_COLUMNS:
-        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    for tables in schema():
+        conn.executescript(tables.ddl)
+        for table, column, definition in tables.added_columns:
+            if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
@@ -203,7 +183,7 @@ class StateDB:
         verb = "REPLACE" if self._seeded else "IGNORE"
         before = disk.total_changes
         with disk:
-            for table in TABLES:
+            for table in table_names():
                 names = [row[1] for row in disk.execute(f"PRAGMA table_info({table})")]
                 columns, marks = ", ".join(names), ", ".join("?" * len(names))
                 select = f"SELECT {columns} FROM {table}"  # noqa: S608 — names from the schema, not input
@@ -394,7 +374,7 @@ def _salvage(damaged: Path, conn: sqlite3.Connection) -> int:
     except sqlite3.Error:
         return 0
     try:
-        for table in TABLES:
+        for table in table_names():
             try:
                 names = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
                 have = {row[1] for row in old.execute(f"PRAGMA table_info({table})")}

@@ -35,7 +35,7 @@ SECRET = "bench~secret"
 def serve(directory: str, apps: int, skus: int, devices: int, pipe) -> None:
     """The child: a populated fake until told to stop; then the times of the requests it saw."""
     from tests.fakes.graph import GraphFake
-    from tests.fixtures_m365 import busy_tenant
+    from tests.kinds.m365.fixtures import busy_tenant
     from tests.lab.pki import make_pki
 
     pki = make_pki(Path(directory) / "pki")

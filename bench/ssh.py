@@ -28,9 +28,9 @@ from agent.collector import Context, Emitter  # noqa: E402
 from agent.ratelimit import RateLimits  # noqa: E402
 from agent.statedb import StateDB  # noqa: E402
 from bench.procfs import rss_mib  # noqa: E402
-from collectors.ssh import INVENTORY, SshCollector  # noqa: E402
+from collectors.ssh.collector import INVENTORY, SshCollector  # noqa: E402
 from tests.collector_kit import build  # noqa: E402
-from tests.fixtures_ssh import ssh_target  # noqa: E402
+from tests.kinds.ssh.fixtures import ssh_target  # noqa: E402
 from tests.lab.sshd import sshd  # noqa: E402
 
 MAIN = frozenset({"main"})

@@ -12,10 +12,44 @@ import statistics
 from dataclasses import dataclass, replace
 
 from agent.redact import redact
+from agent.section import Tables
 from agent.statedb import StateDB
 from checks.model import BackupSnapshot, VerifyOutcome
 
 SHRINK_HISTORY = 7  # backups before the newest that make up "recent history"
+# every observed backup, every verification attempt, and the verdict of each scheduled window
+TABLES = Tables("""
+CREATE TABLE IF NOT EXISTS backup_observations (
+    job TEXT NOT NULL,
+    location TEXT NOT NULL,
+    backup_id TEXT NOT NULL,
+    completed_at REAL NOT NULL,
+    size_bytes INTEGER,
+    file_count INTEGER,
+    duration REAL,
+    verdict TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    observed_at REAL NOT NULL,
+    PRIMARY KEY (job, location, backup_id)
+);
+CREATE TABLE IF NOT EXISTS backup_verifications (
+    job TEXT NOT NULL,
+    location TEXT NOT NULL,
+    verified_at REAL NOT NULL,
+    ok INTEGER,  -- NULL: the check could not run
+    detail TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job, location, verified_at)
+);
+CREATE TABLE IF NOT EXISTS backup_windows (
+    job TEXT NOT NULL,
+    window_start REAL NOT NULL,
+    status TEXT NOT NULL,
+    offsite_lag REAL,
+    updated_at REAL NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job, window_start)
+);
+""", added_columns=(("backup_windows", "detail", "TEXT NOT NULL DEFAULT ''"),))
 
 
 @dataclass(frozen=True)

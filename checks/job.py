@@ -18,17 +18,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 
-from agent import registry
-from agent.collector import Collector, Context, Emitter
+from agent.collector import LONG, TOOLS, Collector, Context, Emitter, JobSpec
 from agent.model import Condition, MetricSpec, Verdict
 from agent.reasons import describe
-from agent.scheduler import JobSpec
 from agent.units import format_duration, readable_time
 from checks.bounded import BoundedCalls
 from checks.config import BackupJobConfig
 from checks.history import BackupHistory
-from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
+from checks.model import BackupSnapshot, Location, LocationConfig, Measured, Verified, VerifyOutcome, declares
 from checks.schedule import Schedule
+from checks.sources import location_class
 from checks.verdict import (
     STATUSES,
     Finding,
@@ -41,7 +40,6 @@ from checks.verdict import (
 
 log = logging.getLogger(__name__)
 
-LABEL = "backup"  # not `job`: Prometheus gives every scraped series its own job label
 VERIFY_POLL = 300.0  # how often the verification job looks whether a check is due and its window open
 VERIFY_WINDOW = 2 * 3600.0  # a due check starts only within this long after its window opens
 VERIFY_AFTER_DEADLINE = 3600.0  # the default window opens an hour after each backup's deadline
@@ -95,42 +93,43 @@ CONDITIONS = (
 def backup_jobs(config: BackupJobConfig) -> list[JobSpec]:
     """The evaluation (every few minutes) and, where verify: is set, the verification job."""
     jobs = [JobSpec(config.name, "backup", config.interval, config.timeout, partial(BackupEvaluation, config),
-                    BackupEvaluation, config=config, label=LABEL, pool="backup")]
+                    BackupEvaluation, config=config)]
     if config.verify is not None:
         timeout = config.verify.timeout * 2 + 60  # at most both locations, one after the other
         jobs.append(JobSpec(config.name, "backup_verify", min(config.verify.every, VERIFY_POLL), timeout,
-                            partial(BackupVerification, config), BackupVerification, config=config,
-                            label=LABEL, pool="verify"))
+                            partial(BackupVerification, config), BackupVerification, config=config))
     return jobs
 
 
 class _BackupJob(Collector[BackupJobConfig]):
     """What both jobs of a backup job share: its locations and its history (all blocking)."""
 
+    Config = BackupJobConfig
+    LABEL = "backup"  # not `job`: Prometheus gives every scraped series its own job label
+
     def __init__(self, config: BackupJobConfig, ctx: Context):
         super().__init__(config, ctx)
         self.clock = ctx.clock
         self.history = BackupHistory(ctx.db, config.name)
-        self.locations = {where: registry.location_class(location.kind)(location, ctx)
+        self.locations: dict[str, Location] = {where: location_class(location.kind)(location, ctx)
                           for where, location in (("primary", config.primary), ("offsite", config.offsite))
                           if location is not None}
         self.verifiable = {where: location for where, location in self.locations.items()
-                           if config.verify is not None and hasattr(location, "verify")}
+                           if config.verify is not None and declares(location, Verified)}
 
     def close(self) -> None:
         """A location may keep a connection between polls (its fingerprint's SFTP session)."""
         for location in self.locations.values():
-            if hasattr(location, "close"):
-                location.close()
+            location.close()
 
 
 class BackupEvaluation(_BackupJob):
     """Lists the locations, judges the newest backups against the schedule, records it all."""
 
-    Config = BackupJobConfig
     METRICS = METRICS
     CONDITIONS = CONDITIONS
     BOARD = "Backups"
+    POOL = TOOLS  # a changed repository is listed by restic or borg, mostly CPU-bound
 
     def __init__(self, config: BackupJobConfig, ctx: Context):
         super().__init__(config, ctx)
@@ -185,11 +184,11 @@ class BackupEvaluation(_BackupJob):
         else:
             log.warning("backup %s job=%s detail=%r", verdict.status, self.config.name, verdict.detail)
 
-    def _observe(self, where: str, location, now: float, deadline: float,
+    def _observe(self, where: str, location: Location, now: float, deadline: float,
                  findings: list) -> list[BackupSnapshot] | None:
         """The location's backups, newest measured and everything recorded; None if unreachable."""
         try:
-            backups = self._calls.result(f"{where} listing", deadline, f"listing {location_name(location)}")
+            backups = self._calls.result(f"{where} listing", deadline, f"listing {location.where}")
         except Exception as exc:  # a location's failure is a status, never a crash
             findings.append(Finding("unreachable", f"{where}: {describe(exc)}"))
             return None
@@ -206,14 +205,14 @@ class BackupEvaluation(_BackupJob):
         self.history.record(where, backups, {newest.id: verdict}, now)
         return backups
 
-    def _measured(self, where: str, location, newest: BackupSnapshot, deadline: float) -> BackupSnapshot:
-        if newest.size_bytes is not None or not hasattr(location, "measure"):
+    def _measured(self, where: str, location: Location, newest: BackupSnapshot, deadline: float) -> BackupSnapshot:
+        if newest.size_bytes is not None or not declares(location, Measured):
             return newest
         if (known := self.history.measured(where, newest)) is not None:
             return known
         try:
             return self._calls.call(f"{where} measure {newest.id}", partial(location.measure, newest), deadline,
-                                    f"measuring {newest.name or newest.id} at {location_name(location)}")
+                                    f"measuring {newest.name or newest.id} at {location.where}")
         except Exception as exc:  # the size stays unknown this time; the next poll retries
             log.warning("backup size unknown job=%s location=%s error=%s", self.config.name, where, describe(exc))
             return newest
@@ -253,8 +252,8 @@ class CheckNotRun(Exception):
 class BackupVerification(_BackupJob):
     """Runs the integrity checks that are due, one repository at a time whatever the number of jobs."""
 
-    Config = BackupJobConfig
     BOARD = "Integrity checks"
+    POOL = LONG
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         """A check that could not run fails this job, so it is retried at the next poll."""
@@ -343,11 +342,7 @@ def _exclusive(location: LocationConfig) -> Iterator[None]:
         yield
 
 
-def location_name(location) -> str:
-    """How messages name a location: its own `where`, else its repository, URL or path."""
-    config = location.config
-    return str(getattr(location, "where", "") or getattr(config, "repository", "") or getattr(config, "url", "")
-               or getattr(config, "path", "") or location.kind)
+
 
 
 def _lag_note(lag: float | None) -> str:

@@ -25,7 +25,6 @@ from checks.config import BackupJobConfig
 from checks.schedule import EARLY_SLACK, Schedule, Window
 from checks.verdict import STATUSES
 
-FORMATS = ("text", "markdown", "csv", "json", "html")
 LEGEND = {
     "ok": "completed in its window, big enough, off-site copy in step, verified where configured",
     "missed": "no backup completed between the scheduled start and the deadline",

@@ -23,9 +23,10 @@ from zoneinfo import ZoneInfo
 
 from agent import __version__
 from agent.conditions import Concern, judge
+from agent.metrics import AGENT_CONDITIONS, JOB_CONDITIONS
 from agent.model import JobState, MetricSpec
 from agent.units import spoken_duration
-from exporters.prometheus import AGENT_CONDITIONS, JOB_CONDITIONS, agent_series, gone_series, job_series
+from exporters.prometheus import agent_series, gone_series, job_series
 
 REFRESH_SECONDS = 30
 WAITING = ("pending", "running", "not_checked")  # not judged yet: neither ok nor a problem

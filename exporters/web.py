@@ -405,12 +405,3 @@ def _accepts_gzip(header: str) -> bool:
             return params.replace(" ", "").lower().rstrip("0").rstrip(".") not in ("q=0", "q=")
     return False
 
-
-def certificate_expiry(web: WebConfig) -> float | None:
-    """When the endpoint's certificate (cert_file's first) expires, as a Unix time; None without TLS."""
-    if web.tls_server_config is None:
-        return None
-    from cryptography import x509  # only for a TLS endpoint (paramiko brings it)
-
-    cert = x509.load_pem_x509_certificate(web.tls_server_config.cert_file.read_bytes())
-    return cert.not_valid_after_utc.timestamp()

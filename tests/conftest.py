@@ -21,16 +21,14 @@ if INSTALLED and "vigil_installed_only" not in sys.modules:
     raise RuntimeError("tests/wheel_suite.sh's guard is not loaded: run the suite with `make test`")
 os.environ.setdefault("VIGIL_STRICT_METRICS", "1")  # a sample that does not match its catalogue fails the test
 
-# Each kind's fixtures, including its `<kind>_conformance` target for tests/test_conformance.py.
+# The lab's peers shared by many tests, and each kind's fixtures (tests/kinds/<family>/fixtures.py), its
+# `<kind>_conformance` target for tests/test_conformance.py included.
 pytest_plugins = [
-    "tests.fixtures_host",
     "tests.lab.vcsim",
-    "tests.lab.meraki",
     "tests.lab.snmpsim",
     "tests.lab.nut",
     "tests.lab.samba",
-    "tests.fixtures_ssh",
-    "tests.fixtures_m365",
+    *(f"tests.kinds.{family}.fixtures" for family in ("server", "ssh", "ups", "nut", "vmware", "meraki", "m365")),
     "tests.fault_report",
     "tests.secrets_audit",
 ]

@@ -21,11 +21,11 @@ import yaml
 from tests.fakes.graph import GraphFake
 from tests.fakes.meraki import MerakiFake, make_org
 from tests.fakes.veeam import VeeamFake
-from tests.fixtures_m365 import CLIENT_ID, SECRET, TENANT
-from tests.fixtures_ssh import ssh_target
+from tests.kinds.m365.fixtures import CLIENT_ID, SECRET, TENANT
+from tests.kinds.meraki.fixtures import KEY
+from tests.kinds.ssh.fixtures import ssh_target
 from tests.lab.azurite import azurite
 from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
-from tests.lab.meraki import KEY
 from tests.lab.moto import moto
 from tests.lab.pki import PKI, make_pki
 from tests.lab.rest_server import rest_server

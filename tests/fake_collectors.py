@@ -1,7 +1,7 @@
-"""Collectors that exist only for tests, written exactly as docs/contributing.md's skeleton.
+"""Collectors that exist only for tests, built on docs/contributing.md's skeleton (tests/skeleton/).
 
 Tests add them to the registry with monkeypatch (or `python -m tests.run_agent`), as a
-real kind is listed. `Counting` is the skeleton itself; the others vary one behaviour.
+real kind is listed. `counting` is the skeleton itself; the others vary one behaviour.
 """
 
 from __future__ import annotations
@@ -12,47 +12,24 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
-
 from agent.collector import Collector, Emitter, SessionLost, Signal
 from agent.model import MetricSpec
-from agent.schema import TargetConfig
 from agent.secrets import Secret
+from tests.skeleton import collector as skeleton
+from tests.skeleton.config import CountingConfig
+from tests.skeleton.metrics import TICKS
 
-TICKS = MetricSpec("vigil_test_ticks", "gauge", "Runs so far.")
 SLOW_TICKS = MetricSpec("vigil_test_slow_ticks", "gauge", "Runs of the slow signal so far.")
 RELEASE = threading.Event()  # set by a test to let hanging collectors go
 INSTANCES: list[Collector] = []  # every instance built, to count opens and closes
 
 
-# --- the skeleton of docs/contributing.md, from here -----------------------------------
-class CountingConfig(TargetConfig):
-    kind: Literal["counting"]
-    start: int = Field(0, description="the first value of the tick counter")
-
-
-class Counting(Collector[CountingConfig]):
-    """Counts its runs: a blocking collector (plain methods run in a thread of their own)."""
-
-    Config = CountingConfig
-    METRICS = (TICKS,)
+class Counting(skeleton.Counting):
+    """The skeleton, each instance kept in INSTANCES (the scheduler's tests count its opens and closes)."""
 
     def __init__(self, config, ctx):
-        super().__init__(config, ctx)  # no I/O here
-        self.runs = config.start
-        self.opens = self.closes = 0
+        super().__init__(config, ctx)
         INSTANCES.append(self)
-
-    def open(self) -> None:
-        self.opens += 1  # a real collector connects here
-
-    def collect(self, out: Emitter, due: frozenset[str]) -> None:
-        self.runs += 1
-        out.gauge(TICKS, self.runs)
-
-    def close(self) -> None:
-        self.closes += 1
-# --- to here ------------------------------------------------------------------------------
 
 
 class Hanging(Counting):
@@ -167,5 +144,6 @@ class Secretive(Counting):
         password: Secret
 
 
-KINDS = {cls.Config.model_fields["kind"].annotation.__args__[0]: f"{__name__}:{cls.__name__}"
-         for cls in (Counting, Hanging, Silent, Failing, Flaky, Slow, Freezing, Secretive)}
+KINDS = {"counting": "tests.skeleton.collector:Counting",
+         **{cls.Config.model_fields["kind"].annotation.__args__[0]: f"{__name__}:{cls.__name__}"
+            for cls in (Hanging, Silent, Failing, Flaky, Slow, Freezing, Secretive)}}

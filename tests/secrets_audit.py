@@ -22,7 +22,7 @@ _leaks: list[str] = []
 
 def lab_secrets() -> tuple[str, ...]:
     """The lab's credentials, distinctive enough that a hit is a leak, never a coincidence."""
-    from tests.fixtures_m365 import SECRET as GRAPH_SECRET
+    from tests.kinds.m365.fixtures import SECRET as GRAPH_SECRET
     from tests.lab import azurite, backup_tools, nut, snmpsim, vcsim
 
     keys = {key for _, auth, _, priv in snmpsim.USERS.values() for key in (auth, priv)}

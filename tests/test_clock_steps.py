@@ -26,7 +26,7 @@ from checks.config import BackupJobConfig
 from checks.job import BackupEvaluation
 from checks.report import backup_report
 from tests.clocks import FakeClock
-from tests.fixtures_ssh import ssh_target
+from tests.kinds.ssh.fixtures import ssh_target
 from tests.lab.harness import wait_until
 
 DAY = 86400.0

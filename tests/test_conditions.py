@@ -18,9 +18,9 @@ import yaml
 
 from agent import registry
 from agent.conditions import fields, judge, words
+from agent.metrics import AGENT_CONDITIONS, JOB_CONDITIONS
 from agent.model import Condition, JobState, LastGood, Result, Sample
 from agent.promql import Newest, Unsupported, evaluate, parse
-from exporters.prometheus import AGENT_CONDITIONS, JOB_CONDITIONS
 from tests.conftest import ROOT
 from tests.lab.harness import need
 
@@ -33,7 +33,7 @@ LOOKBACK = 5 * MINUTE  # Prometheus' default lookback delta
 def declared() -> list[Condition]:
     """Every condition the code declares: the agent's own, then each kind's (kinds may share a tuple)."""
     found = [*AGENT_CONDITIONS, *JOB_CONDITIONS]
-    for kind in sorted(registry.COLLECTORS) + sorted(registry.JOB_KINDS):
+    for kind in sorted(registry.COLLECTORS) + sorted(registry.job_kinds()):
         found += [c for c in registry.job_class(kind).CONDITIONS if c not in found]
     return found
 
@@ -94,7 +94,7 @@ def test_concerns_come_critical_first_with_the_alerts_labels():
 
 def test_a_failed_poll_keeps_a_power_cut_on_the_page_while_the_rules_range_holds_it():
     """UpsOnBattery reads last_over_time(...[3m]): a failed poll's lost series hold for 3 min after they left."""
-    from collectors import ups_metrics
+    from collectors.ups import metrics as ups_metrics
     from exporters.status import concerns
 
     good = (Sample("vigil_ups_on_battery", 1), Sample("vigil_ups_battery_runtime_seconds", 480))

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 
 from agent import registry
 from agent.config import AgentConfig, ConfigError, load_config
+from checks.config import BackupJobConfig
+from checks.sources import LOCATIONS
 
 SNMP = "targets:\n  - name: ups\n    kind: ups\n    host: 10.0.0.20\n    snmp: {snmp}\n"
 
@@ -38,8 +40,8 @@ def test_a_union_section_gets_one_message_about_the_shape_it_names(write_config,
 
 def _models() -> list[type[BaseModel]]:
     """Every model a config can hold: the agent's, every target kind's, every backup location kind's."""
-    roots = [AgentConfig, registry.load(registry.BACKUP_CONFIG)]
-    roots += [registry.load(path).Config for path in {**registry.COLLECTORS, **registry.LOCATIONS}.values()]
+    roots = [AgentConfig, BackupJobConfig]
+    roots += [registry.load(path).Config for path in {**registry.COLLECTORS, **LOCATIONS}.values()]
     seen: list[type[BaseModel]] = []
     while roots:
         model = roots.pop()

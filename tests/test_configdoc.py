@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agent import registry
 from agent.configdoc import config_markdown, fields
+from checks.sources import LOCATIONS, location_class
 from tests.conftest import ROOT
 
 
@@ -16,7 +17,7 @@ def test_the_reference_names_every_kind_and_the_keys_of_the_example():
     text = config_markdown()
     for kind in registry.COLLECTORS:
         assert f"`targets:` `kind: {kind}`" in text
-    for kind in registry.LOCATIONS:
+    for kind in LOCATIONS:
         assert f"Location `kind: {kind}`" in text
     assert "| `verify.read_data_subset` | text |" in text and "| `deadline` | duration | required |" in text
 
@@ -40,8 +41,8 @@ def test_every_key_of_every_kind_and_location_has_a_description():
 
     missing = [f"targets kind {kind}: {name}" for kind in registry.COLLECTORS
                for name, info in fields(registry.collector_class(kind).Config, TargetConfig) if not info.description]
-    missing += [f"location kind {kind}: {name}" for kind in registry.LOCATIONS
-                for name, info in fields(registry.location_class(kind).Config, LocationConfig)
+    missing += [f"location kind {kind}: {name}" for kind in LOCATIONS
+                for name, info in fields(location_class(kind).Config, LocationConfig)
                 if not info.description]
     assert not missing, missing
 
@@ -51,7 +52,7 @@ def test_a_key_in_every_member_of_a_union_lists_every_member_s_values():
 
     from pydantic import Field
 
-    from agent.configdoc import _type
+    from agent.configdoc import type_of
     from agent.schema import StrictModel
 
     class Community(StrictModel):
@@ -64,6 +65,6 @@ def test_a_key_in_every_member_of_a_union_lists_every_member_s_values():
         snmp: Community | Users
 
     version = dict(fields(Target))["snmp.version"]
-    assert (_type(version), version.description) == ("one of `2c`, `3`", "Community based. With users.")
+    assert (type_of(version), version.description) == ("one of `2c`, `3`", "Community based. With users.")
     committed = (ROOT / "docs" / "config.md").read_text()
     assert "| `snmp.version` | one of `2c`, `3` | required |" in committed

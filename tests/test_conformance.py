@@ -12,9 +12,9 @@ import re
 import pytest
 
 from agent import registry
+from agent.catalogue import metrics_markdown
+from agent.metrics import AGENT_METRICS
 from agent.model import MetricSpec
-from exporters.catalogue import metrics_markdown
-from exporters.prometheus import AGENT_METRICS
 from tests import collector_kit
 from tests.conftest import ROOT
 
@@ -23,7 +23,7 @@ UNITS = ("seconds", "bytes", "ratio", "celsius", "volts", "hertz", "amperes", "w
 
 def all_specs() -> list[tuple[str, MetricSpec]]:
     specs = [("agent", spec) for spec in AGENT_METRICS]
-    for kind in sorted({**registry.COLLECTORS, **registry.JOB_KINDS}):
+    for kind in sorted({**registry.COLLECTORS, **registry.job_kinds()}):
         specs += [(kind, spec) for spec in registry.job_class(kind).METRICS]
     return specs
 
@@ -85,7 +85,7 @@ def test_metric_names_follow_the_conventions(kind, spec):
 
 
 def test_no_kind_declares_a_metric_twice():
-    for kind in {**registry.COLLECTORS, **registry.JOB_KINDS}:
+    for kind in {**registry.COLLECTORS, **registry.job_kinds()}:
         names = [spec.name for spec in registry.job_class(kind).METRICS]
         assert len(names) == len(set(names)), kind
 
@@ -95,9 +95,33 @@ def test_docs_metrics_md_is_up_to_date():
     assert committed == metrics_markdown(), "docs/metrics.md is stale: run `make docs`"
 
 
-def test_the_skeleton_in_contributing_md_is_the_one_the_tests_run():
-    """docs/contributing.md shows tests/fake_collectors.py's Counting kind, so the skeleton stays true."""
-    source = (ROOT / "tests" / "fake_collectors.py").read_text()
-    skeleton = source.split("# --- the skeleton of docs/contributing.md, from here")[1].split("\n# --- to here")[0]
-    skeleton = skeleton.split("\n", 1)[1]
-    assert skeleton.strip() in (ROOT / "docs" / "contributing.md").read_text()
+def test_the_folder_in_contributing_md_is_the_one_the_tests_run():
+    """docs/contributing.md shows a kind's folder to copy; tests/skeleton/ is that folder under the tests'
+    package name, the `counting` kind the scheduler's tests and the test agents run: so the page stays true."""
+    from agent import kindpage
+    from tests.skeleton.collector import Counting
+    from tests.test_layering import FAMILY_FILES
+
+    page = (ROOT / "docs" / "contributing.md").read_text()
+    shown = {name: text for name, _, text in re.findall(
+        r"^#### `collectors/counting/([\w.]+)`\n\n(`{3,4})(?:python|markdown)\n(.*?)^\2$", page, re.M | re.S)}
+    folder = ROOT / "tests" / "skeleton"
+    assert set(shown) == set(FAMILY_FILES) == {path.name for path in folder.iterdir() if path.is_file()}
+    for name, text in shown.items():
+        assert text == (folder / name).read_text().replace("tests.skeleton", "collectors.counting"), \
+            f"docs/contributing.md's collectors/counting/{name} is not tests/skeleton/{name}"
+    assert not kindpage.stale([Counting]), "tests/skeleton/README.md is stale: run `make docs`"
+
+
+def test_every_location_kind_declares_what_it_can_do():
+    """A location says what it can do by subclassing the protocols of checks.model; the backup jobs never guess
+    from a method's name, so a method without its protocol (or a protocol without its method) is a mistake."""
+    from checks.model import Fingerprinted, Location, Measured, Verified, declares
+    from checks.sources import LOCATIONS, location_class
+
+    for kind in LOCATIONS:
+        cls = location_class(kind)
+        assert declares(cls, Location) and cls.kind == kind, kind
+        for protocol, method in ((Measured, "measure"), (Verified, "verify"), (Fingerprinted, "fingerprint")):
+            written = any(method in vars(base) for base in cls.__mro__ if not getattr(base, "_is_protocol", False))
+            assert declares(cls, protocol) == written, f"{kind}: {method}() and {protocol.__name__} go together"

@@ -188,8 +188,8 @@ def vcenter(tmp_path_factory):
 def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server, vcenter):
     from tests.fakes.graph import GraphFake
     from tests.fakes.meraki import MerakiFake, make_org
-    from tests.fixtures_m365 import CLIENT_ID, SECRET, TENANT, busy_tenant
-    from tests.fixtures_ssh import ssh_target
+    from tests.kinds.m365.fixtures import CLIENT_ID, SECRET, TENANT, busy_tenant
+    from tests.kinds.ssh.fixtures import ssh_target
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
     from tests.lab.pki import make_pki
     from tests.lab.prometheus import prometheus
@@ -209,7 +209,7 @@ def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server, vcenter):
     listen = f"127.0.0.1:{free_port()}"
 
     def ssh(name: str, **extra: str) -> str:
-        """A Linux and a Windows server over SSH (tests/fixtures_ssh.py): the servers dashboard's other half."""
+        """A Linux and a Windows server over SSH (tests/kinds/ssh/fixtures.py): the servers dashboard's other half."""
         fields = {**ssh_target(ssh_server, name=name), "interval": "5s", "timeout": "4500ms", **extra}
         return ", ".join(f"{key}: {value}" for key, value in fields.items())
 

@@ -29,7 +29,7 @@ from tests.conftest import ROOT, vigil_argv
 from tests.fakes.meraki import make_org
 from tests.fakes.veeam import VeeamFake
 from tests.fault_watch import Schedule, series
-from tests.fixtures_ssh import ssh_target
+from tests.kinds.ssh.fixtures import ssh_target
 from tests.lab.azurite import ACCOUNT_KEY
 from tests.lab.blackhole import UNRESOLVABLE, tcp_blackhole, udp_blackhole
 from tests.lab.harness import free_port, wait_until
@@ -182,8 +182,9 @@ def test_vigil_once_ends_when_every_peer_accepts_and_never_answers(credentials, 
 def _own_error_classes() -> set[str]:
     """The names of vigil's own exception classes, with every kind's module imported."""
     from agent import PACKAGES, registry
+    from checks.sources import LOCATIONS
 
-    for path in {**registry.COLLECTORS, **registry.LOCATIONS}.values():
+    for path in {**registry.COLLECTORS, **LOCATIONS}.values():
         registry.load(path)
     found, todo = set(), [Exception]
     while todo:

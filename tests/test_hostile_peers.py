@@ -30,10 +30,10 @@ from agent.collector import Emitter
 from bench.procfs import Measured, run_measured
 from checks.config import BackupJobConfig
 from checks.job import BackupEvaluation
-from checks.sources.fingerprints import LayoutUnreadable, restic_snapshots
+from checks.sources.fingerprints import LayoutUnreadable
 from checks.sources.restic import ResticLocation
 from checks.sources.veeam import VeeamError, VeeamLocation
-from collectors.meraki_api import MerakiError
+from collectors.meraki.api import MerakiError
 from tests import collector_kit as kit
 from tests.conftest import ROOT, vigil_argv
 from tests.fakes.graph import GraphFake
@@ -41,7 +41,7 @@ from tests.fakes.hostile import HostilePeer, Streamed, drip, gzip_bomb, huge
 from tests.fakes.meraki import make_org
 from tests.fakes.veeam import VeeamFake
 from tests.fault_watch import Schedule, series
-from tests.fixtures_m365 import CLIENT_ID, SECRET, TENANT
+from tests.kinds.m365.fixtures import CLIENT_ID, SECRET, TENANT
 from tests.lab.canned_xml import canned_xml
 from tests.lab.harness import wait_until
 from tests.lab.pki import make_pki
@@ -289,7 +289,7 @@ def test_an_s3_listing_of_restic_snapshots_that_never_ends_stops_at_the_listings
             kind="restic", repository=f"s3:{url}/backups/repo", password="${env:VIGIL_TEST_RESTIC}",
             env={"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"}), context)
         with pytest.raises(LayoutUnreadable) as failure:
-            restic_snapshots(location)
+            location.fingerprint()
     fault_report(fault="S3: restic's snapshots/ listed in pages of 10 MB whose next token never ends",
                  expected="the fingerprint fails: the listing passed 256 MiB (restic lists instead)",
                  observed=said(str(failure.value)))

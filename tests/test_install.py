@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from agent import registry
+from checks.sources import LOCATIONS
 from tests.conftest import ROOT, SOURCE, vigil_argv
 from tests.every_kind import lab  # noqa: F401 (a fixture)
 from tests.lab.backup_tools import PASSWORD, ResticRepo
@@ -146,7 +147,7 @@ def test_the_installed_agent_runs_a_job_of_every_kind(installed, lab, tmp_path):
     kind against its peer, so that no file a kind needs at run time is left out of the wheel."""
     assert {t["kind"] for t in lab.targets} == set(registry.COLLECTORS)
     locations = {b[side]["kind"] for b in lab.backups for side in ("primary", "offsite") if side in b}
-    assert locations == set(registry.LOCATIONS)
+    assert locations == set(LOCATIONS)
     config = tmp_path / "vigil.yaml"
     config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "targets": at_defaults(lab.targets),
                                       "backups": at_defaults(lab.backups)}))

@@ -171,9 +171,9 @@ backups:
 def test_an_agent_reading_azure_blob_logs_only_its_own_lines_with_whole_values(tmp_path):
     """The Azure SDK's http_logging_policy logs every request and response at INFO, over several lines:
     through a real Azurite, the agent's log holds its own lines only, each value whole."""
+    from tests.kinds.backups.test_source_azure_blob import sas
     from tests.lab.azurite import azurite
     from tests.lab.pki import make_pki
-    from tests.test_source_azure_blob import sas
 
     pki = make_pki(tmp_path / "pki")
     with azurite(tmp_path / "azurite", pki) as blob:

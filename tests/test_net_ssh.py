@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from agent.net.ssh import AuthRefused, HostKeyChanged, HostKeyUnknown, SshEndpoint, SshError, SshFields, connect, run
+from tests.lab.blackhole import unaccepted
 from tests.lab.harness import free_port, need
 from tests.lab.sshd import Sshd, fingerprint, known_hosts_line, make_key, sshd
 
@@ -188,10 +189,7 @@ def test_a_closed_port_is_refused_clearly(server):
 
 
 def test_a_server_that_never_speaks_times_out(server):
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        port = silent.getsockname()[1]
+    with unaccepted() as port:
         expected = f"127.0.0.1:{port}: no SSH banner within 1s (is this an SSH server?)"
         with pytest.raises(SshError, match=re.escape(expected)):
             connect(endpoint(server, port=port, timeout=1.0))

@@ -14,9 +14,7 @@ import asyncio
 import json
 import math
 import re
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -37,20 +35,23 @@ from checks.sources.azure_blob import AzureBlobLocation
 from checks.sources.filelike import LocationError
 from checks.sources.s3 import S3Location
 from checks.sources.veeam import VeeamError, VeeamLocation
-from collectors import meraki, meraki_api
-from collectors import meraki_api as shape
 from collectors.m365 import metrics as m365_metrics
 from collectors.m365.auth import AuthError, TokenSource
 from collectors.m365.config import M365Config
 from collectors.m365.graph import Graph, GraphError
 from collectors.m365.readers import SOURCES
-from collectors.meraki_api import MerakiError
+from collectors.meraki import api as meraki_api
+from collectors.meraki import api as shape
+from collectors.meraki import collector as meraki
+from collectors.meraki import metrics as meraki_metrics
+from collectors.meraki.api import MerakiError
 from collectors.vmware import inventory, perf
 from collectors.vmware.fastread import Data
-from collectors.vmware.metrics import ALL as VMWARE_METRICS
+from collectors.vmware.metrics import METRICS as VMWARE_METRICS
 from tests.bad_input import BAD_VALUES, garbled, mutated
 from tests.fakes.graph import GraphFake
 from tests.fakes.veeam import VeeamFake
+from tests.lab.canned_xml import RawListing, raw_listing
 from tests.lab.pki import make_pki
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -300,7 +301,7 @@ def test_a_meraki_loss_percentage_out_of_range_is_a_meraki_error(bad):
 
 def test_an_integer_beyond_a_float_is_left_out_by_the_emitter():
     out = Emitter(meraki.MerakiCollector.METRICS, strict=True)
-    out.gauge(meraki.NETWORKS, 10**400, org="1")  # float() of it raises OverflowError
+    out.gauge(meraki_metrics.NETWORKS, 10**400, org="1")  # float() of it raises OverflowError
     assert out.samples() == ()
 
 
@@ -571,39 +572,12 @@ def test_a_token_answer_that_is_not_a_token_is_an_auth_error(tenant, status, bod
 
 # --- S3 and Azure Blob listings, served by a peer that answers what the test says ----------------
 
-class _Listing(BaseHTTPRequestHandler):
-    server: _ListingPeer
-
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        self.send_response(200)
-        self.send_header("content-type", "application/xml")
-        self.send_header("content-length", str(len(self.server.body)))
-        self.send_header("x-ms-version", "2021-08-06")
-        self.end_headers()
-        self.wfile.write(self.server.body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _ListingPeer(ThreadingHTTPServer):
-    """Every GET gets `body`: an object store's listing as the test wrote it."""
-
-    body = b""
-
-
 @pytest.fixture(scope="module")
 def listing_peer():
-    peer = _ListingPeer(("127.0.0.1", 0), _Listing)
-    thread = threading.Thread(target=peer.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, raw_listing() as peer:
         patch.setenv("VIGIL_TEST_STORE_KEY", "ZnV6ei1rZXk=")
         patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
         yield peer
-    peer.shutdown()
-    peer.server_close()
-    thread.join()
 
 
 def _xml(tag: str, value: Any) -> str:
@@ -631,14 +605,14 @@ AZURE_LISTING = {"Prefix": "nightly/", "MaxResults": 5000, "Blobs": {"Blob": [
         "Content-MD5": "sQqNsWTgdUEFt6mb5y4/5Q==", "BlobType": "BlockBlob"}} for day in (1, 2)]}, "NextMarker": None}
 
 
-def _s3(peer: _ListingPeer, context: Context) -> S3Location:
+def _s3(peer: RawListing, context: Context) -> S3Location:
     return S3Location(S3Location.Config.model_validate({
         "kind": "s3", "bucket": "backups", "prefix": "nightly/", "endpoint_url": f"http://127.0.0.1:{peer.server_port}",
         "region": "us-east-1", "access_key_id": "${env:VIGIL_TEST_STORE_KEY}",
         "secret_access_key": "${env:VIGIL_TEST_STORE_KEY}", "timeout": "5s"}), context)
 
 
-def _azure(peer: _ListingPeer, context: Context) -> AzureBlobLocation:
+def _azure(peer: RawListing, context: Context) -> AzureBlobLocation:
     return AzureBlobLocation(AzureBlobLocation.Config.model_validate({
         "kind": "azure_blob", "account_url": f"http://127.0.0.1:{peer.server_port}/devstoreaccount1",
         "container": "backups", "prefix": "nightly/", "credential": "${env:VIGIL_TEST_STORE_KEY}",

@@ -16,9 +16,11 @@ from agent.collector import Emitter, MetricError
 from checks.model import BackupSnapshot
 from checks.sources import borg, restic
 from checks.sources.cli import ToolError
-from collectors import nut, ups_metrics
-from collectors.ssh import SshCollector, linux, windows
+from collectors.nut import variables as nut
+from collectors.ssh import linux, windows
+from collectors.ssh.collector import SshCollector
 from collectors.ssh.output import OutputError
+from collectors.ups import metrics as ups_metrics
 from tests.bad_input import JSON_VALUES, ODD_NUMBERS, leaves
 from tests.collector_kit import values
 
@@ -142,7 +144,7 @@ def test_nut_variables_normalise_or_leave_the_sample_out(variables):
 
 
 def _ups_metrics():
-    from collectors.nut import NutCollector
+    from collectors.nut.collector import NutCollector
     return NutCollector.METRICS
 
 
@@ -245,7 +247,8 @@ def test_a_btime_line_without_a_value_is_an_output_error():
         linux.emit_poll(_emitter(), _script_output({**VALID_LINUX, "stat": ["btime"]}.items()))
 
 
-WINDOWS_REPLIES = sorted((Path(__file__).parent / "fixtures" / "ssh").glob("windows-*.json"))
+WINDOWS_REPLIES = sorted((Path(__file__).parent / "kinds" / "ssh" / "data").glob("windows-*.json"))
+assert WINDOWS_REPLIES, "the real Windows replies are missing"
 
 
 @given(st.sampled_from(WINDOWS_REPLIES), st.data(), JSON_VALUES, st.floats(min_value=0, max_value=1))

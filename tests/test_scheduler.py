@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from agent.clock import Clock
-from agent.collector import Context
+from agent.collector import LONG, TOOLS, Context, JobSpec
 from agent.ratelimit import RateLimits
-from agent.scheduler import Job, JobSpec, Runtime, Scheduler, Slots, backoff_delay, pool_sizes
+from agent.scheduler import Job, Runtime, Scheduler, Slots, backoff_delay, pool_sizes
 from agent.statedb import StateDB
 from agent.store import Store
 from tests import fake_collectors as fakes
@@ -33,11 +33,15 @@ def scheduler(store, clock=None, **options) -> Scheduler:
     return Scheduler(store, context, clock=clock, max_start_delay=0, **options)
 
 
-def spec(name, collector=fakes.Counting, interval=0.2, timeout=0.1, kind="test", pool="collect", **config):
+def spec(name, collector=fakes.Counting, interval=0.2, timeout=0.1, kind="test", **config):
     kind_name = collector.Config.model_fields["kind"].annotation.__args__[0]
     target = collector.Config.model_validate({"name": name, "kind": kind_name, **config})
-    return JobSpec(name, kind, interval, timeout, lambda ctx: collector(target, ctx), collector, config=target,
-                   pool=pool)
+    return JobSpec(name, kind, interval, timeout, lambda ctx: collector(target, ctx), collector, config=target)
+
+
+def in_pool(collector: type, pool: str) -> type:
+    """The test kind, taking its slots from another pool (as backup jobs declare theirs)."""
+    return type(collector.__name__, (collector,), {"POOL": pool})
 
 
 def instances(name: str) -> list:
@@ -314,7 +318,7 @@ def test_a_slow_signal_keeps_its_interval_when_the_wall_clock_steps_back(store, 
 def test_busy_backup_checks_never_keep_a_collector_waiting(store):
     async def scenario():
         agent = scheduler(store, workers=4)
-        agent.apply([spec("healthy")] + [spec(f"backup-{n}", fakes.Hanging, kind="backup", pool="backup")
+        agent.apply([spec("healthy")] + [spec(f"backup-{n}", in_pool(fakes.Hanging, TOOLS), kind="backup")
                                          for n in range(12)])
         await asyncio.sleep(1.5)
         await agent.stop(timeout=0)
@@ -404,8 +408,8 @@ def test_a_hung_integrity_check_leaves_the_others_running(store):
     """Checks of different repositories run side by side, bounded; one stuck for hours delays none."""
     async def scenario():
         agent = scheduler(store, workers=8)
-        agent.apply([spec("stuck-check", fakes.Hanging, kind="backup_verify", pool="verify", timeout=30),
-                     spec("other-check", kind="backup_verify", pool="verify")])
+        agent.apply([spec("stuck-check", in_pool(fakes.Hanging, LONG), kind="backup_verify", timeout=30),
+                     spec("other-check", in_pool(fakes.Counting, LONG), kind="backup_verify")])
         await asyncio.sleep(1.0)
         await agent.stop(timeout=0)
 

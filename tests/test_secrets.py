@@ -119,9 +119,9 @@ def every_kind(lab, snmp_lab, tmp_path):  # noqa: F811 (a fixture)
     """The every-kind lab, plus an SNMPv3 unit, an m365 app signing in with a client secret and a restic
     repository whose password has two lines; and the secrets they use: passwords, keys, and the lines of the
     private keys on disk."""
-    from tests.fixtures_m365 import SECRET as GRAPH_SECRET
+    from tests.kinds.m365.fixtures import SECRET as GRAPH_SECRET
+    from tests.kinds.meraki.fixtures import KEY as MERAKI_KEY
     from tests.lab import backup_tools, nut, snmpsim, vcsim
-    from tests.lab.meraki import KEY as MERAKI_KEY
     from tests.secrets_audit import forms
 
     graph_secret = tmp_path / "graph-secret"

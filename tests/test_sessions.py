@@ -28,7 +28,7 @@ from agent.scheduler import Job, Runtime, Slots, pool_sizes
 from checks.sources.veeam import VeeamLocation
 from tests.fakes.meraki import make_org
 from tests.fakes.veeam import VeeamFake
-from tests.fixtures_ssh import ssh_target
+from tests.kinds.ssh.fixtures import ssh_target
 from tests.lab.harness import wait_until
 from tests.lab.nut import ON_MAINS, nut
 from tests.lab.pki import make_pki

@@ -49,7 +49,7 @@ def test_no_module_trusts_an_unknown_host_key_or_certificate():
 
 def test_the_one_switch_that_skips_verification_is_explicit_and_logged():
     session = (PACKAGES_DIR / "collectors/vmware/session.py").read_text()
-    config = (PACKAGES_DIR / "collectors/vmware/__init__.py").read_text()
+    config = (PACKAGES_DIR / "collectors/vmware/config.py").read_text()
     assert "insecure_skip_verify: bool = Field(False" in config
     assert re.search(r"if not self\._verify:\s+log\.warning\(\"TLS verification is off", session)
 

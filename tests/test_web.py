@@ -20,22 +20,22 @@ import bcrypt
 import pytest
 
 from agent import __version__
-from agent.collector import ApiCounters, describe
+from agent.collector import describe
 from agent.config import ConfigError
-from agent.model import JobState, Result, Sample, Verdict
+from agent.model import ApiCounters, JobState, Result, Sample, Verdict
 from agent.statedb import StateDB
 from agent.store import Store
 from exporters import web, webauth
-from exporters.web import Site, WebServer, certificate_expiry
+from exporters.web import Site, WebServer
 from exporters.webauth import BUSY_RETRY, LOCKOUT_WINDOW, MAX_FAILURES, MAX_WAITING, BasicAuth, Login
 from exporters.webconfig import WebConfig, WebConfigError, load_web_config
 from exporters.webpassword import hash_password
 from tests.clocks import FakeClock
 from tests.conftest import ROOT, vigil_argv
-from tests.fake_collectors import TICKS
 from tests.lab.flood import USER, Scraper, flood, guess
 from tests.lab.harness import Peer, free_port, wait_until
 from tests.lab.pki import make_pki
+from tests.skeleton.metrics import TICKS
 
 PASSWORD = "correct horse battery staple"
 
@@ -626,13 +626,14 @@ def test_runbooks_are_served_by_alert_name(serve, monkeypatch, fault_report):
 
 
 def test_the_certificate_expiry_is_read_from_cert_file(tmp_path):
+    from agent.net.certificate import certificate_expiry
+
     pki = make_pki(tmp_path / "pki")
-    web = tmp_path / "web.yml"
-    web.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n")
     expected = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", str(pki.server_cert)],
                               capture_output=True, text=True, check=True).stdout.strip().removeprefix("notAfter=")
-    assert certificate_expiry(load_web_config(web)) == ssl.cert_time_to_seconds(expected)
-    assert certificate_expiry(WebConfig()) is None
+    assert certificate_expiry(pki.server_cert) == ssl.cert_time_to_seconds(expected)
+    with pytest.raises(ValueError):
+        certificate_expiry(pki.server_key)
 
 
 def test_a_rejected_reload_turns_the_summary_red_until_a_good_one(site, serve):
@@ -645,7 +646,7 @@ def test_a_rejected_reload_turns_the_summary_red_until_a_good_one(site, serve):
 
 
 def test_the_summary_counts_in_words_and_names_what_was_never_checked(tmp_path):
-    from exporters.prometheus import CERT_EXPIRY
+    from agent.metrics import CERT_EXPIRY
     from exporters.status import landing_html
 
     store = Store(StateDB(tmp_path / "state"))

@@ -24,8 +24,8 @@ from agent.store import Store
 from exporters.web import Site, WebServer
 from exporters.webconfig import WebConfig
 from tests.conftest import ROOT, vigil_argv
-from tests.fake_collectors import TICKS
 from tests.lab.harness import free_port, http_get, wait_until
+from tests.skeleton.metrics import TICKS
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 from agent.net.tls import certificate_refusal
 from agent.ondisk import CaFile
 from agent.secrets import Secret, one_line
-from checks.model import BackupSnapshot, LocationConfig
+from checks.model import BackupSnapshot, Location, LocationConfig
 from checks.sources import store_entries
 from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
 
@@ -30,7 +30,7 @@ _QUERY_STRING = re.compile(r"\?\S*")  # a request URL's query string may carry a
 Credential = Annotated[Secret, one_line("an HTTP header or URL", ascii_only=True)]  # a SAS token travels in the URL
 
 
-class AzureBlobLocation:
+class AzureBlobLocation(Location):
     kind = "azure_blob"
 
     class Config(LocationConfig):

@@ -15,7 +15,6 @@ import hashlib
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -24,17 +23,16 @@ from pydantic import Field, field_validator
 from agent.ondisk import KeyFile, KnownHosts, Program, Repository
 from agent.redact import password_in_url
 from agent.secrets import Secret
-from checks.config import VerifyConfig
-from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
+from checks.model import BackupSnapshot, Fingerprinted, LocationConfig, Measured, Verified, VerifyConfig, VerifyOutcome
 from checks.sources.cli import ToolError, count, run, seconds, ssh_command, ssh_failure
-from checks.sources.fingerprints import borg_transaction
+from checks.sources.fingerprints import LayoutReader
 from checks.sources.listing import LISTINGS
 
 LISTED = 50  # newest archives considered per poll
 CHECK_ERRORS, CHECK_CANNOT_ACCESS = 1, 2
 
 
-class BorgLocation:
+class BorgLocation(Measured, Verified, Fingerprinted):
     kind = "borg"
 
     class Config(LocationConfig):
@@ -58,7 +56,8 @@ class BorgLocation:
     def __init__(self, config: Config, context):
         self.config = config
         self.context = context
-        self.ssh = None  # the SFTP connection of the fingerprint, kept between polls
+        self.where = config.repository
+        self.layout = LayoutReader(config, context)  # the fingerprint's connection, kept between polls
         base = hashlib.sha256(config.repository.encode()).hexdigest()[:16]
         self._env = {
             "TZ": "UTC",
@@ -73,8 +72,7 @@ class BorgLocation:
     def backups(self) -> list[BackupSnapshot]:
         key = hashlib.sha256(json.dumps([self.config.binary, self.config.repository, self.config.glob,
                                          sorted(self._env.items())]).encode()).hexdigest()
-        return LISTINGS.get(key, self.config.repository, self.context.clock.time(), self,
-                            partial(borg_transaction, self), self._listing)
+        return LISTINGS.get(key, self, self.context.clock.time(), self._listing)
 
     def _listing(self) -> list[BackupSnapshot]:
         glob = ["--glob-archives", self.config.glob] if self.config.glob else []
@@ -86,10 +84,11 @@ class BorgLocation:
             raise ToolError("borg list: unexpected JSON (an archive without id, name or time)") from None
         return sorted(archives, key=lambda archive: archive.completed_at, reverse=True)
 
+    def fingerprint(self) -> str:
+        return self.layout.borg_transaction()
+
     def close(self) -> None:
-        if self.ssh is not None:
-            self.ssh.close()
-            self.ssh = None
+        self.layout.close()
 
     def measure(self, snapshot: BackupSnapshot) -> BackupSnapshot:
         """End time, duration, size and file count of one archive (`borg info`)."""

@@ -14,13 +14,12 @@ from typing import BinaryIO, Literal
 from pydantic import Field, field_validator
 
 from agent.ondisk import BackupFolder
-from checks.config import VerifyConfig
-from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
+from checks.model import BackupSnapshot, LocationConfig, Measured, Verified, VerifyConfig, VerifyOutcome
 from checks.sources import filelike
 from checks.sources.filelike import Deadline, Entry, NamePattern
 
 
-class FilesLocation:
+class FilesLocation(Measured, Verified):
     kind = "files"
 
     class Config(LocationConfig):
@@ -37,6 +36,7 @@ class FilesLocation:
 
     def __init__(self, config: Config, context):
         self.config = config
+        self.where = str(config.path)
         self._clock = context.clock
         self._tree = LocalTree(config.path)
 

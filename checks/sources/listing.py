@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.reasons import describe
+from checks.model import Fingerprinted, Location, declares
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,12 @@ class Listings:
         self._guard = threading.Lock()
         self._fallbacks: set[str] = set()
 
-    def get(self, key: str, where: str, now: float, reader: object, fingerprint: Callable[[], str | None] | None,
-            listing: Callable[[], Any]) -> Any:
+    def get(self, key: str, reader: Location, now: float, listing: Callable[[], Any]) -> Any:
         """The repository's listing for `reader` (a location): the last one if it still holds, else `listing()`."""
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
-            current = self._fingerprint(key, where, fingerprint)
+            current = self._fingerprint(key, reader)
             last = self._listings.get(key)
             if last is not None and (current == last.fingerprint if current is not None else
                                      last.fingerprint is None and id(reader) not in last.served
@@ -63,16 +63,16 @@ class Listings:
             self._listings[key] = _Listing(current, now, value, {id(reader)})
             return value
 
-    def _fingerprint(self, key: str, where: str, fingerprint: Callable[[], str | None] | None) -> str | None:
-        if fingerprint is None:
+    def _fingerprint(self, key: str, reader: Location) -> str | None:
+        if not declares(reader, Fingerprinted):
             return None
         try:
-            return fingerprint()
+            return reader.fingerprint()
         except Exception as exc:  # the tool answers instead; said once per repository
             if key not in self._fallbacks:
                 self._fallbacks.add(key)
                 log.info("backup repository layout not readable, listing with the tool every poll "
-                         "repository=%s reason=%s", where, describe(exc))
+                         "repository=%s reason=%s", reader.where, describe(exc))
             return None
 
 

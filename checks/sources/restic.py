@@ -23,7 +23,6 @@ import re
 import shlex
 from dataclasses import replace
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -32,17 +31,16 @@ from pydantic import Field, field_validator
 from agent.ondisk import CaFile, KeyFile, KnownHosts, Program, Repository
 from agent.redact import password_in_url
 from agent.secrets import Secret, SecretOrValue
-from checks.config import VerifyConfig
-from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
+from checks.model import BackupSnapshot, Fingerprinted, LocationConfig, Measured, Verified, VerifyConfig, VerifyOutcome
 from checks.sources.cli import ToolError, count, last_line, run, ssh_command, ssh_failure
-from checks.sources.fingerprints import restic_snapshots
+from checks.sources.fingerprints import LayoutReader
 from checks.sources.listing import LISTINGS
 
 _SFTP_URL = re.compile(r"sftp://(?P<target>[^/:]+)(?::(?P<port>\d+))?/")
 _SFTP_SHORT = re.compile(r"sftp:(?P<target>[^/:]+):")
 
 
-class ResticLocation:
+class ResticLocation(Measured, Verified, Fingerprinted):
     kind = "restic"
 
     class Config(LocationConfig):
@@ -78,9 +76,8 @@ class ResticLocation:
     def __init__(self, config: Config, context):
         self.config = config
         self.context = context
-        self.ssh = None  # the SFTP connection of the fingerprint, kept between polls
-        self.s3 = None  # the S3 client of the fingerprint, likewise
-        self.rest = None  # and its REST client
+        self.where = config.repository
+        self.layout = LayoutReader(config, context)  # the fingerprint's connections, kept between polls
         cache = hashlib.sha256(config.repository.encode()).hexdigest()[:16]
         self._env = {
             "RESTIC_PASSWORD": config.password.get_secret_value(),
@@ -89,8 +86,7 @@ class ResticLocation:
         }
 
     def backups(self) -> list[BackupSnapshot]:
-        listing = LISTINGS.get(self._listing_key(), self.config.repository, self.context.clock.time(), self,
-                               partial(restic_snapshots, self), self._listing)
+        listing = LISTINGS.get(self._listing_key(), self, self.context.clock.time(), self._listing)
         snapshots = [_snapshot(entry) for entry in listing if self._selected(entry)]
         return sorted(snapshots, key=lambda snapshot: snapshot.completed_at, reverse=True)
 
@@ -119,11 +115,11 @@ class ResticLocation:
                 and (not config.tags or any(_taglist_matches(taglist, tags) for taglist in config.tags))
                 and all(os.path.normpath(path) in paths for path in config.paths))
 
+    def fingerprint(self) -> str:
+        return self.layout.restic_snapshots()
+
     def close(self) -> None:
-        for session in (self.ssh, self.rest):
-            if session is not None:
-                session.close()
-        self.ssh = self.rest = None
+        self.layout.close()
 
     def measure(self, snapshot: BackupSnapshot) -> BackupSnapshot:
         """Restore size and file count of one snapshot (restic reads its tree: not free)."""

@@ -22,7 +22,7 @@ from agent.net.tls import certificate_refusal
 from agent.ondisk import CaFile
 from agent.redact import userinfo_in_url
 from agent.secrets import HeaderSecret, Secret
-from checks.model import BackupSnapshot, LocationConfig
+from checks.model import BackupSnapshot, Location, LocationConfig
 from checks.sources import store_entries
 from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
 
@@ -32,7 +32,7 @@ ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", 
 _MD5_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
 
 
-class S3Location:
+class S3Location(Location):
     kind = "s3"
 
     class Config(LocationConfig):

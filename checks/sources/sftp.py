@@ -21,15 +21,14 @@ from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READ
 from pydantic import Field
 
 from agent.net.ssh import SshError, SshFields, connect
-from checks.config import VerifyConfig
-from checks.model import BackupSnapshot, LocationConfig, VerifyOutcome
+from checks.model import BackupSnapshot, LocationConfig, Measured, Verified, VerifyConfig, VerifyOutcome
 from checks.sources import filelike
 from checks.sources.filelike import Deadline, Entry, LocationError, NamePattern
 
 WINDOW = 4 << 20  # bytes requested at once when reading a file (128 requests of 32 KiB in flight)
 
 
-class SftpLocation:
+class SftpLocation(Measured, Verified):
     kind = "sftp"
 
     class Config(LocationConfig, SshFields):

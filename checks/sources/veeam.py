@@ -43,7 +43,7 @@ from agent.net.paging import Listing, ListingError
 from agent.ondisk import CaFile
 from agent.redact import userinfo_in_url
 from agent.secrets import Secret
-from checks.model import BackupSnapshot, LocationConfig
+from checks.model import BackupSnapshot, Location, LocationConfig
 
 PAGE_SIZE = 100
 HISTORY = 40 * 86400.0  # a monthly job's last run with room to spare; older runs are in the agent's history
@@ -134,7 +134,7 @@ class _Token:
     renew_at: float  # on the context clock's monotonic time
 
 
-class VeeamLocation:
+class VeeamLocation(Location):
     kind = "veeam"
 
     class Config(LocationConfig):
@@ -156,6 +156,7 @@ class VeeamLocation:
 
     def __init__(self, config: Config, context):
         self.config = config
+        self.where = config.url
         self._context = context
         self._clock = context.clock
         self._token: _Token | None = None  # kept between polls: one login per token lifetime, not per poll

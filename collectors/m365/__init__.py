@@ -2,5 +2,6 @@
 
 config: the target's model; auth: the msal token; graph: Graph pages, errors and report
 downloads on agent.net.http; readers: one function per signal; collector: the contract.
-The permission each signal needs is in PERMISSIONS (readers) and docs/m365.md.
+The permission each signal needs is in PERMISSIONS (readers) and docs/m365.md. README.md is the kind
+page.
 """

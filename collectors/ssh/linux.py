@@ -13,7 +13,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from agent.collector import Emitter
-from collectors import server_metrics as m
+from collectors.server import metrics as m
 from collectors.ssh.output import OutputError, Sections, number
 
 HERE = Path(__file__).parent

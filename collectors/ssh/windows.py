@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agent.collector import Emitter
 from agent.reasons import shorten
-from collectors import server_metrics as m
+from collectors.server import metrics as m
 from collectors.ssh.output import OutputError, number
 
 SCRIPT_NAME = "windows_poll.ps1"

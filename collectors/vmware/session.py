@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from agent.collector import ApiCounters, SessionLost
+from agent.collector import SessionLost
+from agent.model import ApiCounters
 from agent.net.tls import certificate_refusal
 from agent.reasons import describe
 from collectors.vmware import fastread

@@ -69,6 +69,16 @@ def tcp_blackhole() -> Iterator[Blackhole]:
 
 
 @contextmanager
+def unaccepted() -> Iterator[int]:
+    """A port whose handshakes the kernel completes and nobody accepts: a connect succeeds and then not a word
+    comes (no SSH banner). Yields the port."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        yield silent.getsockname()[1]
+
+
+@contextmanager
 def syn_dropped() -> Iterator[int]:
     """A port whose SYNs are dropped, as a host behind a firewall: its listener's queue is full
     and never accepted from, so a connect hangs. Yields the port."""

@@ -33,7 +33,7 @@ RECORDINGS = ("rfc1628-3phase", "apc", "apc-3phase", "ups-mib")  # snmpsim's UPS
 NUT_UNITS = ("online", "onbatt", "replace", "threephase")
 MERAKI_ORGS = 50  # one organization per meraki target (each has its own 10 requests/s) up to this many
 MERAKI_KEY = "mixed-lab-key"
-# the tenant of tests/fixtures_m365.py; a client secret, so a bench needs no certificate
+# the tenant of tests/kinds/m365/fixtures.py; a client secret, so a bench needs no certificate
 TENANT, CLIENT_ID, CLIENT_SECRET = ("7d6f2c1e-52a4-4f0e-9b1c-3a5e8d9f0a11", "0e1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b",
                                     "fake~client~secret")
 

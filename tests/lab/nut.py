@@ -161,8 +161,3 @@ def nut_lab() -> Iterator[Nut]:
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
-
-@pytest.fixture
-def nut_conformance(nut_lab) -> dict:
-    """A unit on mains with every variable vigil maps: every family `kind: nut` declares."""
-    return nut_lab.target("alarm")

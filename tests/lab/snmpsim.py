@@ -142,8 +142,3 @@ def snmp_lab() -> Iterator[Snmpsim]:
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
-
-@pytest.fixture
-def ups_conformance(snmp_lab) -> dict:
-    """A three-phase RFC 1628 unit with alarms, a self-test and line failures: every `vigil_ups_*` family."""
-    return snmp_lab.v2c("rfc1628-3phase")

@@ -107,9 +107,3 @@ def snapshot(si, vm_name: str, name: str = "vigil-test") -> None:
     WaitForTask(find(si, vim.VirtualMachine, vm_name).CreateSnapshot_Task(
         name=name, description="left behind by a backup run", memory=False, quiesce=False))
 
-
-@pytest.fixture
-def vmware_conformance(vcsim) -> dict:
-    """Every family shows: a disconnected host, a red alarm and a VM snapshot are in the inventory."""
-    snapshot(vcsim.connect(), "DC0_H0_VM0")
-    return vcsim.target()
