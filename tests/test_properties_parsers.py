@@ -247,7 +247,8 @@ def test_a_btime_line_without_a_value_is_an_output_error():
         linux.emit_poll(_emitter(), _script_output({**VALID_LINUX, "stat": ["btime"]}.items()))
 
 
-WINDOWS_REPLIES = sorted((Path(__file__).parent / "fixtures" / "ssh").glob("windows-*.json"))
+WINDOWS_REPLIES = sorted((Path(__file__).parent / "kinds" / "ssh" / "data").glob("windows-*.json"))
+assert WINDOWS_REPLIES, "the real Windows replies are missing"
 
 
 @given(st.sampled_from(WINDOWS_REPLIES), st.data(), JSON_VALUES, st.floats(min_value=0, max_value=1))
