@@ -20,6 +20,9 @@ COLLECTORS: dict[str, str] = {
     "ups": "collectors.ups.collector:UpsCollector",
     "nut": "collectors.nut.collector:NutCollector",
     "ssh": "collectors.ssh.collector:SshCollector",
+    "tcp": "collectors.probes.collector:TcpProbe",
+    "dns": "collectors.probes.collector:DnsProbe",
+    "icmp": "collectors.probes.collector:IcmpProbe",
 }
 
 # The lists beside `targets:` whose entries bring jobs of their own: config key -> its declaration

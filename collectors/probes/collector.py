@@ -18,6 +18,10 @@ from typing import ClassVar, TypeVar
 from agent.collector import Collector, Emitter
 from agent.model import Verdict
 from agent.schema import TargetConfig
+from collectors.probes import icmp, metrics, tcp
+from collectors.probes.address import Address, addresses
+from collectors.probes.config import DnsConfig, IcmpConfig, TcpConfig
+from collectors.probes.failed import ProbeFailed
 from collectors.probes.metrics import DURATION, SUCCESS
 
 UP, DOWN = "ok", "down"
@@ -25,10 +29,6 @@ MARGIN = 0.1  # of the job's timeout, at most MAX_MARGIN seconds: left to report
 MAX_MARGIN = 1.0
 
 C = TypeVar("C", bound=TargetConfig)
-
-
-class ProbeFailed(Exception):
-    """The service did not answer as expected; the text is the reason, for people."""
 
 
 class Phases:
@@ -47,7 +47,7 @@ class Phases:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + self._monotonic() - started
-            self.current = ""
+        self.current = ""  # only when it ended: a phase cut short by the deadline is the one a reason names
 
     def total(self) -> float:
         return self._monotonic() - self._started
@@ -82,3 +82,73 @@ class Probe(Collector[C]):
             out.gauge(DURATION, seconds, phase=phase)
         out.gauge(SUCCESS, 0 if reason else 1)
         out.judge(Verdict(DOWN if reason else UP, reason))
+
+
+# --- tcp, dns, icmp: the network probes ---------------------------------------------------------
+# dns imports its protocol module when it probes: dnspython (13 MB, 80 ms) only where a dns target is.
+
+async def resolved(host: str, phases: Phases) -> list[Address]:
+    """The host's addresses, in the phase `resolve`."""
+    with phases.phase("resolve"):
+        return await addresses(host)
+
+
+class TcpProbe(Probe[TcpConfig]):
+    """`kind: tcp`: a connection, then the lines to send and expect."""
+
+    Config = TcpConfig
+    METRICS = metrics.TCP_METRICS
+    CONDITIONS = metrics.CONDITIONS
+
+    async def probe(self, out: Emitter, phases: Phases) -> None:
+        host, port = self.config.host, self.config.port
+        found = await resolved(host, phases)
+        with phases.phase("connect"):
+            reader, writer = await tcp.connect(host, found, port)
+        try:
+            with phases.phase("exchange"):
+                await tcp.converse(reader, writer, self.config.exchange, f"{host}:{port}")
+        finally:
+            writer.transport.abort()  # no socket outlives the probe, and no close_notify to wait for
+
+
+class DnsProbe(Probe[DnsConfig]):
+    """`kind: dns`: a question to a name server, its response code and answers against the expected."""
+
+    Config = DnsConfig
+    METRICS = metrics.DNS_METRICS
+    CONDITIONS = metrics.CONDITIONS
+
+    async def probe(self, out: Emitter, phases: Phases) -> None:
+        from collectors.probes import dns
+
+        config = self.config
+        (_, server), *_ = await resolved(config.server, phases)
+        with phases.phase("query"):
+            answer = await dns.ask(server, config.port, config.query_name, config.query_type)
+        out.gauge(metrics.DNS_RCODE, answer.code)
+        out.gauge(metrics.DNS_ANSWERS, len(answer.records))
+        out.gauge(metrics.DNS_CHECKSUM, answer.checksum())
+        dns.expect(answer, config)
+
+
+class IcmpProbe(Probe[IcmpConfig]):
+    """`kind: icmp`: a few echo requests, their losses and round trips."""
+
+    Config = IcmpConfig
+    METRICS = metrics.ICMP_METRICS
+    CONDITIONS = metrics.CONDITIONS
+
+    async def probe(self, out: Emitter, phases: Phases) -> None:
+        config = self.config
+        (family, address), *_ = await resolved(config.host, phases)
+        with phases.phase("ping"):
+            trips = await icmp.ping(family, address, config.count, config.spacing, config.wait,
+                                    self.ctx.clock.monotonic)
+        out.gauge(metrics.ICMP_LOSS, 1 - len(trips) / config.count)
+        if trips:
+            out.gauge(metrics.ICMP_RTT_MIN, min(trips))
+            out.gauge(metrics.ICMP_RTT_AVG, sum(trips) / len(trips))
+            out.gauge(metrics.ICMP_RTT_MAX, max(trips))
+        else:
+            raise ProbeFailed(f"no reply to {config.count} pings from {config.host}")

@@ -2,3 +2,54 @@
 conformance target."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.lab.dnsmasq import Dnsmasq, dnsmasq
+from tests.lab.icmp import need_datagram_ping
+from tests.lab.pki import PKI, make_pki
+from tests.lab.smtp import Smtp, smtp
+
+# --- tcp, dns, icmp: the network probes ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mail_pki(tmp_path_factory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("mail-pki"))
+
+
+@pytest.fixture(scope="session")
+def smtp_lab(tmp_path_factory, mail_pki) -> Iterator[Smtp]:
+    """aiosmtpd with STARTTLS (tests/lab/smtp.py), for the whole session."""
+    with smtp(tmp_path_factory.mktemp("smtp"), mail_pki) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dnsmasq_lab(tmp_path_factory) -> Iterator[Dnsmasq]:
+    """dnsmasq answering for lab.example (tests/lab/dnsmasq.py); tests that change an answer start their own."""
+    with dnsmasq(tmp_path_factory.mktemp("dnsmasq")) as resolver:
+        yield resolver
+
+
+@pytest.fixture
+def tcp_conformance(smtp_lab) -> dict:
+    """A mail server's greeting: every family `kind: tcp` declares."""
+    return {"name": "smtp", "kind": "tcp", "host": "127.0.0.1", "port": smtp_lab.port,
+            "exchange": [{"expect": "^220 "}]}
+
+
+@pytest.fixture
+def dns_conformance(dnsmasq_lab) -> dict:
+    """An address as expected: every family `kind: dns` declares."""
+    return {"name": "www-address", "kind": "dns", "server": "127.0.0.1", "port": dnsmasq_lab.port,
+            "query_name": "www.lab.example", "expect_answers": ["192.0.2.10"]}
+
+
+@pytest.fixture
+def icmp_conformance() -> dict:
+    """Loopback, which answers: every family `kind: icmp` declares."""
+    need_datagram_ping()
+    return {"name": "loopback", "kind": "icmp", "host": "127.0.0.1"}
