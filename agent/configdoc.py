@@ -7,7 +7,6 @@ cannot drift from what `vigil check-config` accepts.
 from __future__ import annotations
 
 import copy
-import re
 import types
 import typing
 from pathlib import Path
@@ -114,8 +113,6 @@ def _annotation(annotation: Any) -> str:
         return f"list of {_annotation(args[0])}" if args else "list"
     if origin is dict:
         return f"mapping of {_annotation(args[1])}" if len(args) == 2 else "mapping"
-    if origin is re.Pattern:
-        return "regular expression"
     if isinstance(annotation, type):
         if issubclass(annotation, SecretStr):
             return "secret"

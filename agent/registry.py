@@ -20,6 +20,7 @@ COLLECTORS: dict[str, str] = {
     "ups": "collectors.ups.collector:UpsCollector",
     "nut": "collectors.nut.collector:NutCollector",
     "ssh": "collectors.ssh.collector:SshCollector",
+    "http": "collectors.probes.collector:HttpProbe",
     "tcp": "collectors.probes.collector:TcpProbe",
     "dns": "collectors.probes.collector:DnsProbe",
     "icmp": "collectors.probes.collector:IcmpProbe",

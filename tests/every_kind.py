@@ -1,6 +1,6 @@
 """One lab with a job of every kind, for tests that stop or reload a real agent many times.
 
-Every target kind (host, ssh, ups, nut, vmware, meraki, m365, the probes) and backup jobs on every
+Every target kind (host, ssh, ups, nut, vmware, meraki, m365, http, tcp, dns, icmp) and backup jobs on every
 location kind (restic local and over REST, borg, files, SFTP, S3, Azure Blob, Veeam),
 each against its real peer or contract fake, started once for a module: `every_kind()`
 gives the peers and `Lab.config()` a config that uses them all, with short intervals.
@@ -56,16 +56,17 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki, app_certificate) -> Iterator[Lab]:
+def lab(tmp_path_factory, ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki, app_certificate,
+        nginx) -> Iterator[Lab]:
     """The lab, for one test module (import it there as a fixture)."""
     with every_kind(tmp_path_factory.mktemp("every-kind"), ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki,
-                    app_certificate) as peers:
+                    app_certificate, nginx) as peers:
         yield peers
 
 
 @contextmanager
 def every_kind(directory: Path, ssh_server, snmp_lab, nut_lab, meraki_pki: PKI, graph_pki: PKI,
-               app_certificate: tuple[Path, Path]) -> Iterator[Lab]:
+               app_certificate: tuple[Path, Path], nginx) -> Iterator[Lab]:
     """Start the peers the session fixtures do not share, fill the backup locations, yield the lab."""
     with ExitStack() as stack:
         pki = make_pki(directory / "pki")
@@ -84,7 +85,7 @@ def every_kind(directory: Path, ssh_server, snmp_lab, nut_lab, meraki_pki: PKI, 
         (secrets / "meraki").write_text(KEY + "\n")
         (secrets / "graph-key").write_bytes(app_certificate[1].read_bytes())
         yield Lab(targets=_targets(ssh_server, snmp_lab, nut_lab, vcenter, meraki, meraki_pki, graph, graph_pki,
-                                   app_certificate[0], secrets) + _probes(ssh_server, resolver),
+                                   app_certificate[0], secrets) + _probes(nginx) + _net_probes(ssh_server, resolver),
                   backups=_backups(directory, ssh_server, s3, blob, rest, veeam, pki),
                   env={"VIGIL_TEST_VCENTER_PASSWORD": VCENTER_PASSWORD, "VIGIL_TEST_VEEAM_PASSWORD": VEEAM_PASSWORD,
                        "VIGIL_TEST_RESTIC": PASSWORD, "VIGIL_TEST_BORG": PASSWORD,
@@ -109,8 +110,12 @@ def _targets(ssh_server, snmp_lab, nut_lab, vcenter, meraki, meraki_pki, graph, 
     ]
 
 
-def _probes(ssh_server, resolver: Dnsmasq) -> list[dict]:
-    """A probe of each kind, on peers already there: sshd's banner, dnsmasq, loopback."""
+def _probes(nginx) -> list[dict]:
+    return [{"name": "web", "kind": "http", "url": nginx.url("good"), "ca_file": str(nginx.ca), **FAST}]
+
+
+def _net_probes(ssh_server, resolver: Dnsmasq) -> list[dict]:
+    """A tcp, dns and icmp probe, on peers already there: sshd's banner, dnsmasq, loopback."""
     return [
         {"name": "ssh-port", "kind": "tcp", "host": ssh_server.host, "port": ssh_server.port,
          "exchange": [{"expect": "^SSH-2\\.0-"}], **FAST},

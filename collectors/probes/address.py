@@ -10,7 +10,7 @@ import asyncio
 import ipaddress
 import socket
 
-from collectors.probes.failed import ProbeFailed
+from collectors.probes.phases import ProbeFailed
 
 Address = tuple[socket.AddressFamily, str]
 

@@ -11,8 +11,7 @@ finding ("no answer within 4.5s, during tls"), never a job that timed out.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import ClassVar, TypeVar
 
 from agent.collector import Collector, Emitter
@@ -20,9 +19,10 @@ from agent.model import Verdict
 from agent.schema import TargetConfig
 from collectors.probes import icmp, metrics, tcp
 from collectors.probes.address import Address, addresses
-from collectors.probes.config import DnsConfig, IcmpConfig, TcpConfig
-from collectors.probes.failed import ProbeFailed
-from collectors.probes.metrics import DURATION, SUCCESS
+from collectors.probes.config import DnsConfig, HttpConfig, IcmpConfig, TcpConfig
+from collectors.probes.http import HttpCheck
+from collectors.probes.metrics import DURATION, HTTP_METRICS, SUCCESS
+from collectors.probes.phases import Phases, ProbeFailed
 
 UP, DOWN = "ok", "down"
 MARGIN = 0.1  # of the job's timeout, at most MAX_MARGIN seconds: left to report a probe that ran out of time
@@ -31,35 +31,18 @@ MAX_MARGIN = 1.0
 C = TypeVar("C", bound=TargetConfig)
 
 
-class Phases:
-    """The duration of each phase of one probe, and the phase under way (for a reason)."""
-
-    def __init__(self, monotonic) -> None:
-        self._monotonic = monotonic
-        self._started = monotonic()
-        self.current = ""
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        started, self.current = self._monotonic(), name
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + self._monotonic() - started
-        self.current = ""  # only when it ended: a phase cut short by the deadline is the one a reason names
-
-    def total(self) -> float:
-        return self._monotonic() - self._started
-
-
 class Probe(Collector[C]):
     """A probe kind: subclasses write `probe()`, which times its phases and raises ProbeFailed."""
 
     BOARD: ClassVar[str] = "Services"
+    SHARED_PAGE: ClassVar[bool] = True  # README.md: a section per kind, with its own blocks, however many there are
 
     async def probe(self, out: Emitter, phases: Phases) -> None:
         raise NotImplementedError
+
+    def notes(self) -> Mapping[str, str]:
+        """Findings for the verdict that do not fail the probe (TLS 1.0 still offered)."""
+        return {}
 
     def deadline(self) -> float:
         return self.ctx.timeout - min(MAX_MARGIN, MARGIN * self.ctx.timeout)
@@ -81,7 +64,25 @@ class Probe(Collector[C]):
         for phase, seconds in phases.seconds.items():
             out.gauge(DURATION, seconds, phase=phase)
         out.gauge(SUCCESS, 0 if reason else 1)
-        out.judge(Verdict(DOWN if reason else UP, reason))
+        out.judge(Verdict(DOWN if reason else UP, reason, notes=self.notes()))
+
+
+# --- http ---
+
+class HttpProbe(Probe[HttpConfig]):
+    """`kind: http`: one request, its answer judged (collectors/probes/http.py)."""
+
+    Config = HttpConfig
+    METRICS = HTTP_METRICS
+
+    def open(self) -> None:
+        self._check = HttpCheck(self.config, self.ctx.clock.monotonic)
+
+    async def probe(self, out: Emitter, phases: Phases) -> None:
+        await self._check.run(out, phases)
+
+    def notes(self) -> Mapping[str, str]:
+        return self._check.notes()
 
 
 # --- tcp, dns, icmp: the network probes ---------------------------------------------------------

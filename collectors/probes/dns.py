@@ -8,6 +8,7 @@ changes when, and only when, the records do, and a rule can watch it (`changes()
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import dns.rdatatype
 
 from agent.reasons import describe
 from collectors.probes.config import DnsConfig
-from collectors.probes.failed import ProbeFailed
+from collectors.probes.phases import ProbeFailed
 from collectors.probes.records import canonical
 
 CHECKSUM_BYTES = 6  # 48 bits: a float64 holds them exactly
@@ -73,10 +74,10 @@ def expect(answer: Answer, config: DnsConfig) -> None:
     pattern = config.answers_match
     if pattern is not None and not answer.records:
         raise ProbeFailed(f"{server} gave no {config.query_type} record for {config.query_name} to match "
-                          f"{pattern.pattern!r}")
+                          f"{pattern!r}")
     for record in answer.records if pattern is not None else ():
-        if not pattern.search(record):
-            raise ProbeFailed(f"{server} answered {asked} with {record!r}, which does not match {pattern.pattern!r}")
+        if not re.search(pattern, record):
+            raise ProbeFailed(f"{server} answered {asked} with {record!r}, which does not match {pattern!r}")
 
 
 def _listed(records: Iterable[str]) -> str:

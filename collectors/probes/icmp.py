@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.reasons import describe
-from collectors.probes.failed import ProbeFailed
+from collectors.probes.phases import ProbeFailed
 
 RANGE = Path("/proc/sys/net/ipv4/ping_group_range")
 ECHO = {  # family: (protocol, request type, reply type)

@@ -13,7 +13,7 @@ import re
 from agent.reasons import describe
 from collectors.probes.address import Address
 from collectors.probes.config import Exchange
-from collectors.probes.failed import ProbeFailed
+from collectors.probes.phases import ProbeFailed
 
 LINE_LIMIT = 8192  # a longer line is read in pieces of this size
 READ_LIMIT = 64 * 1024  # what one expect: reads at most
@@ -51,7 +51,8 @@ async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s
         raise ProbeFailed(f"{where}: {describe(error)}") from None
 
 
-async def expect(reader: asyncio.StreamReader, pattern: re.Pattern[str], where: str) -> None:
+async def expect(reader: asyncio.StreamReader, regex: str, where: str) -> None:
+    pattern = re.compile(regex)
     read, last = 0, None
     while read < READ_LIMIT:
         try:

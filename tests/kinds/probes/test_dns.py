@@ -8,7 +8,7 @@ import pytest
 from agent.config import ConfigError, load_config
 from collectors.probes.collector import DnsProbe
 from tests import collector_kit as kit
-from tests.kinds.probes.probing import open_sockets, probe
+from tests.kinds.probes.probing import held_after, probe
 from tests.lab.blackhole import udp_blackhole
 from tests.lab.dnsmasq import dnsmasq
 from tests.lab.harness import free_port
@@ -106,12 +106,9 @@ def test_a_silent_name_server(context):
 
 
 def test_no_socket_outlives_a_probe(dnsmasq_lab, context):
-    before = open_sockets()
-    probe(question(dnsmasq_lab.port, "www.lab.example"), context)
-    with udp_blackhole() as hole:
-        probe(question(hole.port, "www.lab.example", timeout="1500ms"), context)
-        assert open_sockets() == before + 1  # the blackhole's own
-    assert open_sockets() == before
+    assert held_after(question(dnsmasq_lab.port, "www.lab.example"), context, "udp", dnsmasq_lab.port) == 0
+    with udp_blackhole() as hole:  # cut short while it waits
+        assert held_after(question(hole.port, "www.lab.example", timeout="1500ms"), context, "udp", hole.port) == 0
 
 
 def test_an_expected_answer_that_is_no_record_of_its_type(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from collectors.probes.collector import IcmpProbe
 from tests import collector_kit as kit
-from tests.kinds.probes.probing import open_sockets, probe
+from tests.kinds.probes.probing import held_after, probe
 from tests.lab.blackhole import UNRESOLVABLE
 from tests.lab.harness import need
 from tests.lab.icmp import ANSWERING, need_datagram_ping, silent_address
@@ -58,11 +58,10 @@ def test_an_unresolvable_host_says_so(context):
 
 
 def test_no_socket_outlives_a_probe(context):
-    before = open_sockets()
-    probe(ping(ANSWERING), context)
-    with silent_address() as silent:
-        probe(ping(silent, count=1, wait="5s", timeout="1s"), context)  # cut short by its deadline
-    assert open_sockets() == before
+    assert held_after(ping(ANSWERING), context, "icmp") == 0
+    assert held_after(ping("::1"), context, "icmp") == 0
+    with silent_address() as silent:  # cut short by its deadline
+        assert held_after(ping(silent, count=1, wait="5s", timeout="1s"), context, "icmp") == 0
 
 
 PROBE_IN_A_NEW_NETWORK_NAMESPACE = """

@@ -12,7 +12,7 @@ import pytest
 from agent.config import ConfigError, load_config
 from collectors.probes.collector import TcpProbe
 from tests import collector_kit as kit
-from tests.kinds.probes.probing import open_sockets, probe
+from tests.kinds.probes.probing import held_after, held_sockets, probe
 from tests.lab.blackhole import UNRESOLVABLE, syn_dropped, tcp_blackhole
 from tests.lab.harness import free_port
 
@@ -106,23 +106,22 @@ def test_an_expect_reads_a_bounded_amount(context):
 
 
 def test_no_socket_outlives_a_probe_however_it_ends(smtp_lab, context):
-    before = open_sockets()
-    probe(smtp_target(smtp_lab, {"expect": "^220 "}), context)
-    probe(smtp_target(smtp_lab, {"send": "QUIT"}, {"expect": "^never"}), context)
-    with tcp_blackhole() as hole:
-        probe({"name": "x", "kind": "tcp", "host": "127.0.0.1", "port": hole.port,
-               "exchange": [{"expect": "^220 "}], **FAST}, context)
-    with syn_dropped() as port:
-        held = open_sockets()
-        probe({"name": "x", "kind": "tcp", "host": "127.0.0.1", "port": port, **FAST}, context)  # cut short
-        assert open_sockets() == held
-    assert open_sockets() == before
+    assert held_after(smtp_target(smtp_lab, {"expect": "^220 "}), context, "tcp", smtp_lab.port) == 0
+    assert held_after(smtp_target(smtp_lab, {"send": "QUIT"}, {"expect": "^never"}), context, "tcp",
+                      smtp_lab.port) == 0
+    with tcp_blackhole() as hole:  # cut short while it reads
+        assert held_after({"name": "x", "kind": "tcp", "host": "127.0.0.1", "port": hole.port,
+                           "exchange": [{"expect": "^220 "}], **FAST}, context, "tcp", hole.port) == 0
+    with syn_dropped() as port:  # cut short while it connects
+        queued = held_sockets("tcp", port)  # the peer's own clients, which fill its queue
+        assert held_after({"name": "x", "kind": "tcp", "host": "127.0.0.1", "port": port, **FAST}, context, "tcp",
+                          port) == queued
 
 
 @pytest.mark.parametrize(("step", "words"), [
     ({"send": "QUIT", "expect": "^221"}, "exactly one of send: or expect:"),
     ({}, "exactly one of send: or expect:"),
-    ({"expect": "(unclosed"}, "valid regular expression"),
+    ({"expect": "(unclosed"}, "not a regular expression"),
 ])
 def test_a_step_is_one_line_to_send_or_a_pattern(tmp_path, step, words):
     config = tmp_path / "vigil.yaml"
