@@ -102,12 +102,22 @@ class Exchange(StrictModel):
         return self
 
 
-class TcpConfig(TargetConfig):
+class TcpConfig(TargetConfig, TlsOptions):
     kind: Literal["tcp"]
     host: str = Field(description="The host to connect to (a name or an address).", min_length=1)
     port: int = Field(description="Its TCP port.", ge=1, le=65535)
-    exchange: list[Exchange] = Field([], description="What to send and expect after connecting, in order "
-                                                     "(`- send: PING` then `- expect: ^\\+PONG`).")
+    tls: bool = Field(False, description="Speak TLS from the first byte (imaps, ldaps, smtps), verified.")
+    starttls: Literal["smtp", "imap", "pop3", "ldap", "postgres"] | None = Field(
+        None, description="Speak this protocol up to its STARTTLS (PostgreSQL: its SSLRequest), then TLS, verified.")
+    exchange: list[Exchange] = Field([], description="What to send and expect after connecting (and after TLS), in "
+                                                     "order (`- send: PING` then `- expect: ^\\+PONG`).")
+
+    @model_validator(mode="after")
+    def _one_way_to_tls(self) -> TcpConfig:
+        if self.tls and self.starttls:
+            raise ValueError("set tls: true (TLS at once) or starttls: (TLS after the protocol's own words), "
+                             "not both")
+        return self
 
 
 class DnsConfig(TargetConfig):

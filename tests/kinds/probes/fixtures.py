@@ -8,9 +8,11 @@ from collections.abc import Iterator
 import pytest
 
 from tests.lab.dnsmasq import Dnsmasq, dnsmasq
+from tests.lab.dovecot import Dovecot, dovecot
 from tests.lab.icmp import need_datagram_ping
 from tests.lab.nginx import nginx as run_nginx
 from tests.lab.pki import PKI, make_pki
+from tests.lab.postgres import Postgres, postgres
 from tests.lab.smtp import Smtp, smtp
 
 # --- http and tls (tests/kinds/probes/test_http.py, test_tls.py) ---
@@ -51,11 +53,25 @@ def dnsmasq_lab(tmp_path_factory) -> Iterator[Dnsmasq]:
         yield resolver
 
 
+@pytest.fixture(scope="session")
+def dovecot_lab(tmp_path_factory, mail_pki) -> Iterator[Dovecot]:
+    """Dovecot with IMAP and POP3 STARTTLS (tests/lab/dovecot.py), for the whole session."""
+    with dovecot(tmp_path_factory.mktemp("dovecot"), mail_pki) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_lab(tmp_path_factory, mail_pki) -> Iterator[Postgres]:
+    """A PostgreSQL primary with TLS (tests/lab/postgres.py), for its SSLRequest."""
+    with postgres(tmp_path_factory.mktemp("postgres-tcp"), mail_pki, replica=False) as server:
+        yield server
+
+
 @pytest.fixture
 def tcp_conformance(smtp_lab) -> dict:
-    """A mail server's greeting: every family `kind: tcp` declares."""
-    return {"name": "smtp", "kind": "tcp", "host": "127.0.0.1", "port": smtp_lab.port,
-            "exchange": [{"expect": "^220 "}]}
+    """SMTP with STARTTLS, verified: every family `kind: tcp` declares (the served chain, the versions)."""
+    return {"name": "smtp", "kind": "tcp", "host": "127.0.0.1", "port": smtp_lab.port, "starttls": "smtp",
+            "ca_file": str(smtp_lab.ca), "exchange": [{"send": "EHLO vigil.invalid"}, {"expect": "^250 "}]}
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from cryptography import x509
 
 from agent.config import ConfigError, load_config
 from collectors.probes.collector import TcpProbe
@@ -132,3 +133,99 @@ def test_a_step_is_one_line_to_send_or_a_pattern(tmp_path, step, words):
 
 def _flow(step: dict) -> str:
     return "{" + ", ".join(f"{key}: '{value}'" for key, value in step.items()) + "}"
+
+
+# --- TLS: at once, or after each protocol's STARTTLS ---------------------------------------------
+
+def not_after(certificate) -> float:
+    return x509.load_pem_x509_certificate(certificate.read_bytes()).not_valid_after_utc.timestamp()
+
+
+def leaf_not_after(series: dict) -> float:
+    (value,) = [v for k, v in series.items() if k.startswith("vigil_tls_certificate_not_after_timestamp_seconds:leaf")]
+    return value
+
+
+def starttls(port: int, protocol: str, ca, **more) -> dict:
+    return {"name": protocol, "kind": "tcp", "host": "127.0.0.1", "port": port, "starttls": protocol,
+            "ca_file": str(ca), **more}
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "imap", "pop3", "postgres"])
+def test_starttls_of_each_protocol_is_verified_and_reports_the_chain(protocol, smtp_lab, dovecot_lab, postgres_lab,
+                                                                     mail_pki, context):
+    port = {"smtp": smtp_lab.port, "imap": dovecot_lab.imap_port, "pop3": dovecot_lab.pop3_port,
+            "postgres": postgres_lab.primary.port}[protocol]
+    status, reason, series = probe(starttls(port, protocol, mail_pki.ca), context)
+    assert (status, reason) == ("ok", "")
+    assert leaf_not_after(series) == int(not_after(mail_pki.server_cert))
+    assert series["vigil_tls_negotiated_version"] in (1.2, 1.3)
+    assert series["vigil_tls_oldest_version_accepted"] >= 1.2
+    assert {"vigil_probe_duration_seconds:starttls", "vigil_probe_duration_seconds:tls"} <= set(series)
+
+
+def test_lines_after_starttls_go_over_tls(dovecot_lab, mail_pki, context):
+    target = starttls(dovecot_lab.imap_port, "imap", mail_pki.ca,
+                      exchange=[{"send": "c1 CAPABILITY"}, {"expect": r"^\* CAPABILITY .*AUTH=PLAIN"},
+                                {"expect": "^c1 OK"}])
+    assert probe(target, context)[:2] == ("ok", "")  # AUTH=PLAIN: offered over TLS only
+
+
+def test_tls_from_the_first_byte(nginx, context):
+    target = {"name": "web", "kind": "tcp", "host": "127.0.0.1", "port": nginx.ports["good"], "tls": True,
+              "ca_file": str(nginx.ca), "exchange": [{"send": "GET /health HTTP/1.0\r\n"}, {"expect": "^HTTP/1.1 200"}]}
+    status, reason, series = probe(target, context)
+    assert (status, reason) == ("ok", "")
+    assert leaf_not_after(series) == int(not_after(nginx.served["good"][0]))
+
+
+def test_a_refused_certificate_is_named_and_its_chain_still_reported(nginx, context):
+    target = {"name": "web", "kind": "tcp", "host": "127.0.0.1", "port": nginx.ports["expired"], "tls": True,
+              "ca_file": str(nginx.ca)}
+    status, reason, series = probe(target, context)
+    assert status == "down" and reason.startswith("its TLS certificate has expired (leaf ")
+    assert leaf_not_after(series) == int(not_after(nginx.served["expired"][0]))
+
+
+def test_a_server_that_still_offers_tls_1_0_is_a_note(nginx, context):
+    target = {"name": "web", "kind": "tcp", "host": "127.0.0.1", "port": nginx.ports["tls1.0"], "tls": True,
+              "ca_file": str(nginx.ca)}
+    out = kit.collect(target, context)
+    assert out.verdict.status == "ok" and "TLS 1.0" in out.verdict.notes["tls"]
+    assert kit.values(out, "vigil_tls_oldest_version_accepted") == {(): 1.0}
+
+
+def test_tls_at_a_port_that_speaks_plain_text(smtp_lab, context):
+    target = {"name": "x", "kind": "tcp", "host": "127.0.0.1", "port": smtp_lab.port, "tls": True}
+    assert probe(target, context)[:2] == ("down", f"the TLS handshake with 127.0.0.1:{smtp_lab.port} failed "
+                                                  "(WRONG_VERSION_NUMBER); it does not speak TLS at once (starttls: "
+                                                  "then?)")
+
+
+@pytest.mark.parametrize(("protocol", "server", "words"), [
+    ("smtp", "pop3", "the SMTP server's greeting is not 220: '+OK Dovecot (Debian) ready.'"),
+    ("imap", "pop3", "the IMAP server's greeting is not OK: '+OK Dovecot (Debian) ready.'"),
+    ("pop3", "imap", "the POP3 server's greeting is not +OK: '* OK"),
+    ("postgres", "smtp", "the PostgreSQL server does not accept TLS (it answered b'2' to the SSLRequest"),
+])
+def test_a_server_that_does_not_speak_the_protocol_s_starttls(protocol, server, words, smtp_lab, dovecot_lab,
+                                                             context):
+    port = {"smtp": smtp_lab.port, "imap": dovecot_lab.imap_port, "pop3": dovecot_lab.pop3_port}[server]
+    status, reason, _ = probe(starttls(port, protocol, smtp_lab.ca), context)
+    assert status == "down" and reason.startswith(f"127.0.0.1:{port}: {words}")
+
+
+def test_ldap_starttls_on_a_domain_controller(samba_dc, context):
+    dc = samba_dc.controllers[0]
+    target = {"name": "dc1-ldap", "kind": "tcp", "host": dc.address, "port": 389, "starttls": "ldap",
+              "server_name": dc.host, "ca_file": str(dc.ca_file)}
+    status, reason, series = probe(target, context)
+    assert (status, reason) == ("ok", "")
+    assert series["vigil_tls_negotiated_version"] in (1.2, 1.3)
+
+
+def test_tls_and_starttls_together_are_a_config_error(tmp_path):
+    config = tmp_path / "vigil.yaml"
+    config.write_text("targets:\n  - {name: x, kind: tcp, host: h, port: 25, tls: true, starttls: smtp}\n")
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(config)
