@@ -153,6 +153,8 @@ class TcpProbe(Probe[TcpConfig]):
         except ssl.SSLError as error:
             plain = "; it does not speak TLS at once (starttls: then?)" if error.reason == PLAIN_TEXT else ""
             raise ProbeFailed(f"the TLS handshake with {where} failed ({error.reason or error}){plain}") from None
+        except OSError as error:
+            raise ProbeFailed(f"{where} broke off the TLS handshake ({describe(error)})") from None
         tls.report(out, writer.get_extra_info("ssl_object"))
 
     def _handshake(self) -> tls.Handshake:

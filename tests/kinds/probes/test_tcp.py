@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -229,3 +230,28 @@ def test_tls_and_starttls_together_are_a_config_error(tmp_path):
     config.write_text("targets:\n  - {name: x, kind: tcp, host: h, port: 25, tls: true, starttls: smtp}\n")
     with pytest.raises(ConfigError, match="not both"):
         load_config(config)
+
+
+@contextmanager
+def resetting() -> Iterator[int]:
+    """A port whose server resets each connection once the client has spoken (a TLS front end that gave up)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def reset() -> None:
+        with listener, listener.accept()[0] as client:
+            client.recv(1024)  # the ClientHello
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close: RST
+
+    thread = threading.Thread(target=reset, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join(10)
+
+
+def test_a_connection_reset_during_the_handshake(context):
+    with resetting() as port:
+        status, reason, _ = probe({"name": "x", "kind": "tcp", "host": "127.0.0.1", "port": port, "tls": True},
+                                  context)
+    assert (status, reason) == ("down", f"127.0.0.1:{port} broke off the TLS handshake (Connection reset by peer)")
