@@ -142,6 +142,8 @@ class TcpProbe(Probe[TcpConfig]):
                 raise ProbeFailed(f"{where}: {failure}") from None
             except (OSError, asyncio.IncompleteReadError) as error:
                 raise ProbeFailed(f"{where} broke off STARTTLS ({describe(error)})") from None
+            except ValueError:  # StreamReader.readline: a line over its limit
+                raise ProbeFailed(f"{where} sent a line longer than {tcp.LINE_LIMIT} bytes before STARTTLS") from None
         try:
             with phases.phase("tls"):
                 await writer.start_tls(self._context, server_hostname=self.config.server_name or self.config.host)

@@ -73,6 +73,8 @@ def _socket(family: socket.AddressFamily, protocol: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_DGRAM, protocol)
     except PermissionError:
         raise ProbeFailed(refusal()) from None
+    except OSError as error:  # IPv6 off on this host, say
+        raise ProbeFailed(f"cannot open a ping socket ({describe(error)})") from None
     sock.setblocking(False)
     return sock
 

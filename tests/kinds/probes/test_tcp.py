@@ -80,15 +80,15 @@ def test_a_host_that_drops_the_handshake(context):
 
 
 @contextmanager
-def chatterbox() -> Iterator[int]:
-    """A port whose server sends line after line, never the one expected, until the client leaves."""
+def chatterbox(chatter: bytes = b"* still talking\r\n") -> Iterator[int]:
+    """A port whose server sends `chatter` again and again, never the line expected, until the client leaves."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def talk() -> None:
         with listener, listener.accept()[0] as client:
             try:
                 while True:
-                    client.sendall(b"* still talking\r\n" * 100)
+                    client.sendall(chatter * 100)
             except OSError:
                 return
 
@@ -105,6 +105,13 @@ def test_an_expect_reads_a_bounded_amount(context):
         status, reason, _ = probe({"name": "x", "kind": "tcp", "host": "127.0.0.1", "port": port,
                                    "exchange": [{"expect": "^OK"}]}, context)
     assert (status, reason) == ("down", f"127.0.0.1:{port} sent 64 KiB without a line matching '^OK'")
+
+
+def test_a_line_without_end_before_starttls(context):
+    with chatterbox(b"220" + b"-" * 1000) as port:
+        status, reason, _ = probe({"name": "x", "kind": "tcp", "host": "127.0.0.1", "port": port,
+                                   "starttls": "smtp"}, context)
+    assert (status, reason) == ("down", f"127.0.0.1:{port} sent a line longer than 8192 bytes before STARTTLS")
 
 
 def test_no_socket_outlives_a_probe_however_it_ends(smtp_lab, context):
