@@ -107,12 +107,13 @@ def dnsmasq(directory: Path, records: Records = LAB_RECORDS) -> Iterator[Dnsmasq
 
 
 def query(port: int, name: str, rtype: str, timeout: float = 2) -> Answer:
-    """One question over UDP to 127.0.0.1:`port` (dnspython); the rcode and the answers of type `rtype`, as
-    text without the root's dot ("10 mail.lab.example")."""
+    """One question over UDP (TCP for a long answer) to 127.0.0.1:`port` (dnspython); the rcode and the answers
+    of type `rtype`, as text without the root's dot ("10 mail.lab.example")."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.connect(("127.0.0.1", port))  # connected: a closed port is ConnectionRefusedError, not a timeout
         try:
-            reply = dns.query.udp(dns.message.make_query(name, rtype), "127.0.0.1", timeout, port, sock=sock)
+            reply, _ = dns.query.udp_with_fallback(dns.message.make_query(name, rtype), "127.0.0.1", timeout, port,
+                                                   udp_sock=sock)  # over TCP when truncated
         except dns.exception.Timeout:
             raise TimeoutError(f"no DNS answer from 127.0.0.1:{port} within {timeout}s") from None
     wanted = dns.rdatatype.from_text(rtype)

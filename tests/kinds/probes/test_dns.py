@@ -117,3 +117,12 @@ def test_an_expected_answer_that_is_no_record_of_its_type(tmp_path):
                       "query_type: MX, expect_answers: ['mail.lab.example']}\n")
     with pytest.raises(ConfigError, match="'mail.lab.example' is not a record of type MX"):
         load_config(config)
+
+
+def test_an_answer_too_long_for_udp_is_asked_again_over_tcp(tmp_path, context):
+    """60 addresses do not fit in 512 bytes: dnsmasq truncates the UDP answer, and the probe asks over TCP."""
+    many = [f"192.0.2.{n}" for n in range(100, 160)]
+    with dnsmasq(tmp_path) as resolver:
+        resolver.set_addresses("many.lab.example", *many)
+        status, reason, series = probe(question(resolver.port, "many.lab.example", expect_answers=many), context)
+    assert (status, reason, series["vigil_probe_dns_answers"]) == ("ok", "", 60)
