@@ -1,7 +1,8 @@
 """Where a probe's host is: its addresses, or why it has none, in words for people.
 
 An address written as such is used as it is; a name goes through the system's resolver
-(getaddrinfo: /etc/hosts and DNS, as every other program on the host sees it).
+(getaddrinfo: /etc/hosts and DNS, as every other program on the host sees it), which blocks:
+asyncio runs it in its one shared executor, never a thread per probe.
 """
 
 from __future__ import annotations
