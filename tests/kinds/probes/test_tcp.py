@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 from cryptography import x509
@@ -80,24 +80,33 @@ def test_a_host_that_drops_the_handshake(context):
 
 
 @contextmanager
-def chatterbox(chatter: bytes = b"* still talking\r\n") -> Iterator[int]:
-    """A port whose server sends `chatter` again and again, never the line expected, until the client leaves."""
+def one_client(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A port whose server takes one client and handles it with `handle`, in a thread, until either side leaves."""
     listener = socket.create_server(("127.0.0.1", 0))
 
-    def talk() -> None:
+    def serve() -> None:
         with listener, listener.accept()[0] as client:
             try:
-                while True:
-                    client.sendall(chatter * 100)
+                handle(client)
             except OSError:
                 return
 
-    thread = threading.Thread(target=talk, daemon=True)
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
         yield listener.getsockname()[1]
     finally:
         thread.join(10)
+
+
+def chatterbox(chatter: bytes = b"* still talking\r\n") -> AbstractContextManager[int]:
+    """A port whose server sends `chatter` again and again, never the line expected, until the client leaves."""
+
+    def talk(client: socket.socket) -> None:
+        while True:
+            client.sendall(chatter * 100)
+
+    return one_client(talk)
 
 
 def test_an_expect_reads_a_bounded_amount(context):
@@ -239,22 +248,14 @@ def test_tls_and_starttls_together_are_a_config_error(tmp_path):
         load_config(config)
 
 
-@contextmanager
-def resetting() -> Iterator[int]:
-    """A port whose server resets each connection once the client has spoken (a TLS front end that gave up)."""
-    listener = socket.create_server(("127.0.0.1", 0))
+def resetting() -> AbstractContextManager[int]:
+    """A port whose server resets the connection once the client has spoken (a TLS front end that gave up)."""
 
-    def reset() -> None:
-        with listener, listener.accept()[0] as client:
-            client.recv(1024)  # the ClientHello
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close: RST
+    def reset(client: socket.socket) -> None:
+        client.recv(1024)  # the ClientHello
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # closed: RST
 
-    thread = threading.Thread(target=reset, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        thread.join(10)
+    return one_client(reset)
 
 
 def test_a_connection_reset_during_the_handshake(context):
