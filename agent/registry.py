@@ -20,6 +20,9 @@ COLLECTORS: dict[str, str] = {
     "ups": "collectors.ups.collector:UpsCollector",
     "nut": "collectors.nut.collector:NutCollector",
     "ssh": "collectors.ssh.collector:SshCollector",
+    # the database probes (issue 22)
+    "postgres": "collectors.probes.collector:PostgresProbe",
+    "mysql": "collectors.probes.collector:MysqlProbe",
 }
 
 # The lists beside `targets:` whose entries bring jobs of their own: config key -> its declaration

@@ -82,3 +82,33 @@ class Probe(Collector[C]):
             out.gauge(DURATION, seconds, phase=phase)
         out.gauge(SUCCESS, 0 if reason else 1)
         out.judge(Verdict(DOWN if reason else UP, reason))
+
+
+# --- the database kinds (postgres, mysql): each protocol in its own module, imported only when used
+
+from collectors.probes.config import MysqlConfig, PostgresConfig  # noqa: E402
+from collectors.probes.metrics import MYSQL_METRICS, POSTGRES_METRICS  # noqa: E402
+
+
+class PostgresProbe(Probe[PostgresConfig]):
+    """`kind: postgres`: a login, a query under a statement timeout, the server's role, lag and connections."""
+
+    Config = PostgresConfig
+    METRICS = POSTGRES_METRICS
+
+    async def probe(self, out: Emitter, phases: Phases) -> None:
+        from collectors.probes import postgres
+
+        await postgres.probe(self.config, out, phases)
+
+
+class MysqlProbe(Probe[MysqlConfig]):
+    """`kind: mysql` (MariaDB or MySQL): the same checks through that protocol."""
+
+    Config = MysqlConfig
+    METRICS = MYSQL_METRICS
+
+    async def probe(self, out: Emitter, phases: Phases) -> None:
+        from collectors.probes import mysql
+
+        await mysql.probe(self.config, out, phases)

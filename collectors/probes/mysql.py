@@ -1,0 +1,139 @@
+"""`kind: mysql` (MariaDB or MySQL): log in with aiomysql, run the query under the session's statement
+time limit, read the server's version, connections and, on a replica, whether both replication
+threads run and how far behind it is.
+
+aiomysql goes on without TLS when the server does not offer it; `TlsRequired` refuses to, before
+the login is sent. The connection is built here rather than by `aiomysql.connect`, so that the
+probe holds it and closes it even when cancelled halfway through the login.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import aiomysql
+from pymysql.constants.CLIENT import SSL
+from pymysql.err import MySQLError
+
+from agent.collector import Emitter
+from agent.reasons import describe
+from collectors.probes.collector import Phases, ProbeFailed
+from collectors.probes.config import MysqlConfig
+from collectors.probes.database import (
+    PRIMARY,
+    REPLICA,
+    ServerState,
+    Stages,
+    connection_failure,
+    emit,
+    login_refused,
+    not_offering_tls,
+    resolve,
+    tls_context,
+    too_slow,
+)
+
+ACCESS_DENIED, DATABASE_DENIED, UNKNOWN_DATABASE, HOST_NOT_ALLOWED = 1045, 1044, 1049, 1130
+STATEMENT_TIMEOUT = frozenset({1969, 3024})  # MariaDB's max_statement_time, MySQL's max_execution_time
+PARSE_ERROR = 1064
+STATE = "SELECT VERSION() AS version, @@max_connections AS max_connections"
+CONNECTIONS = "SHOW GLOBAL STATUS LIKE 'Threads_connected'"
+# MariaDB 10.5 and MySQL 8.0.22 renamed SLAVE to REPLICA; MySQL 8.4 knows only the new words
+REPLICA_STATUS = ("SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
+
+
+class TlsNotOffered(Exception):
+    """The server does not offer TLS, which was asked for."""
+
+
+class TlsRequired(aiomysql.Connection):
+    """A connection that never logs in unencrypted when it was given a TLS context."""
+
+    async def _request_authentication(self) -> None:
+        if self._ssl_context and not self.server_capabilities & SSL:
+            raise TlsNotOffered
+        await super()._request_authentication()
+
+
+async def probe(config: MysqlConfig, out: Emitter, phases: Phases) -> None:
+    with Stages(phases) as stages:
+        stages.begin("resolve")
+        address = await resolve(config.host, config.port)
+        connection = TlsRequired(host=address, port=config.port, user=config.user,
+                                 password=config.password.get_secret_value(), db=config.database,
+                                 ssl=tls_context(config, stages), autocommit=True, program_name="vigil")
+        try:
+            stages.begin("connect")
+            await _log_in(config, connection)
+            stages.begin("query")
+            state = await _read(config, connection)
+            await connection.ensure_closed()
+        finally:
+            connection.close()  # nothing left open, whatever happened (a no-op once closed)
+    emit(out, state)
+
+
+async def _log_in(config: MysqlConfig, connection: TlsRequired) -> None:
+    try:
+        await connection._connect()  # aiomysql.connect's own step, on a connection the probe holds
+    except TlsNotOffered:
+        raise ProbeFailed(not_offering_tls(config)) from None
+    except MySQLError as exc:
+        code = exc.args[0] if exc.args else None
+        if code == ACCESS_DENIED:
+            raise ProbeFailed(login_refused(config)) from None
+        if code in (UNKNOWN_DATABASE, DATABASE_DENIED):
+            raise ProbeFailed(f"the server has no database {config.database} that user {config.user} may use: "
+                              "check database (and the user's grants)") from None
+        if code == HOST_NOT_ALLOWED:
+            raise ProbeFailed(f"the server refused the login for user {config.user} from this host: create the "
+                              "user for this host's address") from None
+        raise ProbeFailed(connection_failure(exc, config) or f"cannot log in: {_words(exc)}") from None
+
+
+async def _read(config: MysqlConfig, connection: TlsRequired) -> ServerState:
+    limit = (f"SET SESSION max_statement_time = {config.statement_timeout:g}"
+             if "mariadb" in connection.get_server_info().lower()
+             else f"SET SESSION max_execution_time = {round(config.statement_timeout * 1000)}")
+    try:
+        async with connection.cursor(aiomysql.DictCursor) as cursor:
+            await cursor.execute(limit)
+            await cursor.execute(config.query)
+            await cursor.execute(STATE)
+            row = await cursor.fetchone()
+            await cursor.execute(CONNECTIONS)
+            connections = int((await cursor.fetchone())["Value"])
+            replication = await _replica_status(cursor)
+    except MySQLError as exc:
+        if exc.args and exc.args[0] in STATEMENT_TIMEOUT:
+            raise ProbeFailed(too_slow(config)) from None
+        raise ProbeFailed(f"the query failed: {_words(exc)}") from None
+    state = ServerState(row["version"].removesuffix("-log"), PRIMARY, connections, int(row["max_connections"]))
+    if replication is None:
+        return state
+    receiving = replication.get("Slave_IO_Running") or replication.get("Replica_IO_Running")
+    applying = replication.get("Slave_SQL_Running") or replication.get("Replica_SQL_Running")
+    if (receiving, applying) != ("Yes", "Yes"):
+        error = replication.get("Last_IO_Error") or replication.get("Last_SQL_Error")
+        return replace(state, role=REPLICA, stopped=f"replication is stopped on the replica (receiving: {receiving}, "
+                                                    f"applying: {applying})" + (f": {error}" if error else ""))
+    lag = replication.get("Seconds_Behind_Master", replication.get("Seconds_Behind_Source"))
+    return replace(state, role=REPLICA, lag=None if lag is None else float(lag))
+
+
+async def _replica_status(cursor) -> dict | None:
+    """The replica's status row, None on a server that replicates from none."""
+    for statement in REPLICA_STATUS:
+        try:
+            await cursor.execute(statement)
+        except MySQLError as exc:
+            if exc.args and exc.args[0] == PARSE_ERROR and statement != REPLICA_STATUS[-1]:
+                continue  # an older server: the older words
+            raise
+        return await cursor.fetchone()
+    return None
+
+
+def _words(exc: MySQLError) -> str:
+    """The server's message without its number (pymysql's args are (code, message))."""
+    return str(exc.args[1]) if len(exc.args) > 1 else describe(exc)

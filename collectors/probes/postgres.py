@@ -1,0 +1,100 @@
+"""`kind: postgres`: log in with asyncpg, run the query under the session's statement_timeout, read the
+server's version, role, connections and, on a replica, whether it streams and how far behind it is.
+
+One connection per probe, closed before it returns; the statement_timeout is sent with the login
+(a startup parameter), so the server itself ends a query that runs too long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import asyncpg
+
+from agent.collector import Emitter
+from agent.reasons import describe
+from collectors.probes.collector import Phases, ProbeFailed
+from collectors.probes.config import PostgresConfig
+from collectors.probes.database import (
+    PRIMARY,
+    REPLICA,
+    ServerState,
+    Stages,
+    connection_failure,
+    emit,
+    login_refused,
+    not_offering_tls,
+    resolve,
+    tls_context,
+    too_slow,
+)
+
+STATE = """
+SELECT current_setting('server_version') AS version, pg_is_in_recovery() AS replica,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS connections,
+       current_setting('max_connections')::int AS max_connections
+"""
+# a replica that has applied all it received is not behind, however old its last transaction
+REPLICATION = """
+SELECT (SELECT status FROM pg_stat_wal_receiver) AS receiver,
+       CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS lag
+"""
+
+
+async def probe(config: PostgresConfig, out: Emitter, phases: Phases) -> None:
+    with Stages(phases) as stages:
+        stages.begin("resolve")
+        address = await resolve(config.host, config.port)
+        tls = tls_context(config, stages)
+        stages.begin("connect")
+        connection = await _connect(config, address, tls)
+        try:
+            stages.begin("query")
+            state = await _read(config, connection)
+            await connection.close()
+        finally:
+            connection.terminate()  # nothing left open, whatever happened (a no-op after close)
+    emit(out, state)
+
+
+async def _connect(config: PostgresConfig, address: str, tls) -> asyncpg.Connection:
+    # every setting given, so that no PG* variable or ~/.pgpass of the agent's environment changes the probe
+    try:
+        return await asyncpg.connect(
+            host=address, port=config.port, user=config.user, password=config.password.get_secret_value(),
+            database=config.database, ssl=tls or False, target_session_attrs="any", statement_cache_size=0,
+            server_settings={"statement_timeout": f"{round(config.statement_timeout * 1000)}",
+                             "application_name": "vigil"})
+    except asyncpg.InvalidPasswordError:
+        raise ProbeFailed(login_refused(config)) from None
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:  # pg_hba.conf has no line for this login
+        raise ProbeFailed(f"the server refused the login for user {config.user} from this host ({exc}): add a "
+                          "line for it to pg_hba.conf") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise ProbeFailed(f"the server has no database {config.database}: check database") from None
+    except asyncpg.PostgresError as exc:
+        raise ProbeFailed(f"the server refused the login for user {config.user}: {exc}") from None
+    except OSError as exc:
+        if "rejected SSL upgrade" in str(exc):  # the server answered N to the SSLRequest
+            raise ProbeFailed(not_offering_tls(config)) from None
+        raise ProbeFailed(connection_failure(exc, config) or f"cannot connect: {describe(exc)}") from None
+
+
+async def _read(config: PostgresConfig, connection: asyncpg.Connection) -> ServerState:
+    try:
+        await connection.execute(config.query)
+        row = await connection.fetchrow(STATE)
+        replication = await connection.fetchrow(REPLICATION) if row["replica"] else None
+    except asyncpg.QueryCanceledError:
+        raise ProbeFailed(too_slow(config)) from None
+    except asyncpg.PostgresError as exc:
+        raise ProbeFailed(f"the query failed: {exc}") from None
+    state = ServerState(row["version"], PRIMARY, row["connections"], row["max_connections"])
+    if replication is None:
+        return state
+    if replication["receiver"] != "streaming":
+        return replace(state, role=REPLICA, stopped="replication is stopped on the replica: no WAL receiver "
+                                                    "streams from the primary (check primary_conninfo and the "
+                                                    "replica's log)")
+    return replace(state, role=REPLICA, lag=replication["lag"])
