@@ -47,7 +47,7 @@ class Phases:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + self._monotonic() - started
-            self.current = ""
+        self.current = ""  # only when it ended: a phase the deadline cut short stays named for the reason
 
     def total(self) -> float:
         return self._monotonic() - self._started
