@@ -61,8 +61,8 @@ class Stages:
     def __enter__(self) -> Stages:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._open.close()
+    def __exit__(self, *exc_info) -> None:
+        self._open.__exit__(*exc_info)  # the failure passed on: the phase it cut short stays named
 
 
 class WatchedObject(ssl.SSLObject):

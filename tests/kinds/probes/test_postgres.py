@@ -1,0 +1,211 @@
+"""`kind: postgres` against a real PostgreSQL 15 primary and its streaming replica (tests/lab/postgres.py):
+role, lag, connections, TLS verified, and each failure named in its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
+import psutil
+import pytest
+
+from agent.collector import run_once
+from collectors.probes.collector import PostgresProbe
+from tests import collector_kit as kit
+from tests.kinds.probes.fixtures import DB_PASSWORD_VARIABLE, db_target
+from tests.lab.blackhole import UNRESOLVABLE, tcp_blackhole
+from tests.lab.harness import free_port, wait_until
+from tests.lab.pki import faulty_server
+from tests.lab.postgres import MAX_CONNECTIONS
+
+
+@pytest.fixture
+def pg(pg_lab, monkeypatch):
+    monkeypatch.setenv(DB_PASSWORD_VARIABLE, pg_lab.password)
+    return pg_lab
+
+
+def value(out, name: str, **labels) -> float | None:
+    return kit.values(out, name).get(tuple(sorted(labels.items())))
+
+
+def verdict(out) -> tuple[float | None, str]:
+    return value(out, "vigil_probe_success"), out.verdict.detail
+
+
+def own_connections(port: int) -> list:
+    """This process's TCP connections to `port`: none once a probe has returned."""
+    return [c for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port]
+
+
+def primary(pg, **options) -> dict:
+    return db_target("postgres", pg, pg.primary, **options)
+
+
+def test_conformance_replica_emits_every_family(postgres_conformance, pg, context):
+    out = kit.collect(postgres_conformance, context)
+    kit.assert_conforms(out, PostgresProbe)
+    assert verdict(out) == (1, "")
+    info = kit.values(out, "vigil_db_info")
+    assert [dict(labels)["role"] for labels in info] == ["replica"]
+    assert dict(next(iter(info)))["version"].startswith("15.")
+    assert value(out, "vigil_db_replica_lag_seconds") == 0  # nothing written: all received is applied
+    assert value(out, "vigil_db_connections_max") == MAX_CONNECTIONS
+    assert value(out, "vigil_db_connections") >= 1
+    phases = {dict(labels)["phase"] for labels in kit.values(out, "vigil_probe_duration_seconds")}
+    assert phases == {"resolve", "connect", "tls", "login", "query", "total"}
+
+
+def test_primary_has_no_lag_and_counts_each_connection(pg, context):
+    alone = kit.collect(primary(pg), context)
+    assert verdict(alone) == (1, "")
+    assert [dict(labels)["role"] for labels in kit.values(alone, "vigil_db_info")] == ["primary"]
+    assert value(alone, "vigil_db_replica_lag_seconds") is None
+
+    async def with_two_more() -> float:
+        others = [await asyncpg.connect(host="127.0.0.1", port=pg.primary.port, user=pg.user, password=pg.password,
+                                        database="postgres", ssl=False) for _ in range(2)]
+        try:
+            return value(await run_once(kit.build(primary(pg), context), strict=True), "vigil_db_connections")
+        finally:
+            for other in others:
+                await other.close()
+
+    assert asyncio.run(with_two_more()) == value(alone, "vigil_db_connections") + 2
+
+
+def test_a_replica_behind_its_primary_reports_its_lag(pg, context):
+    pg.primary.sql("INSERT INTO lab_rows (note) VALUES ('applied')")  # a last transaction applied, to count from
+    wait_until(lambda: "applied" in pg.replica.sql("SELECT note FROM lab_rows"), 10, "the row on the replica")
+    with pg.replay_paused():
+        pg.primary.sql("INSERT INTO lab_rows (note) VALUES ('while the replica waits')")
+        wait_until(lambda: int(pg.replica.sql("SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), "
+                                              "pg_last_wal_replay_lsn())")) > 0, 10, "WAL received, not replayed")
+        out = kit.collect(db_target("postgres", pg, pg.replica), context)
+    assert verdict(out) == (1, "")
+    assert value(out, "vigil_db_replica_lag_seconds") > 0
+
+
+@contextmanager
+def replication_stopped(pg) -> Iterator[None]:
+    """The replica's WAL receiver stopped (primary_conninfo emptied and reloaded), then restarted."""
+    conninfo = pg.replica.sql("SHOW primary_conninfo").replace("'", "''")
+    pg.replica.sql("ALTER SYSTEM SET primary_conninfo = ''")
+    pg.replica.sql("SELECT pg_reload_conf()")
+    wait_until(lambda: pg.replica.sql("SELECT count(*) FROM pg_stat_wal_receiver") == "0", 10, "the receiver to stop")
+    try:
+        yield
+    finally:
+        pg.replica.sql(f"ALTER SYSTEM SET primary_conninfo = '{conninfo}'")
+        pg.replica.sql("SELECT pg_reload_conf()")
+        wait_until(lambda: pg.replica.sql("SELECT status FROM pg_stat_wal_receiver") == "streaming", 30,
+                   "the replica to stream again")
+
+
+def test_a_replica_whose_replication_is_stopped_fails_and_still_shows_its_state(pg, context):
+    with replication_stopped(pg):
+        out = kit.collect(db_target("postgres", pg, pg.replica), context)
+    success, reason = verdict(out)
+    assert success == 0
+    assert reason.startswith("replication is stopped on the replica: no WAL receiver streams from the primary")
+    assert [dict(labels)["role"] for labels in kit.values(out, "vigil_db_info")] == ["replica"]
+    assert value(out, "vigil_db_replica_lag_seconds") is None  # not a number while it does not replicate
+
+
+def test_a_refused_connection(pg, context):
+    port = free_port()
+    out = kit.collect({**primary(pg), "port": port}, context)
+    assert verdict(out) == (0, f"127.0.0.1:{port} refused the connection: is the server running and listening on "
+                               "that port?")
+    assert not out.errors  # vigil_up 1: the agent worked
+
+
+def test_an_unresolvable_host(pg, context):
+    success, reason = verdict(kit.collect({**primary(pg), "host": UNRESOLVABLE}, context))
+    assert success == 0 and reason.startswith(f"cannot resolve {UNRESOLVABLE} (")
+
+
+def test_a_wrong_password(pg, context, monkeypatch):
+    monkeypatch.setenv(DB_PASSWORD_VARIABLE, "not-the-password")
+    out = kit.collect(primary(pg), context)
+    assert verdict(out) == (0, "the server refused the login for user vigil: check password")
+
+
+def test_an_unknown_database(pg, context):
+    out = kit.collect(primary(pg, database="nope"), context)
+    assert verdict(out) == (0, "the server has no database nope: check database")
+
+
+def test_a_query_longer_than_the_statement_timeout_is_ended_by_the_server(pg, context):
+    out = kit.collect(primary(pg, query="SELECT pg_sleep(5)", statement_timeout="300ms"), context)
+    assert verdict(out) == (0, "the query ran longer than the statement timeout (0.3s): the server is overloaded "
+                               "or the query is slow")
+
+
+@contextmanager
+def reloaded(server, **settings: str) -> Iterator[None]:
+    """The server with `settings` (ALTER SYSTEM, reloaded), then as before."""
+    for name, setting in settings.items():
+        server.sql(f"ALTER SYSTEM SET {name} = '{setting}'")
+    server.sql("SELECT pg_reload_conf()")
+    try:
+        yield
+    finally:
+        for name in settings:
+            server.sql(f"ALTER SYSTEM RESET {name}")
+        server.sql("SELECT pg_reload_conf()")
+
+
+def test_a_server_without_tls_is_a_failure_when_tls_is_asked_and_plain_when_told_off(pg, context):
+    with reloaded(pg.primary, ssl="off"):
+        wait_until(lambda: pg.primary.sql("SHOW ssl") == "off", 10, "ssl off")
+        refused = kit.collect(primary(pg), context)
+        plain = kit.collect({key: item for key, item in primary(pg, tls="off").items() if key != "ca_file"}, context)
+    assert verdict(refused) == (0, f"127.0.0.1:{pg.primary.port} does not offer TLS: enable TLS on the server, or "
+                                   "set tls: off to connect unencrypted")
+    assert verdict(plain) == (1, "")
+    assert {dict(labels)["phase"] for labels in kit.values(plain, "vigil_probe_duration_seconds")} == {
+        "resolve", "connect", "query", "total"}
+
+
+def test_a_certificate_from_an_unknown_ca_is_refused_unless_tls_is_only_required(pg, context):
+    unverified = {key: item for key, item in primary(pg).items() if key != "ca_file"}
+    success, reason = verdict(kit.collect(unverified, context))
+    assert success == 0 and reason.startswith(f"127.0.0.1:{pg.primary.port}: its TLS certificate is not trusted (")
+    assert reason.endswith("; set ca_file: to the CA that signed it")
+    assert verdict(kit.collect({**unverified, "tls": "required"}, context)) == (1, "")
+
+
+def test_a_certificate_for_another_name(pg, context):
+    out = kit.collect(primary(pg, server_name="db.example"), context)
+    assert verdict(out)[1].startswith(f"127.0.0.1:{pg.primary.port}: its TLS certificate is not for db.example")
+
+
+def test_an_expired_certificate(pg, db_pki, context, tmp_path):
+    expired = faulty_server(db_pki, tmp_path, "expired")
+    for source, name in ((expired.server_cert, "expired.pem"), (expired.server_key, "expired.key")):
+        shutil.copy(source, pg.primary.data / name)
+        shutil.chown(pg.primary.data / name, "postgres", "postgres")
+        os.chmod(pg.primary.data / name, 0o600)
+    with reloaded(pg.primary, ssl_cert_file="expired.pem", ssl_key_file="expired.key"):
+        out = kit.collect(primary(pg), context)
+    assert verdict(out) == (0, f"127.0.0.1:{pg.primary.port}: its TLS certificate has expired; renew the "
+                               "certificate on the server")
+
+
+def test_no_connection_is_left_open_after_a_probe(pg, context):
+    for target in (primary(pg), primary(pg, query="SELECT pg_sleep(5)", statement_timeout="200ms")):
+        kit.collect(target, context)
+        assert own_connections(pg.primary.port) == []
+
+
+def test_a_silent_server_is_a_finding_within_the_deadline_and_leaves_nothing_open(pg, context):
+    with tcp_blackhole() as silent:
+        out = kit.collect({**primary(pg), "port": silent.port, "timeout": "1s"}, context)
+        assert own_connections(silent.port) == []
+    assert verdict(out) == (0, "no answer within 0.9s, during connect")
+    assert not out.errors
