@@ -17,21 +17,10 @@ from pymysql.err import MySQLError
 
 from agent.collector import Emitter
 from agent.reasons import describe
+from collectors.probes import database
 from collectors.probes.collector import Phases, ProbeFailed
 from collectors.probes.config import MysqlConfig
-from collectors.probes.database import (
-    PRIMARY,
-    REPLICA,
-    ServerState,
-    Stages,
-    connection_failure,
-    emit,
-    login_refused,
-    not_offering_tls,
-    resolve,
-    tls_context,
-    too_slow,
-)
+from collectors.probes.database import PRIMARY, REPLICA, ServerState
 
 ACCESS_DENIED, DATABASE_DENIED, UNKNOWN_DATABASE, HOST_NOT_ALLOWED = 1045, 1044, 1049, 1130
 STATEMENT_TIMEOUT = frozenset({1969, 3024})  # MariaDB's max_statement_time, MySQL's max_execution_time
@@ -56,12 +45,12 @@ class TlsRequired(aiomysql.Connection):
 
 
 async def probe(config: MysqlConfig, out: Emitter, phases: Phases) -> None:
-    with Stages(phases) as stages:
+    with database.Stages(phases) as stages:
         stages.begin("resolve")
-        address = await resolve(config.host, config.port)
+        address = await database.resolve(config.host, config.port)
         connection = TlsRequired(host=address, port=config.port, user=config.user,
                                  password=config.password.get_secret_value(), db=config.database,
-                                 ssl=tls_context(config, stages), autocommit=True, program_name="vigil")
+                                 ssl=database.tls_context(config, stages), autocommit=True, program_name="vigil")
         try:
             stages.begin("connect")
             await _log_in(config, connection)
@@ -70,25 +59,25 @@ async def probe(config: MysqlConfig, out: Emitter, phases: Phases) -> None:
             await connection.ensure_closed()
         finally:
             connection.close()  # nothing left open, whatever happened (a no-op once closed)
-    emit(out, state)
+    database.emit(out, state)
 
 
 async def _log_in(config: MysqlConfig, connection: TlsRequired) -> None:
     try:
         await connection._connect()  # aiomysql.connect's own step, on a connection the probe holds
     except TlsNotOffered:
-        raise ProbeFailed(not_offering_tls(config)) from None
+        raise ProbeFailed(database.not_offering_tls(config)) from None
     except MySQLError as exc:
         code = exc.args[0] if exc.args else None
         if code == ACCESS_DENIED:
-            raise ProbeFailed(login_refused(config)) from None
+            raise ProbeFailed(database.login_refused(config)) from None
         if code in (UNKNOWN_DATABASE, DATABASE_DENIED):
             raise ProbeFailed(f"the server has no database {config.database} that user {config.user} may use: "
                               "check database (and the user's grants)") from None
         if code == HOST_NOT_ALLOWED:
             raise ProbeFailed(f"the server refused the login for user {config.user} from this host: create the "
                               "user for this host's address") from None
-        raise ProbeFailed(connection_failure(exc, config) or f"cannot log in: {_words(exc)}") from None
+        raise ProbeFailed(database.connection_failure(exc, config) or f"cannot log in: {_words(exc)}") from None
 
 
 async def _read(config: MysqlConfig, connection: TlsRequired) -> ServerState:
@@ -106,7 +95,7 @@ async def _read(config: MysqlConfig, connection: TlsRequired) -> ServerState:
             replication = await _replica_status(cursor)
     except MySQLError as exc:
         if exc.args and exc.args[0] in STATEMENT_TIMEOUT:
-            raise ProbeFailed(too_slow(config)) from None
+            raise ProbeFailed(database.too_slow(config)) from None
         raise ProbeFailed(f"the query failed: {_words(exc)}") from None
     state = ServerState(row["version"].removesuffix("-log"), PRIMARY, connections, int(row["max_connections"]))
     if replication is None:
