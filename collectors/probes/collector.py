@@ -11,7 +11,7 @@ finding ("no answer within 4.5s, during tls"), never a job that timed out.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import ClassVar, TypeVar
 
@@ -61,6 +61,10 @@ class Probe(Collector[C]):
     async def probe(self, out: Emitter, phases: Phases) -> None:
         raise NotImplementedError
 
+    def notes(self) -> Mapping[str, str]:
+        """Findings for the verdict that do not fail the probe (TLS 1.0 still offered)."""
+        return {}
+
     def deadline(self) -> float:
         return self.ctx.timeout - min(MAX_MARGIN, MARGIN * self.ctx.timeout)
 
@@ -81,7 +85,7 @@ class Probe(Collector[C]):
         for phase, seconds in phases.seconds.items():
             out.gauge(DURATION, seconds, phase=phase)
         out.gauge(SUCCESS, 0 if reason else 1)
-        out.judge(Verdict(DOWN if reason else UP, reason))
+        out.judge(Verdict(DOWN if reason else UP, reason, notes=self.notes()))
 
 
 # --- the database kinds (postgres, mysql): each protocol in its own module, imported only when used

@@ -26,6 +26,17 @@ TLS = (NOT_AFTER, NOT_BEFORE)
 METRICS = (*COMMON, *TLS)  # every family of the probes; each kind's tuple is its part of it
 CONDITIONS = ()
 
+# --- the TLS handshake (collectors/probes/tls.py): every kind that shakes hands in TLS emits these too.
+# A version is a number (1.0 ... 1.3), not one-hot: versions are ordered, so the alert is `< 1.2` and a
+# panel shows it as it is, on one series per target that never changes its labels.
+NEGOTIATED_VERSION = MetricSpec("vigil_tls_negotiated_version", "gauge",
+                                "The TLS protocol version the last probe negotiated (1.2, 1.3).")
+OLDEST_VERSION = MetricSpec("vigil_tls_oldest_version_accepted", "gauge",
+                            "The oldest TLS protocol version the server still accepts (1.0, 1.1, 1.2, 1.3), "
+                            "checked once an hour; 1.0 and 1.1 are broken and deprecated.")
+HANDSHAKE = (*TLS, NEGOTIATED_VERSION, OLDEST_VERSION)  # what a kind that shakes hands in TLS declares
+METRICS = (*METRICS, NEGOTIATED_VERSION, OLDEST_VERSION)
+
 # --- the database kinds (postgres, mysql): one catalogue for both, so one rule and one dashboard row serve both
 
 DB_INFO = MetricSpec("vigil_db_info", "gauge",

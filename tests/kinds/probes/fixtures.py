@@ -3,12 +3,24 @@ conformance target."""
 
 from __future__ import annotations
 
-# --- the database kinds (postgres, mysql): a primary and a replica of each, for the session ---------------------
 import pytest
 
 from tests.lab.mariadb import mariadb
+from tests.lab.nginx import nginx as run_nginx
 from tests.lab.pki import make_pki
 from tests.lab.postgres import postgres
+
+# --- http and tls (tests/kinds/probes/test_http.py, test_tls.py) ---
+
+
+@pytest.fixture(scope="session")
+def nginx(tmp_path_factory):
+    """The lab's nginx: plain HTTP and one HTTPS server per certificate case (tests/lab/nginx.py)."""
+    with run_nginx(tmp_path_factory.mktemp("nginx")) as lab:
+        yield lab
+
+
+# --- the database kinds (postgres, mysql): a primary and a replica of each, for the session ---
 
 DB_PASSWORD_VARIABLE = "VIGIL_TEST_DB_PASSWORD"
 
