@@ -90,29 +90,43 @@ class Probe(Collector[C]):
 
 # --- the database kinds (postgres, mysql): each protocol in its own module, imported only when used
 
-from collectors.probes.config import MysqlConfig, PostgresConfig  # noqa: E402
+import importlib  # noqa: E402
+
+from collectors.probes.config import DatabaseConfig, MysqlConfig, PostgresConfig  # noqa: E402
 from collectors.probes.metrics import MYSQL_METRICS, POSTGRES_METRICS  # noqa: E402
 
+D = TypeVar("D", bound=DatabaseConfig)
 
-class PostgresProbe(Probe[PostgresConfig]):
-    """`kind: postgres`: a login, a query under a statement timeout, the server's role, lag and connections."""
+
+class DatabaseProbe(Probe[D]):
+    """A login, a query under a statement timeout, the server's role, lag and connections, through the
+    protocol module PROTOCOL; the oldest TLS version the server accepts, found once an hour, is kept here."""
+
+    PROTOCOL: ClassVar[str]
+
+    def __init__(self, config: D, ctx) -> None:
+        super().__init__(config, ctx)
+        tls = importlib.import_module("collectors.probes.tls")  # by name: tls imports this module (ProbeFailed)
+        self.oldest = tls.OldestVersion(ctx.clock.monotonic)
+
+    def notes(self) -> Mapping[str, str]:
+        return self.oldest.notes()
+
+    async def probe(self, out: Emitter, phases: Phases) -> None:
+        await importlib.import_module(self.PROTOCOL).probe(self.config, out, phases, self.oldest)
+
+
+class PostgresProbe(DatabaseProbe[PostgresConfig]):
+    """`kind: postgres`."""
 
     Config = PostgresConfig
     METRICS = POSTGRES_METRICS
-
-    async def probe(self, out: Emitter, phases: Phases) -> None:
-        from collectors.probes import postgres
-
-        await postgres.probe(self.config, out, phases)
+    PROTOCOL = "collectors.probes.postgres"
 
 
-class MysqlProbe(Probe[MysqlConfig]):
-    """`kind: mysql` (MariaDB or MySQL): the same checks through that protocol."""
+class MysqlProbe(DatabaseProbe[MysqlConfig]):
+    """`kind: mysql` (MariaDB or MySQL)."""
 
     Config = MysqlConfig
     METRICS = MYSQL_METRICS
-
-    async def probe(self, out: Emitter, phases: Phases) -> None:
-        from collectors.probes import mysql
-
-        await mysql.probe(self.config, out, phases)
+    PROTOCOL = "collectors.probes.mysql"

@@ -35,10 +35,8 @@ class DatabaseConfig(TargetConfig, TlsOptions):
                       min_length=1)
     password: Secret = Field(description="Its password, by reference (`${cred:pg}`).")
     tls: Literal["verify", "required", "off"] = Field(
-        "verify", description="verify: TLS, the certificate verified (system store or ca_file) and for the host "
-                              "(or server_name); required: TLS, the certificate not verified (encrypted, but "
-                              "anyone on the way can pose as the server); off: no TLS. A server that does "
-                              "not offer TLS when asked is a failure, never a silent fallback.")
+        "verify", description="verify: TLS, the certificate verified; required: TLS, not verified; off: no TLS "
+                              "(a server without TLS when it is asked for fails the probe).")
     query: str = Field("SELECT 1", description="A query run as the trivial check (its rows are not read): one "
                                                "that reads the application's own table tests more.",
                        min_length=1)

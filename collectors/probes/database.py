@@ -15,11 +15,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from agent.collector import Emitter
-from agent.net.tls import certificate_refusal
 from agent.reasons import describe
+from collectors.probes import tls
 from collectors.probes.collector import Phases, ProbeFailed
 from collectors.probes.config import DatabaseConfig
 from collectors.probes.metrics import DB_CONNECTIONS, DB_CONNECTIONS_MAX, DB_INFO, DB_REPLICA_LAG
+from collectors.probes.tls import Handshake, OldestVersion
 
 PRIMARY, REPLICA = "primary", "replica"
 
@@ -120,19 +121,34 @@ async def resolve(host: str, port: int) -> str:
     return found[0][4][0]
 
 
-def connection_failure(exc: BaseException, config: DatabaseConfig) -> str | None:
-    """The reason a connection failed below the database's own protocol (refused, TLS), else None."""
+async def connection_failure(exc: BaseException, config: DatabaseConfig, out: Emitter,
+                             handshake: Handshake) -> ProbeFailed:
+    """The failure of a connection below the database's own protocol: a certificate refused (its chain read
+    and emitted all the same, collectors/probes/tls.py), a connection refused, a TLS handshake that failed."""
     where = f"{config.host}:{config.port}"
-    if refusal := certificate_refusal(exc):
-        return f"{where}: {refusal}"
     for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return await tls.refused(out, cause, handshake)
         if isinstance(cause, ConnectionRefusedError):
-            return f"{where} refused the connection: is the server running and listening on that port?"
+            return ProbeFailed(f"{where} refused the connection: is the server running and listening on that port?")
         if isinstance(cause, ssl.SSLError):
-            return f"the TLS handshake with {where} failed ({cause.reason or describe(cause)})"
+            return ProbeFailed(f"the TLS handshake with {where} failed ({cause.reason or describe(cause)})")
         if isinstance(cause, OSError) and cause.errno:
-            return f"cannot connect to {where} ({describe(cause)})"
-    return None
+            return ProbeFailed(f"cannot connect to {where} ({describe(cause)})")
+    return ProbeFailed(f"cannot connect to {where} ({describe(exc)})")
+
+
+def report_tls(out: Emitter, context: WatchedContext | None) -> None:
+    """The served chain and the version negotiated, once the connection is up in TLS."""
+    if context is not None and context.tls is not None:
+        tls.report(out, context.tls)
+
+
+async def check_oldest(out: Emitter, context: WatchedContext | None, oldest: OldestVersion,
+                       handshake: Handshake) -> None:
+    """The oldest TLS version the server accepts (once an hour, after the probe's own connection closed)."""
+    if context is not None:
+        await oldest.check(out, handshake)
 
 
 def not_offering_tls(config: DatabaseConfig) -> str:

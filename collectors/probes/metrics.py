@@ -50,6 +50,6 @@ DB_CONNECTIONS = MetricSpec("vigil_db_connections", "gauge",
 DB_CONNECTIONS_MAX = MetricSpec("vigil_db_connections_max", "gauge",
                                 "The most client connections the database server accepts (max_connections).")
 DATABASE = (DB_INFO, DB_REPLICA_LAG, DB_CONNECTIONS, DB_CONNECTIONS_MAX)
-POSTGRES_METRICS = (*COMMON, *DATABASE)
-MYSQL_METRICS = (*COMMON, *DATABASE)
+POSTGRES_METRICS = (*COMMON, *HANDSHAKE, *DATABASE)
+MYSQL_METRICS = (*COMMON, *HANDSHAKE, *DATABASE)
 METRICS = (*METRICS, *DATABASE)

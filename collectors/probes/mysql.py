@@ -9,10 +9,15 @@ probe holds it and closes it even when cancelled halfway through the login.
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import aiomysql
-from pymysql.constants.CLIENT import SSL
+from pymysql.constants.CLIENT import PROTOCOL_41, SECURE_CONNECTION, SSL
 from pymysql.err import MySQLError
 
 from agent.collector import Emitter
@@ -21,14 +26,18 @@ from collectors.probes import database
 from collectors.probes.collector import Phases, ProbeFailed
 from collectors.probes.config import MysqlConfig
 from collectors.probes.database import PRIMARY, REPLICA, ServerState
+from collectors.probes.tls import Handshake, OldestVersion
 
 ACCESS_DENIED, DATABASE_DENIED, UNKNOWN_DATABASE, HOST_NOT_ALLOWED = 1045, 1044, 1049, 1130
+CANNOT_CONNECT = 2003
 STATEMENT_TIMEOUT = frozenset({1969, 3024})  # MariaDB's max_statement_time, MySQL's max_execution_time
 PARSE_ERROR = 1064
 STATE = "SELECT VERSION() AS version, @@max_connections AS max_connections"
 CONNECTIONS = "SHOW GLOBAL STATUS LIKE 'Threads_connected'"
 # MariaDB 10.5 and MySQL 8.0.22 renamed SLAVE to REPLICA; MySQL 8.4 knows only the new words
 REPLICA_STATUS = ("SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
+# capabilities, the largest packet, utf8mb4, 23 bytes reserved: what a client sends before TLS
+SSL_PACKET = struct.pack("<IIB23s", SSL | PROTOCOL_41 | SECURE_CONNECTION, 1 << 24, 45, b"")
 
 
 class TlsNotOffered(Exception):
@@ -44,25 +53,48 @@ class TlsRequired(aiomysql.Connection):
         await super()._request_authentication()
 
 
-async def probe(config: MysqlConfig, out: Emitter, phases: Phases) -> None:
+async def probe(config: MysqlConfig, out: Emitter, phases: Phases, oldest: OldestVersion) -> None:
     with database.Stages(phases) as stages:
         stages.begin("resolve")
         address = await database.resolve(config.host, config.port)
+        tls = database.tls_context(config, stages)
+        handshake = ssl_request(address, config.port, config.server_name or config.host)
         connection = TlsRequired(host=address, port=config.port, user=config.user,
-                                 password=config.password.get_secret_value(), db=config.database,
-                                 ssl=database.tls_context(config, stages), autocommit=True, program_name="vigil")
+                                 password=config.password.get_secret_value(), db=config.database, ssl=tls,
+                                 autocommit=True, program_name="vigil")
         try:
             stages.begin("connect")
-            await _log_in(config, connection)
+            await _log_in(config, connection, out, handshake)
+            database.report_tls(out, tls)
             stages.begin("query")
             state = await _read(config, connection)
             await connection.ensure_closed()
         finally:
             connection.close()  # nothing left open, whatever happened (a no-op once closed)
+    await database.check_oldest(out, tls, oldest, handshake)
     database.emit(out, state)
 
 
-async def _log_in(config: MysqlConfig, connection: TlsRequired) -> None:
+def ssl_request(address: str, port: int, server_name: str) -> Handshake:
+    """The protocol's STARTTLS (the server's greeting, an SSL request packet, a handshake), for
+    collectors/probes/tls.py's second looks: the chain of a refused certificate, the oldest version accepted."""
+
+    @asynccontextmanager
+    async def handshake(context: ssl.SSLContext) -> AsyncIterator[ssl.SSLObject]:
+        reader, writer = await asyncio.open_connection(address, port)
+        try:
+            greeting = await reader.readexactly(4)
+            await reader.readexactly(int.from_bytes(greeting[:3], "little"))
+            writer.write(len(SSL_PACKET).to_bytes(3, "little") + b"\x01" + SSL_PACKET)  # the packet numbered 1
+            await writer.start_tls(context, server_hostname=server_name)
+            yield writer.get_extra_info("ssl_object")
+        finally:
+            writer.transport.abort()
+
+    return handshake
+
+
+async def _log_in(config: MysqlConfig, connection: TlsRequired, out: Emitter, handshake: Handshake) -> None:
     try:
         await connection._connect()  # aiomysql.connect's own step, on a connection the probe holds
     except TlsNotOffered:
@@ -77,7 +109,9 @@ async def _log_in(config: MysqlConfig, connection: TlsRequired) -> None:
         if code == HOST_NOT_ALLOWED:
             raise ProbeFailed(f"the server refused the login for user {config.user} from this host: create the "
                               "user for this host's address") from None
-        raise ProbeFailed(database.connection_failure(exc, config) or f"cannot log in: {_words(exc)}") from None
+        if code == CANNOT_CONNECT:  # aiomysql's wrapper of the socket's or TLS's error
+            raise await database.connection_failure(exc, config, out, handshake) from None
+        raise ProbeFailed(f"the server refused the login for user {config.user}: {_words(exc)}") from None
 
 
 async def _read(config: MysqlConfig, connection: TlsRequired) -> ServerState:

@@ -7,12 +7,16 @@ One connection per probe, closed before it returns; the statement_timeout is sen
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import asyncpg
 
 from agent.collector import Emitter
-from agent.reasons import describe
 from collectors.probes.collector import Phases, ProbeFailed
 from collectors.probes.config import PostgresConfig
 from collectors.probes.database import (
@@ -20,15 +24,20 @@ from collectors.probes.database import (
     REPLICA,
     ServerState,
     Stages,
+    WatchedContext,
+    check_oldest,
     connection_failure,
     emit,
     login_refused,
     not_offering_tls,
+    report_tls,
     resolve,
     tls_context,
     too_slow,
 )
+from collectors.probes.tls import Handshake, OldestVersion
 
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 STATE = """
 SELECT current_setting('server_version') AS version, pg_is_in_recovery() AS replica,
        (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS connections,
@@ -42,23 +51,46 @@ SELECT (SELECT status FROM pg_stat_wal_receiver) AS receiver,
 """
 
 
-async def probe(config: PostgresConfig, out: Emitter, phases: Phases) -> None:
+async def probe(config: PostgresConfig, out: Emitter, phases: Phases, oldest: OldestVersion) -> None:
     with Stages(phases) as stages:
         stages.begin("resolve")
         address = await resolve(config.host, config.port)
         tls = tls_context(config, stages)
+        handshake = ssl_request(address, config.port, config.server_name or config.host)
         stages.begin("connect")
-        connection = await _connect(config, address, tls)
+        connection = await _connect(config, address, tls, out, handshake)
         try:
+            report_tls(out, tls)
             stages.begin("query")
             state = await _read(config, connection)
             await connection.close()
         finally:
             connection.terminate()  # nothing left open, whatever happened (a no-op after close)
+    await check_oldest(out, tls, oldest, handshake)
     emit(out, state)
 
 
-async def _connect(config: PostgresConfig, address: str, tls) -> asyncpg.Connection:
+def ssl_request(address: str, port: int, server_name: str) -> Handshake:
+    """PostgreSQL's own STARTTLS (an SSLRequest, the byte S, a handshake), for collectors/probes/tls.py's
+    second looks: the chain of a refused certificate, the oldest version accepted."""
+
+    @asynccontextmanager
+    async def handshake(context: ssl.SSLContext) -> AsyncIterator[ssl.SSLObject]:
+        reader, writer = await asyncio.open_connection(address, port)
+        try:
+            writer.write(SSL_REQUEST)
+            if await reader.readexactly(1) != b"S":
+                raise ConnectionError("the server does not offer TLS")
+            await writer.start_tls(context, server_hostname=server_name)
+            yield writer.get_extra_info("ssl_object")
+        finally:
+            writer.transport.abort()
+
+    return handshake
+
+
+async def _connect(config: PostgresConfig, address: str, tls: WatchedContext | None, out: Emitter,
+                   handshake: Handshake) -> asyncpg.Connection:
     # every setting given, so that no PG* variable or ~/.pgpass of the agent's environment changes the probe
     try:
         return await asyncpg.connect(
@@ -78,7 +110,7 @@ async def _connect(config: PostgresConfig, address: str, tls) -> asyncpg.Connect
     except OSError as exc:
         if "rejected SSL upgrade" in str(exc):  # the server answered N to the SSLRequest
             raise ProbeFailed(not_offering_tls(config)) from None
-        raise ProbeFailed(connection_failure(exc, config) or f"cannot connect: {describe(exc)}") from None
+        raise await connection_failure(exc, config, out, handshake) from None
 
 
 async def _read(config: PostgresConfig, connection: asyncpg.Connection) -> ServerState:

@@ -3,8 +3,10 @@ conformance target."""
 
 from __future__ import annotations
 
+import psutil
 import pytest
 
+from tests import collector_kit as kit
 from tests.lab.mariadb import mariadb
 from tests.lab.nginx import nginx as run_nginx
 from tests.lab.pki import make_pki
@@ -50,14 +52,40 @@ def db_target(kind: str, lab, server, name: str = "db", **options) -> dict:
 
 
 @pytest.fixture
-def postgres_conformance(pg_lab, monkeypatch) -> dict:
-    """The replica: its role, lag and connections, every family `kind: postgres` declares."""
+def pg(pg_lab, monkeypatch):
+    """The PostgreSQL lab, its monitoring password where db_target's targets read it."""
     monkeypatch.setenv(DB_PASSWORD_VARIABLE, pg_lab.password)
-    return db_target("postgres", pg_lab, pg_lab.replica)
+    return pg_lab
 
 
 @pytest.fixture
-def mysql_conformance(maria_lab, monkeypatch) -> dict:
-    """The replica: its role, lag and connections, every family `kind: mysql` declares."""
+def maria(maria_lab, monkeypatch):
+    """The MariaDB lab, its monitoring password where db_target's targets read it."""
     monkeypatch.setenv(DB_PASSWORD_VARIABLE, maria_lab.password)
-    return db_target("mysql", maria_lab, maria_lab.replica)
+    return maria_lab
+
+
+@pytest.fixture
+def postgres_conformance(pg) -> dict:
+    """The replica: its role, lag, connections and served chain, every family `kind: postgres` declares."""
+    return db_target("postgres", pg, pg.replica)
+
+
+@pytest.fixture
+def mysql_conformance(maria) -> dict:
+    """The replica: its role, lag, connections and served chain, every family `kind: mysql` declares."""
+    return db_target("mysql", maria, maria.replica)
+
+
+def value(out, name: str, **labels) -> float | None:
+    return kit.values(out, name).get(tuple(sorted(labels.items())))
+
+
+def verdict(out) -> tuple[float | None, str]:
+    """vigil_probe_success and the reason."""
+    return value(out, "vigil_probe_success"), out.verdict.detail
+
+
+def own_connections(port: int) -> list:
+    """This process's TCP connections to `port`: none once a probe has returned."""
+    return [c for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port]
