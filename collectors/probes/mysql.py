@@ -28,7 +28,7 @@ from collectors.probes.config import MysqlConfig
 from collectors.probes.database import PRIMARY, REPLICA, ServerState
 from collectors.probes.tls import Handshake, OldestVersion
 
-ACCESS_DENIED, DATABASE_DENIED, UNKNOWN_DATABASE, HOST_NOT_ALLOWED = 1045, 1044, 1049, 1130
+ACCESS_DENIED, DATABASE_DENIED, UNKNOWN_DATABASE = 1045, 1044, 1049
 CANNOT_CONNECT = 2003
 STATEMENT_TIMEOUT = frozenset({1969, 3024})  # MariaDB's max_statement_time, MySQL's max_execution_time
 PARSE_ERROR = 1064
@@ -106,9 +106,6 @@ async def _log_in(config: MysqlConfig, connection: TlsRequired, out: Emitter, ha
         if code in (UNKNOWN_DATABASE, DATABASE_DENIED):
             raise ProbeFailed(f"the server has no database {config.database} that user {config.user} may use: "
                               "check database (and the user's grants)") from None
-        if code == HOST_NOT_ALLOWED:
-            raise ProbeFailed(f"the server refused the login for user {config.user} from this host: create the "
-                              "user for this host's address") from None
         if code == CANNOT_CONNECT:  # aiomysql's wrapper of the socket's or TLS's error
             raise await database.connection_failure(exc, config, out, handshake) from None
         raise ProbeFailed(f"the server refused the login for user {config.user}: {_words(exc)}") from None

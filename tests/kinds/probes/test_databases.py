@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from pydantic import ValidationError
 
 from agent import registry
 from tests import collector_kit as kit
@@ -121,3 +122,13 @@ def test_a_silent_server_is_a_finding_within_the_deadline_and_leaves_nothing_ope
         assert own_connections(silent.port) == []
     assert verdict(out) == (0, "no answer within 0.9s, during connect")
     assert not out.errors
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_a_certificate_check_asked_without_tls_verify_is_a_config_error(kind, monkeypatch, context):
+    monkeypatch.setenv(DB_PASSWORD_VARIABLE, "x")
+    target = {"name": "db", "kind": kind, "host": "db.example", "user": "vigil",
+              "password": f"${{env:{DB_PASSWORD_VARIABLE}}}", "tls": "required", "ca_file": __file__}
+    with pytest.raises(ValidationError, match="ca_file and server_name verify the certificate: they need tls: "
+                                              "verify, not tls: required"):
+        kit.build(target, context)

@@ -13,9 +13,10 @@ import asyncpg
 
 from agent.collector import run_once
 from tests import collector_kit as kit
-from tests.kinds.probes.fixtures import db_target, value, verdict
+from tests.kinds.probes.fixtures import DB_PASSWORD_VARIABLE, db_target, value, verdict
 from tests.lab.harness import wait_until
 from tests.lab.pki import faulty_server
+from tests.lab.postgres import REPLICATOR, REPLICATOR_PASSWORD
 
 
 def primary(pg, **options) -> dict:
@@ -38,6 +39,33 @@ def test_primary_has_no_lag_and_counts_each_connection(pg, context):
                 await other.close()
 
     assert asyncio.run(with_two_more()) == value(alone, "vigil_db_connections") + 2
+
+
+def test_a_server_at_its_connection_limit_refuses_the_probe_in_its_own_words(pg, context):
+    async def with_every_slot_taken() -> object:
+        others = []
+        try:
+            while True:  # until the server refuses (3 slots stay reserved for superusers)
+                others.append(await asyncpg.connect(host="127.0.0.1", port=pg.primary.port, user=pg.user,
+                                                    password=pg.password, database="postgres", ssl=False))
+        except asyncpg.TooManyConnectionsError:
+            return await run_once(kit.build(primary(pg), context), strict=True)
+        finally:
+            for other in others:
+                await other.close()
+
+    assert verdict(asyncio.run(with_every_slot_taken())) == (
+        0, "the server refused the login for user vigil: remaining connection slots are reserved for "
+           "non-replication superuser connections")
+
+
+def test_a_login_pg_hba_conf_does_not_allow(pg, context, monkeypatch):
+    """The replication account may connect for replication only."""
+    monkeypatch.setenv(DB_PASSWORD_VARIABLE, REPLICATOR_PASSWORD)
+    success, reason = verdict(kit.collect(primary(pg, user=REPLICATOR), context))
+    assert success == 0
+    assert reason.startswith(f"the server refused the login for user {REPLICATOR} from this host (")
+    assert reason.endswith("): add a line for it to pg_hba.conf")
 
 
 def test_a_replica_behind_its_primary_reports_its_lag(pg, context):
