@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from agent.collector import Emitter
+from agent.net.http import CaFileError
 from agent.reasons import describe
 from collectors.probes import tls
 from collectors.probes.collector import Phases, ProbeFailed
@@ -93,7 +94,8 @@ class WatchedContext(ssl.SSLContext):
 
 
 def tls_context(config: DatabaseConfig, stages: Stages) -> WatchedContext | None:
-    """TLS as configured, never without it when asked: verified by default, against ca_file when given."""
+    """TLS as configured, never without it when asked: verified by default, against ca_file when given (a
+    context of its own, so that SSL_CERT_FILE and the like never replace ca_file)."""
     if config.tls == "off":
         return None
     context = WatchedContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -101,12 +103,12 @@ def tls_context(config: DatabaseConfig, stages: Stages) -> WatchedContext | None
     context.stages, context.server_name = stages, config.server_name or config.host
     if config.tls == "required":
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    elif config.ca_file:
+    elif config.ca_file:  # read at each probe, so that a renewed CA needs no restart
         try:
             context.load_verify_locations(cafile=str(config.ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ProbeFailed(f"cannot use ca_file {config.ca_file} ({describe(exc)}): it must be a PEM file of "
-                              "CA certificates") from None
+        except (OSError, ssl.SSLError) as exc:  # vigil's own config, not the server: the run fails
+            raise CaFileError(f"cannot use ca_file {config.ca_file}: {describe(exc)}; it must be a PEM file of CA "
+                              "certificates") from None
     else:
         context.load_default_certs()
     return context

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent import registry
+from agent.net.http import CaFileError
 from tests import collector_kit as kit
 from tests.kinds.probes.fixtures import DB_PASSWORD_VARIABLE, db_target, own_connections, value, verdict
 from tests.lab.blackhole import UNRESOLVABLE, tcp_blackhole
@@ -132,3 +133,10 @@ def test_a_certificate_check_asked_without_tls_verify_is_a_config_error(kind, mo
     with pytest.raises(ValidationError, match="ca_file and server_name verify the certificate: they need tls: "
                                               "verify, not tls: required"):
         kit.build(target, context)
+
+
+def test_a_ca_file_that_holds_no_certificate_fails_the_run_not_the_probe(db, context):
+    """vigil's own config is at fault, not the server: vigil_up 0, as for a secret it cannot read."""
+    with pytest.raises(CaFileError, match=f"cannot use ca_file {__file__}: .*; it must be a PEM file of CA "
+                                          "certificates"):
+        kit.collect(db.target(ca_file=__file__), context)
