@@ -100,20 +100,21 @@ D = TypeVar("D", bound=DatabaseConfig)
 
 class DatabaseProbe(Probe[D]):
     """A login, a query under a statement timeout, the server's role, lag and connections, through the
-    protocol module PROTOCOL; the oldest TLS version the server accepts, found once an hour, is kept here."""
+    protocol module PROTOCOL; what a target keeps between its runs (its TLS context, the oldest TLS version
+    the server accepts) is `kept`."""
 
     PROTOCOL: ClassVar[str]
 
     def __init__(self, config: D, ctx) -> None:
         super().__init__(config, ctx)
-        tls = importlib.import_module("collectors.probes.tls")  # by name: tls imports this module (ProbeFailed)
-        self.oldest = tls.OldestVersion(ctx.clock.monotonic)
+        database = importlib.import_module("collectors.probes.database")  # by name: it imports this module
+        self.kept = database.Kept(ctx.clock.monotonic)
 
     def notes(self) -> Mapping[str, str]:
-        return self.oldest.notes()
+        return self.kept.oldest.notes()
 
     async def probe(self, out: Emitter, phases: Phases) -> None:
-        await importlib.import_module(self.PROTOCOL).probe(self.config, out, phases, self.oldest)
+        await importlib.import_module(self.PROTOCOL).probe(self.config, out, phases, self.kept)
 
 
 class PostgresProbe(DatabaseProbe[PostgresConfig]):

@@ -9,6 +9,7 @@ tls and login apart, and keeps the TLS object for the served chain.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 from contextlib import ExitStack
@@ -93,17 +94,59 @@ class WatchedContext(ssl.SSLContext):
         self.stages.begin("login")
 
 
-def tls_context(config: DatabaseConfig, stages: Stages) -> WatchedContext | None:
-    """TLS as configured, never without it when asked: verified by default, against ca_file when given (a
-    context of its own, so that SSL_CERT_FILE and the like never replace ca_file)."""
-    if config.tls == "off":
-        return None
+class Kept:
+    """What a target's probe keeps from one run to the next: its TLS context, and the oldest TLS version the
+    server accepts (found once an hour).
+
+    Loading a trust store costs about 25 ms of CPU (the system's bundle), more than all the rest of a
+    probe: the context is made again only when the file it was loaded from changes (a renewed ca_file or
+    system bundle is still read at the next probe, without a restart). One run at a time uses it.
+    """
+
+    def __init__(self, monotonic) -> None:
+        self.oldest = OldestVersion(monotonic)
+        self._context: WatchedContext | None = None
+        self._loaded: tuple = ()
+
+    def tls_context(self, config: DatabaseConfig, stages: Stages) -> WatchedContext | None:
+        """TLS as configured, never without it when asked: verified by default, against ca_file when given (a
+        context of its own, so that SSL_CERT_FILE and the like never replace ca_file)."""
+        if config.tls == "off":
+            return None
+        loaded = _trust_files(config)
+        if self._context is None or loaded != self._loaded:
+            self._context, self._loaded = _new_context(config), loaded
+        self._context.stages, self._context.tls = stages, None
+        return self._context
+
+
+def _trust_files(config: DatabaseConfig) -> tuple:
+    """Where the context's trust comes from, with each file's identity and time: a change makes a new context."""
+    if config.tls == "required":
+        return ("unverified",)
+    if config.ca_file:
+        paths = (str(config.ca_file),)
+    else:
+        defaults = ssl.get_default_verify_paths()
+        paths = (defaults.cafile, defaults.capath)
+    return tuple((path, _identity(path)) for path in paths)
+
+
+def _identity(path: str | None) -> tuple:
+    try:
+        found = os.stat(path) if path else None
+    except OSError:
+        found = None
+    return (found.st_ino, found.st_size, found.st_mtime_ns) if found else ()
+
+
+def _new_context(config: DatabaseConfig) -> WatchedContext:
     context = WatchedContext(ssl.PROTOCOL_TLS_CLIENT)
     context.sslobject_class = WatchedObject
-    context.stages, context.server_name = stages, config.server_name or config.host
+    context.server_name = config.server_name or config.host
     if config.tls == "required":
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    elif config.ca_file:  # read at each probe, so that a renewed CA needs no restart
+    elif config.ca_file:
         try:
             context.load_verify_locations(cafile=str(config.ca_file))
         except (OSError, ssl.SSLError) as exc:  # vigil's own config, not the server: the run fails
@@ -146,11 +189,10 @@ def report_tls(out: Emitter, context: WatchedContext | None) -> None:
         tls.report(out, context.tls)
 
 
-async def check_oldest(out: Emitter, context: WatchedContext | None, oldest: OldestVersion,
-                       handshake: Handshake) -> None:
+async def check_oldest(out: Emitter, context: WatchedContext | None, kept: Kept, handshake: Handshake) -> None:
     """The oldest TLS version the server accepts (once an hour, after the probe's own connection closed)."""
     if context is not None:
-        await oldest.check(out, handshake)
+        await kept.oldest.check(out, handshake)
 
 
 def not_offering_tls(config: DatabaseConfig) -> str:

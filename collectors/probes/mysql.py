@@ -25,8 +25,8 @@ from agent.reasons import describe
 from collectors.probes import database
 from collectors.probes.collector import Phases, ProbeFailed
 from collectors.probes.config import MysqlConfig
-from collectors.probes.database import PRIMARY, REPLICA, ServerState
-from collectors.probes.tls import Handshake, OldestVersion
+from collectors.probes.database import PRIMARY, REPLICA, Kept, ServerState
+from collectors.probes.tls import Handshake
 
 ACCESS_DENIED, DATABASE_DENIED, UNKNOWN_DATABASE = 1045, 1044, 1049
 CANNOT_CONNECT = 2003
@@ -53,11 +53,11 @@ class TlsRequired(aiomysql.Connection):
         await super()._request_authentication()
 
 
-async def probe(config: MysqlConfig, out: Emitter, phases: Phases, oldest: OldestVersion) -> None:
+async def probe(config: MysqlConfig, out: Emitter, phases: Phases, kept: Kept) -> None:
     with database.Stages(phases) as stages:
         stages.begin("resolve")
         address = await database.resolve(config.host, config.port)
-        tls = database.tls_context(config, stages)
+        tls = kept.tls_context(config, stages)
         handshake = ssl_request(address, config.port, config.server_name or config.host)
         connection = TlsRequired(host=address, port=config.port, user=config.user,
                                  password=config.password.get_secret_value(), db=config.database, ssl=tls,
@@ -71,7 +71,7 @@ async def probe(config: MysqlConfig, out: Emitter, phases: Phases, oldest: Oldes
             await connection.ensure_closed()
         finally:
             connection.close()  # nothing left open, whatever happened (a no-op once closed)
-    await database.check_oldest(out, tls, oldest, handshake)
+    await database.check_oldest(out, tls, kept, handshake)
     database.emit(out, state)
 
 

@@ -22,6 +22,7 @@ from collectors.probes.config import PostgresConfig
 from collectors.probes.database import (
     PRIMARY,
     REPLICA,
+    Kept,
     ServerState,
     Stages,
     WatchedContext,
@@ -32,10 +33,9 @@ from collectors.probes.database import (
     not_offering_tls,
     report_tls,
     resolve,
-    tls_context,
     too_slow,
 )
-from collectors.probes.tls import Handshake, OldestVersion
+from collectors.probes.tls import Handshake
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 STATE = """
@@ -51,11 +51,11 @@ SELECT (SELECT status FROM pg_stat_wal_receiver) AS receiver,
 """
 
 
-async def probe(config: PostgresConfig, out: Emitter, phases: Phases, oldest: OldestVersion) -> None:
+async def probe(config: PostgresConfig, out: Emitter, phases: Phases, kept: Kept) -> None:
     with Stages(phases) as stages:
         stages.begin("resolve")
         address = await resolve(config.host, config.port)
-        tls = tls_context(config, stages)
+        tls = kept.tls_context(config, stages)
         handshake = ssl_request(address, config.port, config.server_name or config.host)
         stages.begin("connect")
         connection = await _connect(config, address, tls, out, handshake)
@@ -66,7 +66,7 @@ async def probe(config: PostgresConfig, out: Emitter, phases: Phases, oldest: Ol
             await connection.close()
         finally:
             connection.terminate()  # nothing left open, whatever happened (a no-op after close)
-    await check_oldest(out, tls, oldest, handshake)
+    await check_oldest(out, tls, kept, handshake)
     emit(out, state)
 
 

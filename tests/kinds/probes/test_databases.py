@@ -3,17 +3,20 @@ mariadb.py): the served chain, TLS only required, and each failure of the connec
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
 from pydantic import ValidationError
 
 from agent import registry
+from agent.collector import run_once
 from agent.net.http import CaFileError
 from tests import collector_kit as kit
 from tests.kinds.probes.fixtures import DB_PASSWORD_VARIABLE, db_target, own_connections, value, verdict
 from tests.lab.blackhole import UNRESOLVABLE, tcp_blackhole
 from tests.lab.harness import free_port
+from tests.lab.pki import make_pki
 
 SLOW_QUERY = {"postgres": "SELECT pg_sleep(5)", "mysql": "SELECT SLEEP(5)"}
 
@@ -140,3 +143,19 @@ def test_a_ca_file_that_holds_no_certificate_fails_the_run_not_the_probe(db, con
     with pytest.raises(CaFileError, match=f"cannot use ca_file {__file__}: .*; it must be a PEM file of CA "
                                           "certificates"):
         kit.collect(db.target(ca_file=__file__), context)
+
+
+def test_a_renewed_ca_file_is_read_at_the_next_probe(db, context, tmp_path):
+    """The TLS context is kept between runs (loading trust costs more than the rest of a probe), and made
+    again when its ca_file changes: no restart after a CA is renewed."""
+    ca_file = tmp_path / "ca.pem"
+    other = make_pki(tmp_path / "other")
+    probe = kit.build(db.target(ca_file=str(ca_file)), context)
+
+    def run_with(ca) -> tuple[float | None, str]:
+        ca_file.write_bytes(ca.read_bytes())
+        return verdict(asyncio.run(run_once(probe, strict=True)))
+
+    assert run_with(db.lab.ca) == (1, "")
+    assert run_with(other.ca)[0] == 0  # another CA: the server's certificate no longer verifies
+    assert run_with(db.lab.ca) == (1, "")
