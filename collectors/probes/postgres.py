@@ -43,9 +43,11 @@ SELECT current_setting('server_version') AS version, pg_is_in_recovery() AS repl
        (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS connections,
        current_setting('max_connections')::int AS max_connections
 """
-# a replica that has applied all it received is not behind, however old its last transaction
+# the receiver's row (shown once it is connected) has its pid for anyone, its other columns for
+# pg_read_all_stats only; a replica that has applied all it received is not behind, however old its last
+# transaction
 REPLICATION = """
-SELECT (SELECT status FROM pg_stat_wal_receiver) AS receiver,
+SELECT (SELECT pid FROM pg_stat_wal_receiver) AS receiver,
        CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS lag
 """
@@ -125,7 +127,7 @@ async def _read(config: PostgresConfig, connection: asyncpg.Connection) -> Serve
     state = ServerState(row["version"], PRIMARY, row["connections"], row["max_connections"])
     if replication is None:
         return state
-    if replication["receiver"] != "streaming":
+    if replication["receiver"] is None:
         return replace(state, role=REPLICA, stopped="replication is stopped on the replica: no WAL receiver "
                                                     "streams from the primary (check primary_conninfo and the "
                                                     "replica's log)")

@@ -81,23 +81,23 @@ def test_a_replica_behind_its_primary_reports_its_lag(pg, context):
 
 
 @contextmanager
-def replication_stopped(pg) -> Iterator[None]:
-    """The replica's WAL receiver stopped (primary_conninfo emptied and reloaded), then restarted."""
-    conninfo = pg.replica.sql("SHOW primary_conninfo").replace("'", "''")
-    pg.replica.sql("ALTER SYSTEM SET primary_conninfo = ''")
+def primary_conninfo(pg, conninfo: str) -> Iterator[None]:
+    """The replica following `conninfo` (reloaded: its WAL receiver restarts), then the primary again."""
+    before = pg.replica.sql("SHOW primary_conninfo").replace("'", "''")
+    pg.replica.sql(f"ALTER SYSTEM SET primary_conninfo = '{conninfo}'")
     pg.replica.sql("SELECT pg_reload_conf()")
-    wait_until(lambda: pg.replica.sql("SELECT count(*) FROM pg_stat_wal_receiver") == "0", 10, "the receiver to stop")
     try:
         yield
     finally:
-        pg.replica.sql(f"ALTER SYSTEM SET primary_conninfo = '{conninfo}'")
+        pg.replica.sql(f"ALTER SYSTEM SET primary_conninfo = '{before}'")
         pg.replica.sql("SELECT pg_reload_conf()")
         wait_until(lambda: pg.replica.sql("SELECT status FROM pg_stat_wal_receiver") == "streaming", 30,
                    "the replica to stream again")
 
 
 def test_a_replica_whose_replication_is_stopped_fails_and_still_shows_its_state(pg, context):
-    with replication_stopped(pg):
+    with primary_conninfo(pg, ""):  # no primary: no WAL receiver
+        wait_until(lambda: pg.replica.sql("SELECT count(*) FROM pg_stat_wal_receiver") == "0", 10, "no receiver")
         out = kit.collect(db_target("postgres", pg, pg.replica), context)
     success, reason = verdict(out)
     assert success == 0
