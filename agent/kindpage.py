@@ -44,7 +44,7 @@ def blocks(collector: type) -> dict[str, str]:
     kind (`http config`)."""
     made = {"config": f"```yaml\n{sample(collector.Config)}```\n", "metrics": table(collector.METRICS),
             "alerts": alerts(collector.CONDITIONS)}
-    if len(kinds_sharing(collector)) == 1:
+    if len(kinds_sharing(collector)) <= 1 and not collector.SHARED_PAGE:  # <= 1: the tests' skeleton is unregistered
         return made
     kind = collector.Config.model_fields["kind"].annotation.__args__[0]
     return {f"{kind} {block}": body for block, body in made.items()}

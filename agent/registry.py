@@ -20,6 +20,7 @@ COLLECTORS: dict[str, str] = {
     "ups": "collectors.ups.collector:UpsCollector",
     "nut": "collectors.nut.collector:NutCollector",
     "ssh": "collectors.ssh.collector:SshCollector",
+    "http": "collectors.probes.collector:HttpProbe",
     # the database probes (issue 22)
     "postgres": "collectors.probes.collector:PostgresProbe",
     "mysql": "collectors.probes.collector:MysqlProbe",

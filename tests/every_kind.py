@@ -1,6 +1,6 @@
 """One lab with a job of every kind, for tests that stop or reload a real agent many times.
 
-Every target kind (host, ssh, ups, nut, vmware, meraki, m365, postgres, mysql) and backup jobs on every
+Every target kind (host, ssh, ups, nut, vmware, meraki, m365, http, postgres, mysql) and backup jobs on every
 location kind (restic local and over REST, borg, files, SFTP, S3, Azure Blob, Veeam),
 each against its real peer or contract fake, started once for a module: `every_kind()`
 gives the peers and `Lab.config()` a config that uses them all, with short intervals.
@@ -56,11 +56,11 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki, app_certificate, pg_lab,
-        maria_lab) -> Iterator[Lab]:
+def lab(tmp_path_factory, ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki, app_certificate,
+        nginx, pg_lab, maria_lab) -> Iterator[Lab]:
     """The lab, for one test module (import it there as a fixture)."""
     with every_kind(tmp_path_factory.mktemp("every-kind"), ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki,
-                    app_certificate) as peers:
+                    app_certificate, nginx) as peers:
         peers.targets += _databases(pg_lab, maria_lab)
         peers.env.update({"VIGIL_TEST_PG_PASSWORD": pg_lab.password, "VIGIL_TEST_MARIADB_PASSWORD": maria_lab.password})
         yield peers
@@ -68,7 +68,7 @@ def lab(tmp_path_factory, ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki, 
 
 @contextmanager
 def every_kind(directory: Path, ssh_server, snmp_lab, nut_lab, meraki_pki: PKI, graph_pki: PKI,
-               app_certificate: tuple[Path, Path]) -> Iterator[Lab]:
+               app_certificate: tuple[Path, Path], nginx) -> Iterator[Lab]:
     """Start the peers the session fixtures do not share, fill the backup locations, yield the lab."""
     with ExitStack() as stack:
         pki = make_pki(directory / "pki")
@@ -86,7 +86,7 @@ def every_kind(directory: Path, ssh_server, snmp_lab, nut_lab, meraki_pki: PKI, 
         (secrets / "meraki").write_text(KEY + "\n")
         (secrets / "graph-key").write_bytes(app_certificate[1].read_bytes())
         yield Lab(targets=_targets(ssh_server, snmp_lab, nut_lab, vcenter, meraki, meraki_pki, graph, graph_pki,
-                                   app_certificate[0], secrets),
+                                   app_certificate[0], secrets) + _probes(nginx),
                   backups=_backups(directory, ssh_server, s3, blob, rest, veeam, pki),
                   env={"VIGIL_TEST_VCENTER_PASSWORD": VCENTER_PASSWORD, "VIGIL_TEST_VEEAM_PASSWORD": VEEAM_PASSWORD,
                        "VIGIL_TEST_RESTIC": PASSWORD, "VIGIL_TEST_BORG": PASSWORD,
@@ -109,6 +109,10 @@ def _targets(ssh_server, snmp_lab, nut_lab, vcenter, meraki, meraki_pki, graph, 
          "client_certificate": {"cert_file": str(app_cert), "key_file": f"${{file:{secrets / 'graph-key'}}}"},
          **FAST},
     ]
+
+
+def _probes(nginx) -> list[dict]:
+    return [{"name": "web", "kind": "http", "url": nginx.url("good"), "ca_file": str(nginx.ca), **FAST}]
 
 
 def _databases(pg_lab, maria_lab) -> list[dict]:

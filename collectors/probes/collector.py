@@ -11,52 +11,32 @@ finding ("no answer within 4.5s, during tls"), never a job that timed out.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import importlib
+from collections.abc import Mapping
 from typing import ClassVar, TypeVar
 
 from agent.collector import Collector, Emitter
 from agent.model import Verdict
 from agent.schema import TargetConfig
-from collectors.probes.metrics import DURATION, SUCCESS
+from collectors.probes.config import DatabaseConfig, HttpConfig, MysqlConfig, PostgresConfig
+from collectors.probes.database import Kept
+from collectors.probes.http import HttpCheck
+from collectors.probes.metrics import DURATION, HTTP_METRICS, MYSQL_METRICS, POSTGRES_METRICS, SUCCESS
+from collectors.probes.phases import Phases, ProbeFailed
 
 UP, DOWN = "ok", "down"
 MARGIN = 0.1  # of the job's timeout, at most MAX_MARGIN seconds: left to report a probe that ran out of time
 MAX_MARGIN = 1.0
 
 C = TypeVar("C", bound=TargetConfig)
-
-
-class ProbeFailed(Exception):
-    """The service did not answer as expected; the text is the reason, for people."""
-
-
-class Phases:
-    """The duration of each phase of one probe, and the phase under way (for a reason)."""
-
-    def __init__(self, monotonic) -> None:
-        self._monotonic = monotonic
-        self._started = monotonic()
-        self.current = ""
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        started, self.current = self._monotonic(), name
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + self._monotonic() - started
-        self.current = ""  # only when it ended: a phase the deadline cut short stays named for the reason
-
-    def total(self) -> float:
-        return self._monotonic() - self._started
+D = TypeVar("D", bound=DatabaseConfig)
 
 
 class Probe(Collector[C]):
     """A probe kind: subclasses write `probe()`, which times its phases and raises ProbeFailed."""
 
     BOARD: ClassVar[str] = "Services"
+    SHARED_PAGE: ClassVar[bool] = True  # README.md: a section per kind, with its own blocks, however many there are
 
     async def probe(self, out: Emitter, phases: Phases) -> None:
         raise NotImplementedError
@@ -88,27 +68,36 @@ class Probe(Collector[C]):
         out.judge(Verdict(DOWN if reason else UP, reason, notes=self.notes()))
 
 
-# --- the database kinds (postgres, mysql): each protocol in its own module, imported only when used
+# --- http ---
 
-import importlib  # noqa: E402
+class HttpProbe(Probe[HttpConfig]):
+    """`kind: http`: one request, its answer judged (collectors/probes/http.py)."""
 
-from collectors.probes.config import DatabaseConfig, MysqlConfig, PostgresConfig  # noqa: E402
-from collectors.probes.metrics import MYSQL_METRICS, POSTGRES_METRICS  # noqa: E402
+    Config = HttpConfig
+    METRICS = HTTP_METRICS
 
-D = TypeVar("D", bound=DatabaseConfig)
+    def open(self) -> None:
+        self._check = HttpCheck(self.config, self.ctx.clock.monotonic)
 
+    async def probe(self, out: Emitter, phases: Phases) -> None:
+        await self._check.run(out, phases)
+
+    def notes(self) -> Mapping[str, str]:
+        return self._check.notes()
+
+
+# --- the database kinds (postgres, mysql): each driver's module imported only when its kind is used
 
 class DatabaseProbe(Probe[D]):
     """A login, a query under a statement timeout, the server's role, lag and connections, through the
-    protocol module PROTOCOL; what a target keeps between its runs (its TLS context, the oldest TLS version
-    the server accepts) is `kept`."""
+    protocol module PROTOCOL (asyncpg, aiomysql); what a target keeps between its runs (its TLS context, the
+    oldest TLS version the server accepts) is `kept`."""
 
     PROTOCOL: ClassVar[str]
 
     def __init__(self, config: D, ctx) -> None:
         super().__init__(config, ctx)
-        database = importlib.import_module("collectors.probes.database")  # by name: it imports this module
-        self.kept = database.Kept(ctx.clock.monotonic)
+        self.kept = Kept(ctx.clock.monotonic)
 
     def notes(self) -> Mapping[str, str]:
         return self.kept.oldest.notes()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 
 from agent.ondisk import CaFile
-from agent.schema import StrictModel
+from agent.schema import CredentialFreeHttpUrl, Duration, Size, StrictModel, TargetConfig
+from agent.secrets import HeaderSecret, Secret, one_line, resolve_if_reference
 
 
 class TlsOptions(StrictModel):
@@ -17,14 +21,71 @@ class TlsOptions(StrictModel):
                                                       "when not the host probed.")
 
 
-# --- the database kinds (postgres, mysql) ---------------------------------------------------------------------
+# --- http ---
 
-from typing import Literal  # noqa: E402  (this block is the database kinds' own, for an easy merge)
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+JsonScalar = str | int | float | bool | None
+HeaderValue = Annotated[SecretStr, BeforeValidator(resolve_if_reference), one_line("an HTTP header")]
 
-from pydantic import model_validator  # noqa: E402
 
-from agent.schema import Duration, TargetConfig  # noqa: E402
-from agent.secrets import Secret  # noqa: E402
+def _regex(pattern: str | None) -> str | None:
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"not a regular expression: {error}") from None
+    return pattern
+
+
+Regex = Annotated[str | None, AfterValidator(_regex)]
+
+
+class BasicAuth(StrictModel):
+    user: str = Field(description="The user name.")
+    password: HeaderSecret = Field(description="The password, as a secret reference (${cred:web-probe}).")
+
+
+class HttpConfig(TargetConfig, TlsOptions):
+    """`kind: http`: one request to `url`, and what the answer must be."""
+
+    kind: Literal["http"]
+    url: CredentialFreeHttpUrl = Field(description="The URL to request (http:// or https://), without a user or "
+                                                   "password in it (use basic_auth).")
+    method: Literal[HTTP_METHODS] = Field("GET", description="The request's method.")  # type: ignore[valid-type]
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=list, description="The status codes that count as success; empty: any 2xx.")
+    body_matches: Regex = Field(None, description="A regular expression (Python's) the body must match somewhere.")
+    body_not_matches: Regex = Field(None, description="A regular expression the body must not match anywhere "
+                                                      "(an error page served with 200).")
+    json_equals: dict[str, JsonScalar] = Field(
+        default_factory=dict, description="JSON fields of the body, by dotted path (`checks.database`, "
+                                          "`items.0.state`), and the value each must have.")
+    follow_redirects: bool = Field(True, description="Follow redirects (at most 10); when false, a redirect is the "
+                                                     "answer, judged by expect_status.")
+    headers: dict[str, HeaderValue] = Field(default_factory=dict, description=(
+        "Request headers; a value may be a secret reference (X-Api-Key: ${cred:health-key})."))
+    basic_auth: BasicAuth | None = Field(None, description="A user and password sent with HTTP basic "
+                                                           "authentication (never after a redirect to another host).")
+    bearer_token: HeaderSecret | None = Field(None, description="A token sent as `Authorization: Bearer`, as a "
+                                                                "secret reference (never after a redirect to "
+                                                                "another host).")
+    proxy: CredentialFreeHttpUrl | None = Field(None, description="An HTTP proxy to send the request through "
+                                                                  "(http://proxy:3128); the environment's are "
+                                                                  "never used.")
+    ip_version: Literal["ipv4", "ipv6"] | None = Field(None, description=(
+        "The address family to connect over, when the name has both; default: the resolver's first address."))
+    ip_fallback: bool = Field(True, description="With ip_version, use the other family when the name has no "
+                                                "address of that one; false fails the probe instead.")
+    max_body: Size = Field(1 << 20, description="The most of the body read (1MiB); a longer body fails the probe "
+                                                "when it must be matched, and is otherwise read only this far.")
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> HttpConfig:
+        if self.basic_auth is not None and self.bearer_token is not None:
+            raise ValueError("set basic_auth or bearer_token, not both")
+        return self
+
+# --- the database kinds (postgres, mysql) ---
 
 
 class DatabaseConfig(TargetConfig, TlsOptions):

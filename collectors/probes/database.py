@@ -19,9 +19,9 @@ from agent.collector import Emitter
 from agent.net.http import CaFileError
 from agent.reasons import describe
 from collectors.probes import tls
-from collectors.probes.collector import Phases, ProbeFailed
 from collectors.probes.config import DatabaseConfig
 from collectors.probes.metrics import DB_CONNECTIONS, DB_CONNECTIONS_MAX, DB_INFO, DB_REPLICA_LAG
+from collectors.probes.phases import Phases, ProbeFailed
 from collectors.probes.tls import Handshake, OldestVersion
 
 PRIMARY, REPLICA = "primary", "replica"

@@ -37,6 +37,12 @@ OLDEST_VERSION = MetricSpec("vigil_tls_oldest_version_accepted", "gauge",
 HANDSHAKE = (*TLS, NEGOTIATED_VERSION, OLDEST_VERSION)  # what a kind that shakes hands in TLS declares
 METRICS = (*METRICS, NEGOTIATED_VERSION, OLDEST_VERSION)
 
+# --- http ---
+HTTP_STATUS = MetricSpec("vigil_http_status_code", "gauge",
+                         "The status code of the last answer (after the redirects followed, if followed).")
+HTTP_METRICS = (*COMMON, *HANDSHAKE, HTTP_STATUS)
+METRICS = (*METRICS, HTTP_STATUS)
+
 # --- the database kinds (postgres, mysql): one catalogue for both, so one rule and one dashboard row serve both
 
 DB_INFO = MetricSpec("vigil_db_info", "gauge",

@@ -10,10 +10,7 @@ probe holds it and closes it even when cancelled halfway through the login.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import aiomysql
@@ -23,10 +20,11 @@ from pymysql.err import MySQLError
 from agent.collector import Emitter
 from agent.reasons import describe
 from collectors.probes import database
-from collectors.probes.collector import Phases, ProbeFailed
 from collectors.probes.config import MysqlConfig
 from collectors.probes.database import PRIMARY, REPLICA, Kept, ServerState
+from collectors.probes.phases import Phases, ProbeFailed
 from collectors.probes.tls import Handshake
+from collectors.probes.tls import connect as tls_connect
 
 ACCESS_DENIED, DATABASE_DENIED, UNKNOWN_DATABASE = 1045, 1044, 1049
 CANNOT_CONNECT = 2003
@@ -58,7 +56,7 @@ async def probe(config: MysqlConfig, out: Emitter, phases: Phases, kept: Kept) -
         stages.begin("resolve")
         address = await database.resolve(config.host, config.port)
         tls = kept.tls_context(config, stages)
-        handshake = ssl_request(address, config.port, config.server_name or config.host)
+        handshake = tls_connect(address, config.port, config.server_name or config.host, ssl_request)
         connection = TlsRequired(host=address, port=config.port, user=config.user,
                                  password=config.password.get_secret_value(), db=config.database, ssl=tls,
                                  autocommit=True, program_name="vigil")
@@ -75,23 +73,12 @@ async def probe(config: MysqlConfig, out: Emitter, phases: Phases, kept: Kept) -
     database.emit(out, state)
 
 
-def ssl_request(address: str, port: int, server_name: str) -> Handshake:
-    """The protocol's STARTTLS (the server's greeting, an SSL request packet, a handshake), for
-    collectors/probes/tls.py's second looks: the chain of a refused certificate, the oldest version accepted."""
-
-    @asynccontextmanager
-    async def handshake(context: ssl.SSLContext) -> AsyncIterator[ssl.SSLObject]:
-        reader, writer = await asyncio.open_connection(address, port)
-        try:
-            greeting = await reader.readexactly(4)
-            await reader.readexactly(int.from_bytes(greeting[:3], "little"))
-            writer.write(len(SSL_PACKET).to_bytes(3, "little") + b"\x01" + SSL_PACKET)  # the packet numbered 1
-            await writer.start_tls(context, server_hostname=server_name)
-            yield writer.get_extra_info("ssl_object")
-        finally:
-            writer.transport.abort()
-
-    return handshake
+async def ssl_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The protocol's STARTTLS, for collectors/probes/tls.py's second looks (the chain of a refused
+    certificate, the oldest version accepted): the server's greeting read, an SSL request packet sent."""
+    header = await reader.readexactly(4)
+    await reader.readexactly(int.from_bytes(header[:3], "little"))
+    writer.write(len(SSL_PACKET).to_bytes(3, "little") + b"\x01" + SSL_PACKET)  # the packet numbered 1
 
 
 async def _log_in(config: MysqlConfig, connection: TlsRequired, out: Emitter, handshake: Handshake) -> None:

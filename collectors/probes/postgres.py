@@ -8,16 +8,12 @@ One connection per probe, closed before it returns; the statement_timeout is sen
 from __future__ import annotations
 
 import asyncio
-import ssl
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import asyncpg
 
 from agent.collector import Emitter
-from collectors.probes.collector import Phases, ProbeFailed
 from collectors.probes.config import PostgresConfig
 from collectors.probes.database import (
     PRIMARY,
@@ -35,7 +31,9 @@ from collectors.probes.database import (
     resolve,
     too_slow,
 )
+from collectors.probes.phases import Phases, ProbeFailed
 from collectors.probes.tls import Handshake
+from collectors.probes.tls import connect as tls_connect
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 STATE = """
@@ -58,7 +56,7 @@ async def probe(config: PostgresConfig, out: Emitter, phases: Phases, kept: Kept
         stages.begin("resolve")
         address = await resolve(config.host, config.port)
         tls = kept.tls_context(config, stages)
-        handshake = ssl_request(address, config.port, config.server_name or config.host)
+        handshake = tls_connect(address, config.port, config.server_name or config.host, ssl_request)
         stages.begin("connect")
         connection = await _connect(config, address, tls, out, handshake)
         try:
@@ -72,23 +70,12 @@ async def probe(config: PostgresConfig, out: Emitter, phases: Phases, kept: Kept
     emit(out, state)
 
 
-def ssl_request(address: str, port: int, server_name: str) -> Handshake:
-    """PostgreSQL's own STARTTLS (an SSLRequest, the byte S, a handshake), for collectors/probes/tls.py's
-    second looks: the chain of a refused certificate, the oldest version accepted."""
-
-    @asynccontextmanager
-    async def handshake(context: ssl.SSLContext) -> AsyncIterator[ssl.SSLObject]:
-        reader, writer = await asyncio.open_connection(address, port)
-        try:
-            writer.write(SSL_REQUEST)
-            if await reader.readexactly(1) != b"S":
-                raise ConnectionError("the server does not offer TLS")
-            await writer.start_tls(context, server_hostname=server_name)
-            yield writer.get_extra_info("ssl_object")
-        finally:
-            writer.transport.abort()
-
-    return handshake
+async def ssl_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """PostgreSQL's own STARTTLS, for collectors/probes/tls.py's second looks (the chain of a refused
+    certificate, the oldest version accepted): an SSLRequest, answered S."""
+    writer.write(SSL_REQUEST)
+    if await reader.readexactly(1) != b"S":
+        raise ConnectionError("the server does not offer TLS")
 
 
 async def _connect(config: PostgresConfig, address: str, tls: WatchedContext | None, out: Emitter,

@@ -18,15 +18,15 @@ import asyncio
 import datetime as dt
 import ssl
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.net.http import ssl_context
 from agent.net.tls import certificate_problem, unknown_issuer
-from collectors.probes.collector import ProbeFailed
 from collectors.probes.metrics import NEGOTIATED_VERSION, NOT_AFTER, NOT_BEFORE, OLDEST_VERSION
+from collectors.probes.phases import ProbeFailed
 
 if TYPE_CHECKING:
     from agent.collector import Emitter
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 # A probe's way to shake hands with a given context: connect (and STARTTLS), yield the ssl
 # object, close on exit. `refused()` and `OldestVersion` shake hands through it.
 Handshake = Callable[[ssl.SSLContext], AbstractAsyncContextManager[ssl.SSLObject]]
+Preamble = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 RECHECK = 3600.0  # seconds between two checks of the oldest version a server accepts
 OLD = ("1.0", "1.1")  # versions that are a finding
@@ -73,13 +74,17 @@ def unverified_context(version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
     return context
 
 
-def direct(host: str, port: int, server_name: str | None) -> Handshake:
-    """The Handshake of a service that speaks TLS at once (https, imaps, ...)."""
+def connect(host: str, port: int, server_name: str | None, preamble: Preamble | None = None) -> Handshake:
+    """The Handshake of a service at host:port: TLS at once (https, imaps), or after `preamble` has spoken
+    the service's own protocol up to its STARTTLS (SMTP, an SSLRequest, a proxy's CONNECT)."""
 
     @asynccontextmanager
     async def handshake(context: ssl.SSLContext) -> AsyncIterator[ssl.SSLObject]:
-        _, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname=server_name or host)
+        reader, writer = await asyncio.open_connection(host, port)
         try:
+            if preamble is not None:
+                await preamble(reader, writer)
+            await writer.start_tls(context, server_hostname=server_name or host)
             yield writer.get_extra_info("ssl_object")
         finally:
             writer.transport.abort()  # no close_notify to wait for: the socket goes now

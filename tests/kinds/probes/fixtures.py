@@ -22,6 +22,12 @@ def nginx(tmp_path_factory):
         yield lab
 
 
+@pytest.fixture
+def http_conformance(nginx) -> dict:
+    """HTTPS with a good chain: the status, every certificate, both versions."""
+    return {"name": "web", "kind": "http", "url": nginx.url("good"), "ca_file": str(nginx.ca)}
+
+
 # --- the database kinds (postgres, mysql): a primary and a replica of each, for the session ---
 
 DB_PASSWORD_VARIABLE = "VIGIL_TEST_DB_PASSWORD"

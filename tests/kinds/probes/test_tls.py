@@ -34,7 +34,7 @@ def subject(path) -> str:
 
 async def shake(nginx, case: str, out: Emitter) -> tuple[tls.Certificate, ...] | str:
     """A verified handshake with `case`'s server: its chain when verified, else the reason."""
-    handshake = tls.direct(HOST, nginx.ports[case], None)
+    handshake = tls.connect(HOST, nginx.ports[case], None)
     try:
         async with handshake(tls.client_context(TlsOptions(ca_file=nginx.ca))) as ssl_object:
             return tls.report(out, ssl_object)
@@ -91,7 +91,7 @@ def test_each_refusal_is_named_and_the_chain_is_still_reported(nginx, case):
 def test_an_untrusted_ca_is_named_so_with_its_fix(nginx):
     """Without the lab's CA (the system's store), the intermediate is sent but its root is unknown."""
     async def shake_without_ca() -> str:
-        handshake = tls.direct(HOST, nginx.ports["good"], None)
+        handshake = tls.connect(HOST, nginx.ports["good"], None)
         try:
             async with handshake(tls.client_context(None)):
                 return "verified"
@@ -113,7 +113,7 @@ class Clock:
 
 def oldest(nginx, case: str, checker: tls.OldestVersion) -> dict:
     out = Emitter(HANDSHAKE, strict=True)
-    asyncio.run(checker.check(out, tls.direct(HOST, nginx.ports[case], None)))
+    asyncio.run(checker.check(out, tls.connect(HOST, nginx.ports[case], None)))
     return kit.values(out, "vigil_tls_oldest_version_accepted")
 
 
@@ -143,6 +143,6 @@ def test_the_oldest_version_is_checked_again_only_after_an_hour(nginx):
 def test_a_server_that_cannot_be_reached_leaves_the_oldest_version_unknown(nginx):
     checker = tls.OldestVersion(Clock())
     out = Emitter(HANDSHAKE, strict=True)
-    asyncio.run(checker.check(out, tls.direct(HOST, free_port(), None)))
+    asyncio.run(checker.check(out, tls.connect(HOST, free_port(), None)))
     assert kit.values(out, "vigil_tls_oldest_version_accepted") == {}
     assert checker.version == ""
