@@ -69,3 +69,19 @@ TCP_METRICS = (*COMMON, *HANDSHAKE)
 DNS_METRICS = (*COMMON, *DNS)
 ICMP_METRICS = (*COMMON, *ICMP)
 METRICS = (*METRICS, *DNS, *ICMP)
+# --- the database kinds (postgres, mysql): one catalogue for both, so one rule and one dashboard row serve both
+
+DB_INFO = MetricSpec("vigil_db_info", "gauge",
+                     "The database server's version and replication role (primary, replica); always 1.",
+                     ("version", "role"))
+DB_REPLICA_LAG = MetricSpec("vigil_db_replica_lag_seconds", "gauge",
+                            "How far a replica's data is behind its primary's (0 when it has applied everything "
+                            "received); a replica only, while it replicates.", (), "seconds")
+DB_CONNECTIONS = MetricSpec("vigil_db_connections", "gauge",
+                            "Client connections open on the database server, the probe's own included.")
+DB_CONNECTIONS_MAX = MetricSpec("vigil_db_connections_max", "gauge",
+                                "The most client connections the database server accepts (max_connections).")
+DATABASE = (DB_INFO, DB_REPLICA_LAG, DB_CONNECTIONS, DB_CONNECTIONS_MAX)
+POSTGRES_METRICS = (*COMMON, *HANDSHAKE, *DATABASE)
+MYSQL_METRICS = (*COMMON, *HANDSHAKE, *DATABASE)
+METRICS = (*METRICS, *DATABASE)

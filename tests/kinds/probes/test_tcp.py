@@ -169,20 +169,20 @@ def starttls(port: int, protocol: str, ca, **more) -> dict:
 
 
 @pytest.mark.parametrize("protocol", ["smtp", "imap", "pop3", "postgres"])
-def test_starttls_of_each_protocol_is_verified_and_reports_the_chain(protocol, smtp_lab, dovecot_lab, postgres_lab,
-                                                                     mail_pki, context):
+def test_starttls_of_each_protocol_is_verified_and_reports_the_chain(protocol, smtp_lab, dovecot_lab, pg_lab,
+                                                                     services_pki, context):
     port = {"smtp": smtp_lab.port, "imap": dovecot_lab.imap_port, "pop3": dovecot_lab.pop3_port,
-            "postgres": postgres_lab.primary.port}[protocol]
-    status, reason, series = probe(starttls(port, protocol, mail_pki.ca), context)
+            "postgres": pg_lab.primary.port}[protocol]
+    status, reason, series = probe(starttls(port, protocol, services_pki.ca), context)
     assert (status, reason) == ("ok", "")
-    assert leaf_not_after(series) == int(not_after(mail_pki.server_cert))
+    assert leaf_not_after(series) == int(not_after(services_pki.server_cert))
     assert series["vigil_tls_negotiated_version"] in (1.2, 1.3)
     assert series["vigil_tls_oldest_version_accepted"] >= 1.2
     assert {"vigil_probe_duration_seconds:starttls", "vigil_probe_duration_seconds:tls"} <= set(series)
 
 
-def test_lines_after_starttls_go_over_tls(dovecot_lab, mail_pki, context):
-    target = starttls(dovecot_lab.imap_port, "imap", mail_pki.ca,
+def test_lines_after_starttls_go_over_tls(dovecot_lab, services_pki, context):
+    target = starttls(dovecot_lab.imap_port, "imap", services_pki.ca,
                       exchange=[{"send": "c1 CAPABILITY"}, {"expect": r"^\* CAPABILITY .*AUTH=PLAIN"},
                                 {"expect": "^c1 OK"}])
     assert probe(target, context)[:2] == ("ok", "")  # AUTH=PLAIN: offered over TLS only
