@@ -58,11 +58,11 @@ def test_an_unknown_database(maria, context):
 
 
 @pytest.fixture(scope="module")
-def maria_without_tls(tmp_path_factory, db_pki):
+def maria_without_tls(tmp_path_factory, services_pki):
     """A MariaDB started with --skip-ssl, which offers no TLS at all."""
     home = Path(tempfile.mkdtemp(prefix="vigil-mariadb-"))  # short: a socket's path has at most 107 bytes
     try:
-        with _serve(home, "plain", tmp_path_factory.mktemp("mariadb-plain") / "plain.log", db_pki,
+        with _serve(home, "plain", tmp_path_factory.mktemp("mariadb-plain") / "plain.log", services_pki,
                     ("--skip-ssl",)) as server:
             server.sql("CREATE USER 'vigil'@'127.0.0.1' IDENTIFIED BY 'plain-password'; "
                        "GRANT PROCESS, REPLICA MONITOR ON *.* TO 'vigil'@'127.0.0.1'")

@@ -137,8 +137,8 @@ def test_a_server_without_tls_is_a_failure_when_tls_is_asked_and_plain_when_told
         "resolve", "connect", "query", "total"}
 
 
-def test_an_expired_certificate(pg, db_pki, context, tmp_path):
-    expired = faulty_server(db_pki, tmp_path, "expired")
+def test_an_expired_certificate(pg, services_pki, context, tmp_path):
+    expired = faulty_server(services_pki, tmp_path, "expired")
     for source, name in ((expired.server_cert, "expired.pem"), (expired.server_key, "expired.key")):
         shutil.copy(source, pg.primary.data / name)
         shutil.chown(pg.primary.data / name, "postgres", "postgres")
