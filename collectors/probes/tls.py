@@ -180,7 +180,7 @@ class OldestVersion:
         """The finding for the verdict: TLS 1.0 or 1.1 still offered."""
         if self.version not in OLD:
             return {}
-        return {"tls": f"the server still accepts TLS {self.version}, which is broken and deprecated: "
+        return {"TLS": f"the server still accepts TLS {self.version}, which is broken and deprecated: "
                        "allow only TLS 1.2 and 1.3 on it"}
 
 

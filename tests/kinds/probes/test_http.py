@@ -129,7 +129,7 @@ def test_server_name_checks_the_certificate_for_that_name(nginx, context):
 def test_tls_1_0_still_offered_is_a_note_not_a_failure(nginx, context):
     verdict, out = probe(context, nginx.url("tls1.0"), ca_file=str(nginx.ca))
     assert verdict == ("ok", "") and success(out) == 1
-    assert out.verdict.notes == {"tls": "the server still accepts TLS 1.0, which is broken and deprecated: allow only "
+    assert out.verdict.notes == {"TLS": "the server still accepts TLS 1.0, which is broken and deprecated: allow only "
                                         "TLS 1.2 and 1.3 on it"}
     assert kit.values(out, "vigil_tls_oldest_version_accepted") == {(): 1.0}
 

@@ -208,7 +208,7 @@ def test_a_server_that_still_offers_tls_1_0_is_a_note(nginx, context):
     target = {"name": "web", "kind": "tcp", "host": "127.0.0.1", "port": nginx.ports["tls1.0"], "tls": True,
               "ca_file": str(nginx.ca)}
     out = kit.collect(target, context)
-    assert out.verdict.status == "ok" and "TLS 1.0" in out.verdict.notes["tls"]
+    assert out.verdict.status == "ok" and "TLS 1.0" in out.verdict.notes["TLS"]
     assert kit.values(out, "vigil_tls_oldest_version_accepted") == {(): 1.0}
 
 

@@ -120,7 +120,7 @@ def oldest(nginx, case: str, checker: tls.OldestVersion) -> dict:
 def test_tls_1_0_still_offered_is_found_and_is_a_note(nginx):
     checker = tls.OldestVersion(Clock())
     assert oldest(nginx, "tls1.0", checker) == {(): 1.0}
-    assert checker.notes() == {"tls": "the server still accepts TLS 1.0, which is broken and deprecated: "
+    assert checker.notes() == {"TLS": "the server still accepts TLS 1.0, which is broken and deprecated: "
                                       "allow only TLS 1.2 and 1.3 on it"}
 
 
