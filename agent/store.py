@@ -71,8 +71,11 @@ class Store:
         self._states = MappingProxyType({**self._states, state.key: state})
 
     def _change(self, job: str, at: float, status: str, detail: str) -> None:
-        if self._statuses.get(job) == status:
+        before = self._statuses.get(job)
+        if before == status:
             return
+        if before is not None and status != STOPPED:
+            log.info("status changed job=%s from=%s to=%s%s", job, before, status, f" reason={detail}" if detail else "")
         with self._wake:
             if self._closed:
                 return

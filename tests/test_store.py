@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 
@@ -27,7 +28,8 @@ def probe_run(at: float, status: str, detail: str = "", ok: bool = True) -> JobS
                                                           error="" if ok else detail))
 
 
-def test_each_status_change_is_kept_with_its_reason_and_the_stop(tmp_path):
+def test_each_status_change_is_kept_with_its_reason_and_the_stop(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "agent.store")
     store = Store(StateDB(tmp_path))
     for at, status, detail in [(100, "ok", ""), (160, "ok", ""), (220, "down", "connection refused"),
                                (280, "down", "connection refused"), (340, "ok", "")]:
@@ -39,6 +41,10 @@ def test_each_status_change_is_kept_with_its_reason_and_the_stop(tmp_path):
         (100, "ok", ""), (220, "down", "connection refused"), (340, "ok", ""),
         (400, "error", "the probe crashed: KeyError")]
     assert changes[-1][1:] == ("stopped", "") and changes[-1][0] > 400
+    changed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("status changed")]
+    assert changed == ["status changed job=http:erp-web from=ok to=down reason=connection refused",
+                       "status changed job=http:erp-web from=down to=ok",
+                       "status changed job=http:erp-web from=ok to=error reason=the probe crashed: KeyError"]
 
 
 def test_a_restart_adds_no_change_until_a_run_differs(tmp_path):
