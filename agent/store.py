@@ -75,7 +75,8 @@ class Store:
         if before == status:
             return
         if before is not None and status != STOPPED:
-            log.info("status changed job=%s from=%s to=%s%s", job, before, status, f" reason={detail}" if detail else "")
+            because = f" reason={detail}" if detail else ""
+            log.info("status changed job=%s from=%s to=%s%s", job, before, status, because)
         with self._wake:
             if self._closed:
                 return
