@@ -114,6 +114,7 @@ class Collector(Generic[C]):
     POOL: ClassVar[str] = COLLECT  # the slots its runs take
     LABEL: ClassVar[str] = "target"  # the label naming a job's subject on its series
     BOARD: ClassVar[str] = ""  # a title for the status page's board of this kind's verdicts
+    SHARED_PAGE: ClassVar[bool] = False  # its folder's page is made for several kinds: each block named for its kind
 
     def __init__(self, config: C, ctx: Context):
         self.config = config

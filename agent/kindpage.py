@@ -40,9 +40,20 @@ def page_of(collector: type) -> Path:
 
 
 def blocks(collector: type) -> dict[str, str]:
-    """What each block of a kind's page says now."""
-    return {"config": f"```yaml\n{sample(collector.Config)}```\n", "metrics": table(collector.METRICS),
+    """What each block of a kind's page says now; on a page several kinds share, each block is named for its
+    kind (`http config`)."""
+    made = {"config": f"```yaml\n{sample(collector.Config)}```\n", "metrics": table(collector.METRICS),
             "alerts": alerts(collector.CONDITIONS)}
+    if len(kinds_sharing(collector)) <= 1 and not collector.SHARED_PAGE:  # <= 1: the tests' skeleton is unregistered
+        return made
+    kind = collector.Config.model_fields["kind"].annotation.__args__[0]
+    return {f"{kind} {block}": body for block, body in made.items()}
+
+
+def kinds_sharing(collector: type) -> list[str]:
+    """The kinds whose collectors live in this collector's folder (the probes: http, tcp, ...)."""
+    folder = collector.__module__.rpartition(".")[0]
+    return [kind for kind, path in registry.COLLECTORS.items() if path.partition(":")[0].rpartition(".")[0] == folder]
 
 
 def rewrite(text: str, made: dict[str, str]) -> str:

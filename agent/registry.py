@@ -20,6 +20,13 @@ COLLECTORS: dict[str, str] = {
     "ups": "collectors.ups.collector:UpsCollector",
     "nut": "collectors.nut.collector:NutCollector",
     "ssh": "collectors.ssh.collector:SshCollector",
+    "http": "collectors.probes.collector:HttpProbe",
+    "tcp": "collectors.probes.collector:TcpProbe",
+    "dns": "collectors.probes.collector:DnsProbe",
+    "icmp": "collectors.probes.collector:IcmpProbe",
+    # the database probes (issue 22)
+    "postgres": "collectors.probes.collector:PostgresProbe",
+    "mysql": "collectors.probes.collector:MysqlProbe",
 }
 
 # The lists beside `targets:` whose entries bring jobs of their own: config key -> its declaration

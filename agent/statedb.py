@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS job_success (
     job TEXT PRIMARY KEY,
     last_success REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS job_changes (
+    job TEXT NOT NULL,
+    at REAL NOT NULL,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job, at)
+);
 """)
 RETRY_EVERY = 5.0  # seconds between attempts to write the file again while state is in memory
 
@@ -115,6 +122,22 @@ class StateDB:
             "ON CONFLICT (job) DO UPDATE SET last_success = excluded.last_success",
             (job, when),
         )
+
+    def last_changes(self) -> dict[str, tuple[str, str]]:
+        """Each job's status and detail as last recorded: the first run after a restart adds no duplicate."""
+        rows = self.query("SELECT job, status, detail FROM job_changes c WHERE at = "
+                          "(SELECT MAX(at) FROM job_changes WHERE job = c.job)")
+        return {job: (status, detail) for job, status, detail in rows}
+
+    def record_changes(self, changes: Iterable[tuple[str, float, str, str]]) -> None:
+        """(job, at, status, detail): when each job's status changed, and why."""
+        self.write("INSERT OR REPLACE INTO job_changes (job, at, status, detail) VALUES (?, ?, ?, ?)",
+                   changes, many=True)
+
+    def changes(self, job: str, since: float = 0.0) -> list[tuple[float, str, str]]:
+        """A job's recorded changes from `since`, oldest first: (at, status, detail)."""
+        return self.query("SELECT at, status, detail FROM job_changes WHERE job = ? AND at >= ? ORDER BY at",
+                          (job, since))
 
     def write(self, sql: str, params: Iterable = (), many: bool = False) -> bool:
         """Run one statement (for every row of `params` when `many`) in one transaction.

@@ -265,11 +265,16 @@ def _cell(content: str, tone: str = "") -> str:
     return (f" class='{tone}'>" if tone and content else ">") + content
 
 
+def _heading(label: str) -> str:
+    """A column's label with its first letter raised, the rest as written ("TLS" stays TLS)."""
+    return label[:1].upper() + label[1:]
+
+
 def _board(title: str, verdicts: list[dict[str, Any]], now: str) -> str:
     esc = html.escape
     times = list(dict.fromkeys(label for v in verdicts for label in v["times"]))
     notes = list(dict.fromkeys(label for v in verdicts for label in v["notes"]))
-    head = ("Job", "Status", "Attention", *[t.capitalize() for t in times], *[n.capitalize() for n in notes], "Detail")
+    head = ("Job", "Status", "Attention", *[_heading(t) for t in times], *[_heading(n) for n in notes], "Detail")
     rows = []
     for v in verdicts:
         cells = [_cell(esc(v["name"])), _cell(_badge(v["status"])), _cell(_concerns(v["concerns"]))]

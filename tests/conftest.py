@@ -28,7 +28,8 @@ pytest_plugins = [
     "tests.lab.snmpsim",
     "tests.lab.nut",
     "tests.lab.samba",
-    *(f"tests.kinds.{family}.fixtures" for family in ("server", "ssh", "ups", "nut", "vmware", "meraki", "m365")),
+    *(f"tests.kinds.{family}.fixtures"
+      for family in ("server", "ssh", "ups", "nut", "vmware", "meraki", "m365", "probes")),
     "tests.fault_report",
     "tests.secrets_audit",
 ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 
-from agent.model import JobState
+from agent.model import JobState, Result, Verdict
 from agent.statedb import FILENAME, StateDB
 from agent.store import Store
 
@@ -19,6 +20,41 @@ def test_last_success_survives_a_restart(tmp_path):
     assert again.restored_last_success("host:nas") == 1_700_000_060.5
     assert again.restored_last_success("unknown") is None
     assert again.db.ok
+
+
+def probe_run(at: float, status: str, detail: str = "", ok: bool = True) -> JobState:
+    verdict = Verdict(status, detail) if ok else None
+    return JobState("erp-web", "http", 60, result=Result("erp-web", "http", ok, at, 0.1, verdict=verdict,
+                                                          error="" if ok else detail))
+
+
+def test_each_status_change_is_kept_with_its_reason_and_the_stop(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "agent.store")
+    store = Store(StateDB(tmp_path))
+    for at, status, detail in [(100, "ok", ""), (160, "ok", ""), (220, "down", "connection refused"),
+                               (280, "down", "connection refused"), (340, "ok", "")]:
+        store.publish(probe_run(at, status, detail))
+    store.publish(probe_run(400, "", "the probe crashed: KeyError", ok=False))  # vigil could not tell
+    store.close()
+    changes = StateDB(tmp_path).changes("http:erp-web")
+    assert [(at, status, detail) for at, status, detail in changes[:-1]] == [
+        (100, "ok", ""), (220, "down", "connection refused"), (340, "ok", ""),
+        (400, "error", "the probe crashed: KeyError")]
+    assert changes[-1][1:] == ("stopped", "") and changes[-1][0] > 400
+    changed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("status changed")]
+    assert changed == ["status changed job=http:erp-web from=ok to=down reason=connection refused",
+                       "status changed job=http:erp-web from=down to=ok",
+                       "status changed job=http:erp-web from=ok to=error reason=the probe crashed: KeyError"]
+
+
+def test_a_restart_adds_no_change_until_a_run_differs(tmp_path):
+    StateDB(tmp_path).record_changes([("http:erp-web", 100, "down", "timed out")])  # then a crash: no stop
+    again = Store(StateDB(tmp_path))
+    again.publish(probe_run(500, "down", "timed out"))
+    again.publish(probe_run(560, "ok"))
+    again.close()
+    statuses = [(at, status) for at, status, _ in StateDB(tmp_path).changes("http:erp-web")]
+    assert statuses[:2] == [(100, "down"), (560, "ok")] and statuses[2][1] == "stopped"
 
 
 def test_a_corrupt_database_is_moved_aside_and_recreated(tmp_path):

@@ -158,6 +158,15 @@ def test_the_landing_page_has_a_backup_board(site, serve):
     (board,) = json.loads(get(url + "status.json")[1])["boards"]["Backups"]
     assert board["status"] == "missed" and board["times"]["next deadline"] == "2026-11-22T05:00:00+00:00"
     assert board["notes"] == {"off-site lag": "3h"}
+    assert "<th>Off-site lag</th>" in page  # a column's label starts with a capital
+
+
+def test_a_label_written_in_capitals_keeps_them_as_a_column(site, serve):
+    verdict = Verdict("ok", "", notes={"TLS": "the server still accepts TLS 1.0"})
+    site.store.publish(JobState("legacy", "http", 60, board="Services", result=Result(
+        "legacy", "http", True, 1.0, 0.5, verdict=verdict)))
+    page = get(serve())[1]
+    assert "<th>TLS</th>" in page and "Tls" not in page
 
 
 def test_the_status_page_and_json_never_show_credentials(site, serve):

@@ -38,6 +38,19 @@ def certificate_problem(error: ssl.SSLCertVerificationError) -> tuple[str, str]:
     return f"its TLS certificate was refused ({message})", "check the server's certificate"
 
 
+def unknown_issuer(issuer: str, sent: int) -> tuple[str, str]:
+    """A certificate whose issuer ("CN=...") is neither among the `sent` certificates nor trusted here. A
+    leaf sent alone is most often missing the intermediate that issued it (a browser that has it
+    cached hides the fault); after an intermediate, the missing one is the root: a CA not trusted."""
+    if sent == 1:
+        return (f"the server does not send the intermediate certificate that issued its TLS certificate "
+                f"({issuer}), and this host does not trust that issuer",
+                "configure the server to send its full chain (leaf, then intermediates), "
+                "or set ca_file: to that issuer if it is your own CA")
+    return (f"its TLS certificate is not trusted: the chain the server sends was issued by {issuer}, "
+            "a CA this host does not trust", "set ca_file: to that CA")
+
+
 def certificate_refusal(failure: BaseException | None) -> str | None:
     """"its TLS certificate ...; fix" when a refused certificate is behind `failure` (through causes,
     contexts and the errors that botocore and azure-core wrap), else None."""

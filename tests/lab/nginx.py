@@ -43,6 +43,7 @@ ROUTES = f"""\
 location = /health {{ default_type application/json; return 200 '{json.dumps(HEALTH)}'; }}
 location = /error {{ return 500 "internal error\\n"; }}
 location = /redirect {{ return 302 /health; }}
+location = /loop {{ return 302 /loop; }}
 location = /slow {{ echo_sleep $slow_seconds; echo "slow answer"; }}
 location = /auth {{ auth_basic "vigil lab"; auth_basic_user_file htpasswd; echo "authenticated"; }}
 location = /bearer {{
@@ -56,7 +57,7 @@ location / {{ return 404 "not found\\n"; }}
 @dataclass(frozen=True)
 class Nginx:
     """`http_port` serves plain HTTP; `ports[case]` HTTPS with that case's certificates. Every
-    server answers /health (JSON, 200), /error (500), /redirect (302 to /health), /slow (after
+    server answers /health (JSON, 200), /error (500), /redirect (302 to /health), /loop (302 to itself), /slow (after
     `?seconds=`, 2 by default), /auth (basic: USER, PASSWORD) and /bearer (TOKEN)."""
 
     http_port: int
