@@ -19,7 +19,7 @@ from agent.model import Verdict
 from agent.schema import TargetConfig
 from collectors.probes.config import HttpConfig
 from collectors.probes.http import HttpCheck
-from collectors.probes.metrics import DURATION, HTTP_METRICS, SUCCESS
+from collectors.probes.metrics import DURATION, HTTP_CONDITIONS, HTTP_METRICS, SUCCESS
 from collectors.probes.phases import Phases, ProbeFailed
 
 UP, DOWN = "ok", "down"
@@ -72,6 +72,7 @@ class HttpProbe(Probe[HttpConfig]):
 
     Config = HttpConfig
     METRICS = HTTP_METRICS
+    CONDITIONS = HTTP_CONDITIONS
 
     def open(self) -> None:
         self._check = HttpCheck(self.config, self.ctx.clock.monotonic)

@@ -5,7 +5,7 @@ Every kind emits SUCCESS and DURATION; a kind that shakes hands in TLS emits the
 the earliest date of the chain).
 """
 
-from agent.model import MetricSpec
+from agent.model import Condition, MetricSpec
 
 SUCCESS = MetricSpec("vigil_probe_success", "gauge",
                      "1 when the service answered as expected, 0 when not (the reason is on the status page and "
@@ -42,3 +42,28 @@ HTTP_STATUS = MetricSpec("vigil_http_status_code", "gauge",
                          "The status code of the last answer (after the redirects followed, if followed).")
 HTTP_METRICS = (*COMMON, *HANDSHAKE, HTTP_STATUS)
 METRICS = (*METRICS, HTTP_STATUS)
+
+# --- the rules (deploy/prometheus/rules/probes.yml), as the status page and `vigil once` judge them ---
+# Every kind is judged on its success; a kind that shakes hands in TLS on its certificates (each one of
+# the served chain, by position), its handshake and the versions it offers. CONDITIONS, the family's,
+# is the union of the kinds'.
+_CERT_LEFT = "vigil_tls_certificate_not_after_timestamp_seconds - time()"
+DOWN_RULE = Condition("ProbeDown", "critical", "vigil_probe_success == 0", "down",
+                      not_judged="the probe's own verdict says it, with the reason (the Services board, `vigil once`)")
+CERT_RULES = (
+    Condition("ProbeCertificateExpiring", "warning", f"{_CERT_LEFT} < 21 * 86400 and {_CERT_LEFT} >= 7 * 86400",
+              "{position} certificate {value:expires}"),
+    Condition("ProbeCertificateExpiring", "critical", f"{_CERT_LEFT} < 7 * 86400",
+              "{position} certificate {value:expires}"),
+)
+TLS_BROKEN_RULE = Condition(
+    "ProbeTlsBroken", "critical",
+    "vigil_probe_success == 0 and on (job, instance, target) "
+    'vigil_tls_certificate_not_after_timestamp_seconds{position="leaf"} '
+    "unless on (job, instance, target) vigil_tls_negotiated_version",
+    "certificate refused")
+OLD_TLS_RULE = Condition("ProbeTlsOldVersion", "warning", "vigil_tls_oldest_version_accepted < 1.2",
+                         "accepts TLS older than 1.2")
+HANDSHAKE_CONDITIONS = (*CERT_RULES, TLS_BROKEN_RULE, OLD_TLS_RULE)  # what a kind that shakes hands in TLS declares
+HTTP_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS)
+CONDITIONS = (*CONDITIONS, DOWN_RULE, *HANDSHAKE_CONDITIONS)
