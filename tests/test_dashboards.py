@@ -5,8 +5,8 @@ names) run everywhere. The main test runs every panel's every query, with its te
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
 agent (a host target, a Linux and a Windows server over SSH, a Meraki target on the Dashboard
 API fake, an SNMP and a NUT UPS, an m365 tenant on the Graph contract fake, a vCenter simulated
-by vcsim, a restic job with an off-site copy and verification, a borg job), and requires that
-each one succeeds and returns data.
+by vcsim, a restic job with an off-site copy and verification, a borg job, web probes of the lab's
+nginx), and requires that each one succeeds and returns data.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = {"vigil-overview", "vigil-servers", "vigil-backups", "vigil-meraki", "vigil-ups",
-              "vigil-m365", "vigil-vmware"}
+              "vigil-m365", "vigil-vmware", "vigil-services"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -185,7 +185,7 @@ def vcenter(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server, vcenter):
+def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server, vcenter, nginx):
     from tests.fakes.graph import GraphFake
     from tests.fakes.meraki import MerakiFake, make_org
     from tests.kinds.m365.fixtures import CLIENT_ID, SECRET, TENANT, busy_tenant
@@ -238,6 +238,8 @@ targets:
   - {{name: vcenter, kind: vmware, interval: 2s, host: 127.0.0.1, port: {vcenter.port},
       user: "{vcenter.target()["user"]}", password: "${{env:VIGIL_TEST_VCENTER_PASSWORD}}",
       ca_file: "{vcenter.pki.ca}"}}
+  - {{name: web, kind: http, url: "{nginx.url("good")}", ca_file: "{nginx.ca}", interval: 1s}}
+  - {{name: web-legacy, kind: http, url: "{nginx.url("tls1.0", "/error")}", ca_file: "{nginx.ca}", interval: 1s}}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"
