@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from bench.procfs import cpu_seconds, rss_mib  # noqa: E402
+from bench.procfs import cpu_seconds, peak_rss_mib, rss_mib  # noqa: E402
 from tests.lab.blackbox import blackbox  # noqa: E402
 from tests.lab.harness import Peer, free_port, http_get  # noqa: E402
 from tests.lab.nginx import Nginx, nginx  # noqa: E402
@@ -193,13 +193,6 @@ def pin(pid: int, cpu: int) -> None:
     """Every thread of a running process onto one CPU (the threads it makes later inherit it)."""
     for task in Path(f"/proc/{pid}/task").iterdir():
         os.sched_setaffinity(int(task.name), {cpu})
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def status(url: str) -> dict:
