@@ -99,7 +99,7 @@ def cycle(url: str, pid: int, count: int, interval: float) -> list[tuple[str, ..
     """The first cycle, then one whole cycle measured; rows of figures."""
     started = time.monotonic()
     wait_for(lambda: all(job["last_run"] for job in status(url)["jobs"]), interval * 3, "every probe's first run")
-    first = time.monotonic() - started
+    first, first_down = time.monotonic() - started, down(status(url))
     time.sleep(interval * 0.2)  # past the tail of the first cycle's jitter
     before, cpu_before, at = status(url), cpu_seconds(pid), time.monotonic()
     print(f"first cycle done in {first:.0f} s; measuring {WINDOW:.0%} of a cycle of {interval:g} s", flush=True)
@@ -108,7 +108,6 @@ def cycle(url: str, pid: int, count: int, interval: float) -> list[tuple[str, ..
     seconds = time.monotonic() - at
     after = status(url)
     lateness, durations, skipped = runs(before, after)
-    down = [board["name"] for board in after["boards"].get("Services", []) if board["status"] != "ok"]
     scrape_before = cpu_seconds(pid)
     exposition = http_get(url + "/metrics", timeout=60)[1]
     scrape = cpu_seconds(pid) - scrape_before
@@ -122,11 +121,16 @@ def cycle(url: str, pid: int, count: int, interval: float) -> list[tuple[str, ..
         ("lateness p50 / max (s)", f"{_quantile(lateness, 0.5):.0f} / {max(lateness, default=0):.0f}", ""),
         ("probe duration p50 / p99 / max (ms)", " / ".join(f"{_quantile(durations, q) * 1000:.0f}"
                                                            for q in (0.5, 0.99, 1.0)), ""),
-        ("runs skipped / probes down", f"{skipped} / {len(down)}", ""),
-        (f"first cycle (all {count} start within 5 s; https finds its oldest TLS version)", f"{first:.0f} s", ""),
+        ("runs skipped / probes down", f"{skipped} / {len(down(after))}", ""),
+        (f"first cycle (all {count} start within 5 s; https finds its oldest TLS version): "
+         "seconds / probes down", f"{first:.0f} / {len(first_down)}", ""),
         (f"one scrape of /metrics ({len(exposition) // 1024} KiB): CPU ms", f"{scrape * 1000:.0f}", ""),
         ("peak RSS (MiB) / RSS now", f"{peak_rss_mib(pid):.0f} / {rss_mib(pid):.0f}", ""),
     ]
+
+
+def down(document: dict) -> list[str]:
+    return [board["name"] for board in document["boards"].get("Services", []) if board["status"] != "ok"]
 
 
 def runs(before: dict, after: dict) -> tuple[list[float], list[float], int]:
