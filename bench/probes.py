@@ -2,12 +2,13 @@
 
 A real `vigil run`, pinned to one CPU, probes the lab's nginx (tests/lab/nginx.py): --probes
 targets, the kinds in turn (http, https with its chain and TLS versions, tcp connect), every
---interval seconds. After the first cycle (where each https target also finds the oldest TLS
-version it accepts, once an hour) one cycle is measured: the agent's CPU seconds (from
-/proc), the probes that started late (a second or more after they were due, read from
-/status.json's next_run before and last_run after; 90% of a cycle, so that none is counted
-twice), those skipped or down, the probes'
-durations, the peak RSS; then the CPU of one scrape of /metrics with every target on it.
+--interval seconds. https is verified as most targets are, with the system's CA bundle (no
+ca_file): SSL_CERT_FILE is that bundle with the lab's CA added, for vigil and blackbox_exporter.
+After the first cycle (where each https target also finds the oldest TLS version it accepts,
+once an hour) one cycle is measured: the agent's CPU seconds (from /proc), the probes that
+started late (a second or more after they were due, read from /status.json's next_run before
+and last_run after; 90% of a cycle, so that none is counted twice), those skipped or down, the
+probes' durations, the peak RSS; then the CPU of one scrape of /metrics with every target on it.
 
 Then, per kind, CPU per probe next to blackbox_exporter's (Debian's, tests/lab/blackbox.py),
 pinned to the same CPU, on the same targets: vigil probes --compare targets every
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import tempfile
 import time
@@ -62,9 +64,8 @@ class Kind:
 KINDS = (
     Kind("http", lambda lab: {"kind": "http", "url": lab.url()},
          lambda lab: {"prober": "http", "timeout": "5s"}, lambda lab: lab.url()),
-    Kind("https", lambda lab: {"kind": "http", "url": lab.url("good"), "ca_file": str(lab.ca)},
-         lambda lab: {"prober": "http", "timeout": "5s", "http": {"tls_config": {"ca_file": str(lab.ca)}}},
-         lambda lab: lab.url("good")),
+    Kind("https", lambda lab: {"kind": "http", "url": lab.url("good")},
+         lambda lab: {"prober": "http", "timeout": "5s"}, lambda lab: lab.url("good")),
 )
 
 
@@ -79,6 +80,7 @@ def main() -> None:
     cpu = max(os.sched_getaffinity(0))
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="vigil-bench-probes-") as tmp, nginx(Path(tmp) / "nginx") as lab:
+        os.environ["SSL_CERT_FILE"] = str(system_store(Path(tmp), lab))  # for the agents and blackbox_exporter
         print(f"nginx on 127.0.0.1, vigil and blackbox_exporter pinned to CPU {cpu}", flush=True)
         targets = [{"name": f"{KINDS[n % len(KINDS)].name}-{n}", **KINDS[n % len(KINDS)].target(lab)}
                    for n in range(args.probes)]
@@ -191,6 +193,14 @@ def agent(directory: Path, targets: list[dict], interval: float, cpu: int) -> It
         yield f"http://{listen}", peer.pid
     finally:
         peer.stop()
+
+
+def system_store(directory: Path, lab: Nginx) -> Path:
+    """The system's CA bundle with the lab's root CA added: as big as the system's, and it trusts nginx."""
+    paths = ssl.get_default_verify_paths()
+    bundle = directory / "ca-bundle.pem"
+    bundle.write_text(Path(paths.cafile or paths.openssl_cafile).read_text() + lab.ca.read_text())
+    return bundle
 
 
 def pin(pid: int, cpu: int) -> None:
