@@ -21,6 +21,9 @@ COLLECTORS: dict[str, str] = {
     "nut": "collectors.nut.collector:NutCollector",
     "ssh": "collectors.ssh.collector:SshCollector",
     "http": "collectors.probes.collector:HttpProbe",
+    "tcp": "collectors.probes.collector:TcpProbe",
+    "dns": "collectors.probes.collector:DnsProbe",
+    "icmp": "collectors.probes.collector:IcmpProbe",
 }
 
 # The lists beside `targets:` whose entries bring jobs of their own: config key -> its declaration

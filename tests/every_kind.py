@@ -1,6 +1,6 @@
 """One lab with a job of every kind, for tests that stop or reload a real agent many times.
 
-Every target kind (host, ssh, ups, nut, vmware, meraki, m365, http) and backup jobs on every
+Every target kind (host, ssh, ups, nut, vmware, meraki, m365, http, tcp, dns, icmp) and backup jobs on every
 location kind (restic local and over REST, borg, files, SFTP, S3, Azure Blob, Veeam),
 each against its real peer or contract fake, started once for a module: `every_kind()`
 gives the peers and `Lab.config()` a config that uses them all, with short intervals.
@@ -26,6 +26,7 @@ from tests.kinds.meraki.fixtures import KEY
 from tests.kinds.ssh.fixtures import ssh_target
 from tests.lab.azurite import azurite
 from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
+from tests.lab.dnsmasq import Dnsmasq, dnsmasq
 from tests.lab.moto import moto
 from tests.lab.pki import PKI, make_pki
 from tests.lab.rest_server import rest_server
@@ -78,12 +79,13 @@ def every_kind(directory: Path, ssh_server, snmp_lab, nut_lab, meraki_pki: PKI, 
         s3 = stack.enter_context(moto(directory / "moto", pki))
         blob = stack.enter_context(azurite(directory / "azurite", pki))
         rest = stack.enter_context(rest_server(directory / "rest"))
+        resolver = stack.enter_context(dnsmasq(directory / "dnsmasq"))
         secrets = directory / "secrets"
         secrets.mkdir()
         (secrets / "meraki").write_text(KEY + "\n")
         (secrets / "graph-key").write_bytes(app_certificate[1].read_bytes())
         yield Lab(targets=_targets(ssh_server, snmp_lab, nut_lab, vcenter, meraki, meraki_pki, graph, graph_pki,
-                                   app_certificate[0], secrets) + _probes(nginx),
+                                   app_certificate[0], secrets) + _probes(nginx) + _net_probes(ssh_server, resolver),
                   backups=_backups(directory, ssh_server, s3, blob, rest, veeam, pki),
                   env={"VIGIL_TEST_VCENTER_PASSWORD": VCENTER_PASSWORD, "VIGIL_TEST_VEEAM_PASSWORD": VEEAM_PASSWORD,
                        "VIGIL_TEST_RESTIC": PASSWORD, "VIGIL_TEST_BORG": PASSWORD,
@@ -110,6 +112,17 @@ def _targets(ssh_server, snmp_lab, nut_lab, vcenter, meraki, meraki_pki, graph, 
 
 def _probes(nginx) -> list[dict]:
     return [{"name": "web", "kind": "http", "url": nginx.url("good"), "ca_file": str(nginx.ca), **FAST}]
+
+
+def _net_probes(ssh_server, resolver: Dnsmasq) -> list[dict]:
+    """A tcp, dns and icmp probe, on peers already there: sshd's banner, dnsmasq, loopback."""
+    return [
+        {"name": "ssh-port", "kind": "tcp", "host": ssh_server.host, "port": ssh_server.port,
+         "exchange": [{"expect": "^SSH-2\\.0-"}], **FAST},
+        {"name": "www-resolves", "kind": "dns", "server": "127.0.0.1", "port": resolver.port,
+         "query_name": "www.lab.example", "expect_answers": ["192.0.2.10"], **FAST},
+        {"name": "loopback-ping", "kind": "icmp", "host": "127.0.0.1", **FAST},
+    ]
 
 
 def _backups(directory: Path, ssh_server, s3, blob, rest: str, veeam, pki: PKI) -> list[dict]:

@@ -38,6 +38,8 @@ def every_file_field(missing: Path, present: Path) -> dict:
             {"name": "m365-cert", "kind": "m365", "tenant_id": "contoso.onmicrosoft.com",
              "client_id": "00000000-0000-0000-0000-000000000000",
              "client_certificate": {"cert_file": str(missing / "m365.pem"), "key_file": "${env:T_KEY_PATH}"}},
+            {"name": "smtp", "kind": "tcp", "host": "mail", "port": 25, "starttls": "smtp",
+             "ca_file": str(missing / "smtp-ca.pem")},
         ],
         "backups": [job(name, location) for name, location in {
             "sftp": {"kind": "sftp", **SSH, "path": "/srv", "key_file": str(missing / "sftp-key"), "known_hosts": pem},
@@ -71,6 +73,7 @@ ERRORS = {  # field path: what the message says after the path, then the fix it 
     "targets[5].ca_file": ("graph-ca.pem does not exist", "CA"),
     "targets[6].client_certificate.cert_file": ("m365.pem does not exist", "certificate"),
     "targets[6].client_certificate.key_file": ("the file this secret names does not exist", "PEM"),
+    "targets[7].ca_file": ("smtp-ca.pem does not exist", "CA"),
     "backups[0].primary.key_file": ("sftp-key does not exist", "ssh-keygen"),
     "backups[1].primary.ca_file": ("rest-ca.pem does not exist", "CA"),
     "backups[2].primary.known_hosts": ("restic-known_hosts does not exist", "ssh-keyscan"),

@@ -264,6 +264,8 @@ targets:
     interval: 2s
     timeout: 1500ms
   - {{name: ups-nut, kind: nut, host: 127.0.0.1, port: {nut_port}, ups: onbatt, interval: 2s, timeout: 1500ms}}
+  - {{name: ping, kind: icmp, host: 127.0.0.1, interval: 2s, timeout: 1500ms}}
+  - {{name: ping6, kind: icmp, host: "::1", interval: 2s, timeout: 1500ms}}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"
@@ -446,6 +448,11 @@ def check_the_service(manager: Manager, installed: Installed, work: Path, port: 
     # UPS units over SNMP (UDP, the community by credential) and NUT (TCP)
     assert metric(text, "vigil_ups_battery_charge_ratio", target="ups-snmp") == 1
     assert metric(text, "vigil_ups_on_battery", target="ups-nut") == 1
+    # unprivileged ping: datagram ICMP sockets (AF_INET, AF_INET6), no capability, the vigil group in the host's
+    # net.ipv4.ping_group_range
+    for target in ("ping", "ping6"):
+        assert metric(text, "vigil_probe_success", target=target) == 1, _tail(log)
+        assert metric(text, "vigil_probe_icmp_loss_ratio", target=target) == 0
     # every backup read on both sides: restic locally (read-only) and through ssh, files, sftp,
     # and S3 over HTTPS with the job's own CA
     for backup in ("fileserver-nightly", "erp-database-dump", "erp-dump-cloud"):
@@ -470,7 +477,7 @@ def check_the_service(manager: Manager, installed: Installed, work: Path, port: 
     assert stopped == {"Result": "success", "ExecMainStatus": "0"}, _tail(log)
 
 
-def every_job_up(url: str, log: Path, jobs: int = 7, timeout: float = 60) -> str:
+def every_job_up(url: str, log: Path, jobs: int = 9, timeout: float = 60) -> str:
     """The metrics once all `jobs` report vigil_up 1; else fail with what is down and why."""
     deadline = time.monotonic() + timeout
     while True:

@@ -43,6 +43,10 @@ CASES = [
     ("s3: secret written inline", "erp-cloud", "primary", _set(secret_access_key=INLINE), "secret_access_key"),
     ("azure_blob: unknown field", "erp-cloud", "offsite", _set(sas_token="x"), "sas_token"),
     ("veeam: wrong type", "veeam-fileserver", "primary", _set(job=["a", "b"]), "job"),
+    ("tcp: a port out of range", "ssh-port", "", _set(port=70000), "port"),
+    ("dns: an expected answer of another type", "www-resolves", "", _set(expect_answers=["www.lab.example"]),
+     "expect_answers"),
+    ("icmp: wrong type", "loopback-ping", "", _set(count="three"), "count"),
 ]
 
 

@@ -43,6 +43,34 @@ HTTP_STATUS = MetricSpec("vigil_http_status_code", "gauge",
 HTTP_METRICS = (*COMMON, *HANDSHAKE, HTTP_STATUS)
 METRICS = (*METRICS, HTTP_STATUS)
 
+
+# --- tcp, dns, icmp: the network probes ---------------------------------------------------------
+
+DNS_ANSWERS = MetricSpec("vigil_probe_dns_answers", "gauge",
+                         "How many records of the type asked for the last answer held.")
+DNS_RCODE = MetricSpec("vigil_probe_dns_response_code", "gauge",
+                       "The response code of the last answer, as a number (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, "
+                       "5 REFUSED).")
+DNS_CHECKSUM = MetricSpec("vigil_probe_dns_answer_checksum", "gauge",
+                          "A checksum of the last answer's records, sorted (48 bits of their SHA-256): it changes "
+                          "when, and only when, the answer does.")
+ICMP_LOSS = MetricSpec("vigil_probe_icmp_loss_ratio", "gauge",
+                       "The share of the last probe's echo requests that got no reply (0 to 1).", (), "ratio")
+ICMP_RTT_MIN = MetricSpec("vigil_probe_icmp_round_trip_min_seconds", "gauge",
+                          "The shortest round trip of the last probe's echo replies.", (), "seconds")
+ICMP_RTT_AVG = MetricSpec("vigil_probe_icmp_round_trip_avg_seconds", "gauge",
+                          "The mean round trip of the last probe's echo replies.", (), "seconds")
+ICMP_RTT_MAX = MetricSpec("vigil_probe_icmp_round_trip_max_seconds", "gauge",
+                          "The longest round trip of the last probe's echo replies.", (), "seconds")
+
+DNS = (DNS_ANSWERS, DNS_RCODE, DNS_CHECKSUM)
+ICMP = (ICMP_LOSS, ICMP_RTT_MIN, ICMP_RTT_AVG, ICMP_RTT_MAX)
+TCP_METRICS = (*COMMON, *HANDSHAKE)
+DNS_METRICS = (*COMMON, *DNS)
+ICMP_METRICS = (*COMMON, *ICMP)
+METRICS = (*METRICS, *DNS, *ICMP)
+
+
 # --- the rules (deploy/prometheus/rules/probes.yml), as the status page and `vigil once` judge them ---
 # Every kind is judged on its success; a kind that shakes hands in TLS on its certificates (each one of
 # the served chain, by position), its handshake and the versions it offers. CONDITIONS, the family's,

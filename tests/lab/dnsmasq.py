@@ -4,27 +4,29 @@ dnsmasq rather than unbound: one foreground process from flags alone (no chroot,
 anchor or control keys to set up), and it re-reads a hosts file on SIGHUP, which is how an
 answer changes mid-test. A and AAAA records live in that file; MX, CNAME and SRV records are
 flags, fixed for the run. A name in the zone that has no record is NXDOMAIN; a name outside
-it is REFUSED (no upstream server). `query()` is a minimal DNS client, for readiness and
+it is REFUSED (no upstream server). `query()` asks it with dnspython, for readiness and
 for tests that need no probe.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import random
 import signal
 import socket
-import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
 from tests.lab.harness import Peer, free_port, need, running, wait_until
 
 ZONE = "lab.example"  # RFC 6761: never delegated
-TYPES = {"A": 1, "CNAME": 5, "MX": 15, "AAAA": 28, "SRV": 33}
-RCODES = {0: "NOERROR", 2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}
 
 
 @dataclass(frozen=True)
@@ -105,51 +107,16 @@ def dnsmasq(directory: Path, records: Records = LAB_RECORDS) -> Iterator[Dnsmasq
 
 
 def query(port: int, name: str, rtype: str, timeout: float = 2) -> Answer:
-    """One question over UDP to 127.0.0.1:`port`; the rcode and the answers of type `rtype`."""
-    ident = random.randrange(1 << 16)
-    question = b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"
-    packet = struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question + struct.pack("!HH", TYPES[rtype], 1)
+    """One question over UDP (TCP for a long answer) to 127.0.0.1:`port` (dnspython); the rcode and the answers
+    of type `rtype`, as text without the root's dot ("10 mail.lab.example")."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
         sock.connect(("127.0.0.1", port))  # connected: a closed port is ConnectionRefusedError, not a timeout
-        sock.send(packet)
-        reply = sock.recv(4096)
-    _, flags, questions, answers, _, _ = struct.unpack("!HHHHHH", reply[:12])
-    offset = 12
-    for _ in range(questions):
-        offset = _name(reply, offset)[1] + 4
-    records = []
-    for _ in range(answers):
-        offset = _name(reply, offset)[1]
-        kind, _, _, length = struct.unpack("!HHIH", reply[offset:offset + 10])
-        data = offset + 10
-        if kind == TYPES[rtype]:
-            records.append(_rdata(reply, data, length, rtype))
-        offset = data + length
-    return Answer(RCODES.get(flags & 0xF, str(flags & 0xF)), records)
-
-
-def _rdata(reply: bytes, offset: int, length: int, rtype: str) -> str:
-    if rtype in ("A", "AAAA"):
-        return str(ipaddress.ip_address(reply[offset:offset + length]))
-    if rtype == "CNAME":
-        return _name(reply, offset)[0]
-    if rtype == "MX":
-        return f"{struct.unpack('!H', reply[offset:offset + 2])[0]} {_name(reply, offset + 2)[0]}"
-    priority, weight, port = struct.unpack("!HHH", reply[offset:offset + 6])
-    return f"{priority} {weight} {port} {_name(reply, offset + 6)[0]}"
-
-
-def _name(reply: bytes, offset: int) -> tuple[str, int]:
-    """A possibly compressed domain name at `offset`: the name, and the offset just after it."""
-    labels, end = [], None
-    while True:
-        length = reply[offset]
-        if length >= 0xC0:  # a pointer to the rest of the name
-            end = end or offset + 2
-            offset = struct.unpack("!H", reply[offset:offset + 2])[0] & 0x3FFF
-            continue
-        if length == 0:
-            return ".".join(labels), end or offset + 1
-        labels.append(reply[offset + 1:offset + 1 + length].decode())
-        offset += 1 + length
+        try:
+            reply, _ = dns.query.udp_with_fallback(dns.message.make_query(name, rtype), "127.0.0.1", timeout, port,
+                                                   udp_sock=sock)  # over TCP when truncated
+        except dns.exception.Timeout:
+            raise TimeoutError(f"no DNS answer from 127.0.0.1:{port} within {timeout}s") from None
+    wanted = dns.rdatatype.from_text(rtype)
+    records = [rdata.to_text(origin=dns.name.root, relativize=True) for rrset in reply.answer
+               if rrset.rdtype == wanted for rdata in rrset]
+    return Answer(dns.rcode.to_text(reply.rcode()), records)

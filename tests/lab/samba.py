@@ -27,7 +27,6 @@ import os
 import shutil
 import socket
 import stat
-import struct
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
 import pytest
 
 from tests.lab.harness import REQUIRED, Peer, need, wait_until
@@ -326,46 +329,19 @@ def parse_ldif(text: str) -> list[dict[str, list]]:
 
 
 def dns_query(server: str, name: str, record: str = "SRV", timeout: float = 3) -> list:
-    """One DNS question over UDP to `server`:53, without a resolver library: SRV answers as
-    (priority, weight, port, target), A as the address, CNAME as the name; [] if none."""
-    types = {"A": 1, "CNAME": 5, "SRV": 33}
-    question = struct.pack(">HHHHHH", os.getpid() & 0xFFFF, 0x0100, 1, 0, 0, 0) + _name(name) + struct.pack(
-        ">HH", types[record], 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        sock.sendto(question, (server, 53))
-        reply = sock.recv(4096)
-    answers, offset = struct.unpack(">H", reply[6:8])[0], len(question)
-    found = []
-    for _ in range(answers):
-        _, offset = _read_name(reply, offset)
-        kind, _, _, length = struct.unpack(">HHIH", reply[offset:offset + 10])
-        data = offset + 10
-        if kind == types[record] == 33:
-            found.append((*struct.unpack(">HHH", reply[data:data + 6]), _read_name(reply, data + 6)[0]))
-        elif kind == types[record] == 1:
-            found.append(socket.inet_ntoa(reply[data:data + 4]))
-        elif kind == types[record] == 5:
-            found.append(_read_name(reply, data)[0])
-        offset = data + length
-    return found
-
-
-def _name(name: str) -> bytes:
-    return b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"
-
-
-def _read_name(message: bytes, offset: int) -> tuple[str, int]:
-    """A possibly compressed name at `offset`: the name and the offset after it."""
-    labels, end = [], None
-    while (length := message[offset]) != 0:
-        if length >= 0xC0:  # a pointer to an earlier name
-            end = end or offset + 2
-            offset = struct.unpack(">H", message[offset:offset + 2])[0] & 0x3FFF
-            continue
-        labels.append(message[offset + 1:offset + 1 + length].decode())
-        offset += 1 + length
-    return ".".join(labels), end or offset + 1
+    """One DNS question over UDP to `server`:53 (dnspython): SRV answers as (priority, weight, port, target),
+    A as the address, CNAME as the name; [] if none; TimeoutError when no answer comes."""
+    try:
+        reply = dns.query.udp(dns.message.make_query(name, record), server, timeout=timeout)
+    except dns.exception.Timeout:
+        raise TimeoutError(f"no DNS answer from {server} within {timeout}s") from None
+    wanted = dns.rdatatype.from_text(record)
+    found = [rdata for rrset in reply.answer if rrset.rdtype == wanted for rdata in rrset]
+    if record == "SRV":
+        return [(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True)) for r in found]
+    if record == "CNAME":
+        return [r.target.to_text(omit_final_dot=True) for r in found]
+    return [r.address for r in found]
 
 
 def in_view(view: Path, argv: list[str]) -> list[str]:
