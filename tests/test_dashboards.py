@@ -5,8 +5,8 @@ names) run everywhere. The main test runs every panel's every query, with its te
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
 agent (a host target, a Linux and a Windows server over SSH, a Meraki target on the Dashboard
 API fake, an SNMP and a NUT UPS, an m365 tenant on the Graph contract fake, a vCenter simulated
-by vcsim, a restic job with an off-site copy and verification, a borg job, web probes of the lab's
-nginx), and requires that each one succeeds and returns data.
+by vcsim, a restic job with an off-site copy and verification, a borg job, probes of the lab's nginx
+(http, tcp), dnsmasq and of loopback (ping)), and requires that each one succeeds and returns data.
 """
 
 from __future__ import annotations
@@ -185,16 +185,18 @@ def vcenter(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server, vcenter, nginx):
+def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server, vcenter, nginx, dnsmasq_lab):
     from tests.fakes.graph import GraphFake
     from tests.fakes.meraki import MerakiFake, make_org
     from tests.kinds.m365.fixtures import CLIENT_ID, SECRET, TENANT, busy_tenant
     from tests.kinds.ssh.fixtures import ssh_target
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
+    from tests.lab.icmp import need_datagram_ping
     from tests.lab.pki import make_pki
     from tests.lab.prometheus import prometheus
     from tests.lab.vcsim import PASSWORD as VCENTER_PASSWORD
 
+    need_datagram_ping()  # the icmp probe's
     tmp = tmp_path_factory.mktemp("dashboards")
     graph_pki = make_pki(tmp / "graph-pki")
     graph = GraphFake(graph_pki, tenant=TENANT, client_id=CLIENT_ID, client_secret=SECRET).__enter__()
@@ -240,6 +242,11 @@ targets:
       ca_file: "{vcenter.pki.ca}"}}
   - {{name: web, kind: http, url: "{nginx.url("good")}", ca_file: "{nginx.ca}", interval: 1s}}
   - {{name: web-legacy, kind: http, url: "{nginx.url("tls1.0", "/error")}", ca_file: "{nginx.ca}", interval: 1s}}
+  - {{name: web-tls, kind: tcp, host: 127.0.0.1, port: {nginx.ports["good"]}, tls: true, ca_file: "{nginx.ca}",
+     interval: 1s}}
+  - {{name: www-address, kind: dns, server: 127.0.0.1, port: {dnsmasq_lab.port}, query_name: www.lab.example,
+     interval: 1s}}
+  - {{name: loopback, kind: icmp, host: 127.0.0.1, interval: 1s}}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"

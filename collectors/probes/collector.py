@@ -105,7 +105,7 @@ class TcpProbe(Probe[TcpConfig]):
 
     Config = TcpConfig
     METRICS = metrics.TCP_METRICS
-    CONDITIONS = metrics.CONDITIONS
+    CONDITIONS = metrics.TCP_CONDITIONS
 
     def open(self) -> None:
         config = self.config
@@ -169,7 +169,7 @@ class DnsProbe(Probe[DnsConfig]):
 
     Config = DnsConfig
     METRICS = metrics.DNS_METRICS
-    CONDITIONS = metrics.CONDITIONS
+    CONDITIONS = metrics.DNS_CONDITIONS
 
     async def probe(self, out: Emitter, phases: Phases) -> None:
         from collectors.probes import dns
@@ -189,7 +189,7 @@ class IcmpProbe(Probe[IcmpConfig]):
 
     Config = IcmpConfig
     METRICS = metrics.ICMP_METRICS
-    CONDITIONS = metrics.CONDITIONS
+    CONDITIONS = metrics.ICMP_CONDITIONS
 
     async def probe(self, out: Emitter, phases: Phases) -> None:
         config = self.config

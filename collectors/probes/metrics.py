@@ -93,5 +93,11 @@ TLS_BROKEN_RULE = Condition(
 OLD_TLS_RULE = Condition("ProbeTlsOldVersion", "warning", "vigil_tls_oldest_version_accepted < 1.2",
                          "accepts TLS older than 1.2")
 HANDSHAKE_CONDITIONS = (*CERT_RULES, TLS_BROKEN_RULE, OLD_TLS_RULE)  # what a kind that shakes hands in TLS declares
+# A change of answer is judged on the past, which only Prometheus keeps.
+DNS_CHANGED_RULE = Condition("ProbeDnsAnswerChanged", "warning", "changes(vigil_probe_dns_answer_checksum[15m]) > 0",
+                             "answer changed", not_judged="a change over 15 min of samples")
 HTTP_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS)
-CONDITIONS = (*CONDITIONS, DOWN_RULE, *HANDSHAKE_CONDITIONS)
+TCP_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS)
+DNS_CONDITIONS = (DOWN_RULE, DNS_CHANGED_RULE)
+ICMP_CONDITIONS = (DOWN_RULE,)
+CONDITIONS = (*CONDITIONS, DOWN_RULE, *HANDSHAKE_CONDITIONS, DNS_CHANGED_RULE)

@@ -1,6 +1,6 @@
-"""The probes' rules (deploy/prometheus/rules/probes.yml) as the status page judges them, on what a probe of the
-lab's nginx really emits: every certificate of the chain by its position, a refused certificate as TLS broken
-(and a service down behind a good handshake not), TLS 1.0 still offered.
+"""The probes' rules (deploy/prometheus/rules/probes.yml) as the status page judges them, on what probes of the
+lab's peers really emit: every certificate of the chain by its position, a refused certificate as TLS broken
+(after STARTTLS too; a service down behind a good handshake not), TLS 1.0 still offered.
 
 tests/test_conditions.py checks that the agent judges each rule as Prometheus does; here the series are
 real, so a rule that reads a series the probes do not emit (or emit otherwise) is caught.
@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import time
 
+from agent import registry
 from agent.conditions import judge
-from collectors.probes.collector import HttpProbe
 from collectors.probes.metrics import CONDITIONS
 from tests import collector_kit as kit
 from tests.lab import nginx as web
+from tests.lab.pki import make_pki
 
 
 def concerns(context, url: str, **options) -> list[tuple[str, str, str]]:
     """(alert, severity, words) of every rule of kind: http that holds after one probe of `url`."""
-    out = kit.collect({"name": "web", "kind": "http", "url": url, **options}, context)
+    return judged(context, {"name": "web", "kind": "http", "url": url, **options})
+
+
+def judged(context, target: dict) -> list[tuple[str, str, str]]:
+    """(alert, severity, words) of every rule of the target's kind that holds after one probe of it."""
+    out = kit.collect(target, context)
     assert not out.errors
-    series = [(sample.name, {**sample.labels, "target": "web"}, sample.value) for sample in out.samples()]
-    return [(c.alert, c.severity, c.says) for c in judge(HttpProbe.CONDITIONS, series, time.time())]
+    series = [(sample.name, {**sample.labels, "target": target["name"]}, sample.value) for sample in out.samples()]
+    conditions = registry.job_class(target["kind"]).CONDITIONS
+    return [(c.alert, c.severity, c.says) for c in judge(conditions, series, time.time())]
 
 
 def test_a_good_chain_raises_nothing(nginx, context):
@@ -55,5 +62,18 @@ def test_tls_1_0_still_accepted_is_a_warning(nginx, context):
         ("ProbeTlsOldVersion", "warning", "accepts TLS older than 1.2")]
 
 
+def test_a_certificate_refused_after_starttls_is_tls_broken_too(smtp_lab, context, tmp_path):
+    target = {"name": "smtp", "kind": "tcp", "host": "127.0.0.1", "port": smtp_lab.port, "starttls": "smtp",
+              "ca_file": str(make_pki(tmp_path / "another").ca)}
+    assert ("ProbeTlsBroken", "critical", "certificate refused") in judged(context, target)
+
+
+def test_a_good_starttls_handshake_is_judged_on_its_dates_only(tcp_conformance, context):
+    found = judged(context, tcp_conformance)
+    assert [(alert, severity) for alert, severity, _ in found] == [("ProbeCertificateExpiring", "critical")]
+    assert found[0][2].startswith("leaf certificate expires in ")  # the lab's certificates last 2 days
+
+
 def test_each_kinds_rules_are_the_familys():
-    assert set(HttpProbe.CONDITIONS) <= set(CONDITIONS)
+    for kind in ("http", "tcp", "dns", "icmp"):
+        assert set(registry.job_class(kind).CONDITIONS) <= set(CONDITIONS), kind
