@@ -24,6 +24,9 @@ COLLECTORS: dict[str, str] = {
     "tcp": "collectors.probes.collector:TcpProbe",
     "dns": "collectors.probes.collector:DnsProbe",
     "icmp": "collectors.probes.collector:IcmpProbe",
+    # the database probes (issue 22)
+    "postgres": "collectors.probes.collector:PostgresProbe",
+    "mysql": "collectors.probes.collector:MysqlProbe",
 }
 
 # The lists beside `targets:` whose entries bring jobs of their own: config key -> its declaration

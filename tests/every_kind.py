@@ -1,7 +1,7 @@
 """One lab with a job of every kind, for tests that stop or reload a real agent many times.
 
-Every target kind (host, ssh, ups, nut, vmware, meraki, m365, http, tcp, dns, icmp) and backup jobs on every
-location kind (restic local and over REST, borg, files, SFTP, S3, Azure Blob, Veeam),
+Every target kind (host, ssh, ups, nut, vmware, meraki, m365, http, tcp, dns, icmp, postgres, mysql) and backup
+jobs on every location kind (restic local and over REST, borg, files, SFTP, S3, Azure Blob, Veeam),
 each against its real peer or contract fake, started once for a module: `every_kind()`
 gives the peers and `Lab.config()` a config that uses them all, with short intervals.
 """
@@ -23,6 +23,7 @@ from tests.fakes.meraki import MerakiFake, make_org
 from tests.fakes.veeam import VeeamFake
 from tests.kinds.m365.fixtures import CLIENT_ID, SECRET, TENANT
 from tests.kinds.meraki.fixtures import KEY
+from tests.kinds.probes.fixtures import db_target
 from tests.kinds.ssh.fixtures import ssh_target
 from tests.lab.azurite import azurite
 from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
@@ -57,10 +58,12 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki, app_certificate,
-        nginx) -> Iterator[Lab]:
+        nginx, pg_lab, maria_lab) -> Iterator[Lab]:
     """The lab, for one test module (import it there as a fixture)."""
     with every_kind(tmp_path_factory.mktemp("every-kind"), ssh_server, snmp_lab, nut_lab, meraki_pki, graph_pki,
                     app_certificate, nginx) as peers:
+        peers.targets += _databases(pg_lab, maria_lab)
+        peers.env.update({"VIGIL_TEST_PG_PASSWORD": pg_lab.password, "VIGIL_TEST_MARIADB_PASSWORD": maria_lab.password})
         yield peers
 
 
@@ -123,6 +126,14 @@ def _net_probes(ssh_server, resolver: Dnsmasq) -> list[dict]:
          "query_name": "www.lab.example", "expect_answers": ["192.0.2.10"], **FAST},
         {"name": "loopback-ping", "kind": "icmp", "host": "127.0.0.1", **FAST},
     ]
+
+
+def _databases(pg_lab, maria_lab) -> list[dict]:
+    """The database probes (the session's PostgreSQL and MariaDB primaries, tests/kinds/probes/fixtures.py)."""
+    return [{**db_target("postgres", pg_lab, pg_lab.primary, name="postgres-1"),
+             "password": "${env:VIGIL_TEST_PG_PASSWORD}", **FAST},
+            {**db_target("mysql", maria_lab, maria_lab.primary, name="mariadb-1"),
+             "password": "${env:VIGIL_TEST_MARIADB_PASSWORD}", **FAST}]
 
 
 def _backups(directory: Path, ssh_server, s3, blob, rest: str, veeam, pki: PKI) -> list[dict]:

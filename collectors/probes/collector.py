@@ -11,6 +11,7 @@ finding ("no answer within 4.5s, during tls"), never a job that timed out.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import ssl
 from collections.abc import Mapping
 from typing import ClassVar, TypeVar
@@ -21,9 +22,18 @@ from agent.reasons import describe
 from agent.schema import TargetConfig
 from collectors.probes import icmp, metrics, starttls, tcp, tls
 from collectors.probes.address import Address, addresses
-from collectors.probes.config import DnsConfig, HttpConfig, IcmpConfig, TcpConfig
+from collectors.probes.config import (
+    DatabaseConfig,
+    DnsConfig,
+    HttpConfig,
+    IcmpConfig,
+    MysqlConfig,
+    PostgresConfig,
+    TcpConfig,
+)
+from collectors.probes.database import Kept
 from collectors.probes.http import HttpCheck
-from collectors.probes.metrics import DURATION, HTTP_CONDITIONS, HTTP_METRICS, SUCCESS
+from collectors.probes.metrics import DURATION, HTTP_CONDITIONS, HTTP_METRICS, MYSQL_METRICS, POSTGRES_METRICS, SUCCESS
 from collectors.probes.phases import Phases, ProbeFailed
 
 UP, DOWN = "ok", "down"
@@ -31,6 +41,7 @@ MARGIN = 0.1  # of the job's timeout, at most MAX_MARGIN seconds: left to report
 MAX_MARGIN = 1.0
 
 C = TypeVar("C", bound=TargetConfig)
+D = TypeVar("D", bound=DatabaseConfig)
 
 
 class Probe(Collector[C]):
@@ -204,3 +215,41 @@ class IcmpProbe(Probe[IcmpConfig]):
             out.gauge(metrics.ICMP_RTT_MAX, max(trips))
         else:
             raise ProbeFailed(f"no reply to {config.count} pings from {config.host}")
+
+
+# --- the database kinds (postgres, mysql): each driver's module imported only when its kind is used
+
+class DatabaseProbe(Probe[D]):
+    """A login, a query under a statement timeout, the server's role, lag and connections, through the
+    protocol module PROTOCOL (asyncpg, aiomysql); what a target keeps between its runs (its TLS context, the
+    oldest TLS version the server accepts) is `kept`."""
+
+    PROTOCOL: ClassVar[str]
+
+    def __init__(self, config: D, ctx) -> None:
+        super().__init__(config, ctx)
+        self.kept = Kept(ctx.clock.monotonic)
+
+    def notes(self) -> Mapping[str, str]:
+        return self.kept.oldest.notes()
+
+    async def probe(self, out: Emitter, phases: Phases) -> None:
+        await importlib.import_module(self.PROTOCOL).probe(self.config, out, phases, self.kept)
+
+
+class PostgresProbe(DatabaseProbe[PostgresConfig]):
+    """`kind: postgres`."""
+
+    Config = PostgresConfig
+    METRICS = POSTGRES_METRICS
+    CONDITIONS = metrics.DATABASE_CONDITIONS
+    PROTOCOL = "collectors.probes.postgres"
+
+
+class MysqlProbe(DatabaseProbe[MysqlConfig]):
+    """`kind: mysql` (MariaDB or MySQL)."""
+
+    Config = MysqlConfig
+    METRICS = MYSQL_METRICS
+    CONDITIONS = metrics.DATABASE_CONDITIONS
+    PROTOCOL = "collectors.probes.mysql"

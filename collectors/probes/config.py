@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, Validati
 
 from agent.ondisk import CaFile
 from agent.schema import CredentialFreeHttpUrl, Duration, Size, StrictModel, TargetConfig
-from agent.secrets import HeaderSecret, one_line, resolve_if_reference
+from agent.secrets import HeaderSecret, Secret, one_line, resolve_if_reference
 
 
 class TlsOptions(StrictModel):
@@ -151,3 +151,40 @@ class IcmpConfig(TargetConfig):
     count: int = Field(3, description="How many echo requests each probe sends.", ge=1, le=20)
     spacing: Duration = Field(0.2, description="The time between two echo requests.")
     wait: Duration = Field(1.0, description="How long to wait for the reply to the last request.")
+# --- the database kinds (postgres, mysql) ---
+
+
+class DatabaseConfig(TargetConfig, TlsOptions):
+    """What both database kinds need: where, who (a read-only account), in TLS, under a statement timeout."""
+
+    host: str = Field(description="The database server's host name or address.", min_length=1)
+    user: str = Field(description="A read-only monitoring account (the page shows how to create one).",
+                      min_length=1)
+    password: Secret = Field(description="Its password, by reference (`${cred:pg}`).")
+    tls: Literal["verify", "required", "off"] = Field(
+        "verify", description="verify: TLS, the certificate verified; required: TLS, not verified; off: no TLS "
+                              "(a server without TLS when it is asked for fails the probe).")
+    query: str = Field("SELECT 1", description="A query run as the trivial check (its rows are not read): one "
+                                               "that reads the application's own table tests more.",
+                       min_length=1)
+    statement_timeout: Duration = Field(2.0, description="How long the server lets each query of the probe run "
+                                                         "(set in the session); keep it under the job's timeout.")
+
+    @model_validator(mode="after")
+    def _verification_needs_tls_verify(self) -> DatabaseConfig:
+        if self.tls != "verify" and (self.ca_file or self.server_name):
+            raise ValueError(f"ca_file and server_name verify the certificate: they need tls: verify, "
+                             f"not tls: {self.tls}")
+        return self
+
+
+class PostgresConfig(DatabaseConfig):
+    kind: Literal["postgres"]
+    port: int = Field(5432, description="The server's TCP port.", ge=1, le=65535)
+    database: str = Field("postgres", description="The database to log in to.", min_length=1)
+
+
+class MysqlConfig(DatabaseConfig):
+    kind: Literal["mysql"]
+    port: int = Field(3306, description="The server's TCP port.", ge=1, le=65535)
+    database: str | None = Field(None, description="A database to log in to (none: the login alone).")

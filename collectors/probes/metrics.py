@@ -71,6 +71,24 @@ ICMP_METRICS = (*COMMON, *ICMP)
 METRICS = (*METRICS, *DNS, *ICMP)
 
 
+# --- the database kinds (postgres, mysql): one catalogue for both, so one rule and one dashboard row serve both
+
+DB_INFO = MetricSpec("vigil_db_info", "gauge",
+                     "The database server's version and replication role (primary, replica); always 1.",
+                     ("version", "role"))
+DB_REPLICA_LAG = MetricSpec("vigil_db_replica_lag_seconds", "gauge",
+                            "How far a replica's data is behind its primary's (0 when it has applied everything "
+                            "received); a replica only, while it replicates.", (), "seconds")
+DB_CONNECTIONS = MetricSpec("vigil_db_connections", "gauge",
+                            "Client connections open on the database server, the probe's own included.")
+DB_CONNECTIONS_MAX = MetricSpec("vigil_db_connections_max", "gauge",
+                                "The most client connections the database server accepts (max_connections).")
+DATABASE = (DB_INFO, DB_REPLICA_LAG, DB_CONNECTIONS, DB_CONNECTIONS_MAX)
+POSTGRES_METRICS = (*COMMON, *HANDSHAKE, *DATABASE)
+MYSQL_METRICS = (*COMMON, *HANDSHAKE, *DATABASE)
+METRICS = (*METRICS, *DATABASE)
+
+
 # --- the rules (deploy/prometheus/rules/probes.yml), as the status page and `vigil once` judge them ---
 # Every kind is judged on its success; a kind that shakes hands in TLS on its certificates (each one of
 # the served chain, by position), its handshake and the versions it offers. CONDITIONS, the family's,
@@ -100,4 +118,5 @@ HTTP_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS)
 TCP_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS)
 DNS_CONDITIONS = (DOWN_RULE, DNS_CHANGED_RULE)
 ICMP_CONDITIONS = (DOWN_RULE,)
+DATABASE_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS)  # postgres and mysql
 CONDITIONS = (*CONDITIONS, DOWN_RULE, *HANDSHAKE_CONDITIONS, DNS_CHANGED_RULE)

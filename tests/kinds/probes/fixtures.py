@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
+from tests import collector_kit as kit
 from tests.lab.dnsmasq import Dnsmasq, dnsmasq
 from tests.lab.dovecot import Dovecot, dovecot
 from tests.lab.icmp import need_datagram_ping
+from tests.lab.mariadb import mariadb
 from tests.lab.nginx import nginx as run_nginx
 from tests.lab.pki import PKI, make_pki
 from tests.lab.postgres import Postgres, postgres
@@ -86,3 +89,70 @@ def icmp_conformance() -> dict:
     """Loopback, which answers: every family `kind: icmp` declares."""
     need_datagram_ping()
     return {"name": "loopback", "kind": "icmp", "host": "127.0.0.1"}
+# --- the database kinds (postgres, mysql): a primary and a replica of each, for the session ---
+
+DB_PASSWORD_VARIABLE = "VIGIL_TEST_DB_PASSWORD"
+
+
+@pytest.fixture(scope="session")
+def db_pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("db-pki"))
+
+
+@pytest.fixture(scope="session")
+def pg_lab(tmp_path_factory, db_pki):
+    with postgres(tmp_path_factory.mktemp("postgres"), db_pki) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="session")
+def maria_lab(tmp_path_factory, db_pki):
+    with mariadb(tmp_path_factory.mktemp("mariadb"), db_pki) as lab:
+        yield lab
+
+
+def db_target(kind: str, lab, server, name: str = "db", **options) -> dict:
+    """A probe of `server` (lab.primary or lab.replica) as the lab's monitoring account, TLS verified; its
+    password is read from DB_PASSWORD_VARIABLE (see db_password)."""
+    return {"name": name, "kind": kind, "host": "127.0.0.1", "port": server.port, "user": lab.user,
+            "password": f"${{env:{DB_PASSWORD_VARIABLE}}}", "ca_file": str(lab.ca), **options}
+
+
+@pytest.fixture
+def pg(pg_lab, monkeypatch):
+    """The PostgreSQL lab, its monitoring password where db_target's targets read it."""
+    monkeypatch.setenv(DB_PASSWORD_VARIABLE, pg_lab.password)
+    return pg_lab
+
+
+@pytest.fixture
+def maria(maria_lab, monkeypatch):
+    """The MariaDB lab, its monitoring password where db_target's targets read it."""
+    monkeypatch.setenv(DB_PASSWORD_VARIABLE, maria_lab.password)
+    return maria_lab
+
+
+@pytest.fixture
+def postgres_conformance(pg) -> dict:
+    """The replica: its role, lag, connections and served chain, every family `kind: postgres` declares."""
+    return db_target("postgres", pg, pg.replica)
+
+
+@pytest.fixture
+def mysql_conformance(maria) -> dict:
+    """The replica: its role, lag, connections and served chain, every family `kind: mysql` declares."""
+    return db_target("mysql", maria, maria.replica)
+
+
+def value(out, name: str, **labels) -> float | None:
+    return kit.values(out, name).get(tuple(sorted(labels.items())))
+
+
+def verdict(out) -> tuple[float | None, str]:
+    """vigil_probe_success and the reason."""
+    return value(out, "vigil_probe_success"), out.verdict.detail
+
+
+def own_connections(port: int) -> list:
+    """This process's TCP connections to `port`: none once a probe has returned."""
+    return [c for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port]
