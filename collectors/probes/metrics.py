@@ -118,5 +118,11 @@ HTTP_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS)
 TCP_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS)
 DNS_CONDITIONS = (DOWN_RULE, DNS_CHANGED_RULE)
 ICMP_CONDITIONS = (DOWN_RULE,)
-DATABASE_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS)  # postgres and mysql
-CONDITIONS = (*CONDITIONS, DOWN_RULE, *HANDSHAKE_CONDITIONS, DNS_CHANGED_RULE)
+DATABASE_RULES = (
+    Condition("ProbeDatabaseReplicaLagging", "warning", "vigil_db_replica_lag_seconds > 300",
+              "{value:duration} behind its primary"),
+    Condition("ProbeDatabaseConnectionsNearMax", "warning", "vigil_db_connections / vigil_db_connections_max > 0.9",
+              "{value:percent} of its connections in use"),
+)
+DATABASE_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS, *DATABASE_RULES)  # postgres and mysql
+CONDITIONS = (*CONDITIONS, DOWN_RULE, *HANDSHAKE_CONDITIONS, DNS_CHANGED_RULE, *DATABASE_RULES)

@@ -8,13 +8,20 @@ real, so a rule that reads a series the probes do not emit (or emit otherwise) i
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 
+import aiomysql
+
 from agent import registry
+from agent.collector import run_once
 from agent.conditions import judge
 from collectors.probes.metrics import CONDITIONS
 from tests import collector_kit as kit
+from tests.kinds.probes.fixtures import db_target
 from tests.lab import nginx as web
+from tests.lab.harness import wait_until
 from tests.lab.pki import make_pki
 
 
@@ -27,6 +34,11 @@ def judged(context, target: dict) -> list[tuple[str, str, str]]:
     """(alert, severity, words) of every rule of the target's kind that holds after one probe of it."""
     out = kit.collect(target, context)
     assert not out.errors
+    return holding(out, target)
+
+
+def holding(out, target: dict) -> list[tuple[str, str, str]]:
+    """(alert, severity, words) of every rule of the target's kind that holds on the probe's series."""
     series = [(sample.name, {**sample.labels, "target": target["name"]}, sample.value) for sample in out.samples()]
     conditions = registry.job_class(target["kind"]).CONDITIONS
     return [(c.alert, c.severity, c.says) for c in judge(conditions, series, time.time())]
@@ -74,6 +86,42 @@ def test_a_good_starttls_handshake_is_judged_on_its_dates_only(tcp_conformance, 
     assert found[0][2].startswith("leaf certificate expires in ")  # the lab's certificates last 2 days
 
 
+def test_a_replica_ten_minutes_behind_is_lagging(maria, context):
+    with maria.lagging():  # the replica applies each event an hour after it was written, ...
+        # ... and this one was written ten minutes ago, by its own timestamp
+        maria.primary.sql("SET TIMESTAMP = UNIX_TIMESTAMP() - 600; "
+                          "INSERT INTO lab.lab_rows (note) VALUES ('ten minutes old')")
+        wait_until(lambda: int(maria.replica.replica_status()["Seconds_Behind_Master"] or 0) >= 600, 10, "a lag")
+        found = judged(context, db_target("mysql", maria, maria.replica))
+    assert [(alert, severity) for alert, severity, _ in found if alert != "ProbeCertificateExpiring"] == [
+        ("ProbeDatabaseReplicaLagging", "warning")]
+    assert re.fullmatch(r"1[01] min behind its primary", next(says for alert, _, says in found
+                                                              if alert == "ProbeDatabaseReplicaLagging"))
+
+
+def test_a_replica_in_step_with_its_primary_is_not_lagging(maria, context):
+    found = judged(context, db_target("mysql", maria, maria.replica))
+    assert "ProbeDatabaseReplicaLagging" not in {alert for alert, _, _ in found}
+
+
+def test_connections_near_the_maximum(maria, context):
+    target = db_target("mysql", maria, maria.primary)
+    before = kit.values(kit.collect(target, context), "vigil_db_connections")[()]  # the probe's own among them
+
+    async def with_more(count: int):
+        others = [await aiomysql.connect(host="127.0.0.1", port=maria.primary.port, user=maria.user,
+                                         password=maria.password) for _ in range(count)]
+        try:
+            return await run_once(kit.build(target, context), strict=True)
+        finally:
+            for other in others:
+                other.close()
+
+    out = asyncio.run(with_more(19 - int(before)))  # 19 of the lab's 20
+    assert kit.values(out, "vigil_db_connections")[()] == 19
+    assert ("ProbeDatabaseConnectionsNearMax", "warning", "95% of its connections in use") in holding(out, target)
+
+
 def test_each_kinds_rules_are_the_familys():
-    for kind in ("http", "tcp", "dns", "icmp"):
+    for kind in ("http", "tcp", "dns", "icmp", "postgres", "mysql"):
         assert set(registry.job_class(kind).CONDITIONS) <= set(CONDITIONS), kind
