@@ -66,6 +66,8 @@ KINDS = (
          lambda lab: {"prober": "http", "timeout": "5s"}, lambda lab: lab.url()),
     Kind("https", lambda lab: {"kind": "http", "url": lab.url("good")},
          lambda lab: {"prober": "http", "timeout": "5s"}, lambda lab: lab.url("good")),
+    Kind("tcp", lambda lab: {"kind": "tcp", "host": "127.0.0.1", "port": lab.http_port},
+         lambda lab: {"prober": "tcp", "timeout": "5s"}, lambda lab: f"127.0.0.1:{lab.http_port}"),
 )
 
 
