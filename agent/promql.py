@@ -3,7 +3,7 @@
 The status page and `vigil once` show the conditions the shipped rules alert on, and
 evaluate each with the rule's own expression (agent.model.Condition), so that the page
 and Prometheus cannot disagree on a threshold. Only instant arithmetic is here:
-selectors with matchers, numbers, `+ - * /`, comparisons, `and`, `or`, `on (...)`
+selectors with matchers, numbers, `+ - * /`, comparisons, `and`, `or`, `unless`, `on (...)`
 matching, `time()`, `clamp_min`, `label_replace` and `max/min/sum by (...)`, with
 Prometheus' rules for which labels a result keeps; and `last_over_time(x[d])`, the one
 range a series' newest sample answers: it is that sample while it is at most d old, even
@@ -33,7 +33,7 @@ _TOKEN = re.compile(r"""\s*(?:(?P<number>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)
 _ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": lambda a, b: _divide(a, b)}
 _COMPARISON = {"==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt, ">=": operator.ge,
                "<=": operator.le}
-_LEVELS = (("or",), ("and",), tuple(_COMPARISON), ("+", "-"), ("*", "/"))  # loosest binding first
+_LEVELS = (("or",), ("and", "unless"), tuple(_COMPARISON), ("+", "-"), ("*", "/"))  # loosest binding first
 _AGGREGATIONS = {"max": max, "min": min, "sum": sum}
 
 
@@ -296,10 +296,10 @@ def _binary(op: str, on: tuple[str, ...] | None, lhs: Node, rhs: Node) -> Node:
 
     def run(series: Index, now: float) -> Value:
         left, right = lhs(series, now), rhs(series, now)
-        if op in ("and", "or"):
+        if op in ("and", "or", "unless"):
             present = {key(point) for point in _vector(left if op == "or" else right)}
-            if op == "and":
-                return [point for point in _vector(left) if key(point) in present]
+            if op != "or":  # `and` keeps the left's series matched on the right, `unless` those not
+                return [point for point in _vector(left) if (key(point) in present) == (op == "and")]
             return [*_vector(left), *(point for point in _vector(right) if key(point) not in present)]
         if isinstance(left, float) and isinstance(right, float):
             if op in _COMPARISON:
@@ -341,7 +341,7 @@ def _with_scalar(op: str, left: Value, right: Value) -> list[Point]:
 
 def _vector(value: Value) -> list[Point]:
     if isinstance(value, float):
-        raise Unsupported("`and` and `or` join vectors, not numbers")
+        raise Unsupported("`and`, `or` and `unless` join vectors, not numbers")
     return value
 
 

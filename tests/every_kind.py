@@ -126,6 +126,8 @@ def _net_probes(ssh_server, resolver: Dnsmasq) -> list[dict]:
          "query_name": "www.lab.example", "expect_answers": ["192.0.2.10"], **FAST},
         {"name": "loopback-ping", "kind": "icmp", "host": "127.0.0.1", **FAST},
     ]
+
+
 def _databases(pg_lab, maria_lab) -> list[dict]:
     """The database probes (the session's PostgreSQL and MariaDB primaries, tests/kinds/probes/fixtures.py)."""
     return [{**db_target("postgres", pg_lab, pg_lab.primary, name="postgres-1"),

@@ -177,7 +177,7 @@ def alerting_server(tmp_path):
         yield server
 
 
-def test_the_page_once_and_prometheus_with_the_shipped_rules_agree(serverroom, alerting_server, start_agent,
+def test_the_page_once_and_prometheus_with_the_shipped_rules_agree(serverroom, alerting_server, nginx, start_agent,
                                                                     write_config, tmp_path):
     from tests.kinds.ssh.fixtures import ssh_target
     from tests.lab.prometheus import prometheus
@@ -191,7 +191,9 @@ def test_the_page_once_and_prometheus_with_the_shipped_rules_agree(serverroom, a
         targets = [serverroom.target("serverroom", name="ups-serverroom", interval="1s"),
                    snmp.v2c("ups-rack", "rack-recording", interval="1s"),
                    ssh_target(alerting_server, name="fileserver-01", interval="5s", timeout="4s"),
-                   {"name": "nas-01", "kind": "failing", "interval": "1s"}]
+                   {"name": "nas-01", "kind": "failing", "interval": "1s"},
+                   {"name": "portal", "kind": "http", "url": nginx.url("expired"), "ca_file": str(nginx.ca),
+                    "interval": "1s"}]
         config = write_config("listen: 127.0.0.1:{port}\nstate_dir: {state}\n" + yaml.safe_dump({
             "targets": targets,
             "backups": [{"name": "erp-dumps", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h",
@@ -200,7 +202,8 @@ def test_the_page_once_and_prometheus_with_the_shipped_rules_agree(serverroom, a
         scrape = [{"job_name": "vigil", "static_configs": [{"targets": [agent.url.removeprefix("http://")]}]}]
         with prometheus(tmp_path / "prom", scrape, without_delays(tmp_path / "rules")) as prom:
             always = {("HostDiskAlmostFull", "fileserver-01"), ("HostSystemdUnitsFailed", "fileserver-01"),
-                      ("BackupUnreachable", "erp-dumps"), ("VigilJobFailing", "nas-01")}
+                      ("BackupUnreachable", "erp-dumps"), ("VigilJobFailing", "nas-01"),
+                      ("ProbeCertificateExpiring", "portal"), ("ProbeTlsBroken", "portal")}
             before = agree(agent, prom, always)
             assert not {alert for alert, _, _ in before} & {"UpsOnBattery", "UpsRuntimeLow"}
 
@@ -213,9 +216,10 @@ def test_the_page_once_and_prometheus_with_the_shipped_rules_agree(serverroom, a
 
         page = agent.get("/")[1].decode()
         summary = re.search(r"<p class='summary bad' id='summary'>(.*?)</p>", page).group(1)
-        assert summary.startswith("1 of 4 targets down (nas-01), 3 need attention: ")
+        assert summary.startswith("1 of 4 targets down (nas-01), 4 need attention: ")
         assert "ups-serverroom on battery, 8 min left" in summary and "ups-rack on battery" in summary
         assert "fileserver-01 1.0% free on /, 2 failed units" in summary
+        assert "portal leaf certificate expired 24 h ago, certificate refused" in summary
         # reasons in words: no class name (LocationError:, SshError:), no script in its shell quoting
         document = status(agent)
         (board,) = document["boards"]["Backups"]

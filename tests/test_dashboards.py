@@ -5,8 +5,9 @@ names) run everywhere. The main test runs every panel's every query, with its te
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
 agent (a host target, a Linux and a Windows server over SSH, a Meraki target on the Dashboard
 API fake, an SNMP and a NUT UPS, an m365 tenant on the Graph contract fake, a vCenter simulated
-by vcsim, a restic job with an off-site copy and verification, a borg job), and requires that
-each one succeeds and returns data.
+by vcsim, a restic job with an off-site copy and verification, a borg job, probes of the lab's nginx
+(http, tcp), dnsmasq, loopback (ping) and the PostgreSQL and MariaDB replicas), and requires that each one
+succeeds and returns data.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.lab.harness import Peer, free_port, http_get, wait_until
 
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = {"vigil-overview", "vigil-servers", "vigil-backups", "vigil-meraki", "vigil-ups",
-              "vigil-m365", "vigil-vmware"}
+              "vigil-m365", "vigil-vmware", "vigil-services"}
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/vigil"  # where the provider reads them; the installer copies them
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -185,16 +186,19 @@ def vcenter(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server, vcenter):
+def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server, vcenter, nginx, dnsmasq_lab, pg_lab, maria_lab):
     from tests.fakes.graph import GraphFake
     from tests.fakes.meraki import MerakiFake, make_org
     from tests.kinds.m365.fixtures import CLIENT_ID, SECRET, TENANT, busy_tenant
+    from tests.kinds.probes.fixtures import db_target
     from tests.kinds.ssh.fixtures import ssh_target
     from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
+    from tests.lab.icmp import need_datagram_ping
     from tests.lab.pki import make_pki
     from tests.lab.prometheus import prometheus
     from tests.lab.vcsim import PASSWORD as VCENTER_PASSWORD
 
+    need_datagram_ping()  # the icmp probe's
     tmp = tmp_path_factory.mktemp("dashboards")
     graph_pki = make_pki(tmp / "graph-pki")
     graph = GraphFake(graph_pki, tenant=TENANT, client_id=CLIENT_ID, client_secret=SECRET).__enter__()
@@ -212,6 +216,12 @@ def lab(tmp_path_factory, snmp_lab, nut_lab, ssh_server, vcenter):
         """A Linux and a Windows server over SSH (tests/kinds/ssh/fixtures.py): the servers dashboard's other half."""
         fields = {**ssh_target(ssh_server, name=name), "interval": "5s", "timeout": "4500ms", **extra}
         return ", ".join(f"{key}: {value}" for key, value in fields.items())
+
+    def database(kind: str, lab) -> dict:
+        """A probe of the lab's replica (its lag), its password from a file."""
+        (tmp / f"{kind}-password").write_text(lab.password)
+        return {**db_target(kind, lab, lab.replica, name=f"{kind}-replica"), "interval": "1s",
+                "password": f"${{file:{tmp}/{kind}-password}}"}
 
     meraki_pki = make_pki(tmp / "meraki-pki")
     meraki = MerakiFake(meraki_pki, [make_org("549236", "Acme", networks=3, devices=40)]).__enter__()
@@ -238,6 +248,15 @@ targets:
   - {{name: vcenter, kind: vmware, interval: 2s, host: 127.0.0.1, port: {vcenter.port},
       user: "{vcenter.target()["user"]}", password: "${{env:VIGIL_TEST_VCENTER_PASSWORD}}",
       ca_file: "{vcenter.pki.ca}"}}
+  - {{name: web, kind: http, url: "{nginx.url("good")}", ca_file: "{nginx.ca}", interval: 1s}}
+  - {{name: web-legacy, kind: http, url: "{nginx.url("tls1.0", "/error")}", ca_file: "{nginx.ca}", interval: 1s}}
+  - {{name: web-tls, kind: tcp, host: 127.0.0.1, port: {nginx.ports["good"]}, tls: true, ca_file: "{nginx.ca}",
+     interval: 1s}}
+  - {{name: www-address, kind: dns, server: 127.0.0.1, port: {dnsmasq_lab.port}, query_name: www.lab.example,
+     interval: 1s}}
+  - {{name: loopback, kind: icmp, host: 127.0.0.1, interval: 1s}}
+  - {json.dumps(database("postgres", pg_lab))}
+  - {json.dumps(database("mysql", maria_lab))}
 backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"

@@ -57,7 +57,7 @@ def test_every_alert_is_tested_firing_and_silent():
 @pytest.mark.parametrize("alert", alerts(), ids=lambda alert: alert["alert"])
 def test_every_alert_says_what_and_where_and_links_its_runbook(alert):
     assert alert["labels"]["severity"] in ("critical", "warning")
-    assert alert["labels"]["area"] in ("agent", "host", "backup", "meraki", "ups", "m365", "vmware")
+    assert alert["labels"]["area"] in ("agent", "host", "backup", "meraki", "ups", "m365", "vmware", "service")
     annotations = alert["annotations"]
     assert annotations["summary"] and annotations["description"]
     if alert["labels"]["area"] == "backup":
@@ -112,6 +112,8 @@ def test_alertmanager_config_passes_amtool():
     ({"alertname": "VigilJobFailing", "area": "agent", "severity": "warning"}, "daytime"),
     ({"alertname": "M365ServiceInterrupted", "area": "m365", "severity": "critical"}, "oncall"),
     ({"alertname": "M365AppCredentialExpiresIn7Days", "area": "m365", "severity": "warning"}, "daytime"),
+    ({"alertname": "ProbeDown", "area": "service", "severity": "critical"}, "oncall"),
+    ({"alertname": "ProbeTlsOldVersion", "area": "service", "severity": "warning"}, "daytime"),
 ])
 def test_critical_alerts_page_on_call_and_warnings_wait_for_the_day(labels, receiver):
     done = subprocess.run([need("amtool"), "config", "routes", "test", f"--config.file={ALERTMANAGER}",

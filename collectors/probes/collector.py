@@ -33,7 +33,7 @@ from collectors.probes.config import (
 )
 from collectors.probes.database import Kept
 from collectors.probes.http import HttpCheck
-from collectors.probes.metrics import DURATION, HTTP_METRICS, MYSQL_METRICS, POSTGRES_METRICS, SUCCESS
+from collectors.probes.metrics import DURATION, HTTP_CONDITIONS, HTTP_METRICS, MYSQL_METRICS, POSTGRES_METRICS, SUCCESS
 from collectors.probes.phases import Phases, ProbeFailed
 
 UP, DOWN = "ok", "down"
@@ -87,6 +87,7 @@ class HttpProbe(Probe[HttpConfig]):
 
     Config = HttpConfig
     METRICS = HTTP_METRICS
+    CONDITIONS = HTTP_CONDITIONS
 
     def open(self) -> None:
         self._check = HttpCheck(self.config, self.ctx.clock.monotonic)
@@ -115,7 +116,7 @@ class TcpProbe(Probe[TcpConfig]):
 
     Config = TcpConfig
     METRICS = metrics.TCP_METRICS
-    CONDITIONS = metrics.CONDITIONS
+    CONDITIONS = metrics.TCP_CONDITIONS
 
     def open(self) -> None:
         config = self.config
@@ -179,7 +180,7 @@ class DnsProbe(Probe[DnsConfig]):
 
     Config = DnsConfig
     METRICS = metrics.DNS_METRICS
-    CONDITIONS = metrics.CONDITIONS
+    CONDITIONS = metrics.DNS_CONDITIONS
 
     async def probe(self, out: Emitter, phases: Phases) -> None:
         from collectors.probes import dns
@@ -199,7 +200,7 @@ class IcmpProbe(Probe[IcmpConfig]):
 
     Config = IcmpConfig
     METRICS = metrics.ICMP_METRICS
-    CONDITIONS = metrics.CONDITIONS
+    CONDITIONS = metrics.ICMP_CONDITIONS
 
     async def probe(self, out: Emitter, phases: Phases) -> None:
         config = self.config
@@ -214,6 +215,8 @@ class IcmpProbe(Probe[IcmpConfig]):
             out.gauge(metrics.ICMP_RTT_MAX, max(trips))
         else:
             raise ProbeFailed(f"no reply to {config.count} pings from {config.host}")
+
+
 # --- the database kinds (postgres, mysql): each driver's module imported only when its kind is used
 
 class DatabaseProbe(Probe[D]):
@@ -239,6 +242,7 @@ class PostgresProbe(DatabaseProbe[PostgresConfig]):
 
     Config = PostgresConfig
     METRICS = POSTGRES_METRICS
+    CONDITIONS = metrics.DATABASE_CONDITIONS
     PROTOCOL = "collectors.probes.postgres"
 
 
@@ -247,4 +251,5 @@ class MysqlProbe(DatabaseProbe[MysqlConfig]):
 
     Config = MysqlConfig
     METRICS = MYSQL_METRICS
+    CONDITIONS = metrics.DATABASE_CONDITIONS
     PROTOCOL = "collectors.probes.mysql"

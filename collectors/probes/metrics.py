@@ -5,7 +5,7 @@ Every kind emits SUCCESS and DURATION; a kind that shakes hands in TLS emits the
 the earliest date of the chain).
 """
 
-from agent.model import MetricSpec
+from agent.model import Condition, MetricSpec
 
 SUCCESS = MetricSpec("vigil_probe_success", "gauge",
                      "1 when the service answered as expected, 0 when not (the reason is on the status page and "
@@ -69,6 +69,8 @@ TCP_METRICS = (*COMMON, *HANDSHAKE)
 DNS_METRICS = (*COMMON, *DNS)
 ICMP_METRICS = (*COMMON, *ICMP)
 METRICS = (*METRICS, *DNS, *ICMP)
+
+
 # --- the database kinds (postgres, mysql): one catalogue for both, so one rule and one dashboard row serve both
 
 DB_INFO = MetricSpec("vigil_db_info", "gauge",
@@ -85,3 +87,42 @@ DATABASE = (DB_INFO, DB_REPLICA_LAG, DB_CONNECTIONS, DB_CONNECTIONS_MAX)
 POSTGRES_METRICS = (*COMMON, *HANDSHAKE, *DATABASE)
 MYSQL_METRICS = (*COMMON, *HANDSHAKE, *DATABASE)
 METRICS = (*METRICS, *DATABASE)
+
+
+# --- the rules (deploy/prometheus/rules/probes.yml), as the status page and `vigil once` judge them ---
+# Every kind is judged on its success; a kind that shakes hands in TLS on its certificates (each one of
+# the served chain, by position), its handshake and the versions it offers. CONDITIONS, the family's,
+# is the union of the kinds'.
+_CERT_LEFT = "vigil_tls_certificate_not_after_timestamp_seconds - time()"
+DOWN_RULE = Condition("ProbeDown", "critical", "vigil_probe_success == 0", "down",
+                      not_judged="the probe's own verdict says it, with the reason (the Services board, `vigil once`)")
+CERT_RULES = (
+    Condition("ProbeCertificateExpiring", "warning", f"{_CERT_LEFT} < 21 * 86400 and {_CERT_LEFT} >= 7 * 86400",
+              "{position} certificate {value:expires}"),
+    Condition("ProbeCertificateExpiring", "critical", f"{_CERT_LEFT} < 7 * 86400",
+              "{position} certificate {value:expires}"),
+)
+TLS_BROKEN_RULE = Condition(
+    "ProbeTlsBroken", "critical",
+    "vigil_probe_success == 0 and on (job, instance, target) "
+    'vigil_tls_certificate_not_after_timestamp_seconds{position="leaf"} '
+    "unless on (job, instance, target) vigil_tls_negotiated_version",
+    "certificate refused")
+OLD_TLS_RULE = Condition("ProbeTlsOldVersion", "warning", "vigil_tls_oldest_version_accepted < 1.2",
+                         "accepts TLS older than 1.2")
+HANDSHAKE_CONDITIONS = (*CERT_RULES, TLS_BROKEN_RULE, OLD_TLS_RULE)  # what a kind that shakes hands in TLS declares
+# A change of answer is judged on the past, which only Prometheus keeps.
+DNS_CHANGED_RULE = Condition("ProbeDnsAnswerChanged", "warning", "changes(vigil_probe_dns_answer_checksum[15m]) > 0",
+                             "answer changed", not_judged="a change over 15 min of samples")
+HTTP_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS)
+TCP_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS)
+DNS_CONDITIONS = (DOWN_RULE, DNS_CHANGED_RULE)
+ICMP_CONDITIONS = (DOWN_RULE,)
+DATABASE_RULES = (
+    Condition("ProbeDatabaseReplicaLagging", "warning", "vigil_db_replica_lag_seconds > 300",
+              "{value:duration} behind its primary"),
+    Condition("ProbeDatabaseConnectionsNearMax", "warning", "vigil_db_connections / vigil_db_connections_max > 0.9",
+              "{value:percent} of its connections in use"),
+)
+DATABASE_CONDITIONS = (DOWN_RULE, *HANDSHAKE_CONDITIONS, *DATABASE_RULES)  # postgres and mysql
+CONDITIONS = (*CONDITIONS, DOWN_RULE, *HANDSHAKE_CONDITIONS, DNS_CHANGED_RULE, *DATABASE_RULES)
