@@ -28,6 +28,11 @@ ALLOWED = {
     ("collectors/vmware/session.py", "CERT_NONE"), ("collectors/vmware/session.py", "check_hostname"),
     # the server side: /metrics asks no client certificate unless web.yml's client_auth_type does
     ("exporters/webconfig.py", "CERT_NONE"),
+    # the probes' second look, after verification refused the server: the chain it sends is read, and the
+    # oldest version it accepts asked, over a context that sends nothing else (the probe has failed already)
+    ("collectors/probes/tls.py", "CERT_NONE"), ("collectors/probes/tls.py", "check_hostname"),
+    # a database target's explicit `tls: required` (encrypted, not verified), logged as the vmware switch is
+    ("collectors/probes/database.py", "CERT_NONE"), ("collectors/probes/database.py", "check_hostname"),
 }
 
 
@@ -52,6 +57,27 @@ def test_the_one_switch_that_skips_verification_is_explicit_and_logged():
     config = (PACKAGES_DIR / "collectors/vmware/config.py").read_text()
     assert "insecure_skip_verify: bool = Field(False" in config
     assert re.search(r"if not self\._verify:\s+log\.warning\(\"TLS verification is off", session)
+
+
+def test_a_database_probe_s_unverified_tls_is_asked_for_and_logged():
+    database = (PACKAGES_DIR / "collectors/probes/database.py").read_text()
+    config = (PACKAGES_DIR / "collectors/probes/config.py").read_text()
+    assert re.search(r'tls: Literal\["verify", "required", "off"\] = Field\(\s+"verify"', config)
+    assert re.search(r'if config\.tls == "required":\s+log\.warning\("TLS verification is off', database)
+
+
+def test_the_probes_read_a_refused_chain_only_after_verification_failed():
+    """tls.py's unverified context serves the second look, never a probe's own request: only `refused` (the
+    chain of a certificate verification refused) and `_oldest` (the versions a server accepts) use it."""
+    users = set()
+    for path in sources():
+        function = ""
+        for line in path.read_text().splitlines():
+            if match := re.match(r"(?:async )?def (\w+)", line):
+                function = match[1]
+            if "unverified_context(" in line and not line.lstrip().startswith("def "):
+                users.add((path.relative_to(PACKAGES_DIR).as_posix(), function))
+    assert users == {("collectors/probes/tls.py", "refused"), ("collectors/probes/tls.py", "_oldest")}
 
 
 def test_every_paramiko_client_uses_the_pinned_policy():

@@ -9,6 +9,7 @@ tls and login apart, and keeps the TLS object for the served chain.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import ssl
@@ -25,6 +26,7 @@ from collectors.probes.phases import Phases, ProbeFailed
 from collectors.probes.tls import Handshake, OldestVersion
 
 PRIMARY, REPLICA = "primary", "replica"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ def _new_context(config: DatabaseConfig) -> WatchedContext:
     context.sslobject_class = WatchedObject
     context.server_name = config.server_name or config.host
     if config.tls == "required":
+        log.warning("TLS verification is off target=%s (tls: required): the server's certificate is not checked",
+                    config.name)
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     elif config.ca_file:
         try:

@@ -67,7 +67,7 @@ def test_the_served_chain_and_the_versions_are_reported(db, context):
     assert out.verdict.notes == {}
 
 
-def test_a_certificate_from_an_unknown_ca_is_refused_unless_tls_is_only_required(db, context):
+def test_a_certificate_from_an_unknown_ca_is_refused_unless_tls_is_only_required(db, context, caplog):
     out = kit.collect(db.unverified(), context)
     success, reason = verdict(out)
     assert success == 0
@@ -80,6 +80,7 @@ def test_a_certificate_from_an_unknown_ca_is_refused_unless_tls_is_only_required
     assert kit.values(out, "vigil_tls_certificate_not_after_timestamp_seconds")  # the chain read all the same
     required = kit.collect(db.unverified(tls="required"), context)
     assert verdict(required) == (1, "")  # encrypted, not verified: as asked
+    assert "TLS verification is off target=" in caplog.text  # and said so, as vmware's insecure_skip_verify is
     assert value(required, "vigil_tls_negotiated_version") in (1.2, 1.3)
 
 
