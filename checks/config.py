@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from agent.schema import Duration, Name, Size, StrictModel, dispatched
 from agent.units import format_duration, parse_duration
-from checks.model import LocationConfig, Verified, VerifyConfig, declares
+from checks.model import DrillConfig, Drilled, LocationConfig, Verified, VerifyConfig, declares
 from checks.schedule import Cron, TimeZone, local_timezone
 from checks.sources import LOCATIONS, location_class
 
@@ -34,6 +34,8 @@ class BackupJobConfig(StrictModel):
         None, description="`shrunk` when the newest backup is this fraction (0.2) below the median of the "
                           "last 7")
     verify: VerifyConfig | None = Field(None, description="integrity checks, on their own slow schedule")
+    drill: DrillConfig | None = Field(None, description="restore drills: a sample of the backup restored and "
+                                                        "compared, on their own slow schedule")
     interval: Duration = Field(300.0, description="how often the job is evaluated (metadata only)")
     timeout: Duration = Field(120.0, description="how long one evaluation (both locations, read at once) may "
                                                  "take: a location with no answer by 90% of it is unreachable; the "
@@ -58,6 +60,16 @@ class BackupJobConfig(StrictModel):
                 location = getattr(self, where)
                 if location is not None and not declares(location_class(location.kind), Verified):
                     raise ValueError(f"verify: is not available for {location.kind} locations ({where})")
+        if self.drill is not None:
+            for where in ("primary", "offsite"):
+                location = getattr(self, where)
+                if self.drill.drilled(where) and location is None:
+                    raise ValueError(f"drill: locations: {self.drill.locations} names {where}, which the job "
+                                     "does not have")
+                if self.drill.drilled(where) and not declares(location_class(location.kind), Drilled):
+                    raise ValueError(f"drill: is not available for {location.kind} locations ({where})"
+                                     + (": Veeam's restore tests are SureBackup's, in Veeam"
+                                        if location.kind == "veeam" else ""))
         if self.timeout >= self.interval:
             raise ValueError("the timeout must be shorter than the interval")
         return self

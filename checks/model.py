@@ -8,13 +8,14 @@ state cheaply. The checks turn those answers, the schedule and the history into 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Annotated, ClassVar, Literal, Protocol
 
 from pydantic import Field, model_validator
 
-from agent.schema import Dispatched, Duration, StrictModel
+from agent.schema import Dispatched, Duration, Name, Size, StrictModel
 from checks.schedule import At, Cron
 from checks.sources import LOCATIONS
 
@@ -85,6 +86,84 @@ class VerifyConfig(StrictModel):
         return self.schedule or self.at
 
 
+class CompareConfig(StrictModel):
+    """Where a drill finds the live source of a backed-up file, to compare what it restored with it."""
+
+    target: Name | Literal["local"] = Field(description="the ssh target (its name under `targets:`) that holds "
+                                                        "the source files, or `local` for this host")
+    root: str = Field("/", description="where the backed-up paths are on that host (`/` when the backup holds "
+                                       "absolute paths)")
+    hash: Literal["remote", "stream"] = Field("remote", description="`remote`: `sha256sum` runs on the host; "
+                                                                    "`stream`: vigil reads the file over SFTP")
+
+
+class DrillConfig(StrictModel):
+    """Restore drills: now and then, a rotating sample of a backup is restored into a hash and compared."""
+
+    every: Duration = Field(30 * 86400.0, description="how often a drill runs")
+    files: Annotated[int, Field(ge=2)] = Field(20, description="how many files each drill restores: the newest, "
+                                                               "the largest that fits, and the next in rotation")
+    max_bytes: Size = Field(1 << 30, description="the most content a drill reads from the backup (`1GiB`); "
+                                                 "repository metadata (indexes, trees) comes on top")
+    locations: Literal["primary", "offsite", "both"] = Field("primary", description="which locations are drilled")
+    at: At | None = Field(None, description="when a due drill may start, as verify's `at`; default: an hour "
+                                            "after each backup's deadline")
+    schedule: Cron | None = Field(None, description="the same as a cron expression, instead of `at`")
+    timeout: Duration = Field(2 * 3600.0, description="how long one drill of one location may take")
+    compare: CompareConfig | None = Field(None, description="also compare restored files with the live source "
+                                                            "when its size, mtime and ctime are unchanged")
+
+    @model_validator(mode="after")
+    def _one_window(self) -> DrillConfig:
+        if self.at is not None and self.schedule is not None:
+            raise ValueError("set `at` or `schedule`, not both")
+        return self
+
+    @property
+    def window(self) -> str | None:
+        """The cron expression of the drill windows' openings (None: after each backup's deadline)."""
+        return self.schedule or self.at
+
+    def drilled(self, where: str) -> bool:
+        return self.locations in (where, "both")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One file of a backup that a drill may restore: a file in a restic snapshot or borg archive, a dump
+    file or object, or a file of a directory backup.
+
+    `path` is printable UTF-8 (as BackupSnapshot.id), `key` how the location reads it again ("" = path).
+    `checksum` is what the store or tool recorded for exactly this content ("sha256:<hex>" or
+    "md5:<hex>"), and `reference` where it came from (sidecar, s3-sha256, etag-md5, content-md5).
+    """
+
+    backup_id: str
+    path: str
+    size: int
+    mtime: float | None = None
+    ctime: float | None = None
+    key: str = ""
+    checksum: str = ""
+    reference: str = ""
+
+
+class Sink(Protocol):
+    """Where a restore streams the bytes (checks.drill hashes and counts them, and stops at the budget)."""
+
+    def write(self, data: bytes) -> None:
+        ...
+
+
+class DrillDamage(Exception):
+    """Restoring showed damage: the tool's integrity error (hash, MAC, CRC, a missing pack or chunk), or fewer
+    or more bytes than listed. The message names what is damaged, never a secret."""
+
+
+class DrillNotRun(Exception):
+    """A file could not be restored for a reason that is not damage (lock, network, timeout, cancelled)."""
+
+
 class Location(Protocol):
     """A backup location (checks.sources.LOCATIONS names every kind); its methods block (tools, SDKs)."""
 
@@ -121,6 +200,27 @@ class Fingerprinted(Location, Protocol):
 
     def fingerprint(self) -> str:
         """A short digest of the repository's state; raises when its layout cannot be read (the tool lists it)."""
+        ...
+
+
+class Drilled(Location, Protocol):
+    """A location whose backups can be restored file by file into a hash (restore drills, checks.drill)."""
+
+    def candidates(self, backups: list[BackupSnapshot]) -> Iterable[Candidate]:
+        """The files a drill may restore, streamed: restic and borg the files of backups[0] (the newest);
+        file-shaped locations every listed backup (each dump or object), a directory backup's files."""
+        ...
+
+    def restore(self, candidate: Candidate, sink: Sink, cancel: threading.Event) -> None:
+        """Stream the candidate's bytes out of the backup into `sink`, writing nothing to disk.
+
+        Raises DrillDamage when the backup is damaged, DrillNotRun when it cannot tell; stops promptly
+        (DrillNotRun) once `cancel` is set, killing its child or closing its body."""
+        ...
+
+    def holds(self, backup_id: str) -> bool:
+        """Whether the backup is still there, listed afresh (never from a cache): damage is reported only
+        for a backup that was not deleted or pruned meanwhile."""
         ...
 
 
