@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import ssl
 from contextlib import ExitStack
@@ -23,7 +22,7 @@ from collectors.probes import tls
 from collectors.probes.config import DatabaseConfig
 from collectors.probes.metrics import DB_CONNECTIONS, DB_CONNECTIONS_MAX, DB_INFO, DB_REPLICA_LAG
 from collectors.probes.phases import Phases, ProbeFailed
-from collectors.probes.tls import Handshake, OldestVersion
+from collectors.probes.tls import Handshake, OldestVersion, trust_identity
 
 PRIMARY, REPLICA = "primary", "replica"
 log = logging.getLogger(__name__)
@@ -124,22 +123,7 @@ class Kept:
 
 def _trust_files(config: DatabaseConfig) -> tuple:
     """Where the context's trust comes from, with each file's identity and time: a change makes a new context."""
-    if config.tls == "required":
-        return ("unverified",)
-    if config.ca_file:
-        paths = (str(config.ca_file),)
-    else:
-        defaults = ssl.get_default_verify_paths()
-        paths = (defaults.cafile, defaults.capath)
-    return tuple((path, _identity(path)) for path in paths)
-
-
-def _identity(path: str | None) -> tuple:
-    try:
-        found = os.stat(path) if path else None
-    except OSError:
-        found = None
-    return (found.st_ino, found.st_size, found.st_mtime_ns) if found else ()
+    return ("unverified",) if config.tls == "required" else trust_identity(config.ca_file)
 
 
 def _new_context(config: DatabaseConfig) -> WatchedContext:

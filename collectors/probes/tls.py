@@ -66,7 +66,7 @@ def client_context(options: TlsOptions | None) -> ssl.SSLContext:
     loaded again when its file changes, so a target that opens after a renewed ca_file or bundle uses it.
     """
     ca_file = options.ca_file if options is not None else None
-    identity = _trust_identity(ca_file)
+    identity = trust_identity(ca_file)
     shared = _SHARED.get(ca_file)
     if shared is None or shared[0] != identity:
         shared = _SHARED[ca_file] = (identity, ssl_context(ca_file))
@@ -76,7 +76,7 @@ def client_context(options: TlsOptions | None) -> ssl.SSLContext:
 _SHARED: dict[Path | None, tuple[tuple, ssl.SSLContext]] = {}  # by ca_file (None: the system's store)
 
 
-def _trust_identity(ca_file: Path | None) -> tuple:
+def trust_identity(ca_file: Path | None) -> tuple:
     """The trust store's files (ca_file, or the system's bundle and folder) as they are now: each one's inode,
     size and time of change."""
     defaults = ssl.get_default_verify_paths()
