@@ -5,16 +5,9 @@ from __future__ import annotations
 from agent.cli import main
 from agent.statedb import StateDB
 from tests.dumps import sha256, write
+from tests.test_cli import BACKUPS
 
-CONFIG = """
-state_dir: {state}
-backups:
-  - name: dumps
-    schedule: "0 1 * * *"
-    deadline: 4h
-    primary: {kind: files, path: DUMPS, pattern: "db-*"}
-    drill: {every: 30d, files: 3, max_bytes: 1MiB}
-"""
+CONFIG = BACKUPS.replace("verify: {every: 7d}", "drill: {every: 30d, files: 3, max_bytes: 1MiB}")
 
 
 def dumps_with_sidecars(tmp_path, count: int = 4):
