@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -22,6 +23,8 @@ from agent.reasons import describe
 from agent.units import format_size
 from checks.history import BackupHistory, Drill, DrillFile
 from checks.model import Candidate, DrillConfig, DrillDamage, Drilled, DrillNotRun
+
+log = logging.getLogger(__name__)
 
 RING = 1 << 60  # ring positions: 60 bits of sha256, an SQLite integer
 LARGEST_KEPT = 32  # the largest files kept while streaming, to pick the largest that fits what the newest left
@@ -301,6 +304,8 @@ class Driller:
                 expected = source.sha256(candidate)
             except SourceSkipped as exc:
                 note = f"source skipped: {exc}"
+            except Exception as exc:  # an unreachable source is no reference, never a failure of the backup
+                note = f"source not compared: {describe(exc)}"
             else:
                 return ("match", "source", "") if expected == sha256 else \
                     ("mismatch", "source", _differs("sha256", sha256, "source", expected))
@@ -318,7 +323,12 @@ class Driller:
         if self.config.compare is None:
             return None
         from checks.sources.livesource import LiveSource  # part of the drill only with compare:
-        return LiveSource(self.config.compare, self.context)
+        try:
+            return LiveSource(self.config.compare, self.context)
+        except Exception as exc:  # the drill goes on with the other references
+            log.warning("restore drill without the live source job=%s location=%s error=%s", self.history.job,
+                        self.where, describe(exc))
+            return None
 
     def _record(self, started: float, backup_id: str, planned: Plan | None, done: list[DrillFile],
                 stopped: str) -> Outcome:

@@ -233,3 +233,37 @@ def test_the_drill_metrics_come_from_the_last_conclusive_drill(dumps, job_contex
     assert {labels[1][1]: value for (name, labels), value in values.items() if name == "vigil_backup_drill_files"} \
         == {"match": 4, "restored": 0, "skipped": 0, "mismatch": 0, "damaged": 0, "unreadable": 0}
     assert not any("path" in dict(labels) for _, labels in values), "never a label per file"
+
+
+def test_a_restore_stops_within_a_chunk_once_cancelled(dumps, context):
+    from checks.model import Candidate, DrillNotRun
+    from checks.sources.filelike import CHUNK
+    from checks.sources.files import FilesLocation
+
+    dump(dumps, "db-big.sql", b"z" * (8 * CHUNK), "2026-11-20 01:30")
+    location = FilesLocation(FilesLocation.Config(kind="files", path=dumps), context)
+    cancel, written = threading.Event(), []
+
+    class Stopping:  # the stop arrives while the first chunk is hashed
+        def write(self, data: bytes) -> None:
+            written.append(len(data))
+            cancel.set()
+
+    with pytest.raises(DrillNotRun, match="^cancelled$"):
+        location.restore(Candidate("db-big.sql", "db-big.sql", 8 * CHUNK), Stopping(), cancel)
+    assert written == [CHUNK]
+
+
+def test_more_or_fewer_bytes_than_listed_is_damage():
+    from checks.drill import Digest
+    from checks.model import Candidate, DrillDamage
+
+    listed = Candidate("snap", "/srv/a", size=10)
+    digest = Digest(listed, threading.Event())
+    digest.write(b"x" * 10)
+    with pytest.raises(DrillDamage, match=r"^/srv/a: more bytes than listed \(10\)$"):
+        digest.write(b"x")
+    short = Digest(listed, threading.Event())
+    short.write(b"x" * 9)
+    with pytest.raises(DrillDamage, match="^/srv/a: 9 bytes restored, 10 listed$"):
+        short.finish()
