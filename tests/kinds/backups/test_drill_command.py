@@ -78,3 +78,29 @@ def test_vigil_once_leaves_the_drills_out(write_config, tmp_path, capsys):
     db = StateDB(tmp_path / "state")
     assert db.query("SELECT count(*) FROM backup_drills") == [(0,)]
     db.close()
+
+
+def test_the_agent_drills_in_the_window_and_exports_the_result(start_agent, write_config, tmp_path):
+    from tests.lab.harness import wait_until
+
+    dumps = dumps_with_sidecars(tmp_path)
+    config = write_config(f"""
+listen: 127.0.0.1:{{port}}
+state_dir: {{state}}
+backups:
+  - name: dumps
+    schedule: "0 1 1 1 *"
+    timezone: UTC
+    deadline: 4h
+    interval: 2s
+    primary: {{kind: files, path: {dumps}, pattern: "db-*"}}
+    drill: {{every: 1d, files: 3, schedule: "* * * * *"}}
+""")
+    agent = start_agent(config)
+    wait_until(lambda: 'vigil_backup_drill_ok{backup="dumps",location="primary"} 1' in agent.metrics(), 30,
+               "a drill, then an evaluation that reads it")
+    metrics = agent.metrics()
+    assert 'vigil_backup_drill_files{backup="dumps",location="primary",result="match"} 3' in metrics
+    assert 'vigil_up{backup="dumps",kind="backup_drill"} 1' in metrics
+    assert "Restore drills" in agent.get("/")[1].decode()
+    agent.peer.stop()
