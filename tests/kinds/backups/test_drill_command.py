@@ -84,18 +84,10 @@ def test_the_agent_drills_in_the_window_and_exports_the_result(start_agent, writ
     from tests.lab.harness import wait_until
 
     dumps = dumps_with_sidecars(tmp_path)
-    config = write_config(f"""
-listen: 127.0.0.1:{{port}}
-state_dir: {{state}}
-backups:
-  - name: dumps
-    schedule: "0 1 1 1 *"
-    timezone: UTC
-    deadline: 4h
-    interval: 2s
-    primary: {{kind: files, path: {dumps}, pattern: "db-*"}}
-    drill: {{every: 1d, files: 3, schedule: "* * * * *"}}
-""")
+    drilled_each_minute = (CONFIG.replace("DUMPS", str(dumps))
+                           .replace('"0 1 * * *"', '"0 1 1 1 *"\n    interval: 2s')  # no backup starts meanwhile
+                           .replace("drill: {every: 30d,", 'drill: {schedule: "* * * * *", every: 1d,'))
+    config = write_config("listen: 127.0.0.1:{port}\n" + drilled_each_minute)
     agent = start_agent(config)
     wait_until(lambda: 'vigil_backup_drill_ok{backup="dumps",location="primary"} 1' in agent.metrics(), 30,
                "a drill, then an evaluation that reads it")
