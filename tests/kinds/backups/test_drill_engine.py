@@ -267,3 +267,13 @@ def test_more_or_fewer_bytes_than_listed_is_damage():
     short.write(b"x" * 9)
     with pytest.raises(DrillDamage, match="^/srv/a: 9 bytes restored, 10 listed$"):
         short.finish()
+
+
+def test_a_drill_whose_time_ran_out_could_not_finish(dumps, context):
+    from tests.clocks import RunawayClock
+
+    nightly(dumps)
+    drills = BackupDrill(job(dumps, timeout="1h"), replace(context, clock=RunawayClock()))
+    outcome = drills.driller("primary").run()
+    assert (outcome.drill.ok, outcome.drill.detail, outcome.files) == (
+        None, "could not finish: the drill's time ran out", ())
