@@ -106,11 +106,19 @@ class Plan:
         return self.passed / self.listed if self.listed else None
 
     def oversized_note(self, max_bytes: int) -> str:
+        """How many files are never drilled (no path: the largest is named in its own row, as evidence)."""
         if not self.oversized:
             return ""
+        return f"{self.oversized} file(s) over max_bytes ({format_size(max_bytes)}) never drilled"
+
+    def oversized_row(self, max_bytes: int) -> DrillFile | None:
+        """The largest file over max_bytes, recorded as skipped so that auditors see what is never drilled."""
         largest = self.largest_oversized
-        return (f"{self.oversized} file(s) over max_bytes ({format_size(max_bytes)}) are never drilled, the largest "
-                f"{largest.path} ({format_size(largest.size)})")
+        if largest is None:
+            return None
+        return DrillFile(largest.path, "largest", largest.size, largest.mtime, largest.ctime, "", "", "skipped",
+                         f"over max_bytes ({format_size(max_bytes)}): never drilled, the largest of "
+                         f"{self.oversized} such file(s)")
 
 
 def ring_position(salt: str, path: str) -> int:
@@ -350,12 +358,13 @@ class Driller:
     def _record(self, started: float, backup_id: str, planned: Plan | None, done: list[DrillFile],
                 stopped: str) -> Outcome:
         ok, detail = verdict(done, stopped)
-        if planned is not None and (note := planned.oversized_note(self.config.max_bytes)):
-            detail = f"{detail}; {note}" if detail else note
+        oversized = planned.oversized_row(self.config.max_bytes) if planned is not None else None
+        if oversized is not None:
+            detail = "; ".join(filter(None, (detail, planned.oversized_note(self.config.max_bytes))))
         drill = Drill(self.where, started, self.clock.time(), backup_id, ok, len(done), self.bytes_read, self.salt,
                       planned.cursor_from if planned else -1, planned.cursor_to if planned else -1,
                       planned.lap if planned else 0, planned.coverage if planned else None, detail)
-        self.history.record_drill(drill, done)
+        self.history.record_drill(drill, [*done, oversized] if oversized is not None else done)
         return Outcome(planned, drill, tuple(done))
 
 
