@@ -6,12 +6,20 @@ completed when it was last modified. Only the listing is read, never the data: a
 copy is not downloaded to be verified. An object's ETag is its MD5 only for a single-part upload
 without SSE-KMS or SSE-C; multipart ETags (`<hex>-<parts>`) are never taken for one, and
 `etag_is_md5: false` turns the rest off for buckets encrypted with KMS.
+
+A restore drill reads objects, within its budget: each object's listed bytes and no more
+(a Range request), of the version it listed (If-Match its ETag), compared with the best
+checksum the store recorded: a full-object SHA-256 (`ChecksumSHA256`), else the MD5 ETag.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -22,17 +30,19 @@ from agent.net.tls import certificate_refusal
 from agent.ondisk import CaFile
 from agent.redact import userinfo_in_url
 from agent.secrets import HeaderSecret, Secret
-from checks.model import BackupSnapshot, Location, LocationConfig
+from checks.model import BackupSnapshot, Candidate, Drilled, DrillNotRun, LocationConfig, Sink
 from checks.sources import store_entries
-from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
+from checks.sources.filelike import CHUNK, Deadline, LocationError, is_backup_name, newest_first, relative_name
 
 PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 call
 ATTEMPTS = 3  # botocore's "standard" retries: throttling, 5xx and connection errors, with backoff
 ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 _MD5_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
+_PART_COUNT = re.compile(r"-\d+\"?$")  # a multipart ETag's or composite checksum's `-<parts>`
+GONE = {"NoSuchKey", "404"}  # a GET says NoSuchKey, a HEAD (no body) only its status
 
 
-class S3Location(Location):
+class S3Location(Drilled):
     kind = "s3"
 
     class Config(LocationConfig):
@@ -69,11 +79,97 @@ class S3Location(Location):
         self.where = f"s3 bucket {config.bucket}" + (f" at {config.endpoint_url}" if config.endpoint_url else "")
 
     def backups(self) -> list[BackupSnapshot]:
+        with self._answers():
+            return newest_first(self._snapshots())
+
+    def candidates(self, backups: list[BackupSnapshot]) -> Iterator[Candidate]:
+        """Each listed object as it is now (one HEAD each: its size, ETag and the checksums the store keeps)."""
+        client = self._client()
+        try:
+            with self._answers():
+                for backup in backups:
+                    if (head := self._head(client, backup.key or backup.id)) is not None:
+                        yield self._candidate(backup, head)
+        finally:
+            client.close()
+
+    def restore(self, candidate: Candidate, sink: Sink, cancel: threading.Event) -> None:
+        """The object's listed bytes and no more (a Range request), of the listed version (If-Match)."""
+        request = {"Bucket": self.config.bucket, "Key": self._object_key(candidate.key or candidate.path)}
+        if candidate.size:  # `bytes=0--1` is no range: an empty object is read whole
+            request["Range"] = f"bytes=0-{candidate.size - 1}"
+        if candidate.version:
+            request["IfMatch"] = candidate.version
+        client = self._client()
+        try:
+            with self._answers(candidate.path):
+                body = client.get_object(**request)["Body"]
+                try:
+                    store_entries.pour(_chunks(body), sink, cancel)
+                finally:
+                    body.close()  # unread, its connection is dropped rather than pooled
+        except LocationError as exc:
+            raise DrillNotRun(str(exc)) from None
+        finally:
+            client.close()
+
+    def holds(self, backup_id: str) -> bool:
+        client = self._client()
+        try:
+            with self._answers():
+                return self._head(client, backup_id) is not None
+        finally:
+            client.close()
+
+    def _head(self, client, name: str) -> dict | None:
+        """The object's HEAD with its checksums, None if it is gone."""
         import botocore.exceptions
 
         try:
-            return newest_first(self._snapshots())
+            return client.head_object(Bucket=self.config.bucket, Key=self._object_key(name), ChecksumMode="ENABLED")
         except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in GONE:
+                return None
+            raise
+
+    def _candidate(self, backup: BackupSnapshot, head: dict) -> Candidate:
+        modified = head.get("LastModified")
+        checksum, reference = self._best_checksum(head)
+        return Candidate(backup_id=backup.id, path=backup.id, key=backup.key, size=int(head.get("ContentLength", 0)),
+                         mtime=modified.timestamp() if modified else backup.completed_at, checksum=checksum,
+                         reference=reference, version=str(head.get("ETag", "")))
+
+    def _best_checksum(self, head: dict) -> tuple[str, str]:
+        """A whole-object SHA-256 the store computed, else the MD5 ETag: a multipart upload's SHA-256 is
+        a checksum of its parts' checksums (composite), never the content's."""
+        sha256 = head.get("ChecksumSHA256")
+        if (isinstance(sha256, str) and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
+                and not _PART_COUNT.search(sha256) and not _PART_COUNT.search(str(head.get("ETag", "")))):
+            try:
+                return f"sha256:{base64.b64decode(sha256, validate=True).hex()}", "s3-sha256"
+            except binascii.Error:
+                pass
+        md5 = self._md5(head)
+        return (md5, "etag-md5") if md5 else ("", "")
+
+    def _object_key(self, name: str) -> str:
+        """The key of a backup named relative to the prefix's folder (relative_name's inverse)."""
+        return self.config.prefix[:self.config.prefix.rfind("/") + 1] + name
+
+    @contextmanager
+    def _answers(self, name: str = ""):
+        """botocore's errors as LocationErrors naming the bucket (and the object, for one that is gone or was
+        replaced since it was listed)."""
+        import botocore.exceptions
+
+        try:
+            yield
+        except botocore.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            if name and error.get("Code") in GONE:
+                raise LocationError(f"{name} is gone from {self.where}") from None
+            if name and error.get("Code") == "PreconditionFailed":
+                raise LocationError(f"{name} in {self.where} was replaced since it was listed") from None
             raise LocationError(self._client_error(exc)) from None
         except botocore.exceptions.NoCredentialsError:
             raise LocationError(f"{self.where}: no credentials: set access_key_id and secret_access_key, "
@@ -95,7 +191,7 @@ class S3Location(Location):
                     yield store_entries.snapshot(self.where, name, item.get("LastModified"), item.get("Size"),
                                                  self._md5(item))
 
-    def _md5(self, item: dict) -> str:
+    def _md5(self, item: dict) -> str:  # a listing's entry or a HEAD
         etag = item.get("ETag")
         match = _MD5_ETAG.fullmatch(etag) if self.config.etag_is_md5 and isinstance(etag, str) else None
         return f"md5:{match[1]}" if match else ""
@@ -145,3 +241,9 @@ def key_names(client, bucket: str, prefix: str) -> list[str]:
         listing.add(len(keys), sum(len(key) for key in keys))
         names += keys
     return names
+
+
+def _chunks(body) -> Iterable[bytes]:
+    """A response body in CHUNK-sized reads."""
+    while chunk := body.read(CHUNK):
+        yield chunk

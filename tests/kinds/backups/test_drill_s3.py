@@ -1,0 +1,156 @@
+"""Restore drills of s3 objects against a real moto behind the lab's counting relay: the checksum each object is
+compared with, bounded reads of the listed version only, objects gone or replaced, and cancellation."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import uuid
+
+import pytest
+
+from checks.model import DrillNotRun
+from checks.sources.s3 import S3Location
+from tests.dumps import Hashed
+from tests.lab.harness import wait_until
+from tests.lab.moto import Moto, moto
+from tests.lab.relay import Relay, relay
+
+MiB = 1 << 20
+SLACK = 8 << 10  # HTTP headers, per request
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Moto:
+    with moto(tmp_path_factory.mktemp("moto")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def counted(server) -> Relay:
+    with relay(server.endpoint_url) as running:
+        yield running
+
+
+@pytest.fixture
+def bucket(server) -> str:
+    name = f"drills-{uuid.uuid4().hex[:12]}"
+    server.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def location(server, counted, bucket, context, monkeypatch):
+    """An S3Location on the test bucket, through the relay."""
+    monkeypatch.setenv("TEST_S3_ID", server.access_key_id)
+    monkeypatch.setenv("TEST_S3_SECRET", server.secret_access_key)
+
+    def location(**overrides) -> S3Location:
+        config = {"kind": "s3", "bucket": bucket, "endpoint_url": counted.url(server.endpoint_url),
+                  "region": server.region, "access_key_id": "${env:TEST_S3_ID}",
+                  "secret_access_key": "${env:TEST_S3_SECRET}", "timeout": "10s", **overrides}
+        return S3Location(S3Location.Config(**config), context)
+
+    return location
+
+
+def candidates(location: S3Location) -> dict:
+    return {candidate.path: candidate for candidate in location.candidates(location.backups())}
+
+
+def restored(location: S3Location, candidate, cancel: threading.Event | None = None, then=None) -> Hashed:
+    sink = Hashed(then)
+    location.restore(candidate, sink, cancel or threading.Event())
+    return sink
+
+
+def test_an_object_is_restored_and_matches_the_best_checksum_the_store_keeps(server, bucket, location):
+    plain, summed = os.urandom(3 * MiB + 5), os.urandom(1000)
+    client = server.client()
+    client.put_object(Bucket=bucket, Key="nightly/db-1.dump", Body=plain)
+    client.put_object(Bucket=bucket, Key="nightly/db-2.dump", Body=summed, ChecksumAlgorithm="SHA256")
+
+    found = candidates(location(prefix="nightly/"))
+
+    single, with_sha256 = found["db-1.dump"], found["db-2.dump"]
+    assert (single.reference, single.checksum) == ("etag-md5", f"md5:{hashlib.md5(plain).hexdigest()}")
+    assert (with_sha256.reference, with_sha256.checksum) == ("s3-sha256",
+                                                             f"sha256:{hashlib.sha256(summed).hexdigest()}")
+    assert single.size == len(plain) and single.version.strip('"') == hashlib.md5(plain).hexdigest()
+    sink = restored(location(prefix="nightly/"), single)
+    assert (sink.size, sink.md5.hexdigest()) == (len(plain), hashlib.md5(plain).hexdigest())
+    assert restored(location(prefix="nightly/"), with_sha256).sha256.hexdigest() == hashlib.sha256(summed).hexdigest()
+
+
+def test_a_multipart_upload_has_no_checksum_of_its_content(server, bucket, location):
+    """Its ETag is an MD5 of MD5s, and its SHA-256 one of the parts' SHA-256s: neither is the content's."""
+    client = server.client()
+    upload = client.create_multipart_upload(Bucket=bucket, Key="big.dump", ChecksumAlgorithm="SHA256")["UploadId"]
+    parts = [client.upload_part(Bucket=bucket, Key="big.dump", UploadId=upload, PartNumber=number, Body=body,
+                                ChecksumAlgorithm="SHA256") for number, body in ((1, os.urandom(5 * MiB)), (2, b"x"))]
+    client.complete_multipart_upload(Bucket=bucket, Key="big.dump", UploadId=upload, MultipartUpload={"Parts": [
+        {"PartNumber": number, "ETag": part["ETag"], "ChecksumSHA256": part["ChecksumSHA256"]}
+        for number, part in enumerate(parts, 1)]})
+
+    [candidate] = candidates(location()).values()
+
+    assert (candidate.checksum, candidate.reference, candidate.size) == ("", "", 5 * MiB + 1)
+    assert restored(location(), candidate).size == 5 * MiB + 1
+
+
+def test_an_empty_object_is_restored(server, bucket, location):
+    server.client().put_object(Bucket=bucket, Key="empty.dump", Body=b"")
+
+    [candidate] = candidates(location()).values()
+
+    assert restored(location(), candidate).md5.hexdigest() == candidate.checksum.removeprefix("md5:")
+
+
+def test_an_object_deleted_after_it_was_listed_is_not_drilled_and_not_held(server, bucket, location):
+    server.client().put_object(Bucket=bucket, Key="db.dump", Body=b"dump")
+    [candidate] = candidates(location()).values()
+    assert location().holds("db.dump")
+
+    server.client().delete_object(Bucket=bucket, Key="db.dump")
+
+    with pytest.raises(DrillNotRun, match=f"^db.dump is gone from s3 bucket {bucket} at "):
+        restored(location(), candidate)
+    assert not location().holds("db.dump")
+
+
+def test_an_object_replaced_after_it_was_listed_is_never_read_as_the_listed_one(server, bucket, location):
+    server.client().put_object(Bucket=bucket, Key="db.dump", Body=b"as listed")
+    [candidate] = candidates(location()).values()
+    server.client().put_object(Bucket=bucket, Key="db.dump", Body=b"replaced, and longer")
+
+    with pytest.raises(DrillNotRun, match=f"^db.dump in s3 bucket {bucket} at .* was replaced since it was listed"):
+        restored(location(), candidate)
+
+
+def test_a_restore_reads_the_listed_bytes_and_no_more(server, bucket, location, counted):
+    data = os.urandom(4 * MiB)
+    server.client().put_object(Bucket=bucket, Key="db.dump", Body=data)
+    [candidate] = candidates(location()).values()
+    shorter = type(candidate)(**{**candidate.__dict__, "size": MiB})  # as if the listing had said so
+    counted.reset()
+
+    sink = restored(location(), shorter)
+
+    assert sink.size == MiB
+    assert MiB < counted.down <= MiB + SLACK
+    wait_until(lambda: counted.open == 0, what="the restore's connections to close")
+
+
+def test_a_cancelled_restore_stops_and_leaves_no_connection(server, bucket, location, counted):
+    data = os.urandom(32 * MiB)
+    server.client().put_object(Bucket=bucket, Key="db.dump", Body=data)
+    [candidate] = candidates(location()).values()
+    cancel = threading.Event()
+    counted.reset()
+
+    with pytest.raises(DrillNotRun, match="^cancelled$"):
+        restored(location(), candidate, cancel, then=lambda size: cancel.set())
+
+    wait_until(lambda: counted.open == 0, what="the cancelled download's connection to close")
+    assert counted.down < len(data)
