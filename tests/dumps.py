@@ -20,18 +20,3 @@ def write(path: Path, data: bytes, age: float = 0) -> Path:
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-
-class Hashed:
-    """A restore drill's sink for tests: the bytes' sha256 and md5 and their count; `then(size)` is called after
-    each write (to cancel a restore midway)."""
-
-    def __init__(self, then=None):
-        self.sha256, self.md5, self.size = hashlib.sha256(), hashlib.md5(), 0
-        self._then = then
-
-    def write(self, data: bytes) -> None:
-        self.sha256.update(data)
-        self.md5.update(data)
-        self.size += len(data)
-        if self._then:
-            self._then(self.size)

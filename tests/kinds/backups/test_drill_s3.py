@@ -6,38 +6,25 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import uuid
 
 import pytest
 
 from checks.model import DrillNotRun
 from checks.sources.s3 import S3Location
-from tests.dumps import Hashed
+from tests.drills import Hashed
+from tests.kinds.backups import test_source_s3
 from tests.lab.harness import wait_until
-from tests.lab.moto import Moto, moto
 from tests.lab.relay import Relay, relay
 
 MiB = 1 << 20
-SLACK = 8 << 10  # HTTP headers, per request
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Moto:
-    with moto(tmp_path_factory.mktemp("moto")) as running:
-        yield running
+server, bucket = test_source_s3.server, test_source_s3.bucket  # the same moto (over TLS), and a bucket of a test's own
+SLACK = 8 << 10  # per connection: the TLS handshake (the certificate chain), record framing, HTTP headers
 
 
 @pytest.fixture(scope="module")
 def counted(server) -> Relay:
     with relay(server.endpoint_url) as running:
         yield running
-
-
-@pytest.fixture
-def bucket(server) -> str:
-    name = f"drills-{uuid.uuid4().hex[:12]}"
-    server.client().create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture
@@ -49,7 +36,8 @@ def location(server, counted, bucket, context, monkeypatch):
     def location(**overrides) -> S3Location:
         config = {"kind": "s3", "bucket": bucket, "endpoint_url": counted.url(server.endpoint_url),
                   "region": server.region, "access_key_id": "${env:TEST_S3_ID}",
-                  "secret_access_key": "${env:TEST_S3_SECRET}", "timeout": "10s", **overrides}
+                  "secret_access_key": "${env:TEST_S3_SECRET}", "ca_file": server.ca_file, "timeout": "10s",
+                  **overrides}
         return S3Location(S3Location.Config(**config), context)
 
     return location

@@ -1,0 +1,42 @@
+"""Restore drills in tests: a sink that hashes what a location restores, and a drill of one location as the job
+runs it (its backups seen first, so their first-seen checksums are recorded)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+
+from checks.drill import Driller, Outcome
+from checks.history import BackupHistory
+from checks.model import DrillConfig, Drilled
+
+JOB = "nightly"
+
+
+class Hashed:
+    """A sink: the bytes' sha256 and md5 and their count; `then(size)` is called after each write (to cancel a
+    restore midway)."""
+
+    def __init__(self, then: Callable[[int], None] | None = None):
+        self.sha256, self.md5, self.size = hashlib.sha256(), hashlib.md5(), 0
+        self._then = then
+
+    def write(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.md5.update(data)
+        self.size += len(data)
+        if self._then:
+            self._then(self.size)
+
+
+def seen(location: Drilled, context, where: str = "primary") -> None:
+    """The evaluation's poll: every listed backup recorded, with the checksum it has now (first seen)."""
+    BackupHistory(context.db, JOB).record(where, location.backups(), {}, context.clock.time())
+
+
+def drill(location: Drilled, context, cancel: threading.Event | None = None, where: str = "primary",
+          **config) -> Outcome:
+    """One drill of the location (DrillConfig's fields as keywords)."""
+    return Driller(location, where, None, DrillConfig(**config), BackupHistory(context.db, JOB), context,
+                   cancel or threading.Event()).run()
