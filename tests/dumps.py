@@ -19,4 +19,3 @@ def write(path: Path, data: bytes, age: float = 0) -> Path:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
