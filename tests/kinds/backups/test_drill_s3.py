@@ -11,7 +11,7 @@ import pytest
 
 from checks.model import DrillNotRun
 from checks.sources.s3 import S3Location
-from tests.drills import Hashed
+from tests.drills import Hashed, drill, seen
 from tests.kinds.backups import test_source_s3
 from tests.lab.harness import wait_until
 from tests.lab.relay import Relay, relay
@@ -19,6 +19,7 @@ from tests.lab.relay import Relay, relay
 MiB = 1 << 20
 server, bucket = test_source_s3.server, test_source_s3.bucket  # the same moto (over TLS), and a bucket of a test's own
 SLACK = 8 << 10  # per connection: the TLS handshake (the certificate chain), record framing, HTTP headers
+DRILL_SLACK = 64 << 10  # a drill's listing, HEADs and a few connections' slack
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +143,46 @@ def test_a_cancelled_restore_stops_and_leaves_no_connection(server, bucket, loca
 
     wait_until(lambda: counted.open == 0, what="the cancelled download's connection to close")
     assert counted.down < len(data)
+
+
+def test_a_drill_restores_objects_and_matches_what_the_store_recorded(server, bucket, location, context):
+    client = server.client()
+    client.put_object(Bucket=bucket, Key="db-1.dump", Body=os.urandom(MiB))
+    client.put_object(Bucket=bucket, Key="db-2.dump", Body=os.urandom(1000), ChecksumAlgorithm="SHA256")
+    seen(location(), context)
+
+    outcome = drill(location(), context)
+
+    assert outcome.drill.ok is True, outcome.drill.detail
+    assert sorted((f.path, f.result, f.reference) for f in outcome.files) == [
+        ("db-1.dump", "match", "etag-md5"), ("db-2.dump", "match", "s3-sha256")]
+
+
+def test_an_object_uploaded_again_after_vigil_saw_it_fails_the_drill(server, bucket, location, context):
+    """The new upload has a new MD5 ETag that matches it: only the first-seen one tells."""
+    server.client().put_object(Bucket=bucket, Key="db-1.dump", Body=b"the dump as uploaded")
+    seen(location(), context)
+    server.client().put_object(Bucket=bucket, Key="db-1.dump", Body=b"another dump under its name")
+
+    outcome = drill(location(), context)
+
+    [restored] = outcome.files
+    assert (outcome.drill.ok, restored.result, restored.reference) == (False, "mismatch", "first-seen")
+    assert restored.detail == (f"md5 {hashlib.md5(b'another dump under its name').hexdigest()[:12]}… ≠ first-seen "
+                               f"{hashlib.md5(b'the dump as uploaded').hexdigest()[:12]}…")
+
+
+def test_a_drill_reads_no_more_from_the_store_than_max_bytes(server, bucket, location, context, counted):
+    """Six objects of 1 MiB and one of 8 MiB, a budget of 2.5 MiB: the newest and one more are read, the 8 MiB one
+    never (the relay counts every byte the store sent: listing, HEADs, TLS handshakes and headers too)."""
+    client = server.client()
+    for number in range(6):
+        client.put_object(Bucket=bucket, Key=f"db-{number}.dump", Body=os.urandom(MiB))
+    client.put_object(Bucket=bucket, Key="db-huge.dump", Body=os.urandom(8 * MiB))
+    counted.reset()
+
+    outcome = drill(location(), context, max_bytes=5 * MiB // 2)
+
+    assert outcome.drill.bytes_read == 2 * MiB
+    assert "1 file(s) over max_bytes (2.5 MiB) are never drilled, the largest db-huge.dump" in outcome.drill.detail
+    assert counted.down <= 5 * MiB // 2 + DRILL_SLACK, f"{counted.down} bytes from the store"
