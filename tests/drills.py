@@ -9,9 +9,12 @@ from collections.abc import Callable
 
 from checks.drill import Driller, Outcome
 from checks.history import BackupHistory
-from checks.model import DrillConfig, Drilled
+from checks.model import Candidate, DrillConfig, Drilled
 
 JOB = "nightly"
+# What a store sends beside the content, as the lab's relay counts it (tests/lab/relay.py):
+SLACK = 8 << 10  # per connection: the TLS handshake (the certificate chain), record framing, HTTP headers
+DRILL_SLACK = 64 << 10  # per drill: the listing, each object's HEAD or properties, a few connections
 
 
 class Hashed:
@@ -28,6 +31,19 @@ class Hashed:
         self.size += len(data)
         if self._then:
             self._then(self.size)
+
+
+def candidates(location: Drilled) -> dict:
+    """What a drill of the location may restore, by path."""
+    return {candidate.path: candidate for candidate in location.candidates(location.backups())}
+
+
+def restored(location: Drilled, candidate: Candidate, cancel: threading.Event | None = None,
+             then: Callable[[int], None] | None = None) -> Hashed:
+    """The candidate restored into a Hashed sink."""
+    sink = Hashed(then)
+    location.restore(candidate, sink, cancel or threading.Event())
+    return sink
 
 
 def seen(location: Drilled, context, where: str = "primary") -> None:

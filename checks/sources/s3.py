@@ -19,7 +19,7 @@ import binascii
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -84,49 +84,37 @@ class S3Location(Drilled):
 
     def candidates(self, backups: list[BackupSnapshot]) -> Iterator[Candidate]:
         """Each listed object as it is now (one HEAD each: its size, ETag and the checksums the store keeps)."""
-        client = self._client()
-        try:
-            with self._answers():
-                for backup in backups:
-                    if (head := self._head(client, backup.key or backup.id)) is not None:
-                        yield self._candidate(backup, head)
-        finally:
-            client.close()
+        with closing(self._client()) as client, self._answers():
+            for backup in backups:
+                if (head := self._head(client, backup.key or backup.id)) is not None:
+                    yield self._candidate(backup, head)
 
     def restore(self, candidate: Candidate, sink: Sink, cancel: threading.Event) -> None:
         """The object's listed bytes and no more (a Range request), of the listed version (If-Match)."""
-        request = {"Bucket": self.config.bucket, "Key": self._object_key(candidate.key or candidate.path)}
+        key = store_entries.object_key(self.config.prefix, candidate.key or candidate.path)
+        request = {"Bucket": self.config.bucket, "Key": key}
         if candidate.size:  # `bytes=0--1` is no range: an empty object is read whole
             request["Range"] = f"bytes=0-{candidate.size - 1}"
         if candidate.version:
             request["IfMatch"] = candidate.version
-        client = self._client()
         try:
-            with self._answers(candidate.path):
-                body = client.get_object(**request)["Body"]
-                try:
+            with closing(self._client()) as client, self._answers(candidate.path):
+                with closing(client.get_object(**request)["Body"]) as body:  # unread, its connection is dropped
                     store_entries.pour(_chunks(body), sink, cancel)
-                finally:
-                    body.close()  # unread, its connection is dropped rather than pooled
         except LocationError as exc:
             raise DrillNotRun(str(exc)) from None
-        finally:
-            client.close()
 
     def holds(self, backup_id: str) -> bool:
-        client = self._client()
-        try:
-            with self._answers():
-                return self._head(client, backup_id) is not None
-        finally:
-            client.close()
+        with closing(self._client()) as client, self._answers():
+            return self._head(client, backup_id) is not None
 
     def _head(self, client, name: str) -> dict | None:
         """The object's HEAD with its checksums, None if it is gone."""
         import botocore.exceptions
 
         try:
-            return client.head_object(Bucket=self.config.bucket, Key=self._object_key(name), ChecksumMode="ENABLED")
+            return client.head_object(Bucket=self.config.bucket, Key=store_entries.object_key(self.config.prefix, name),
+                                      ChecksumMode="ENABLED")
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in GONE:
                 return None
@@ -152,10 +140,6 @@ class S3Location(Drilled):
         md5 = self._md5(head)
         return (md5, "etag-md5") if md5 else ("", "")
 
-    def _object_key(self, name: str) -> str:
-        """The key of a backup named relative to the prefix's folder (relative_name's inverse)."""
-        return self.config.prefix[:self.config.prefix.rfind("/") + 1] + name
-
     @contextmanager
     def _answers(self, name: str = ""):
         """botocore's errors as LocationErrors naming the bucket (and the object, for one that is gone or was
@@ -180,16 +164,17 @@ class S3Location(Drilled):
     def _snapshots(self) -> Iterator[BackupSnapshot]:
         config = self.config
         deadline = Deadline(self._clock, config.timeout, f"listing {self.where}")
-        pages = self._client().get_paginator("list_objects_v2").paginate(
-            Bucket=config.bucket, Prefix=config.prefix, PaginationConfig={"PageSize": PAGE_SIZE})
-        for page in store_entries.parsed(self.where, pages):
-            deadline.check()
-            for item in page.get("Contents", ()):
-                key = item.get("Key") if isinstance(item.get("Key"), str) else ""
-                name = relative_name(key, config.prefix)
-                if not key.endswith("/") and is_backup_name(name, config.pattern):
-                    yield store_entries.snapshot(self.where, name, item.get("LastModified"), item.get("Size"),
-                                                 self._md5(item))
+        with closing(self._client()) as client:
+            pages = client.get_paginator("list_objects_v2").paginate(
+                Bucket=config.bucket, Prefix=config.prefix, PaginationConfig={"PageSize": PAGE_SIZE})
+            for page in store_entries.parsed(self.where, pages):
+                deadline.check()
+                for item in page.get("Contents", ()):
+                    key = item.get("Key") if isinstance(item.get("Key"), str) else ""
+                    name = relative_name(key, config.prefix)
+                    if not key.endswith("/") and is_backup_name(name, config.pattern):
+                        yield store_entries.snapshot(self.where, name, item.get("LastModified"), item.get("Size"),
+                                                     self._md5(item))
 
     def _md5(self, item: dict) -> str:  # a listing's entry or a HEAD
         etag = item.get("ETag")
@@ -197,7 +182,8 @@ class S3Location(Drilled):
         return f"md5:{match[1]}" if match else ""
 
     def _client(self):
-        """A client per listing: cheap next to the listing, and nothing stale between polls."""
+        """A client per listing or restore, closed after it: cheap next to the work, nothing stale between polls,
+        and no connection left behind."""
         config = self.config
         credentials = None
         if config.access_key_id is not None:

@@ -52,7 +52,14 @@ def snapshot(where: str, name: object, modified: object, size: object, checksum:
 def pour(chunks: Iterable[bytes], sink: Sink, cancel: threading.Event) -> None:
     """Each chunk of a download into the sink, until the last or until `cancel` is set (DrillNotRun); the
     caller closes the download either way."""
-    for chunk in chunks:
-        if cancel.is_set():
-            raise DrillNotRun("cancelled")
+    iterator = iter(chunks)
+    while not cancel.is_set():  # before each next chunk: fetching it may be a request of its own
+        if (chunk := next(iterator, None)) is None:
+            return
         sink.write(chunk)
+    raise DrillNotRun("cancelled")
+
+
+def object_key(prefix: str, name: str) -> str:
+    """The key of a backup named relative to the prefix's folder (filelike.relative_name's inverse)."""
+    return prefix[:prefix.rfind("/") + 1] + name

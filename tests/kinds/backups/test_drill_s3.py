@@ -6,20 +6,19 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from dataclasses import replace
 
 import pytest
 
 from checks.model import DrillNotRun
-from checks.sources.s3 import S3Location
-from tests.drills import Hashed, drill, seen
+from tests.drills import DRILL_SLACK, SLACK, candidates, drill, restored, seen
 from tests.kinds.backups import test_source_s3
 from tests.lab.harness import wait_until
 from tests.lab.relay import Relay, relay
 
 MiB = 1 << 20
-server, bucket = test_source_s3.server, test_source_s3.bucket  # the same moto (over TLS), and a bucket of a test's own
-SLACK = 8 << 10  # per connection: the TLS handshake (the certificate chain), record framing, HTTP headers
-DRILL_SLACK = 64 << 10  # a drill's listing, HEADs and a few connections' slack
+# the same moto (over TLS), a bucket of each test's own, and its locations on it
+server, bucket, direct = test_source_s3.server, test_source_s3.bucket, test_source_s3.location
 
 
 @pytest.fixture(scope="module")
@@ -29,29 +28,10 @@ def counted(server) -> Relay:
 
 
 @pytest.fixture
-def location(server, counted, bucket, context, monkeypatch):
-    """An S3Location on the test bucket, through the relay."""
-    monkeypatch.setenv("TEST_S3_ID", server.access_key_id)
-    monkeypatch.setenv("TEST_S3_SECRET", server.secret_access_key)
+def location(direct, server, counted):
+    """test_source_s3's S3Location on the test bucket, through the relay."""
+    return lambda **overrides: direct(**{"endpoint_url": counted.url(server.endpoint_url), **overrides})
 
-    def location(**overrides) -> S3Location:
-        config = {"kind": "s3", "bucket": bucket, "endpoint_url": counted.url(server.endpoint_url),
-                  "region": server.region, "access_key_id": "${env:TEST_S3_ID}",
-                  "secret_access_key": "${env:TEST_S3_SECRET}", "ca_file": server.ca_file, "timeout": "10s",
-                  **overrides}
-        return S3Location(S3Location.Config(**config), context)
-
-    return location
-
-
-def candidates(location: S3Location) -> dict:
-    return {candidate.path: candidate for candidate in location.candidates(location.backups())}
-
-
-def restored(location: S3Location, candidate, cancel: threading.Event | None = None, then=None) -> Hashed:
-    sink = Hashed(then)
-    location.restore(candidate, sink, cancel or threading.Event())
-    return sink
 
 
 def test_an_object_is_restored_and_matches_the_best_checksum_the_store_keeps(server, bucket, location):
@@ -121,10 +101,9 @@ def test_a_restore_reads_the_listed_bytes_and_no_more(server, bucket, location, 
     data = os.urandom(4 * MiB)
     server.client().put_object(Bucket=bucket, Key="db.dump", Body=data)
     [candidate] = candidates(location()).values()
-    shorter = type(candidate)(**{**candidate.__dict__, "size": MiB})  # as if the listing had said so
     counted.reset()
 
-    sink = restored(location(), shorter)
+    sink = restored(location(), replace(candidate, size=MiB))  # as if the listing had said so
 
     assert sink.size == MiB
     assert MiB < counted.down <= MiB + SLACK

@@ -11,7 +11,7 @@ import pytest
 
 from checks.model import DrillNotRun
 from checks.sources.sftp import WINDOW, SftpLocation
-from tests.drills import Hashed, drill, seen
+from tests.drills import candidates, drill, restored, seen
 from tests.dumps import sha256, write
 from tests.kinds.backups import test_source_sftp
 from tests.lab.harness import wait_until
@@ -57,12 +57,10 @@ def test_a_directory_backup_s_files_are_candidates_and_restored(location, dumps)
     write(dumps / "db-dir" / "etc" / "hosts", b"127.0.0.1 localhost\n")
     write(dumps / "db-dir" / "README", b"x" * 5)
 
-    found = {candidate.path: candidate for candidate in location.candidates(location.backups())}
+    found = candidates(location)
 
     assert {path: candidate.size for path, candidate in found.items()} == {"db-dir/etc/hosts": 20, "db-dir/README": 5}
-    sink = Hashed()
-    location.restore(found["db-dir/etc/hosts"], sink, threading.Event())
-    assert sink.sha256.hexdigest() == sha256(b"127.0.0.1 localhost\n")
+    assert restored(location, found["db-dir/etc/hosts"]).sha256.hexdigest() == sha256(b"127.0.0.1 localhost\n")
 
 
 def test_a_dump_rewritten_with_its_sidecar_after_vigil_saw_it_fails_the_drill(location, dumps, context):
@@ -84,8 +82,7 @@ def test_a_restore_reads_the_listed_size_and_no_more(location, dumps):
     with (dumps / "db-1.sql").open("ab") as grown:  # still being written, in place
         grown.write(b"y" * WINDOW)
 
-    sink = Hashed()
-    location.restore(candidate, sink, threading.Event())
+    sink = restored(location, candidate)
 
     assert (sink.size, sink.sha256.hexdigest()) == (1000, sha256(b"x" * 1000))
 
@@ -98,7 +95,7 @@ def test_a_dump_deleted_after_it_was_listed_is_not_drilled_and_not_held(location
     (dumps / "db-1.sql.gz").unlink()
 
     with pytest.raises(DrillNotRun, match=f"^cannot read db-1.sql.gz in sftp://{server.user}@.*: No such file"):
-        location.restore(candidate, Hashed(), threading.Event())
+        restored(location, candidate)
     assert not location.holds("db-1.sql.gz")
 
 
@@ -107,10 +104,10 @@ def test_a_cancelled_restore_stops_and_closes_its_file_and_session(location, dum
     [candidate] = location.candidates(location.backups())
     before = sockets()
     cancel = threading.Event()
-    sink = Hashed(then=lambda size: cancel.set())
+    sizes = []
 
     with pytest.raises(DrillNotRun, match="^cancelled$"):
-        location.restore(candidate, sink, cancel)
+        restored(location, candidate, cancel, then=lambda size: (sizes.append(size), cancel.set()))
 
-    assert sink.size < 4 * WINDOW
+    assert sizes[-1] < 4 * WINDOW
     wait_until(lambda: sockets() <= before, what="the SSH connection to close")
