@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from checks.drill import Driller, Outcome
-from checks.history import BackupHistory
+from checks.history import BackupHistory, DrillFile
 from checks.model import Candidate, DrillConfig, Drilled
 
 JOB = "nightly"
@@ -52,7 +52,21 @@ def seen(location: Drilled, context, where: str = "primary") -> None:
 
 
 def drill(location: Drilled, context, cancel: threading.Event | None = None, where: str = "primary",
-          **config) -> Outcome:
-    """One drill of the location (DrillConfig's fields as keywords)."""
+          progress: Callable[[DrillFile], None] = lambda _: None, **config) -> Outcome:
+    """One drill of the location (DrillConfig's fields as keywords); `progress` is told of each file done."""
     return Driller(location, where, None, DrillConfig(**config), BackupHistory(context.db, JOB), context,
-                   cancel or threading.Event()).run()
+                   cancel or threading.Event()).run(progress)
+
+
+def deleting_the_rest(delete: Callable[[str], None], paths: set[str]) -> Callable[[DrillFile], None]:
+    """A drill's progress that, once the first file is done, deletes the other backups (`paths`): they were listed
+    and planned, and are gone when their turn comes."""
+    pending = set(paths)
+
+    def progress(done: DrillFile) -> None:
+        if done.path in pending:
+            for path in pending - {done.path}:
+                delete(path)
+            pending.clear()
+
+    return progress

@@ -2,8 +2,8 @@
 
 `{kind: azure_blob, account_url:, container:, prefix:, credential:}`: every blob under
 the prefix whose name (relative to the prefix's folder) matches the pattern is one
-backup, completed when it was last modified. Only the listing is read, never the data. `credential` is an
-account key or a SAS token (the SDK tells them apart: a SAS has `sig=`). A blob's
+backup, completed when it was last modified. Polls read only the listing, never the data.
+`credential` is an account key or a SAS token (the SDK tells them apart: a SAS has `sig=`). A blob's
 Content-MD5 is kept as its checksum when the store has one: Azure computes it for
 single-shot uploads; block-by-block uploads have it only if the uploader set it.
 

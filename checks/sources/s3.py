@@ -2,10 +2,10 @@
 
 `{kind: s3, bucket:, prefix:, endpoint_url:, pattern:}`: every object under the prefix
 whose name (relative to the prefix's folder) matches the pattern is one backup,
-completed when it was last modified. Only the listing is read, never the data: a cloud
-copy is not downloaded to be verified. An object's ETag is its MD5 only for a single-part upload
-without SSE-KMS or SSE-C; multipart ETags (`<hex>-<parts>`) are never taken for one, and
-`etag_is_md5: false` turns the rest off for buckets encrypted with KMS.
+completed when it was last modified. Polls read only the listing, never the data. An
+object's ETag is its MD5 only for a single-part upload without SSE-KMS or SSE-C; multipart
+ETags (`<hex>-<parts>`) are never taken for one, and `etag_is_md5: false` turns the rest off
+for buckets encrypted with KMS.
 
 A restore drill reads objects, within its budget: each object's listed bytes and no more
 (a Range request), of the version it listed (If-Match its ETag), compared with the best

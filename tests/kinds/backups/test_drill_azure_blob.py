@@ -12,7 +12,7 @@ import pytest
 
 from checks.model import DrillNotRun
 from checks.sources.azure_blob import DOWNLOAD_CHUNK
-from tests.drills import DRILL_SLACK, SLACK, candidates, drill, restored, seen
+from tests.drills import DRILL_SLACK, SLACK, candidates, deleting_the_rest, drill, restored, seen
 from tests.kinds.backups import test_source_azure_blob
 from tests.kinds.backups.test_source_azure_blob import upload
 from tests.lab.harness import wait_until
@@ -150,3 +150,15 @@ def test_a_drill_reads_no_more_from_the_store_than_max_bytes(container, location
     assert outcome.drill.bytes_read == 2 * MiB
     assert "1 file(s) over max_bytes (2.5 MiB) are never drilled, the largest db-huge.dump" in outcome.drill.detail
     assert counted.down <= 5 * MiB // 2 + DRILL_SLACK, f"{counted.down} bytes from the store"
+
+
+def test_a_blob_deleted_during_a_drill_is_unreadable_never_damaged(container, location, context):
+    for name in ("db-1.dump", "db-2.dump"):
+        upload(container, name, os.urandom(1000))
+
+    outcome = drill(location(), context, progress=deleting_the_rest(
+        lambda name: container.get_blob_client(name).delete_blob(), {"db-1.dump", "db-2.dump"}))
+
+    first, second = outcome.files
+    assert (outcome.drill.ok, first.result, second.result) == (True, "match", "unreadable")
+    assert f"{second.path} in azure_blob container {container.container_name}" in second.detail

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from checks.model import DrillNotRun
-from tests.drills import DRILL_SLACK, SLACK, candidates, drill, restored, seen
+from tests.drills import DRILL_SLACK, SLACK, candidates, deleting_the_rest, drill, restored, seen
 from tests.kinds.backups import test_source_s3
 from tests.lab.harness import wait_until
 from tests.lab.relay import Relay, relay
@@ -165,3 +165,15 @@ def test_a_drill_reads_no_more_from_the_store_than_max_bytes(server, bucket, loc
     assert outcome.drill.bytes_read == 2 * MiB
     assert "1 file(s) over max_bytes (2.5 MiB) are never drilled, the largest db-huge.dump" in outcome.drill.detail
     assert counted.down <= 5 * MiB // 2 + DRILL_SLACK, f"{counted.down} bytes from the store"
+
+
+def test_an_object_deleted_during_a_drill_is_unreadable_never_damaged(server, bucket, location, context):
+    for name in ("db-1.dump", "db-2.dump"):
+        server.client().put_object(Bucket=bucket, Key=name, Body=os.urandom(1000))
+
+    outcome = drill(location(), context, progress=deleting_the_rest(
+        lambda name: server.client().delete_object(Bucket=bucket, Key=name), {"db-1.dump", "db-2.dump"}))
+
+    first, second = outcome.files
+    assert (outcome.drill.ok, first.result, second.result) == (True, "match", "unreadable")
+    assert second.detail.startswith(f"{second.path} is gone from s3 bucket {bucket} at ")

@@ -11,7 +11,7 @@ import pytest
 
 from checks.model import DrillNotRun
 from checks.sources.sftp import WINDOW, SftpLocation
-from tests.drills import candidates, drill, restored, seen
+from tests.drills import candidates, deleting_the_rest, drill, restored, seen
 from tests.dumps import sha256, write
 from tests.kinds.backups import test_source_sftp
 from tests.lab.harness import wait_until
@@ -111,3 +111,15 @@ def test_a_cancelled_restore_stops_and_closes_its_file_and_session(location, dum
 
     assert sizes[-1] < 4 * WINDOW
     wait_until(lambda: sockets() <= before, what="the SSH connection to close")
+
+
+def test_a_dump_deleted_during_a_drill_is_unreadable_never_damaged(location, dumps, context):
+    for name in ("db-1.sql.gz", "db-2.sql.gz"):
+        dump(dumps, name, os.urandom(1000))
+
+    outcome = drill(location, context, progress=deleting_the_rest(lambda name: (dumps / name).unlink(),
+                                                                  {"db-1.sql.gz", "db-2.sql.gz"}))
+
+    first, second = outcome.files
+    assert (outcome.drill.ok, first.result, second.result) == (True, "match", "unreadable")
+    assert f"cannot read {second.path} in sftp://" in second.detail
