@@ -52,18 +52,18 @@ def seen(location: Drilled, context, where: str = "primary") -> None:
 
 
 def drill(location: Drilled, context, cancel: threading.Event | None = None, where: str = "primary",
-          progress: Callable[[DrillFile], None] = lambda _: None, **config) -> Outcome:
+          progress: Callable[[str, DrillFile], None] = lambda where, file: None, **config) -> Outcome:
     """One drill of the location (DrillConfig's fields as keywords); `progress` is told of each file done."""
     return Driller(location, where, None, DrillConfig(**config), BackupHistory(context.db, JOB), context,
                    cancel or threading.Event()).run(progress)
 
 
-def deleting_the_rest(delete: Callable[[str], None], paths: set[str]) -> Callable[[DrillFile], None]:
+def deleting_the_rest(delete: Callable[[str], None], paths: set[str]) -> Callable[[str, DrillFile], None]:
     """A drill's progress that, once the first file is done, deletes the other backups (`paths`): they were listed
     and planned, and are gone when their turn comes."""
     pending = set(paths)
 
-    def progress(done: DrillFile) -> None:
+    def progress(where: str, done: DrillFile) -> None:
         if done.path in pending:
             for path in pending - {done.path}:
                 delete(path)
