@@ -31,8 +31,18 @@ from agent.ondisk import CaFile
 from agent.redact import userinfo_in_url
 from agent.secrets import HeaderSecret, Secret
 from checks.model import BackupSnapshot, Candidate, Drilled, DrillNotRun, LocationConfig, Sink
-from checks.sources import store_entries
-from checks.sources.filelike import CHUNK, Deadline, LocationError, is_backup_name, newest_first, relative_name
+from checks.sources import filelike, store_entries
+from checks.sources.filelike import (
+    CHUNK,
+    MANIFEST_LIMIT,
+    SHA256_MANIFEST,
+    SIDECAR_SUFFIXES,
+    Deadline,
+    LocationError,
+    is_backup_name,
+    newest_first,
+    relative_name,
+)
 
 PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 call
 ATTEMPTS = 3  # botocore's "standard" retries: throttling, 5xx and connection errors, with backoff
@@ -83,8 +93,12 @@ class S3Location(Drilled):
             return newest_first(self._snapshots())
 
     def candidates(self, backups: list[BackupSnapshot]) -> Iterator[Candidate]:
-        """Each listed object as it is now (one HEAD each: its size, ETag and the checksums the store keeps)."""
+        """Each listed object as it is now (one HEAD each: its size, ETag and the checksums the store keeps), with
+        the sha256 of its sidecar object or SHA256SUMS manifest where the prefix's folder has one."""
         with closing(self._client()) as client, self._answers():
+            if names := self._checksum_files(client, backups):
+                backups = filelike.with_checksums(_Folder(client, self.config.bucket, self._folder, self.where),
+                                                  backups, names)
             for backup in backups:
                 if (head := self._head(client, backup.key or backup.id)) is not None:
                     yield self._candidate(backup, head)
@@ -120,16 +134,36 @@ class S3Location(Drilled):
                 return None
             raise
 
+    def _checksum_files(self, client, backups: list[BackupSnapshot]) -> set[str]:
+        """The names of the backups' sidecar objects (`<name>.sha256`) and of SHA256SUMS manifests in the prefix's
+        folder: one more listing, of names only."""
+        deadline = Deadline(self._clock, self.config.timeout, f"listing the checksum files of {self.where}")
+        sidecars = {backup.id + suffix for backup in backups for suffix in SIDECAR_SUFFIXES}
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.config.bucket, Prefix=self._folder, PaginationConfig={"PageSize": PAGE_SIZE})
+        names = set()
+        for page in store_entries.parsed(self.where, pages):
+            deadline.check()
+            for item in page.get("Contents", ()):
+                name = relative_name(str(item.get("Key", "")), self.config.prefix)
+                if name in sidecars or SHA256_MANIFEST.fullmatch(name):
+                    names.add(name)
+        return names
+
+    @property
+    def _folder(self) -> str:
+        return store_entries.object_key(self.config.prefix, "")
+
     def _candidate(self, backup: BackupSnapshot, head: dict) -> Candidate:
         modified = head.get("LastModified")
-        checksum, reference = self._best_checksum(head)
+        checksum, reference = self._best_checksum(head, backup)
         return Candidate(backup_id=backup.id, path=backup.id, key=backup.key, size=int(head.get("ContentLength", 0)),
                          mtime=modified.timestamp() if modified else backup.completed_at, checksum=checksum,
                          reference=reference, version=str(head.get("ETag", "")))
 
-    def _best_checksum(self, head: dict) -> tuple[str, str]:
-        """A whole-object SHA-256 the store computed, else the MD5 ETag: a multipart upload's SHA-256 is
-        a checksum of its parts' checksums (composite), never the content's."""
+    def _best_checksum(self, head: dict, backup: BackupSnapshot) -> tuple[str, str]:
+        """A whole-object SHA-256 the store computed, else a sidecar's, else the MD5 ETag: a multipart upload's
+        SHA-256 is a checksum of its parts' checksums (composite), never the content's."""
         sha256 = head.get("ChecksumSHA256")
         if (isinstance(sha256, str) and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
                 and not _PART_COUNT.search(sha256) and not _PART_COUNT.search(str(head.get("ETag", "")))):
@@ -137,6 +171,8 @@ class S3Location(Drilled):
                 return f"sha256:{base64.b64decode(sha256, validate=True).hex()}", "s3-sha256"
             except binascii.Error:
                 pass
+        if backup.checksum.startswith("sha256:"):
+            return backup.checksum, "sidecar"
         md5 = self._md5(head)
         return (md5, "etag-md5") if md5 else ("", "")
 
@@ -233,3 +269,15 @@ def _chunks(body) -> Iterable[bytes]:
     """A response body in CHUNK-sized reads."""
     while chunk := body.read(CHUNK):
         yield chunk
+
+
+class _Folder:
+    """The prefix's folder as a filelike.Tree, to read its checksum files: a ranged GET each, so a huge object under
+    a checksum file's name is never read whole."""
+
+    def __init__(self, client, bucket: str, folder: str, where: str):
+        self._client, self._bucket, self._folder, self.where = client, bucket, folder, where
+
+    def open(self, name: str):
+        return self._client.get_object(Bucket=self._bucket, Key=self._folder + name,
+                                       Range=f"bytes=0-{MANIFEST_LIMIT - 1}")["Body"]

@@ -12,6 +12,7 @@ import pytest
 
 from checks.model import DrillNotRun
 from tests.drills import DRILL_SLACK, SLACK, candidates, deleting_the_rest, drill, restored, seen
+from tests.dumps import sha256
 from tests.kinds.backups import test_source_s3
 from tests.lab.harness import wait_until
 from tests.lab.relay import Relay, relay
@@ -51,6 +52,21 @@ def test_an_object_is_restored_and_matches_the_best_checksum_the_store_keeps(ser
     assert (sink.size, sink.md5.hexdigest()) == (len(plain), hashlib.md5(plain).hexdigest())
     assert restored(location(prefix="nightly/"), with_sha256).sha256.hexdigest() == hashlib.sha256(summed).hexdigest()
 
+
+def test_sidecar_objects_and_manifests_in_the_prefix_s_folder_are_references(server, bucket, location):
+    """An off-site copy of a dump folder, checksum files included: a sidecar's SHA-256 wins over the MD5 ETag."""
+    first, second, third = b"first dump", b"second dump", b"third dump"
+    client = server.client()
+    for key, body in (("nightly/db-1.dump", first), ("nightly/db-1.dump.sha256", f"{sha256(first)}  db-1.dump\n"),
+                      ("nightly/db-2.dump", second), ("nightly/SHA256SUMS", f"{sha256(second)}  db-2.dump\n"),
+                      ("nightly/db-3.dump", third)):
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+
+    found = candidates(location(prefix="nightly/db-"))
+
+    assert {path: (c.reference, c.checksum) for path, c in found.items()} == {
+        "db-1.dump": ("sidecar", f"sha256:{sha256(first)}"), "db-2.dump": ("sidecar", f"sha256:{sha256(second)}"),
+        "db-3.dump": ("etag-md5", f"md5:{hashlib.md5(third).hexdigest()}")}
 
 def test_a_multipart_upload_has_no_checksum_of_its_content(server, bucket, location):
     """Its ETag is an MD5 of MD5s, and its SHA-256 one of the parts' SHA-256s: neither is the content's."""
@@ -177,3 +193,14 @@ def test_an_object_deleted_during_a_drill_is_unreadable_never_damaged(server, bu
     first, second = outcome.files
     assert (outcome.drill.ok, first.result, second.result) == (True, "match", "unreadable")
     assert second.detail.startswith(f"{second.path} is gone from s3 bucket {bucket} at ")
+
+
+def test_an_object_that_differs_from_its_sidecar_fails_the_drill(server, bucket, location, context):
+    client = server.client()
+    client.put_object(Bucket=bucket, Key="db-1.dump", Body=b"the dump as copied")
+    client.put_object(Bucket=bucket, Key="db-1.dump.sha256", Body=sha256(b"the dump as written"))
+
+    outcome = drill(location(), context)
+
+    [restored] = outcome.files
+    assert (outcome.drill.ok, restored.result, restored.reference) == (False, "mismatch", "sidecar")
