@@ -11,6 +11,7 @@ SFTP request) has the location's timeout.
 
 from __future__ import annotations
 
+import math
 import posixpath
 import threading
 from collections.abc import Iterator
@@ -80,11 +81,12 @@ class SftpLocation(Measured, Verified, Drilled):
             yield from filelike.candidates(tree, backups, deadline)
 
     def restore(self, candidate: Candidate, sink: Sink, cancel: threading.Event) -> None:
-        """The file's listed size and no more, read in windows; the file and the session are closed on any way out."""
-        deadline = Deadline(self._clock, self.config.timeout, f"reading {candidate.path}")
+        """The file's listed size and no more, read in windows; the file and the session are closed on any way out.
+        Each request has the location's timeout; the whole read, which may take longer, the drill's own time."""
+        unbounded = Deadline(self._clock, math.inf, f"reading {candidate.path}")
         try:
             with self._session(limit=candidate.size) as tree:
-                filelike.stream(tree, candidate, sink, cancel, deadline)
+                filelike.stream(tree, candidate, sink, cancel, unbounded)
         except LocationError as exc:
             raise DrillNotRun(str(exc)) from None
 

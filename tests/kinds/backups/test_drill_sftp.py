@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from checks.model import DrillNotRun
 from checks.sources.sftp import WINDOW, SftpLocation
+from tests.clocks import RunawayClock
 from tests.drills import candidates, deleting_the_rest, drill, restored, seen
 from tests.dumps import sha256, write
 from tests.kinds.backups import test_source_sftp
@@ -123,3 +125,12 @@ def test_a_dump_deleted_during_a_drill_is_unreadable_never_damaged(location, dum
     first, second = outcome.files
     assert (outcome.drill.ok, first.result, second.result) == (True, "match", "unreadable")
     assert f"cannot read {second.path} in sftp://" in second.detail
+
+
+def test_a_restore_may_take_longer_than_one_operation_s_timeout(location, dumps, context):
+    """A large dump over a slow link: each request has the timeout, the whole read the drill's own time."""
+    write(dumps / "db-1.sql", os.urandom(2 * WINDOW))
+    [candidate] = location.candidates(location.backups())
+    slow = SftpLocation(location.config, replace(context, clock=RunawayClock()))  # an hour passes at every look
+
+    assert restored(slow, candidate).size == 2 * WINDOW
