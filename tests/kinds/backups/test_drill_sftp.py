@@ -101,10 +101,10 @@ def test_a_dump_deleted_after_it_was_listed_is_not_drilled_and_not_held(location
     assert not location.holds("db-1.sql.gz")
 
 
-def test_a_cancelled_restore_stops_and_closes_its_file_and_session(location, dumps):
+def test_a_cancelled_restore_stops_and_leaves_no_session_or_thread(location, dumps):
     write(dumps / "db-1.sql", os.urandom(4 * WINDOW))
     [candidate] = location.candidates(location.backups())
-    before = sockets()
+    before, threads = sockets(), threading.active_count()
     cancel = threading.Event()
     sizes = []
 
@@ -113,6 +113,7 @@ def test_a_cancelled_restore_stops_and_closes_its_file_and_session(location, dum
 
     assert sizes[-1] < 4 * WINDOW
     wait_until(lambda: sockets() <= before, what="the SSH connection to close")
+    wait_until(lambda: threading.active_count() <= threads, what="paramiko's transport thread to end")
 
 
 def test_a_dump_deleted_during_a_drill_is_unreadable_never_damaged(location, dumps, context):
