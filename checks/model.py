@@ -136,6 +136,8 @@ class Candidate:
     `path` is printable UTF-8 (as BackupSnapshot.id), `key` how the location reads it again ("" = path).
     `checksum` is what the store or tool recorded for exactly this content ("sha256:<hex>" or
     "md5:<hex>"), and `reference` where it came from (sidecar, s3-sha256, etag-md5, content-md5).
+    `version` is the store's tag for exactly this content (an object's ETag), which restore insists on,
+    so that an object replaced after it was listed is never read as this candidate ("" = none).
     """
 
     backup_id: str
@@ -146,6 +148,7 @@ class Candidate:
     key: str = ""
     checksum: str = ""
     reference: str = ""
+    version: str = ""
 
 
 class Sink(Protocol):

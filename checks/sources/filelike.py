@@ -41,7 +41,7 @@ SIDECAR_SUFFIXES = (".sha256", ".sha256sum")
 ARCHIVE_SUFFIXES = ((".tar.gz", "tar.gz"), (".tgz", "tar.gz"), (".tar", "tar"), (".gz", "gz"), (".zip", "zip"))
 
 _CHECKSUM_FILE = re.compile(r"(?i)(sha\d*|md5)sums?(\.txt)?|.+\.(sha\d+(sum)?|md5|asc|sig)")
-_SHA256_MANIFEST = re.compile(r"(?i)sha256sums?(\.txt)?")
+SHA256_MANIFEST = re.compile(r"(?i)sha256sums?(\.txt)?")
 _PARTIAL_FILE = re.compile(r"(?i)\..*|.+\.(tmp|temp|part|partial|filepart)")
 _SHA256_HEX = re.compile(r"\b[0-9a-fA-F]{64}\b")
 _GNU_LINE = re.compile(r"(?P<digest>[0-9a-fA-F]{64}) [ *](?P<name>.+)")  # sha256sum's output
@@ -136,7 +136,7 @@ def list_backups(tree: Tree, pattern: str) -> list[BackupSnapshot]:
     """The backups at the root of `tree`, newest first, with sha256 checksums where a checksum file has them."""
     entries = _list(tree, "")
     snapshots = newest_first(_snapshot(item) for item in entries if is_backup_name(item.name, pattern))
-    return _with_checksums(tree, snapshots, {item.name for item in entries})
+    return with_checksums(tree, snapshots, {item.name for item in entries})
 
 
 def measure(tree: Tree, snapshot: BackupSnapshot, deadline: Deadline) -> BackupSnapshot:
@@ -212,9 +212,9 @@ def _snapshot(item: Entry) -> BackupSnapshot:
     return BackupSnapshot(id=name, name=name, completed_at=item.modified, size_bytes=item.size, file_count=1, key=key)
 
 
-def _with_checksums(tree: Tree, snapshots: list[BackupSnapshot], names: set[str]) -> list[BackupSnapshot]:
+def with_checksums(tree: Tree, snapshots: list[BackupSnapshot], names: set[str]) -> list[BackupSnapshot]:
     """Each file's sha256 from its sidecar (`<name>.sha256`), else from a SHA256SUMS manifest beside it."""
-    manifest_name = min((name for name in names if _SHA256_MANIFEST.fullmatch(name)), default=None)
+    manifest_name = min((name for name in names if SHA256_MANIFEST.fullmatch(name)), default=None)
     manifest = parse_manifest(_read_small(tree, manifest_name, MANIFEST_LIMIT)) if manifest_name else {}
 
     def digest(name: str) -> str | None:

@@ -2,16 +2,24 @@
 
 `{kind: s3, bucket:, prefix:, endpoint_url:, pattern:}`: every object under the prefix
 whose name (relative to the prefix's folder) matches the pattern is one backup,
-completed when it was last modified. Only the listing is read, never the data: a cloud
-copy is not downloaded to be verified. An object's ETag is its MD5 only for a single-part upload
-without SSE-KMS or SSE-C; multipart ETags (`<hex>-<parts>`) are never taken for one, and
-`etag_is_md5: false` turns the rest off for buckets encrypted with KMS.
+completed when it was last modified. Polls read only the listing, never the data. An
+object's ETag is its MD5 only for a single-part upload without SSE-KMS or SSE-C; multipart
+ETags (`<hex>-<parts>`) are never taken for one, and `etag_is_md5: false` turns the rest off
+for buckets encrypted with KMS.
+
+A restore drill reads objects, within its budget: each object's listed bytes and no more
+(a Range request), of the version it listed (If-Match its ETag), compared with the best
+checksum the store recorded: a full-object SHA-256 (`ChecksumSHA256`), else the MD5 ETag.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -22,17 +30,29 @@ from agent.net.tls import certificate_refusal
 from agent.ondisk import CaFile
 from agent.redact import userinfo_in_url
 from agent.secrets import HeaderSecret, Secret
-from checks.model import BackupSnapshot, Location, LocationConfig
-from checks.sources import store_entries
-from checks.sources.filelike import Deadline, LocationError, is_backup_name, newest_first, relative_name
+from checks.model import BackupSnapshot, Candidate, Drilled, DrillNotRun, LocationConfig, Sink
+from checks.sources import filelike, store_entries
+from checks.sources.filelike import (
+    CHUNK,
+    MANIFEST_LIMIT,
+    SHA256_MANIFEST,
+    SIDECAR_SUFFIXES,
+    Deadline,
+    LocationError,
+    is_backup_name,
+    newest_first,
+    relative_name,
+)
 
 PAGE_SIZE = 1000  # S3's own maximum per ListObjectsV2 call
 ATTEMPTS = 3  # botocore's "standard" retries: throttling, 5xx and connection errors, with backoff
 ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 _MD5_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
+_PART_COUNT = re.compile(r"-\d+\"?$")  # a multipart ETag's or composite checksum's `-<parts>`
+GONE = {"NoSuchKey", "404"}  # a GET says NoSuchKey, a HEAD (no body) only its status
 
 
-class S3Location(Location):
+class S3Location(Drilled):
     kind = "s3"
 
     class Config(LocationConfig):
@@ -69,11 +89,107 @@ class S3Location(Location):
         self.where = f"s3 bucket {config.bucket}" + (f" at {config.endpoint_url}" if config.endpoint_url else "")
 
     def backups(self) -> list[BackupSnapshot]:
+        with self._answers():
+            return newest_first(self._snapshots())
+
+    def candidates(self, backups: list[BackupSnapshot]) -> Iterator[Candidate]:
+        """Each listed object as it is now (one HEAD each: its size, ETag and the checksums the store keeps), with
+        the sha256 of its sidecar object or SHA256SUMS manifest where the prefix's folder has one."""
+        with closing(self._client()) as client, self._answers():
+            if names := self._checksum_files(client, backups):
+                backups = filelike.with_checksums(_Folder(client, self.config.bucket, self._folder, self.where),
+                                                  backups, names)
+            for backup in backups:
+                if (head := self._head(client, backup.key or backup.id)) is not None:
+                    yield self._candidate(backup, head)
+
+    def restore(self, candidate: Candidate, sink: Sink, cancel: threading.Event) -> None:
+        """The object's listed bytes and no more (a Range request), of the listed version (If-Match)."""
+        key = store_entries.object_key(self.config.prefix, candidate.key or candidate.path)
+        request = {"Bucket": self.config.bucket, "Key": key}
+        if candidate.size:  # `bytes=0--1` is no range: an empty object is read whole
+            request["Range"] = f"bytes=0-{candidate.size - 1}"
+        if candidate.version:
+            request["IfMatch"] = candidate.version
+        try:
+            with closing(self._client()) as client, self._answers(candidate.path):
+                with closing(client.get_object(**request)["Body"]) as body:  # unread, its connection is dropped
+                    store_entries.pour(_chunks(body), sink, cancel)
+        except LocationError as exc:
+            raise DrillNotRun(str(exc)) from None
+
+    def holds(self, backup_id: str) -> bool:
+        with closing(self._client()) as client, self._answers():
+            return self._head(client, backup_id) is not None
+
+    def _head(self, client, name: str) -> dict | None:
+        """The object's HEAD with its checksums, None if it is gone."""
         import botocore.exceptions
 
         try:
-            return newest_first(self._snapshots())
+            return client.head_object(Bucket=self.config.bucket, Key=store_entries.object_key(self.config.prefix, name),
+                                      ChecksumMode="ENABLED")
         except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in GONE:
+                return None
+            raise
+
+    def _checksum_files(self, client, backups: list[BackupSnapshot]) -> set[str]:
+        """The names of the backups' sidecar objects (`<name>.sha256`) and of SHA256SUMS manifests in the prefix's
+        folder: one more listing, of names only."""
+        deadline = Deadline(self._clock, self.config.timeout, f"listing the checksum files of {self.where}")
+        sidecars = {backup.id + suffix for backup in backups for suffix in SIDECAR_SUFFIXES}
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.config.bucket, Prefix=self._folder, PaginationConfig={"PageSize": PAGE_SIZE})
+        names = set()
+        for page in store_entries.parsed(self.where, pages):
+            deadline.check()
+            for item in page.get("Contents", ()):
+                name = relative_name(str(item.get("Key", "")), self.config.prefix)
+                if name in sidecars or SHA256_MANIFEST.fullmatch(name):
+                    names.add(name)
+        return names
+
+    @property
+    def _folder(self) -> str:
+        return store_entries.object_key(self.config.prefix, "")
+
+    def _candidate(self, backup: BackupSnapshot, head: dict) -> Candidate:
+        modified = head.get("LastModified")
+        checksum, reference = self._best_checksum(head, backup)
+        return Candidate(backup_id=backup.id, path=backup.id, key=backup.key, size=int(head.get("ContentLength", 0)),
+                         mtime=modified.timestamp() if modified else backup.completed_at, checksum=checksum,
+                         reference=reference, version=str(head.get("ETag", "")))
+
+    def _best_checksum(self, head: dict, backup: BackupSnapshot) -> tuple[str, str]:
+        """A whole-object SHA-256 the store computed, else a sidecar's, else the MD5 ETag: a multipart upload's
+        SHA-256 is a checksum of its parts' checksums (composite), never the content's."""
+        sha256 = head.get("ChecksumSHA256")
+        if (isinstance(sha256, str) and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
+                and not _PART_COUNT.search(sha256) and not _PART_COUNT.search(str(head.get("ETag", "")))):
+            try:
+                return f"sha256:{base64.b64decode(sha256, validate=True).hex()}", "s3-sha256"
+            except binascii.Error:
+                pass
+        if backup.checksum.startswith("sha256:"):
+            return backup.checksum, "sidecar"
+        md5 = self._md5(head)
+        return (md5, "etag-md5") if md5 else ("", "")
+
+    @contextmanager
+    def _answers(self, name: str = ""):
+        """botocore's errors as LocationErrors naming the bucket (and the object, for one that is gone or was
+        replaced since it was listed)."""
+        import botocore.exceptions
+
+        try:
+            yield
+        except botocore.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            if name and error.get("Code") in GONE:
+                raise LocationError(f"{name} is gone from {self.where}") from None
+            if name and error.get("Code") == "PreconditionFailed":
+                raise LocationError(f"{name} in {self.where} was replaced since it was listed") from None
             raise LocationError(self._client_error(exc)) from None
         except botocore.exceptions.NoCredentialsError:
             raise LocationError(f"{self.where}: no credentials: set access_key_id and secret_access_key, "
@@ -84,24 +200,26 @@ class S3Location(Location):
     def _snapshots(self) -> Iterator[BackupSnapshot]:
         config = self.config
         deadline = Deadline(self._clock, config.timeout, f"listing {self.where}")
-        pages = self._client().get_paginator("list_objects_v2").paginate(
-            Bucket=config.bucket, Prefix=config.prefix, PaginationConfig={"PageSize": PAGE_SIZE})
-        for page in store_entries.parsed(self.where, pages):
-            deadline.check()
-            for item in page.get("Contents", ()):
-                key = item.get("Key") if isinstance(item.get("Key"), str) else ""
-                name = relative_name(key, config.prefix)
-                if not key.endswith("/") and is_backup_name(name, config.pattern):
-                    yield store_entries.snapshot(self.where, name, item.get("LastModified"), item.get("Size"),
-                                                 self._md5(item))
+        with closing(self._client()) as client:
+            pages = client.get_paginator("list_objects_v2").paginate(
+                Bucket=config.bucket, Prefix=config.prefix, PaginationConfig={"PageSize": PAGE_SIZE})
+            for page in store_entries.parsed(self.where, pages):
+                deadline.check()
+                for item in page.get("Contents", ()):
+                    key = item.get("Key") if isinstance(item.get("Key"), str) else ""
+                    name = relative_name(key, config.prefix)
+                    if not key.endswith("/") and is_backup_name(name, config.pattern):
+                        yield store_entries.snapshot(self.where, name, item.get("LastModified"), item.get("Size"),
+                                                     self._md5(item))
 
-    def _md5(self, item: dict) -> str:
+    def _md5(self, item: dict) -> str:  # a listing's entry or a HEAD
         etag = item.get("ETag")
         match = _MD5_ETAG.fullmatch(etag) if self.config.etag_is_md5 and isinstance(etag, str) else None
         return f"md5:{match[1]}" if match else ""
 
     def _client(self):
-        """A client per listing: cheap next to the listing, and nothing stale between polls."""
+        """A client per listing or restore, closed after it: cheap next to the work, nothing stale between polls,
+        and no connection left behind."""
         config = self.config
         credentials = None
         if config.access_key_id is not None:
@@ -145,3 +263,21 @@ def key_names(client, bucket: str, prefix: str) -> list[str]:
         listing.add(len(keys), sum(len(key) for key in keys))
         names += keys
     return names
+
+
+def _chunks(body) -> Iterable[bytes]:
+    """A response body in CHUNK-sized reads."""
+    while chunk := body.read(CHUNK):
+        yield chunk
+
+
+class _Folder:
+    """The prefix's folder as a filelike.Tree, to read its checksum files: a ranged GET each, so a huge object under
+    a checksum file's name is never read whole."""
+
+    def __init__(self, client, bucket: str, folder: str, where: str):
+        self._client, self._bucket, self._folder, self.where = client, bucket, folder, where
+
+    def open(self, name: str):
+        return self._client.get_object(Bucket=self._bucket, Key=self._folder + name,
+                                       Range=f"bytes=0-{MANIFEST_LIMIT - 1}")["Body"]

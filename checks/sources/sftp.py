@@ -11,7 +11,9 @@ SFTP request) has the location's timeout.
 
 from __future__ import annotations
 
+import math
 import posixpath
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, Literal
@@ -21,14 +23,25 @@ from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READ
 from pydantic import Field
 
 from agent.net.ssh import SshError, SshFields, connect
-from checks.model import BackupSnapshot, LocationConfig, Measured, Verified, VerifyConfig, VerifyOutcome
+from checks.model import (
+    BackupSnapshot,
+    Candidate,
+    Drilled,
+    DrillNotRun,
+    LocationConfig,
+    Measured,
+    Sink,
+    Verified,
+    VerifyConfig,
+    VerifyOutcome,
+)
 from checks.sources import filelike
 from checks.sources.filelike import Deadline, Entry, LocationError, NamePattern
 
 WINDOW = 4 << 20  # bytes requested at once when reading a file (128 requests of 32 KiB in flight)
 
 
-class SftpLocation(Measured, Verified):
+class SftpLocation(Measured, Verified, Drilled):
     kind = "sftp"
 
     class Config(LocationConfig, SshFields):
@@ -61,8 +74,29 @@ class SftpLocation(Measured, Verified):
         except LocationError as exc:
             return VerifyOutcome(None, str(exc))
 
+    def candidates(self, backups: list[BackupSnapshot]) -> Iterator[Candidate]:
+        """Each dump with its sidecar's sha256, each file of a directory backup, over one session."""
+        deadline = Deadline(self._clock, self.config.timeout, f"listing the files of {self.where}")
+        with self._session() as tree:
+            yield from filelike.candidates(tree, backups, deadline)
+
+    def restore(self, candidate: Candidate, sink: Sink, cancel: threading.Event) -> None:
+        """The file's listed size and no more, read in windows; the file and the session are closed on any way out.
+        Each request has the location's timeout; the whole read, which may take longer, the drill's own time."""
+        unbounded = Deadline(self._clock, math.inf, f"reading {candidate.path}")
+        try:
+            with self._session(limit=candidate.size) as tree:
+                filelike.stream(tree, candidate, sink, cancel, unbounded)
+        except LocationError as exc:
+            raise DrillNotRun(str(exc)) from None
+
+    def holds(self, backup_id: str) -> bool:
+        """A fresh stat of the backup; a name that is not UTF-8 (listed with escapes) is looked up in a listing."""
+        with self._session() as tree:
+            return tree.exists(backup_id) or filelike.holds(tree, self.config.pattern, backup_id)
+
     @contextmanager
-    def _session(self) -> Iterator[SftpTree]:
+    def _session(self, limit: int | None = None) -> Iterator[SftpTree]:
         endpoint = self.config.endpoint(self.config.timeout)
         try:
             client = connect(endpoint)
@@ -72,7 +106,7 @@ class SftpLocation(Measured, Verified):
         try:
             sftp = client.open_sftp()
             sftp.get_channel().settimeout(self.config.timeout)
-            yield SftpTree(sftp, self.config.path, self.where)
+            yield SftpTree(sftp, self.config.path, self.where, limit)
         except paramiko.SSHException as exc:
             raise LocationError(f"{self.where}: {exc}") from None
         finally:
@@ -80,10 +114,11 @@ class SftpLocation(Measured, Verified):
 
 
 class SftpTree:
-    """A remote directory as a filelike.Tree."""
+    """A remote directory as a filelike.Tree; `limit` bounds how much of a file is read (a drill reads its listed
+    size, never more)."""
 
-    def __init__(self, sftp: paramiko.SFTPClient, root: str, where: str):
-        self._sftp, self._root, self.where = sftp, root, where
+    def __init__(self, sftp: paramiko.SFTPClient, root: str, where: str, limit: int | None = None):
+        self._sftp, self._root, self.where, self._limit = sftp, root, where, limit
 
     def list(self, directory: str = "") -> list[Entry]:
         listing = _listdir_attr(self._sftp, self._path(directory))  # lstat-like: symlinks stay symlinks
@@ -91,7 +126,15 @@ class SftpTree:
 
     def open(self, name: str) -> BinaryIO:
         file = self._sftp.open(self._path(name), "rb")
-        return _WindowedFile(file, file.stat().st_size or 0)
+        size = file.stat().st_size or 0
+        return _WindowedFile(file, size if self._limit is None else min(size, self._limit))
+
+    def exists(self, name: str) -> bool:
+        try:
+            self._sftp.stat(self._path(name))
+        except FileNotFoundError:  # paramiko's IOError(ENOENT)
+            return False
+        return True
 
     def _path(self, name: str) -> bytes:
         """The remote path as bytes: names keep the bytes the server sent, UTF-8 or not."""

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import socket
 import socketserver
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
+
+from tests.lab.harness import serving
+from tests.lab.relay import splice
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -35,19 +37,7 @@ class _Handler(socketserver.BaseRequestHandler):
             upstream = socket.create_connection((url.hostname, url.port or 80), timeout=10)
         with upstream:
             upstream.sendall(head)
-            pump = threading.Thread(target=_pipe, args=(upstream, self.request), daemon=True)
-            pump.start()
-            _pipe(self.request, upstream)
-            pump.join(10)
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while chunk := source.recv(65536):
-            sink.sendall(chunk)
-        sink.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
+            splice(self.request, upstream)
 
 
 class _Proxy(socketserver.ThreadingTCPServer):
@@ -66,11 +56,5 @@ class _Proxy(socketserver.ThreadingTCPServer):
 @contextmanager
 def forward_proxy() -> Iterator[_Proxy]:
     proxy = _Proxy()
-    thread = threading.Thread(target=proxy.serve_forever, name="forward-proxy", daemon=True)
-    thread.start()
-    try:
+    with serving(proxy, "forward-proxy"):
         yield proxy
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
-        thread.join(10)

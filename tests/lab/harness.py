@@ -10,7 +10,9 @@ import os
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -132,3 +134,16 @@ def running(argv: list[str], log: Path, ready: Callable[[], object], what: str,
 
 def _died(peer: Peer, what: str) -> None:
     pytest.fail(f"{what} exited with {peer.process.returncode}:\n{peer.output()[-3000:]}")
+
+
+@contextmanager
+def serving(server: socketserver.BaseServer, name: str) -> Iterator[None]:
+    """A server of the tests' own (a proxy, a relay) served in a thread of the test process while inside."""
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
