@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
-import signal
+import re
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.children import _descendants
 from tests.lab.harness import need, wait_until
 
 PASSWORD = "correct-horse-battery"
@@ -181,17 +182,18 @@ def restic_backup_holding_its_lock(repo: ResticRepo, packs: PacksOnDisk | PacksI
 
 
 @contextmanager
-def borg_holding_its_lock(repo: BorgRepo, repository: str | None = None) -> Iterator[None]:
-    """`borg with-lock REPO sleep 60`: the exclusive lock a running `borg create` holds; released on leaving."""
-    holder = subprocess.Popen([repo.binary, "with-lock", repository or repo.repository, "sleep", "60"], env=repo.env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+def borg_holding_its_lock(repo: BorgRepo) -> Iterator[None]:
+    """`borg with-lock REPO cat`: the exclusive lock a running `borg create` holds, until its input ends on
+    leaving; then it must finish with exit status 0 and release the lock."""
+    holder = subprocess.Popen([repo.binary, "with-lock", repo.repository, "cat"], env=repo.env, stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_until(lambda: (Path(repo.repository) / "lock.exclusive").exists(), 20, "borg's lock")
         yield
     finally:
-        for pid in [*_descendants(holder.pid)]:  # sleep, under borg
-            os.kill(pid, signal.SIGTERM)
-        holder.wait(30)
+        _, stderr = holder.communicate(b"", timeout=60)
+    assert holder.returncode == 0, stderr
+    assert not (Path(repo.repository) / "lock.exclusive").exists()
 
 
 def tools_running(*marks: str) -> list[str]:
@@ -212,3 +214,87 @@ def restic_drilled_backup(repo: ResticRepo) -> str:
     write_tree(repo.data, DRILLED)
     repo.run("backup", str(repo.data), "--host", "fileserver")
     return repo.snapshots()[-1]["id"]
+
+
+def borg_drilled_backup(repo: BorgRepo, name: str = "drilled") -> str:
+    """An archive of DRILLED with segments of at most 1 MB, so that the big file's chunk has a segment of its
+    own (the largest) apart from the archive's metadata; its name."""
+    repo.run("config", repo.repository, "max_segment_size", "1000000")
+    write_tree(repo.data, DRILLED)
+    repo.run("create", f"{repo.repository}::{name}", str(repo.data))
+    return name
+
+
+class Hashed:
+    """The drill's sink as the engine has it: a SHA-256 of what arrives."""
+
+    def __init__(self):
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self.sha256.update(data)
+
+
+def restored(location, candidate) -> str:
+    """The SHA-256 of a candidate a location restored."""
+    sink = Hashed()
+    location.restore(candidate, sink, threading.Event())
+    return sink.sha256.hexdigest()
+
+
+# What every tool's drill must do, asserted the same way for restic and borg.
+
+def drill_candidates(location, data: Path) -> dict:
+    """The location's candidates in its newest backup of DRILLED (backed up from `data`), by name below it."""
+    below = f"{data.name}/"
+    return {candidate.path.partition(below)[2]: candidate for candidate in location.candidates(location.backups())}
+
+
+def assert_drill_candidates(location, candidates: dict, data: Path) -> None:
+    """DRILLED's regular files of the newest backup, with size, mtime and ctime as they were; the backup held."""
+    newest = location.backups()[0]
+    assert sorted(candidates) == sorted(DRILLED)
+    big = candidates["big"]
+    assert big.backup_id == newest.id and big.size == len(DRILLED["big"])
+    stat = (data / "big").stat()
+    assert int(big.mtime) == int(stat.st_mtime) and int(big.ctime) == int(stat.st_ctime)
+    assert location.holds(newest.id) and not location.holds("0" * 64)
+
+
+def assert_restores_exactly(location, candidates: dict) -> None:
+    for name, content in DRILLED.items():
+        assert restored(location, candidates[name]) == hashlib.sha256(content).hexdigest(), name
+
+
+def assert_damage(location, candidate, what: str, said: str) -> None:
+    """Restoring `candidate` is damage naming the file, `what` restored it, and the tool's words (`said`)."""
+    from checks.model import DrillDamage
+
+    try:
+        restored(location, candidate)
+    except DrillDamage as damage:
+        assert str(damage).startswith(f"{candidate.path}: {what}: "), damage
+        assert re.search(said, str(damage)), damage
+    else:
+        raise AssertionError(f"{candidate.path} restored without damage")
+
+
+def assert_cancel_leaves_nothing(location, candidate, what: str, marks: tuple[str, ...]) -> None:
+    """A cancel from another thread mid-restore: could not drill, "cancelled", and no tool left running."""
+    from checks.model import DrillNotRun
+
+    cancel = threading.Event()
+
+    class CancelledWhileWriting(Hashed):
+        def write(self, data: bytes) -> None:  # the engine's close() comes from another thread
+            super().write(data)
+            threading.Thread(target=cancel.set).start()
+            cancel.wait(5)
+
+    try:
+        location.restore(candidate, CancelledWhileWriting(), cancel)
+    except DrillNotRun as exc:
+        assert re.fullmatch(f"{what} on .* was cancelled", str(exc)), exc
+    else:
+        raise AssertionError("the cancelled restore finished")
+    wait_until(lambda: not tools_running(*marks), 10, f"the cancelled {what} to exit")

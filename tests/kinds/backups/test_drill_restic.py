@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,26 +18,18 @@ from tests.lab.backup_tools import (
     PacksInS3,
     PacksOnDisk,
     ResticRepo,
+    assert_cancel_leaves_nothing,
+    assert_damage,
+    assert_drill_candidates,
+    assert_restores_exactly,
+    drill_candidates,
     restic_backup_holding_its_lock,
     restic_drilled_backup,
-    tools_running,
+    restored,
 )
-from tests.lab.harness import wait_until
 from tests.lab.moto import moto
 from tests.lab.rest_server import rest_server
 from tests.lab.sshd import sshd
-
-
-class Hashed:
-    """The drill's sink as the engine has it: a SHA-256 of what arrives."""
-
-    def __init__(self):
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.sha256.update(data)
-        self.size += len(data)
 
 
 @dataclass
@@ -93,31 +84,17 @@ def drilled(backend: Backend, context, monkeypatch) -> tuple[ResticLocation, dic
     """The location and its candidates (by file name) of a fresh backup of DRILLED."""
     restic_drilled_backup(backend.repo)
     source = location(backend, context, monkeypatch)
-    below = f"/{backend.repo.data.name}/"
-    return source, {c.path.partition(below)[2]: c for c in source.candidates(source.backups())}
-
-
-def restored(source: ResticLocation, candidate: Candidate) -> str:
-    sink = Hashed()
-    source.restore(candidate, sink, threading.Event())
-    return sink.sha256.hexdigest()
+    return source, drill_candidates(source, backend.repo.data)
 
 
 def test_candidates_are_the_regular_files_of_the_newest_snapshot(backend, context, monkeypatch):
     source, candidates = drilled(backend, context, monkeypatch)
-    newest = source.backups()[0]
-    assert sorted(candidates) == ["big", "small", "sub/other"]
-    big = candidates["big"]
-    assert big.backup_id == newest.id and big.path.endswith("/big") and big.size == len(DRILLED["big"])
-    stat = (backend.repo.data / "big").stat()
-    assert int(big.mtime) == int(stat.st_mtime) and int(big.ctime) == int(stat.st_ctime)
-    assert source.holds(newest.id) and not source.holds("0" * 64)
+    assert_drill_candidates(source, candidates, backend.repo.data)
+    assert candidates["big"].path.startswith("/")
 
 
 def test_a_good_restore_streams_the_exact_bytes(backend, context, monkeypatch):
-    source, candidates = drilled(backend, context, monkeypatch)
-    for name, content in DRILLED.items():
-        assert restored(source, candidates[name]) == hashlib.sha256(content).hexdigest(), name
+    assert_restores_exactly(*drilled(backend, context, monkeypatch))
 
 
 @pytest.mark.parametrize(("damage", "said"), [
@@ -127,10 +104,7 @@ def test_a_good_restore_streams_the_exact_bytes(backend, context, monkeypatch):
 def test_a_damaged_or_deleted_pack_is_damage_naming_the_file(backend, context, monkeypatch, damage, said):
     source, candidates = drilled(backend, context, monkeypatch)
     getattr(backend.packs, damage)()
-    with pytest.raises(DrillDamage) as found:
-        restored(source, candidates["big"])
-    assert str(found.value).startswith(f"{candidates['big'].path}: restic dump: "), found.value
-    assert re.search(said, str(found.value)), found.value
+    assert_damage(source, candidates["big"], "restic dump", said)
 
 
 def test_a_running_backup_is_not_disturbed(backend, context, monkeypatch):
@@ -145,17 +119,7 @@ def test_a_running_backup_is_not_disturbed(backend, context, monkeypatch):
 
 def test_a_cancel_mid_dump_leaves_no_child_and_no_lock(backend, context, monkeypatch):
     source, candidates = drilled(backend, context, monkeypatch)
-    cancel = threading.Event()
-
-    class CancelledWhileWriting(Hashed):
-        def write(self, data: bytes) -> None:  # the engine's close() comes from another thread
-            super().write(data)
-            threading.Thread(target=cancel.set).start()
-            cancel.wait(5)
-
-    with pytest.raises(DrillNotRun, match=r"^restic dump on .* was cancelled$"):
-        source.restore(candidates["big"], CancelledWhileWriting(), cancel)
-    wait_until(lambda: not tools_running(*backend.marks), 10, "the cancelled restic to exit")
+    assert_cancel_leaves_nothing(source, candidates["big"], "restic dump", backend.marks)
     assert backend.packs.locks() == []
 
 
