@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from checks.drill import Digest
+from checks.model import DrillDamage, DrillNotRun
 from tests.lab.harness import need, wait_until
 
 PASSWORD = "correct-horse-battery"
@@ -225,21 +227,12 @@ def borg_drilled_backup(repo: BorgRepo, name: str = "drilled") -> str:
     return name
 
 
-class Hashed:
-    """The drill's sink as the engine has it: a SHA-256 of what arrives."""
-
-    def __init__(self):
-        self.sha256 = hashlib.sha256()
-
-    def write(self, data: bytes) -> None:
-        self.sha256.update(data)
-
-
 def restored(location, candidate) -> str:
-    """The SHA-256 of a candidate a location restored."""
-    sink = Hashed()
-    location.restore(candidate, sink, threading.Event())
-    return sink.sha256.hexdigest()
+    """The SHA-256 of a candidate a location restored into the drill's Digest (which counts the bytes)."""
+    digest = Digest(candidate, threading.Event())
+    location.restore(candidate, digest, threading.Event())
+    digest.finish()
+    return digest.sha256.hexdigest()
 
 
 # What every tool's drill must do, asserted the same way for restic and borg.
@@ -268,8 +261,6 @@ def assert_restores_exactly(location, candidates: dict) -> None:
 
 def assert_damage(location, candidate, what: str, said: str) -> None:
     """Restoring `candidate` is damage naming the file, `what` restored it, and the tool's words (`said`)."""
-    from checks.model import DrillDamage
-
     try:
         restored(location, candidate)
     except DrillDamage as damage:
@@ -281,18 +272,16 @@ def assert_damage(location, candidate, what: str, said: str) -> None:
 
 def assert_cancel_leaves_nothing(location, candidate, what: str, marks: tuple[str, ...]) -> None:
     """A cancel from another thread mid-restore: could not drill, "cancelled", and no tool left running."""
-    from checks.model import DrillNotRun
-
     cancel = threading.Event()
 
-    class CancelledWhileWriting(Hashed):
-        def write(self, data: bytes) -> None:  # the engine's close() comes from another thread
+    class CancelledWhileWriting(Digest):
+        def write(self, data: bytes) -> None:  # the engine's close() comes from another thread, between writes
             super().write(data)
             threading.Thread(target=cancel.set).start()
             cancel.wait(5)
 
     try:
-        location.restore(candidate, CancelledWhileWriting(), cancel)
+        location.restore(candidate, CancelledWhileWriting(candidate, threading.Event()), cancel)
     except DrillNotRun as exc:
         assert re.fullmatch(f"{what} on .* was cancelled", str(exc)), exc
     else:
