@@ -9,6 +9,7 @@ import random
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -206,7 +207,7 @@ def tools_running(*marks: str) -> list[str]:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if any(mark in text for mark in marks) and "pytest" not in text:
+        if any(mark in text for mark in marks) and int(cmdline.parent.name) != os.getpid():
             found.append(text)
     return found
 
@@ -287,3 +288,34 @@ def assert_cancel_leaves_nothing(location, candidate, what: str, marks: tuple[st
     else:
         raise AssertionError("the cancelled restore finished")
     wait_until(lambda: not tools_running(*marks), 10, f"the cancelled {what} to exit")
+
+
+def drill_job(name: str, location: dict, **drill):
+    """A backup job over `location` with a drill of every file of DRILLED; its next backup half a day away,
+    so that a drill run now is never cut short for it."""
+    from checks.config import BackupJobConfig
+
+    hour = (time.gmtime().tm_hour + 12) % 24
+    return BackupJobConfig.model_validate({
+        "name": name, "schedule": f"0 {hour} * * *", "timezone": "UTC", "deadline": "4h", "primary": location,
+        "drill": {"every": "30d", "files": len(DRILLED), "max_bytes": "1GiB", **drill}})
+
+
+def assert_good_drill(drills, now: float) -> None:
+    """A drill of DRILLED through the engine: every file restored (verified by the tool), the job ok."""
+    outcome = drills.drill(only_due=False)["primary"]
+    assert {(f.result, f.reference) for f in outcome.files} == {("restored", "tool")}
+    assert outcome.drill.ok is True and outcome.drill.bytes_read == sum(map(len, DRILLED.values()))
+    assert drills.verdict(now).status == "ok"
+
+
+def assert_failed_drill(drills, now: float, candidate, what: str, said: str) -> None:
+    """A drill through the engine that finds `candidate` damaged: its row names the tool's words, the drill
+    and the job fail naming the file."""
+    outcome = drills.drill(only_due=False)["primary"]
+    (bad,) = [f for f in outcome.files if f.result != "restored"]
+    assert bad.path == candidate.path and bad.result == "damaged"
+    assert bad.detail.startswith(f"{bad.path}: {what}: ") and said in bad.detail, bad.detail
+    assert outcome.drill.ok is False and bad.path in outcome.drill.detail
+    verdict = drills.verdict(now)
+    assert verdict.status == "failed" and bad.path in verdict.detail

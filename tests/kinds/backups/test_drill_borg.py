@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from checks.job import BackupDrill
 from checks.model import Candidate, DrillDamage, DrillNotRun
 from checks.sources.borg import BorgLocation
 from tests.lab.backup_tools import (
@@ -21,10 +22,13 @@ from tests.lab.backup_tools import (
     assert_cancel_leaves_nothing,
     assert_damage,
     assert_drill_candidates,
+    assert_failed_drill,
+    assert_good_drill,
     assert_restores_exactly,
     borg_drilled_backup,
     borg_holding_its_lock,
     drill_candidates,
+    drill_job,
     restored,
 )
 from tests.lab.sshd import sshd
@@ -145,3 +149,22 @@ def test_a_repository_ssh_cannot_reach_is_not_damage(tmp_path, context, monkeypa
         source, candidates = drilled(backend, context, monkeypatch)
     with pytest.raises(DrillNotRun, match=rf"^borg extract on {re.escape(backend.repository)}: ssh: "):
         restored(source, candidates["big"])
+
+
+# Through the engine (checks.drill, the backup_drill job): recorded and judged.
+
+def borg_job(backend: Backend):
+    return drill_job("files", {"kind": "borg", "repository": backend.repository,
+                               "passphrase": "${env:VIGIL_TEST_BORG}", **backend.config})
+
+
+def test_a_drill_restores_every_sampled_file(local, context, monkeypatch):
+    drilled(local, context, monkeypatch)
+    assert_good_drill(BackupDrill(borg_job(local), context), context.clock.time())
+
+
+def test_a_drill_of_a_damaged_segment_fails_naming_the_file(local, context, monkeypatch):
+    _, candidates = drilled(local, context, monkeypatch)
+    local.segments.corrupt()
+    assert_failed_drill(BackupDrill(borg_job(local), context), context.clock.time(), candidates["big"], "borg extract",
+                        "Segment entry checksum mismatch")

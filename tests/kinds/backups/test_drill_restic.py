@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from checks.job import BackupDrill
 from checks.model import Candidate, DrillDamage, DrillNotRun
 from checks.sources.restic import ResticLocation
 from tests.lab.backup_tools import (
@@ -21,12 +23,17 @@ from tests.lab.backup_tools import (
     assert_cancel_leaves_nothing,
     assert_damage,
     assert_drill_candidates,
+    assert_failed_drill,
+    assert_good_drill,
     assert_restores_exactly,
     drill_candidates,
+    drill_job,
     restic_backup_holding_its_lock,
     restic_drilled_backup,
     restored,
+    tools_running,
 )
+from tests.lab.harness import wait_until
 from tests.lab.moto import moto
 from tests.lab.rest_server import rest_server
 from tests.lab.sshd import sshd
@@ -162,3 +169,42 @@ def test_a_repository_ssh_cannot_reach_is_not_damage(tmp_path, context, monkeypa
         restored(source, candidates["big"])
     with pytest.raises(DrillNotRun, match=rf"^restic snapshots on {re.escape(repo.repository)}: ssh: "):
         source.holds(candidates["big"].backup_id)
+
+
+# Through the engine (checks.drill, the backup_drill job): recorded, judged, cancelled by close().
+
+def restic_job(backend: Backend):
+    return drill_job("files", {"kind": "restic", "repository": backend.repo.repository,
+                               "password": "${env:VIGIL_TEST_RESTIC}", **backend.config})
+
+
+def test_a_drill_restores_every_sampled_file(local, context, monkeypatch):
+    drilled(local, context, monkeypatch)
+    assert_good_drill(BackupDrill(restic_job(local), context), context.clock.time())
+
+
+def test_a_drill_of_a_damaged_pack_fails_naming_the_file(local, context, monkeypatch):
+    _, candidates = drilled(local, context, monkeypatch)
+    local.packs.corrupt()
+    assert_failed_drill(BackupDrill(restic_job(local), context), context.clock.time(), candidates["big"], "restic dump",
+                        "ciphertext verification failed")
+
+
+def test_a_drill_closed_mid_dump_is_recorded_cancelled_and_leaves_nothing(local, context, monkeypatch, tmp_path):
+    drilled(local, context, monkeypatch)
+    slow = tmp_path / "slow-restic"  # a dump whose reader stalls after its first bytes: restic waits mid-dump
+    slow.write_text(f'#!/bin/sh\ncase " $* " in *" dump "*) ;; *) exec {local.repo.binary} "$@";; esac\n'
+                    f'{local.repo.binary} "$@" | {{ head -c 1000; sleep 60; cat; }}\n')
+    slow.chmod(0o755)
+    drills = BackupDrill(restic_job(replace(local, config={"binary": str(slow)})), context)
+    outcomes: list = []
+    thread = threading.Thread(target=lambda: outcomes.append(drills.drill(only_due=False)), daemon=True)
+    thread.start()
+    wait_until(lambda: tools_running(" dump "), 20, "restic dump")
+    drills.close()
+    thread.join(20)
+    assert not thread.is_alive()
+    drill = outcomes[0]["primary"].drill
+    assert drill.ok is None and "cancelled" in drill.detail
+    wait_until(lambda: not tools_running(*local.marks), 10, "the cancelled restic to exit")
+    assert local.packs.locks() == []
