@@ -7,6 +7,12 @@ only `borg check` takes the lock, on its own schedule.
 
 A listing is reused while the repository's latest transaction is the same
 (checks.sources.listing), and shared by the jobs over one repository with one glob.
+
+Restore drills (checks.drill) read the newest archive's files with `list --json-lines` and
+restore each with `extract --stdout`, both `--bypass-lock`, so a running `borg create` is
+neither waited for nor disturbed: borg checks each chunk's CRC, MAC and ID as it reads it,
+and with BORG_EXIT_CODES=modern borg 1.4 says damage (90, 17) and a lock (73) by its exit
+status too; borg 1.2 exits 2 for every error, so its words decide.
 """
 
 from __future__ import annotations

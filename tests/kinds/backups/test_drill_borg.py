@@ -31,7 +31,8 @@ from tests.lab.backup_tools import (
     drill_job,
     restored,
 )
-from tests.lab.sshd import sshd
+from tests.lab.blackhole import unaccepted
+from tests.lab.sshd import make_key, sshd
 
 
 @dataclass
@@ -168,3 +169,17 @@ def test_a_drill_of_a_damaged_segment_fails_naming_the_file(local, context, monk
     local.segments.corrupt()
     assert_failed_drill(BackupDrill(borg_job(local), context), context.clock.time(), candidates["big"], "borg extract",
                         "Segment entry checksum mismatch")
+
+
+def test_an_extract_that_hangs_times_out_and_is_not_damage(tmp_path, context, monkeypatch):
+    """A host that accepts and never answers: the extract is stopped at its timeout, as could not drill."""
+    import checks.sources.borg as borg
+
+    monkeypatch.setattr(borg, "EXTRACT_TIMEOUT", 2.0)
+    (tmp_path / "known_hosts").write_text("")
+    with unaccepted() as port:
+        repository = f"ssh://vigil@127.0.0.1:{port}/./repo"
+        keys = {"key_file": make_key(tmp_path / "id"), "known_hosts": tmp_path / "known_hosts"}
+        source = location(Backend(None, repository, keys, ()), context, monkeypatch)
+        with pytest.raises(DrillNotRun, match=rf"^borg extract timed out after 2s on {re.escape(repository)}$"):
+            restored(source, Candidate("0" * 64, "srv/file", 10, key="nightly"))

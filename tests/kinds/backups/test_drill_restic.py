@@ -33,10 +33,11 @@ from tests.lab.backup_tools import (
     restored,
     tools_running,
 )
+from tests.lab.blackhole import unaccepted
 from tests.lab.harness import wait_until
 from tests.lab.moto import moto
 from tests.lab.rest_server import rest_server
-from tests.lab.sshd import sshd
+from tests.lab.sshd import make_key, sshd
 
 
 @dataclass
@@ -81,9 +82,9 @@ def over_sftp(server, tmp_path: Path) -> Backend:
                    (str(directory), str(server.key_file)))
 
 
-def location(backend: Backend, context, monkeypatch) -> ResticLocation:
+def location(backend: Backend, context, monkeypatch, repository: str | None = None) -> ResticLocation:
     monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
-    return ResticLocation(ResticLocation.Config(kind="restic", repository=backend.repo.repository,
+    return ResticLocation(ResticLocation.Config(kind="restic", repository=repository or backend.repo.repository,
                                                 password="${env:VIGIL_TEST_RESTIC}", **backend.config), context)
 
 
@@ -208,3 +209,33 @@ def test_a_drill_closed_mid_dump_is_recorded_cancelled_and_leaves_nothing(local,
     assert drill.ok is None and "cancelled" in drill.detail
     wait_until(lambda: not tools_running(*local.marks), 10, "the cancelled restic to exit")
     assert local.packs.locks() == []
+
+
+def test_a_dump_that_hangs_times_out_and_is_not_damage(tmp_path, context, monkeypatch):
+    """A host that accepts and never answers: the dump is stopped at its timeout, as could not drill."""
+    import checks.sources.restic as restic
+
+    monkeypatch.setattr(restic, "DUMP_TIMEOUT", 2.0)
+    (tmp_path / "known_hosts").write_text("")
+    with unaccepted() as port:
+        source = location(Backend(None, None, {"key_file": make_key(tmp_path / "id"),
+                                               "known_hosts": tmp_path / "known_hosts"}, ()), context, monkeypatch,
+                          repository=f"sftp://vigil@127.0.0.1:{port}//srv/restic")
+        with pytest.raises(DrillNotRun, match=rf"^restic dump timed out after 2s on sftp://vigil@127.0.0.1:{port}/"):
+            restored(source, Candidate("0" * 64, "/srv/file", 10))
+
+
+def test_s3_keys_the_server_refuses_are_not_damage(tmp_path, context, monkeypatch):
+    with moto(tmp_path / "moto") as server:
+        server.client().create_bucket(Bucket="drills")
+        aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        backend = Backend(ResticRepo(tmp_path, repository=f"s3:{server.endpoint_url}/drills/repo", env=aws), None,
+                          {"env": aws}, ())
+        _, candidates = drilled(backend, context, monkeypatch)
+        with server.enforcing_credentials() as (key_id, secret):
+            backend.config = {"env": {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret[::-1]}}
+            source = location(backend, context, monkeypatch)
+            with pytest.raises(DrillNotRun) as refused:
+                restored(source, candidates["big"])
+    assert str(refused.value).startswith(f"restic dump on {backend.repo.repository}: the S3 server refused the "
+                                         "credentials (")
