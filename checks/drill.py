@@ -106,10 +106,11 @@ class Plan:
         return self.passed / self.listed if self.listed else None
 
     def oversized_note(self, max_bytes: int) -> str:
-        """How many files are never drilled (no path: the largest is named in its own row, as evidence)."""
         if not self.oversized:
             return ""
-        return f"{self.oversized} file(s) over max_bytes ({format_size(max_bytes)}) never drilled"
+        largest = self.largest_oversized
+        return (f"{self.oversized} file(s) over max_bytes ({format_size(max_bytes)}) are never drilled, the largest "
+                f"{largest.path} ({format_size(largest.size)})")
 
     def oversized_row(self, max_bytes: int) -> DrillFile | None:
         """The largest file over max_bytes, recorded as skipped so that auditors see what is never drilled."""
@@ -203,6 +204,7 @@ class Outcome:
     plan: Plan | None
     drill: Drill
     files: tuple[DrillFile, ...]
+    why: str  # the drill's verdict in words, naming a file only when one failed (the detail adds the oversized)
 
 
 class Driller:
@@ -357,15 +359,14 @@ class Driller:
 
     def _record(self, started: float, backup_id: str, planned: Plan | None, done: list[DrillFile],
                 stopped: str) -> Outcome:
-        ok, detail = verdict(done, stopped)
+        ok, why = verdict(done, stopped)
         oversized = planned.oversized_row(self.config.max_bytes) if planned is not None else None
-        if oversized is not None:
-            detail = "; ".join(filter(None, (detail, planned.oversized_note(self.config.max_bytes))))
+        detail = "; ".join(filter(None, (why, planned.oversized_note(self.config.max_bytes)))) if oversized else why
         drill = Drill(self.where, started, self.clock.time(), backup_id, ok, len(done), self.bytes_read, self.salt,
                       planned.cursor_from if planned else -1, planned.cursor_to if planned else -1,
                       planned.lap if planned else 0, planned.coverage if planned else None, detail)
         self.history.record_drill(drill, [*done, oversized] if oversized is not None else done)
-        return Outcome(planned, drill, tuple(done))
+        return Outcome(planned, drill, tuple(done), why)
 
 
 def verdict(done: list[DrillFile], stopped: str) -> tuple[bool | None, str]:

@@ -106,7 +106,8 @@ def test_a_dump_over_max_bytes_is_named_as_never_drilled_and_never_read(write_co
     out = capsys.readouterr().out
     assert "\nOVERSIZED        primary db-huge (2.0 MiB): over max_bytes (1.0 MiB): never drilled, the largest of 1 " \
            "such file(s)\n" in out
-    assert out.rstrip().endswith("; 1 file(s) over max_bytes (1.0 MiB) never drilled")
+    assert out.rstrip().endswith("; 1 file(s) over max_bytes (1.0 MiB) are never drilled, the largest db-huge "
+                                 "(2.0 MiB)")
     assert main(["drill", "dumps", "-c", config]) == 0
     db = StateDB(tmp_path / "state")
     assert db.query("SELECT path, why, result FROM backup_drill_files WHERE result = 'skipped'") == [

@@ -68,7 +68,8 @@ def test_max_bytes_is_respected_and_the_oversized_file_is_named():
     assert planned.bytes <= 10_000
     assert "/srv/huge.img" not in {pick.candidate.path for pick in planned.picks}
     assert (planned.oversized, planned.largest_oversized.path) == (2, "/srv/huge.img"), "and file-13 (651 kB)"
-    assert planned.oversized_note(10_000) == "2 file(s) over max_bytes (9.8 KiB) never drilled"
+    assert planned.oversized_note(10_000) == ("2 file(s) over max_bytes (9.8 KiB) are never drilled, the largest "
+                                              "/srv/huge.img (50.0 MiB)")
     assert (planned.oversized_row(10_000).path, planned.oversized_row(10_000).detail) == (
         "/srv/huge.img", "over max_bytes (9.8 KiB): never drilled, the largest of 2 such file(s)")
     assert [(pick.why, pick.candidate.path) for pick in planned.picks[:2]] == [
