@@ -201,7 +201,7 @@ def test_a_drill_closed_mid_dump_is_recorded_cancelled_and_leaves_nothing(local,
     outcomes: list = []
     thread = threading.Thread(target=lambda: outcomes.append(drills.drill(only_due=False)), daemon=True)
     thread.start()
-    wait_until(lambda: tools_running(" dump "), 20, "restic dump")
+    wait_until(lambda: [line for line in tools_running(str(slow)) if " dump " in line], 20, "restic dump")
     drills.close()
     thread.join(20)
     assert not thread.is_alive()
@@ -239,3 +239,19 @@ def test_s3_keys_the_server_refuses_are_not_damage(tmp_path, context, monkeypatc
                 restored(source, candidates["big"])
     assert str(refused.value).startswith(f"restic dump on {backend.repo.repository}: the S3 server refused the "
                                          "credentials (")
+
+
+def test_candidates_stream_and_a_listing_left_early_ends_restic(local, context, monkeypatch):
+    """The listing is read as restic writes it (a snapshot of millions of files in constant memory): the first
+    candidate comes while restic still lists, and leaving the rest kills it."""
+    many = local.repo.data / "many"
+    many.mkdir()
+    for n in range(5000):  # ~1.5 MB of JSON lines: restic blocks on the full pipe until read
+        (many / f"{n:05}").write_bytes(b"")
+    restic_drilled_backup(local.repo)
+    source = location(local, context, monkeypatch)
+    listing = iter(source.candidates(source.backups()))
+    next(listing)
+    assert tools_running(local.repo.repository)
+    listing.close()
+    wait_until(lambda: not tools_running(local.repo.repository), 10, "the abandoned restic ls to exit")
