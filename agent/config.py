@@ -45,12 +45,16 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+SYSTEM_STATE = Path("/var/lib/vigil")  # the service's (deploy/install.sh, StateDirectory=vigil)
+
+
 def default_state_dir() -> Path:
-    """systemd's StateDirectory=, else /var/lib/vigil for root, else the XDG state home."""
+    """systemd's StateDirectory=, else /var/lib/vigil for root and for a user who may write there (the vigil
+    account: `sudo -u vigil vigil drill JOB` records where the service reads), else the XDG state home."""
     if directory := os.environ.get("STATE_DIRECTORY"):
         return Path(directory.split(":")[0])
-    if os.geteuid() == 0:
-        return Path("/var/lib/vigil")
+    if os.geteuid() == 0 or os.access(SYSTEM_STATE, os.W_OK):
+        return SYSTEM_STATE
     xdg = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(xdg) / "vigil"
 

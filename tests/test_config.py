@@ -269,3 +269,18 @@ def test_a_backup_job_s_inherited_timeout_fits_a_short_interval(tmp_path):
     assert BackupJobConfig.model_validate(base).schedule == "0 0 * * *"
     with pytest.raises(ValueError, match="the timeout must be shorter than the interval"):
         BackupJobConfig.model_validate({**base, "interval": "1m", "timeout": "2m"})
+
+
+
+def test_the_service_accounts_commands_use_the_services_state_directory(tmp_path, monkeypatch):
+    """`sudo -u vigil vigil drill JOB` records where the service reads, not in the account's XDG home; another
+    user, who may not write there, keeps a state of their own."""
+    import agent.config as config
+    service = tmp_path / "var-lib-vigil"
+    monkeypatch.setattr(config, "SYSTEM_STATE", service)
+    monkeypatch.setattr(config.os, "geteuid", lambda: 999)  # not root; os.access below is the real one
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert config.default_state_dir() == tmp_path / "xdg" / "vigil"  # no service here: the user's own
+    service.mkdir()
+    assert config.default_state_dir() == service  # writable (the test runs as root or as its owner)
