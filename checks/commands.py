@@ -69,7 +69,7 @@ def drill(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 
 def _print_file(where: str, file: DrillFile) -> None:
-    reference = f" against {file.reference}" if file.reference else ""
+    reference = f" against {file.reference}" if file.reference not in ("", "tool") else ""  # the detail says "tool"
     print(f"{WORDS[file.result]:<16} {where} {file.path}{reference}" + (f": {file.detail}" if file.detail else ""))
 
 

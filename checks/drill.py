@@ -283,9 +283,9 @@ class Driller:
             self.location.restore(candidate, digest, self.cancel)
             digest.finish()
         except DrillDamage as exc:
-            return replace(file, result="damaged", detail=str(exc))
+            return replace(file, result="damaged", detail=_about(candidate, exc))
         except DrillNotRun as exc:
-            return replace(file, detail=str(exc))
+            return replace(file, detail=_about(candidate, exc))
         except Exception as exc:  # a location's unexpected error is no evidence of damage
             return replace(file, detail=describe(exc))
         finally:
@@ -382,6 +382,11 @@ def verdict(done: list[DrillFile], stopped: str) -> tuple[bool | None, str]:
     if not any(counts[result] for result in PASSED):
         return None, f"could not drill: {summary or 'no file to restore'}"
     return True, summary
+
+
+def _about(candidate: Candidate, exc: Exception) -> str:
+    """A restore's error for the file's row, which names the file already (the error names it for other readers)."""
+    return str(exc).removeprefix(f"{candidate.path}: ")
 
 
 def _differs(algorithm: str, got: str, reference: str, expected: str) -> str:
