@@ -57,6 +57,7 @@ th { font-weight: 600; white-space: nowrap; }
 .concern { font-weight: 600; border: 1px solid var(--warn); color: var(--warn); white-space: nowrap; }
 .concern.critical { border-color: var(--bad); background: var(--bad); color: #fff; }
 .error { color: var(--bad); } .muted { color: var(--muted); }
+.reason { overflow-wrap: anywhere; min-width: 16em; }  /* a digest or a path never widens the table past the page */
 time { white-space: nowrap; } td time small { display: block; } time small { color: var(--muted); }
 @media (max-width: 40em) {
   body { padding: .5em; font-size: 15px; }
@@ -280,7 +281,7 @@ def _board(title: str, verdicts: list[dict[str, Any]], now: str) -> str:
         cells = [_cell(esc(v["name"])), _cell(_badge(v["status"])), _cell(_concerns(v["concerns"]))]
         cells += [_cell(_time(v["times"].get(label), now, zone=v["timezone"])) for label in times]
         cells += [_cell(esc(v["notes"].get(label, ""))) for label in notes]
-        cells.append(_cell(esc(v["detail"]), "" if v["status"] in GOOD else "error"))
+        cells.append(_cell(esc(v["detail"]), "reason" if v["status"] in GOOD else "reason error"))
         rows.append(cells)
     return _table(title, head, rows)
 
@@ -302,7 +303,7 @@ def _targets(jobs: list[dict[str, Any]], now: str) -> str:
         rows.append([_cell(esc(job["name"])), _cell(esc(job["kind"])), _cell(_badge(job["state"])),
                      _cell(_concerns(job["concerns"])), _cell(_time(job["last_success"], now, "never")),
                      _cell("".join(_signal(signal, now) for signal in job["signals"])),
-                     _cell("<br>".join(esc(error) for error in errors if error), "error"),
+                     _cell("<br>".join(esc(error) for error in errors if error), "reason error"),
                      _cell(_time(job["next_run"], now))])
     return _table("Targets", ("Target", "Kind", "Collection", "Attention", "Last success", "Signals", "Errors",
                               "Next run"), rows)
