@@ -57,7 +57,7 @@ th { font-weight: 600; white-space: nowrap; }
 .concern { font-weight: 600; border: 1px solid var(--warn); color: var(--warn); white-space: nowrap; }
 .concern.critical { border-color: var(--bad); background: var(--bad); color: #fff; }
 .error { color: var(--bad); } .muted { color: var(--muted); }
-.reason { overflow-wrap: anywhere; min-width: 16em; }  /* a digest or a path never widens the table past the page */
+.reason { overflow-wrap: anywhere; min-width: 8em; }  /* a digest or a path never widens the table past the page */
 time { white-space: nowrap; } td time small { display: block; } time small { color: var(--muted); }
 @media (max-width: 40em) {
   body { padding: .5em; font-size: 15px; }
