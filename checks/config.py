@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -120,3 +121,23 @@ def reference() -> list[tuple[str, type, type | None]]:
     return [("`backups:`", BackupJobConfig, None),
             ("Backup locations (`primary:`, `offsite:`), every kind", LocationConfig, None),
             *((f"Location `kind: {kind}`", location_class(kind).Config, LocationConfig) for kind in sorted(LOCATIONS))]
+
+
+def link(job: BackupJobConfig, targets: Mapping[str, object]) -> list[tuple[tuple, str]]:
+    """A drill's `compare.target` -> that ssh target (and its jump host), kept on the CompareConfig for
+    checks.sources.livesource; problems as (key path in the job, message)."""
+    compare = job.drill.compare if job.drill else None
+    if compare is None or compare.target == "local":
+        return []
+    from agent.net.ssh import SshFields  # paramiko, only for a config that compares over SSH
+
+    target = targets.get(compare.target)
+    if not isinstance(target, SshFields):
+        servers = ", ".join(sorted(name for name, each in targets.items() if isinstance(each, SshFields)))
+        what = (f"`{compare.target}` is a {target.kind} target, not an ssh one" if target is not None
+                else f"no target is named `{compare.target}`")
+        return [(("drill", "compare", "target"), f"{what}: the live source is read over SSH from an ssh target "
+                                                 f"({servers or 'none configured'}), or `local` on this host")]
+    via = getattr(target, "via", None)
+    compare._linked = (target, targets.get(via) if via else None)
+    return []

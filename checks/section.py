@@ -31,4 +31,5 @@ BACKUPS = Section(
     commands=(Command("verify", "run a backup job's integrity checks now (restic check, borg check, checksums) "
                       "and record the outcome", "vigil verify fileserver-nightly", _verify_arguments,
                       run="checks.commands:verify"),),
+    link="checks.config:link",
 )
