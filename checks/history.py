@@ -15,6 +15,7 @@ from agent.redact import redact
 from agent.section import Tables
 from agent.statedb import StateDB
 from checks.model import BackupSnapshot, VerifyOutcome
+from checks.sources.filelike import printable
 
 SHRINK_HISTORY = 7  # backups before the newest that make up "recent history"
 # every observed backup, every verification attempt, and the verdict of each scheduled window
@@ -49,7 +50,41 @@ CREATE TABLE IF NOT EXISTS backup_windows (
     detail TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (job, window_start)
 );
-""", added_columns=(("backup_windows", "detail", "TEXT NOT NULL DEFAULT ''"),))
+-- restore drills (checks.drill): one row per drill of a location, one per file it restored
+CREATE TABLE IF NOT EXISTS backup_drills (
+    job TEXT NOT NULL,
+    location TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    backup_id TEXT NOT NULL DEFAULT '',  -- the newest backup drilled from
+    ok INTEGER,  -- NULL: could not drill (cancelled, unreachable, nothing to compare)
+    files INTEGER NOT NULL DEFAULT 0,
+    bytes_read INTEGER NOT NULL DEFAULT 0,
+    salt TEXT NOT NULL DEFAULT '',
+    cursor_from INTEGER NOT NULL DEFAULT -1,
+    cursor_to INTEGER NOT NULL DEFAULT -1,
+    lap INTEGER NOT NULL DEFAULT 0,
+    coverage REAL,  -- the share of the ring passed in this lap
+    detail TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job, location, started_at)
+);
+CREATE TABLE IF NOT EXISTS backup_drill_files (
+    job TEXT NOT NULL,
+    location TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    path TEXT NOT NULL,
+    why TEXT NOT NULL,  -- newest, largest, rotation
+    size INTEGER NOT NULL,
+    mtime REAL,
+    ctime REAL,
+    sha256 TEXT NOT NULL DEFAULT '',
+    reference TEXT NOT NULL DEFAULT '',
+    result TEXT NOT NULL,  -- match, restored, skipped, mismatch, damaged, unreadable
+    detail TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job, location, started_at, path)
+);
+""", added_columns=(("backup_windows", "detail", "TEXT NOT NULL DEFAULT ''"),
+                    ("backup_observations", "checksum", "TEXT NOT NULL DEFAULT ''")))
 
 
 @dataclass(frozen=True)
@@ -64,19 +99,21 @@ class BackupHistory:
         self.db, self.job = db, job
 
     def record(self, location: str, snapshots: list[BackupSnapshot], verdicts: dict[str, str], now: float) -> None:
-        """Store every listed backup; what was measured once (size, end, duration) is kept."""
+        """Store every listed backup; what was measured once (size, end, duration) is kept, and so is the
+        checksum first seen (a dump rewritten later with its checksum file is caught by a drill)."""
         rows = [(self.job, location, s.id, s.completed_at, s.size_bytes, s.file_count, s.duration,
-                 verdicts.get(s.id, "seen"), redact(s.detail), now) for s in snapshots]
+                 verdicts.get(s.id, "seen"), redact(s.detail), now, s.checksum) for s in snapshots]
         self.db.write(
             "INSERT INTO backup_observations (job, location, backup_id, completed_at, size_bytes, file_count,"
-            " duration, verdict, detail, observed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " duration, verdict, detail, observed_at, checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (job, location, backup_id) DO UPDATE SET"
             " completed_at = CASE WHEN excluded.size_bytes IS NULL THEN completed_at ELSE excluded.completed_at END,"
             " size_bytes = coalesce(excluded.size_bytes, size_bytes),"
             " file_count = coalesce(excluded.file_count, file_count),"
             " duration = coalesce(excluded.duration, duration),"
             " verdict = CASE WHEN excluded.verdict = 'seen' THEN verdict ELSE excluded.verdict END,"
-            " detail = excluded.detail", rows, many=True)
+            " detail = excluded.detail,"
+            " checksum = CASE WHEN checksum = '' THEN excluded.checksum ELSE checksum END", rows, many=True)
 
     def measured(self, location: str, snapshot: BackupSnapshot) -> BackupSnapshot | None:
         """The backup as measured before (size, files, end, duration), so that happens once."""
@@ -139,3 +176,105 @@ class BackupHistory:
                       " offsite_lag = CASE WHEN excluded.offsite_lag IS NULL THEN offsite_lag"
                       " ELSE max(coalesce(offsite_lag, 0), excluded.offsite_lag) END",
                       (self.job, window_start, status, offsite_lag, now, redact(detail), self.job, window_start))
+
+    # restore drills (checks.drill): the evidence, the rotation's cursor, and the references of later drills
+
+    def first_seen_checksum(self, location: str, backup_id: str) -> str:
+        """The checksum vigil recorded when it first saw the backup ("" when it had none)."""
+        rows = self.db.query("SELECT checksum FROM backup_observations WHERE job = ? AND location = ?"
+                             " AND backup_id = ?", (self.job, location, backup_id))
+        return rows[0][0] if rows else ""
+
+    def record_drill(self, drill: Drill, files: list[DrillFile]) -> None:
+        self.db.write("INSERT OR REPLACE INTO backup_drills (job, location, started_at, finished_at, backup_id, ok,"
+                      " files, bytes_read, salt, cursor_from, cursor_to, lap, coverage, detail)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (self.job, drill.location, drill.started_at, drill.finished_at, printable(drill.backup_id),
+                       None if drill.ok is None else int(drill.ok), drill.files, drill.bytes_read, drill.salt,
+                       drill.cursor_from, drill.cursor_to, drill.lap, drill.coverage, redact(drill.detail)))
+        self.db.write("INSERT OR REPLACE INTO backup_drill_files (job, location, started_at, path, why, size, mtime,"
+                      " ctime, sha256, reference, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      [(self.job, drill.location, drill.started_at, printable(f.path), f.why, f.size, f.mtime, f.ctime,
+                        f.sha256, f.reference, f.result, redact(f.detail)) for f in files], many=True)
+
+    def last_drill(self, location: str, conclusive: bool = False) -> Drill | None:
+        """The latest drill there; with `conclusive`, the latest that came to a result (its cursor is the
+        rotation's: a drill that could not finish is planned again)."""
+        found = self.drills(location, conclusive=conclusive, newest=1)
+        return found[0] if found else None
+
+    def last_drilled_ok(self, location: str) -> float | None:
+        rows = self.db.query("SELECT max(started_at) FROM backup_drills WHERE job = ? AND location = ? AND ok = 1",
+                             (self.job, location))
+        return rows[0][0] if rows else None
+
+    def drills(self, location: str, since: float | None = None, until: float | None = None,
+               conclusive: bool = False, newest: int = -1) -> list[Drill]:
+        """The drills there that started in [since, until), newest first (the report's restore evidence)."""
+        rows = self.db.query(f"SELECT {_DRILL_COLUMNS} FROM backup_drills WHERE job = ? AND location = ?"  # noqa: S608 — constant SQL, values bound
+                             " AND started_at >= ? AND started_at < ?" + " AND ok IS NOT NULL" * conclusive +
+                             " ORDER BY started_at DESC LIMIT ?",
+                             (self.job, location, -1e18 if since is None else since,
+                              1e18 if until is None else until, newest))
+        return [Drill(*row[:5], None if row[5] is None else bool(row[5]), *row[6:]) for row in rows]
+
+    def drill_files(self, location: str, started_at: float) -> list[DrillFile]:
+        """The files one drill restored, in the order it planned them (newest, largest, then the rotation)."""
+        rows = self.db.query(f"SELECT {_DRILL_FILE_COLUMNS} FROM backup_drill_files WHERE job = ? AND location = ?"  # noqa: S608 — constant SQL, values bound
+                             " AND started_at = ? ORDER BY rowid", (self.job, location, started_at))
+        return [DrillFile(*row) for row in rows]
+
+    def drilled_sha256(self, location: str, path: str, size: int, mtime: float | None,
+                       ctime: float | None) -> str:
+        """The sha256 an earlier sound drill there restored for the same file (path, size, mtime, ctime): restic and
+        borg tell changed files by those, so the same metadata means the same content ("": none)."""
+        if mtime is None:
+            return ""
+        rows = self.db.query("SELECT sha256 FROM backup_drill_files WHERE job = ? AND location = ? AND path = ?"
+                             " AND size = ? AND mtime = ? AND ctime IS ? AND result IN ('match', 'restored')"
+                             " AND sha256 != '' ORDER BY started_at DESC LIMIT 1",
+                             (self.job, location, printable(path), size, mtime, ctime))
+        return rows[0][0] if rows else ""
+
+
+@dataclass(frozen=True)
+class Drill:
+    """One restore drill of one location (ok None: it could not drill, `detail` says why)."""
+
+    location: str
+    started_at: float
+    finished_at: float
+    backup_id: str
+    ok: bool | None
+    files: int
+    bytes_read: int
+    salt: str
+    cursor_from: int
+    cursor_to: int
+    lap: int
+    coverage: float | None
+    detail: str
+
+    @property
+    def at(self) -> float:
+        return self.started_at
+
+
+@dataclass(frozen=True)
+class DrillFile:
+    """One file a drill restored: why it was picked, what it was compared with, and the result."""
+
+    path: str
+    why: str  # newest, largest, rotation
+    size: int
+    mtime: float | None
+    ctime: float | None
+    sha256: str
+    reference: str  # sidecar, s3-sha256, etag-md5, content-md5, first-seen, earlier-drill, other-location, source, tool
+    result: str  # match, restored, skipped, mismatch, damaged, unreadable
+    detail: str
+
+
+_DRILL_COLUMNS = ("location, started_at, finished_at, backup_id, ok, files, bytes_read, salt, cursor_from, cursor_to,"
+                  " lap, coverage, detail")
+_DRILL_FILE_COLUMNS = "path, why, size, mtime, ctime, sha256, reference, result, detail"

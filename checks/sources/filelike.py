@@ -18,9 +18,10 @@ import heapq
 import re
 import stat
 import tarfile
+import threading
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Annotated, BinaryIO, Protocol
@@ -28,9 +29,10 @@ from typing import Annotated, BinaryIO, Protocol
 from pydantic import AfterValidator
 
 from agent.clock import Clock
-from checks.model import BackupSnapshot, VerifyOutcome
+from checks.model import BackupSnapshot, Candidate, DrillNotRun, Sink, VerifyOutcome
 from checks.sources.cli import size_or_none
 
+DIRECTORY = "directory"  # a directory backup's detail in the listing
 MAX_BACKUPS = 50  # the newest ones: enough history for the checks, bounded work per poll
 CHUNK = 1 << 20
 SIDECAR_LIMIT = 4096  # a sidecar holds one line
@@ -206,7 +208,7 @@ def _snapshot(item: Entry) -> BackupSnapshot:
     name = printable(item.name)
     key = item.name if name != item.name else ""
     if item.is_dir:  # size and count come from measure(): walking it is not free
-        return BackupSnapshot(id=name, name=name, completed_at=item.modified, detail="directory", key=key)
+        return BackupSnapshot(id=name, name=name, completed_at=item.modified, detail=DIRECTORY, key=key)
     return BackupSnapshot(id=name, name=name, completed_at=item.modified, size_bytes=item.size, file_count=1, key=key)
 
 
@@ -329,3 +331,56 @@ def _test_tar(stream: object) -> None:
 def _drain(stream: object) -> None:
     while stream.read(CHUNK):
         pass
+
+
+# Restore drills (checks.drill): what a drill may restore from file-shaped locations, and how it reads one
+
+
+def dump_candidate(backup: BackupSnapshot, reference: str) -> Candidate:
+    """A backup that is one file or object (its size listed): restored whole, compared with its recorded checksum
+    (`reference` names where that came from: sidecar, etag-md5...)."""
+    return Candidate(backup.id, backup.name or backup.id, backup.size_bytes, mtime=backup.completed_at,
+                     key=backup.key, checksum=backup.checksum, reference=reference if backup.checksum else "")
+
+
+def candidates(tree: Tree, backups: list[BackupSnapshot], deadline: Deadline) -> Iterator[Candidate]:
+    """Every listed backup: a dump (with its sidecar's or manifest's sha256), or each file of a directory backup,
+    walked as `measure` does (streamed: one directory's listing at a time)."""
+    for backup in backups:
+        if backup.detail != DIRECTORY:
+            if backup.size_bytes is not None:
+                yield dump_candidate(backup, "sidecar")
+            continue
+        pending = [backup.key or backup.name]
+        while pending:
+            deadline.check()
+            directory = pending.pop()
+            for item in sorted(_list(tree, directory), key=lambda item: item.name):
+                name = f"{directory}/{item.name}"
+                if item.is_dir:
+                    pending.append(name)
+                elif item.size is not None:
+                    path = printable(name)
+                    yield Candidate(backup.id, path, item.size, mtime=item.modified, key=name if path != name else "")
+
+
+def stream(tree: Tree, candidate: Candidate, sink: Sink, cancel: threading.Event, deadline: Deadline) -> None:
+    """The file's bytes into the sink, a chunk at a time; an unreadable file, a spent deadline or `cancel` is
+    DrillNotRun (a read that fails is no damage: only what was read is judged)."""
+    name = candidate.key or candidate.path
+    try:
+        with tree.open(name) as file:
+            while data := file.read(CHUNK):
+                if cancel.is_set():
+                    raise DrillNotRun("cancelled")
+                deadline.check()
+                sink.write(data)
+    except OSError as exc:
+        raise DrillNotRun(f"cannot read {candidate.path} in {tree.where}: {reason(exc)}") from None
+    except LocationError as exc:
+        raise DrillNotRun(str(exc)) from None
+
+
+def holds(tree: Tree, pattern: str, backup_id: str) -> bool:
+    """Whether the backup is still listed (read afresh)."""
+    return any(backup.id == backup_id for backup in list_backups(tree, pattern))

@@ -8,18 +8,30 @@ names, checksums and archive tests are shared with sftp (checks.sources.filelike
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 from pydantic import Field, field_validator
 
 from agent.ondisk import BackupFolder
-from checks.model import BackupSnapshot, LocationConfig, Measured, Verified, VerifyConfig, VerifyOutcome
+from checks.model import (
+    BackupSnapshot,
+    Candidate,
+    Drilled,
+    LocationConfig,
+    Measured,
+    Sink,
+    Verified,
+    VerifyConfig,
+    VerifyOutcome,
+)
 from checks.sources import filelike
 from checks.sources.filelike import Deadline, Entry, NamePattern
 
 
-class FilesLocation(Measured, Verified):
+class FilesLocation(Measured, Verified, Drilled):
     kind = "files"
 
     class Config(LocationConfig):
@@ -50,6 +62,17 @@ class FilesLocation(Measured, Verified):
     def verify(self, verify: VerifyConfig) -> VerifyOutcome:
         deadline = Deadline(self._clock, verify.timeout, f"verifying {self.config.path}")
         return filelike.verify_newest(self._tree, self.config.pattern, deadline)
+
+    def candidates(self, backups: list[BackupSnapshot]) -> Iterator[Candidate]:
+        deadline = Deadline(self._clock, self.config.timeout, f"listing the files of {self.config.path}")
+        return filelike.candidates(self._tree, backups, deadline)
+
+    def restore(self, candidate: Candidate, sink: Sink, cancel: threading.Event) -> None:
+        deadline = Deadline(self._clock, self.config.timeout, f"reading {candidate.path}")
+        filelike.stream(self._tree, candidate, sink, cancel, deadline)
+
+    def holds(self, backup_id: str) -> bool:
+        return filelike.holds(self._tree, self.config.pattern, backup_id)
 
 
 class LocalTree:
