@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import checks.config
 from agent.config import AgentConfig, ConfigError, load_config
 from checks.model import Candidate
 from checks.sources.livesource import LiveSource, SourceSkipped
@@ -27,12 +26,6 @@ THEN = 1_700_000_000  # the files' mtime: far from the backup's time, as most fi
 BACKUP = THEN + 3600
 NOBODY = 65534
 HOSTILE = ("a b", "it's", 'say "hi"', "$(touch PWNED)", "`touch PWNED`; touch PWNED", "new\nline", "-n", "*")
-
-
-@pytest.fixture(autouse=True)
-def drills_allowed(monkeypatch):
-    """`drill:` on a files location (its restore is parts B and C's): only the config's shape is tested here."""
-    monkeypatch.setattr(checks.config, "declares", lambda location, protocol: True)
 
 
 @pytest.fixture(scope="module")
