@@ -155,22 +155,22 @@ def plan(candidates: Iterable[Candidate], salt: str, cursor: int, lap: int, file
         budget -= big[0]
         taken.add(big[1])
 
-    cursor_to, walked, wrapped, passed = cursor, 0, False, before
+    cursor_to, lap_to, walked, wrapped, passed = cursor, lap, 0, False, before
     for _, _, position, candidate in sorted(ahead, reverse=True):
-        if len(picks) >= files:
+        fresh = candidate.path not in taken  # the newest and the largest are passed, not drilled twice
+        if fresh and len(picks) >= files:
             break
         walked += 1
         if position <= cursor and not wrapped:
             wrapped, walked = True, 1  # past the ring's origin: a new lap
-        if candidate.path in taken or candidate.size > budget:
-            continue
-        picks.append(Pick(candidate, "rotation", position))
-        budget -= candidate.size
-        cursor_to = position
+        if fresh:
+            if candidate.size > budget:
+                continue
+            picks.append(Pick(candidate, "rotation", position))
+            budget -= candidate.size
+        cursor_to, lap_to = position, lap + wrapped
         passed = walked if wrapped else before + walked
-    if cursor_to == cursor:
-        wrapped = False  # no file taken: the rotation did not move
-    return Plan(tuple(picks), salt, cursor, cursor_to, lap + wrapped, listed, passed, oversized, largest_oversized)
+    return Plan(tuple(picks), salt, cursor, cursor_to, lap_to, listed, passed, oversized, largest_oversized)
 
 
 def _keep(heap: list, item: tuple, size: int) -> None:
@@ -214,7 +214,7 @@ class Driller:
         return backups[0].id, plan(self.location.candidates(backups), self.salt, cursor, lap, self.config.files,
                                    self.config.max_bytes)
 
-    def run(self, progress: Callable[[DrillFile], None] = lambda _: None) -> Outcome:
+    def run(self, progress: Callable[[str, DrillFile], None] = lambda where, file: None) -> Outcome:
         started = self.clock.time()
         end = self.clock.monotonic() + self.config.timeout
         expired = lambda: self.clock.monotonic() > end  # noqa: E731 — one comparison, read by every Digest
@@ -236,7 +236,7 @@ class Driller:
                     stopped = CANCELLED  # the file in flight was cut short: it is no evidence
                     break
                 done.append(result)
-                progress(result)
+                progress(self.where, result)
         finally:
             if source is not None:
                 source.close()

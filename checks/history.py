@@ -216,7 +216,7 @@ class BackupHistory:
                              " ORDER BY started_at DESC LIMIT ?",
                              (self.job, location, -1e18 if since is None else since,
                               1e18 if until is None else until, newest))
-        return [Drill(*row[:5], None if row[5] is None else bool(row[5]), *row[6:]) for row in rows]
+        return [Drill(*row[:4], None if row[4] is None else bool(row[4]), *row[5:]) for row in rows]
 
     def drill_files(self, location: str, started_at: float) -> list[DrillFile]:
         """The files one drill restored, in the order it planned them (newest, largest, then the rotation)."""
@@ -226,12 +226,13 @@ class BackupHistory:
 
     def drilled_sha256(self, location: str, path: str, size: int, mtime: float | None,
                        ctime: float | None) -> str:
-        """The sha256 an earlier sound drill there restored for the same file (path, size, mtime, ctime): restic and
-        borg tell changed files by those, so the same metadata means the same content ("": none)."""
+        """The sha256 an earlier drill there restored whole for the same file (path, size, mtime, ctime): restic and
+        borg tell changed files by those, so the same metadata means the same content ("": none). A file skipped
+        for want of a reference counts: its restore was whole, and it is the baseline of the next."""
         if mtime is None:
             return ""
         rows = self.db.query("SELECT sha256 FROM backup_drill_files WHERE job = ? AND location = ? AND path = ?"
-                             " AND size = ? AND mtime = ? AND ctime IS ? AND result IN ('match', 'restored')"
+                             " AND size = ? AND mtime = ? AND ctime IS ? AND result IN ('match', 'restored', 'skipped')"
                              " AND sha256 != '' ORDER BY started_at DESC LIMIT 1",
                              (self.job, location, printable(path), size, mtime, ctime))
         return rows[0][0] if rows else ""

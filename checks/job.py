@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 
@@ -24,14 +24,27 @@ from agent.reasons import describe
 from agent.units import format_duration, readable_time
 from checks.bounded import BoundedCalls
 from checks.config import BackupJobConfig
-from checks.history import BackupHistory
-from checks.model import BackupSnapshot, Location, LocationConfig, Measured, Verified, VerifyOutcome, declares
+from checks.drill import RESULTS, Driller, Outcome
+from checks.history import BackupHistory, DrillFile
+from checks.model import (
+    BackupSnapshot,
+    DrillConfig,
+    Location,
+    LocationConfig,
+    Measured,
+    Verified,
+    VerifyConfig,
+    VerifyOutcome,
+    declares,
+)
 from checks.schedule import Schedule
 from checks.sources import location_class
 from checks.verdict import (
     STATUSES,
     Finding,
+    drill_finding,
     offsite_finding,
+    overdue,
     primary_finding,
     size_finding,
     verify_finding,
@@ -67,6 +80,27 @@ VERIFY_TIME = MetricSpec("vigil_backup_verify_timestamp_seconds", "gauge",
                          "When the oldest of the verified locations' last integrity checks ran.", unit="seconds")
 METRICS = (STATUS, LAST_SUCCESS, SIZE, FILES, DURATION, OFFSITE_LAG, NEXT_DEADLINE, VERIFY_OK, VERIFY_TIME)
 
+# restore drills (checks.drill), from the history: never a label per file
+DRILL_OK = MetricSpec("vigil_backup_drill_ok", "gauge",
+                      "1 when the location's last conclusive restore drill passed, 0 when it found damage or a "
+                      "mismatch.", ("location",))
+DRILL_TIME = MetricSpec("vigil_backup_drill_timestamp_seconds", "gauge",
+                        "When the location's last conclusive restore drill started.", ("location",), "seconds")
+DRILL_OVERDUE = MetricSpec("vigil_backup_drill_overdue", "gauge",
+                           "1 when the location had no good restore drill for two drill periods.", ("location",))
+DRILL_FILES = MetricSpec("vigil_backup_drill_files", "gauge",
+                         "Files the location's last conclusive restore drill restored, by result.",
+                         ("location", "result"))
+DRILL_BYTES = MetricSpec("vigil_backup_drill_bytes", "gauge",
+                         "Content bytes the location's last conclusive restore drill read (repository metadata "
+                         "comes on top).", ("location",), "bytes")
+DRILL_DURATION = MetricSpec("vigil_backup_drill_duration_seconds", "gauge",
+                            "How long the location's last conclusive restore drill took.", ("location",), "seconds")
+DRILL_COVERAGE = MetricSpec("vigil_backup_drill_coverage_ratio", "gauge",
+                            "The share of the backup's files the drills' rotation passed in its current lap.",
+                            ("location",), "ratio")
+METRICS += (DRILL_OK, DRILL_TIME, DRILL_OVERDUE, DRILL_FILES, DRILL_BYTES, DRILL_DURATION, DRILL_COVERAGE)
+
 
 def _status_is(statuses: str) -> str:
     matcher = f'status=~"{statuses}"' if "|" in statuses else f'status="{statuses}"'
@@ -88,16 +122,26 @@ CONDITIONS = (
               "state unknown past its deadline",
               not_judged="needs the deadline from the last 3 days of samples (the board shows the job unknown)"),
 )
+CONDITIONS += (
+    Condition("BackupDrillFailed", "critical", "vigil_backup_drill_ok == 0", "restore drill failed at {location}"),
+    Condition("BackupDrillOverdue", "warning", "vigil_backup_drill_overdue == 1",
+              "no good restore drill at {location} for two periods"),
+)
 
 
 def backup_jobs(config: BackupJobConfig) -> list[JobSpec]:
-    """The evaluation (every few minutes) and, where verify: is set, the verification job."""
+    """The evaluation (every few minutes) and, where verify: and drill: are set, the verification and drill jobs."""
     jobs = [JobSpec(config.name, "backup", config.interval, config.timeout, partial(BackupEvaluation, config),
                     BackupEvaluation, config=config)]
     if config.verify is not None:
         timeout = config.verify.timeout * 2 + 60  # at most both locations, one after the other
         jobs.append(JobSpec(config.name, "backup_verify", min(config.verify.every, VERIFY_POLL), timeout,
                             partial(BackupVerification, config), BackupVerification, config=config))
+    if config.drill is not None:
+        drilled = sum(config.drill.drilled(where) for where in ("primary", "offsite"))
+        jobs.append(JobSpec(config.name, "backup_drill", min(config.drill.every, VERIFY_POLL),
+                            config.drill.timeout * drilled + 60, partial(BackupDrill, config), BackupDrill,
+                            config=config))
     return jobs
 
 
@@ -155,6 +199,7 @@ class BackupEvaluation(_BackupJob):
                 findings.append(step.finding)
                 lag = step.lag
         findings.append(self._verify_finding(now))
+        findings.append(self._drill_finding(now))
         verdict = worst(findings)
         self._log_change(verdict)
         if window is not None:
@@ -167,6 +212,7 @@ class BackupEvaluation(_BackupJob):
         for where, backups in seen.items():
             self._location_samples(out, where, backups)
         verified_at = self._verify_samples(out)
+        self._drill_samples(out, now)
         newest = primary[0] if primary else None
         times = {"newest backup": newest.completed_at if newest else None, "next deadline": next_deadline,
                  "last integrity check": verified_at}
@@ -244,9 +290,42 @@ class BackupEvaluation(_BackupJob):
         out.gauge(VERIFY_TIME, min(r.at for r in results))
         return min(r.at for r in results)
 
+    def _drill_finding(self, now: float) -> Finding | None:
+        drill = self.config.drill
+        findings = []
+        for where in self.locations:
+            if drill is not None and drill.drilled(where):
+                last = self.history.last_drill(where, conclusive=True)
+                finding = drill_finding(now, drill.every, last.ok if last else None, last.detail if last else "",
+                                        self.history.last_drilled_ok(where), self.history.first_seen())
+                if finding is not None:
+                    findings.append(Finding(finding.status, f"{where}: {finding.detail}"))
+        return worst(findings) if findings else None
+
+    def _drill_samples(self, out: Emitter, now: float) -> None:
+        """vigil_backup_drill_*: each drilled location's last conclusive drill, and whether one is overdue."""
+        drill = self.config.drill
+        for where in self.locations:
+            if drill is None or not drill.drilled(where):
+                continue
+            late = overdue(now, drill.every, self.history.last_drilled_ok(where), self.history.first_seen())
+            out.gauge(DRILL_OVERDUE, int(late is not None), location=where)
+            last = self.history.last_drill(where, conclusive=True)
+            if last is None:
+                continue
+            out.gauge(DRILL_OK, int(last.ok), location=where)
+            out.gauge(DRILL_TIME, last.started_at, location=where)
+            out.gauge(DRILL_BYTES, last.bytes_read, location=where)
+            out.gauge(DRILL_DURATION, last.finished_at - last.started_at, location=where)
+            out.gauge(DRILL_COVERAGE, last.coverage, location=where)
+            results = [f.result for f in self.history.drill_files(where, last.started_at)]
+            for result in RESULTS:
+                out.gauge(DRILL_FILES, results.count(result), location=where, result=result)
+
 
 class CheckNotRun(Exception):
-    """An integrity check that could not run (a lock, an unreachable repository): retried at the next poll."""
+    """An integrity check or a restore drill that could not run or finish (a lock, an unreachable repository, the
+    backup about to start): retried at the next poll."""
 
 
 class BackupVerification(_BackupJob):
@@ -254,6 +333,10 @@ class BackupVerification(_BackupJob):
 
     BOARD = "Integrity checks"
     POOL = LONG
+
+    def __init__(self, config: BackupJobConfig, ctx: Context):
+        super().__init__(config, ctx)
+        self.windows = SlowWindows(config, config.verify, partial(_last_at, self.history.last_verification))
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         """A check that could not run fails this job, so it is retried at the next poll."""
@@ -266,34 +349,15 @@ class BackupVerification(_BackupJob):
     def verdict(self, now: float) -> Verdict:
         """Each location's last check and when the next is due: `failed` when one found damage,
         `not_checked` while one was never checked (never `ok` for a check that never ran)."""
-        zone = self.config.timezone
         lasts = {where: self.history.last_verification(where, conclusive=True) for where in self.verifiable}
-        dues = {where: self.next_due(where, now) for where in self.verifiable}
-        details = [f"{where}: never checked, first due {readable_time(dues[where], zone)}" if last is None
-                   else f"{where}: {last.detail}; next due {readable_time(dues[where], zone)}"
-                   for where, last in lasts.items()]
-        checked = [last for last in lasts.values() if last is not None]
-        status = ("failed" if any(not last.ok for last in checked) else
-                  "not_checked" if len(checked) < len(lasts) else "ok")
-        times = {"next due": min(dues.values())} | ({"last check": min(last.at for last in checked)} if checked else {})
-        return Verdict(status, "; ".join(details), times, timezone=zone)
-
-    def next_due(self, where: str, now: float) -> float:
-        """The window open now if the location is due in it, else the first window that opens once its period passed."""
-        opened = self.window_opened(now)
-        if opened is not None and self._due(where, opened):
-            return opened
-        last = self.history.last_verification(where, conclusive=True)
-        after = now if last is None else max(now, last.at + self.config.verify.every - VERIFY_WINDOW)
-        return self._openings().next_deadline(after)
-
+        return self.windows.verdict(now, lasts, "checked", "last check")
 
     def check(self, only_due: bool) -> dict[str, VerifyOutcome]:
         """Run the integrity checks (those due in an open window, or all of them now) and record each outcome."""
         outcomes = {}
-        opened = self.window_opened(self.clock.trusted_time())
+        opened = self.windows.opened(self.clock.trusted_time())
         for where, location in self.verifiable.items():
-            if only_due and not self._due(where, opened):
+            if only_due and not self.windows.due(where, opened):
                 continue
             with _exclusive(location.config):
                 outcome = location.verify(self.config.verify)
@@ -302,30 +366,64 @@ class BackupVerification(_BackupJob):
         return outcomes
 
 
-    def window_opened(self, now: float) -> float | None:
-        """When the current check window opened, or None outside a window."""
-        window = self._openings().last_closed(now)
+class SlowWindows:
+    """When a slow check (an integrity check, a restore drill) of a backup job may start, and when it is due.
+
+    restic and borg checks lock the repository, and a drill reads for long, so by default a
+    window opens an hour after each backup's deadline, clear of the backup itself; `at`/`schedule`
+    choose another time. A check is due at the first window that opens once `every` has passed
+    since the last one that came to a result (one that could not run is retried).
+    """
+
+    def __init__(self, config: BackupJobConfig, slow: VerifyConfig | DrillConfig | None,
+                 last: Callable[[str], float | None]):
+        """`slow`'s `every` and `window` (its `at`/`schedule`) say how often and when; `last`, when the last
+        conclusive one at a location ran."""
+        every, window = (slow.every, slow.window) if slow is not None else (0.0, None)
+        self.every, self.timezone, self._last = every, config.timezone, last
+        self._openings = (Schedule(window, config.timezone, 0) if window is not None else
+                          Schedule(config.schedule, config.timezone, config.deadline + VERIFY_AFTER_DEADLINE))
+
+    def opened(self, now: float) -> float | None:
+        """When the current window opened, or None outside a window."""
+        window = self._openings.last_closed(now)
         opened = window.deadline if window else None
         return opened if opened is not None and now - opened < VERIFY_WINDOW else None
 
-    def _openings(self) -> Schedule:
-        """The check windows' openings, as the deadlines of a schedule.
-
-        restic and borg checks lock the repository, so by default a window opens an hour
-        after each backup's deadline, clear of the backup itself; `verify.at`/`schedule`
-        choose another time.
-        """
-        verify = self.config.verify
-        if verify.window is not None:
-            return Schedule(verify.window, self.config.timezone, 0)
-        return Schedule(self.config.schedule, self.config.timezone, self.config.deadline + VERIFY_AFTER_DEADLINE)
-
-    def _due(self, where: str, opened: float | None) -> bool:
-        """Due at the first window that opens once `every` has passed since the last attempt."""
+    def due(self, where: str, opened: float | None) -> bool:
         if opened is None:
             return False
-        last = self.history.last_verification(where, conclusive=True)  # a check that could not run is retried
-        return last is None or last.at < opened - self.config.verify.every + VERIFY_WINDOW
+        last = self._last(where)
+        return last is None or last < opened - self.every + VERIFY_WINDOW
+
+    def next_due(self, where: str, now: float) -> float:
+        """The window open now if the location is due in it, else the first window that opens once its period passed."""
+        opened = self.opened(now)
+        if opened is not None and self.due(where, opened):
+            return opened
+        last = self._last(where)
+        after = now if last is None else max(now, last + self.every - VERIFY_WINDOW)
+        return self._openings.next_deadline(after)
+
+    def verdict(self, now: float, lasts: dict, done: str, label: str) -> Verdict:
+        """Each location's last result (`.at`, `.ok`, `.detail`) and when the next is due: `failed` when one found
+        damage, `not_checked` while one never ran (never `ok` for what never ran)."""
+        zone = self.timezone
+        dues = {where: self.next_due(where, now) for where in lasts}
+        details = [f"{where}: never {done}, first due {readable_time(dues[where], zone)}" if last is None
+                   else f"{where}: {last.detail}; next due {readable_time(dues[where], zone)}"
+                   for where, last in lasts.items()]
+        ran = [last for last in lasts.values() if last is not None]
+        status = ("failed" if any(not last.ok for last in ran) else
+                  "not_checked" if len(ran) < len(lasts) else "ok")
+        times = {"next due": min(dues.values())} | ({label: min(last.at for last in ran)} if ran else {})
+        return Verdict(status, "; ".join(details), times, timezone=zone)
+
+
+def _last_at(last: Callable[..., object], where: str) -> float | None:
+    """When the last conclusive check or drill at the location ran."""
+    found = last(where, conclusive=True)
+    return found.at if found is not None else None
 
 
 _REPOSITORY_LOCKS: dict[str, threading.Lock] = {}
@@ -349,3 +447,70 @@ def _lag_note(lag: float | None) -> str:
     if lag is None:
         return "unknown"
     return format_duration(lag) if lag >= 1 else "in step"
+
+
+# Restore drills (checks.drill)
+
+BACKUP_CLEARANCE = 15 * 60.0  # a drill stops between files when the next backup starts sooner than this
+
+
+class BackupDrill(_BackupJob):
+    """Runs the restore drills that are due, one location at a time, in their window and clear of the backups."""
+
+    BOARD = "Restore drills"
+    POOL = LONG
+
+    def __init__(self, config: BackupJobConfig, ctx: Context):
+        super().__init__(config, ctx)
+        self.context = ctx
+        self.cancel = threading.Event()  # set by close(), from another thread: stop, reload, timeout
+        self.drilled = {where: location for where, location in self.locations.items()
+                        if config.drill is not None and config.drill.drilled(where)}
+        self.windows = SlowWindows(config, config.drill, partial(_last_at, self.history.last_drill))
+        self._starts = Schedule(config.schedule, config.timezone, 0)
+
+    def collect(self, out: Emitter, due: frozenset[str]) -> None:
+        """A drill that could not run or finish fails this job, so it is retried at the next poll."""
+        outcomes = self.drill(only_due=True)
+        problems = [f"{where}: {outcome.drill.detail}" for where, outcome in outcomes.items()
+                    if outcome.drill.ok is None]
+        if problems:
+            raise CheckNotRun("; ".join(problems))
+        out.judge(self.verdict(self.clock.time()))
+
+    def verdict(self, now: float) -> Verdict:
+        lasts = {where: self.history.last_drill(where, conclusive=True) for where in self.drilled}
+        return self.windows.verdict(now, lasts, "drilled", "last drill")
+
+    def drill(self, only_due: bool, where: str | None = None,
+              progress: Callable[[str, DrillFile], None] = lambda where, file: None) -> dict[str, Outcome]:
+        """Drill the locations (those due in an open window, or `where`/all of them now); each drill is recorded.
+        One location at a time, never beside an integrity check of the same repository."""
+        outcomes = {}
+        opened = self.windows.opened(self.clock.trusted_time())
+        for name, location in self.drilled.items():
+            if where not in (None, name) or (only_due and not self.windows.due(name, opened)):
+                continue
+            if self.cancel.is_set():
+                break
+            with _exclusive(location.config):
+                outcomes[name] = self.driller(name).run(progress)
+        return outcomes
+
+    def driller(self, where: str) -> Driller:
+        other = next((name for name in self.drilled if name != where), None)
+        return Driller(self.drilled[where], where, other, self.config.drill, self.history, self.context, self.cancel,
+                       self._backup_soon)
+
+    def _backup_soon(self) -> str | None:
+        """Why the drill must stop now: the next scheduled backup starts within BACKUP_CLEARANCE."""
+        now = self.clock.time()
+        start = self._starts.next_deadline(now)
+        if start - now < BACKUP_CLEARANCE:
+            return f"could not finish: the backup starts at {readable_time(start, self.config.timezone)}"
+        return None
+
+    def close(self) -> None:
+        """Cancel a drill in progress (its restore stops, the drill is recorded as cancelled); idempotent."""
+        self.cancel.set()
+        super().close()

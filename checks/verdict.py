@@ -113,12 +113,31 @@ def verify_finding(now: float, every: float, last_result: bool | None, last_ok_a
     """Damage found is `failed`; no sound check for two verify periods is `unverified`."""
     if last_result is False:
         return Finding("failed", "the last integrity check found errors")
+    return _unverified(now, every, last_ok_at, watched_since, "integrity check", "check")
+
+
+def drill_finding(now: float, every: float, last_result: bool | None, last_detail: str, last_ok_at: float | None,
+                  watched_since: float | None) -> Finding | None:
+    """A drill that found damage or a mismatch is `failed`, naming the file; no good drill for two periods is
+    `unverified`, as for integrity checks."""
+    if last_result is False:
+        return Finding("failed", f"drill: {last_detail}")
+    return _unverified(now, every, last_ok_at, watched_since, "restore drill", "drill")
+
+
+def overdue(now: float, every: float, last_ok_at: float | None, watched_since: float | None) -> float | None:
+    """How long since the last good one (or since watching began, with none) when that is over two periods."""
     since = last_ok_at if last_ok_at is not None else watched_since
-    if since is not None and now - since > 2 * every:
-        what = "the last good integrity check" if last_ok_at is not None else "watching began, with no good check"
-        return Finding("unverified", f"{format_duration(now - since)} since {what} (due every "
-                                     f"{format_duration(every)})")
-    return None
+    return now - since if since is not None and now - since > 2 * every else None
+
+
+def _unverified(now: float, every: float, last_ok_at: float | None, watched_since: float | None, what: str,
+                short: str) -> Finding | None:
+    late = overdue(now, every, last_ok_at, watched_since)
+    if late is None:
+        return None
+    since = f"the last good {what}" if last_ok_at is not None else f"watching began, with no good {short}"
+    return Finding("unverified", f"{format_duration(late)} since {since} (due every {format_duration(every)})")
 
 
 def worst(findings: list[Finding | None]) -> Finding:
