@@ -35,12 +35,13 @@ from checks.verdict import STATUSES
 LEGEND = {
     "ok": "completed in its window, big enough, off-site copy in step, verified where configured",
     "missed": "no backup completed between the scheduled start and the deadline",
-    "failed": "the tool reported the run failed, or an integrity check found damage",
+    "failed": "the tool reported the run failed, or an integrity check or a restore drill found damage",
     "too_small": "smaller than the configured minimum size",
     "shrunk": "much smaller than the recent median",
     "offsite_stale": "the off-site copy lagged the primary by more than allowed",
     "offsite_mismatch": "the off-site copy is not the same backup",
-    "unverified": "no good integrity check for two verification periods",
+    "unverified": "no good integrity check for two verification periods, or no good restore drill for two "
+                  "drill periods",
     "unreachable": "a location could not be read",
     "not seen": "neither watched by vigil nor found in the location's own history",
     "reconstructed": "not watched live: judged from the backups the location listed when vigil first saw it",

@@ -107,16 +107,10 @@ def test_an_older_database_gains_the_detail_column(tmp_path):
 
 # -- restore evidence ---------------------------------------------------------------------------------------
 
-DRILLED = """
-state_dir: {state}
-backups:
-  - name: fileserver-nightly
-    schedule: "0 1 * * *"
-    timezone: Europe/Brussels
-    deadline: 4h
-    primary: {kind: files, path: /srv/backups}
+DRILLED = CONFIG.replace('{kind: restic, repository: /srv/restic, password: "${env:VIGIL_TEST_SECRET}"}', """\
+{kind: files, path: /srv/backups}
     offsite: {kind: files, path: /srv/offsite}
-    drill: {every: 7d, files: 3, locations: both}
+    drill: {every: 7d, files: 3, locations: both}""") + """\
   - name: mail-nightly
     schedule: "30 2 * * *"
     deadline: 2h
@@ -168,7 +162,7 @@ def test_restore_evidence_per_job_and_location_in_text(drilled, capsys):
     primary = next(line for line in lines if "fileserver-nightly  primary" in line)
     assert primary.split()[2:6] == ["3", "1", "1", "1"], "drills in the period: passed, failed, could not drill"
     assert "4f2a9c0e " in primary and SNAPSHOT not in primary and "8.0 KiB" in primary
-    assert "source 1, tool 2" in primary and primary.endswith("25%")
+    assert "tool 2, source 1" in primary and primary.endswith("25%")
     offsite = next(line for line in lines if "fileserver-nightly  offsite" in line)
     assert "sidecar 1" in offsite and offsite.endswith("100%")
     assert "mail-nightly" not in section, "a job without drill: has no restore evidence"
