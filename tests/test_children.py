@@ -136,3 +136,100 @@ def test_a_tool_gets_only_what_it_needs_of_the_agent_s_environment(tmp_path, fau
     fault_report(fault="child tools and the agent's ${env:} secrets", expected="restic and borg get their own "
                  "variables and the basics only", observed=", ".join(f"{tool}: {len(seen[tool])} variables"
                                                                      for tool in seen))
+
+
+# Streaming (restore drills): stdout as it arrives, stderr capped, cancellable from another thread.
+
+class Collected:
+    """A sink keeping what it was given, optionally refusing more than `limit` bytes."""
+
+    def __init__(self, limit: int | None = None):
+        self.data = bytearray()
+        self.limit = limit
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+        if self.limit is not None and len(self.data) > self.limit:
+            raise ValueError("more than the sink takes")
+
+
+def test_stream_passes_stdout_whole_as_it_arrives(tmp_path):
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(5_000_000))
+    sink = Collected()
+    children.stream(["cat", str(payload)], dict(os.environ), 30, sink)
+    assert bytes(sink.data) == payload.read_bytes()
+
+
+def test_a_failed_stream_keeps_only_the_tail_of_stderr():
+    script = "yes an-error-line | head -c 5000000 >&2; echo last-words >&2; exit 3"
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        children.stream(["sh", "-c", script], dict(os.environ), 30, Collected(), max_stderr=4096)
+    assert failed.value.returncode == 3 and len(failed.value.stderr) == 4096
+    assert failed.value.stderr.endswith("last-words\n") and "an-error-line\n" in failed.value.stderr
+
+
+def test_a_cancel_from_another_thread_kills_the_streaming_group(out):
+    cancel = threading.Event()
+    failed: list[BaseException] = []
+
+    def drill():
+        try:
+            children.stream(["sh", "-c", HANGS, "sh", str(out)], dict(os.environ), 60, Collected(), cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001 — the test reads it
+            failed.append(exc)
+
+    thread = threading.Thread(target=drill, daemon=True)
+    thread.start()
+    wait_until(lambda: len(pids(out)) == 3, 10, "the tool and its helpers")
+    assert children._live
+    cancel.set()
+    thread.join(10)
+    assert not thread.is_alive() and isinstance(failed[0], children.Cancelled)
+    assert str(failed[0]) == "sh was cancelled" and not children._live
+    wait_until(lambda: all(gone(pid) for pid in pids(out)), 5, "the cancelled group to exit")
+
+
+def test_a_sink_that_refuses_more_kills_the_tool(out):
+    script = 'echo "$$" > "$1"; exec yes a-line-of-output'
+    with pytest.raises(ValueError, match="more than the sink takes"):
+        children.stream(["sh", "-c", script, "sh", str(out)], dict(os.environ), 30, Collected(limit=1 << 20))
+    wait_until(lambda: all(gone(pid) for pid in pids(out)), 5, "the refused tool to exit")
+    assert not children._live
+
+
+def test_a_reader_that_stops_early_kills_the_tool(out):
+    script = 'echo "$$" > "$1"; exec yes a-line-of-output'
+    output = children.chunks(["sh", "-c", script, "sh", str(out)], dict(os.environ), 30)
+    assert next(output)
+    output.close()
+    wait_until(lambda: all(gone(pid) for pid in pids(out)), 5, "the abandoned tool to exit")
+    assert not children._live
+
+
+def test_give_up_kills_a_tool_that_only_retries(out):
+    """restic 0.14 retries a missing pack for about 90 s; what it says on the first retry ends it."""
+    script = 'echo "$$" > "$1"; while :; do echo "Load(<data/ab>) returned error, retrying" >&2; sleep 1; done'
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        children.stream(["sh", "-c", script, "sh", str(out)], dict(os.environ), 60, Collected(),
+                        give_up=lambda stderr: "retrying" in stderr)
+    assert failed.value.returncode == -signal.SIGKILL and "returned error, retrying" in failed.value.stderr
+    wait_until(lambda: all(gone(pid) for pid in pids(out)), 5, "the tool given up on to exit")
+
+
+def test_stop_all_ends_a_streaming_tool_too(out):
+    failed: list[BaseException] = []
+
+    def drill():
+        try:
+            children.stream(["sh", "-c", HANGS, "sh", str(out)], dict(os.environ), 60, Collected())
+        except BaseException as exc:  # noqa: BLE001 — the test reads it
+            failed.append(exc)
+
+    thread = threading.Thread(target=drill, daemon=True)
+    thread.start()
+    wait_until(lambda: len(pids(out)) == 3, 10, "the tool and its helpers")
+    assert children.stop_all(grace=1.0) == 1
+    thread.join(10)
+    assert not thread.is_alive() and isinstance(failed[0], subprocess.CalledProcessError)
+    wait_until(lambda: all(gone(pid) for pid in pids(out)), 5, "the stopped group to exit")

@@ -6,13 +6,19 @@ stop ends it together with the ssh it may have started.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agent import children
 from agent.units import MAX_SIZE, format_duration
+from checks.model import Candidate, DrillDamage, DrillNotRun, Sink
 
 # what ssh printed, as restic (`subprocess ssh: ...`) and borg (`Remote: ...`) pass it on
 _SSH_LINE = re.compile(r"(?:subprocess ssh|Remote): (?:ssh: )?(?P<text>.+)")
@@ -45,24 +51,41 @@ def run(argv: list[str], env: dict[str, str], timeout: float, ok_codes: tuple[in
     tool = Path(argv[0]).name
     try:
         done = children.run(argv, env, timeout)
-    except children.Stopping as exc:
-        raise ToolError(str(exc)) from None
-    except FileNotFoundError:
-        raise ToolError(f"{tool} is not installed (looked for {argv[0]})") from None
-    except OSError as exc:
-        raise ToolError(f"{tool} cannot be started ({argv[0]}): {exc.strerror}") from None
-    except subprocess.TimeoutExpired:
-        raise ToolError(f"{what} timed out after {format_duration(timeout)} on {where}") from None
-    except children.OutputTooLarge as exc:
-        raise ToolError(f"{what} {exc} and was stopped on {where}; is {argv[0]} the real {tool}?") from None
+    except _NOT_RUN as exc:
+        raise ToolError(not_run(exc, argv, timeout, what=what, where=where)) from None
     if done.returncode not in ok_codes:
-        if ssh := ssh_failure(done.stderr):
-            raise ToolError(f"{what} on {where}: ssh: {ssh}")
-        if refused := s3_refusal(done.stderr):
-            raise ToolError(f"{what} on {where}: the S3 server refused the credentials ({refused}); check "
-                            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY under `env:`")
-        raise ToolError(f"{tool}: {fatal_line(done.stderr) or f'exit status {done.returncode}'}")
+        raise ToolError(unreachable(done.stderr, what=what, where=where)
+                        or f"{tool}: {fatal_line(done.stderr) or f'exit status {done.returncode}'}")
     return done
+
+
+_NOT_RUN = (children.Stopping, children.Cancelled, OSError, subprocess.TimeoutExpired, children.OutputTooLarge)
+
+
+def not_run(exc: Exception, argv: list[str], timeout: float, *, what: str, where: str) -> str:
+    """Why a tool did not run to its end (one of _NOT_RUN), in one line naming the command and repository."""
+    tool = Path(argv[0]).name
+    if isinstance(exc, children.Cancelled):
+        return f"{what} on {where} was cancelled"
+    if isinstance(exc, FileNotFoundError):
+        return f"{tool} is not installed (looked for {argv[0]})"
+    if isinstance(exc, OSError):
+        return f"{tool} cannot be started ({argv[0]}): {exc.strerror}"
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"{what} timed out after {format_duration(timeout)} on {where}"
+    if isinstance(exc, children.OutputTooLarge):
+        return f"{what} {exc} and was stopped on {where}; is {argv[0]} the real {tool}?"
+    return str(exc)  # Stopping
+
+
+def unreachable(stderr: str, *, what: str, where: str) -> str:
+    """Why the tool could not reach the repository (ssh, the S3 server's refusal), with the fix; "" if not that."""
+    if ssh := ssh_failure(stderr):
+        return f"{what} on {where}: ssh: {ssh}"
+    if refused := s3_refusal(stderr):
+        return (f"{what} on {where}: the S3 server refused the credentials ({refused}); check "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY under `env:`")
+    return ""
 
 
 def fatal_line(text: str) -> str:
@@ -136,3 +159,94 @@ def size_or_none(value: object) -> int | None:
         return count(value)
     except ValueError:
         return None
+
+
+# Restore drills: a file streamed out of a backup by the tool, and its failure told apart, damage or not.
+
+MAX_LINE = 1 << 20  # the longest JSON line a listing may write (a path is at most 4 KiB on Linux)
+
+
+class Counted:
+    """The drill's sink, counting: a restore that ends short of, or runs past, the listed size is damage."""
+
+    def __init__(self, sink: Sink, candidate: Candidate):
+        self.sink = sink
+        self.candidate = candidate
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.candidate.size:
+            raise DrillDamage(f"{self.candidate.path}: more bytes than the {self.candidate.size} listed")
+        self.sink.write(data)
+
+    def finished(self) -> None:
+        if self.size != self.candidate.size:
+            raise DrillDamage(f"{self.candidate.path}: {self.size} bytes restored, {self.candidate.size} listed")
+
+
+def restore(argv: list[str], env: dict[str, str], timeout: float, candidate: Candidate, sink: Sink,
+            cancel: threading.Event, *, what: str, where: str,
+            damage: Callable[[subprocess.CalledProcessError], str], busy: Callable[[str], str] = lambda _: "",
+            give_up: Callable[[str], bool] | None = None) -> None:
+    """Stream the tool's output of `candidate` into `sink` (agent.children.stream).
+
+    DrillDamage when `damage(failure)` names an integrity error (the tool's line) or the byte count differs
+    from the listing; DrillNotRun for everything else: `busy(stderr)` names a lock, else ssh, S3's refusal,
+    a timeout, a cancel, the tool's last line.
+    """
+    counted = Counted(sink, candidate)
+    try:
+        children.stream(argv, env, timeout, counted, cancel=cancel, give_up=give_up)
+    except _NOT_RUN as exc:
+        raise DrillNotRun(not_run(exc, argv, timeout, what=what, where=where)) from None
+    except subprocess.CalledProcessError as failed:
+        if found := damage(failed):
+            raise DrillDamage(f"{candidate.path}: {what}: {found}") from None
+        if locked := busy(failed.stderr):
+            raise DrillNotRun(f"{what} found {where} locked (a backup or prune may be running; retried "
+                              f"later): {locked}") from None
+        raise DrillNotRun(unreachable(failed.stderr, what=what, where=where) or f"{what} of {candidate.path} "
+                          f"failed: {fatal_line(failed.stderr) or f'exit status {failed.returncode}'}") from None
+    counted.finished()
+
+
+def json_lines(argv: list[str], env: dict[str, str], timeout: float, *, what: str, where: str) -> Iterator[dict]:
+    """A tool's JSON lines as they arrive (a listing of millions of files in constant memory); DrillNotRun
+    when the tool fails or writes anything else. Closing the iterator early kills the tool."""
+    rest = b""
+    try:
+        with closing(children.chunks(argv, env, timeout)) as output:
+            for data in output:
+                *lines, rest = (rest + data).split(b"\n")
+                if len(rest) > MAX_LINE:
+                    raise DrillNotRun(f"{what} on {where}: a line longer than {MAX_LINE >> 20} MiB")
+                yield from (_json_object(line, what) for line in lines if line.strip())
+    except _NOT_RUN as exc:
+        raise DrillNotRun(not_run(exc, argv, timeout, what=what, where=where)) from None
+    except subprocess.CalledProcessError as failed:
+        raise DrillNotRun(unreachable(failed.stderr, what=what, where=where)
+                          or f"{what} on {where} failed: {fatal_line(failed.stderr) or failed.returncode}") from None
+    if rest.strip():
+        yield _json_object(rest, what)
+
+
+def _json_object(line: bytes, what: str) -> dict:
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        raise DrillNotRun(f"{what}: the output is not JSON lines") from None
+    if not isinstance(entry, dict):
+        raise DrillNotRun(f"{what}: a JSON line that is not an object")
+    return entry
+
+
+def timestamp(value: object) -> float | None:
+    """A listed file's time (ISO 8601, as restic and borg write them; borg's without a zone is UTC)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()

@@ -21,6 +21,9 @@ import json
 import os
 import re
 import shlex
+import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -31,16 +34,30 @@ from pydantic import Field, field_validator
 from agent.ondisk import CaFile, KeyFile, KnownHosts, Program, Repository
 from agent.redact import password_in_url
 from agent.secrets import Secret, SecretOrValue
-from checks.model import BackupSnapshot, Fingerprinted, LocationConfig, Measured, Verified, VerifyConfig, VerifyOutcome
+from checks.model import (
+    BackupSnapshot,
+    Candidate,
+    Drilled,
+    DrillNotRun,
+    Fingerprinted,
+    LocationConfig,
+    Measured,
+    Sink,
+    Verified,
+    VerifyConfig,
+    VerifyOutcome,
+)
+from checks.sources import cli
 from checks.sources.cli import ToolError, count, last_line, run, ssh_command, ssh_failure
 from checks.sources.fingerprints import LayoutReader
 from checks.sources.listing import LISTINGS
 
 _SFTP_URL = re.compile(r"sftp://(?P<target>[^/:]+)(?::(?P<port>\d+))?/")
 _SFTP_SHORT = re.compile(r"sftp:(?P<target>[^/:]+):")
+DUMP_TIMEOUT = 2 * 3600.0  # one file's dump at most (the drill's default timeout); the drill's cancel comes first
 
 
-class ResticLocation(Measured, Verified, Fingerprinted):
+class ResticLocation(Measured, Verified, Fingerprinted, Drilled):
     kind = "restic"
 
     class Config(LocationConfig):
@@ -151,6 +168,35 @@ class ResticLocation(Measured, Verified, Fingerprinted):
             return VerifyOutcome(None, f"restic check could not open the repository: {last_line(done.stderr)}")
         return VerifyOutcome(False, f"restic check: {last_line(done.stdout + done.stderr) or 'errors found'}")
 
+    def candidates(self, backups: list[BackupSnapshot]) -> Iterator[Candidate]:
+        """The regular files of the newest snapshot, streamed from `restic ls --json` (no content IDs: restic
+        0.14 has no `cat tree` for them)."""
+        if not backups:
+            return
+        snapshot = backups[0]
+        for node in cli.json_lines(self._argv("ls", "--json", snapshot.id), self._env, self.config.timeout,
+                                   what="restic ls", where=self.config.repository):
+            if candidate := _candidate(snapshot.id, node):
+                yield candidate
+
+    def restore(self, candidate: Candidate, sink: Sink, cancel: threading.Event) -> None:
+        """`restic dump` of one file: restic checks each blob's MAC and hash as it reads it. A missing pack
+        is damage at restic's first retry (restic 0.14 retries a load for about 90 s, later ones not at all);
+        other failures, network ones included, retry as restic does, bounded by the cancel of the drill's
+        timeout and by DUMP_TIMEOUT."""
+        cli.restore(self._argv("dump", candidate.backup_id, candidate.key or candidate.path), self._env,
+                    DUMP_TIMEOUT, candidate, sink, cancel, what="restic dump", where=self.config.repository,
+                    damage=_damage, busy=_lock_conflict, give_up=_missing_pack)
+
+    def holds(self, backup_id: str) -> bool:
+        """Whether the snapshot is still there, listed now (not from LISTINGS)."""
+        try:
+            listed = _json(self._run("snapshots", "--json", backup_id).stdout, "restic snapshots")
+        except ToolError as exc:
+            raise DrillNotRun(str(exc)) from None
+        return isinstance(listed, list) and any(isinstance(entry, dict) and entry.get("id") == backup_id
+                                                for entry in listed)
+
     def _run(self, command: str, *args: str):
         return run(self._argv(command, *args), self._env, self.config.timeout, what=f"restic {command}",
                    where=self.config.repository)
@@ -179,6 +225,41 @@ def _lock_conflict(stderr: str) -> str:
         return ""
     lines = [line.strip() for line in stderr.splitlines()]
     return next((line for line in lines if "is already locked" in line), last_line(stderr))
+
+
+# What `restic dump` says when the repository is damaged (v0.14 and later): a blob failing its MAC or hash, a
+# listed file missing from its snapshot; a pack that is not there, as the rest backend says it, and as the
+# first retry of its load says it (local, sftp, s3 with minio-go), which restic 0.14 retries for about 90 s
+_DAMAGE = ("ciphertext verification failed", "returned invalid hash", "wrong data returned", "not found in snapshot")
+_PACK_MISSING = re.compile(r"(?:Load\(<data/\w+>.*returned error, retrying after [^:]*|ReadFull\(<data/\w+>\)): "
+                           r"(?P<why>.*(?:no such file or directory|file does not exist|does not exist|NoSuchKey).*)")
+
+
+def _damage(failed: subprocess.CalledProcessError) -> str:
+    """What restic said that shows damage; "" when it said something else."""
+    lines = [line.strip() for line in failed.stderr.splitlines() if line.strip()]
+    if missing := next((match for line in lines if (match := _PACK_MISSING.search(line))), None):
+        return f"a pack is missing ({missing['why']})"
+    return next((line for line in lines if any(words in line for words in _DAMAGE)), "")
+
+
+def _missing_pack(stderr: str) -> bool:
+    """restic 0.14 retries loading a missing pack for about 90 s: the first retry is enough to know."""
+    return _PACK_MISSING.search(stderr) is not None
+
+
+def _candidate(snapshot_id: str, node: dict) -> Candidate | None:
+    """A regular file of `restic ls --json` that `dump` can address (restic writes a name that is not UTF-8
+    with U+FFFD, which no longer names the file)."""
+    path = node.get("path")
+    if node.get("type") != "file" or not isinstance(path, str) or "\ufffd" in path:
+        return None
+    try:
+        size = count(node.get("size", 0))
+    except ValueError:
+        return None
+    return Candidate(backup_id=snapshot_id, path=path, size=size, mtime=cli.timestamp(node.get("mtime")),
+                     ctime=cli.timestamp(node.get("ctime")))
 
 
 def _taglist_matches(taglist: str, tags: set[str]) -> bool:
