@@ -141,25 +141,23 @@ class LiveSource:
 
     def _hash_local(self, path: str, size: int, where: str, seconds: float) -> str:
         try:
-            handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            with open(path, "rb", buffering=0, opener=_no_link) as file:
+                if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                    raise SourceSkipped(f"the source {where} is no longer a regular file")
+                return self._digest(file.read, size, where, seconds)
         except OSError as exc:
-            raise _unreadable(exc.errno, exc.strerror or "", where) from None
-        with os.fdopen(handle, "rb", buffering=0) as file:
-            if not stat.S_ISREG(os.fstat(handle).st_mode):
-                raise SourceSkipped(f"the source {where} is no longer a regular file")
-            return self._digest(file.read, size, where, seconds)
+            raise _unreadable(exc.errno, exc.strerror or str(exc), where) from None
 
     def _hash_stream(self, path: str, size: int, where: str, seconds: float) -> str:
-        client = self._client()
         try:
-            with client.open_sftp() as sftp:
+            with self._client().open_sftp() as sftp:
                 sftp.get_channel().settimeout(self._target.command_timeout)
                 with SftpTree(sftp, "/", where).open(path) as file:
                     return self._digest(file.read, size, where, seconds)
         except OSError as exc:  # paramiko's SFTP errors carry the errno of the status the server sent
             raise _unreadable(exc.errno, str(exc), where) from None
-        except (paramiko.SSHException, EOFError) as exc:
-            raise SourceSkipped(f"reading the source {where} over SFTP failed: {exc}") from None
+        except (SshError, paramiko.SSHException, EOFError) as exc:
+            raise SourceSkipped(f"cannot read the source {where} over SFTP: {exc}") from None
 
     def _digest(self, read, size: int, where: str, seconds: float) -> str:
         """SHA-256 of at most `size` bytes read in chunks: more means the file grew, and then it changed."""
@@ -216,6 +214,11 @@ class LiveSource:
         for client in reversed(made):
             client.close()
         raise SshError("the drill was stopped")
+
+
+def _no_link(path: str, flags: int) -> int:
+    """Open the file itself, never where a link put there since its stat points, and never wait on a FIFO."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
 
 
 def _same(candidate: Candidate, found: Stat, where: str) -> None:

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -252,6 +253,26 @@ def test_a_closed_source_reads_nothing_more(server, context, tmp_path):
     source = live(context, [target(server)], target="fs1")
     source.close()
     assert skipped(source, backed_up(path)).endswith("the drill was stopped")
+    assert not source._clients
+
+
+@pytest.mark.parametrize("how", ["local", "stream"])
+def test_a_drill_stopped_mid_hash_ends_it_from_another_thread(how, request, context, tmp_path):
+    """close() (a stop, a reload, the drill's timeout) from another thread ends a hash that would take hours."""
+    path = tmp_path / "sparse.img"
+    with path.open("wb") as sparse:
+        sparse.truncate(1 << 40)  # a TiB of holes
+    os.utime(path, (THEN, THEN))
+    source = live(context, [], target="local") if how == "local" else \
+        live(context, [target(request.getfixturevalue("server"))], target="fs1", hash="stream")
+    stopping = threading.Timer(0.5, source.close)
+    stopping.start()
+    try:
+        reason = skipped(source, backed_up(path))
+    finally:
+        stopping.join()
+    expected = "the drill was stopped" if how == "local" else f"cannot read the source fs1:{path}"
+    assert reason.startswith(expected), reason
     assert not source._clients
 
 
