@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -22,6 +23,8 @@ from agent.reasons import describe
 from agent.units import format_size
 from checks.history import BackupHistory, Drill, DrillFile
 from checks.model import Candidate, DrillConfig, DrillDamage, Drilled, DrillNotRun
+
+log = logging.getLogger(__name__)
 
 RING = 1 << 60  # ring positions: 60 bits of sha256, an SQLite integer
 LARGEST_KEPT = 32  # the largest files kept while streaming, to pick the largest that fits what the newest left
@@ -39,10 +42,11 @@ class Digest:
     More bytes than the listing said is damage; a set `cancel` or a spent time budget stops the restore.
     """
 
-    def __init__(self, candidate: Candidate, cancel: threading.Event, expired: Callable[[], bool] = lambda: False):
+    def __init__(self, candidate: Candidate, cancel: threading.Event, expired: Callable[[], bool] = lambda: False,
+                 md5: bool = True):
         self.candidate, self._cancel, self._expired = candidate, cancel, expired
         self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None  # only an md5 reference needs it
         self.bytes = 0
 
     def write(self, data: bytes) -> None:
@@ -54,7 +58,8 @@ class Digest:
         if self.bytes > self.candidate.size:
             raise DrillDamage(f"{self.candidate.path}: more bytes than listed ({self.candidate.size})")
         self.sha256.update(data)
-        self.md5.update(data)
+        if self.md5 is not None:
+            self.md5.update(data)
 
     def finish(self) -> None:
         """After the restore: fewer bytes than listed is damage too."""
@@ -63,7 +68,7 @@ class Digest:
 
     def hexdigest(self, algorithm: str) -> str | None:
         """The restored content's digest in `algorithm` (sha256, md5), None for another."""
-        found = {"sha256": self.sha256, "md5": self.md5}.get(algorithm)
+        found = {"sha256": self.sha256, "md5": self.md5}.get(algorithm)  # md5 None: not asked for
         return found.hexdigest() if found else None
 
 
@@ -257,7 +262,8 @@ class Driller:
 
     def _restore_and_compare(self, pick: Pick, source: object, expired: Callable[[], bool]) -> DrillFile:
         candidate = pick.candidate
-        digest = Digest(candidate, self.cancel, expired)
+        recorded = self._recorded(candidate)
+        digest = Digest(candidate, self.cancel, expired, md5=any(c.startswith("md5:") for _, c in recorded))
         file = DrillFile(candidate.path, pick.why, candidate.size, candidate.mtime, candidate.ctime, "", "",
                          "unreadable", "")
         try:
@@ -271,16 +277,21 @@ class Driller:
             return replace(file, detail=describe(exc))
         finally:
             self.bytes_read += digest.bytes
-        result, reference, detail = self._compare(candidate, digest, source)
+        result, reference, detail = self._compare(candidate, digest, recorded, source)
         return replace(file, sha256=digest.sha256.hexdigest(), reference=reference, result=result, detail=detail)
 
-    def _compare(self, candidate: Candidate, digest: Digest, source: object) -> tuple[str, str, str]:
-        """(result, reference, detail) against the first reference available. What the store recorded and what
-        vigil first saw must both agree: a dump rewritten with its checksum file differs from the first."""
+    def _recorded(self, candidate: Candidate) -> list[tuple[str, str]]:
+        """The checksums recorded for exactly this content: the store's or tool's, and the one vigil first saw."""
         recorded = [(candidate.reference or "sidecar", candidate.checksum)] if candidate.checksum else []
         if candidate.path == candidate.backup_id:  # the whole backup: vigil recorded its checksum when it saw it
             if first_seen := self.history.first_seen_checksum(self.where, candidate.backup_id):
                 recorded.append(("first-seen", first_seen))
+        return recorded
+
+    def _compare(self, candidate: Candidate, digest: Digest, recorded: list[tuple[str, str]],
+                 source: object) -> tuple[str, str, str]:
+        """(result, reference, detail) against the first reference available. What the store recorded and what
+        vigil first saw must both agree: a dump rewritten with its checksum file differs from the first."""
         usable = [(name, *checksum.partition(":")[::2]) for name, checksum in recorded
                   if digest.hexdigest(checksum.partition(":")[0]) is not None]
         for name, algorithm, expected in usable:
@@ -301,6 +312,8 @@ class Driller:
                 expected = source.sha256(candidate)
             except SourceSkipped as exc:
                 note = f"source skipped: {exc}"
+            except Exception as exc:  # an unreachable source is no reference, never a failure of the backup
+                note = f"source not compared: {describe(exc)}"
             else:
                 return ("match", "source", "") if expected == sha256 else \
                     ("mismatch", "source", _differs("sha256", sha256, "source", expected))
@@ -318,7 +331,12 @@ class Driller:
         if self.config.compare is None:
             return None
         from checks.sources.livesource import LiveSource  # part of the drill only with compare:
-        return LiveSource(self.config.compare, self.context)
+        try:
+            return LiveSource(self.config.compare, self.context)
+        except Exception as exc:  # the drill goes on with the other references
+            log.warning("restore drill without the live source job=%s location=%s error=%s", self.history.job,
+                        self.where, describe(exc))
+            return None
 
     def _record(self, started: float, backup_id: str, planned: Plan | None, done: list[DrillFile],
                 stopped: str) -> Outcome:

@@ -160,6 +160,8 @@ class _BackupJob(Collector[BackupJobConfig]):
                           if location is not None}
         self.verifiable = {where: location for where, location in self.locations.items()
                            if config.verify is not None and declares(location, Verified)}
+        self.drilled = {where: location for where, location in self.locations.items()
+                        if config.drill is not None and config.drill.drilled(where)}  # config says it is Drilled
 
     def close(self) -> None:
         """A location may keep a connection between polls (its fingerprint's SFTP session)."""
@@ -291,24 +293,21 @@ class BackupEvaluation(_BackupJob):
         return min(r.at for r in results)
 
     def _drill_finding(self, now: float) -> Finding | None:
-        drill = self.config.drill
         findings = []
-        for where in self.locations:
-            if drill is not None and drill.drilled(where):
-                last = self.history.last_drill(where, conclusive=True)
-                finding = drill_finding(now, drill.every, last.ok if last else None, last.detail if last else "",
-                                        self.history.last_drilled_ok(where), self.history.first_seen())
-                if finding is not None:
-                    findings.append(Finding(finding.status, f"{where}: {finding.detail}"))
+        for where in self.drilled:
+            last = self.history.last_drill(where, conclusive=True)
+            finding = drill_finding(now, self.config.drill.every, last.ok if last else None,
+                                    last.detail if last else "", self.history.last_drilled_ok(where),
+                                    self.history.first_seen())
+            if finding is not None:
+                findings.append(Finding(finding.status, f"{where}: {finding.detail}"))
         return worst(findings) if findings else None
 
     def _drill_samples(self, out: Emitter, now: float) -> None:
         """vigil_backup_drill_*: each drilled location's last conclusive drill, and whether one is overdue."""
-        drill = self.config.drill
-        for where in self.locations:
-            if drill is None or not drill.drilled(where):
-                continue
-            late = overdue(now, drill.every, self.history.last_drilled_ok(where), self.history.first_seen())
+        for where in self.drilled:
+            late = overdue(now, self.config.drill.every, self.history.last_drilled_ok(where),
+                           self.history.first_seen())
             out.gauge(DRILL_OVERDUE, int(late is not None), location=where)
             last = self.history.last_drill(where, conclusive=True)
             if last is None:
@@ -464,8 +463,6 @@ class BackupDrill(_BackupJob):
         super().__init__(config, ctx)
         self.context = ctx
         self.cancel = threading.Event()  # set by close(), from another thread: stop, reload, timeout
-        self.drilled = {where: location for where, location in self.locations.items()
-                        if config.drill is not None and config.drill.drilled(where)}
         self.windows = SlowWindows(config, config.drill, partial(_last_at, self.history.last_drill))
         self._starts = Schedule(config.schedule, config.timezone, 0)
 

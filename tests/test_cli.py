@@ -53,7 +53,7 @@ def test_version(capsys):
     assert exited.value.code == 0 and capsys.readouterr().out.startswith(f"vigil {__version__} ")
 
 
-@pytest.mark.parametrize("command", ["run", "check-config", "once", "verify", "alert", "report", "docs"])
+@pytest.mark.parametrize("command", ["run", "check-config", "once", "verify", "drill", "alert", "report", "docs"])
 def test_every_command_explains_itself_with_an_example(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])

@@ -52,9 +52,24 @@ def test_a_backup_job_emits_exactly_its_declared_metrics(tmp_path, context, monk
         "verify": {"every": "7d", "schedule": "* * * * *"},
         "primary": {**borg, "repository": primary.repository}, "offsite": {**borg, "repository": offsite.repository}})
     BackupVerification(config, context).collect(Emitter((), strict=True), frozenset({"main"}))
+    config = _with_a_drill_recorded(config, context)
     out = Emitter(BackupEvaluation.METRICS, strict=True)
     BackupEvaluation(config, context).collect(out, frozenset({"main"}))
     collector_kit.assert_conforms(out, BackupEvaluation)
+
+
+def _with_a_drill_recorded(config, context):
+    """The job with `drill:` and one drill of its primary in the history, which the drill metrics are read from.
+
+    The drill is recorded rather than run, and the config copied rather than validated, until borg declares
+    Drilled (part B of issue 23); then this becomes a BackupDrill run like the verification above."""
+    from checks.history import BackupHistory, Drill, DrillFile
+    from checks.model import DrillConfig
+
+    BackupHistory(context.db, config.name).record_drill(
+        Drill("primary", 1.0, 2.0, "nightly-1", True, 1, 4, "nightly/primary", -1, 5, 0, 1.0, "1 restored"),
+        [DrillFile("/etc/hostname", "newest", 4, 1.0, 1.0, "ab", "tool", "restored", "")])
+    return config.model_copy(update={"drill": DrillConfig(locations="primary")})
 
 
 def test_a_family_shared_by_several_kinds_has_one_spec():
@@ -116,12 +131,13 @@ def test_the_folder_in_contributing_md_is_the_one_the_tests_run():
 def test_every_location_kind_declares_what_it_can_do():
     """A location says what it can do by subclassing the protocols of checks.model; the backup jobs never guess
     from a method's name, so a method without its protocol (or a protocol without its method) is a mistake."""
-    from checks.model import Fingerprinted, Location, Measured, Verified, declares
+    from checks.model import Drilled, Fingerprinted, Location, Measured, Verified, declares
     from checks.sources import LOCATIONS, location_class
 
     for kind in LOCATIONS:
         cls = location_class(kind)
         assert declares(cls, Location) and cls.kind == kind, kind
-        for protocol, method in ((Measured, "measure"), (Verified, "verify"), (Fingerprinted, "fingerprint")):
+        for protocol, method in ((Measured, "measure"), (Verified, "verify"), (Fingerprinted, "fingerprint"),
+                                 (Drilled, "restore")):
             written = any(method in vars(base) for base in cls.__mro__ if not getattr(base, "_is_protocol", False))
             assert declares(cls, protocol) == written, f"{kind}: {method}() and {protocol.__name__} go together"

@@ -55,10 +55,13 @@ def nightly(dumps: Path) -> None:
         dump(dumps, f"db-{day}.sql", bytes([day]) * (3000 if day == 18 else 1000 + day), f"2026-11-{day} 01:30")
 
 
-def job(dumps: Path, **drill) -> BackupJobConfig:
+def job(dumps: Path, offsite: Path | None = None, **drill) -> BackupJobConfig:
+    def files(path: Path) -> dict:
+        return {"kind": "files", "path": str(path), "pattern": "db-*"}
+
     return BackupJobConfig.model_validate({
-        "name": "db", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h",
-        "primary": {"kind": "files", "path": str(dumps), "pattern": "db-*"},
+        "name": "db", "schedule": "0 1 * * *", "timezone": "UTC", "deadline": "4h", "primary": files(dumps),
+        **({"offsite": files(offsite)} if offsite else {}),
         "drill": {"every": "30d", "files": 4, "max_bytes": "1MiB", **drill}})
 
 
@@ -233,3 +236,72 @@ def test_the_drill_metrics_come_from_the_last_conclusive_drill(dumps, job_contex
     assert {labels[1][1]: value for (name, labels), value in values.items() if name == "vigil_backup_drill_files"} \
         == {"match": 4, "restored": 0, "skipped": 0, "mismatch": 0, "damaged": 0, "unreadable": 0}
     assert not any("path" in dict(labels) for _, labels in values), "never a label per file"
+
+
+def test_a_restore_stops_within_a_chunk_once_cancelled(dumps, context):
+    from checks.model import Candidate, DrillNotRun
+    from checks.sources.filelike import CHUNK
+    from checks.sources.files import FilesLocation
+
+    dump(dumps, "db-big.sql", b"z" * (8 * CHUNK), "2026-11-20 01:30")
+    location = FilesLocation(FilesLocation.Config(kind="files", path=dumps), context)
+    cancel, written = threading.Event(), []
+
+    class Stopping:  # the stop arrives while the first chunk is hashed
+        def write(self, data: bytes) -> None:
+            written.append(len(data))
+            cancel.set()
+
+    with pytest.raises(DrillNotRun, match="^cancelled$"):
+        location.restore(Candidate("db-big.sql", "db-big.sql", 8 * CHUNK), Stopping(), cancel)
+    assert written == [CHUNK]
+
+
+def test_more_or_fewer_bytes_than_listed_is_damage():
+    from checks.drill import Digest
+    from checks.model import Candidate, DrillDamage
+
+    listed = Candidate("snap", "/srv/a", size=10)
+    digest = Digest(listed, threading.Event())
+    digest.write(b"x" * 10)
+    with pytest.raises(DrillDamage, match=r"^/srv/a: more bytes than listed \(10\)$"):
+        digest.write(b"x")
+    short = Digest(listed, threading.Event())
+    short.write(b"x" * 9)
+    with pytest.raises(DrillDamage, match="^/srv/a: 9 bytes restored, 10 listed$"):
+        short.finish()
+
+
+def test_a_drill_whose_time_ran_out_could_not_finish(dumps, context):
+    from tests.clocks import RunawayClock
+
+    nightly(dumps)
+    drills = BackupDrill(job(dumps, timeout="1h"), replace(context, clock=RunawayClock()))
+    outcome = drills.driller("primary").run()
+    assert (outcome.drill.ok, outcome.drill.detail, outcome.files) == (
+        None, "could not finish: the drill's time ran out", ())
+
+
+def test_without_checksums_a_first_restore_is_the_baseline_of_later_drills_and_of_the_other_location(
+        dumps, tmp_path, job_context, clock):
+    import shutil
+
+    for day in (18, 19, 20):
+        dump(dumps, f"db-{day}.sql", bytes([day]) * 500, f"2026-11-{day} 01:30", sidecar=False)
+    copies = tmp_path / "copies"
+    shutil.copytree(dumps, copies)  # copy2: the same modification times
+    drills = BackupDrill(job(dumps, copies, locations="both"), job_context)
+    clock.set("2026-11-20 06:10")
+    first = drills.drill(only_due=False)
+    assert {f.result for f in first["primary"].files} == {"skipped"}
+    assert first["primary"].drill.ok is None and first["primary"].drill.detail == "could not drill: 3 skipped"
+    assert {(f.result, f.reference) for f in first["offsite"].files} == {("match", "other-location")}
+
+    clock.advance(86400)
+    (dumps / "db-19.sql").write_bytes(bytes([99]) * 500)  # silent damage: same size, same time
+    os.utime(dumps / "db-19.sql", (at("2026-11-19 01:30"), at("2026-11-19 01:30")))
+    again = drills.drill(only_due=False, where="primary")["primary"]
+    assert {f.path: (f.result, f.reference) for f in again.files} == {
+        "db-18.sql": ("match", "earlier-drill"), "db-19.sql": ("mismatch", "earlier-drill"),
+        "db-20.sql": ("match", "earlier-drill")}
+    assert again.drill.ok is False

@@ -8,7 +8,9 @@ from checks.model import BackupSnapshot
 from checks.schedule import Window
 from checks.verdict import (
     Finding,
+    drill_finding,
     offsite_finding,
+    overdue,
     primary_finding,
     same_backup,
     size_finding,
@@ -146,3 +148,19 @@ def test_the_most_urgent_finding_wins():
     assert worst(findings).status == "shrunk"
     assert worst([None, Finding("unreachable", "x"), Finding("failed", "")]).status == "unreachable"
     assert worst([None]) == Finding("ok", "")
+
+
+def test_a_failed_drill_is_failed_and_names_the_file_and_the_mismatch():
+    finding = drill_finding(NOW, 30 * 24 * H, False, "/srv/x: sha256 ab12… ≠ first-seen cd34…", NOW - 40 * 24 * H,
+                            NOW - 90 * 24 * H)
+    assert finding == Finding("failed", "drill: /srv/x: sha256 ab12… ≠ first-seen cd34…")
+
+
+def test_no_good_drill_for_two_periods_is_unverified_and_a_recent_one_is_fine():
+    assert drill_finding(NOW, 7 * 24 * H, True, "3 match", NOW - 10 * 24 * H, NOW - 90 * 24 * H) is None
+    assert drill_finding(NOW, 7 * 24 * H, None, "", None, NOW - 10 * 24 * H) is None, "watching began 10 days ago"
+    assert drill_finding(NOW, 7 * 24 * H, True, "3 match", NOW - 15 * 24 * H, NOW - 90 * 24 * H) == Finding(
+        "unverified", "15d since the last good restore drill (due every 7d)")
+    assert drill_finding(NOW, 7 * 24 * H, None, "", None, NOW - 15 * 24 * H) == Finding(
+        "unverified", "15d since watching began, with no good drill (due every 7d)")
+    assert overdue(NOW, 7 * 24 * H, NOW - 14 * 24 * H, None) is None and overdue(NOW, 7 * 24 * H, None, None) is None
