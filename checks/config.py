@@ -90,7 +90,7 @@ def warnings(job: BackupJobConfig) -> list[tuple[tuple, str]]:
         found.append((("deadline",), f"the deadline ({format_duration(job.deadline)}) is longer than the time "
                                      f"between two scheduled runs ({format_duration(period)}): a run would be "
                                      "judged after the next one started"))
-    return found
+    return found + _compare_warnings(job)
 
 
 def _fraction(subset: str) -> float | None:
@@ -140,4 +140,20 @@ def link(job: BackupJobConfig, targets: Mapping[str, object]) -> list[tuple[tupl
                                                  f"({servers or 'none configured'}), or `local` on this host")]
     via = getattr(target, "via", None)
     compare._linked = (target, targets.get(via) if via else None)
+    return []
+
+
+def _compare_warnings(job: BackupJobConfig) -> list[tuple[tuple, str]]:
+    """A live source that can vouch for no file: every one would be skipped."""
+    compare = job.drill.compare if job.drill else None
+    if compare is None:
+        return []
+    server = compare.linked[0]
+    if getattr(server, "os", "") == "windows":
+        return [(("drill", "compare", "target"), f"`{server.name}` runs Windows, whose ctime is the creation time: "
+                                                 "every file would be skipped; compare with a Linux server")]
+    drilled = {getattr(job, where).kind for where in ("primary", "offsite") if job.drill.drilled(where)}
+    if not drilled & {"restic", "borg"}:
+        return [(("drill", "compare"), f"only restic and borg record the ctime the live source is compared by: "
+                                       f"every file of {' and '.join(sorted(drilled))} locations would be skipped")]
     return []

@@ -368,3 +368,28 @@ def test_a_source_changed_after_the_backup_is_never_a_false_failure(where, reque
 
 def json_target(server: Sshd) -> str:
     return json.dumps(target(server))
+
+
+@pytest.mark.parametrize(("primary", "server", "said"), [
+    ("{kind: restic, repository: /srv/restic, password: '${env:HOME}'}", ", os: windows",
+     "backups[0].drill.compare.target: `fs1` runs Windows, whose ctime is the creation time: every file would be "
+     "skipped; compare with a Linux server"),
+    ("{kind: files, path: /srv/backups}", "",
+     "backups[0].drill.compare: only restic and borg record the ctime the live source is compared by: every file "
+     "of files locations would be skipped"),
+])
+def test_a_live_source_that_could_vouch_for_no_file_is_a_warning(tmp_path, primary, server, said):
+    config = tmp_path / "vigil.yaml"
+    config.write_text(f"""\
+targets:
+  - {{name: fs1, kind: ssh, host: 127.0.0.1, user: vigil, key_file: {config}, known_hosts: {config}{server}}}
+backups:
+  - name: nightly
+    schedule: "0 1 * * *"
+    deadline: 4h
+    primary: {primary}
+    drill:
+      compare: {{target: fs1}}
+""")
+    warnings = [str(warning) for warning in load_config(config).warnings]
+    assert [warning for warning in warnings if "compare" in warning] == [f"{config}:9: {said}"]
