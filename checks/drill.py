@@ -208,12 +208,14 @@ class Driller:
         self.clock: Clock = context.clock
         self.salt = f"{history.job}/{where}"
         self.bytes_read = 0  # every restore's, second ones too
+        self.taken: dict[str, float | None] = {}  # when each listed backup was taken, by id
 
     def prepare(self) -> tuple[str, Plan]:
         """The newest backup's id and the plan (a listing, no data read); raises when the location cannot be read."""
         backups = self.location.backups()
         if not backups:
             raise DrillNotRun(f"no backup to drill in {self.location.where}")
+        self.taken = {backup.id: backup.completed_at for backup in backups}  # the live source's 2 s rule
         last = self.history.last_drill(self.where, conclusive=True)
         cursor, lap = (last.cursor_to, last.lap) if last else (-1, 0)
         return backups[0].id, plan(self.location.candidates(backups), self.salt, cursor, lap, self.config.files,
@@ -309,7 +311,7 @@ class Driller:
         if source is not None:
             from checks.sources.livesource import SourceSkipped  # part of the drill only with compare:
             try:
-                expected = source.sha256(candidate)
+                expected = source.sha256(candidate, self.taken.get(candidate.backup_id))
             except SourceSkipped as exc:
                 note = f"source skipped: {exc}"
             except Exception as exc:  # an unreachable source is no reference, never a failure of the backup

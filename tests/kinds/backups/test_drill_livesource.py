@@ -332,13 +332,14 @@ backups:
 @pytest.mark.parametrize("where", ["fs1", "local"])
 def test_a_source_changed_after_the_backup_is_never_a_false_failure(where, request, tmp_path, write_config,
                                                                     monkeypatch, capsys):
-    """Backed up: three files; then one grows, one gets new content with its mtime put back, one stays. The drill
-    matches the unchanged one against the source, and restores the changed ones as verified by restic only,
-    saying why the source could not vouch for them: never a failure."""
+    """Backed up: three files, and a fourth written as the backup started; then one grows, one gets new content
+    with its mtime put back, one stays. The drill matches the unchanged one against the source, and restores the
+    others as verified by restic only, saying why the source could not vouch for them: never a failure."""
     monkeypatch.setenv("VIGIL_TEST_SECRET", PASSWORD)
     repo = ResticRepo(tmp_path)
     for name in ("same.txt", "grown.txt", "rewritten.txt"):
         file(repo.data / name, b"as backed up\n")
+    (repo.data / "busy.log").write_bytes(b"written as the backup started\n")  # its mtime: the snapshot's second
     repo.run("backup", str(repo.data), "--host", "fileserver")
     next_second()
     file(repo.data / "grown.txt", b"as backed up\nand a line more\n")
@@ -355,7 +356,7 @@ def test_a_source_changed_after_the_backup_is_never_a_false_failure(where, reque
     (drill,) = history.drills("primary")
     files = {Path(file.path).name: file for file in history.drill_files("primary", drill.started_at)}
     db.close()
-    assert drill.ok is True and set(files) == {"same.txt", "grown.txt", "rewritten.txt"}, out
+    assert drill.ok is True and set(files) == {"same.txt", "grown.txt", "rewritten.txt", "busy.log"}, out
     assert (files["same.txt"].result, files["same.txt"].reference) == ("match", "source")
     assert (files["grown.txt"].result, files["grown.txt"].reference) == ("restored", "tool")
     assert files["grown.txt"].detail == (f"source skipped: the source {source}/grown.txt changed since the backup "
@@ -363,6 +364,8 @@ def test_a_source_changed_after_the_backup_is_never_a_false_failure(where, reque
     assert (files["rewritten.txt"].result, files["rewritten.txt"].reference) == ("restored", "tool")
     assert f"source skipped: the source {source}/rewritten.txt changed since the backup (its ctime was" in \
         files["rewritten.txt"].detail
+    assert files["busy.log"].detail == (f"source skipped: the source {source}/busy.log was modified within 2s of "
+                                        "the backup, which may hold an earlier version of that second")
     assert "MATCH" in out and "FAILED" not in out and "MISMATCH" not in out
 
 
