@@ -239,7 +239,7 @@ def _evidence_cells(evidence: Evidence) -> list[str]:
 def _problem_cells(evidence: Evidence) -> list[list[str]]:
     return [[readable_time(drill.started_at, evidence.timezone), evidence.job, evidence.location,
              _shown(file.path) if file else "", file.result if file else "could not drill",
-             (file.detail if file else drill.detail)] for drill, file in evidence.problems()]
+             _shown(file.detail if file else drill.detail)] for drill, file in evidence.problems()]
 
 
 def _short(backup_id: str) -> str:
@@ -253,7 +253,7 @@ def _shown(path: str) -> str:
 
 
 def _evidence_json(evidence: Evidence) -> dict:
-    return {"job": evidence.job, "location": evidence.location, "drills_total": len(evidence.drills),
+    return {"job": evidence.job, "location": evidence.location, "drill_count": len(evidence.drills),
             "passed": evidence.count(True), "failed": evidence.count(False), "could_not_drill": evidence.count(None),
             "coverage_ratio": evidence.coverage,
             "drills": [{**asdict(drill), "file_results": [asdict(file) for file in evidence.files[drill.started_at]]}
@@ -293,8 +293,9 @@ def render(reports: list[JobReport], fmt: str, title: str) -> str:
             lines += ["", "### Restore evidence", "", _md_row(EVIDENCE_COLUMNS), "|" + "---|" * len(EVIDENCE_COLUMNS)]
             lines += [_md_row(cells) for cells in drilled[1:]]
             lines += ["", "Failed and skipped files:", ""]
-            lines += [f"- {when}, {job}, {where}: `{path}` **{result}**" + (f" — {detail}" if detail else "")
-                      for when, job, where, path, result, detail in problems] or ["None."]
+            lines += [f"- {when}, {job}, {where}:" + (f" `{path}`" if path else "") + f" **{result}**"
+                      + (f" — {detail}" if detail else "") for when, job, where, path, result, detail in problems]
+            lines += [] if problems else ["None."]
         lines += ["", "### Legend", ""] + [f"- **{name}**: {meaning}" for name, meaning in LEGEND.items()]
         return "\n".join(lines) + "\n"
     lines = [title, "", *_aligned(table), "", "Bad nights:"]

@@ -181,18 +181,20 @@ def test_a_hostile_file_name_stays_on_its_line(drilled, capsys):
     now = time.time()
     BackupHistory(history_db, "fileserver-nightly").record_drill(
         Drill("primary", now - DAY, now - DAY + 5, SNAPSHOT, None, 1, 1, "", 0, 1, 0, None, "cancelled"),
-        [DrillFile("/srv/we\nird|name.txt", "rotation", 1, None, None, "", "", "unreadable", "cancelled")])
+        [DrillFile("/srv/we\nird|name.txt", "rotation", 1, None, None, "", "", "unreadable",
+                   "cannot read /srv/we\nird|name.txt")])
     history_db.close()
     text = report(drilled, capsys, "text", days=30)
-    assert "  /srv/we\\nird|name.txt  unreadable: cancelled" in text
+    assert "  /srv/we\\nird|name.txt  unreadable: cannot read /srv/we\\nird|name.txt\n" in text
     markdown = report(drilled, capsys, "markdown", days=30)
-    assert "`/srv/we\\nird|name.txt` **unreadable** — cancelled" in markdown
+    assert "`/srv/we\\nird|name.txt` **unreadable** — cannot read /srv/we\\nird|name.txt\n" in markdown
 
 
 def test_restore_evidence_in_markdown_csv_and_html(drilled, capsys):
     markdown = report(drilled, capsys, "markdown", days=30)
     assert "### Restore evidence" in markdown and "| fileserver-nightly | primary | 3 | 1 | 1 | 1 |" in markdown
-    assert "- " in markdown and "`/srv/a.txt` **mismatch** — sha256 ab… ≠ source cd…" in markdown
+    assert "primary: `/srv/a.txt` **mismatch** — sha256 ab… ≠ source cd…" in markdown
+    assert "primary: **could not drill** — could not drill: restic: repository is already locked" in markdown
     rows = list(csv.reader(io.StringIO(report(drilled, capsys, "csv", days=30))))
     blank = [index for index, row in enumerate(rows) if not row]
     assert len(blank) == 2
