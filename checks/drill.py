@@ -208,14 +208,15 @@ class Driller:
         self.clock: Clock = context.clock
         self.salt = f"{history.job}/{where}"
         self.bytes_read = 0  # every restore's, second ones too
-        self.taken: dict[str, float | None] = {}  # when each listed backup was taken, by id
+        self.source: object | None = None  # the live source while the drill runs (compare:)
+        self._taken_at: dict[str, float] = {}  # when each listed backup was taken
 
     def prepare(self) -> tuple[str, Plan]:
         """The newest backup's id and the plan (a listing, no data read); raises when the location cannot be read."""
         backups = self.location.backups()
         if not backups:
             raise DrillNotRun(f"no backup to drill in {self.location.where}")
-        self.taken = {backup.id: backup.completed_at for backup in backups}  # the live source's 2 s rule
+        self._taken_at = {backup.id: backup.completed_at for backup in backups}
         last = self.history.last_drill(self.where, conclusive=True)
         cursor, lap = (last.cursor_to, last.lap) if last else (-1, 0)
         return backups[0].id, plan(self.location.candidates(backups), self.salt, cursor, lap, self.config.files,
@@ -230,7 +231,7 @@ class Driller:
         except Exception as exc:  # a listing that fails is a drill that could not run
             return self._record(started, "", None, [], f"could not drill: {describe(exc)}")
         done: list[DrillFile] = []
-        source = self._source()
+        source = self.source = self._source()
         stopped = ""
         try:
             for pick in planned.picks:
@@ -311,7 +312,7 @@ class Driller:
         if source is not None:
             from checks.sources.livesource import SourceSkipped  # part of the drill only with compare:
             try:
-                expected = source.sha256(candidate, self.taken.get(candidate.backup_id))
+                expected = source.sha256(candidate, backed_up_at=self._taken_at.get(candidate.backup_id))
             except SourceSkipped as exc:
                 note = f"source skipped: {exc}"
             except Exception as exc:  # an unreachable source is no reference, never a failure of the backup
@@ -322,6 +323,12 @@ class Driller:
         if self.location.kind in SELF_CHECKING:
             return "restored", "tool", note or "every chunk checked by the tool; no independent reference"
         return "skipped", "", note or "nothing to compare with (no checksum recorded, no earlier drill)"
+
+    def interrupt(self) -> None:
+        """From another thread (a stop, a reload, a timeout): cancel, and end a source command waiting on the host."""
+        self.cancel.set()
+        if (source := self.source) is not None:
+            source.close()
 
     def _still_holds(self, backup_id: str) -> bool:
         try:

@@ -465,6 +465,7 @@ class BackupDrill(_BackupJob):
         self.cancel = threading.Event()  # set by close(), from another thread: stop, reload, timeout
         self.windows = SlowWindows(config, config.drill, partial(_last_at, self.history.last_drill))
         self._starts = Schedule(config.schedule, config.timezone, 0)
+        self._running: Driller | None = None
 
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         """A drill that could not run or finish fails this job, so it is retried at the next poll."""
@@ -491,7 +492,8 @@ class BackupDrill(_BackupJob):
             if self.cancel.is_set():
                 break
             with _exclusive(location.config):
-                outcomes[name] = self.driller(name).run(progress)
+                self._running = self.driller(name)
+                outcomes[name] = self._running.run(progress)
         return outcomes
 
     def driller(self, where: str) -> Driller:
@@ -510,4 +512,6 @@ class BackupDrill(_BackupJob):
     def close(self) -> None:
         """Cancel a drill in progress (its restore stops, the drill is recorded as cancelled); idempotent."""
         self.cancel.set()
+        if (running := self._running) is not None:
+            running.interrupt()
         super().close()
