@@ -87,6 +87,8 @@ def _dry_run(drills: BackupDrill, only: str | None) -> int:
             continue
         for pick in planned.picks:
             print(f"{pick.why.upper():<16} {where} {pick.candidate.path} ({format_size(pick.candidate.size)})")
+        if (oversized := planned.oversized_row(drills.config.drill.max_bytes)) is not None:
+            print(f"{'OVERSIZED':<16} {where} {oversized.path} ({format_size(oversized.size)}): {oversized.detail}")
         coverage = f", {planned.coverage:.0%} of the ring passed after it" if planned.coverage is not None else ""
         note = planned.oversized_note(drills.config.drill.max_bytes)
         print(f"{'PLAN':<16} {where}: {len(planned.picks)} files, {format_size(planned.bytes)} from {backup_id}"

@@ -112,6 +112,15 @@ class Plan:
         return (f"{self.oversized} file(s) over max_bytes ({format_size(max_bytes)}) are never drilled, the largest "
                 f"{largest.path} ({format_size(largest.size)})")
 
+    def oversized_row(self, max_bytes: int) -> DrillFile | None:
+        """The largest file over max_bytes, recorded as skipped so that auditors see what is never drilled."""
+        largest = self.largest_oversized
+        if largest is None:
+            return None
+        return DrillFile(largest.path, "largest", largest.size, largest.mtime, largest.ctime, "", "", "skipped",
+                         f"over max_bytes ({format_size(max_bytes)}): never drilled, the largest of "
+                         f"{self.oversized} such file(s)")
+
 
 def ring_position(salt: str, path: str) -> int:
     """Where a file sits on the ring: a salted hash, so each job and location walks its files in its own order."""
@@ -195,6 +204,7 @@ class Outcome:
     plan: Plan | None
     drill: Drill
     files: tuple[DrillFile, ...]
+    why: str  # the drill's verdict in words, naming a file only when one failed (the detail adds the oversized)
 
 
 class Driller:
@@ -349,14 +359,14 @@ class Driller:
 
     def _record(self, started: float, backup_id: str, planned: Plan | None, done: list[DrillFile],
                 stopped: str) -> Outcome:
-        ok, detail = verdict(done, stopped)
-        if planned is not None and (note := planned.oversized_note(self.config.max_bytes)):
-            detail = f"{detail}; {note}" if detail else note
+        ok, why = verdict(done, stopped)
+        oversized = planned.oversized_row(self.config.max_bytes) if planned is not None else None
+        detail = "; ".join(filter(None, (why, planned.oversized_note(self.config.max_bytes)))) if oversized else why
         drill = Drill(self.where, started, self.clock.time(), backup_id, ok, len(done), self.bytes_read, self.salt,
                       planned.cursor_from if planned else -1, planned.cursor_to if planned else -1,
                       planned.lap if planned else 0, planned.coverage if planned else None, detail)
-        self.history.record_drill(drill, done)
-        return Outcome(planned, drill, tuple(done))
+        self.history.record_drill(drill, [*done, oversized] if oversized is not None else done)
+        return Outcome(planned, drill, tuple(done), why)
 
 
 def verdict(done: list[DrillFile], stopped: str) -> tuple[bool | None, str]:

@@ -470,8 +470,7 @@ class BackupDrill(_BackupJob):
     def collect(self, out: Emitter, due: frozenset[str]) -> None:
         """A drill that could not run or finish fails this job, so it is retried at the next poll."""
         outcomes = self.drill(only_due=True)
-        problems = [f"{where}: {outcome.drill.detail}" for where, outcome in outcomes.items()
-                    if outcome.drill.ok is None]
+        problems = [f"{where}: {outcome.why}" for where, outcome in outcomes.items() if outcome.drill.ok is None]
         if problems:
             raise CheckNotRun("; ".join(problems))
         out.judge(self.verdict(self.clock.time()))

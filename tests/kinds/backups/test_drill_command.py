@@ -96,3 +96,21 @@ def test_the_agent_drills_in_the_window_and_exports_the_result(start_agent, writ
     assert 'vigil_up{backup="dumps",kind="backup_drill"} 1' in metrics
     assert "Restore drills" in agent.get("/")[1].decode()
     agent.peer.stop()
+
+
+def test_a_dump_over_max_bytes_is_named_as_never_drilled_and_never_read(write_config, tmp_path, capsys):
+    dumps = dumps_with_sidecars(tmp_path)
+    write(dumps / "db-huge", b"h" * (2 << 20), age=3600)  # the newest, and over the 1 MiB budget
+    config = str(write_config(CONFIG.replace("DUMPS", str(dumps))))
+    assert main(["drill", "dumps", "-c", config, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "\nOVERSIZED        primary db-huge (2.0 MiB): over max_bytes (1.0 MiB): never drilled, the largest of 1 " \
+           "such file(s)\n" in out
+    assert out.rstrip().endswith("; 1 file(s) over max_bytes (1.0 MiB) are never drilled, the largest db-huge "
+                                 "(2.0 MiB)")
+    assert main(["drill", "dumps", "-c", config]) == 0
+    db = StateDB(tmp_path / "state")
+    assert db.query("SELECT path, why, result FROM backup_drill_files WHERE result = 'skipped'") == [
+        ("db-huge", "largest", "skipped")]
+    assert db.query("SELECT files, bytes_read FROM backup_drills") == [(3, 54)]
+    db.close()

@@ -193,12 +193,14 @@ def test_a_drill_waits_for_its_window_and_stops_before_the_next_backup(dumps, jo
     assert run(drills).verdict.detail == "primary: never drilled, first due 2026-11-20 06:00 UTC"
     assert BackupHistory(job_context.db, "db").last_drill("primary") is None
 
+    dump(dumps, "db-huge.sql", b"h" * (2 << 20), "2026-11-20 02:00")  # over max_bytes: named in the evidence only
     late = BackupDrill(job(dumps, at="00:50"), job_context)  # a window ten minutes before the backup starts
     clock.set("2026-11-21 00:52")
-    with pytest.raises(Exception, match="could not finish: the backup starts at 2026-11-21 01:00 UTC"):
-        run(late)
+    with pytest.raises(Exception, match="^primary: could not finish: the backup starts at 2026-11-21 01:00 UTC$"):
+        run(late)  # the run's error is logged: it names no file
     drill, files = recorded(job_context)
-    assert (drill.ok, files) == (None, [])
+    assert (drill.ok, [(f.path, f.result) for f in files]) == (None, [("db-huge.sql", "skipped")])
+    assert drill.detail.endswith("never drilled, the largest db-huge.sql (2.0 MiB)")
 
 
 def test_the_status_goes_unverified_when_no_good_drill_came_for_two_periods(dumps, job_context, clock):

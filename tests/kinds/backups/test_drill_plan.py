@@ -70,6 +70,8 @@ def test_max_bytes_is_respected_and_the_oversized_file_is_named():
     assert (planned.oversized, planned.largest_oversized.path) == (2, "/srv/huge.img"), "and file-13 (651 kB)"
     assert planned.oversized_note(10_000) == ("2 file(s) over max_bytes (9.8 KiB) are never drilled, the largest "
                                               "/srv/huge.img (50.0 MiB)")
+    assert (planned.oversized_row(10_000).path, planned.oversized_row(10_000).detail) == (
+        "/srv/huge.img", "over max_bytes (9.8 KiB): never drilled, the largest of 2 such file(s)")
     assert [(pick.why, pick.candidate.path) for pick in planned.picks[:2]] == [
         ("newest", "/srv/file-07"), ("largest", "/srv/file-19")]
     assert len(planned.picks) == 9, "1070 + 1190 + 7 more of about 1100 bytes: the bytes ran out before the files"
