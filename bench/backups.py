@@ -11,6 +11,14 @@ repository costs one look at its fingerprint. CPU is the agent process's own plu
 its children's (the tools), from getrusage.
 
     python bench/backups.py [--jobs 50] [--kind restic|borg|files|restic-sftp|restic-s3] [--workers N]
+
+`--drill` instead prints what a restore drill costs on a local restic and borg repository:
+a sample of `--sample-mib` (1 GiB) in 64 MiB files restored through the engine, cache cold
+(wall, CPU of the agent and its tools, bytes restored: the content; metadata comes on top),
+and the cost of one tool process per file (restic dump loads the whole index each time,
+borg extract the archive's metadata): small files restored one by one, in files per second.
+
+    python bench/backups.py --drill [--sample-mib 1024] [--small-files 100]
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,10 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.clock import Clock  # noqa: E402
 from agent.collector import Context  # noqa: E402
 from agent.ratelimit import RateLimits  # noqa: E402
-from agent.scheduler import Job, Runtime, Slots, pool_sizes  # noqa: E402
+from agent.scheduler import TOOLS, Job, Runtime, Slots, pool_sizes  # noqa: E402
 from agent.statedb import StateDB  # noqa: E402
 from checks.config import BackupJobConfig  # noqa: E402
-from checks.job import backup_jobs  # noqa: E402
+from checks.drill import Digest  # noqa: E402
+from checks.job import BackupDrill, backup_jobs  # noqa: E402
 from checks.schedule import Schedule  # noqa: E402
 from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo  # noqa: E402
 from tests.lab.moto import moto  # noqa: E402
@@ -110,7 +120,7 @@ def peer(kind: str, root: Path):
 
 
 async def cycle(jobs: list[Job], workers: int, clock: Clock) -> tuple[float, list[float]]:
-    runtime = Runtime(clock, Slots({"backup": workers}))
+    runtime = Runtime(clock, Slots({TOOLS: workers}))
     start = time.perf_counter()
     results = await asyncio.gather(*(job.run(runtime) for job in jobs))
     wall = time.perf_counter() - start
@@ -124,11 +134,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--kind", choices=("restic", "borg", "files", "restic-sftp", "restic-s3"), default="restic")
-    parser.add_argument("--workers", type=int, default=pool_sizes(8)["backup"],
+    parser.add_argument("--workers", type=int, default=pool_sizes(8)[TOOLS],
                         help="the backup pool's slots (default: the agent's, one per core)")
     parser.add_argument("--cycles", type=int, default=3)
+    parser.add_argument("--drill", action="store_true", help="the cost of a restore drill instead (restic, borg)")
+    parser.add_argument("--sample-mib", type=int, default=1024, help="--drill: the sample restored, in MiB")
+    parser.add_argument("--small-files", type=int, default=100, help="--drill: small files restored one by one")
     args = parser.parse_args()
     os.environ["BENCH_PASSWORD"] = PASSWORD
+    if args.drill:
+        drill_cost(args.sample_mib, args.small_files)
+        return
 
     with tempfile.TemporaryDirectory() as tmp, peer(args.kind, Path(tmp)) as server:
         root = Path(tmp)
@@ -151,6 +167,73 @@ def main() -> None:
                   f"{args.workers} workers; per job p50 {statistics.median(durations):.3f} s, "
                   f"max {durations[-1]:.3f} s", flush=True)
         db.close()
+
+
+# Restore drills: a sample's cost, and the cost of a tool process per file
+
+LARGE = 64 << 20  # the sample's files
+
+
+def drill_cost(sample_mib: int, small_files: int) -> None:
+    """Per tool: the small files' backup and their one-by-one restores (the index already holds the sample),
+    then the sample's drill through the engine (the sample's backup the newest), with a cold cache."""
+    for kind in ("restic", "borg"):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            repo = ResticRepo(root) if kind == "restic" else BorgRepo(root)
+            large = max(1, (sample_mib << 20) // LARGE)
+            print(f"{kind}: backing up {large} x {LARGE >> 20} MiB, then {small_files} files of 4 KiB ...",
+                  flush=True)
+            for n in range(large):
+                (repo.data / "large").mkdir(exist_ok=True)
+                (repo.data / "large" / f"{n:03}").write_bytes(os.urandom(LARGE))
+            for n in range(small_files):
+                (repo.data / "small").mkdir(exist_ok=True)
+                (repo.data / "small" / f"{n:04}").write_bytes(os.urandom(4096))
+            back_up(repo, "large")
+            back_up(repo, "small")
+            location = {"kind": kind, "repository": repo.repository,
+                        "password" if kind == "restic" else "passphrase": "${env:BENCH_PASSWORD}"}
+            clock = Clock()
+            db = StateDB(root / "state")
+            context = Context(clock, RateLimits(clock), root / "state", db)
+            drills = BackupDrill(BackupJobConfig.model_validate({
+                "name": "bench", "schedule": SCHEDULE, "timezone": "UTC", "deadline": DEADLINE, "primary": location,
+                "drill": {"files": large + 2, "max_bytes": f"{large * LARGE}B"}}), context)
+            source = drills.drilled["primary"]
+            smalls = list(source.candidates(source.backups()))
+            with measured() as cost:
+                for candidate in smalls:
+                    source.restore(candidate, Digest(candidate, threading.Event()), threading.Event())
+            print(f"{kind}: {len(smalls)} small files restored one by one: {len(smalls) / cost['wall']:.1f} files/s, "
+                  f"{cost['wall'] / len(smalls) * 1000:.0f} ms and {cost['cpu'] / len(smalls) * 1000:.0f} CPU-ms "
+                  f"a file", flush=True)
+            back_up(repo, "large")  # the sample's files in the newest backup again (deduplicated)
+            with measured() as cost:
+                outcome = drills.drill(only_due=False)["primary"]
+            drill = outcome.drill
+            print(f"{kind} drill of {drill.files} files, {drill.bytes_read / 2**20:.0f} MiB restored: "
+                  f"{cost['wall']:.1f} s wall, {cost['cpu']:.1f} CPU-s (agent and tools), "
+                  f"{drill.bytes_read / 2**20 / cost['wall']:.0f} MiB/s; {drill.detail}", flush=True)
+            drills.close()
+            db.close()
+
+
+def back_up(repo: ResticRepo | BorgRepo, folder: str) -> None:
+    if isinstance(repo, ResticRepo):
+        repo.run("backup", str(repo.data / folder))
+    else:
+        repo.run("create", f"{repo.repository}::{folder}-{time.time_ns()}", str(repo.data / folder))
+
+
+@contextlib.contextmanager
+def measured():
+    """Wall seconds and CPU seconds (this process and its ended children) of the block."""
+    cost: dict[str, float] = {}
+    cpu, start = cpu_seconds(), time.perf_counter()
+    yield cost
+    cost["wall"] = time.perf_counter() - start
+    cost["cpu"] = cpu_seconds() - cpu
 
 
 if __name__ == "__main__":

@@ -166,38 +166,18 @@ def size_or_none(value: object) -> int | None:
 MAX_LINE = 1 << 20  # the longest JSON line a listing may write (a path is at most 4 KiB on Linux)
 
 
-class Counted:
-    """The drill's sink, counting: a restore that ends short of, or runs past, the listed size is damage."""
-
-    def __init__(self, sink: Sink, candidate: Candidate):
-        self.sink = sink
-        self.candidate = candidate
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > self.candidate.size:
-            raise DrillDamage(f"{self.candidate.path}: more bytes than the {self.candidate.size} listed")
-        self.sink.write(data)
-
-    def finished(self) -> None:
-        if self.size != self.candidate.size:
-            raise DrillDamage(f"{self.candidate.path}: {self.size} bytes restored, {self.candidate.size} listed")
-
-
 def restore(argv: list[str], env: dict[str, str], timeout: float, candidate: Candidate, sink: Sink,
             cancel: threading.Event, *, what: str, where: str,
             damage: Callable[[subprocess.CalledProcessError], str], busy: Callable[[str], str] = lambda _: "",
             give_up: Callable[[str], bool] | None = None) -> None:
-    """Stream the tool's output of `candidate` into `sink` (agent.children.stream).
+    """Stream the tool's output of `candidate` into `sink` (agent.children.stream; the drill's Digest counts
+    the bytes against the listing).
 
-    DrillDamage when `damage(failure)` names an integrity error (the tool's line) or the byte count differs
-    from the listing; DrillNotRun for everything else: `busy(stderr)` names a lock, else ssh, S3's refusal,
-    a timeout, a cancel, the tool's last line.
+    DrillDamage when `damage(failure)` names an integrity error (the tool's line); DrillNotRun for everything
+    else: `busy(stderr)` names a lock, else ssh, S3's refusal, a timeout, a cancel, the tool's last line.
     """
-    counted = Counted(sink, candidate)
     try:
-        children.stream(argv, env, timeout, counted, cancel=cancel, give_up=give_up)
+        children.stream(argv, env, timeout, sink, cancel=cancel, give_up=give_up)
     except _NOT_RUN as exc:
         raise DrillNotRun(not_run(exc, argv, timeout, what=what, where=where)) from None
     except subprocess.CalledProcessError as failed:
@@ -208,7 +188,6 @@ def restore(argv: list[str], env: dict[str, str], timeout: float, candidate: Can
                               f"later): {locked}") from None
         raise DrillNotRun(unreachable(failed.stderr, what=what, where=where) or f"{what} of {candidate.path} "
                           f"failed: {fatal_line(failed.stderr) or f'exit status {failed.returncode}'}") from None
-    counted.finished()
 
 
 def json_lines(argv: list[str], env: dict[str, str], timeout: float, *, what: str, where: str) -> Iterator[dict]:

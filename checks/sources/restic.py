@@ -12,6 +12,14 @@ off-site repository is matched to the primary.
 The repository is listed whole, once for every job over it, and again only when the
 names under `snapshots/` change (checks.sources.listing); each job's host, tag and path
 filters are applied here, as restic applies them.
+
+Restore drills (checks.drill) read the newest snapshot's files with `ls --json` and restore
+each with `dump`, both `--no-lock`: restic checks every blob's MAC and hash as it reads it,
+so what it says tells damage (a failed MAC or hash, a missing pack, a listed file missing)
+from a drill that could not run. restic 0.14 retries loading a missing pack for about 90 s
+(restic 0.17 gives up at once): the drill knows from the first retry's words and ends the
+dump then. Other retries (a network that fails) are bounded by the drill's cancel, which
+its timeout sets, and by DUMP_TIMEOUT.
 """
 
 from __future__ import annotations

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
-import signal
+import re
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.children import _descendants
+from checks.drill import Digest
+from checks.model import DrillDamage, DrillNotRun
 from tests.lab.harness import need, wait_until
 
 PASSWORD = "correct-horse-battery"
@@ -181,17 +185,18 @@ def restic_backup_holding_its_lock(repo: ResticRepo, packs: PacksOnDisk | PacksI
 
 
 @contextmanager
-def borg_holding_its_lock(repo: BorgRepo, repository: str | None = None) -> Iterator[None]:
-    """`borg with-lock REPO sleep 60`: the exclusive lock a running `borg create` holds; released on leaving."""
-    holder = subprocess.Popen([repo.binary, "with-lock", repository or repo.repository, "sleep", "60"], env=repo.env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+def borg_holding_its_lock(repo: BorgRepo) -> Iterator[None]:
+    """`borg with-lock REPO cat`: the exclusive lock a running `borg create` holds, until its input ends on
+    leaving; then it must finish with exit status 0 and release the lock."""
+    holder = subprocess.Popen([repo.binary, "with-lock", repo.repository, "cat"], env=repo.env, stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_until(lambda: (Path(repo.repository) / "lock.exclusive").exists(), 20, "borg's lock")
         yield
     finally:
-        for pid in [*_descendants(holder.pid)]:  # sleep, under borg
-            os.kill(pid, signal.SIGTERM)
-        holder.wait(30)
+        _, stderr = holder.communicate(b"", timeout=60)
+    assert holder.returncode == 0, stderr
+    assert not (Path(repo.repository) / "lock.exclusive").exists()
 
 
 def tools_running(*marks: str) -> list[str]:
@@ -202,7 +207,7 @@ def tools_running(*marks: str) -> list[str]:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if any(mark in text for mark in marks) and "pytest" not in text:
+        if any(mark in text for mark in marks) and int(cmdline.parent.name) != os.getpid():
             found.append(text)
     return found
 
@@ -212,3 +217,105 @@ def restic_drilled_backup(repo: ResticRepo) -> str:
     write_tree(repo.data, DRILLED)
     repo.run("backup", str(repo.data), "--host", "fileserver")
     return repo.snapshots()[-1]["id"]
+
+
+def borg_drilled_backup(repo: BorgRepo, name: str = "drilled") -> str:
+    """An archive of DRILLED with segments of at most 1 MB, so that the big file's chunk has a segment of its
+    own (the largest) apart from the archive's metadata; its name."""
+    repo.run("config", repo.repository, "max_segment_size", "1000000")
+    write_tree(repo.data, DRILLED)
+    repo.run("create", f"{repo.repository}::{name}", str(repo.data))
+    return name
+
+
+def restored(location, candidate) -> str:
+    """The SHA-256 of a candidate a location restored into the drill's Digest (which counts the bytes)."""
+    digest = Digest(candidate, threading.Event())
+    location.restore(candidate, digest, threading.Event())
+    digest.finish()
+    return digest.sha256.hexdigest()
+
+
+# What every tool's drill must do, asserted the same way for restic and borg.
+
+def drill_candidates(location, data: Path) -> dict:
+    """The location's candidates in its newest backup of DRILLED (backed up from `data`), by name below it."""
+    below = f"{data.name}/"
+    return {candidate.path.partition(below)[2]: candidate for candidate in location.candidates(location.backups())}
+
+
+def assert_drill_candidates(location, candidates: dict, data: Path) -> None:
+    """DRILLED's regular files of the newest backup, with size, mtime and ctime as they were; the backup held."""
+    newest = location.backups()[0]
+    assert sorted(candidates) == sorted(DRILLED)
+    big = candidates["big"]
+    assert big.backup_id == newest.id and big.size == len(DRILLED["big"])
+    stat = (data / "big").stat()
+    assert int(big.mtime) == int(stat.st_mtime) and int(big.ctime) == int(stat.st_ctime)
+    assert location.holds(newest.id) and not location.holds("0" * 64)
+
+
+def assert_restores_exactly(location, candidates: dict) -> None:
+    for name, content in DRILLED.items():
+        assert restored(location, candidates[name]) == hashlib.sha256(content).hexdigest(), name
+
+
+def assert_damage(location, candidate, what: str, said: str) -> None:
+    """Restoring `candidate` is damage naming the file, `what` restored it, and the tool's words (`said`)."""
+    try:
+        restored(location, candidate)
+    except DrillDamage as damage:
+        assert str(damage).startswith(f"{candidate.path}: {what}: "), damage
+        assert re.search(said, str(damage)), damage
+    else:
+        raise AssertionError(f"{candidate.path} restored without damage")
+
+
+def assert_cancel_leaves_nothing(location, candidate, what: str, marks: tuple[str, ...]) -> None:
+    """A cancel from another thread mid-restore: could not drill, "cancelled", and no tool left running."""
+    cancel = threading.Event()
+
+    class CancelledWhileWriting(Digest):
+        def write(self, data: bytes) -> None:  # the engine's close() comes from another thread, between writes
+            super().write(data)
+            threading.Thread(target=cancel.set).start()
+            cancel.wait(5)
+
+    try:
+        location.restore(candidate, CancelledWhileWriting(candidate, threading.Event()), cancel)
+    except DrillNotRun as exc:
+        assert re.fullmatch(f"{what} on .* was cancelled", str(exc)), exc
+    else:
+        raise AssertionError("the cancelled restore finished")
+    wait_until(lambda: not tools_running(*marks), 10, f"the cancelled {what} to exit")
+
+
+def drill_job(name: str, location: dict, **drill):
+    """A backup job over `location` with a drill of every file of DRILLED; its next backup half a day away,
+    so that a drill run now is never cut short for it."""
+    from checks.config import BackupJobConfig
+
+    hour = (time.gmtime().tm_hour + 12) % 24
+    return BackupJobConfig.model_validate({
+        "name": name, "schedule": f"0 {hour} * * *", "timezone": "UTC", "deadline": "4h", "primary": location,
+        "drill": {"every": "30d", "files": len(DRILLED), "max_bytes": "1GiB", **drill}})
+
+
+def assert_good_drill(drills, now: float) -> None:
+    """A drill of DRILLED through the engine: every file restored (verified by the tool), the job ok."""
+    outcome = drills.drill(only_due=False)["primary"]
+    assert {(f.result, f.reference) for f in outcome.files} == {("restored", "tool")}
+    assert outcome.drill.ok is True and outcome.drill.bytes_read == sum(map(len, DRILLED.values()))
+    assert drills.verdict(now).status == "ok"
+
+
+def assert_failed_drill(drills, now: float, candidate, what: str, said: str) -> None:
+    """A drill through the engine that finds `candidate` damaged: its row names the tool's words, the drill
+    and the job fail naming the file."""
+    outcome = drills.drill(only_due=False)["primary"]
+    (bad,) = [f for f in outcome.files if f.result != "restored"]
+    assert bad.path == candidate.path and bad.result == "damaged"
+    assert bad.detail.startswith(f"{bad.path}: {what}: ") and said in bad.detail, bad.detail
+    assert outcome.drill.ok is False and bad.path in outcome.drill.detail
+    verdict = drills.verdict(now)
+    assert verdict.status == "failed" and bad.path in verdict.detail

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from checks.job import BackupDrill
 from checks.model import Candidate, DrillDamage, DrillNotRun
 from checks.sources.restic import ResticLocation
 from tests.lab.backup_tools import (
@@ -19,26 +20,24 @@ from tests.lab.backup_tools import (
     PacksInS3,
     PacksOnDisk,
     ResticRepo,
+    assert_cancel_leaves_nothing,
+    assert_damage,
+    assert_drill_candidates,
+    assert_failed_drill,
+    assert_good_drill,
+    assert_restores_exactly,
+    drill_candidates,
+    drill_job,
     restic_backup_holding_its_lock,
     restic_drilled_backup,
+    restored,
     tools_running,
 )
+from tests.lab.blackhole import unaccepted
 from tests.lab.harness import wait_until
 from tests.lab.moto import moto
 from tests.lab.rest_server import rest_server
-from tests.lab.sshd import sshd
-
-
-class Hashed:
-    """The drill's sink as the engine has it: a SHA-256 of what arrives."""
-
-    def __init__(self):
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.sha256.update(data)
-        self.size += len(data)
+from tests.lab.sshd import make_key, sshd
 
 
 @dataclass
@@ -83,9 +82,9 @@ def over_sftp(server, tmp_path: Path) -> Backend:
                    (str(directory), str(server.key_file)))
 
 
-def location(backend: Backend, context, monkeypatch) -> ResticLocation:
+def location(backend: Backend, context, monkeypatch, repository: str | None = None) -> ResticLocation:
     monkeypatch.setenv("VIGIL_TEST_RESTIC", PASSWORD)
-    return ResticLocation(ResticLocation.Config(kind="restic", repository=backend.repo.repository,
+    return ResticLocation(ResticLocation.Config(kind="restic", repository=repository or backend.repo.repository,
                                                 password="${env:VIGIL_TEST_RESTIC}", **backend.config), context)
 
 
@@ -93,31 +92,17 @@ def drilled(backend: Backend, context, monkeypatch) -> tuple[ResticLocation, dic
     """The location and its candidates (by file name) of a fresh backup of DRILLED."""
     restic_drilled_backup(backend.repo)
     source = location(backend, context, monkeypatch)
-    below = f"/{backend.repo.data.name}/"
-    return source, {c.path.partition(below)[2]: c for c in source.candidates(source.backups())}
-
-
-def restored(source: ResticLocation, candidate: Candidate) -> str:
-    sink = Hashed()
-    source.restore(candidate, sink, threading.Event())
-    return sink.sha256.hexdigest()
+    return source, drill_candidates(source, backend.repo.data)
 
 
 def test_candidates_are_the_regular_files_of_the_newest_snapshot(backend, context, monkeypatch):
     source, candidates = drilled(backend, context, monkeypatch)
-    newest = source.backups()[0]
-    assert sorted(candidates) == ["big", "small", "sub/other"]
-    big = candidates["big"]
-    assert big.backup_id == newest.id and big.path.endswith("/big") and big.size == len(DRILLED["big"])
-    stat = (backend.repo.data / "big").stat()
-    assert int(big.mtime) == int(stat.st_mtime) and int(big.ctime) == int(stat.st_ctime)
-    assert source.holds(newest.id) and not source.holds("0" * 64)
+    assert_drill_candidates(source, candidates, backend.repo.data)
+    assert candidates["big"].path.startswith("/")
 
 
 def test_a_good_restore_streams_the_exact_bytes(backend, context, monkeypatch):
-    source, candidates = drilled(backend, context, monkeypatch)
-    for name, content in DRILLED.items():
-        assert restored(source, candidates[name]) == hashlib.sha256(content).hexdigest(), name
+    assert_restores_exactly(*drilled(backend, context, monkeypatch))
 
 
 @pytest.mark.parametrize(("damage", "said"), [
@@ -127,10 +112,7 @@ def test_a_good_restore_streams_the_exact_bytes(backend, context, monkeypatch):
 def test_a_damaged_or_deleted_pack_is_damage_naming_the_file(backend, context, monkeypatch, damage, said):
     source, candidates = drilled(backend, context, monkeypatch)
     getattr(backend.packs, damage)()
-    with pytest.raises(DrillDamage) as found:
-        restored(source, candidates["big"])
-    assert str(found.value).startswith(f"{candidates['big'].path}: restic dump: "), found.value
-    assert re.search(said, str(found.value)), found.value
+    assert_damage(source, candidates["big"], "restic dump", said)
 
 
 def test_a_running_backup_is_not_disturbed(backend, context, monkeypatch):
@@ -145,17 +127,7 @@ def test_a_running_backup_is_not_disturbed(backend, context, monkeypatch):
 
 def test_a_cancel_mid_dump_leaves_no_child_and_no_lock(backend, context, monkeypatch):
     source, candidates = drilled(backend, context, monkeypatch)
-    cancel = threading.Event()
-
-    class CancelledWhileWriting(Hashed):
-        def write(self, data: bytes) -> None:  # the engine's close() comes from another thread
-            super().write(data)
-            threading.Thread(target=cancel.set).start()
-            cancel.wait(5)
-
-    with pytest.raises(DrillNotRun, match=r"^restic dump on .* was cancelled$"):
-        source.restore(candidates["big"], CancelledWhileWriting(), cancel)
-    wait_until(lambda: not tools_running(*backend.marks), 10, "the cancelled restic to exit")
+    assert_cancel_leaves_nothing(source, candidates["big"], "restic dump", backend.marks)
     assert backend.packs.locks() == []
 
 
@@ -168,7 +140,7 @@ def local(tmp_path):
 
 
 @pytest.mark.parametrize(("listed", "said"), [(len(DRILLED["big"]) + 1, r"3000000 bytes restored, 3000001 listed$"),
-                                              (len(DRILLED["big"]) - 1, r"more bytes than the 2999999 listed$")])
+                                              (len(DRILLED["big"]) - 1, r"more bytes than listed \(2999999\)$")])
 def test_a_byte_count_other_than_listed_is_damage(local, context, monkeypatch, listed, said):
     source, candidates = drilled(local, context, monkeypatch)
     with pytest.raises(DrillDamage, match=f"^{re.escape(candidates['big'].path)}: {said}"):
@@ -198,3 +170,72 @@ def test_a_repository_ssh_cannot_reach_is_not_damage(tmp_path, context, monkeypa
         restored(source, candidates["big"])
     with pytest.raises(DrillNotRun, match=rf"^restic snapshots on {re.escape(repo.repository)}: ssh: "):
         source.holds(candidates["big"].backup_id)
+
+
+# Through the engine (checks.drill, the backup_drill job): recorded, judged, cancelled by close().
+
+def restic_job(backend: Backend):
+    return drill_job("files", {"kind": "restic", "repository": backend.repo.repository,
+                               "password": "${env:VIGIL_TEST_RESTIC}", **backend.config})
+
+
+def test_a_drill_restores_every_sampled_file(local, context, monkeypatch):
+    drilled(local, context, monkeypatch)
+    assert_good_drill(BackupDrill(restic_job(local), context), context.clock.time())
+
+
+def test_a_drill_of_a_damaged_pack_fails_naming_the_file(local, context, monkeypatch):
+    _, candidates = drilled(local, context, monkeypatch)
+    local.packs.corrupt()
+    assert_failed_drill(BackupDrill(restic_job(local), context), context.clock.time(), candidates["big"], "restic dump",
+                        "ciphertext verification failed")
+
+
+def test_a_drill_closed_mid_dump_is_recorded_cancelled_and_leaves_nothing(local, context, monkeypatch, tmp_path):
+    drilled(local, context, monkeypatch)
+    slow = tmp_path / "slow-restic"  # a dump whose reader stalls after its first bytes: restic waits mid-dump
+    slow.write_text(f'#!/bin/sh\ncase " $* " in *" dump "*) ;; *) exec {local.repo.binary} "$@";; esac\n'
+                    f'{local.repo.binary} "$@" | {{ head -c 1000; sleep 60; cat; }}\n')
+    slow.chmod(0o755)
+    drills = BackupDrill(restic_job(replace(local, config={"binary": str(slow)})), context)
+    outcomes: list = []
+    thread = threading.Thread(target=lambda: outcomes.append(drills.drill(only_due=False)), daemon=True)
+    thread.start()
+    wait_until(lambda: tools_running(" dump "), 20, "restic dump")
+    drills.close()
+    thread.join(20)
+    assert not thread.is_alive()
+    drill = outcomes[0]["primary"].drill
+    assert drill.ok is None and "cancelled" in drill.detail
+    wait_until(lambda: not tools_running(*local.marks), 10, "the cancelled restic to exit")
+    assert local.packs.locks() == []
+
+
+def test_a_dump_that_hangs_times_out_and_is_not_damage(tmp_path, context, monkeypatch):
+    """A host that accepts and never answers: the dump is stopped at its timeout, as could not drill."""
+    import checks.sources.restic as restic
+
+    monkeypatch.setattr(restic, "DUMP_TIMEOUT", 2.0)
+    (tmp_path / "known_hosts").write_text("")
+    with unaccepted() as port:
+        source = location(Backend(None, None, {"key_file": make_key(tmp_path / "id"),
+                                               "known_hosts": tmp_path / "known_hosts"}, ()), context, monkeypatch,
+                          repository=f"sftp://vigil@127.0.0.1:{port}//srv/restic")
+        with pytest.raises(DrillNotRun, match=rf"^restic dump timed out after 2s on sftp://vigil@127.0.0.1:{port}/"):
+            restored(source, Candidate("0" * 64, "/srv/file", 10))
+
+
+def test_s3_keys_the_server_refuses_are_not_damage(tmp_path, context, monkeypatch):
+    with moto(tmp_path / "moto") as server:
+        server.client().create_bucket(Bucket="drills")
+        aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        backend = Backend(ResticRepo(tmp_path, repository=f"s3:{server.endpoint_url}/drills/repo", env=aws), None,
+                          {"env": aws}, ())
+        _, candidates = drilled(backend, context, monkeypatch)
+        with server.enforcing_credentials() as (key_id, secret):
+            backend.config = {"env": {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret[::-1]}}
+            source = location(backend, context, monkeypatch)
+            with pytest.raises(DrillNotRun) as refused:
+                restored(source, candidates["big"])
+    assert str(refused.value).startswith(f"restic dump on {backend.repo.repository}: the S3 server refused the "
+                                         "credentials (")
