@@ -25,7 +25,7 @@ from agent.statedb import StateDB
 from checks.history import BackupHistory
 from checks.model import Candidate
 from checks.sources.livesource import LiveSource, SourceSkipped
-from tests.lab.backup_tools import PASSWORD, ResticRepo
+from tests.lab.backup_tools import PASSWORD, BorgRepo, ResticRepo
 from tests.lab.sshd import Sshd, sshd
 
 THEN = 1_700_000_000  # the files' mtime: far from the backup's time, as most files' are
@@ -324,33 +324,44 @@ backups:
   - name: fileserver-nightly
     schedule: "0 1 * * *"
     deadline: 4h
-    primary: {kind: restic, repository: REPOSITORY, password: "${env:VIGIL_TEST_SECRET}"}
+    primary: PRIMARY
     drill: {files: 10, max_bytes: 1MiB, compare: COMPARE}
 """
 
 
+def backed_up_with(tool: str, tmp_path: Path, files: dict[str, bytes]) -> tuple[Path, str]:
+    """A restic snapshot or a borg archive of `files` (the source), taken now: the source and the location."""
+    repo = ResticRepo(tmp_path) if tool == "restic" else BorgRepo(tmp_path)
+    for name, content in files.items():
+        file(repo.data / name, content)
+    (repo.data / "busy.log").write_bytes(b"written as the backup started\n")  # its mtime: the backup's second
+    if tool == "restic":
+        repo.run("backup", str(repo.data), "--host", "fileserver")
+        return repo.data, f'{{kind: restic, repository: {repo.repository}, password: "${{env:VIGIL_TEST_SECRET}}"}}'
+    repo.run("create", f"{repo.repository}::nightly", str(repo.data))
+    return repo.data, f'{{kind: borg, repository: {repo.repository}, passphrase: "${{env:VIGIL_TEST_SECRET}}"}}'
+
+
 @pytest.mark.parametrize("where", ["fs1", "local"])
-def test_a_source_changed_after_the_backup_is_never_a_false_failure(where, request, tmp_path, write_config,
+@pytest.mark.parametrize("tool", ["restic", "borg"])
+def test_a_source_changed_after_the_backup_is_never_a_false_failure(tool, where, request, tmp_path, write_config,
                                                                     monkeypatch, capsys):
     """Backed up: three files, and a fourth written as the backup started; then one grows, one gets new content
     with its mtime put back, one stays. The drill matches the unchanged one against the source, and restores the
-    others as verified by restic only, saying why the source could not vouch for them: never a failure."""
+    others as verified by the tool only, saying why the source could not vouch for them: never a failure."""
     monkeypatch.setenv("VIGIL_TEST_SECRET", PASSWORD)
-    repo = ResticRepo(tmp_path)
-    for name in ("same.txt", "grown.txt", "rewritten.txt"):
-        file(repo.data / name, b"as backed up\n")
-    (repo.data / "busy.log").write_bytes(b"written as the backup started\n")  # its mtime: the snapshot's second
-    repo.run("backup", str(repo.data), "--host", "fileserver")
+    data, primary = backed_up_with(tool, tmp_path, dict.fromkeys(("same.txt", "grown.txt", "rewritten.txt"),
+                                                                 b"as backed up\n"))
     next_second()
-    file(repo.data / "grown.txt", b"as backed up\nand a line more\n")
-    file(repo.data / "rewritten.txt", b"AS BACKED UP\n")
+    file(data / "grown.txt", b"as backed up\nand a line more\n")
+    file(data / "rewritten.txt", b"AS BACKED UP\n")
     targets = json_target(request.getfixturevalue("server")) if where == "fs1" else ""
-    config = write_config(E2E.replace("TARGETS", targets).replace("REPOSITORY", repo.repository)
+    config = write_config(E2E.replace("TARGETS", targets).replace("PRIMARY", primary)
                           .replace("COMPARE", f"{{target: {where}}}"))
 
     assert main(["drill", "fileserver-nightly", "-c", str(config)]) == 0
     out = capsys.readouterr().out
-    source = f"{where}:{repo.data}" if where == "fs1" else str(repo.data)
+    source = f"{where}:{data}" if where == "fs1" else str(data)
     db = StateDB(tmp_path / "state")
     history = BackupHistory(db, "fileserver-nightly")
     (drill,) = history.drills("primary")
