@@ -92,10 +92,23 @@ class AgentConfig(StrictModel):
     @model_validator(mode="after")
     def _link_targets(self) -> AgentConfig:
         """Targets that name others (ssh's `via:`) get them here; a bad name is reported by check-config."""
-        by_name = {target.name: target for target in self.targets}
-        for target in self.targets:
-            target.link(by_name)
+        self.link()
         return self
+
+    def link(self) -> list[tuple[tuple, str]]:
+        """Give every target, then every section entry, the targets it names (ssh's `via:`, a drill's
+        `compare.target`): the problems, as (field path, message), for a name that is missing or of the
+        wrong kind."""
+        by_name = {target.name: target for target in self.targets}
+        problems = [(("targets", index, *loc), message) for index, target in enumerate(self.targets)
+                    for loc, message in target.link(by_name)]
+        for section in registry.sections():
+            entries = self.entries(section)
+            if section.link and entries:
+                link = registry.load(section.link)
+                problems += [((section.key, index, *loc), message) for index, entry in enumerate(entries)
+                             for loc, message in link(entry, by_name)]
+        return problems
 
     def entries(self, section: Section) -> tuple:
         """The entries of a declared section (the backup jobs)."""
@@ -243,10 +256,7 @@ def _semantic_issues(config: AgentConfig) -> list[tuple[tuple, str]]:
     that is not there (agent.ondisk). First, the names are kept whole in every free text (agent.redact),
     this config's messages included."""
     redact.keep(name for _, _, name in _names(config))
-    problems = []
-    by_name = {target.name: target for target in config.targets}
-    for index, target in enumerate(config.targets):
-        problems += [(("targets", index, *loc), message) for loc, message in target.link(by_name)]
+    problems = config.link()
     for index, target in enumerate(config.targets):
         interval, timeout = config.schedule(target)
         if timeout >= interval:

@@ -62,3 +62,6 @@ class Section:
     tables: Tables
     reports: tuple[Report, ...] = ()
     commands: tuple[Command, ...] = ()
+    # `module:function`: (an entry, the targets by name) -> [(key path in it, problem)]: an entry that names
+    # targets (a restore drill's ssh server) gets them, as ssh's `via:` does; "" when entries name none
+    link: str = ""

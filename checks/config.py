@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -89,7 +90,7 @@ def warnings(job: BackupJobConfig) -> list[tuple[tuple, str]]:
         found.append((("deadline",), f"the deadline ({format_duration(job.deadline)}) is longer than the time "
                                      f"between two scheduled runs ({format_duration(period)}): a run would be "
                                      "judged after the next one started"))
-    return found
+    return found + _compare_warnings(job)
 
 
 def _fraction(subset: str) -> float | None:
@@ -120,3 +121,39 @@ def reference() -> list[tuple[str, type, type | None]]:
     return [("`backups:`", BackupJobConfig, None),
             ("Backup locations (`primary:`, `offsite:`), every kind", LocationConfig, None),
             *((f"Location `kind: {kind}`", location_class(kind).Config, LocationConfig) for kind in sorted(LOCATIONS))]
+
+
+def link(job: BackupJobConfig, targets: Mapping[str, object]) -> list[tuple[tuple, str]]:
+    """A drill's `compare.target` -> that ssh target (and its jump host), kept on the CompareConfig for
+    checks.sources.livesource; problems as (key path in the job, message)."""
+    compare = job.drill.compare if job.drill else None
+    if compare is None or compare.target == "local":
+        return []
+    from agent.net.ssh import SshFields  # paramiko, only for a config that compares over SSH
+
+    target = targets.get(compare.target)
+    if not isinstance(target, SshFields):
+        servers = ", ".join(sorted(name for name, each in targets.items() if isinstance(each, SshFields)))
+        what = (f"`{compare.target}` is a {target.kind} target, not an ssh one" if target is not None
+                else f"no target is named `{compare.target}`")
+        return [(("drill", "compare", "target"), f"{what}: the live source is read over SSH from an ssh target "
+                                                 f"({servers or 'none configured'}), or `local` on this host")]
+    via = getattr(target, "via", None)
+    compare._linked = (target, targets.get(via) if via else None)
+    return []
+
+
+def _compare_warnings(job: BackupJobConfig) -> list[tuple[tuple, str]]:
+    """A live source that can vouch for no file: every one would be skipped."""
+    compare = job.drill.compare if job.drill else None
+    if compare is None:
+        return []
+    server = compare.linked[0]
+    if getattr(server, "os", "") == "windows":
+        return [(("drill", "compare", "target"), f"`{server.name}` runs Windows, whose ctime is the creation time: "
+                                                 "every file would be skipped; compare with a Linux server")]
+    drilled = {getattr(job, where).kind for where in ("primary", "offsite") if job.drill.drilled(where)}
+    if not drilled & {"restic", "borg"}:
+        return [(("drill", "compare"), f"only restic and borg record the ctime the live source is compared by: "
+                                       f"every file of {' and '.join(sorted(drilled))} locations would be skipped")]
+    return []

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal, Protocol
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from agent.schema import Dispatched, Duration, Name, Size, StrictModel
 from checks.schedule import At, Cron
@@ -95,6 +95,13 @@ class CompareConfig(StrictModel):
                                        "absolute paths)")
     hash: Literal["remote", "stream"] = Field("remote", description="`remote`: `sha256sum` runs on the host; "
                                                                     "`stream`: vigil reads the file over SFTP")
+    # the ssh target `target` names and the one it jumps through (its `via:`), given by checks.config.link
+    _linked: tuple = PrivateAttr((None, None))
+
+    @property
+    def linked(self) -> tuple:
+        """(the ssh target's config, its jump host's config or None); (None, None) for `local`."""
+        return self._linked
 
 
 class DrillConfig(StrictModel):

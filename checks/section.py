@@ -42,4 +42,5 @@ BACKUPS = Section(
               Command("drill", "run a backup job's restore drill now: restore a sample of files into a hash, compare, "
                       "and record the evidence", "vigil drill fileserver-nightly --dry-run", _drill_arguments,
                       run="checks.commands:drill")),
+    link="checks.config:link",
 )

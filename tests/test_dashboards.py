@@ -5,7 +5,7 @@ names) run everywhere. The main test runs every panel's every query, with its te
 variables filled the way Grafana fills them, against a real Prometheus scraping a real
 agent (a host target, a Linux and a Windows server over SSH, a Meraki target on the Dashboard
 API fake, an SNMP and a NUT UPS, an m365 tenant on the Graph contract fake, a vCenter simulated
-by vcsim, a restic job with an off-site copy and verification, a borg job, probes of the lab's nginx
+by vcsim, a restic job with an off-site copy, verification and restore drills, a borg job, probes of the lab's nginx
 (http, tcp), dnsmasq, loopback (ping) and the PostgreSQL and MariaDB replicas), and requires that each one
 succeeds and returns data.
 """
@@ -267,6 +267,7 @@ backups:
     primary: {{kind: restic, repository: {primary.repository}, password: "{secret}"}}
     offsite: {{kind: restic, repository: {offsite.repository}, password: "{secret}"}}
     verify: {{every: 1d, schedule: "* * * * *"}}
+    drill: {{every: 1d, schedule: "* * * * *", files: 2}}
   - name: mail-nightly
     schedule: "30 2 * * *"
     timezone: UTC

@@ -106,6 +106,8 @@ def test_alertmanager_config_passes_amtool():
     ({"alertname": "BackupOffsiteStale", "area": "backup", "severity": "warning"}, "daytime"),
     ({"alertname": "BackupUnverified", "area": "backup", "severity": "warning"}, "daytime"),
     ({"alertname": "BackupStateUnknown", "area": "backup", "severity": "critical"}, "oncall"),
+    ({"alertname": "BackupDrillFailed", "area": "backup", "severity": "critical"}, "oncall"),
+    ({"alertname": "BackupDrillOverdue", "area": "backup", "severity": "warning"}, "daytime"),
     ({"alertname": "UpsOnBattery", "area": "ups", "severity": "critical"}, "oncall"),
     ({"alertname": "HostDiskAlmostFull", "area": "host", "severity": "critical"}, "oncall"),
     ({"alertname": "HostMemoryLow", "area": "host", "severity": "warning"}, "daytime"),

@@ -99,12 +99,13 @@ def _parent(pid: int) -> int | None:
 
 @contextmanager
 def sshd(directory: Path, path: str | None = None, private_run: tuple[str, ...] = (),
-         options: str = "") -> Iterator[Sshd]:
+         options: str = "", without: tuple[str, ...] = ()) -> Iterator[Sshd]:
     """sshd on a free port. `path` becomes the sessions' PATH (fake tools first); `private_run`
     runs sshd in a mount namespace of its own with an empty /run holding these files and
     directories (a name ending in / is a directory), so a "server" can have systemd's
     runtime directory or a pending reboot without touching this machine's /run. `options`
-    are more sshd_config lines (`UnusedConnectionTimeout 2s`)."""
+    are more sshd_config lines (`UnusedConnectionTimeout 2s`). `without` are capabilities that sshd and
+    every session lack (`dac_override`, `dac_read_search`: root reads only what a file's mode lets it)."""
     binary = need(SSHD, "apt-get install openssh-server")
     directory.mkdir(parents=True, exist_ok=True)
     host_key = make_key(directory / "host_ed25519")
@@ -137,6 +138,9 @@ SetEnv {SESSION_MARK}={port}""" + (f" PATH={path}" if path else "") + "\n" + opt
                            f"touch {shlex.quote('/run/' + name)}" for name in ("sshd/", *private_run))
         argv = [unshare, "--mount", "--propagation", "private", "sh", "-c",
                 f"mount -t tmpfs vigil-lab-run /run && {made} && exec {shlex.join(argv)}"]
+    if without:
+        dropped = ",".join(f"-{capability}" for capability in without)
+        argv = [need("setpriv", "apt-get install util-linux"), "--bounding-set", dropped, "--", *argv]
     with running(argv, directory / "sshd.log", lambda: _banner(port).startswith(b"SSH-2.0-"), "sshd") as peer:
         yield Sshd("127.0.0.1", port, getpass.getuser(), user_key, known_hosts, fingerprint(host_key), host_key,
                    tuple(argv), peer)

@@ -12,7 +12,7 @@ import pytest
 
 from agent.cli import main
 from agent.statedb import FILENAME, StateDB
-from checks.history import BackupHistory
+from checks.history import BackupHistory, Drill, DrillFile
 from checks.model import BackupSnapshot, VerifyOutcome
 from checks.schedule import Schedule
 
@@ -51,8 +51,8 @@ def ten_nights(write_config, tmp_path, monkeypatch):
     return config, windows
 
 
-def report(config, capsys, fmt: str) -> str:
-    assert main(["report", "backups", "-c", str(config), "--days", "10", "--format", fmt]) == 0
+def report(config, capsys, fmt: str, days: int = 10) -> str:
+    assert main(["report", "backups", "-c", str(config), "--days", str(days), "--format", fmt]) == 0
     return capsys.readouterr().out
 
 
@@ -103,3 +103,129 @@ def test_an_older_database_gains_the_detail_column(tmp_path):
     assert db.query("SELECT job, status, detail FROM backup_windows ORDER BY job") == [
         ("new", "missed", "no backup"), ("old", "ok", "")]
     db.close()
+
+
+# -- restore evidence ---------------------------------------------------------------------------------------
+
+DRILLED = CONFIG.replace('{kind: restic, repository: /srv/restic, password: "${env:VIGIL_TEST_SECRET}"}', """\
+{kind: files, path: /srv/backups}
+    offsite: {kind: files, path: /srv/offsite}
+    drill: {every: 7d, files: 3, locations: both}""") + """\
+  - name: mail-nightly
+    schedule: "30 2 * * *"
+    deadline: 2h
+    primary: {kind: files, path: /srv/mail}
+"""
+SNAPSHOT = "4f2a9c0e" + "1" * 56
+
+
+@pytest.fixture
+def drilled(write_config, tmp_path):
+    """In the last 30 days, three drills of fileserver-nightly's primary (failed, could not drill, passed) and
+    one of its off-site copy; one drill before; mail-nightly has no drill: block."""
+    config = write_config(DRILLED)
+    now = time.time()
+    db = StateDB(tmp_path / "state")
+    history = BackupHistory(db, "fileserver-nightly")
+
+    def drill(where: str, age: float, ok: bool | None, files: list[DrillFile], detail: str = "",
+              coverage: float | None = None) -> None:
+        started = now - age * DAY
+        history.record_drill(Drill(where, started, started + 60, SNAPSHOT, ok, len(files),
+                                   sum(f.size for f in files), f"fileserver-nightly/{where}", 0, 7, 0, coverage,
+                                   detail), files)
+
+    def file(path: str, result: str, reference: str, detail: str = "", why: str = "rotation") -> DrillFile:
+        return DrillFile(path, why, 2048, 1.7e9, 1.7e9, "ab" * 32, reference, result, detail)
+
+    drill("primary", 40, True, [file("/srv/old.txt", "match", "source")])  # before the period
+    drill("primary", 20, False, [file("/srv/a.txt", "mismatch", "source", "sha256 ab… ≠ source cd…"),
+                                 file("/srv/b.txt", "restored", "tool")], "/srv/a.txt: sha256 ab… ≠ source cd…",
+          coverage=0.1)
+    drill("primary", 10, None, [], "could not drill: restic: repository is already locked")
+    drill("primary", 2, True, [file("/srv/new.db", "match", "source", why="newest"),
+                               file("/srv/big.iso", "restored", "tool", why="largest"),
+                               file("/srv/c.txt", "skipped", "", "source skipped: the source fs1:/srv/c.txt changed "
+                                                                "since the backup (its size was 2048, is 4096)"),
+                               file("/srv/we\nird|name.txt", "restored", "tool")], coverage=0.25)
+    drill("offsite", 3, True, [file("db-2026-12-01.sql.gz", "match", "sidecar")], coverage=1.0)
+    db.close()
+    return config
+
+
+def test_restore_evidence_per_job_and_location_in_text(drilled, capsys):
+    text = report(drilled, capsys, "text", days=30)
+    section = text[text.index("Restore evidence:"):text.index("Legend:")]
+    lines = section.splitlines()
+    header = lines[1].split()
+    assert header[:4] == ["backup", "job", "location", "drills"]
+    primary = next(line for line in lines if "fileserver-nightly  primary" in line)
+    assert primary.split()[2:6] == ["3", "1", "1", "1"], "drills in the period: passed, failed, could not drill"
+    assert "4f2a9c0e " in primary and SNAPSHOT not in primary and "8.0 KiB" in primary
+    assert "tool 2, source 1" in primary and primary.endswith("25%")
+    offsite = next(line for line in lines if "fileserver-nightly  offsite" in line)
+    assert "sidecar 1" in offsite and offsite.endswith("100%")
+    assert "mail-nightly" not in section, "a job without drill: has no restore evidence"
+    assert "/srv/a.txt  mismatch: sha256 ab… ≠ source cd…" in section
+    assert "/srv/c.txt  skipped: source skipped: the source fs1:/srv/c.txt changed since the backup" in section
+    assert "could not drill: could not drill: restic: repository is already locked" in section
+    assert "/srv/old.txt" not in section, "a drill before the period is not in it"
+    assert "/srv/b.txt" not in section and "/srv/big.iso" not in section, "passed files are counted, not listed"
+    assert "Legend:" in text and "  restored: restored whole by restic or borg" in text
+    assert "  references: what a restored file was compared with" in text
+
+
+def test_a_hostile_file_name_stays_on_its_line(drilled, capsys):
+    """A drilled file that did not pass, named with a newline, is shown escaped, one line per file."""
+    history_db = StateDB(drilled.parent / "state")
+    now = time.time()
+    BackupHistory(history_db, "fileserver-nightly").record_drill(
+        Drill("primary", now - DAY, now - DAY + 5, SNAPSHOT, None, 1, 1, "", 0, 1, 0, None, "cancelled"),
+        [DrillFile("/srv/we\nird|name.txt", "rotation", 1, None, None, "", "", "unreadable",
+                   "cannot read /srv/we\nird|name.txt")])
+    history_db.close()
+    text = report(drilled, capsys, "text", days=30)
+    assert "  /srv/we\\nird|name.txt  unreadable: cannot read /srv/we\\nird|name.txt\n" in text
+    markdown = report(drilled, capsys, "markdown", days=30)
+    assert "`/srv/we\\nird|name.txt` **unreadable** — cannot read /srv/we\\nird|name.txt\n" in markdown
+
+
+def test_restore_evidence_in_markdown_csv_and_html(drilled, capsys):
+    markdown = report(drilled, capsys, "markdown", days=30)
+    assert "### Restore evidence" in markdown and "| fileserver-nightly | primary | 3 | 1 | 1 | 1 |" in markdown
+    assert "primary: `/srv/a.txt` **mismatch** — sha256 ab… ≠ source cd…" in markdown
+    assert "primary: **could not drill** — could not drill: restic: repository is already locked" in markdown
+    rows = list(csv.reader(io.StringIO(report(drilled, capsys, "csv", days=30))))
+    blank = [index for index, row in enumerate(rows) if not row]
+    assert len(blank) == 2
+    evidence = [dict(zip(rows[blank[0] + 1], row, strict=True)) for row in rows[blank[0] + 2:blank[1]]]
+    assert [(row["backup job"], row["location"], row["drills"], row["coverage"]) for row in evidence] == [
+        ("fileserver-nightly", "primary", "3", "25%"), ("fileserver-nightly", "offsite", "1", "100%")]
+    problems = [dict(zip(rows[blank[1] + 1], row, strict=True)) for row in rows[blank[1] + 2:]]
+    assert {(row["file"], row["result"]) for row in problems} == {
+        ("/srv/a.txt", "mismatch"), ("/srv/c.txt", "skipped"), ("", "could not drill")}
+    page = report(drilled, capsys, "html", days=30)
+    assert "<h2>Restore evidence</h2>" in page and "<h3>Failed and skipped files</h3>" in page
+    assert "<td>/srv/a.txt</td><td>mismatch</td><td>sha256 ab… ≠ source cd…</td>" in page
+
+
+def test_json_carries_every_drilled_file_for_auditors(drilled, capsys):
+    jobs = {job["job"]: job for job in json.loads(report(drilled, capsys, "json", days=30))["jobs"]}
+    assert jobs["mail-nightly"]["restore_evidence"] == []
+    primary, offsite = jobs["fileserver-nightly"]["restore_evidence"]
+    assert (primary["location"], primary["passed"], primary["failed"], primary["could_not_drill"]) == \
+        ("primary", 1, 1, 1)
+    newest = primary["drills"][0]
+    assert newest["backup_id"] == SNAPSHOT and newest["ok"] is True and newest["coverage"] == 0.25
+    assert [(row["path"], row["why"], row["reference"], row["result"]) for row in newest["file_results"]] == [
+        ("/srv/new.db", "newest", "source", "match"), ("/srv/big.iso", "largest", "tool", "restored"),
+        ("/srv/c.txt", "rotation", "", "skipped"), ("/srv/we\nird|name.txt", "rotation", "tool", "restored")]
+    assert newest["file_results"][0]["sha256"] == "ab" * 32 and newest["file_results"][0]["size"] == 2048
+    assert offsite["coverage_ratio"] == 1.0 and offsite["drills"][0]["file_results"][0]["reference"] == "sidecar"
+
+
+def test_a_drilled_location_without_drills_in_the_period_says_so(write_config, capsys):
+    text = report(write_config(DRILLED), capsys, "text", days=30)
+    section = text[text.index("Restore evidence:"):text.index("Legend:")]
+    assert "fileserver-nightly  primary   0       0       0       0                none in the period" in section
+    assert "Failed and skipped files:\n  none" in section
