@@ -50,7 +50,8 @@ def test_the_status_page_as_a_browser_shows_it(tmp_path, start_agent, write_conf
     os.utime(dump, (yesterday, yesterday))
     # the nightly window opened 10 minutes before that dump, whatever the time of day now
     opened = datetime.fromtimestamp(yesterday - 600, ZoneInfo("Europe/Brussels"))
-    config = write_config(CONFIG.replace("DUMPS", str(dumps)).replace("MISSING", str(tmp_path / ("gone-" + "0123456789abcdef" * 6)))
+    missing = tmp_path / ("gone-" + "0123456789abcdef" * 6)
+    config = write_config(CONFIG.replace("DUMPS", str(dumps)).replace("MISSING", str(missing))
                           .replace("WINDOW", f"{opened.minute} {opened.hour} * * *"))
     agent = start_agent(config, test_kinds=True)
     wait_until(lambda: all(job["last_run"] for job in json.loads(agent.get("/status.json")[1])["jobs"]),
