@@ -114,3 +114,22 @@ def test_a_dump_over_max_bytes_is_named_as_never_drilled_and_never_read(write_co
         ("db-huge", "largest", "skipped")]
     assert db.query("SELECT files, bytes_read FROM backup_drills") == [(3, 54)]
     db.close()
+
+
+def test_check_config_refuses_a_drill_of_veeam_and_says_whose_drills_those_are(write_config, tmp_path, capsys,
+                                                                              monkeypatch):
+    """VBR's REST API exposes no SureBackup session: vigil cannot vouch for a Veeam restore, and says so."""
+    monkeypatch.setenv("VBR_PW", "not-used")
+    config = write_config(f"""
+state_dir: {tmp_path / "state"}
+backups:
+  - name: vms
+    schedule: "0 22 * * *"
+    deadline: 6h
+    primary: {{kind: veeam, url: "https://vbr.example.org:9419", user: u, password: "${{env:VBR_PW}}", job: vms}}
+    drill: {{files: 5}}
+""")
+    assert main(["check-config", "-c", str(config)]) == 2
+    said = capsys.readouterr().err
+    assert "drill: is not available for veeam locations (primary): Veeam's restore tests are SureBackup's" in said
+    assert "vigil.yaml:4: backups[0]" in said, said
