@@ -61,7 +61,22 @@ class LocationConfig(Dispatched):
     timeout: Duration = Field(120.0, description="how long each operation (a tool's command, a listing) may take")
 
 
-class VerifyConfig(StrictModel):
+class SlowWork(StrictModel):
+    """What integrity checks and restore drills share: a window set by `at` or `schedule` (their own fields)."""
+
+    @model_validator(mode="after")
+    def _one_window(self) -> SlowWork:
+        if self.at is not None and self.schedule is not None:
+            raise ValueError("set `at` or `schedule`, not both")
+        return self
+
+    @property
+    def window(self) -> str | None:
+        """The cron expression of the windows' openings (None: after each backup's deadline)."""
+        return self.schedule or self.at
+
+
+class VerifyConfig(SlowWork):
     """Integrity checks, on their own slow schedule (they read data, polls do not)."""
 
     every: Duration = Field(7 * 86400.0, description="how often the integrity check runs")
@@ -73,18 +88,6 @@ class VerifyConfig(StrictModel):
     read_data_subset: str | None = Field(None, description="restic: also read this part of the data "
                                                            "(`5%`, `1/20`, `2GiB`); default: metadata only")
     verify_data: bool = Field(False, description="borg: `check --verify-data` (reads every chunk)")
-
-    @model_validator(mode="after")
-    def _one_window(self) -> VerifyConfig:
-        if self.at is not None and self.schedule is not None:
-            raise ValueError("set `at` or `schedule`, not both")
-        return self
-
-    @property
-    def window(self) -> str | None:
-        """The cron expression of the check windows' openings (None: after each backup's deadline)."""
-        return self.schedule or self.at
-
 
 class CompareConfig(StrictModel):
     """Where a drill finds the live source of a backed-up file, to compare what it restored with it."""
@@ -104,7 +107,7 @@ class CompareConfig(StrictModel):
         return self._linked
 
 
-class DrillConfig(StrictModel):
+class DrillConfig(SlowWork):
     """Restore drills: now and then, a rotating sample of a backup is restored into a hash and compared."""
 
     every: Duration = Field(30 * 86400.0, description="how often a drill runs")
@@ -119,17 +122,6 @@ class DrillConfig(StrictModel):
     timeout: Duration = Field(2 * 3600.0, description="how long one drill of one location may take")
     compare: CompareConfig | None = Field(None, description="also compare restored files with the live source "
                                                             "when its size, mtime and ctime are unchanged")
-
-    @model_validator(mode="after")
-    def _one_window(self) -> DrillConfig:
-        if self.at is not None and self.schedule is not None:
-            raise ValueError("set `at` or `schedule`, not both")
-        return self
-
-    @property
-    def window(self) -> str | None:
-        """The cron expression of the drill windows' openings (None: after each backup's deadline)."""
-        return self.schedule or self.at
 
     def drilled(self, where: str) -> bool:
         return self.locations in (where, "both")
