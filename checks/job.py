@@ -201,7 +201,7 @@ class BackupEvaluation(_BackupJob):
                 findings.append(step.finding)
                 lag = step.lag
         findings.append(self._verify_finding(now))
-        findings.append(self._drill_finding(now))
+        findings.append(self._drills(out, now))
         verdict = worst(findings)
         self._log_change(verdict)
         if window is not None:
@@ -214,7 +214,6 @@ class BackupEvaluation(_BackupJob):
         for where, backups in seen.items():
             self._location_samples(out, where, backups)
         verified_at = self._verify_samples(out)
-        self._drill_samples(out, now)
         newest = primary[0] if primary else None
         times = {"newest backup": newest.completed_at if newest else None, "next deadline": next_deadline,
                  "last integrity check": verified_at}
@@ -292,24 +291,19 @@ class BackupEvaluation(_BackupJob):
         out.gauge(VERIFY_TIME, min(r.at for r in results))
         return min(r.at for r in results)
 
-    def _drill_finding(self, now: float) -> Finding | None:
+    def _drills(self, out: Emitter, now: float) -> Finding | None:
+        """vigil_backup_drill_* and the drills' finding, from each drilled location's last conclusive drill (read
+        once per evaluation)."""
         findings = []
+        watched_since = self.history.first_seen() if self.drilled else None
         for where in self.drilled:
-            last = self.history.last_drill(where, conclusive=True)
+            last, last_ok_at = self.history.last_drill(where, conclusive=True), self.history.last_drilled_ok(where)
+            out.gauge(DRILL_OVERDUE, int(overdue(now, self.config.drill.every, last_ok_at, watched_since) is not None),
+                      location=where)
             finding = drill_finding(now, self.config.drill.every, last.ok if last else None,
-                                    last.detail if last else "", self.history.last_drilled_ok(where),
-                                    self.history.first_seen())
+                                    last.detail if last else "", last_ok_at, watched_since)
             if finding is not None:
                 findings.append(Finding(finding.status, f"{where}: {finding.detail}"))
-        return worst(findings) if findings else None
-
-    def _drill_samples(self, out: Emitter, now: float) -> None:
-        """vigil_backup_drill_*: each drilled location's last conclusive drill, and whether one is overdue."""
-        for where in self.drilled:
-            late = overdue(now, self.config.drill.every, self.history.last_drilled_ok(where),
-                           self.history.first_seen())
-            out.gauge(DRILL_OVERDUE, int(late is not None), location=where)
-            last = self.history.last_drill(where, conclusive=True)
             if last is None:
                 continue
             out.gauge(DRILL_OK, int(last.ok), location=where)
@@ -320,6 +314,7 @@ class BackupEvaluation(_BackupJob):
             results = [f.result for f in self.history.drill_files(where, last.started_at)]
             for result in RESULTS:
                 out.gauge(DRILL_FILES, results.count(result), location=where, result=result)
+        return worst(findings) if findings else None
 
 
 class CheckNotRun(Exception):
